@@ -1,0 +1,218 @@
+"""The one place headrace reads its settings from: environment variables, validated.
+
+DAG files, operators and builders call :func:`get_settings` and never read ``os.environ``
+themselves, so both targets are configured the same way (``.env.example`` lists every variable).
+Nothing here creates clients or touches storage: reading settings is cheap and safe at parse time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+TARGETS = ("local", "aws")
+# Where Spark jobs run on the aws target; the local target always uses local Spark.
+SPARK_ENGINES = ("glue", "emr_serverless", "emr_ec2")
+LAKE_ZONES = (
+    "landing",
+    "curated",
+    "quarantine",
+    "features",
+    "models",
+    "predictions",
+    "monitoring",
+    "reports",
+)
+
+# The repository root: the default local lake lives under it, in a git-ignored folder.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LOCAL_LAKE = REPO_ROOT / ".local" / "lake"
+
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/+=,.@-]+$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
+_EMR_SERVERLESS_APP = re.compile(r"^[0-9a-z]{16}$")
+_EMR_CLUSTER = re.compile(r"^j-[0-9A-Z]{8,15}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names every offending variable."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """What the aws target needs to build secure job requests (VPC, KMS, roles)."""
+
+    region: str
+    bucket: str
+    sagemaker_role_arn: str
+    glue_role_arn: str
+    emr_serverless_role_arn: str
+    kms_key_arn: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    # The salt for hashing PII columns, kept in Secrets Manager (never in job arguments).
+    pii_salt_secret_arn: str
+    spark_engine: str = "glue"
+    emr_serverless_application_id: str = ""
+    emr_cluster_id: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. ``aws`` is set exactly when ``target == "aws"``."""
+
+    target: str
+    lake_root: str
+    aws: AwsSettings | None = field(default=None)
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == "local"
+
+    def zone_uri(self, zone: str) -> str:
+        """URI of one lake zone, e.g. ``file:///…/lake/curated`` or ``s3://bucket/prefix/curated``."""
+        if zone not in LAKE_ZONES:
+            raise ConfigError(f"unknown lake zone {zone!r}; zones are {', '.join(LAKE_ZONES)}")
+        return f"{self.lake_root.rstrip('/')}/{zone}"
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings from ``environ`` (default: the process environment).
+
+    Every problem is collected first and reported in one :class:`ConfigError`, so a person
+    fixing ``.env`` sees all the bad variables at once.
+    """
+    env = os.environ if environ is None else environ
+    errors: list[str] = []
+
+    target = env.get("PIPELINE_TARGET", "local").strip().lower() or "local"
+    if target not in TARGETS:
+        errors.append(f"PIPELINE_TARGET={target!r} is not one of {', '.join(TARGETS)}")
+
+    if target == "aws":
+        aws, aws_errors = _load_aws(env)
+        errors.extend(aws_errors)
+        default_lake = f"s3://{aws.bucket}/lake" if aws and aws.bucket else ""
+    else:
+        aws = None
+        default_lake = DEFAULT_LOCAL_LAKE.as_uri()
+
+    lake_root = env.get("HEADRACE_LAKE_ROOT", "").strip() or default_lake
+    errors.extend(_lake_root_errors(lake_root, target, aws))
+
+    if errors:
+        raise ConfigError("invalid headrace settings:\n  - " + "\n  - ".join(errors))
+    return Settings(target=target, lake_root=lake_root.rstrip("/"), aws=aws)
+
+
+def _load_aws(env: Mapping[str, str]) -> tuple[AwsSettings | None, list[str]]:
+    errors: list[str] = []
+
+    def required(name: str, pattern: re.Pattern[str], what: str) -> str:
+        value = env.get(name, "").strip()
+        if not value:
+            errors.append(f"{name} is required when PIPELINE_TARGET=aws ({what})")
+        elif not pattern.match(value):
+            errors.append(f"{name}={value!r} is not a valid {what}")
+        return value
+
+    def required_list(name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        values = _split_list(env.get(name, ""))
+        if not values:
+            errors.append(f"{name} is required when PIPELINE_TARGET=aws (comma-separated {what}s)")
+        errors.extend(
+            f"{name}: {value!r} is not a valid {what}"
+            for value in values
+            if not pattern.match(value)
+        )
+        return values
+
+    spark_engine = env.get("HEADRACE_SPARK_ENGINE", "glue").strip().lower() or "glue"
+    if spark_engine not in SPARK_ENGINES:
+        errors.append(
+            f"HEADRACE_SPARK_ENGINE={spark_engine!r} is not one of {', '.join(SPARK_ENGINES)}"
+        )
+
+    region = env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip()
+    if not region:
+        errors.append("AWS_REGION is required when PIPELINE_TARGET=aws (e.g. eu-west-1)")
+    elif not _REGION.match(region):
+        errors.append(f"AWS_REGION={region!r} is not a valid AWS region name")
+
+    aws = AwsSettings(
+        region=region,
+        bucket=required("HEADRACE_BUCKET", _BUCKET, "S3 bucket name"),
+        sagemaker_role_arn=required("HEADRACE_SAGEMAKER_ROLE_ARN", _ROLE_ARN, "IAM role ARN"),
+        glue_role_arn=required("HEADRACE_GLUE_ROLE_ARN", _ROLE_ARN, "IAM role ARN"),
+        emr_serverless_role_arn=required(
+            "HEADRACE_EMR_SERVERLESS_ROLE_ARN", _ROLE_ARN, "IAM role ARN"
+        ),
+        kms_key_arn=required("HEADRACE_KMS_KEY_ARN", _KMS_KEY_ARN, "KMS key or alias ARN"),
+        subnet_ids=required_list("HEADRACE_SUBNET_IDS", _SUBNET, "subnet id"),
+        security_group_ids=required_list(
+            "HEADRACE_SECURITY_GROUP_IDS", _SECURITY_GROUP, "security group id"
+        ),
+        pii_salt_secret_arn=required(
+            "HEADRACE_PII_SALT_SECRET_ARN", _SECRET_ARN, "Secrets Manager secret ARN"
+        ),
+        spark_engine=spark_engine,
+        emr_serverless_application_id=(
+            required(
+                "HEADRACE_EMR_SERVERLESS_APPLICATION_ID",
+                _EMR_SERVERLESS_APP,
+                "EMR Serverless application id",
+            )
+            if spark_engine == "emr_serverless"
+            else env.get("HEADRACE_EMR_SERVERLESS_APPLICATION_ID", "").strip()
+        ),
+        emr_cluster_id=(
+            required("HEADRACE_EMR_CLUSTER_ID", _EMR_CLUSTER, "EMR cluster id (j-…)")
+            if spark_engine == "emr_ec2"
+            else env.get("HEADRACE_EMR_CLUSTER_ID", "").strip()
+        ),
+    )
+    return aws, errors
+
+
+def _lake_root_errors(lake_root: str, target: str, aws: AwsSettings | None) -> list[str]:
+    if not lake_root:
+        return ["HEADRACE_LAKE_ROOT is empty and no default can be derived"]
+    parsed = urlparse(lake_root)
+    if target == "local":
+        if parsed.scheme != "file" or not parsed.path.startswith("/"):
+            return [
+                f"HEADRACE_LAKE_ROOT={lake_root!r} must be an absolute file:// URI "
+                "when PIPELINE_TARGET=local"
+            ]
+        return []
+    if target == "aws":
+        if parsed.scheme != "s3" or not parsed.netloc:
+            return [
+                f"HEADRACE_LAKE_ROOT={lake_root!r} must be an s3:// URI when PIPELINE_TARGET=aws"
+            ]
+        if aws and aws.bucket and parsed.netloc != aws.bucket:
+            return [
+                f"HEADRACE_LAKE_ROOT={lake_root!r} is not inside HEADRACE_BUCKET={aws.bucket!r}: "
+                "every job reads and writes only the lake bucket"
+            ]
+    return []
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings of this process, read once (tests call ``get_settings.cache_clear()``)."""
+    return load_settings()

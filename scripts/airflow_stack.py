@@ -1,0 +1,298 @@
+"""Start and stop the local Airflow 3 stack: api-server, scheduler, dag-processor, triggerer.
+
+Usage: ``python scripts/airflow_stack.py up|down|status`` (``make up`` / ``make down``).
+
+Every component binds 127.0.0.1 (never ``airflow standalone``: its log servers listen on all
+interfaces). Each component is started in its own process group and its PID is written under
+the local home, so ``down`` stops exactly what ``up`` started, children included, and nothing
+else. State lives in a git-ignored folder: ``.local/airflow`` unless ``HEADRACE_AIRFLOW_HOME``
+says otherwise (tests use their own home and port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = {
+    "api-server": ["api-server", "--host", "127.0.0.1"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+ADMIN_USER = "admin"
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("HEADRACE_AIRFLOW_HOME", REPO_ROOT / ".local" / "airflow")).resolve()
+
+
+def api_port() -> int:
+    return int(os.environ.get("HEADRACE_API_PORT", "8080"))
+
+
+def api_url() -> str:
+    return f"http://127.0.0.1:{api_port()}"
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of ``.env`` (comments and blanks skipped); the real environment wins."""
+    if not path.exists():
+        return {}
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _stack_secrets(home: Path) -> dict[str, str]:
+    """One JWT secret and one API secret key shared by all components, made once per home."""
+    path = home / "stack-secrets.json"
+    if not path.exists():
+        path.write_text(
+            json.dumps({"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)})
+        )
+        path.chmod(0o600)
+    return json.loads(path.read_text())
+
+
+def admin_password(home: Path | None = None) -> str:
+    """The admin password, generated once into the simple auth manager's passwords file."""
+    path = (home or airflow_home()) / "passwords.json"
+    if not path.exists():
+        path.write_text(json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n")
+        path.chmod(0o600)
+    return json.loads(path.read_text())[ADMIN_USER]
+
+
+def airflow_env() -> dict[str, str]:
+    """The environment every component (and every task it runs) gets."""
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    stack_secrets = _stack_secrets(home)
+    admin_password(home)
+    env = {**_read_dotenv(REPO_ROOT / ".env"), **os.environ}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            # One sys.path story: the repo root (include/, spark_jobs/, training/) is importable
+            # here as the dags folder root is on MWAA; Airflow adds plugins/ itself.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # Sized for 2 cores: two task processes at a time, one parsing process.
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port()),
+            "AIRFLOW__API__BASE_URL": api_url(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url()}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": stack_secrets["secret_key"],
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(home / "logs" / "dag_processor"),
+            "NO_PROXY": "127.0.0.1,localhost",
+            # Local Spark binds loopback only (DESIGN.md).
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
+    )
+    return env
+
+
+def _pid_file(name: str) -> Path:
+    return airflow_home() / "pids" / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def running_components() -> dict[str, int]:
+    pids = {}
+    for name in COMPONENTS:
+        path = _pid_file(name)
+        if path.exists():
+            pid = int(path.read_text().strip())
+            if _alive(pid):
+                pids[name] = pid
+    return pids
+
+
+def health() -> dict | None:
+    """GET /api/v2/monitor/health, or None while the api-server is not answering."""
+    try:
+        with urllib.request.urlopen(f"{api_url()}/api/v2/monitor/health", timeout=5) as response:  # noqa: S310
+            return json.load(response)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+        return None
+
+
+def _is_healthy(report: dict | None) -> bool:
+    if not report:
+        return False
+    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all(report.get(part, {}).get("status") == "healthy" for part in parts)
+
+
+def _log_tail(name: str, lines: int = 30) -> str:
+    path = airflow_home() / "logs" / f"{name}.out"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def up(timeout: float = 240.0) -> None:
+    env = airflow_env()
+    home = airflow_home()
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    running = running_components()
+    if len(running) == len(COMPONENTS) and _is_healthy(health()):
+        print(f"headrace: the Airflow stack is already running at {api_url()}")
+        _print_login()
+        return
+    if running:
+        print(f"headrace: stopping a partial stack first ({', '.join(running)})")
+        down()
+
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "pids").mkdir(parents=True, exist_ok=True)
+    print(f"headrace: migrating the metadata database in {home}")
+    with open(home / "logs" / "db-migrate.out", "w") as log:
+        result = subprocess.run([airflow, "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"airflow db migrate failed; see {home / 'logs' / 'db-migrate.out'}")
+
+    for name, args in COMPONENTS.items():
+        log = open(home / "logs" / f"{name}.out", "ab")  # noqa: SIM115 - the child keeps it open
+        process = subprocess.Popen(
+            [airflow, *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: down() stops it with all its children
+        )
+        log.close()
+        _pid_file(name).write_text(f"{process.pid}\n")
+        print(f"headrace: started {name} (pid {process.pid})")
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [name for name in COMPONENTS if name not in running_components()]
+        if dead:
+            tails = "\n".join(f"--- {name} ---\n{_log_tail(name)}" for name in dead)
+            down()
+            raise SystemExit(f"headrace: {', '.join(dead)} exited during start-up:\n{tails}")
+        if _is_healthy(health()):
+            print(f"headrace: the Airflow stack is healthy at {api_url()}")
+            _print_login()
+            return
+        time.sleep(2)
+    report = health()
+    down()
+    raise SystemExit(f"headrace: the stack was not healthy after {timeout:.0f}s (last health: {report})")
+
+
+def _print_login() -> None:
+    print(f"  UI and REST API: {api_url()}")
+    print(f"  log in as '{ADMIN_USER}' with the password in {airflow_home() / 'passwords.json'}")
+    print(f"  component logs: {airflow_home() / 'logs'}")
+
+
+def down(timeout: float = 30.0) -> None:
+    """SIGTERM each component's process group, SIGKILL what is left after ``timeout``."""
+    stopped = []
+    for name in COMPONENTS:
+        path = _pid_file(name)
+        if not path.exists():
+            continue
+        pgid = int(path.read_text().strip())
+        if _group_alive(pgid):
+            os.killpg(pgid, signal.SIGTERM)
+            stopped.append((name, pgid))
+        else:
+            path.unlink()
+    deadline = time.monotonic() + timeout
+    for name, pgid in stopped:
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _group_alive(pgid):
+            print(f"headrace: {name} did not stop in {timeout:.0f}s; killing process group {pgid}")
+            os.killpg(pgid, signal.SIGKILL)
+            while _group_alive(pgid):
+                time.sleep(0.1)
+        _pid_file(name).unlink(missing_ok=True)
+        print(f"headrace: stopped {name} (process group {pgid})")
+    if not stopped:
+        print("headrace: no Airflow stack process was running")
+
+
+def status() -> int:
+    running = running_components()
+    for name in COMPONENTS:
+        state = f"running (pid {running[name]})" if name in running else "stopped"
+        print(f"{name:14} {state}")
+    report = health()
+    print(f"health: {json.dumps(report) if report else 'api-server not answering'}")
+    return 0 if len(running) == len(COMPONENTS) and _is_healthy(report) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        up()
+    elif args.command == "down":
+        down()
+    elif args.command == "env":
+        # For running airflow CLI commands against this stack: eval "$(… env)".
+        for key, value in sorted(airflow_env().items()):
+            if key.startswith("AIRFLOW") or key in {"PYTHONPATH", "SPARK_LOCAL_IP"}:
+                print(f"export {key}={json.dumps(value)}")
+    else:
+        return status()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
