@@ -66,7 +66,9 @@ def _stack_secrets(home: Path) -> dict[str, str]:
     path = home / "stack-secrets.json"
     if not path.exists():
         path.write_text(
-            json.dumps({"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)})
+            json.dumps(
+                {"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)}
+            )
         )
         path.chmod(0o600)
     return json.loads(path.read_text())
@@ -115,7 +117,9 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(home / "logs" / "dag_processor"),
+            "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(
+                home / "logs" / "dag_processor"
+            ),
             "NO_PROXY": "127.0.0.1,localhost",
             # Local Spark binds loopback only (DESIGN.md).
             "SPARK_LOCAL_IP": "127.0.0.1",
@@ -197,7 +201,9 @@ def up(timeout: float = 240.0) -> None:
     (home / "pids").mkdir(parents=True, exist_ok=True)
     print(f"headrace: migrating the metadata database in {home}")
     with open(home / "logs" / "db-migrate.out", "w") as log:
-        result = subprocess.run([airflow, "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            [airflow, "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     if result.returncode != 0:
         raise SystemExit(f"airflow db migrate failed; see {home / 'logs' / 'db-migrate.out'}")
 
@@ -229,7 +235,9 @@ def up(timeout: float = 240.0) -> None:
         time.sleep(2)
     report = health()
     down()
-    raise SystemExit(f"headrace: the stack was not healthy after {timeout:.0f}s (last health: {report})")
+    raise SystemExit(
+        f"headrace: the stack was not healthy after {timeout:.0f}s (last health: {report})"
+    )
 
 
 def _print_login() -> None:

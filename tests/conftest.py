@@ -1,0 +1,37 @@
+"""Test-wide setup: an isolated AIRFLOW_HOME and lake, set before anything imports airflow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Airflow reads its home and config when first imported, so this runs at conftest import time,
+# before any test module imports airflow. The developer's own .local/ state is never touched.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="headrace-tests-"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")
+os.environ["HEADRACE_LAKE_ROOT"] = (_SESSION_DIR / "lake").as_uri()
+os.environ["PIPELINE_TARGET"] = "local"
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def fresh_settings():
+    """Clears the cached settings before and after a test that changes the environment."""
+    from include.config import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

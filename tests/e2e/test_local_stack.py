@@ -1,0 +1,128 @@
+"""The local Airflow stack for real: `make up`, the REST API, a DAG run, `make down`.
+
+Uses its own Airflow home, lake and port, so a developer's running stack is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scripts.airflow_api import AirflowApi
+
+pytestmark = pytest.mark.e2e
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _make(target: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", target], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-home")
+    lake = tmp_path_factory.mktemp("lake")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HEADRACE_AIRFLOW_HOME": str(home),
+        "HEADRACE_API_PORT": str(port),
+        "HEADRACE_LAKE_ROOT": lake.as_uri(),
+        "PIPELINE_TARGET": "local",
+    }
+    # The test session's own Airflow settings must not leak into the stack's components.
+    for name in [k for k in env if k.startswith("AIRFLOW")]:
+        del env[name]
+    started = _make("up", env)
+    info = {"home": home, "lake": lake, "port": port, "env": env, "up": started}
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        info["pids"] = {p.stem: int(p.read_text()) for p in (home / "pids").glob("*.pid")}
+        yield info
+    finally:
+        info["down"] = _make("down", env)
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    password = json.loads((stack["home"] / "passwords.json").read_text())["admin"]
+    return AirflowApi(f"http://127.0.0.1:{stack['port']}", "admin", password)
+
+
+def test_up_reports_url_and_login(stack):
+    out = stack["up"].stdout
+    assert f"healthy at http://127.0.0.1:{stack['port']}" in out
+    assert "log in as 'admin'" in out
+    assert set(stack["pids"]) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+
+
+def test_api_server_listens_on_loopback_only(stack):
+    with socket.create_connection(("127.0.0.1", stack["port"]), timeout=5):
+        pass
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    sockets = [
+        line.split()[3]
+        for line in listening.splitlines()
+        if line.split()[3].endswith(f":{stack['port']}")
+    ]
+    assert sockets == [f"127.0.0.1:{stack['port']}"]
+
+
+def test_every_dag_is_listed_with_zero_import_errors(api):
+    expected = {p.stem for p in (REPO_ROOT / "dags").glob("*.py") if not p.name.startswith("_")}
+    api.wait_for_dags(expected, timeout=180)
+    assert api.import_errors() == []
+    assert api.dag_ids() == expected
+
+
+def test_unauthenticated_requests_are_refused(stack):
+    anonymous = AirflowApi(f"http://127.0.0.1:{stack['port']}", "admin", "wrong-password")
+    with pytest.raises(Exception, match="HTTP 401"):
+        anonymous.dag_ids()
+
+
+def test_lake_setup_runs_through_the_scheduler(api, stack):
+    api.wait_for_dags({"lake_setup"}, timeout=180)
+    api.unpause("lake_setup")
+    run_id = api.trigger("lake_setup")
+    run = api.wait_for_run("lake_setup", run_id, timeout=300)
+    states = {ti["task_id"]: ti["state"] for ti in api.task_instances("lake_setup", run_id)}
+    assert run["state"] == "success", states
+    assert states == {"validate_settings": "success", "initialize_lake": "success"}
+    descriptor = json.loads((stack["lake"] / "_lake.json").read_text())
+    assert descriptor["lake_root"] == stack["lake"].as_uri()
+    assert api.xcom("lake_setup", run_id, "validate_settings") == {
+        "target": "local",
+        "lake_root": stack["lake"].as_uri(),
+    }
+
+
+def test_down_leaves_no_process_behind(stack):
+    """Runs last in this module: stops the stack and checks every process group is gone."""
+    result = _make("down", stack["env"])
+    assert result.returncode == 0, result.stderr
+    assert all(not _group_alive(pgid) for pgid in stack["pids"].values())
+    assert list((stack["home"] / "pids").glob("*.pid")) == []
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", stack["port"]), timeout=2):
+        pass

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import pytest
+
+from include.config import DEFAULT_LOCAL_LAKE, ConfigError, load_settings
+
+VALID_AWS = {
+    "PIPELINE_TARGET": "aws",
+    "AWS_REGION": "eu-west-1",
+    "HEADRACE_BUCKET": "headrace-lake-test",
+    "HEADRACE_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-sagemaker",
+    "HEADRACE_GLUE_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-glue",
+    "HEADRACE_EMR_SERVERLESS_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-emr",
+    "HEADRACE_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "HEADRACE_SUBNET_IDS": "subnet-0123456789abcdef0, subnet-0fedcba9876543210",
+    "HEADRACE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
+    "HEADRACE_PII_SALT_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:headrace/pii-AbCdEf",  # pragma: allowlist secret (an ARN, not a secret)
+}
+
+
+def test_local_is_the_default_with_a_lake_under_the_repo():
+    settings = load_settings({})
+    assert settings.target == "local"
+    assert settings.aws is None
+    assert settings.lake_root == DEFAULT_LOCAL_LAKE.as_uri()
+    assert settings.zone_uri("curated") == f"{DEFAULT_LOCAL_LAKE.as_uri()}/curated"
+
+
+def test_local_lake_root_must_be_an_absolute_file_uri():
+    with pytest.raises(
+        ConfigError, match="HEADRACE_LAKE_ROOT='s3://b/lake' must be an absolute file://"
+    ):
+        load_settings({"HEADRACE_LAKE_ROOT": "s3://b/lake"})
+
+
+def test_unknown_target_is_named():
+    with pytest.raises(ConfigError, match="PIPELINE_TARGET='gcp' is not one of local, aws"):
+        load_settings({"PIPELINE_TARGET": "gcp"})
+
+
+def test_valid_aws_settings_are_parsed():
+    settings = load_settings(VALID_AWS)
+    assert settings.target == "aws"
+    assert settings.lake_root == "s3://headrace-lake-test/lake"
+    assert settings.aws.subnet_ids == ("subnet-0123456789abcdef0", "subnet-0fedcba9876543210")
+    assert settings.aws.security_group_ids == ("sg-0123456789abcdef0",)
+    assert settings.aws.spark_engine == "glue"
+    assert settings.zone_uri("models") == "s3://headrace-lake-test/lake/models"
+
+
+def test_missing_aws_settings_are_all_reported_at_once():
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"PIPELINE_TARGET": "aws"})
+    message = str(raised.value)
+    for name in (
+        "AWS_REGION",
+        "HEADRACE_BUCKET",
+        "HEADRACE_SAGEMAKER_ROLE_ARN",
+        "HEADRACE_GLUE_ROLE_ARN",
+        "HEADRACE_EMR_SERVERLESS_ROLE_ARN",
+        "HEADRACE_KMS_KEY_ARN",
+        "HEADRACE_SUBNET_IDS",
+        "HEADRACE_SECURITY_GROUP_IDS",
+        "HEADRACE_PII_SALT_SECRET_ARN",
+    ):
+        assert f"{name} is required when PIPELINE_TARGET=aws" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("AWS_REGION", "europe", "AWS_REGION='europe' is not a valid AWS region name"),
+        (
+            "HEADRACE_BUCKET",
+            "Bad_Bucket",
+            "HEADRACE_BUCKET='Bad_Bucket' is not a valid S3 bucket name",
+        ),
+        (
+            "HEADRACE_GLUE_ROLE_ARN",
+            "glue-role",
+            "HEADRACE_GLUE_ROLE_ARN='glue-role' is not a valid IAM role ARN",
+        ),
+        (
+            "HEADRACE_KMS_KEY_ARN",
+            "arn:aws:kms:eu-west-1:123:key/x",
+            "is not a valid KMS key or alias ARN",
+        ),
+        (
+            "HEADRACE_SUBNET_IDS",
+            "subnet-0123456789abcdef0,vpc-1",
+            "HEADRACE_SUBNET_IDS: 'vpc-1' is not a valid subnet id",
+        ),
+        (
+            "HEADRACE_SECURITY_GROUP_IDS",
+            "sg-xyz",
+            "HEADRACE_SECURITY_GROUP_IDS: 'sg-xyz' is not a valid security group id",
+        ),
+        (
+            "HEADRACE_SPARK_ENGINE",
+            "databricks",
+            "HEADRACE_SPARK_ENGINE='databricks' is not one of glue",
+        ),
+        (
+            "HEADRACE_LAKE_ROOT",
+            "s3://other-bucket/lake",
+            "is not inside HEADRACE_BUCKET='headrace-lake-test'",
+        ),
+        ("HEADRACE_LAKE_ROOT", "file:///tmp/lake", "must be an s3:// URI when PIPELINE_TARGET=aws"),
+    ],
+)
+def test_malformed_aws_values_are_named(name, value, expected):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**VALID_AWS, name: value})
+    assert expected in str(raised.value)
+
+
+def test_engine_specific_ids_are_required_only_for_their_engine():
+    with pytest.raises(ConfigError, match="HEADRACE_EMR_SERVERLESS_APPLICATION_ID is required"):
+        load_settings({**VALID_AWS, "HEADRACE_SPARK_ENGINE": "emr_serverless"})
+    with pytest.raises(ConfigError, match="HEADRACE_EMR_CLUSTER_ID is required"):
+        load_settings({**VALID_AWS, "HEADRACE_SPARK_ENGINE": "emr_ec2"})
+    settings = load_settings(
+        {
+            **VALID_AWS,
+            "HEADRACE_SPARK_ENGINE": "emr_ec2",
+            "HEADRACE_EMR_CLUSTER_ID": "j-ABCDEFGH1234",
+        }
+    )
+    assert settings.aws.emr_cluster_id == "j-ABCDEFGH1234"
+
+
+def test_unknown_zone_is_refused():
+    with pytest.raises(ConfigError, match="unknown lake zone 'bronze'"):
+        load_settings({}).zone_uri("bronze")
+
+
+def test_env_example_documents_every_variable_the_settings_read(repo_root):
+    """A variable read by include/config.py but missing from .env.example is a doc bug."""
+    import re
+
+    source = (repo_root / "include" / "config.py").read_text()
+    read = set(re.findall(r'"((?:HEADRACE|PIPELINE|AWS)_[A-Z_]+)"', source)) - {
+        "AWS_DEFAULT_REGION"
+    }
+    documented = (repo_root / ".env.example").read_text()
+    missing = sorted(name for name in read if name not in documented)
+    assert read and missing == []
