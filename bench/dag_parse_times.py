@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GOAL_MS = 200.0
 REPEATS = 5
 
-BASELINE_DAG = '''
+BASELINE_DAG = """
 from airflow.sdk import dag, task
 import pendulum
 
@@ -34,7 +34,7 @@ def baseline():
     noop()
 
 baseline()
-'''
+"""
 
 
 def _exec_file(path: Path, name: str) -> float:
