@@ -143,11 +143,25 @@ def _alive(pid: int) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
+    """True while any process of the group exists (zombies our own process did not reap count)."""
+    _reap(pgid)
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+def _reap(pgid: int) -> None:
+    """Collect exited children of this process in the group (when `make demo` started the
+    stack in-process, the components are its children and would linger as zombies)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-pgid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def running_components() -> dict[str, int]:
