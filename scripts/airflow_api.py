@@ -90,6 +90,20 @@ class AirflowApi:
         )
         return run["dag_run_id"]
 
+    def dag_runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
+
+    def wait_for_new_run(self, dag_id: str, known_run_ids: set[str], timeout: float) -> str | None:
+        """The id of a run of ``dag_id`` not in ``known_run_ids`` (e.g. one the scheduler just
+        created), or None if none appears within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = [run for run in self.dag_runs(dag_id) if run["dag_run_id"] not in known_run_ids]
+            if new:
+                return new[0]["dag_run_id"]
+            time.sleep(2)
+        return None
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict:
         deadline = time.monotonic() + timeout
         quoted = urllib.parse.quote(run_id, safe="")

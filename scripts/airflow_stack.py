@@ -62,14 +62,18 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 
 
 def _stack_secrets(home: Path) -> dict[str, str]:
-    """One JWT secret and one API secret key shared by all components, made once per home."""
+    """Secrets made once per home and kept there: the JWT secret and API secret key all
+    components share, and the local PII salt (used when HEADRACE_PII_SALT is not set)."""
     path = home / "stack-secrets.json"
-    if not path.exists():
-        path.write_text(
-            json.dumps(
-                {"jwt_secret": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)}
-            )
-        )
+    values = json.loads(path.read_text()) if path.exists() else {}
+    makers = {
+        "jwt_secret": lambda: secrets.token_urlsafe(32),
+        "secret_key": lambda: secrets.token_urlsafe(32),
+        "pii_salt": lambda: secrets.token_hex(32),
+    }
+    missing = {name: make() for name, make in makers.items() if name not in values}
+    if missing:
+        path.write_text(json.dumps({**values, **missing}))
         path.chmod(0o600)
     return json.loads(path.read_text())
 
@@ -89,7 +93,11 @@ def airflow_env() -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     stack_secrets = _stack_secrets(home)
     admin_password(home)
-    env = {**_read_dotenv(REPO_ROOT / ".env"), **os.environ}
+    env = {
+        "HEADRACE_PII_SALT": stack_secrets["pii_salt"],
+        **_read_dotenv(REPO_ROOT / ".env"),
+        **os.environ,
+    }
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -5,24 +5,84 @@ or ``--keep-up`` is given), triggers each stage's DAG through the REST API as a 
 external system would, waits for it, and prints one row per task: stage, state, duration and
 its result. Exits non-zero if any stage failed.
 
-Stages that exist so far: lake setup. Later stages are appended to ``STAGES``.
+Stages that exist so far: lake setup, then ingestion of one generated day of churn landing
+files (with planted defects, so the quarantine is not empty). Later stages are appended to
+``STAGES``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import airflow_stack
 from airflow_api import AirflowApi
 
-# (stage label, dag_id, conf) in pipeline order.
-STAGES: list[tuple[str, str, dict]] = [
-    ("lake setup", "lake_setup", {}),
+sys.path.insert(0, str(airflow_stack.REPO_ROOT))
+from include.config import Settings, load_settings
+
+# Yesterday (UTC): the interval the scheduler runs a daily DAG for as soon as it is unpaused,
+# so the ingestion of the demo's files is the real scheduled run.
+DEMO_DAY = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+DEMO_ROWS = 100_000
+
+
+def generate_landing_day(settings: Settings) -> str:
+    """One day of churn landing files, 1% of rows with planted defects, into the landing zone."""
+    landing = Path(settings.zone_uri("landing").removeprefix("file://"))
+    command = [
+        sys.executable, "-m", "include.datagen.churn", "--out", str(landing),
+        "--start", DEMO_DAY, "--days", "1", "--rows-per-day", str(DEMO_ROWS),
+        "--format", "mixed", "--gzip", "--corrupt-rate", "0.01", "--seed", "7",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=airflow_stack.REPO_ROOT, check=True, capture_output=True)
+    return f"{DEMO_ROWS:,} rows for {DEMO_DAY} in {landing}/churn"
+
+
+def describe_ingest(settings: Settings) -> str:
+    """Rows in / accepted / quarantined, from the run manifest the job wrote."""
+    manifest_path = Path(settings.zone_uri("curated").removeprefix("file://"))
+    manifest = json.loads(
+        (manifest_path / "churn" / f"ds={DEMO_DAY}" / "_manifest.json").read_text()
+    )
+    totals = manifest["totals"]
+    return (
+        f"{totals['rows_read']:,} rows: {totals['rows_accepted']:,} curated, "
+        f"{totals['rows_quarantined']:,} quarantined ({len(totals['quarantined_by_code'])} reasons)"
+    )
+
+
+@dataclass
+class Stage:
+    label: str
+    dag_id: str
+    conf: dict = field(default_factory=dict)
+    # Runs before the trigger (e.g. drops landing files); returns a line for the summary.
+    prepare: Callable[[Settings], str] | None = None
+    # Reads the stage's outputs after success; returns the summary's result for the stage.
+    describe: Callable[[Settings], str] | None = None
+    # A scheduled DAG runs by itself once unpaused: follow that run rather than trigger another.
+    scheduled: bool = False
+
+
+# In pipeline order.
+STAGES: list[Stage] = [
+    Stage("lake setup", "lake_setup"),
+    Stage(
+        "ingest",
+        "churn_ingestion",
+        conf={"ds": DEMO_DAY},
+        prepare=generate_landing_day,
+        describe=describe_ingest,
+        scheduled=True,
+    ),
 ]
 
 
@@ -57,21 +117,38 @@ def _summarize_result(value) -> str:
     return "" if value is None else str(value)[:80]
 
 
-def run_stage(api: AirflowApi, stage: str, dag_id: str, conf: dict) -> list[TaskRow]:
-    api.unpause(dag_id)
-    run_id = api.trigger(dag_id, conf)
-    print(f"demo: {stage}: triggered {dag_id} run {run_id}")
-    run = api.wait_for_run(dag_id, run_id)
+def run_stage(api: AirflowApi, stage: Stage, settings: Settings) -> list[TaskRow]:
     rows = []
-    for ti in sorted(api.task_instances(dag_id, run_id), key=lambda t: t.get("start_date") or ""):
+    if stage.prepare:
+        started = time.monotonic()
+        line = stage.prepare(settings)
+        rows.append(TaskRow(stage.label, "(prepare)", "success", time.monotonic() - started, line))
+    was_paused = api.get(f"/api/v2/dags/{stage.dag_id}")["is_paused"]
+    known_runs = {run["dag_run_id"] for run in api.dag_runs(stage.dag_id)}
+    api.unpause(stage.dag_id)
+    run_id = None
+    if stage.scheduled and was_paused:
+        run_id = api.wait_for_new_run(stage.dag_id, known_runs, timeout=60)
+    if run_id:
+        print(f"demo: {stage.label}: following the scheduler's run {run_id}")
+    else:
+        run_id = api.trigger(stage.dag_id, stage.conf)
+        print(f"demo: {stage.label}: triggered {stage.dag_id} run {run_id}")
+    run = api.wait_for_run(stage.dag_id, run_id)
+    task_instances = api.task_instances(stage.dag_id, run_id)
+    for ti in sorted(task_instances, key=lambda t: t.get("start_date") or ""):
         result = ""
         if ti["state"] == "success":
             try:
-                result = _summarize_result(api.xcom(dag_id, run_id, ti["task_id"]))
+                result = _summarize_result(api.xcom(stage.dag_id, run_id, ti["task_id"]))
             except Exception:  # a task without a return value has no XCom entry
                 result = ""
-        rows.append(TaskRow(stage, ti["task_id"], ti["state"] or "none", _duration(ti), result))
-    print(f"demo: {stage}: {dag_id} finished {run['state']}")
+        rows.append(
+            TaskRow(stage.label, ti["task_id"], ti["state"] or "none", _duration(ti), result)
+        )
+    if run["state"] == "success" and stage.describe:
+        rows[-1].result = stage.describe(settings)
+    print(f"demo: {stage.label}: {stage.dag_id} finished {run['state']}")
     return rows
 
 
@@ -109,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    settings = load_settings(airflow_stack.airflow_env())
     was_running = bool(airflow_stack.running_components())
     airflow_stack.up()
     rows: list[TaskRow] = []
@@ -116,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         api = AirflowApi(
             airflow_stack.api_url(), airflow_stack.ADMIN_USER, airflow_stack.admin_password()
         )
-        api.wait_for_dags({dag_id for _, dag_id, _ in STAGES})
+        api.wait_for_dags({stage.dag_id for stage in STAGES})
         errors = api.import_errors()
         if errors:
             for error in errors:
@@ -125,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
             return 1
-        for stage, dag_id, conf in STAGES:
-            stage_rows = run_stage(api, stage, dag_id, conf)
+        for stage in STAGES:
+            stage_rows = run_stage(api, stage, settings)
             rows.extend(stage_rows)
             if any(r.state != "success" for r in stage_rows):
                 break  # later stages consume this one's output

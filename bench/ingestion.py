@@ -1,0 +1,256 @@
+"""Benchmark: rows/s and peak memory of the ingest job against bare PySpark and pyarrow, same data.
+
+Generates one day of the churn dataset (1M rows of CSV by default, 1% planted defects), then
+times each variant in a process of its own (so each peak RSS is its own: a JVM never gives heap
+back), after one untimed warm-up run (JIT and codegen warm-up is not throughput):
+
+- ``ingest job``: ``spark_jobs.ingest.run_ingest`` (validation, dedup, PII, quarantine, manifest,
+  atomic commit);
+- ``bare pyspark``: the same files read as strings, cast to the spec's types, written as Parquet
+  (what a job without any of the guarantees would cost);
+- ``pyarrow csv``: ``pyarrow.csv.read_csv`` of the same files (the floor: a multi-threaded C++
+  reader, no write).
+
+Each is run ``--repeat`` times and the median reported, with the peak RSS of the processes doing
+the work (the Spark JVM plus its Python driver; the Python process for pyarrow) and the ratios
+between them. Target: the job within 1.3x of bare PySpark.
+
+    python bench/ingestion.py [--rows 1000000] [--repeat 3] [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from include.datagen.churn import GeneratorConfig, generate  # noqa: E402
+from spark_jobs.dataset_spec import load_spec  # noqa: E402
+from spark_jobs.ingest import run_ingest  # noqa: E402
+from spark_jobs.spark_session import get_spark  # noqa: E402
+
+SPEC_PATH = REPO_ROOT / "include" / "datasets" / "churn.yaml"
+DS = "2026-01-01"
+# A throwaway salt for throwaway synthetic data; real runs read theirs from env or Secrets Manager.
+BENCH_SALT = "bench-only-salt-not-a-secret"
+
+
+class PeakRss:
+    """Samples the resident memory of some processes every 50 ms; ``peak`` is the maximum."""
+
+    def __init__(self, pids: list[int]):
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        total = 0
+        for process in self.processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def measure(name: str, run: Callable[[], None], pids: list[int], repeat: int) -> dict:
+    seconds, peaks = [], []
+    for attempt in range(repeat):
+        with PeakRss(pids) as rss:
+            start = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - start)
+        peaks.append(rss.peak)
+        print(
+            f"  {name} run {attempt + 1}: {seconds[-1]:.2f}s, peak RSS {rss.peak / 2**20:.0f} MiB",
+            flush=True,
+        )
+    return {"name": name, "seconds": statistics.median(seconds), "peak_rss": max(peaks)}
+
+
+VARIANTS = ("ingest job", "bare pyspark", "pyarrow csv")
+
+
+def landing_files(work: Path, rows: int) -> list[str]:
+    """The benchmark's CSV files, generated once per row count and reused."""
+    day_dir = work / "landing" / "churn" / f"ds={DS}"
+    marker = day_dir / f"_rows_{rows}"
+    if not marker.exists():
+        print(f"generating {rows} rows of churn CSV under {work} …", flush=True)
+        start = time.perf_counter()
+        config = GeneratorConfig(
+            out=work / "landing",
+            start=date.fromisoformat(DS),
+            rows_per_day=rows,
+            seed=7,
+            fmt="csv",
+            corrupt_rate=0.01,
+        )
+        generate(config)
+        marker.touch()
+        print(f"  generated in {time.perf_counter() - start:.1f}s", flush=True)
+    return sorted(str(p) for p in day_dir.glob("part-*.csv"))
+
+
+def run_variant(variant: str, work: Path, rows: int, repeat: int) -> dict:
+    """Time one variant in this process; returns seconds (median), peak RSS, rows."""
+    files = landing_files(work, rows)
+    spec = load_spec(SPEC_PATH)
+    result: dict = {"name": variant}
+
+    if variant == "pyarrow csv":
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        def run() -> None:
+            total = 0
+            for path in files:
+                # Binary columns and no quoting: the floor is tokenizing, not validating; rows
+                # with the wrong field count are skipped (the real job quarantines them).
+                table = pacsv.read_csv(
+                    path,
+                    read_options=pacsv.ReadOptions(use_threads=True),
+                    parse_options=pacsv.ParseOptions(
+                        quote_char=False, invalid_row_handler=lambda row: "skip"
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=dict.fromkeys(spec.column_names, pa.binary())
+                    ),
+                )
+                total += table.num_rows
+            result["rows"] = total
+
+        pids = [os.getpid()]
+    else:
+        os.environ.setdefault("HEADRACE_SPARK_LOG_LEVEL", "ERROR")
+        spark = get_spark("headrace-bench-ingestion")
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        pids = [spark.sparkContext._jvm.ProcessHandle.current().pid(), os.getpid()]
+        result["spark"] = f"Spark {spark.version} {spark.sparkContext.master}"
+        if variant == "ingest job":
+
+            def run() -> None:
+                outcome = run_ingest(
+                    spark,
+                    spec,
+                    landing_uri=str(work / "landing"),
+                    ds=DS,
+                    lake_root=str(work / "lake"),
+                    pii_salt=BENCH_SALT,
+                )
+                result["rows"] = outcome.manifest["totals"]["rows_read"]
+                result["phases"] = {k: round(v, 2) for k, v in outcome.timings.items()}
+
+        else:
+            schema = T.StructType([T.StructField(n, T.StringType()) for n in spec.column_names])
+
+            def run() -> None:
+                out = work / "bare"
+                shutil.rmtree(out, ignore_errors=True)
+                frame = spark.read.csv(files, schema=schema, header=True)
+                typed = frame.select(
+                    *(
+                        F.col(c.name)
+                        .cast({"int": "int", "long": "bigint"}.get(c.type, c.type))
+                        .alias(c.name)
+                        for c in spec.columns
+                    )
+                )
+                typed.write.parquet(str(out))
+
+        run()  # warm-up, untimed
+    result.update(measure(variant, run, pids, repeat))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--work-dir", type=Path, help="kept between runs (data is reused); default: a temp dir"
+    )
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="headrace-bench-"))
+
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args.variant, work, args.rows, args.repeat)))
+        return 0
+
+    files = landing_files(work, args.rows)
+    input_bytes = sum(os.path.getsize(f) for f in files)
+    results = []
+    for variant in VARIANTS:
+        print(f"{variant}: one warm-up run, then {args.repeat} timed runs …", flush=True)
+        command = [sys.executable, __file__, "--variant", variant, "--work-dir", str(work)]
+        command += ["--rows", str(args.rows), "--repeat", str(args.repeat)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stdout, done.stderr, file=sys.stderr)
+            return done.returncode
+        for line in done.stdout.splitlines():
+            if line.startswith("  "):
+                print(line, flush=True)
+            elif line.startswith("RESULT "):
+                results.append(json.loads(line[len("RESULT ") :]))
+
+    rows = results[0]["rows"]
+    print()
+    print(
+        f"input: {len(files)} CSV files, {input_bytes / 2**20:.0f} MiB, {rows} records "
+        f"({args.rows} rows + planted duplicates, 1% defects)"
+    )
+    print(f"machine: {os.cpu_count()} cores; {results[0]['spark']}")
+    print(f"{'':14} {'seconds':>8} {'rows/s':>12} {'peak RSS':>10}")
+    for result in results:
+        print(
+            f"{result['name']:14} {result['seconds']:8.2f} {rows / result['seconds']:12,.0f} "
+            f"{result['peak_rss'] / 2**20:8.0f} MiB"
+        )
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in results[0]["phases"].items())
+    print(f"ingest job phases (last run, s): {phases}")
+    job, bare, arrow = (r["seconds"] for r in results)
+    print()
+    print(f"ingest job / bare pyspark: {job / bare:.2f}x  (target <= 1.3x)")
+    print(f"bare pyspark / pyarrow:    {bare / arrow:.2f}x")
+    print(f"ingest job / pyarrow:      {job / arrow:.2f}x")
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

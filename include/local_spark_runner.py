@@ -1,0 +1,351 @@
+"""Run a Spark job entry point on this machine, durably: one process per run key, however often asked.
+
+The local counterpart of Glue/EMR runs. ``python -m spark_jobs.<job> <argv>`` runs in its own
+process group (Spark's JVM included), under a small supervisor that records its exit code, so a
+job outlives the Airflow worker that started it. Everything about a run lives in a state folder
+named by its run key (``<repo>/.local/spark_runs/<run_key>/``): ``run.json`` (what runs, its pid),
+``output.log`` (stdout and stderr), ``result.json`` (exit code, once finished) and ``killed.json``
+(when stopped on purpose). A retried task asking for the same run key therefore re-attaches to a
+job that is still running, or gets the finished result, instead of starting a second one; a run
+that failed, was killed or was lost (its machine rebooted) is started afresh, the old files kept
+under ``history/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from include.config import REPO_ROOT
+
+DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
+
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+KILLED = "KILLED"
+# The supervisor is gone without recording a result: the machine rebooted or it was SIGKILLed.
+LOST = "LOST"
+# A run in one of these states is never started again for the same run key.
+REUSABLE_STATES = frozenset({RUNNING, SUCCEEDED})
+
+_RUN_FILE = "run.json"
+_RESULT_FILE = "result.json"
+_KILLED_FILE = "killed.json"
+_LOG_FILE = "output.log"
+
+
+class LocalSparkJobError(RuntimeError):
+    """A local Spark job did not succeed; the message ends with the tail of its log."""
+
+    def __init__(self, message: str, status: LocalRunStatus):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class LocalRunStatus:
+    """Where one run stands."""
+
+    run_key: str
+    state: str
+    module: str
+    pid: int | None
+    exit_code: int | None
+    log_path: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, payload: Mapping) -> None:
+    """Write aside, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def log_tail(path: Path | str, max_lines: int = 40, max_bytes: int = 16_384) -> str:
+    """The last lines of a log, for an error message; empty if there is no log."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - max_bytes))
+            data = log.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-max_lines:])
+
+
+def _process_matches(pid: int, create_time: float | None) -> bool:
+    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
+    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - create_time) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+
+
+class LocalSparkRunner:
+    """Starts, finds, waits on and stops local Spark job runs, one state folder per run key.
+
+    :param state_root: where run state folders live (default ``<repo>/.local/spark_runs``).
+    :param repo_root: the working directory and ``PYTHONPATH`` of every job.
+    """
+
+    def __init__(self, state_root: Path | str | None = None, repo_root: Path | str = REPO_ROOT):
+        self.state_root = Path(state_root) if state_root is not None else DEFAULT_STATE_ROOT
+        self.repo_root = Path(repo_root)
+        # Supervisors this runner started: polling them reaps their exit, which pid checks alone
+        # would see as a zombie that is still "alive".
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def state_dir(self, run_key: str) -> Path:
+        if not run_key or "/" in run_key or run_key.startswith("."):
+            raise ValueError(f"run key {run_key!r} cannot name a state folder")
+        return self.state_root / run_key
+
+    @contextlib.contextmanager
+    def _locked(self, run_key: str) -> Iterator[Path]:
+        """Exclusive access to a run's state: two attempts never both decide to start it."""
+        state_dir = self.state_dir(run_key)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with open(state_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield state_dir
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def status(self, run_key: str) -> LocalRunStatus | None:
+        """The run's state, or ``None`` if it was never started."""
+        state_dir = self.state_dir(run_key)
+        run = _read_json(state_dir / _RUN_FILE)
+        if run is None:
+            return None
+        child = self._children.get(run_key)
+        if child is not None:
+            child.poll()
+        result = _read_json(state_dir / _RESULT_FILE)
+        killed = (state_dir / _KILLED_FILE).exists()
+        exit_code = result["exit_code"] if result else None
+        if result is not None:
+            state = SUCCEEDED if exit_code == 0 and not killed else KILLED if killed else FAILED
+        elif _process_matches(run["pid"], run.get("create_time")):
+            state = RUNNING
+        else:
+            state = KILLED if killed else LOST
+        return LocalRunStatus(
+            run_key=run_key,
+            state=state,
+            module=run["module"],
+            pid=run["pid"],
+            exit_code=exit_code,
+            log_path=str(state_dir / _LOG_FILE),
+        )
+
+    def start_or_attach(
+        self,
+        module: str,
+        argv: Sequence[str],
+        run_key: str,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[LocalRunStatus, bool]:
+        """The run of ``run_key``: the running or finished one, else a new one of ``module``.
+
+        Returns the status and whether this call started the process.
+
+        :param module: the entry point's module, e.g. ``spark_jobs.ingest``.
+        :param argv: its arguments, passed to ``main(argv)`` through ``sys.argv``.
+        :param run_key: the run's deterministic key (:mod:`include.job_names`).
+        :param env: variables added to this process's environment for the job.
+        """
+        with self._locked(run_key) as state_dir:
+            current = self.status(run_key)
+            if current is not None and current.state in REUSABLE_STATES:
+                return current, False
+            if current is not None:
+                self._archive(state_dir)
+            self._start(module, list(argv), run_key, state_dir, env or {})
+        status = self.status(run_key)
+        assert status is not None  # run.json was written under the lock
+        return status, True
+
+    def _archive(self, state_dir: Path) -> None:
+        history = state_dir / "history"
+        history.mkdir(exist_ok=True)
+        target = history / str(len(list(history.iterdir())) + 1)
+        target.mkdir()
+        for name in (_RUN_FILE, _RESULT_FILE, _KILLED_FILE, _LOG_FILE):
+            if (state_dir / name).exists():
+                os.replace(state_dir / name, target / name)
+
+    def _start(
+        self, module: str, argv: list[str], run_key: str, state_dir: Path, extra_env: Mapping
+    ) -> None:
+        import psutil
+
+        env = dict(os.environ)
+        env.update(extra_env)
+        python_path = [str(self.repo_root)]
+        if env.get("PYTHONPATH"):
+            python_path.append(env["PYTHONPATH"])
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join(python_path),
+                # Spark binds its driver and block manager to loopback, never the external NIC.
+                "SPARK_LOCAL_IP": "127.0.0.1",
+                "PYSPARK_PYTHON": sys.executable,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        command = [sys.executable, "-m", module, *argv]
+        supervisor = [
+            sys.executable,
+            "-m",
+            "include.local_spark_runner",
+            "supervise",
+            str(state_dir),
+            "--",
+            *command,
+        ]
+        with open(state_dir / _LOG_FILE, "ab") as log:
+            # A session of its own: the job survives this worker, and killpg reaches all of it.
+            process = subprocess.Popen(
+                supervisor,
+                cwd=self.repo_root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            create_time = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = None
+        self._children[run_key] = process
+        _write_json(
+            state_dir / _RUN_FILE,
+            {
+                "run_key": run_key,
+                "module": module,
+                "argv": argv,
+                "pid": process.pid,
+                "create_time": create_time,
+                "started_at": _now(),
+            },
+        )
+
+    def wait(
+        self, run_key: str, *, timeout: float | None = None, poll_interval: float = 0.5
+    ) -> LocalRunStatus:
+        """Block until the run finishes; return it if it succeeded.
+
+        :raises LocalSparkJobError: the run failed, was killed or was lost (with its log tail).
+        :raises TimeoutError: still running after ``timeout`` seconds (it is left running).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(run_key)
+            if status is None:
+                raise LookupError(f"no local Spark run with key {run_key!r}")
+            if status.state == SUCCEEDED:
+                return status
+            if status.state != RUNNING:
+                raise LocalSparkJobError(self._failure_message(status), status)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"local Spark job {status.module} (run {run_key}) still running after "
+                    f"{timeout:.0f}s"
+                )
+            time.sleep(poll_interval)
+
+    @staticmethod
+    def _failure_message(status: LocalRunStatus) -> str:
+        how = {
+            FAILED: f"failed with exit code {status.exit_code}",
+            KILLED: "was killed",
+            LOST: "was lost (its supervisor ended without recording a result)",
+        }[status.state]
+        tail = log_tail(status.log_path) or "(the log is empty)"
+        return (
+            f"local Spark job {status.module} (run {status.run_key}) {how}; "
+            f"last lines of {status.log_path}:\n{tail}"
+        )
+
+    def kill(self, run_key: str, *, grace_period: float = 10.0) -> bool:
+        """Stop the run's whole process group: SIGTERM, then SIGKILL after ``grace_period``.
+
+        Returns whether a running process was signalled.
+        """
+        status = self.status(run_key)
+        if status is None or status.state != RUNNING or status.pid is None:
+            return False
+        state_dir = self.state_dir(run_key)
+        _write_json(state_dir / _KILLED_FILE, {"killed_at": _now()})
+        # The supervisor leads the group (start_new_session), so its pid is the group id.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(status.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_period
+        while time.monotonic() < deadline:
+            current = self.status(run_key)
+            if current is None or current.state != RUNNING:
+                break
+            time.sleep(0.1)
+        # Whatever is left of the group (a JVM ignoring SIGTERM, a grandchild) goes now.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(status.pid, signal.SIGKILL)
+        child = self._children.get(run_key)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=grace_period)
+        return True
+
+
+def _supervise(state_dir: Path, command: list[str]) -> int:
+    """Run ``command``, then record its exit code in ``result.json``; its own exit code too."""
+    child = subprocess.Popen(command)
+    # SIGTERM to the group reaches the job directly; the supervisor stays to record the outcome.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    exit_code = child.wait()
+    _write_json(state_dir / _RESULT_FILE, {"exit_code": exit_code, "finished_at": _now()})
+    return exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 4 or args[0] != "supervise" or args[2] != "--":
+        print(
+            "usage: python -m include.local_spark_runner supervise STATE_DIR -- COMMAND...",
+            file=sys.stderr,
+        )
+        return 2
+    return _supervise(Path(args[1]), args[3:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

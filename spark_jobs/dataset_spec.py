@@ -1,0 +1,776 @@
+"""Dataset specs: one YAML file per dataset says what its records must look like and how to treat them.
+
+A spec declares the schema (names, types, nullability, legacy aliases), the primary key, the
+event-time and partition columns, the label, the PII columns with their treatment (a salted
+SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex
+patterns, maximum lengths) and how features are built. The ingest and features jobs read it;
+so can the DAGs and tests (``include/`` may import this module, never the other way round).
+
+Pure Python plus PyYAML: this module ships to Glue/EMR inside the ``spark_jobs`` package and must
+not import Spark or anything from ``include/``. Every problem in a spec is reported at once, each
+naming the file and the field, e.g. ``churn.yaml: columns[4] (plan).allowed: must be a list``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+TYPES = ("string", "int", "long", "double", "boolean", "date", "timestamp")
+NUMERIC_TYPES = frozenset({"int", "long", "double"})
+TEMPORAL_TYPES = frozenset({"date", "timestamp"})
+PII_TREATMENTS = ("hash", "mask", "drop")
+# A date/timestamp bound that means "the logical date being ingested".
+DS_TOKEN = "$ds"  # noqa: S105 - a placeholder, not a secret
+LANDING_FORMATS = ("csv", "jsonl")
+
+# Every reason a row can be quarantined for, in priority order: a row failing several rules is
+# filed under the first (``reasons`` keeps them all). Column-level codes read ``code:column``.
+REASON_CODES: dict[str, str] = {
+    "bad_encoding": "bytes that are not valid UTF-8, or NUL/control characters, in the record",
+    "malformed_record": "the parser could not split the line into the declared columns",
+    "header_mismatch": "the file's header shares no column with the spec (wrong delimiter?)",
+    "missing_column": "a required column is absent from the file's header",
+    "type_mismatch": "a value cannot be read as the column's declared type",
+    "non_finite": "NaN or infinity in a numeric column",
+    "required_null": "a non-nullable column is empty",
+    "out_of_range": "a value is below the column's min or above its max",
+    "not_allowed": "a value outside the column's allowed set",
+    "pattern_mismatch": "a value does not match the column's regex pattern",
+    "too_long": "a string longer than the column's max_length",
+    "formula_injection": "free text starting with = + - @ (spreadsheet formula injection)",
+    "pii_detected": "free text holding something PII-shaped (an email, phone or id)",
+    "partition_mismatch": "the partition column differs from the logical date being ingested",
+    "duplicate_key": "another record with the same primary key won deduplication",
+}
+# Free text starting with one of these is executed by spreadsheet apps (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+_TOP_KEYS = {
+    "dataset",
+    "schema_version",
+    "description",
+    "primary_key",
+    "event_time",
+    "partition_column",
+    "label",
+    "landing",
+    "columns",
+    "features",
+}
+_LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens"}
+_CSV_KEYS = {"delimiter", "quote", "escape", "header"}
+_COLUMN_KEYS = {
+    "name",
+    "type",
+    "nullable",
+    "description",
+    "aliases",
+    "min",
+    "max",
+    "allowed",
+    "pattern",
+    "max_length",
+    "formula_guard",
+    "pii",
+}
+_PII_KEYS = {"treatment", "output", "keep_last", "lowercase", "detect"}
+_FEATURE_KEYS = {
+    "split_key",
+    "split",
+    "split_seed",
+    "lookback_days",
+    "numeric",
+    "categorical",
+    "boolean",
+    "days_since",
+    "rolling_mean",
+    "ratios",
+}
+_SPLITS = ("train", "validation", "test")
+
+
+class SpecError(ValueError):
+    """A dataset spec is invalid; the message lists every problem, each naming file and field."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(
+            f"invalid dataset spec {source}:\n  - "
+            + "\n  - ".join(f"{source}: {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True)
+class PiiSpec:
+    """How one PII column leaves the raw zone.
+
+    ``hash``: salted SHA-256 (hex) into ``output`` (joinable, irreversible without the salt);
+    ``mask``: every letter and digit but the last ``keep_last`` replaced by ``*``; ``drop``: gone.
+    ``detect`` is a regex that finds the value inside free text (quarantined raw lines are
+    scrubbed with it).
+    """
+
+    treatment: str
+    detect: str
+    output: str | None = None
+    keep_last: int = 0
+    lowercase: bool = False
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str
+    nullable: bool = True
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    min: Any = None
+    max: Any = None
+    allowed: tuple[Any, ...] | None = None
+    pattern: str | None = None
+    max_length: int | None = None
+    formula_guard: bool = False
+    pii: PiiSpec | None = None
+
+    @property
+    def curated_name(self) -> str | None:
+        """The column's name in curated data; ``None`` when its PII treatment drops it."""
+        if self.pii is None or self.pii.treatment == "mask":
+            return self.name
+        if self.pii.treatment == "hash":
+            return self.pii.output
+        return None
+
+
+@dataclass(frozen=True)
+class RatioFeature:
+    name: str
+    numerator: str
+    denominator: str
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How the features job turns curated snapshots into model inputs."""
+
+    split_key: str
+    split: tuple[tuple[str, int], ...]
+    split_seed: str
+    lookback_days: int = 1
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    boolean: tuple[str, ...] = ()
+    days_since: tuple[str, ...] = ()
+    rolling_mean: tuple[str, ...] = ()
+    ratios: tuple[RatioFeature, ...] = ()
+
+    def split_bounds(self) -> list[tuple[str, int, int]]:
+        """``[(split, lo, hi)]`` over the key-hash buckets 0..99: bucket in [lo, hi) → split."""
+        bounds, lo = [], 0
+        for name, share in self.split:
+            bounds.append((name, lo, lo + share))
+            lo += share
+        return bounds
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    dataset: str
+    schema_version: int
+    columns: tuple[ColumnSpec, ...]
+    primary_key: tuple[str, ...]
+    event_time: str
+    partition_column: str
+    label: str
+    source: str
+    fingerprint: str
+    description: str = ""
+    formats: tuple[str, ...] = LANDING_FORMATS
+    csv_delimiter: str = ","
+    csv_quote: str = '"'
+    csv_escape: str = '"'
+    csv_header: bool = True
+    encoding: str = "UTF-8"
+    null_tokens: tuple[str, ...] = ("",)
+    features: FeatureSpec | None = None
+    _by_name: Mapping[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
+
+    def column(self, name: str) -> ColumnSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(
+                f"{self.source}: dataset {self.dataset!r} has no column {name!r}"
+            ) from None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def pii_columns(self) -> tuple[ColumnSpec, ...]:
+        return tuple(c for c in self.columns if c.pii is not None)
+
+    def curated_columns(self) -> list[tuple[str, str]]:
+        """``[(name, type)]`` of curated data, in spec order (hashed PII is a string)."""
+        out = []
+        for column in self.columns:
+            name = column.curated_name
+            if name is not None:
+                out.append((name, "string" if column.pii else column.type))
+        return out
+
+    def alias_map(self) -> dict[str, str]:
+        """Every accepted header name (the column's own and its aliases) → column name."""
+        mapping = {}
+        for column in self.columns:
+            mapping[column.name] = column.name
+            for alias in column.aliases:
+                mapping[alias] = column.name
+        return mapping
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Read and validate a spec file; :class:`SpecError` names the file and every bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(str(path), [f"cannot read the file: {error.strerror or error}"]) from None
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, source: str = "<spec>") -> DatasetSpec:
+    """Validate YAML text as a dataset spec; ``source`` names it in error messages."""
+    import yaml  # PyYAML; imported here so importing this module stays dependency-free
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(
+            source, [f"not valid YAML{where}: {getattr(error, 'problem', error)}"]
+        ) from None
+    return spec_from_mapping(raw, source)
+
+
+def spec_from_mapping(raw: Any, source: str = "<spec>") -> DatasetSpec:
+    """Validate an already-parsed spec mapping (what :func:`parse_spec` does after YAML)."""
+    v = _Validator(source)
+    spec = v.validate(raw)
+    if v.problems:
+        raise SpecError(source, v.problems)
+    assert spec is not None
+    return spec
+
+
+class _Validator:
+    def __init__(self, source: str):
+        self.source = source
+        self.problems: list[str] = []
+        # Columns declared with an error already reported: references to them are not errors too.
+        self.broken_columns: set[str] = set()
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def unknown_keys(self, where: str, mapping: Mapping, allowed: set[str]) -> None:
+        for key in mapping:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.fail(f"{where}{'.' if where else ''}{key}", f"unknown key{hint}")
+
+    def mapping(self, where: str, value: Any) -> Mapping:
+        if not isinstance(value, Mapping):
+            self.fail(where, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def name(self, where: str, value: Any) -> str | None:
+        if not isinstance(value, str) or not _NAME.match(value):
+            self.fail(where, f"must be a lower_snake_case name, got {value!r}")
+            return None
+        return value
+
+    def names(self, where: str, value: Any, *, allow_empty: bool = True) -> tuple[str, ...]:
+        if value is None:
+            value = []
+        if not isinstance(value, list):
+            self.fail(where, f"must be a list of column names, got {type(value).__name__}")
+            return ()
+        if not value and not allow_empty:
+            self.fail(where, "must name at least one column")
+        out = []
+        for i, item in enumerate(value):
+            name = self.name(f"{where}[{i}]", item)
+            if name:
+                out.append(name)
+        if len(set(out)) != len(out):
+            self.fail(where, "lists a column more than once")
+        return tuple(out)
+
+    def regex(self, where: str, value: Any) -> str | None:
+        if not isinstance(value, str) or not value:
+            self.fail(where, f"must be a non-empty regex string, got {value!r}")
+            return None
+        # Spark evaluates patterns with java.util.regex; Python-only syntax would fail there.
+        if "(?P" in value:
+            self.fail(where, "uses Python-only named-group syntax (?P…); write (?<name>…)")
+            return None
+        try:
+            # Java's named groups (?<name>…) are spelled (?P<name>…) in Python's re.
+            re.compile(re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", value))
+        except re.error as error:
+            self.fail(where, f"is not a valid regex: {error}")
+            return None
+        return value
+
+    def validate(self, raw: Any) -> DatasetSpec | None:
+        top = self.mapping("(top level)", raw)
+        if not top:
+            return None
+        self.unknown_keys("", top, _TOP_KEYS)
+        for key in (
+            "dataset",
+            "schema_version",
+            "columns",
+            "primary_key",
+            "event_time",
+            "partition_column",
+            "label",
+        ):
+            if key not in top:
+                self.fail(key, "is required")
+        dataset = self.name("dataset", top.get("dataset")) or "?"
+        version = top.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            self.fail("schema_version", f"must be a positive integer, got {version!r}")
+            version = 0
+
+        columns = self.columns(top.get("columns"))
+        by_name = {c.name: c for c in columns}
+        pk = (
+            self.names("primary_key", top["primary_key"], allow_empty=False)
+            if "primary_key" in top
+            else ()
+        )
+        for i, key in enumerate(pk):
+            column = by_name.get(key)
+            if column is None:
+                if key not in self.broken_columns:
+                    self.fail(f"primary_key[{i}]", f"{key!r} is not a declared column")
+            elif column.nullable:
+                self.fail(f"primary_key[{i}]", f"{key!r} must be nullable: false")
+            elif column.pii is not None:
+                self.fail(f"primary_key[{i}]", f"{key!r} is PII; a key must survive curation as is")
+        event_time = self.typed_ref("event_time", top.get("event_time"), by_name, {"timestamp"})
+        partition = self.typed_ref(
+            "partition_column", top.get("partition_column"), by_name, {"date"}
+        )
+        label = self.typed_ref(
+            "label", top.get("label"), by_name, {"int", "long", "boolean", "double", "string"}
+        )
+        for where, name in (
+            ("event_time", event_time),
+            ("partition_column", partition),
+            ("label", label),
+        ):
+            column = by_name.get(name) if name else None
+            if column is not None and column.nullable:
+                self.fail(where, f"{name!r} must be nullable: false")
+            if column is not None and column.pii is not None:
+                self.fail(where, f"{name!r} cannot be a PII column")
+        if partition and pk and partition not in pk:
+            self.fail(
+                "partition_column",
+                f"{partition!r} must be part of primary_key (one key per partition)",
+            )
+
+        landing = self.landing(top.get("landing", {}))
+        features = self.features(top.get("features"), by_name, label) if "features" in top else None
+        description = top.get("description", "")
+        if not isinstance(description, str):
+            self.fail("description", "must be a string")
+            description = ""
+        if self.problems:
+            return None
+        canonical = json.dumps(raw, sort_keys=True, default=str, separators=(",", ":"))
+        return DatasetSpec(
+            dataset=dataset,
+            schema_version=version,
+            columns=tuple(columns),
+            primary_key=pk,
+            event_time=event_time or "",
+            partition_column=partition or "",
+            label=label or "",
+            source=self.source,
+            fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+            description=description,
+            features=features,
+            _by_name=by_name,
+            **landing,
+        )
+
+    def typed_ref(
+        self, where: str, value: Any, by_name: Mapping[str, ColumnSpec], types: set[str]
+    ) -> str | None:
+        if value is None:
+            return None
+        name = self.name(where, value)
+        if name is None:
+            return None
+        column = by_name.get(name)
+        if column is None:
+            if name not in self.broken_columns:
+                self.fail(where, f"{name!r} is not a declared column")
+            return None
+        if column.type not in types:
+            self.fail(
+                where, f"{name!r} has type {column.type}; expected {' or '.join(sorted(types))}"
+            )
+        return name
+
+    def landing(self, raw: Any) -> dict:
+        landing = self.mapping("landing", raw) if raw is not None else {}
+        self.unknown_keys("landing", landing, _LANDING_KEYS)
+        out: dict[str, Any] = {}
+        formats = landing.get("formats", list(LANDING_FORMATS))
+        if (
+            not isinstance(formats, list)
+            or not formats
+            or any(f not in LANDING_FORMATS for f in formats)
+        ):
+            self.fail(
+                "landing.formats",
+                f"must be a non-empty list drawn from {list(LANDING_FORMATS)}, got {formats!r}",
+            )
+        else:
+            out["formats"] = tuple(formats)
+        csv = self.mapping("landing.csv", landing.get("csv", {}))
+        self.unknown_keys("landing.csv", csv, _CSV_KEYS)
+        for key, attr in (
+            ("delimiter", "csv_delimiter"),
+            ("quote", "csv_quote"),
+            ("escape", "csv_escape"),
+        ):
+            if key in csv:
+                value = csv[key]
+                if not isinstance(value, str) or len(value) != 1:
+                    self.fail(f"landing.csv.{key}", f"must be exactly one character, got {value!r}")
+                else:
+                    out[attr] = value
+        if "header" in csv:
+            if csv["header"] is not True:
+                # Header-less CSV would make schema drift invisible: refuse it rather than guess.
+                self.fail("landing.csv.header", "must be true (files are read by header name)")
+            out["csv_header"] = True
+        encoding = landing.get("encoding", "UTF-8")
+        if not isinstance(encoding, str) or encoding.upper().replace("-", "") != "UTF8":
+            self.fail(
+                "landing.encoding", f"only UTF-8 landing files are supported, got {encoding!r}"
+            )
+        else:
+            out["encoding"] = "UTF-8"
+        tokens = landing.get("null_tokens", [""])
+        if not isinstance(tokens, list) or any(not isinstance(t, str) for t in tokens):
+            self.fail("landing.null_tokens", f"must be a list of strings, got {tokens!r}")
+        else:
+            out["null_tokens"] = tuple(dict.fromkeys(["", *tokens]))
+        return out
+
+    def columns(self, raw: Any) -> list[ColumnSpec]:
+        if not isinstance(raw, list) or not raw:
+            if raw is not None:
+                self.fail("columns", "must be a non-empty list of column mappings")
+            return []
+        columns: list[ColumnSpec] = []
+        seen: dict[str, str] = {}
+        for i, item in enumerate(raw):
+            label = f"columns[{i}]"
+            if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                label = f"columns[{i}] ({item['name']})"
+            column = self.column(label, item)
+            if column is None:
+                if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                    self.broken_columns.add(item["name"])
+                continue
+            for name in (column.name, *column.aliases):
+                if name in seen:
+                    self.fail(label, f"name or alias {name!r} is already used by {seen[name]}")
+                seen[name] = label
+            columns.append(column)
+        outputs = [c.curated_name for c in columns if c.curated_name]
+        for name in {n for n in outputs if outputs.count(n) > 1}:
+            self.fail("columns", f"two columns would both be named {name!r} in curated data")
+        return columns
+
+    def column(self, where: str, raw: Any) -> ColumnSpec | None:
+        spec = self.mapping(where, raw)
+        if not spec:
+            return None
+        self.unknown_keys(where, spec, _COLUMN_KEYS)
+        name = self.name(f"{where}.name", spec.get("name"))
+        ctype = spec.get("type")
+        if ctype not in TYPES:
+            self.fail(f"{where}.type", f"{ctype!r} is not one of {', '.join(TYPES)}")
+            return None
+        nullable = spec.get("nullable", True)
+        if not isinstance(nullable, bool):
+            self.fail(f"{where}.nullable", f"must be true or false, got {nullable!r}")
+        aliases = self.names(f"{where}.aliases", spec.get("aliases"))
+        low = self.bound(f"{where}.min", spec.get("min"), ctype)
+        high = self.bound(f"{where}.max", spec.get("max"), ctype)
+        if low is not None and high is not None and DS_TOKEN not in (low, high) and low > high:
+            self.fail(where, f"min {low!r} is greater than max {high!r}")
+        allowed = spec.get("allowed")
+        if allowed is not None:
+            if (
+                ctype not in ("string", "int", "long")
+                or not isinstance(allowed, list)
+                or not allowed
+            ):
+                self.fail(
+                    f"{where}.allowed", "must be a non-empty list, on a string or integer column"
+                )
+                allowed = None
+            else:
+                wanted = str if ctype == "string" else int
+                bad = [a for a in allowed if not isinstance(a, wanted) or isinstance(a, bool)]
+                if bad:
+                    self.fail(f"{where}.allowed", f"values {bad!r} are not {ctype}")
+                allowed = tuple(allowed)
+        pattern = spec.get("pattern")
+        if pattern is not None:
+            if ctype != "string":
+                self.fail(f"{where}.pattern", "only string columns take a pattern")
+            pattern = self.regex(f"{where}.pattern", pattern)
+        max_length = spec.get("max_length")
+        if max_length is not None and (
+            ctype != "string" or not isinstance(max_length, int) or max_length < 1
+        ):
+            self.fail(f"{where}.max_length", "must be a positive integer, on a string column")
+            max_length = None
+        guard_default = ctype == "string" and pattern is None and allowed is None
+        formula_guard = spec.get("formula_guard", guard_default)
+        if not isinstance(formula_guard, bool) or (formula_guard and ctype != "string"):
+            self.fail(
+                f"{where}.formula_guard", "must be true or false, and true only on a string column"
+            )
+            formula_guard = False
+        pii = self.pii(f"{where}.pii", spec["pii"], ctype, name) if "pii" in spec else None
+        description = spec.get("description", "")
+        if name is None or not isinstance(nullable, bool):
+            return None
+        return ColumnSpec(
+            name=name,
+            type=ctype,
+            nullable=nullable,
+            description=description if isinstance(description, str) else "",
+            aliases=aliases,
+            min=low,
+            max=high,
+            allowed=allowed,
+            pattern=pattern,
+            max_length=max_length,
+            formula_guard=formula_guard,
+            pii=pii,
+        )
+
+    def bound(self, where: str, value: Any, ctype: str) -> Any:
+        if value is None:
+            return None
+        if ctype in NUMERIC_TYPES:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.fail(where, f"must be a number for a {ctype} column, got {value!r}")
+                return None
+            if ctype != "double" and not isinstance(value, int):
+                self.fail(where, f"must be an integer for a {ctype} column, got {value!r}")
+                return None
+            return value
+        if ctype in TEMPORAL_TYPES:
+            if value == DS_TOKEN:
+                return value
+            text = value.isoformat() if isinstance(value, date) else value
+            if not isinstance(text, str) or not _DATE.match(text):
+                self.fail(where, f"must be a YYYY-MM-DD date or {DS_TOKEN!r}, got {value!r}")
+                return None
+            try:
+                date.fromisoformat(text)
+            except ValueError:
+                self.fail(where, f"{text!r} is not a calendar date")
+                return None
+            return text
+        self.fail(where, f"a {ctype} column takes no min/max")
+        return None
+
+    def pii(self, where: str, raw: Any, ctype: str, name: str | None) -> PiiSpec | None:
+        spec = self.mapping(where, raw)
+        if not spec:
+            return None
+        self.unknown_keys(where, spec, _PII_KEYS)
+        if ctype != "string":
+            self.fail(where, "PII columns must be strings")
+        treatment = spec.get("treatment")
+        if treatment not in PII_TREATMENTS:
+            self.fail(
+                f"{where}.treatment", f"{treatment!r} is not one of {', '.join(PII_TREATMENTS)}"
+            )
+            return None
+        detect = self.regex(f"{where}.detect", spec.get("detect"))
+        output = spec.get("output")
+        if treatment == "hash":
+            output = self.name(
+                f"{where}.output", output if output is not None else f"{name}_sha256"
+            )
+        elif output is not None:
+            self.fail(
+                f"{where}.output",
+                f"only the hash treatment renames a column ({treatment} does not)",
+            )
+        keep_last = spec.get("keep_last", 0)
+        if treatment != "mask" and "keep_last" in spec:
+            self.fail(f"{where}.keep_last", "only the mask treatment keeps characters")
+        elif (
+            not isinstance(keep_last, int) or isinstance(keep_last, bool) or not 0 <= keep_last <= 4
+        ):
+            self.fail(f"{where}.keep_last", f"must be an integer within 0..4, got {keep_last!r}")
+            keep_last = 0
+        lowercase = spec.get("lowercase", False)
+        if not isinstance(lowercase, bool):
+            self.fail(f"{where}.lowercase", "must be true or false")
+            lowercase = False
+        if detect is None:
+            return None
+        return PiiSpec(
+            treatment=treatment,
+            detect=detect,
+            output=output,
+            keep_last=keep_last,
+            lowercase=lowercase,
+        )
+
+    def features(
+        self, raw: Any, by_name: Mapping[str, ColumnSpec], label: str | None
+    ) -> FeatureSpec | None:
+        spec = self.mapping("features", raw)
+        if not spec:
+            return None
+        self.unknown_keys("features", spec, _FEATURE_KEYS)
+
+        def refs(key: str, types: Iterable[str], extra: str = "") -> tuple[str, ...]:
+            names = self.names(f"features.{key}", spec.get(key))
+            for i, name in enumerate(names):
+                column = by_name.get(name)
+                where = f"features.{key}[{i}]"
+                if column is None:
+                    if name not in self.broken_columns:
+                        self.fail(where, f"{name!r} is not a declared column")
+                elif column.pii is not None:
+                    self.fail(where, f"{name!r} is PII and cannot be a feature")
+                elif name == label:
+                    self.fail(
+                        where, f"{name!r} is the label; a feature built from it leaks the answer"
+                    )
+                elif column.type not in types:
+                    self.fail(
+                        where,
+                        f"{name!r} has type {column.type}; expected {' or '.join(sorted(types))}",
+                    )
+                elif extra == "allowed" and column.allowed is None:
+                    self.fail(
+                        where, f"{name!r} needs an allowed list (it fixes the one-hot columns)"
+                    )
+            return names
+
+        split_key = self.name("features.split_key", spec.get("split_key"))
+        if split_key and split_key not in by_name and split_key not in self.broken_columns:
+            self.fail("features.split_key", f"{split_key!r} is not a declared column")
+        split_raw = self.mapping("features.split", spec.get("split", {}))
+        split = []
+        for name in _SPLITS:
+            share = split_raw.get(name)
+            if not isinstance(share, int) or isinstance(share, bool) or not 0 <= share <= 100:
+                self.fail(f"features.split.{name}", f"must be an integer percentage, got {share!r}")
+                share = 0
+            split.append((name, share))
+        self.unknown_keys("features.split", split_raw, set(_SPLITS))
+        if sum(share for _, share in split) != 100:
+            self.fail(
+                "features.split", f"shares must add up to 100, got {sum(s for _, s in split)}"
+            )
+        seed = spec.get("split_seed")
+        if not isinstance(seed, str) or not seed:
+            self.fail(
+                "features.split_seed",
+                "must be a non-empty string (changing it reshuffles every split)",
+            )
+        lookback = spec.get("lookback_days", 1)
+        if not isinstance(lookback, int) or isinstance(lookback, bool) or not 1 <= lookback <= 366:
+            self.fail(
+                "features.lookback_days", f"must be an integer within 1..366, got {lookback!r}"
+            )
+        numeric = refs("numeric", NUMERIC_TYPES)
+        categorical = refs("categorical", {"string", "int", "long"}, extra="allowed")
+        boolean = refs("boolean", {"boolean"})
+        days_since = refs("days_since", TEMPORAL_TYPES)
+        rolling = refs("rolling_mean", NUMERIC_TYPES)
+        ratios = []
+        raw_ratios = spec.get("ratios") or []
+        if not isinstance(raw_ratios, list):
+            self.fail("features.ratios", "must be a list of {name, numerator, denominator}")
+            raw_ratios = []
+        for i, item in enumerate(raw_ratios):
+            where = f"features.ratios[{i}]"
+            ratio = self.mapping(where, item)
+            self.unknown_keys(where, ratio, {"name", "numerator", "denominator"})
+            parts = [
+                self.name(f"{where}.{k}", ratio.get(k))
+                for k in ("name", "numerator", "denominator")
+            ]
+            for key, part in zip(("numerator", "denominator"), parts[1:], strict=True):
+                column = by_name.get(part) if part else None
+                if (
+                    part
+                    and part not in self.broken_columns
+                    and (
+                        column is None
+                        or column.type not in NUMERIC_TYPES
+                        or column.pii
+                        or part == label
+                    )
+                ):
+                    self.fail(
+                        f"{where}.{key}", f"{part!r} must be a numeric, non-PII, non-label column"
+                    )
+            if all(parts):
+                ratios.append(RatioFeature(*parts))
+        if not (numeric or categorical or boolean or days_since or rolling or ratios):
+            self.fail("features", "declares no feature at all")
+        if self.problems:
+            return None
+        return FeatureSpec(
+            split_key=split_key or "",
+            split=tuple(split),
+            split_seed=seed,
+            lookback_days=lookback,
+            numeric=numeric,
+            categorical=categorical,
+            boolean=boolean,
+            days_since=days_since,
+            rolling_mean=rolling,
+            ratios=tuple(ratios),
+        )

@@ -1,0 +1,366 @@
+"""Model features and a deterministic train/validation/test split from curated snapshots.
+
+For ``--ds D`` the job reads the curated partitions of the spec's lookback window
+(``D - lookback + 1`` … ``D``), takes each entity's snapshot on ``D`` as the row, and derives
+the features the spec's ``features:`` block declares:
+
+- ``numeric``: as doubles, nulls as 0.0 with a ``<name>_missing`` 0/1 flag for nullable columns;
+- ``categorical``: one-hot over the column's allowed values (``plan__premium``…), so the feature
+  set is fixed by the spec and never by the data of one day;
+- ``boolean``: 0/1; ``days_since``: whole days from the column's date to ``D``;
+- ``rolling_mean``: the mean over the window (``<name>_mean_<N>d``), plus ``days_present_<N>d``;
+- ``ratios``: numerator / denominator, 0.0 where the denominator is 0 or missing.
+
+Rows are assigned to splits by a salted hash of the split key (``xxhash64`` of
+``split_seed|key``, mod 100, against the spec's percentages): the same entity always lands in
+the same split, on every day and every re-run, so no entity leaks between training and test.
+Output: ``<lake>/features/<dataset>/ds=D/split=<train|validation|test>/part-*.parquet`` and a
+``_manifest.json`` (inputs with their manifests' checksums, feature list, rows and label rate
+per split), committed atomically like the ingest job's partitions.
+
+    python -m spark_jobs.features --spec include/datasets/churn.yaml \\
+        --lake-root file:///…/lake --ds 2026-01-07 [--lookback-days 7] [--allow-missing-days false]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import re
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from spark_jobs.dataset_spec import DatasetSpec, FeatureSpec
+from spark_jobs.ingest import (
+    MANIFEST_NAME,
+    IngestError,
+    clear_stale_staging,
+    commit_partition,
+    configure_logging,
+    describe_outputs,
+    fs_for,
+    join_uri,
+    load_spec_any,
+    normalize_output_files,
+    staging_uri,
+    to_uri,
+)
+
+log = logging.getLogger("headrace.features")
+
+MANIFEST_VERSION = 1
+# One output file per split per this many rows (a training channel reads them all).
+ROWS_PER_FILE = 1_000_000
+
+
+class FeaturesError(IngestError):
+    """The features job cannot run; the message names the partition or argument."""
+
+
+@dataclass
+class FeaturesResult:
+    manifest: dict
+    features_uri: str
+
+
+def _value_name(value) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_") or "blank"
+
+
+def feature_columns(spec: DatasetSpec, lookback_days: int) -> list[str]:
+    """Every feature column, in output order (what the training job reads)."""
+    features = _features_spec(spec)
+    names: list[str] = []
+    for name in features.numeric:
+        names.append(name)
+        if spec.column(name).nullable:
+            names.append(f"{name}_missing")
+    for name in features.categorical:
+        names.extend(f"{name}__{_value_name(v)}" for v in spec.column(name).allowed or ())
+    names.extend(features.boolean)
+    names.extend(f"days_since_{name}" for name in features.days_since)
+    names.extend(f"{name}_mean_{lookback_days}d" for name in features.rolling_mean)
+    if features.rolling_mean:
+        names.append(f"days_present_{lookback_days}d")
+    names.extend(ratio.name for ratio in features.ratios)
+    return names
+
+
+def _features_spec(spec: DatasetSpec) -> FeatureSpec:
+    if spec.features is None:
+        raise FeaturesError(f"spec {spec.source} has no features: block")
+    return spec.features
+
+
+def split_column(features: FeatureSpec):
+    """``split`` from a salted hash of the split key: stable per entity, independent of the day."""
+    from pyspark.sql import functions as F
+
+    bucket = F.pmod(
+        F.xxhash64(
+            F.concat(F.lit(features.split_seed + "|"), F.col(features.split_key).cast("string"))
+        ),
+        F.lit(100),
+    )
+    expression = None
+    for name, lo, hi in features.split_bounds():
+        if hi <= lo:
+            continue
+        condition = (bucket >= lo) & (bucket < hi)
+        expression = (
+            F.when(condition, F.lit(name))
+            if expression is None
+            else expression.when(condition, F.lit(name))
+        )
+    return expression
+
+
+def build_features(curated, spec: DatasetSpec, ds: date, lookback_days: int):
+    """The feature rows of ``ds``: keys, features (doubles), the label and the split."""
+    from pyspark.sql import functions as F
+
+    features = _features_spec(spec)
+    key, day = features.split_key, spec.partition_column
+    anchor = curated.filter(F.col(day) == F.lit(ds.isoformat()).cast("date"))
+    columns = [F.col(key), F.col(day)]
+    for name in features.numeric:
+        value = F.col(name).cast("double")
+        columns.append(F.coalesce(value, F.lit(0.0)).alias(name))
+        if spec.column(name).nullable:
+            columns.append(F.col(name).isNull().cast("double").alias(f"{name}_missing"))
+    for name in features.categorical:
+        for value in spec.column(name).allowed or ():
+            columns.append(
+                (F.col(name) == F.lit(value)).cast("double").alias(f"{name}__{_value_name(value)}")
+            )
+    for name in features.boolean:
+        columns.append(F.coalesce(F.col(name).cast("double"), F.lit(0.0)).alias(name))
+    for name in features.days_since:
+        since = F.datediff(F.lit(ds.isoformat()).cast("date"), F.to_date(F.col(name)))
+        columns.append(F.coalesce(since.cast("double"), F.lit(0.0)).alias(f"days_since_{name}"))
+    for ratio in features.ratios:
+        denominator = F.col(ratio.denominator).cast("double")
+        quotient = F.when(denominator != 0, F.col(ratio.numerator).cast("double") / denominator)
+        columns.append(F.coalesce(quotient, F.lit(0.0)).alias(ratio.name))
+    columns.append(F.col(spec.label).alias(spec.label))
+    rows = anchor.select(*columns)
+
+    if features.rolling_mean:
+        window = curated.groupBy(key).agg(
+            *(
+                F.avg(F.col(n).cast("double")).alias(f"{n}_mean_{lookback_days}d")
+                for n in features.rolling_mean
+            ),
+            F.countDistinct(F.col(day)).cast("double").alias(f"days_present_{lookback_days}d"),
+        )
+        rows = rows.join(window, key, "left").fillna(
+            0.0, subset=[c for c in window.columns if c != key]
+        )
+    ordered = [key, day, *feature_columns(spec, lookback_days), spec.label]
+    return rows.select(*ordered, split_column(features).alias("split"))
+
+
+def curated_partitions(
+    lake_root: str, spec: DatasetSpec, ds: date, lookback_days: int
+) -> list[tuple[str, str]]:
+    """``[(ds, uri)]`` of the window, oldest first."""
+    base = join_uri(lake_root, "curated", spec.dataset)
+    days = [ds - timedelta(days=offset) for offset in range(lookback_days - 1, -1, -1)]
+    return [(d.isoformat(), join_uri(base, f"ds={d.isoformat()}")) for d in days]
+
+
+def run_features(
+    spark,
+    spec: DatasetSpec,
+    *,
+    lake_root: str,
+    ds: str,
+    lookback_days: int | None = None,
+    allow_missing_days: bool = False,
+) -> FeaturesResult:
+    """Build and atomically commit the features partition of ``ds``."""
+    from pyspark.sql import functions as F
+
+    features = _features_spec(spec)
+    try:
+        logical_date = date.fromisoformat(ds)
+    except ValueError:
+        raise FeaturesError(f"--ds {ds!r} is not a date (YYYY-MM-DD)") from None
+    lookback = lookback_days or features.lookback_days
+    if lookback < 1:
+        raise FeaturesError(f"--lookback-days must be at least 1, got {lookback}")
+    lake_root = to_uri(lake_root)
+    lake_fs = fs_for(lake_root)
+
+    # Only committed partitions count: the curated manifest is written last by the ingest job.
+    inputs, missing = [], []
+    for day, uri in curated_partitions(lake_root, spec, logical_date, lookback):
+        manifest_uri = join_uri(uri, MANIFEST_NAME)
+        if not lake_fs.exists(manifest_uri):
+            missing.append(day)
+            continue
+        with lake_fs.open(manifest_uri) as handle:
+            manifest_bytes = handle.read()
+        ingest_manifest = json.loads(manifest_bytes)
+        inputs.append(
+            {
+                "ds": day,
+                "uri": uri,
+                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                "schema_version": ingest_manifest.get("schema_version"),
+                "rows": ingest_manifest.get("totals", {}).get("rows_accepted"),
+                "files": [
+                    f["path"]
+                    for f in ingest_manifest.get("outputs", {}).get("curated", {}).get("files", [])
+                ],
+            }
+        )
+    if ds in missing or (missing and not allow_missing_days):
+        raise FeaturesError(
+            f"curated partitions missing for {spec.dataset}: {', '.join(f'ds={d}' for d in missing)} "
+            f"(under {join_uri(lake_root, 'curated', spec.dataset)}); ingest them first"
+            + ("" if ds in missing else " or pass --allow-missing-days true")
+        )
+    versions = {i["schema_version"] for i in inputs}
+    if versions != {spec.schema_version}:
+        raise FeaturesError(
+            f"curated partitions have schema versions {sorted(map(str, versions))}, "
+            f"spec {spec.source} is version {spec.schema_version}; re-ingest them"
+        )
+
+    # Read exactly the files each manifest lists: stray files in a partition are not data.
+    paths = [join_uri(i["uri"], name) for i in inputs for name in i["files"]]
+    if not paths:
+        raise FeaturesError(f"the curated partitions of {spec.dataset} for ds={ds} hold no files")
+    curated = spark.read.parquet(*paths)
+    table = build_features(curated, spec, logical_date, lookback)
+    anchor_rows = sum(i["rows"] or 0 for i in inputs if i["ds"] == ds)
+    files = max(1, math.ceil(anchor_rows / ROWS_PER_FILE))
+    # Hash-partitioned by key and sorted: the same rows give the same files, run after run.
+    table = table.repartition(files, features.split_key).sortWithinPartitions(
+        "split", features.split_key
+    )
+
+    zone = join_uri(lake_root, "features")
+    partition = f"ds={ds}"
+    target = join_uri(zone, spec.dataset, partition)
+    lake_fs.recover(target)
+    clear_stale_staging(lake_fs, zone, spec.dataset, partition)
+    staged = staging_uri(zone, spec.dataset, partition, uuid.uuid4().hex)
+    table.write.partitionBy("split").mode("overwrite").parquet(staged)
+
+    stats = {
+        row["split"]: {"rows": row["rows"], "label_mean": round(row["label_mean"] or 0.0, 6)}
+        for row in spark.read.parquet(staged)
+        .groupBy("split")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.avg(F.col(spec.label).cast("double")).alias("label_mean"),
+        )
+        .collect()
+    }
+    names = normalize_output_files(lake_fs, staged)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "job": "spark_jobs.features",
+        "dataset": spec.dataset,
+        "ds": ds,
+        "schema_version": spec.schema_version,
+        "spec_fingerprint": spec.fingerprint,
+        "lookback_days": lookback,
+        "inputs": inputs,
+        "missing_days": missing,
+        "key": features.split_key,
+        "label": spec.label,
+        "features": feature_columns(spec, lookback),
+        "split": {
+            "key": features.split_key,
+            "seed": features.split_seed,
+            "rule": "pmod(xxhash64(concat(seed, '|', key)), 100) in [lo, hi)",
+            "buckets": {name: [lo, hi] for name, lo, hi in features.split_bounds()},
+        },
+        "splits": {
+            name: stats.get(name, {"rows": 0, "label_mean": 0.0})
+            for name, _, _ in features.split_bounds()
+        },
+        "outputs": {"uri": target, "files": describe_outputs(lake_fs, staged, names)},
+    }
+    lake_fs.write_bytes(
+        join_uri(staged, MANIFEST_NAME),
+        (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
+    )
+    commit_partition(lake_fs, staged, target)
+    clear_stale_staging(lake_fs, zone, spec.dataset, partition)
+    return FeaturesResult(manifest=manifest, features_uri=target)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Every option takes a value: Glue passes job arguments only as --key value pairs.
+    parser = argparse.ArgumentParser(
+        prog="python -m spark_jobs.features", description="Build model features for one date."
+    )
+    parser.add_argument(
+        "--spec", required=True, help="dataset spec YAML: path, file:// or s3:// URI"
+    )
+    parser.add_argument(
+        "--lake-root", required=True, help="lake root URI: file:///… or s3://bucket/prefix"
+    )
+    parser.add_argument("--ds", required=True, help="logical date, YYYY-MM-DD (the anchor day)")
+    parser.add_argument(
+        "--lookback-days", type=int, help="window length (default: the spec's lookback_days)"
+    )
+    parser.add_argument(
+        "--allow-missing-days", type=_bool, default=False, help="true: tolerate missing past days"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
+    args, unknown = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    if unknown:
+        log.info(
+            "ignoring platform arguments: %s", " ".join(a for a in unknown if a.startswith("--"))
+        )
+    spec = load_spec_any(args.spec)
+    from spark_jobs.spark_session import get_spark
+
+    spark = get_spark(f"headrace-features-{spec.dataset}")
+    result = run_features(
+        spark,
+        spec,
+        lake_root=args.lake_root,
+        ds=args.ds,
+        lookback_days=args.lookback_days,
+        allow_missing_days=args.allow_missing_days,
+    )
+    summary = {
+        "dataset": spec.dataset,
+        "ds": args.ds,
+        "features_uri": result.features_uri,
+        "manifest_uri": join_uri(result.features_uri, MANIFEST_NAME),
+        "splits": result.manifest["splits"],
+        "features": len(result.manifest["features"]),
+    }
+    log.info("features %s ds=%s: %s", spec.dataset, args.ds, summary["splits"])
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

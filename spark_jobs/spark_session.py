@@ -1,0 +1,94 @@
+"""The SparkSession every headrace job runs in: the platform's on Glue/EMR, a loopback-only one locally.
+
+On Glue, EMR and EMR Serverless the job is started by ``spark-submit`` (a py4j gateway already
+exists and its configuration is the platform's), so :func:`get_spark` takes that session as is
+and only sets the few SQL options the jobs rely on for identical output. Anywhere else it starts
+local Spark that listens on 127.0.0.1 only: by default Spark binds its driver and block manager
+to the machine's external interface and serves its UI on all interfaces.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+
+# SQL options that make output portable and byte-stable, set on every session (they are runtime
+# options, so setting them on a platform session is allowed and scoped to this application).
+JOB_SQL_CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    # Validation relies on casts returning null for bad input (ANSI mode would throw instead).
+    "spark.sql.ansi.enabled": "false",
+    # INT96 timestamps are deprecated; micros read the same in Spark, pyarrow and Athena.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # Write ancient dates as they are (the proleptic calendar) instead of failing the job.
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    "spark.sql.parquet.compression.codec": "snappy",
+    # Never skip unreadable input: a corrupt file must fail the job, naming it.
+    "spark.sql.files.ignoreCorruptFiles": "false",
+    "spark.sql.files.ignoreMissingFiles": "false",
+    # Wide datasets otherwise log a warning each time Spark abbreviates a plan.
+    "spark.sql.debug.maxToStringFields": "500",
+}
+
+LOOPBACK = "127.0.0.1"
+
+
+def is_platform_managed() -> bool:
+    """True under spark-submit (Glue, EMR, EMR Serverless): the py4j gateway is already up."""
+    from pyspark import SparkContext
+
+    return (
+        bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+        or SparkContext._active_spark_context is not None
+    )
+
+
+def local_conf(cores: int | None = None) -> dict[str, str]:
+    """The configuration of a local session: loopback only, no UI, sized for a small machine."""
+    cores = cores or os.cpu_count() or 2
+    return {
+        "spark.master": os.environ.get("HEADRACE_SPARK_MASTER", f"local[{cores}]"),
+        "spark.driver.bindAddress": LOOPBACK,
+        "spark.driver.host": LOOPBACK,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # A few tasks per core: the default 200 shuffle partitions are 200 tiny tasks here.
+        "spark.sql.shuffle.partitions": str(max(2, 2 * cores)),
+        "spark.default.parallelism": str(max(2, 2 * cores)),
+        "spark.driver.memory": os.environ.get("HEADRACE_SPARK_DRIVER_MEMORY", "4g"),
+        # Out of the working directory: jobs use no tables, but Spark creates the folder anyway.
+        "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "headrace-spark-warehouse"),
+        "spark.driver.extraJavaOptions": "-Djava.net.preferIPv4Stack=true",
+        **JOB_SQL_CONF,
+    }
+
+
+def get_spark(app_name: str = "headrace", conf: Mapping[str, str] | None = None):
+    """The session to run a job in.
+
+    :param app_name: the application name shown by the platform (and in local logs).
+    :param conf: extra settings; on a platform session only runtime (SQL) options take effect.
+    """
+    from pyspark.sql import SparkSession
+
+    extra = dict(conf or {})
+    active = SparkSession.getActiveSession()
+    if active is not None or is_platform_managed():
+        spark = active or SparkSession.builder.appName(app_name).getOrCreate()
+        for key, value in {**JOB_SQL_CONF, **extra}.items():
+            spark.conf.set(key, value)
+        return spark
+
+    # Read by spark-class when the JVM starts: every socket Spark opens binds to loopback.
+    os.environ["SPARK_LOCAL_IP"] = LOOPBACK
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in {**local_conf(), **extra}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("HEADRACE_SPARK_LOG_LEVEL", "WARN"))
+    return spark

@@ -1,0 +1,131 @@
+"""The local runner's durable state: what a retried task finds, whatever happened to the last try."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from include.local_spark_runner import (
+    FAILED,
+    LOST,
+    RUNNING,
+    SUCCEEDED,
+    LocalSparkJobError,
+    LocalSparkRunner,
+)
+
+MODULE = "tests.plugins.fixtures.sleepy_job"
+
+
+@pytest.fixture
+def runner(tmp_path, repo_root) -> LocalSparkRunner:
+    return LocalSparkRunner(state_root=tmp_path / "runs", repo_root=repo_root)
+
+
+def test_a_run_records_its_process_environment_and_result(runner, tmp_path):
+    marker = tmp_path / "marker"
+    status, started = runner.start_or_attach(MODULE, ["--marker", str(marker)], "run-a")
+
+    assert started and status.state == RUNNING
+    final = runner.wait("run-a", timeout=60, poll_interval=0.05)
+    assert final.state == SUCCEEDED
+    assert final.exit_code == 0
+
+    state_dir = tmp_path / "runs" / "run-a"
+    run = json.loads((state_dir / "run.json").read_text())
+    assert run["module"] == MODULE
+    assert run["argv"] == ["--marker", str(marker)]
+    assert run["pid"] == status.pid
+    assert json.loads((state_dir / "result.json").read_text())["exit_code"] == 0
+    log = (state_dir / "output.log").read_text()
+    assert f"sleepy job {(marker / 'job.pid').read_text()} started" in log
+    # The supervisor leads a process group of its own, which the job runs in.
+    assert int((marker / "job.pid").read_text()) != status.pid
+
+
+def test_the_job_runs_from_the_repo_with_loopback_spark(runner, tmp_path):
+    probe = (
+        "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+        "('SPARK_LOCAL_IP', 'PYTHONPATH', 'PYSPARK_PYTHON')} | {'cwd': os.getcwd()}))"
+    )
+    # A probe module in a folder the caller adds to PYTHONPATH, run like any job module.
+    (tmp_path / "probe_env.py").write_text(probe)
+    runner.start_or_attach("probe_env", [], "probe", env={"PYTHONPATH": str(tmp_path)})
+    final = runner.wait("probe", timeout=60, poll_interval=0.05)
+
+    seen = json.loads(Path(final.log_path).read_text().strip().splitlines()[-1])
+    assert seen["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert seen["PYTHONPATH"].split(os.pathsep) == [str(runner.repo_root), str(tmp_path)]
+    assert seen["PYSPARK_PYTHON"] == sys.executable
+    assert seen["cwd"] == str(runner.repo_root)
+
+
+def test_a_finished_run_is_returned_not_repeated(runner, tmp_path):
+    marker = tmp_path / "marker"
+    runner.start_or_attach(MODULE, ["--marker", str(marker)], "run-b")
+    runner.wait("run-b", timeout=60, poll_interval=0.05)
+
+    status, started = runner.start_or_attach(MODULE, ["--marker", str(marker)], "run-b")
+
+    assert (started, status.state) == (False, SUCCEEDED)
+    assert len((marker / "starts.txt").read_text().split()) == 1
+
+
+def test_a_lost_run_is_started_again(runner, tmp_path):
+    # A supervisor that vanished without a result (a reboot): a pid that no longer exists.
+    state_dir = tmp_path / "runs" / "run-c"
+    state_dir.mkdir(parents=True)
+    (state_dir / "run.json").write_text(
+        json.dumps({"module": MODULE, "argv": [], "pid": 2**22 + 7, "create_time": 1.0})
+    )
+    (state_dir / "output.log").write_text("the lost run's log\n")
+    assert runner.status("run-c").state == LOST
+    with pytest.raises(LocalSparkJobError, match="was lost"):
+        runner.wait("run-c", timeout=1)
+
+    marker = tmp_path / "marker"
+    status, started = runner.start_or_attach(MODULE, ["--marker", str(marker)], "run-c")
+
+    assert started
+    assert runner.wait("run-c", timeout=60, poll_interval=0.05).state == SUCCEEDED
+    assert (state_dir / "history" / "1" / "output.log").read_text() == "the lost run's log\n"
+    assert status.pid != 2**22 + 7
+
+
+def test_wait_timeout_leaves_the_run_going_and_kill_stops_it(runner, tmp_path):
+    marker = tmp_path / "marker"
+    runner.start_or_attach(MODULE, ["--marker", str(marker), "--sleep", "60"], "run-d")
+
+    started_at = time.monotonic()
+    with pytest.raises(TimeoutError, match="still running after 0s"):
+        runner.wait("run-d", timeout=0.2, poll_interval=0.05)
+    assert runner.status("run-d").state == RUNNING
+
+    assert runner.kill("run-d", grace_period=5) is True
+    assert time.monotonic() - started_at < 30
+    status = runner.status("run-d")
+    assert status.state == "KILLED"
+    assert status.exit_code == -15  # SIGTERM reached the job itself
+    assert runner.kill("run-d") is False  # nothing left to stop
+
+
+def test_a_failed_run_reports_its_exit_code(runner, tmp_path):
+    marker = tmp_path / "marker"
+    runner.start_or_attach(MODULE, ["--marker", str(marker), "--exit-code", "4"], "run-e")
+    with pytest.raises(LocalSparkJobError) as raised:
+        runner.wait("run-e", timeout=60, poll_interval=0.05)
+    assert raised.value.status.state == FAILED
+    assert raised.value.status.exit_code == 4
+    assert "boom: bad row 7" in str(raised.value)
+
+
+def test_run_keys_that_cannot_name_a_folder_are_refused(runner):
+    for bad in ("", "../escape", ".hidden"):
+        with pytest.raises(ValueError, match="cannot name a state folder"):
+            runner.state_dir(bad)
+    assert runner.status("never-started") is None

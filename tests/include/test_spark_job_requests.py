@@ -1,0 +1,252 @@
+"""Spark job request builders: every body validates against botocore and carries the settings."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import zipfile
+from datetime import timedelta
+
+import pytest
+
+from include import spark_job_requests as requests
+from include.aws_validation import validate_request
+from include.config import ConfigError, load_settings
+
+KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+AWS_ENV = {
+    "PIPELINE_TARGET": "aws",
+    "AWS_REGION": "eu-west-1",
+    "HEADRACE_BUCKET": "headrace-test-lake",
+    "HEADRACE_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-sagemaker",
+    "HEADRACE_GLUE_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-glue",
+    "HEADRACE_EMR_SERVERLESS_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-emr",
+    "HEADRACE_KMS_KEY_ARN": KMS_KEY_ARN,
+    "HEADRACE_SUBNET_IDS": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "HEADRACE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
+    "HEADRACE_PII_SALT_SECRET_ARN": (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:headrace/pii-salt-AbCdEf"
+    ),
+    "HEADRACE_EMR_SERVERLESS_APPLICATION_ID": "00f0abcdefgh1234",
+    "HEADRACE_EMR_CLUSTER_ID": "j-ABCDEFGHIJKL",
+}
+SETTINGS = load_settings(AWS_ENV)
+ARTIFACTS = "s3://headrace-test-lake/artifacts/spark_jobs"
+JOB_ARGS = ["--ds", "2026-01-02", "--source", "s3://headrace-test-lake/lake/landing/orders"]
+
+
+def test_glue_job_definition():
+    body = requests.build_glue_job_request(SETTINGS, "ingest", timeout=timedelta(minutes=90))
+    validate_request("glue", "CreateJob", body)
+    assert body["Name"] == "headrace-ingest"
+    assert body["GlueVersion"] == "5.1"
+    assert body["Command"] == {
+        "Name": "glueetl",
+        "ScriptLocation": f"{ARTIFACTS}/ingest.py",
+        "PythonVersion": "3",
+    }
+    assert body["Role"] == AWS_ENV["HEADRACE_GLUE_ROLE_ARN"]
+    assert body["DefaultArguments"]["--extra-py-files"] == f"{ARTIFACTS}/spark_jobs.zip"
+    assert body["Timeout"] == 90
+    assert body["MaxRetries"] == 0
+    assert (body["WorkerType"], body["NumberOfWorkers"]) == ("G.1X", 2)
+    assert body["SecurityConfiguration"] == requests.glue_security_configuration_name(SETTINGS)
+    first_subnet = AWS_ENV["HEADRACE_SUBNET_IDS"].split(",")[0]
+    assert body["Connections"] == {"Connections": [f"headrace-network-{first_subnet}"]}
+
+
+def test_glue_definition_digest_changes_with_the_definition():
+    base = requests.build_glue_job_request(SETTINGS, "ingest")
+    assert requests.build_glue_job_request(SETTINGS, "ingest") == base
+    longer = requests.build_glue_job_request(SETTINGS, "ingest", timeout=timedelta(hours=3))
+    assert longer["Description"] != base["Description"]
+
+    update = requests.build_glue_update_job_request(longer)
+    validate_request("glue", "UpdateJob", update)
+    assert update["JobName"] == "headrace-ingest"
+    assert update["JobUpdate"]["Timeout"] == 180
+    assert "Name" not in update["JobUpdate"] and "Tags" not in update["JobUpdate"]
+
+
+def test_glue_security_configuration_and_network_connection():
+    security = requests.build_glue_security_configuration_request(SETTINGS)
+    validate_request("glue", "CreateSecurityConfiguration", security)
+    encryption = security["EncryptionConfiguration"]
+    assert encryption["S3Encryption"] == [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": KMS_KEY_ARN}]
+    assert encryption["CloudWatchEncryption"]["KmsKeyArn"] == KMS_KEY_ARN
+    assert encryption["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
+    other_key = load_settings({**AWS_ENV, "HEADRACE_KMS_KEY_ARN": KMS_KEY_ARN[:-1] + "6"})
+    assert requests.glue_security_configuration_name(other_key) != security["Name"]
+
+    connection = requests.build_glue_network_connection_request(SETTINGS, "eu-west-1a")
+    validate_request("glue", "CreateConnection", connection)
+    assert connection["ConnectionInput"]["ConnectionType"] == "NETWORK"
+    assert connection["ConnectionInput"]["PhysicalConnectionRequirements"] == {
+        "SubnetId": "subnet-0123456789abcdef0",
+        "SecurityGroupIdList": ["sg-0123456789abcdef0"],
+        "AvailabilityZone": "eu-west-1a",
+    }
+
+
+def test_glue_start_job_run_carries_the_argv_and_the_run_key():
+    body = requests.build_glue_start_job_run_request(
+        SETTINGS, "ingest", JOB_ARGS, "ingest-daily-ingest-0123456789abcdef"
+    )
+    validate_request("glue", "StartJobRun", body)
+    assert body == {
+        "JobName": "headrace-ingest",
+        "Arguments": {
+            "--ds": "2026-01-02",
+            "--source": "s3://headrace-test-lake/lake/landing/orders",
+            "--headrace-run-key": "ingest-daily-ingest-0123456789abcdef",
+        },
+        "Timeout": 120,
+        "SecurityConfiguration": requests.glue_security_configuration_name(SETTINGS),
+    }
+
+
+@pytest.mark.parametrize(
+    ("job_args", "message"),
+    [
+        (["--ds", "2026-01-02", "--dry-run"], "'--dry-run' has no value"),
+        (["orders", "--ds"], "'orders' must be a --key followed by its value"),
+        (["--headrace-run-key", "x"], "'--headrace-run-key' is set by headrace"),
+        (["--ds", "a", "--ds", "b"], "'--ds' is given twice"),
+    ],
+)
+def test_glue_refuses_argv_it_cannot_pass(job_args, message):
+    with pytest.raises(ValueError, match=message):
+        requests.glue_arguments(job_args)
+
+
+def test_emr_serverless_start_job_run():
+    body = requests.build_emr_serverless_start_job_run_request(
+        SETTINGS,
+        "ingest",
+        JOB_ARGS,
+        name="headrace-ingest-daily-ingest-0123456789abcdef",
+        client_token="headrace-ingest-daily-ingest-0123456789abcdef-0",
+        timeout=timedelta(minutes=45),
+        spark_submit_parameters="--conf spark.executor.cores=4",
+    )
+    validate_request("emr-serverless", "StartJobRun", body)
+    assert body["applicationId"] == "00f0abcdefgh1234"
+    assert body["executionRoleArn"] == AWS_ENV["HEADRACE_EMR_SERVERLESS_ROLE_ARN"]
+    assert body["clientToken"] == "headrace-ingest-daily-ingest-0123456789abcdef-0"
+    assert body["jobDriver"] == {
+        "sparkSubmit": {
+            "entryPoint": f"{ARTIFACTS}/ingest.py",
+            "entryPointArguments": JOB_ARGS,
+            "sparkSubmitParameters": (
+                f"--py-files {ARTIFACTS}/spark_jobs.zip --conf spark.executor.cores=4"
+            ),
+        }
+    }
+    s3_monitoring = body["configurationOverrides"]["monitoringConfiguration"][
+        "s3MonitoringConfiguration"
+    ]
+    assert s3_monitoring == {
+        "logUri": "s3://headrace-test-lake/artifacts/emr-serverless-logs/",
+        "encryptionKeyArn": KMS_KEY_ARN,
+    }
+    assert body["executionTimeoutMinutes"] == 45
+
+
+def test_emr_serverless_refuses_what_the_service_would():
+    with pytest.raises(ValueError, match="at least 5 on EMR Serverless, got 2"):
+        requests.build_emr_serverless_start_job_run_request(
+            SETTINGS, "ingest", [], name="n", client_token="t", timeout=timedelta(minutes=2)
+        )
+    # A KMS alias is a valid setting, but EMR Serverless log encryption takes a key ARN only:
+    # the builder says so, naming the parameter, before AWS is asked.
+    alias = load_settings(
+        {**AWS_ENV, "HEADRACE_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:alias/headrace"}
+    )
+    with pytest.raises(ValueError, match=r"s3MonitoringConfiguration\.encryptionKeyArn"):
+        requests.build_emr_serverless_start_job_run_request(
+            alias, "ingest", [], name="n", client_token="t"
+        )
+    with pytest.raises(ValueError, match="parameter clientToken"):
+        requests.build_emr_serverless_start_job_run_request(
+            SETTINGS, "ingest", [], name="n", client_token="t" * 65
+        )
+
+
+def test_emr_add_steps():
+    body = requests.build_emr_add_steps_request(
+        SETTINGS, "ingest", JOB_ARGS, step_name="headrace-ingest-daily-ingest-0123456789abcdef"
+    )
+    validate_request("emr", "AddJobFlowSteps", body)
+    assert body == {
+        "JobFlowId": "j-ABCDEFGHIJKL",
+        "Steps": [
+            {
+                "Name": "headrace-ingest-daily-ingest-0123456789abcdef",
+                "ActionOnFailure": "CONTINUE",
+                "HadoopJarStep": {
+                    "Jar": "command-runner.jar",
+                    "Args": [
+                        "spark-submit",
+                        "--deploy-mode",
+                        "cluster",
+                        "--py-files",
+                        f"{ARTIFACTS}/spark_jobs.zip",
+                        f"{ARTIFACTS}/ingest.py",
+                        *JOB_ARGS,
+                    ],
+                },
+            }
+        ],
+    }
+
+
+def test_builders_need_the_aws_target_and_a_module_name():
+    local = load_settings({"PIPELINE_TARGET": "local"})
+    with pytest.raises(ConfigError, match="need PIPELINE_TARGET=aws"):
+        requests.build_glue_job_request(local, "ingest")
+    with pytest.raises(ValueError, match=re.escape("'../ingest' is not a module name")):
+        requests.script_uri(SETTINGS, "../ingest")
+    no_cluster = load_settings({**AWS_ENV, "HEADRACE_EMR_CLUSTER_ID": ""})
+    with pytest.raises(ConfigError, match="HEADRACE_EMR_CLUSTER_ID"):
+        requests.build_emr_add_steps_request(no_cluster, "ingest", [], step_name="s")
+
+
+def test_package_zip_is_deterministic_and_importable(repo_root, tmp_path):
+    package = "tests.plugins.fixtures"
+    first = requests.build_package_zip(package, repo_root)
+    assert requests.build_package_zip(package, repo_root) == first
+
+    names = zipfile.ZipFile(io.BytesIO(first)).namelist()
+    assert "tests/plugins/fixtures/sleepy_job.py" in names
+    # zipimport finds no namespace packages: every level has an __init__.py.
+    assert {"tests/__init__.py", "tests/plugins/__init__.py"} <= set(names)
+    archive = tmp_path / "jobs.zip"
+    archive.write_bytes(first)
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import tests.plugins.fixtures.sleepy_job as job; print(job.__file__)",
+            str(archive),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip().startswith(str(archive))
+
+    artifacts = requests.spark_job_artifacts(
+        SETTINGS, "sleepy_job", package=package, repo_root=repo_root
+    )
+    assert artifacts == {
+        f"{ARTIFACTS}/sleepy_job.py": (
+            repo_root / "tests/plugins/fixtures/sleepy_job.py"
+        ).read_bytes(),
+        f"{ARTIFACTS}/tests.plugins.fixtures.zip": first,
+    }
+    with pytest.raises(FileNotFoundError, match="Spark job 'missing' has no entry point"):
+        requests.spark_job_artifacts(SETTINGS, "missing", package=package, repo_root=repo_root)

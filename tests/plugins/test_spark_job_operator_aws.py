@@ -1,0 +1,453 @@
+"""SparkJobOperator on the aws target, against a moto server: Glue, EMR Serverless, EMR steps.
+
+What moto lacks is answered by a stub on botocore's ``before-call`` event (see conftest), and
+each such test says so; the request the operator sent is asserted either way:
+- Glue CreateSecurityConfiguration, UpdateJob and BatchStopJobRun are not implemented by moto;
+  its Glue runs never fail (they move STARTING → RUNNING → SUCCEEDED), so a failed run's
+  GetJobRun answer is stubbed.
+- EMR Serverless ignores ``clientToken`` (no idempotency) and finishes every run at once with
+  SUCCESS; re-attachment is shown through ListJobRuns by name, as on AWS.
+- EMR on EC2 has no CancelSteps, and its steps stay RUNNING forever (so no trigger run here);
+  a failed step's DescribeStep answer is stubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from datetime import timedelta
+
+import pytest
+from airflow.exceptions import AirflowException, TaskDeferred
+
+from headrace_operators import SparkJobOperator
+from include.job_names import TaskRunIdentity
+
+FIXTURE_JOB_ARGS = ["--sleep", "0", "--marker", "/tmp/headrace-unused"]
+
+
+class FixtureSparkJobOperator(SparkJobOperator):
+    """The operator with the test fixtures as its jobs package (spark_jobs/ is not ours here)."""
+
+    jobs_package = "tests.plugins.fixtures"
+
+
+def make_operator(**overrides) -> FixtureSparkJobOperator:
+    arguments = {
+        "task_id": "ingest",
+        "job": "sleepy_job",
+        "job_args": FIXTURE_JOB_ARGS,
+        "aws_conn_id": None,
+        "poll_interval": 1,
+        "timeout": timedelta(minutes=30),
+    }
+    arguments.update(overrides)
+    return FixtureSparkJobOperator(**arguments)
+
+
+def run_trigger(trigger) -> dict:
+    """Run a provider trigger to its first event, as the triggerer would."""
+
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(first_event())
+
+
+def trigger_args(trigger) -> dict:
+    """What the triggerer re-creates the trigger from: proves it serializes."""
+    return trigger.serialize()[1]
+
+
+def run_key_of(context) -> str:
+    return TaskRunIdentity.from_context(context).run_key
+
+
+# --- Glue ----------------------------------------------------------------------------------
+
+
+def test_glue_first_try_uploads_code_defines_job_and_defers(aws_target, aws_calls, task_context):
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    context = task_context()
+
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator().execute(context)
+
+    glue = aws_target.client("glue")
+    (job_run,) = glue.get_job_runs(JobName="headrace-sleepy_job")["JobRuns"]
+    trigger = deferred.value.trigger
+    assert type(trigger).__name__ == "GlueJobCompleteTrigger"
+    assert trigger.job_name == "headrace-sleepy_job"
+    assert trigger.run_id == job_run["Id"]
+    # 30 minutes plus the queueing allowance, polled every second.
+    assert trigger.attempts == 2250
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.kwargs["run"]["run_id"] == job_run["Id"]
+    assert job_run["Arguments"]["--headrace-run-key"] == run_key_of(context)
+    assert job_run["Arguments"]["--sleep"] == "0"
+
+    # The code is in S3, KMS-encrypted, tagged with its hash.
+    s3 = aws_target.client("s3")
+    prefix = "artifacts/spark_jobs"
+    script = s3.get_object(Bucket=aws_target.bucket, Key=f"{prefix}/sleepy_job.py")
+    with open("tests/plugins/fixtures/sleepy_job.py", "rb") as source:
+        source_bytes = source.read()
+    assert script["Body"].read() == source_bytes
+    assert script["Metadata"]["sha256"] == hashlib.sha256(source_bytes).hexdigest()
+    assert script["ServerSideEncryption"] == "aws:kms"
+    package = s3.head_object(Bucket=aws_target.bucket, Key=f"{prefix}/tests.plugins.fixtures.zip")
+    assert package["SSEKMSKeyId"] == aws_target.kms_key_arn
+
+    # The job definition, its network connection and its encryption.
+    job = glue.get_job(JobName="headrace-sleepy_job")["Job"]
+    assert job["GlueVersion"] == "5.1"
+    assert job["Command"]["ScriptLocation"] == (f"s3://{aws_target.bucket}/{prefix}/sleepy_job.py")
+    assert job["DefaultArguments"]["--extra-py-files"].endswith("/tests.plugins.fixtures.zip")
+    connection_name = f"headrace-network-{aws_target.subnet_id}"
+    assert job["Connections"] == {"Connections": [connection_name]}
+    connection = glue.get_connection(Name=connection_name)["Connection"]
+    assert connection["PhysicalConnectionRequirements"]["AvailabilityZone"] == (
+        aws_target.availability_zone
+    )
+    (security,) = aws_calls.of("glue", "CreateSecurityConfiguration")
+    assert job["SecurityConfiguration"] == security["Name"]
+    s3_encryption = security["EncryptionConfiguration"]["S3Encryption"]
+    assert s3_encryption == [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": aws_target.kms_key_arn}]
+
+
+def test_glue_retry_reattaches_to_the_running_run(aws_target, aws_calls, task_context):
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    context = task_context()
+
+    with pytest.raises(TaskDeferred) as first:
+        make_operator().execute(context)
+    # A retry is a new operator instance with the same task instance identity.
+    with pytest.raises(TaskDeferred) as second:
+        make_operator().execute(context)
+
+    assert second.value.trigger.run_id == first.value.trigger.run_id
+    assert len(aws_calls.of("glue", "StartJobRun")) == 1
+    assert len(aws_calls.of("s3", "PutObject")) == 2  # script and zip, by the first try only
+    runs = aws_target.client("glue").get_job_runs(JobName="headrace-sleepy_job")["JobRuns"]
+    assert [run["Id"] for run in runs] == [first.value.trigger.run_id]
+
+    # Another task instance (another map index) gets its own run.
+    with pytest.raises(TaskDeferred) as mapped:
+        make_operator().execute(task_context(map_index=0))
+    assert mapped.value.trigger.run_id != first.value.trigger.run_id
+    assert len(aws_calls.of("glue", "StartJobRun")) == 2
+    # Its code was checked, found unchanged, and not uploaded again.
+    assert len(aws_calls.of("s3", "HeadObject")) == 4
+    assert len(aws_calls.of("s3", "PutObject")) == 2
+
+
+def test_glue_waits_in_the_worker_and_a_retry_returns_the_finished_run(
+    aws_target, aws_calls, task_context
+):
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    context = task_context()
+
+    result = make_operator(deferrable=False, poll_interval=0.01).execute(context)
+
+    (job_run,) = aws_target.client("glue").get_job_runs(JobName="headrace-sleepy_job")["JobRuns"]
+    assert result == {
+        "engine": "glue",
+        "job": "sleepy_job",
+        "run_key": run_key_of(context),
+        "run_id": job_run["Id"],
+        "state": "SUCCEEDED",
+        "job_name": "headrace-sleepy_job",
+    }
+    again = make_operator(deferrable=False, poll_interval=0.01).execute(context)
+    assert again == result
+    assert len(aws_calls.of("glue", "StartJobRun")) == 1
+
+
+def test_glue_trigger_event_completes_the_task(aws_target, aws_calls, task_context):
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    context = task_context()
+    operator = make_operator()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+
+    # The provider's trigger, run against moto as the triggerer would (aiobotocore).
+    event = run_trigger(deferred.value.trigger)
+    assert event == {"status": "success", "run_id": deferred.value.trigger.run_id}
+
+    result = make_operator().execute_complete(context, event=event, **deferred.value.kwargs)
+    assert result["state"] == "SUCCEEDED"
+    assert result["run_id"] == deferred.value.trigger.run_id
+
+
+def test_glue_changed_definition_updates_the_job(aws_target, aws_calls, task_context):
+    # moto has no UpdateJob: the request is answered by a stub and asserted.
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    aws_calls.stubs[("glue", "UpdateJob")] = (200, {"JobName": "headrace-sleepy_job"})
+    # An older script is in S3 too: changed code is uploaded again.
+    script_key = "artifacts/spark_jobs/sleepy_job.py"
+    s3 = aws_target.client("s3")
+    s3.put_object(Bucket=aws_target.bucket, Key=script_key, Body=b"old", Metadata={"sha256": "old"})
+    aws_target.client("glue").create_job(
+        Name="headrace-sleepy_job",
+        Role="arn:aws:iam::123456789012:role/old",
+        Command={"Name": "glueetl", "ScriptLocation": "s3://old/old.py"},
+        Description="an older definition",
+    )
+
+    with pytest.raises(TaskDeferred):
+        make_operator(timeout=timedelta(minutes=45)).execute(task_context())
+
+    (update,) = aws_calls.of("glue", "UpdateJob")
+    assert update["JobName"] == "headrace-sleepy_job"
+    assert update["JobUpdate"]["Timeout"] == 45
+    assert update["JobUpdate"]["Role"] == "arn:aws:iam::123456789012:role/headrace-glue"
+    assert update["JobUpdate"]["Description"].startswith("headrace Spark job tests.plugins")
+    with open("tests/plugins/fixtures/sleepy_job.py", "rb") as source:
+        assert s3.get_object(Bucket=aws_target.bucket, Key=script_key)["Body"].read() == (
+            source.read()
+        )
+    # The only CreateJob is this test's own, above.
+    assert [call["Description"] for call in aws_calls.of("glue", "CreateJob")] == [
+        "an older definition"
+    ]
+
+
+def test_glue_on_kill_stops_the_run(aws_target, aws_calls, task_context):
+    # moto has no BatchStopJobRun: the request is answered by a stub and asserted.
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    aws_calls.stubs[("glue", "BatchStopJobRun")] = (
+        200,
+        {"SuccessfulSubmissions": [], "Errors": []},
+    )
+    operator = make_operator()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(task_context())
+
+    operator.on_kill()
+
+    assert aws_calls.of("glue", "BatchStopJobRun") == [
+        {"JobName": "headrace-sleepy_job", "JobRunIds": [deferred.value.trigger.run_id]}
+    ]
+
+
+def test_glue_failed_run_fails_the_task_with_glues_error_message(
+    aws_target, aws_calls, task_context
+):
+    # moto's Glue runs cannot fail: GetJobRun is stubbed with what Glue reports for one.
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    context = task_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator().execute(context)
+    run_id = deferred.value.trigger.run_id
+    aws_calls.stubs[("glue", "GetJobRun")] = (
+        200,
+        {
+            "JobRun": {
+                "Id": run_id,
+                "JobName": "headrace-sleepy_job",
+                "JobRunState": "FAILED",
+                "ErrorMessage": "AnalysisException: Path does not exist: s3://lake/landing/x",
+            }
+        },
+    )
+
+    # The provider's trigger raised on the failed run: Airflow resumes the task with __fail__.
+    with pytest.raises(AirflowException, match="Path does not exist: s3://lake/landing/x"):
+        make_operator().resume_execution(
+            next_method="__fail__",
+            next_kwargs={"error": "Trigger failure", "traceback": ["AWS Glue job failed."]},
+            context=context,
+        )
+    # An error event handed to execute_complete fails with the same reason.
+    with pytest.raises(AirflowException, match=rf"glue run {run_id} .* ended FAILED"):
+        make_operator().execute_complete(
+            context, event={"status": "error"}, **deferred.value.kwargs
+        )
+
+
+# --- EMR Serverless ------------------------------------------------------------------------
+
+
+def test_emr_serverless_start_defers_and_the_trigger_completes_it(
+    aws_target, aws_calls, task_context
+):
+    aws_target.use("emr_serverless")
+    context = task_context()
+    identity = TaskRunIdentity.from_context(context)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator().execute(context)
+
+    (start,) = aws_calls.of("emr-serverless", "StartJobRun")
+    assert start["applicationId"] == aws_target.application_id
+    assert start["name"] == identity.name_for("emr_serverless_name")
+    assert start["clientToken"] == identity.name_for("emr_serverless_client_token", suffix="0")
+    assert start["jobDriver"]["sparkSubmit"]["entryPoint"] == (
+        f"s3://{aws_target.bucket}/artifacts/spark_jobs/sleepy_job.py"
+    )
+    assert start["jobDriver"]["sparkSubmit"]["entryPointArguments"] == FIXTURE_JOB_ARGS
+    monitoring = start["configurationOverrides"]["monitoringConfiguration"]
+    assert monitoring["s3MonitoringConfiguration"]["encryptionKeyArn"] == aws_target.kms_key_arn
+    assert start["executionTimeoutMinutes"] == 30
+
+    trigger = deferred.value.trigger
+    classpath, arguments = trigger.serialize()
+    assert classpath == "airflow.providers.amazon.aws.triggers.emr.EmrServerlessStartJobTrigger"
+    assert arguments["application_id"] == aws_target.application_id
+    assert arguments["aws_conn_id"] is None
+    event = run_trigger(trigger)
+    assert event == {"status": "success", "job_id": trigger_args(trigger)["job_id"]}
+    result = make_operator().execute_complete(context, event=event, **deferred.value.kwargs)
+    assert result == {
+        "engine": "emr_serverless",
+        "job": "sleepy_job",
+        "run_key": identity.run_key,
+        "run_id": trigger_args(trigger)["job_id"],
+        "state": "SUCCESS",
+        "application_id": aws_target.application_id,
+    }
+    # Resumed without the defer kwargs (as dag.test() does), the run key finds the run.
+    assert make_operator().execute_complete(context, event=event) == result
+
+
+def test_emr_serverless_retry_returns_the_finished_run_without_starting(
+    aws_target, aws_calls, task_context
+):
+    aws_target.use("emr_serverless")
+    context = task_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator().execute(context)
+
+    result = make_operator().execute(context)
+
+    assert result["run_id"] == trigger_args(deferred.value.trigger)["job_id"]
+    assert result["state"] == "SUCCESS"
+    assert len(aws_calls.of("emr-serverless", "StartJobRun")) == 1
+    runs = aws_target.client("emr-serverless").list_job_runs(
+        applicationId=aws_target.application_id
+    )["jobRuns"]
+    assert len(runs) == 1
+
+
+def test_emr_serverless_after_a_cancelled_run_starts_anew_with_a_new_token(
+    aws_target, aws_calls, task_context
+):
+    aws_target.use("emr_serverless")
+    context = task_context()
+    identity = TaskRunIdentity.from_context(context)
+    operator = make_operator()
+    with pytest.raises(TaskDeferred) as first:
+        operator.execute(context)
+
+    operator.on_kill()  # CancelJobRun: moto implements it
+
+    emr_serverless = aws_target.client("emr-serverless")
+    cancelled = emr_serverless.get_job_run(
+        applicationId=aws_target.application_id,
+        jobRunId=trigger_args(first.value.trigger)["job_id"],
+    )["jobRun"]
+    assert cancelled["state"] == "CANCELLED"
+
+    with pytest.raises(TaskDeferred) as second:
+        make_operator().execute(context)
+    assert (
+        trigger_args(second.value.trigger)["job_id"] != trigger_args(first.value.trigger)["job_id"]
+    )
+    tokens = [start["clientToken"] for start in aws_calls.of("emr-serverless", "StartJobRun")]
+    assert tokens == [
+        identity.name_for("emr_serverless_client_token", suffix="0"),
+        identity.name_for("emr_serverless_client_token", suffix="1"),
+    ]
+
+
+# --- EMR on EC2 ----------------------------------------------------------------------------
+
+
+def test_emr_step_is_added_once_and_a_retry_reattaches(aws_target, aws_calls, task_context):
+    aws_target.use("emr_ec2")
+    context = task_context()
+    identity = TaskRunIdentity.from_context(context)
+
+    with pytest.raises(TaskDeferred) as first:
+        make_operator().execute(context)
+    with pytest.raises(TaskDeferred) as second:
+        make_operator().execute(context)
+
+    (add_steps,) = aws_calls.of("emr", "AddJobFlowSteps")
+    (step,) = add_steps["Steps"]
+    assert add_steps["JobFlowId"] == aws_target.cluster_id
+    assert step["Name"] == identity.name_for("emr_step")
+    assert step["ActionOnFailure"] == "CONTINUE"
+    assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    assert step["HadoopJarStep"]["Args"][:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    assert step["HadoopJarStep"]["Args"][-len(FIXTURE_JOB_ARGS) :] == FIXTURE_JOB_ARGS
+
+    classpath, arguments = first.value.trigger.serialize()
+    assert classpath == "airflow.providers.amazon.aws.triggers.emr.EmrStepSensorTrigger"
+    assert arguments["job_flow_id"] == aws_target.cluster_id
+    assert arguments["step_id"] == first.value.kwargs["run"]["run_id"]
+    assert second.value.trigger.serialize() == first.value.trigger.serialize()
+    steps = aws_target.client("emr").list_steps(ClusterId=aws_target.cluster_id)["Steps"]
+    assert [listed["Id"] for listed in steps] == [first.value.kwargs["run"]["run_id"]]
+
+
+def test_emr_step_on_kill_cancels_the_step(aws_target, aws_calls, task_context):
+    # moto has no CancelSteps: the request is answered by a stub and asserted.
+    aws_target.use("emr_ec2")
+    aws_calls.stubs[("emr", "CancelSteps")] = (200, {"CancelStepsInfoList": []})
+    operator = make_operator()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(task_context())
+
+    operator.on_kill()
+
+    assert aws_calls.of("emr", "CancelSteps") == [
+        {
+            "ClusterId": aws_target.cluster_id,
+            "StepIds": [deferred.value.kwargs["run"]["run_id"]],
+            "StepCancellationOption": "SEND_INTERRUPT",
+        }
+    ]
+
+
+def test_emr_step_failure_names_the_reason_and_log(aws_target, aws_calls, task_context):
+    aws_target.use("emr_ec2")
+    context = task_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator().execute(context)
+    step_id = deferred.value.kwargs["run"]["run_id"]
+    # moto's steps never fail: DescribeStep is stubbed with what EMR reports for one.
+    aws_calls.stubs[("emr", "DescribeStep")] = (
+        200,
+        {
+            "Step": {
+                "Id": step_id,
+                "Status": {
+                    "State": "FAILED",
+                    "FailureDetails": {
+                        "Reason": "Unknown Error.",
+                        "Message": "Exception in thread main: java.lang.OutOfMemoryError",
+                        "LogFile": "s3://logs/steps/s-1/stderr.gz",
+                    },
+                },
+            }
+        },
+    )
+
+    with pytest.raises(
+        AirflowException, match=re.escape("OutOfMemoryError; s3://logs/steps/s-1/stderr.gz")
+    ):
+        make_operator().execute_complete(
+            context, event={"status": "success"}, **deferred.value.kwargs
+        )
+    # Waiting in the worker, a retry re-attaches to the step and fails with the same reason.
+    with pytest.raises(AirflowException, match=rf"emr_ec2 run {step_id} .* ended FAILED: Unknown"):
+        make_operator(deferrable=False, poll_interval=0.01).execute(context)
+    assert len(aws_calls.of("emr", "AddJobFlowSteps")) == 1

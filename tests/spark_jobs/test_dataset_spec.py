@@ -1,0 +1,169 @@
+"""Dataset specs: the churn spec loads, and every mistake is reported naming the file and field."""
+
+from __future__ import annotations
+
+import ast
+import copy
+
+import pytest
+import yaml
+from lake_helpers import REPO_ROOT, SPEC_PATH
+
+from spark_jobs.dataset_spec import (
+    REASON_CODES,
+    SpecError,
+    load_spec,
+    parse_spec,
+    spec_from_mapping,
+)
+
+
+@pytest.fixture(scope="module")
+def churn_yaml() -> dict:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def broken(churn_yaml: dict, change) -> str:
+    """The error message of the churn spec after ``change`` mutates a copy of it."""
+    raw = copy.deepcopy(churn_yaml)
+    change(raw)
+    with pytest.raises(SpecError) as raised:
+        spec_from_mapping(raw, source="bad.yaml")
+    return str(raised.value)
+
+
+def column(raw: dict, name: str) -> dict:
+    return next(c for c in raw["columns"] if c["name"] == name)
+
+
+def test_the_churn_spec_loads():
+    spec = load_spec(SPEC_PATH)
+    assert spec.dataset == "churn" and spec.schema_version == 1
+    assert spec.primary_key == ("customer_id", "snapshot_date")
+    assert (spec.event_time, spec.partition_column, spec.label) == (
+        "event_ts",
+        "snapshot_date",
+        "churned",
+    )
+    assert {c.name: c.pii.treatment for c in spec.pii_columns} == {
+        "email": "hash",
+        "phone": "mask",
+        "national_id": "drop",
+    }
+    curated = dict(spec.curated_columns())
+    assert curated["email_sha256"] == "string" and curated["tenure_months"] == "int"
+    assert "national_id" not in curated and "email" not in curated
+    assert spec.alias_map()["tenure"] == "tenure_months"
+    assert spec.column("device_model").formula_guard is True
+    assert spec.column("plan").formula_guard is False  # an allowed list already constrains it
+    assert spec.features.split_bounds() == [
+        ("train", 0, 70),
+        ("validation", 70, 85),
+        ("test", 85, 100),
+    ]
+    assert load_spec(SPEC_PATH).fingerprint == spec.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda r: r.update(primary_keys=r.pop("primary_key")),
+            "bad.yaml: primary_keys: unknown key (did you mean 'primary_key'?)",
+        ),
+        (
+            lambda r: column(r, "plan").update(type="text"),
+            "bad.yaml: columns[4] (plan).type: 'text' is not one of",
+        ),
+        (
+            lambda r: column(r, "customer_id").update(nullable=True),
+            "bad.yaml: primary_key[0]: 'customer_id' must be nullable: false",
+        ),
+        (
+            lambda r: column(r, "email").update(pattern="[a-"),
+            "bad.yaml: columns[18] (email).pattern: is not a valid regex",
+        ),
+        (
+            lambda r: column(r, "monthly_charge").update(allowed=[1.5]),
+            "columns[10] (monthly_charge).allowed: must be a non-empty list",
+        ),
+        (
+            lambda r: column(r, "sessions").update(min=10, max=1),
+            "columns[13] (sessions): min 10 is greater than max 1",
+        ),
+        (
+            lambda r: column(r, "signup_date").update(min="2026-13-01"),
+            "columns[3] (signup_date).min: '2026-13-01' is not a calendar date",
+        ),
+        (
+            lambda r: column(r, "phone")["pii"].update(treatment="encrypt"),
+            "columns[19] (phone).pii.treatment: 'encrypt' is not one of hash, mask, drop",
+        ),
+        (
+            lambda r: column(r, "email").update(pattern="(?P<user>.+)@"),
+            "uses Python-only named-group syntax",
+        ),
+        (
+            lambda r: r["features"]["numeric"].append("email"),
+            "features.numeric[8]: 'email' is PII and cannot be a feature",
+        ),
+        (
+            lambda r: r["features"]["numeric"].append("churned"),
+            "features.numeric[8]: 'churned' is the label",
+        ),
+        (
+            lambda r: r["features"]["split"].update(test=20),
+            "features.split: shares must add up to 100, got 105",
+        ),
+        (
+            lambda r: r.update(event_time="signup_date"),
+            "event_time: 'signup_date' has type date; expected timestamp",
+        ),
+        (lambda r: r["landing"]["csv"].update(header=False), "landing.csv.header: must be true"),
+        (
+            lambda r: r["columns"].append({"name": "tenure", "type": "int"}),
+            "name or alias 'tenure' is already used",
+        ),
+    ],
+)
+def test_mistakes_name_the_file_and_the_field(churn_yaml, change, message):
+    assert message in broken(churn_yaml, change)
+
+
+def test_every_problem_is_reported_at_once(churn_yaml):
+    def many(raw):
+        raw["schema_version"] = 0
+        column(raw, "plan")["type"] = "text"
+        column(raw, "phone")["pii"]["treatment"] = "encrypt"
+
+    text = broken(churn_yaml, many)
+    assert text.count("bad.yaml:") == 4  # the heading and three problems
+    assert "schema_version: must be a positive integer, got 0" in text
+
+
+def test_yaml_errors_and_missing_files_name_the_source(tmp_path):
+    with pytest.raises(SpecError, match=r"oops\.yaml: not valid YAML at line \d+, column \d+"):
+        parse_spec("dataset: churn\ncolumns: [unclosed\n", source="oops.yaml")
+    missing = tmp_path / "absent.yaml"
+    with pytest.raises(SpecError, match=r"absent\.yaml: cannot read the file"):
+        load_spec(missing)
+
+
+def test_reason_codes_are_documented():
+    assert "duplicate_key" in REASON_CODES and "malformed_record" in REASON_CODES
+    assert all(text for text in REASON_CODES.values())
+
+
+def test_spark_jobs_import_nothing_from_the_other_trees():
+    """spark_jobs ships alone to Glue/EMR: no include/, dags/, plugins/ or airflow imports."""
+    forbidden = ("include", "dags", "plugins", "airflow", "headrace_operators", "training")
+    for path in sorted((REPO_ROOT / "spark_jobs").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"

@@ -1,0 +1,52 @@
+"""The local SparkSession listens on loopback only and carries the jobs' SQL settings."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+
+from spark_jobs.spark_session import JOB_SQL_CONF, get_spark, local_conf
+
+LOOPBACK_ADDRESSES = {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+def test_local_conf_binds_loopback_and_sizes_for_the_machine(monkeypatch):
+    monkeypatch.delenv("HEADRACE_SPARK_MASTER", raising=False)
+    conf = local_conf(cores=2)
+    assert conf["spark.master"] == "local[2]"
+    assert conf["spark.driver.bindAddress"] == conf["spark.driver.host"] == "127.0.0.1"
+    assert conf["spark.ui.enabled"] == "false"
+    assert conf["spark.sql.shuffle.partitions"] == "4"
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.sql.files.ignoreCorruptFiles"] == "false"
+
+
+@pytest.mark.e2e
+def test_every_listening_socket_of_the_jvm_is_on_loopback(spark):
+    jvm_pid = spark.sparkContext._jvm.ProcessHandle.current().pid()
+    listening = [
+        c
+        for c in psutil.Process(jvm_pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
+    assert listening, "the driver RPC and block manager should be listening"
+    assert {c.laddr.ip for c in listening} <= LOOPBACK_ADDRESSES
+    assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert spark.sparkContext.uiWebUrl is None
+    assert spark.conf.get("spark.driver.host") == "127.0.0.1"
+
+
+@pytest.mark.e2e
+def test_a_running_session_is_reused_with_the_job_settings(spark):
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        again = get_spark("another-job", {"spark.sql.shuffle.partitions": "3"})
+        assert again.sparkContext.applicationId == spark.sparkContext.applicationId
+        assert again.conf.get("spark.sql.shuffle.partitions") == "3"
+        for key, value in JOB_SQL_CONF.items():
+            assert again.conf.get(key) == value
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", "2")
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
