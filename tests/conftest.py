@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,3 +37,16 @@ def fresh_settings():
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def migrated_airflow_home(tmp_path_factory):
+    """An Airflow home with a migrated SQLite database of the module's own, for tests that run
+    DAGs through Airflow's task runner (``dag.test()``) in a subprocess."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return home

@@ -19,19 +19,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory, repo_root):
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        cwd=repo_root, env=env, check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    return home
-
-
-def test_churn_ingestion_completes_on_emr_serverless_against_moto(airflow_home, repo_root):
-    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home)}
+def test_churn_ingestion_completes_on_emr_serverless_against_moto(migrated_airflow_home, repo_root):
+    env = {**os.environ, "AIRFLOW_HOME": str(migrated_airflow_home)}
     completed = subprocess.run(
         [sys.executable, "tests/dags/fixtures/run_dag_on_moto.py", "churn_ingestion",
          "emr_serverless", json.dumps({"ds": "2026-01-05"})],

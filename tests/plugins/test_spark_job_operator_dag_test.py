@@ -16,24 +16,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory, repo_root):
-    """A migrated Airflow database of this module's own, so no other test's state is touched."""
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        cwd=repo_root,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return home
-
-
-def run_dag(target: str, airflow_home, work_dir, repo_root) -> dict:
-    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PIPELINE_TARGET": "local"}
+def run_dag(target: str, migrated_airflow_home, work_dir, repo_root) -> dict:
+    env = {**os.environ, "AIRFLOW_HOME": str(migrated_airflow_home), "PIPELINE_TARGET": "local"}
     completed = subprocess.run(
         [sys.executable, "tests/plugins/fixtures/spark_job_dag.py", target, str(work_dir)],
         cwd=repo_root,
@@ -47,8 +31,8 @@ def run_dag(target: str, airflow_home, work_dir, repo_root) -> dict:
     return json.loads(lines[-1].removeprefix("OUTCOME "))
 
 
-def test_local_target_in_the_task_runner(airflow_home, tmp_path, repo_root):
-    outcome = run_dag("local", airflow_home, tmp_path, repo_root)
+def test_local_target_in_the_task_runner(migrated_airflow_home, tmp_path, repo_root):
+    outcome = run_dag("local", migrated_airflow_home, tmp_path, repo_root)
 
     assert (outcome["dag_run_state"], outcome["ti_state"]) == ("success", "success")
     xcom = outcome["xcom"]
@@ -60,8 +44,10 @@ def test_local_target_in_the_task_runner(airflow_home, tmp_path, repo_root):
     assert "{{" not in log
 
 
-def test_emr_serverless_defers_and_resumes_in_the_task_runner(airflow_home, tmp_path, repo_root):
-    outcome = run_dag("emr_serverless", airflow_home, tmp_path, repo_root)
+def test_emr_serverless_defers_and_resumes_in_the_task_runner(
+    migrated_airflow_home, tmp_path, repo_root
+):
+    outcome = run_dag("emr_serverless", migrated_airflow_home, tmp_path, repo_root)
 
     assert (outcome["dag_run_state"], outcome["ti_state"]) == ("success", "success")
     xcom = outcome["xcom"]

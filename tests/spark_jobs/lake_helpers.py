@@ -11,47 +11,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from include.datagen.churn import JSON_BARE_COLUMNS, LANDING_COLUMNS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO_ROOT / "include" / "datasets" / "churn.yaml"
 # For tests only; never a real salt.
 TEST_SALT = "test-only-salt-0123456789abcdef"
 
-COLUMNS = (
-    "customer_id",
-    "snapshot_date",
-    "event_ts",
-    "signup_date",
-    "plan",
-    "contract",
-    "region",
-    "payment_method",
-    "autopay",
-    "tenure_months",
-    "monthly_charge",
-    "total_charges",
-    "minutes_used",
-    "sessions",
-    "data_gb",
-    "support_tickets_30d",
-    "payment_failures_90d",
-    "device_model",
-    "email",
-    "phone",
-    "national_id",
-    "churned",
-)
-NUMBER_COLUMNS = {
-    "autopay",
-    "tenure_months",
-    "monthly_charge",
-    "total_charges",
-    "minutes_used",
-    "sessions",
-    "data_gb",
-    "support_tickets_30d",
-    "payment_failures_90d",
-    "churned",
-}
+# Hand-written records use the generator's landing layout, so the two cannot drift apart.
+COLUMNS = LANDING_COLUMNS
+NUMBER_COLUMNS = JSON_BARE_COLUMNS
 # The shapes of the PII the generator and the records below plant.
 PII_PATTERNS = {
     "email": re.compile(rb"[a-z0-9.]+@(?:mail\.)?example\.(?:com|net|org)"),
