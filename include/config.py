@@ -74,6 +74,9 @@ class Settings:
     target: str
     lake_root: str
     aws: AwsSettings | None = field(default=None)
+    # Where local job runners keep run state (pid, status, log); one folder per Airflow
+    # deployment, because run ids are unique only within one metadata database.
+    local_runs_dir: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -116,7 +119,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     if errors:
         raise ConfigError("invalid headrace settings:\n  - " + "\n  - ".join(errors))
-    return Settings(target=target, lake_root=lake_root.rstrip("/"), aws=aws)
+    return Settings(
+        target=target,
+        lake_root=lake_root.rstrip("/"),
+        aws=aws,
+        local_runs_dir=env.get("HEADRACE_LOCAL_RUNS_DIR", "").strip(),
+    )
 
 
 def _load_aws(env: Mapping[str, str]) -> tuple[AwsSettings | None, list[str]]:

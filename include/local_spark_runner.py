@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.config import REPO_ROOT
+from include.config import REPO_ROOT, get_settings
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
 
@@ -111,12 +111,15 @@ def _process_matches(pid: int, create_time: float | None) -> bool:
 class LocalSparkRunner:
     """Starts, finds, waits on and stops local Spark job runs, one state folder per run key.
 
-    :param state_root: where run state folders live (default ``<repo>/.local/spark_runs``).
+    :param state_root: where run state folders live (default: ``HEADRACE_LOCAL_RUNS_DIR``,
+        which the local stack sets under its Airflow home, else ``<repo>/.local/spark_runs``).
     :param repo_root: the working directory and ``PYTHONPATH`` of every job.
     """
 
     def __init__(self, state_root: Path | str | None = None, repo_root: Path | str = REPO_ROOT):
-        self.state_root = Path(state_root) if state_root is not None else DEFAULT_STATE_ROOT
+        if state_root is None:
+            state_root = get_settings().local_runs_dir or DEFAULT_STATE_ROOT
+        self.state_root = Path(state_root)
         self.repo_root = Path(repo_root)
         # Supervisors this runner started: polling them reaps their exit, which pid checks alone
         # would see as a zombie that is still "alive".

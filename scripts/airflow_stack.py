@@ -129,6 +129,8 @@ def airflow_env() -> dict[str, str]:
                 home / "logs" / "dag_processor"
             ),
             "NO_PROXY": "127.0.0.1,localhost",
+            # Local job run state belongs to this deployment: its run ids are unique only here.
+            "HEADRACE_LOCAL_RUNS_DIR": str(home / "spark_runs"),
             # Local Spark binds loopback only (DESIGN.md).
             "SPARK_LOCAL_IP": "127.0.0.1",
         }

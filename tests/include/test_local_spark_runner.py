@@ -129,3 +129,15 @@ def test_run_keys_that_cannot_name_a_folder_are_refused(runner):
         with pytest.raises(ValueError, match="cannot name a state folder"):
             runner.state_dir(bad)
     assert runner.status("never-started") is None
+
+
+def test_run_state_lives_where_the_settings_say(tmp_path, monkeypatch, fresh_settings):
+    """Each Airflow deployment keeps its own run state: run ids repeat across deployments
+    (every fresh stack has a scheduled__<date> run), so a shared folder would make one
+    deployment re-attach to another's finished run."""
+    from include.config import get_settings
+    from include.local_spark_runner import LocalSparkRunner
+
+    monkeypatch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(tmp_path / "home-a" / "spark_runs"))
+    get_settings.cache_clear()
+    assert LocalSparkRunner().state_dir("k") == tmp_path / "home-a" / "spark_runs" / "k"
