@@ -2,7 +2,7 @@
 
 Usage: ``python scripts/airflow_stack.py up|down|status`` (``make up`` / ``make down``).
 
-Every component binds 127.0.0.1 (never ``airflow standalone``: its log servers listen on all
+Every component binds 127.0.0.1 (never the all-in-one ``standalone`` command: its log servers listen on all
 interfaces). Each component is started in its own process group and its PID is written under
 the local home, so ``down`` stops exactly what ``up`` started, children included, and nothing
 else. State lives in a git-ignored folder: ``.local/airflow`` unless ``HEADRACE_AIRFLOW_HOME``
