@@ -26,3 +26,34 @@ def quarantine_asset(dataset: str) -> Asset:
     return Asset(
         name=f"{dataset}_quarantine", uri=f"{get_settings().zone_uri('quarantine')}/{dataset}"
     )
+
+
+def validated_asset(dataset: str) -> Asset:
+    """Curated partitions of ``dataset`` that passed every ``error`` rule of the quality gate."""
+    return Asset(
+        name=f"{dataset}_validated", uri=f"{get_settings().zone_uri('reports')}/{dataset}/quality"
+    )
+
+
+def features_asset(dataset: str) -> Asset:
+    """Model features of ``dataset`` with the train/validation/test split, and its monitoring baseline."""
+    return Asset(name=f"{dataset}_features", uri=f"{get_settings().zone_uri('features')}/{dataset}")
+
+
+def model_asset(dataset: str) -> Asset:
+    """Registered model versions of ``dataset`` (metrics, lineage, approval status)."""
+    return Asset(name=f"{dataset}_model", uri=f"{get_settings().zone_uri('models')}/{dataset}")
+
+
+def predictions_asset(dataset: str) -> Asset:
+    """Batch predictions of ``dataset``'s approved model, partitioned by ds."""
+    return Asset(
+        name=f"{dataset}_predictions", uri=f"{get_settings().zone_uri('predictions')}/{dataset}"
+    )
+
+
+def drift_asset(dataset: str) -> Asset:
+    """Drift over threshold for ``dataset``: an event here (drifted features in its extra) retrains."""
+    return Asset(
+        name=f"{dataset}_drift", uri=f"{get_settings().zone_uri('monitoring')}/{dataset}/drift"
+    )
