@@ -25,7 +25,7 @@ from headrace_operators.spark_job import SparkJobOperator
 from include.assets import curated_asset, quarantine_asset
 from include.config import get_settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.ingestion import ingest_job_args
+from include.ingestion import PARTITION_DATE, ingest_job_args
 
 DATASET = "churn"
 
@@ -54,6 +54,8 @@ def churn_ingestion():
         job="ingest",
         job_args=ingest_job_args(get_settings(), DATASET),
         outlets=[curated_asset(DATASET), quarantine_asset(DATASET)],
+        # The stages scheduled on these Assets read the partition from the event.
+        asset_extra={"ds": PARTITION_DATE},
     )
 
 

@@ -42,10 +42,67 @@ _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 _EMR_SERVERLESS_APP = re.compile(r"^[0-9a-z]{16}$")
 _EMR_CLUSTER = re.compile(r"^j-[0-9A-Z]{8,15}$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+_ECR_IMAGE = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+"
+    r"(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$"
+)
+
+# The SageMaker PyTorch training image (Deep Learning Container) the training code targets:
+# PyTorch 2.5.1 is the newest SageMaker PyTorch training DLC built for Python 3.11 (2.6 moved
+# to 3.12), the Python this repository pins; GPU build with CUDA 12.4.
+TRAINING_IMAGE_REPOSITORY = "pytorch-training"
+TRAINING_IMAGE_TAG = "2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
+# The DLCs live in account 763104351884 in most regions; these regions use their own account
+# (the SageMaker Python SDK's image_uri_config lists the same).
+DEFAULT_DLC_ACCOUNT = "763104351884"
+DLC_ACCOUNTS = {
+    "af-south-1": "626614931356",
+    "ap-east-1": "871362719292",
+    "ap-northeast-3": "364406365360",
+    "ap-southeast-3": "907027046896",
+    "cn-north-1": "727897471807",
+    "cn-northwest-1": "727897471807",
+    "eu-south-1": "692866216735",
+    "il-central-1": "780543022126",
+    "me-central-1": "914824155844",
+    "me-south-1": "217643126080",
+    "us-gov-east-1": "446045086412",
+    "us-gov-west-1": "442386744353",
+}
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names every offending variable."""
+
+
+def default_training_image_uri(region: str) -> str:
+    """The SageMaker PyTorch GPU training image of ``region`` (override: HEADRACE_TRAINING_IMAGE_URI)."""
+    account = DLC_ACCOUNTS.get(region, DEFAULT_DLC_ACCOUNT)
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{domain}/{TRAINING_IMAGE_REPOSITORY}:{TRAINING_IMAGE_TAG}"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How training and tuning jobs run, on both targets.
+
+    The instance, volume, image and spot settings shape the SageMaker requests; the runtime and
+    tuning limits bound the local runtime too (it honours the same request body).
+    """
+
+    instance_type: str = "ml.g5.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 50
+    max_runtime_s: int = 2 * 3600
+    # Managed spot training: cheaper, may be interrupted; checkpoints make it resumable.
+    use_spot: bool = True
+    # How long SageMaker may wait for spot capacity plus run: at least max_runtime_s.
+    max_wait_s: int = 4 * 3600
+    # Empty on the local target unless set: the local runtime runs no container image.
+    image_uri: str = ""
+    tuning_max_jobs: int = 20
+    tuning_max_parallel_jobs: int = 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +134,7 @@ class Settings:
     # Where local job runners keep run state (pid, status, log); one folder per Airflow
     # deployment, because run ids are unique only within one metadata database.
     local_runs_dir: str = ""
+    training: TrainingSettings = field(default_factory=TrainingSettings)
 
     @property
     def is_local(self) -> bool:
@@ -116,6 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     lake_root = env.get("HEADRACE_LAKE_ROOT", "").strip() or default_lake
     errors.extend(_lake_root_errors(lake_root, target, aws))
+    training = _load_training(env, aws.region if aws else "", errors)
 
     if errors:
         raise ConfigError("invalid headrace settings:\n  - " + "\n  - ".join(errors))
@@ -124,6 +183,87 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lake_root=lake_root.rstrip("/"),
         aws=aws,
         local_runs_dir=env.get("HEADRACE_LOCAL_RUNS_DIR", "").strip(),
+        training=training,
+    )
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _load_training(env: Mapping[str, str], region: str, errors: list[str]) -> TrainingSettings:
+    """Training and tuning settings; problems are appended to ``errors``, defaults kept."""
+    defaults = TrainingSettings()
+
+    def integer(name: str, default: int, minimum: int) -> int:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            errors.append(f"{name}={raw!r} is not a whole number")
+            return default
+        if value < minimum:
+            errors.append(f"{name}={value} must be at least {minimum}")
+            return default
+        return value
+
+    instance_type = env.get("HEADRACE_TRAINING_INSTANCE_TYPE", "").strip() or defaults.instance_type
+    if not _INSTANCE_TYPE.match(instance_type):
+        errors.append(
+            f"HEADRACE_TRAINING_INSTANCE_TYPE={instance_type!r} is not a SageMaker instance type "
+            "(ml.<family>.<size>, e.g. ml.g5.xlarge)"
+        )
+
+    raw_spot = env.get("HEADRACE_TRAINING_USE_SPOT", "").strip().lower()
+    use_spot = defaults.use_spot
+    if raw_spot in _TRUE:
+        use_spot = True
+    elif raw_spot in _FALSE:
+        use_spot = False
+    elif raw_spot:
+        errors.append(f"HEADRACE_TRAINING_USE_SPOT={raw_spot!r} is not true or false")
+
+    max_runtime_s = integer("HEADRACE_TRAINING_MAX_RUNTIME_S", defaults.max_runtime_s, 1)
+    # Unset, the wait allows as long again for spot capacity as the job may run.
+    max_wait_s = integer("HEADRACE_TRAINING_MAX_WAIT_S", 2 * max_runtime_s, 1)
+    if use_spot and max_wait_s < max_runtime_s:
+        errors.append(
+            f"HEADRACE_TRAINING_MAX_WAIT_S={max_wait_s} must be at least "
+            f"HEADRACE_TRAINING_MAX_RUNTIME_S={max_runtime_s} with managed spot training "
+            "(HEADRACE_TRAINING_USE_SPOT=true)"
+        )
+
+    image_uri = env.get("HEADRACE_TRAINING_IMAGE_URI", "").strip()
+    if image_uri and not _ECR_IMAGE.match(image_uri):
+        errors.append(
+            f"HEADRACE_TRAINING_IMAGE_URI={image_uri!r} is not an ECR image URI "
+            "(<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>)"
+        )
+    elif not image_uri and region:
+        image_uri = default_training_image_uri(region)
+
+    max_jobs = integer("HEADRACE_TUNING_MAX_JOBS", defaults.tuning_max_jobs, 1)
+    max_parallel = integer(
+        "HEADRACE_TUNING_MAX_PARALLEL_JOBS", defaults.tuning_max_parallel_jobs, 1
+    )
+    if max_parallel > max_jobs:
+        errors.append(
+            f"HEADRACE_TUNING_MAX_PARALLEL_JOBS={max_parallel} is more than "
+            f"HEADRACE_TUNING_MAX_JOBS={max_jobs}"
+        )
+
+    return TrainingSettings(
+        instance_type=instance_type,
+        instance_count=integer("HEADRACE_TRAINING_INSTANCE_COUNT", defaults.instance_count, 1),
+        volume_size_gb=integer("HEADRACE_TRAINING_VOLUME_GB", defaults.volume_size_gb, 1),
+        max_runtime_s=max_runtime_s,
+        use_spot=use_spot,
+        max_wait_s=max_wait_s,
+        image_uri=image_uri,
+        tuning_max_jobs=max_jobs,
+        tuning_max_parallel_jobs=max_parallel,
     )
 
 

@@ -11,7 +11,6 @@ own triggers; ``on_kill`` stops the run. XCom gets small ids, never data.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -19,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlparse
 
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
 from include import spark_job_requests
+from include.artifact_upload import upload_if_changed
 from include.config import Settings, get_settings
 from include.job_names import TaskRunIdentity
 from include.local_spark_runner import LocalSparkJobError, LocalSparkRunner
@@ -411,10 +410,13 @@ class SparkJobOperator(BaseOperator):
     :param poll_interval: seconds between status checks of an AWS run.
     :param aws_conn_id: the Airflow connection for AWS credentials; ``None`` for boto3's
         default chain (MWAA's execution role).
+    :param asset_extra: the ``extra`` of every outlet Asset event the task emits on success,
+        e.g. ``{"ds": "{{ params.ds }}"}``, so a DAG scheduled on the Asset knows which
+        partition changed. (templated)
     """
 
-    template_fields: Sequence[str] = ("job", "job_args")
-    template_fields_renderers = {"job_args": "json"}
+    template_fields: Sequence[str] = ("job", "job_args", "asset_extra")
+    template_fields_renderers = {"job_args": "json", "asset_extra": "json"}
     ui_color = "#f4e3c1"
 
     # The package entry points are modules of; tests point it at their fixture jobs.
@@ -429,11 +431,13 @@ class SparkJobOperator(BaseOperator):
         deferrable: bool = True,
         poll_interval: float = 30,
         aws_conn_id: str | None = "aws_default",
+        asset_extra: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.job = job
         self.job_args = job_args or []
+        self.asset_extra = asset_extra or {}
         self.timeout = timeout
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -503,7 +507,14 @@ class SparkJobOperator(BaseOperator):
     def _max_wait(self) -> float:
         return self.timeout.total_seconds() * (1 + WAIT_ALLOWANCE)
 
+    def _set_asset_extra(self, context: Context) -> None:
+        # Emitted only if the task succeeds; set again after a deferral (a new context).
+        if self.asset_extra:
+            for outlet in self.outlets:
+                context["outlet_events"][outlet].extra = dict(self.asset_extra)
+
     def execute(self, context: Context) -> dict[str, str]:
+        self._set_asset_extra(context)
         identity = TaskRunIdentity.from_context(context)
         job_args = self._checked_args()
         if self.engine_name == "local":
@@ -583,6 +594,7 @@ class SparkJobOperator(BaseOperator):
         from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 
         event = validate_execute_complete_event(event)
+        self._set_asset_extra(context)
         engine = self._engine
         if run is not None:
             tracked = SparkJobRun.from_xcom(run)
@@ -619,6 +631,7 @@ class SparkJobOperator(BaseOperator):
                 run = engine.describe(found)
                 self._spark_run = run
                 if run.state in engine.success_states:
+                    self._set_asset_extra(context)
                     return run.as_xcom()
                 if run.state in engine.reusable_states:
                     engine.stop(run)
@@ -679,29 +692,9 @@ class SparkJobOperator(BaseOperator):
 
     def _upload_artifacts(self) -> None:
         """Put the entry point and package zip in S3 where they are absent or changed."""
-        from botocore.exceptions import ClientError
-
         settings = get_settings()
         artifacts = spark_job_requests.spark_job_artifacts(
             settings, self.job, package=self.jobs_package
         )
         for uri, data in artifacts.items():
-            parsed = urlparse(uri)
-            bucket, key = parsed.netloc, parsed.path.lstrip("/")
-            digest = hashlib.sha256(data).hexdigest()
-            try:
-                head = self.s3_client.head_object(Bucket=bucket, Key=key)
-                if head.get("Metadata", {}).get("sha256") == digest:
-                    continue
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
-                    raise
-            self.s3_client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ServerSideEncryption="aws:kms",
-                SSEKMSKeyId=settings.aws.kms_key_arn,
-                Metadata={"sha256": digest},
-            )
-            self.log.info("Uploaded %s (sha256 %s)", uri, digest[:12])
+            upload_if_changed(self.s3_client, uri, data, kms_key_arn=settings.aws.kms_key_arn)

@@ -145,3 +145,126 @@ def test_env_example_documents_every_variable_the_settings_read(repo_root):
     documented = (repo_root / ".env.example").read_text()
     missing = sorted(name for name in read if name not in documented)
     assert read and missing == []
+
+
+# --- training and tuning settings ---------------------------------------------------------
+
+
+def test_training_defaults_are_a_gpu_spot_job_with_the_regions_pytorch_image():
+    training = load_settings(VALID_AWS).training
+    assert training.instance_type == "ml.g5.xlarge"
+    assert (training.instance_count, training.volume_size_gb) == (1, 50)
+    assert training.use_spot is True
+    assert (training.max_runtime_s, training.max_wait_s) == (7200, 14400)
+    assert training.image_uri == (
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/"
+        "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
+    )
+    assert (training.tuning_max_jobs, training.tuning_max_parallel_jobs) == (20, 2)
+
+
+def test_training_image_account_and_domain_follow_the_region():
+    from include.config import default_training_image_uri
+
+    assert default_training_image_uri("af-south-1").startswith(
+        "626614931356.dkr.ecr.af-south-1.amazonaws.com/pytorch-training:"
+    )
+    assert default_training_image_uri("cn-north-1").startswith(
+        "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/"
+    )
+
+
+def test_local_training_settings_have_no_image_but_the_same_limits():
+    training = load_settings(
+        {"HEADRACE_TRAINING_MAX_RUNTIME_S": "600", "HEADRACE_TUNING_MAX_JOBS": "4"}
+    ).training
+    assert training.image_uri == ""
+    # Unset, the spot wait is twice the runtime it must cover.
+    assert (training.max_runtime_s, training.max_wait_s) == (600, 1200)
+    assert training.tuning_max_jobs == 4
+
+
+def test_training_overrides_are_parsed():
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/headrace-train:1.2.3"
+    training = load_settings(
+        {
+            **VALID_AWS,
+            "HEADRACE_TRAINING_INSTANCE_TYPE": "ml.p4d.24xlarge",
+            "HEADRACE_TRAINING_INSTANCE_COUNT": "2",
+            "HEADRACE_TRAINING_VOLUME_GB": "200",
+            "HEADRACE_TRAINING_USE_SPOT": "false",
+            "HEADRACE_TRAINING_MAX_RUNTIME_S": "3600",
+            "HEADRACE_TRAINING_MAX_WAIT_S": "60",
+            "HEADRACE_TRAINING_IMAGE_URI": image,
+            "HEADRACE_TUNING_MAX_JOBS": "8",
+            "HEADRACE_TUNING_MAX_PARALLEL_JOBS": "4",
+        }
+    ).training
+    assert training.instance_type == "ml.p4d.24xlarge"
+    assert (training.instance_count, training.volume_size_gb) == (2, 200)
+    # Without spot the wait is not a limit, so a short one is no error.
+    assert (training.use_spot, training.max_runtime_s, training.max_wait_s) == (False, 3600, 60)
+    assert training.image_uri == image
+    assert (training.tuning_max_jobs, training.tuning_max_parallel_jobs) == (8, 4)
+
+
+def test_spot_wait_shorter_than_the_runtime_names_both_variables():
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            {
+                "HEADRACE_TRAINING_USE_SPOT": "true",
+                "HEADRACE_TRAINING_MAX_RUNTIME_S": "3600",
+                "HEADRACE_TRAINING_MAX_WAIT_S": "1800",
+            }
+        )
+    assert (
+        "HEADRACE_TRAINING_MAX_WAIT_S=1800 must be at least HEADRACE_TRAINING_MAX_RUNTIME_S=3600"
+        in str(raised.value)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "HEADRACE_TRAINING_INSTANCE_TYPE",
+            "g5.xlarge",
+            "HEADRACE_TRAINING_INSTANCE_TYPE='g5.xlarge' is not a SageMaker instance type",
+        ),
+        (
+            "HEADRACE_TRAINING_INSTANCE_COUNT",
+            "0",
+            "HEADRACE_TRAINING_INSTANCE_COUNT=0 must be at least 1",
+        ),
+        (
+            "HEADRACE_TRAINING_VOLUME_GB",
+            "big",
+            "HEADRACE_TRAINING_VOLUME_GB='big' is not a whole number",
+        ),
+        (
+            "HEADRACE_TRAINING_MAX_RUNTIME_S",
+            "1.5",
+            "HEADRACE_TRAINING_MAX_RUNTIME_S='1.5' is not a whole number",
+        ),
+        (
+            "HEADRACE_TRAINING_USE_SPOT",
+            "maybe",
+            "HEADRACE_TRAINING_USE_SPOT='maybe' is not true or false",
+        ),
+        (
+            "HEADRACE_TRAINING_IMAGE_URI",
+            "pytorch:latest",
+            "HEADRACE_TRAINING_IMAGE_URI='pytorch:latest' is not an ECR image URI",
+        ),
+        (
+            "HEADRACE_TUNING_MAX_PARALLEL_JOBS",
+            "30",
+            "HEADRACE_TUNING_MAX_PARALLEL_JOBS=30 is more than HEADRACE_TUNING_MAX_JOBS=20",
+        ),
+        ("HEADRACE_TUNING_MAX_JOBS", "-1", "HEADRACE_TUNING_MAX_JOBS=-1 must be at least 1"),
+    ],
+)
+def test_malformed_training_values_are_named(name, value, expected):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**VALID_AWS, name: value})
+    assert expected in str(raised.value)

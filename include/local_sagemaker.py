@@ -1,0 +1,1099 @@
+"""Run SageMaker training and tuning request bodies on this machine, durably.
+
+The local counterpart of SageMaker: :func:`start_training_job` takes the very CreateTrainingJob
+body that :mod:`include.sagemaker_requests` builds for AWS and honours it the way a SageMaker
+script-mode container does. It lays out the job folder like ``/opt/ml``
+(``input/data/<channel>``, ``input/config/*.json``, ``model``, ``output/data``, ``checkpoints``),
+sets the ``SM_*`` environment of the sagemaker-training toolkit, runs the entry point with the
+request's hyperparameters as ``--name value`` flags, stops it at ``MaxRuntimeInSeconds``
+(SIGTERM, then SIGKILL after a grace period), reads the final value of every
+``MetricDefinitions`` regex from its log, and packages the model folder into
+``<S3OutputPath>/<TrainingJobName>/output/model.tar.gz`` through :mod:`include.storage`.
+
+A job runs under a small supervisor in a process group of its own, so it outlives the Airflow
+worker that started it; everything about it lives in ``<work_root>/training-jobs/<name>/``
+(``request.json``, ``process.json``, ``output.log``, ``status.json`` once finished,
+``stop.json`` when stopped on purpose). A retried task asking for the same job name re-attaches
+to a job that is still running or returns the finished one instead of starting a second; a job
+that failed, was stopped or was lost (its machine rebooted) starts afresh, the old files kept
+under ``history/``.
+
+:func:`run_tuning_job` honours a CreateHyperParameterTuningJob body with Optuna: TPE (Bayesian)
+or random sampling over the request's parameter ranges with its seed, at most
+``MaxParallelTrainingJobs`` (and no more than this machine's cores) training jobs at once, each
+one a local training job as above, the objective read with the objective metric's regex and a
+median rule for ``TrainingJobEarlyStoppingType=Auto``. The study lives in a SQLite file in the
+tuning job's folder, so a retried task resumes the search and re-attaches to its running trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import io
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from include.config import REPO_ROOT
+
+# Apart from .local/sagemaker/, which training/train.py uses when run by hand.
+DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
+
+# SageMaker's TrainingJobStatus values.
+IN_PROGRESS = "InProgress"
+COMPLETED = "Completed"
+FAILED = "Failed"
+STOPPING = "Stopping"
+STOPPED = "Stopped"
+# A job in one of these states is never started again under the same name.
+REUSABLE_STATES = frozenset({IN_PROGRESS, STOPPING, COMPLETED})
+TERMINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
+
+# Script mode's own hyperparameters: read by the container, never passed to the entry point
+# (sagemaker-training toolkit, params.SAGEMAKER_HYPERPARAMETERS).
+_RESERVED_HYPERPARAMETERS = frozenset(
+    {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_region",
+        "sagemaker_container_log_level",
+        "sagemaker_job_name",
+        "sagemaker_enable_cloudwatch_metrics",
+        "sagemaker_s3_output",
+        "_tuning_objective_metric",
+    }
+)
+CURRENT_HOST = "algo-1"
+DEFAULT_ENTRY_POINT = "train.py"
+# SageMaker allows an algorithm 120 s after SIGTERM; a local trainer gets less by default.
+DEFAULT_STOP_GRACE_S = 30.0
+# SageMaker caps FailureReason at 1024 characters; the log tail has to fit.
+_FAILURE_REASON_MAX = 1024
+
+_REQUEST_FILE = "request.json"
+_SPEC_FILE = "spec.json"
+_PROCESS_FILE = "process.json"
+_STATUS_FILE = "status.json"
+_STOP_FILE = "stop.json"
+_LOG_FILE = "output.log"
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+class LocalTrainingJobError(RuntimeError):
+    """A local training job did not complete; the message carries its FailureReason."""
+
+    def __init__(self, message: str, description: dict):
+        super().__init__(message)
+        self.description = description
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    """Write aside, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _log_tail(path: Path, max_chars: int) -> str:
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 4 * max_chars))
+            text = log.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    tail: list[str] = []
+    for line in reversed(lines):
+        if sum(len(kept) + 1 for kept in tail) + len(line) > max_chars:
+            break
+        tail.insert(0, line)
+    return "\n".join(tail)
+
+
+def _process_matches(pid: int, create_time: float | None) -> bool:
+    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
+    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - create_time) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _local_path(uri: str, what: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or not parsed.path.startswith("/"):
+        raise ValueError(f"{what} {uri!r} must be an absolute file:// URI for the local runtime")
+    return Path(parsed.path)
+
+
+def training_job_dir(work_root: Path | str, job_name: str) -> Path:
+    if not _JOB_NAME.match(job_name):
+        raise ValueError(f"training job name {job_name!r} does not match SageMaker's rule")
+    return Path(work_root) / "training-jobs" / job_name
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Exclusive access to a job's folder: two attempts never both decide to start it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def final_metrics(log_text: str, metric_definitions: Sequence[Mapping[str, str]]) -> list[dict]:
+    """SageMaker's ``FinalMetricDataList``: the last value each metric's regex finds in the log.
+
+    Like SageMaker, each regex is applied to each log line and its first group is the value;
+    a metric that never appears is left out.
+    """
+    results = []
+    for definition in metric_definitions:
+        pattern = re.compile(definition["Regex"])
+        value = None
+        for line in log_text.splitlines():
+            for match in pattern.finditer(line):
+                with contextlib.suppress(ValueError, IndexError, TypeError):
+                    value = float(match.group(1))
+        if value is not None and math.isfinite(value):
+            results.append({"MetricName": definition["Name"], "Value": value})
+    return results
+
+
+def metric_series(log_text: str, regex: str) -> list[float]:
+    """Every value of one metric in log order (the per-epoch series of the objective)."""
+    pattern = re.compile(regex)
+    values = []
+    for line in log_text.splitlines():
+        for match in pattern.finditer(line):
+            with contextlib.suppress(ValueError, IndexError, TypeError):
+                values.append(float(match.group(1)))
+    return [value for value in values if math.isfinite(value)]
+
+
+# --- training jobs: start, describe, wait, stop ----------------------------------------------------
+
+
+def _user_hyperparameters(request: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in (request.get("HyperParameters") or {}).items()
+        if name not in _RESERVED_HYPERPARAMETERS and not name.startswith("sagemaker_")
+    }
+
+
+def _decoded(value: str) -> Any:
+    # The toolkit JSON-decodes every hyperparameter for SM_HPS ("0.001" → 0.001).
+    try:
+        return json.loads(value)
+    except (ValueError, TypeError):
+        return value
+
+
+def _count_gpus() -> int:
+    """GPUs the way the sagemaker-training toolkit counts them: ``nvidia-smi --list-gpus``."""
+    nvidia_smi = shutil.which("nvidia-smi")
+    if nvidia_smi is None:
+        return 0
+    try:
+        listing = subprocess.run(
+            [nvidia_smi, "--list-gpus"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+
+def _link_channel(source: Path, target: Path, channel: str) -> None:
+    """Make ``source`` appear at ``target`` (``input/data/<channel>``).
+
+    A symlink instead of a copy: File mode hands the container a read-only snapshot, and the lake
+    partitions are written once and never changed in place (writes are atomic per partition), so
+    a link gives the trainer the same files without doubling gigabytes of parquet on disk.
+    """
+    if not source.exists():
+        raise FileNotFoundError(f"channel {channel!r}: {source} does not exist")
+    if source.is_dir():
+        target.symlink_to(source, target_is_directory=True)
+    else:
+        # A prefix naming one object (the source tarball): the channel folder holds that file.
+        target.mkdir(parents=True)
+        (target / source.name).symlink_to(source)
+
+
+def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Path]:
+    paths = {
+        "input": job_dir / "input",
+        "data": job_dir / "input" / "data",
+        "config": job_dir / "input" / "config",
+        "model": job_dir / "model",
+        "output": job_dir / "output",
+        "output_data": job_dir / "output" / "data",
+        "checkpoints": job_dir / "checkpoints",
+    }
+    for key in ("data", "config", "model", "output_data"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    for channel in request.get("InputDataConfig") or []:
+        name = channel["ChannelName"]
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        _link_channel(_local_path(uri, f"channel {name!r}"), paths["data"] / name, name)
+
+    # Checkpoints outlive the job like CheckpointConfig.S3Uri does: a retried job finds the
+    # checkpoints of the try before and resumes, as a spot job does on SageMaker.
+    checkpoint = request.get("CheckpointConfig") or {}
+    if checkpoint.get("S3Uri"):
+        kept = _local_path(checkpoint["S3Uri"], "CheckpointConfig.S3Uri")
+        kept.mkdir(parents=True, exist_ok=True)
+        if not paths["checkpoints"].is_symlink():
+            paths["checkpoints"].symlink_to(kept, target_is_directory=True)
+    else:
+        paths["checkpoints"].mkdir(exist_ok=True)
+
+    _write_json(
+        paths["config"] / "hyperparameters.json", dict(request.get("HyperParameters") or {})
+    )
+    _write_json(
+        paths["config"] / "inputdataconfig.json",
+        {
+            channel["ChannelName"]: {
+                "ContentType": channel.get("ContentType", ""),
+                "TrainingInputMode": channel.get("InputMode", "File"),
+                "S3DistributionType": channel["DataSource"]["S3DataSource"].get(
+                    "S3DataDistributionType", "FullyReplicated"
+                ),
+                "RecordWrapperType": "None",
+            }
+            for channel in request.get("InputDataConfig") or []
+        },
+    )
+    _write_json(
+        paths["config"] / "resourceconfig.json",
+        {"current_host": CURRENT_HOST, "hosts": [CURRENT_HOST], "current_instance_type": "local"},
+    )
+    return paths
+
+
+def _job_environment(
+    request: Mapping[str, Any], paths: Mapping[str, Path], entry_point: str
+) -> dict[str, str]:
+    """The ``SM_*`` variables of the sagemaker-training toolkit, plus the request's Environment."""
+    hyperparameters = _user_hyperparameters(request)
+    channels = [channel["ChannelName"] for channel in request.get("InputDataConfig") or []]
+    env = {
+        "SM_MODEL_DIR": str(paths["model"]),
+        "SM_OUTPUT_DIR": str(paths["output"]),
+        "SM_OUTPUT_DATA_DIR": str(paths["output_data"]),
+        "SM_INPUT_DIR": str(paths["input"]),
+        "SM_INPUT_CONFIG_DIR": str(paths["config"]),
+        "SM_CHANNELS": json.dumps(sorted(channels)),
+        "SM_HPS": json.dumps({name: _decoded(value) for name, value in hyperparameters.items()}),
+        "SM_CURRENT_HOST": CURRENT_HOST,
+        "SM_HOSTS": json.dumps([CURRENT_HOST]),
+        "SM_NUM_GPUS": str(_count_gpus()),
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_USER_ENTRY_POINT": entry_point,
+        "SM_MODULE_NAME": entry_point.removesuffix(".py"),
+        "TRAINING_JOB_NAME": request["TrainingJobName"],
+        "HEADRACE_CHECKPOINT_DIR": str(paths["checkpoints"]),
+        # Metric lines reach the log as they are printed, not when a buffer fills.
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in channels:
+        env[f"SM_CHANNEL_{name.upper()}"] = str(paths["data"] / name)
+    for name, value in hyperparameters.items():
+        # The toolkit keeps dashes (SM_HP_LEARNING-RATE); underscores keep the name shell-readable.
+        env[f"SM_HP_{re.sub(r'[^A-Za-z0-9_]', '_', name).upper()}"] = value
+    env.update({str(key): str(value) for key, value in (request.get("Environment") or {}).items()})
+    return env
+
+
+def _command(request: Mapping[str, Any], python: str, entry_point: str) -> list[str]:
+    argv = [python, entry_point]
+    for name, value in _user_hyperparameters(request).items():
+        argv += [f"--{name}", value]
+    return argv
+
+
+def _archive(job_dir: Path) -> None:
+    """Move the previous try's files under ``history/<n>/``; checkpoints stay for the next try."""
+    history = job_dir / "history"
+    history.mkdir(exist_ok=True)
+    target = history / str(len(list(history.iterdir())) + 1)
+    target.mkdir()
+    for name in (
+        _REQUEST_FILE,
+        _SPEC_FILE,
+        _PROCESS_FILE,
+        _STATUS_FILE,
+        _STOP_FILE,
+        _LOG_FILE,
+        "input",
+        "model",
+        "output",
+    ):
+        if (job_dir / name).exists() or (job_dir / name).is_symlink():
+            os.replace(job_dir / name, target / name)
+
+
+def start_training_job(
+    request: Mapping[str, Any],
+    *,
+    work_root: Path | str = DEFAULT_WORK_ROOT,
+    entry_point_dir: Path | str = REPO_ROOT / "training",
+    python: str = sys.executable,
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+    extra_env: Mapping[str, str] | None = None,
+) -> tuple[dict, bool]:
+    """The local job named by ``request``: the running or finished one, else a new one.
+
+    Returns its description (:func:`describe_training_job`) and whether this call started it.
+
+    :param request: a CreateTrainingJob body with file:// URIs.
+    :param work_root: where job folders live.
+    :param entry_point_dir: the source folder the entry point runs from (the repository's
+        ``training/``, which SageMaker gets as ``sourcedir.tar.gz``).
+    :param python: the interpreter of the entry point.
+    :param stop_grace_s: how long a stopped job may take to exit after SIGTERM.
+    :param extra_env: variables for the entry point beyond the request's Environment.
+    """
+    name = request["TrainingJobName"]
+    job_dir = training_job_dir(work_root, name)
+    entry_point = (request.get("HyperParameters") or {}).get(
+        "sagemaker_program", DEFAULT_ENTRY_POINT
+    )
+    entry_point_dir = Path(entry_point_dir).resolve()
+    if not (entry_point_dir / entry_point).is_file():
+        raise FileNotFoundError(f"entry point {entry_point!r} not found in {entry_point_dir}")
+    with _locked(job_dir):
+        current = find_training_job(name, work_root=work_root)
+        # "Starting" under this lock means the call that was starting it died before the
+        # supervisor ran: nothing will ever run it, so it starts afresh.
+        if (
+            current is not None
+            and current["TrainingJobStatus"] in REUSABLE_STATES
+            and current.get("SecondaryStatus") != "Starting"
+        ):
+            return current, False
+        if current is not None:
+            _archive(job_dir)
+        paths = _prepare_job_dir(job_dir, request)
+        env = _job_environment(request, paths, entry_point)
+        env.update(extra_env or {})
+        _write_json(job_dir / _REQUEST_FILE, dict(request))
+        _write_json(
+            job_dir / _SPEC_FILE,
+            {
+                "command": _command(request, python, entry_point),
+                "cwd": str(entry_point_dir),
+                "env": env,
+                "stop_grace_s": stop_grace_s,
+                "created_at": _now(),
+            },
+        )
+        _start_supervisor(job_dir)
+    description = find_training_job(name, work_root=work_root)
+    assert description is not None  # request.json was written under the lock
+    return description, True
+
+
+def _start_supervisor(job_dir: Path) -> None:
+    import psutil
+
+    env = dict(os.environ)
+    python_path = [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env["PYTHONPATH"] = os.pathsep.join(python_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(job_dir / _LOG_FILE, "ab") as log:
+        # A session of its own: the job survives this worker, and killpg reaches all of it.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "include.local_sagemaker", "supervise", str(job_dir)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        create_time = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = None
+    _CHILDREN[str(job_dir)] = process
+    _write_json(
+        job_dir / _PROCESS_FILE,
+        {"pid": process.pid, "create_time": create_time, "started_at": _now()},
+    )
+
+
+# Supervisors this process started: polling them reaps their exit, which a pid check alone
+# would see as a zombie that is still alive.
+_CHILDREN: dict[str, subprocess.Popen] = {}
+
+
+def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict | None:
+    """Like DescribeTrainingJob, or ``None`` if no job of that name was ever started here."""
+    job_dir = training_job_dir(work_root, name)
+    request = _read_json(job_dir / _REQUEST_FILE)
+    if request is None:
+        return None
+    child = _CHILDREN.get(str(job_dir))
+    if child is not None:
+        child.poll()
+    process = _read_json(job_dir / _PROCESS_FILE) or {}
+    status = _read_json(job_dir / _STATUS_FILE)
+    stop_requested = (job_dir / _STOP_FILE).exists()
+    description: dict[str, Any] = {
+        "TrainingJobName": name,
+        "HyperParameters": request.get("HyperParameters", {}),
+        "AlgorithmSpecification": request.get("AlgorithmSpecification", {}),
+        "OutputDataConfig": request.get("OutputDataConfig", {}),
+        "StoppingCondition": request.get("StoppingCondition", {}),
+        "TrainingStartTime": process.get("started_at"),
+        "LocalJobDir": str(job_dir),
+        "LogPath": str(job_dir / _LOG_FILE),
+        "Pid": process.get("pid"),
+    }
+    if status is not None:
+        description.update(status)
+    elif process and _process_matches(process["pid"], process.get("create_time")):
+        description["TrainingJobStatus"] = STOPPING if stop_requested else IN_PROGRESS
+        description["SecondaryStatus"] = "Stopping" if stop_requested else "Training"
+    elif not process and not stop_requested:
+        # Between request.json and process.json, under the start lock.
+        description["TrainingJobStatus"] = IN_PROGRESS
+        description["SecondaryStatus"] = "Starting"
+    else:
+        description["TrainingJobStatus"] = STOPPED if stop_requested else FAILED
+        description["SecondaryStatus"] = STOPPED if stop_requested else FAILED
+        description["FailureReason"] = (
+            "the local supervisor ended without recording a result (the machine restarted or "
+            "it was killed)"
+        )
+    return description
+
+
+def describe_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict:
+    """Like DescribeTrainingJob; raises ``LookupError`` for a job never started here."""
+    description = find_training_job(name, work_root=work_root)
+    if description is None:
+        raise LookupError(f"no local training job named {name!r} under {work_root}")
+    return description
+
+
+def wait_for_training_job(
+    name: str,
+    *,
+    work_root: Path | str = DEFAULT_WORK_ROOT,
+    timeout: float | None = None,
+    poll_interval: float = 1.0,
+    raise_on_failure: bool = True,
+) -> dict:
+    """Block until the job finishes; return its description.
+
+    :raises LocalTrainingJobError: it failed or was stopped (with ``raise_on_failure``).
+    :raises TimeoutError: still running after ``timeout`` seconds (it is left running).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        description = describe_training_job(name, work_root=work_root)
+        state = description["TrainingJobStatus"]
+        if state in TERMINAL_STATES:
+            if state != COMPLETED and raise_on_failure:
+                raise LocalTrainingJobError(
+                    f"local training job {name} is {state} "
+                    f"({description.get('SecondaryStatus')}): "
+                    f"{description.get('FailureReason', '')}",
+                    description,
+                )
+            return description
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"local training job {name} still {state} after {timeout:.0f}s")
+        time.sleep(poll_interval)
+
+
+def run_training_job(
+    request: Mapping[str, Any],
+    *,
+    work_root: Path | str = DEFAULT_WORK_ROOT,
+    entry_point_dir: Path | str = REPO_ROOT / "training",
+    python: str = sys.executable,
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+    poll_interval: float = 1.0,
+) -> dict:
+    """Start (or re-attach to) the job and wait for it; return its Completed description.
+
+    :raises LocalTrainingJobError: it failed or was stopped, with SageMaker's FailureReason.
+    """
+    description, _ = start_training_job(
+        request,
+        work_root=work_root,
+        entry_point_dir=entry_point_dir,
+        python=python,
+        stop_grace_s=stop_grace_s,
+    )
+    return wait_for_training_job(
+        description["TrainingJobName"], work_root=work_root, poll_interval=poll_interval
+    )
+
+
+def stop_training_job(
+    name: str,
+    *,
+    work_root: Path | str = DEFAULT_WORK_ROOT,
+    grace_period: float = DEFAULT_STOP_GRACE_S,
+) -> bool:
+    """Stop a running job, like StopTrainingJob: SIGTERM to the trainer, SIGKILL after the grace
+    period, the model so far still packaged. Signals go to the recorded supervisor's process
+    group only, never to processes found by name. Returns whether a running job was signalled.
+    """
+    description = find_training_job(name, work_root=work_root)
+    if description is None or description["TrainingJobStatus"] not in (IN_PROGRESS, STOPPING):
+        return False
+    job_dir = Path(description["LocalJobDir"])
+    pid = description.get("Pid")
+    _write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
+    if pid is None:
+        return False
+    # The supervisor catches SIGTERM, passes it on to the trainer, and records the outcome.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_period + 15
+    while time.monotonic() < deadline:
+        if describe_training_job(name, work_root=work_root)["TrainingJobStatus"] in TERMINAL_STATES:
+            break
+        time.sleep(0.1)
+    else:
+        # The supervisor itself did not finish: end the whole group and record it here.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _write_json(
+            job_dir / _STATUS_FILE,
+            {
+                "TrainingJobStatus": STOPPED,
+                "SecondaryStatus": STOPPED,
+                "FailureReason": "stopped: the job did not exit in time and was killed",
+                "TrainingEndTime": _now(),
+            },
+        )
+    child = _CHILDREN.get(str(job_dir))
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace_period)
+    return True
+
+
+# --- the supervisor ------------------------------------------------------------------------------
+
+
+def _tar_gz(folder: Path) -> bytes:
+    """A deterministic ``.tar.gz`` of the folder's contents (paths relative to it, like SageMaker)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            info = tarfile.TarInfo(path.relative_to(folder).as_posix())
+            info.size = len(data)
+            info.mtime = int(path.stat().st_mtime)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def _package_outputs(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Any]:
+    from include.storage import storage_for
+
+    output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+    prefix = f"{output_path}/{request['TrainingJobName']}/output"
+    storage = storage_for(prefix)
+    model_uri = f"{prefix}/model.tar.gz"
+    storage.write_bytes(model_uri, _tar_gz(job_dir / "model"))
+    outputs: dict[str, Any] = {"ModelArtifacts": {"S3ModelArtifacts": model_uri}}
+    if any((job_dir / "output" / "data").rglob("*")):
+        output_uri = f"{prefix}/output.tar.gz"
+        storage.write_bytes(output_uri, _tar_gz(job_dir / "output" / "data"))
+        outputs["OutputDataUri"] = output_uri
+    return outputs
+
+
+def _end_process_tree(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the trainer and its children; SIGKILL whatever is left after ``grace``."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def _supervise(job_dir: Path) -> int:
+    """Run the entry point under the request's stopping condition and record the outcome."""
+    request = json.loads((job_dir / _REQUEST_FILE).read_text())
+    spec = json.loads((job_dir / _SPEC_FILE).read_text())
+    max_runtime = float(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
+    grace = float(spec["stop_grace_s"])
+    stop_signalled = False
+
+    def on_sigterm(signum, frame):
+        nonlocal stop_signalled
+        stop_signalled = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # The entry point sees only the container's variables, not the Airflow worker's PYTHONPATH:
+    # it must import nothing but its own package, as it would in SageMaker.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(spec["env"])
+    started = time.monotonic()
+    print(f"[local-sagemaker] starting {' '.join(spec['command'])}", flush=True)
+    trainer = subprocess.Popen(spec["command"], cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL)
+
+    secondary = None
+    while trainer.poll() is None:
+        if stop_signalled or (job_dir / _STOP_FILE).exists():
+            secondary = STOPPED
+        elif time.monotonic() - started > max_runtime:
+            secondary = "MaxRuntimeExceeded"
+        if secondary is not None:
+            print(f"[local-sagemaker] stopping the job: {secondary}", flush=True)
+            _end_process_tree(trainer, grace)
+            break
+        time.sleep(0.2)
+    exit_code = trainer.wait()
+
+    log_text = (job_dir / _LOG_FILE).read_text(errors="replace")
+    metric_definitions = request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    status: dict[str, Any] = {
+        "ExitCode": exit_code,
+        "FinalMetricDataList": [
+            {**metric, "Timestamp": _now()}
+            for metric in final_metrics(log_text, metric_definitions)
+        ],
+        "TrainingEndTime": _now(),
+        "TrainingTimeInSeconds": int(time.monotonic() - started),
+    }
+    if secondary is not None:
+        status.update(TrainingJobStatus=STOPPED, SecondaryStatus=secondary)
+        if secondary == "MaxRuntimeExceeded":
+            status["FailureReason"] = (
+                f"MaxRuntimeExceeded: the job ran longer than MaxRuntimeInSeconds={int(max_runtime)}"
+            )
+    elif exit_code == 0:
+        status.update(TrainingJobStatus=COMPLETED, SecondaryStatus=COMPLETED)
+    else:
+        reason = f"AlgorithmError: {spec['command'][1]} exited with code {exit_code}; log tail:\n"
+        status.update(
+            TrainingJobStatus=FAILED,
+            SecondaryStatus=FAILED,
+            FailureReason=reason
+            + _log_tail(job_dir / _LOG_FILE, _FAILURE_REASON_MAX - len(reason)),
+        )
+    # Like SageMaker, a stopped job still uploads the model it had written so far.
+    if status["TrainingJobStatus"] == COMPLETED or any((job_dir / "model").iterdir()):
+        try:
+            status.update(_package_outputs(job_dir, request))
+        except Exception as error:
+            # Any upload failure fails the job, with its reason, as on SageMaker.
+            status.update(
+                TrainingJobStatus=FAILED,
+                SecondaryStatus=FAILED,
+                FailureReason=f"ClientError: uploading the model failed: {error}"[
+                    :_FAILURE_REASON_MAX
+                ],
+            )
+    _write_json(job_dir / _STATUS_FILE, status)
+    print(f"[local-sagemaker] {status['TrainingJobStatus']}", flush=True)
+    return 0 if status["TrainingJobStatus"] == COMPLETED else 1
+
+
+# --- tuning jobs ---------------------------------------------------------------------------------
+
+_DEFINITION_ONLY_MEMBERS = frozenset(
+    {
+        "StaticHyperParameters",
+        "DefinitionName",
+        "TuningObjective",
+        "HyperParameterRanges",
+        "HyperParameterTuningResourceConfig",
+    }
+)
+
+
+def tuning_job_dir(work_root: Path | str, tuning_job_name: str) -> Path:
+    if not _JOB_NAME.match(tuning_job_name) or len(tuning_job_name) > 32:
+        raise ValueError(f"tuning job name {tuning_job_name!r} does not match SageMaker's rule")
+    return Path(work_root) / "tuning-jobs" / tuning_job_name
+
+
+def trial_job_name(tuning_job_name: str, number: int) -> str:
+    """The training job of trial ``number``: ``<tuning job>-001`` (SageMaker adds a suffix too)."""
+    return f"{tuning_job_name}-{number + 1:03d}"
+
+
+def _distributions(parameter_ranges: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict:
+    import optuna
+
+    distributions: dict[str, Any] = {}
+    for spec in parameter_ranges.get("ContinuousParameterRanges", []):
+        scaling = spec.get("ScalingType", "Auto")
+        if scaling == "ReverseLogarithmic":
+            raise ValueError(f"range {spec['Name']!r}: ReverseLogarithmic is not supported locally")
+        distributions[spec["Name"]] = optuna.distributions.FloatDistribution(
+            float(spec["MinValue"]), float(spec["MaxValue"]), log=scaling == "Logarithmic"
+        )
+    for spec in parameter_ranges.get("IntegerParameterRanges", []):
+        scaling = spec.get("ScalingType", "Auto")
+        if scaling == "ReverseLogarithmic":
+            raise ValueError(f"range {spec['Name']!r}: ReverseLogarithmic is not supported locally")
+        distributions[spec["Name"]] = optuna.distributions.IntDistribution(
+            int(spec["MinValue"]), int(spec["MaxValue"]), log=scaling == "Logarithmic"
+        )
+    for spec in parameter_ranges.get("CategoricalParameterRanges", []):
+        distributions[spec["Name"]] = optuna.distributions.CategoricalDistribution(
+            [str(value) for value in spec["Values"]]
+        )
+    if not distributions:
+        raise ValueError("the tuning job's ParameterRanges are empty: nothing to tune")
+    return distributions
+
+
+def _as_hyperparameter(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def trial_training_request(
+    tuning_request: Mapping[str, Any], job_name: str, tuned: Mapping[str, Any]
+) -> dict:
+    """The CreateTrainingJob body of one trial: the definition plus the sampled hyperparameters."""
+    definition = tuning_request["TrainingJobDefinition"]
+    config = tuning_request["HyperParameterTuningJobConfig"]
+    body = {key: value for key, value in definition.items() if key not in _DEFINITION_ONLY_MEMBERS}
+    body["TrainingJobName"] = job_name
+    body["HyperParameters"] = {
+        **definition.get("StaticHyperParameters", {}),
+        **{name: _as_hyperparameter(value) for name, value in tuned.items()},
+        # SageMaker adds this to every training job of a tuning job; script mode hides it.
+        "_tuning_objective_metric": config["HyperParameterTuningJobObjective"]["MetricName"],
+    }
+    checkpoint = body.get("CheckpointConfig")
+    if checkpoint and checkpoint.get("S3Uri"):
+        # Trials must not resume from each other's checkpoints.
+        body["CheckpointConfig"] = {
+            **checkpoint,
+            "S3Uri": f"{checkpoint['S3Uri'].rstrip('/')}/{job_name}",
+        }
+    return body
+
+
+def _objective_regex(tuning_request: Mapping[str, Any]) -> str:
+    metric = tuning_request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"][
+        "MetricName"
+    ]
+    definitions = tuning_request["TrainingJobDefinition"]["AlgorithmSpecification"].get(
+        "MetricDefinitions", []
+    )
+    for definition in definitions:
+        if definition["Name"] == metric:
+            return definition["Regex"]
+    raise ValueError(f"objective metric {metric!r} has no MetricDefinition in the request")
+
+
+def describe_tuning_job(
+    tuning_job_name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT
+) -> dict | None:
+    """The recorded result of a finished local tuning job, or ``None``."""
+    return _read_json(tuning_job_dir(work_root, tuning_job_name) / _STATUS_FILE)
+
+
+def stop_tuning_job(
+    tuning_job_name: str,
+    *,
+    work_root: Path | str = DEFAULT_WORK_ROOT,
+    grace_period: float = DEFAULT_STOP_GRACE_S,
+) -> list[str]:
+    """Stop a tuning job: no new trials, and every running trial stopped. Returns those stopped."""
+    job_dir = tuning_job_dir(work_root, tuning_job_name)
+    if not job_dir.exists():
+        return []
+    _write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
+    trials_root = Path(work_root) / "training-jobs"
+    stopped = []
+    for trial_dir in sorted(trials_root.glob(f"{tuning_job_name}-[0-9][0-9][0-9]")):
+        if stop_training_job(trial_dir.name, work_root=work_root, grace_period=grace_period):
+            stopped.append(trial_dir.name)
+    return stopped
+
+
+def run_tuning_job(
+    request: Mapping[str, Any],
+    *,
+    work_root: Path | str = DEFAULT_WORK_ROOT,
+    entry_point_dir: Path | str = REPO_ROOT / "training",
+    python: str = sys.executable,
+    poll_interval: float = 1.0,
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+) -> dict:
+    """Run a CreateHyperParameterTuningJob body locally; return a DescribeHyperParameterTuningJob-
+    like result (``BestTrainingJob``, ``TrainingJobStatusCounters``, ``TrainingJobSummaries``).
+
+    Resumable: the Optuna study is stored in ``<tuning job>/study.db``; a second call with the same
+    name continues the search, re-attaches to running trials, and returns a finished result as is.
+    """
+    import optuna
+
+    name = request["HyperParameterTuningJobName"]
+    job_dir = tuning_job_dir(work_root, name)
+    config = request["HyperParameterTuningJobConfig"]
+    objective = config["HyperParameterTuningJobObjective"]
+    limits = config["ResourceLimits"]
+    max_jobs = int(limits.get("MaxNumberOfTrainingJobs", 1))
+    # No more trainers at once than this machine has cores: they would only slow each other.
+    parallel = max(1, min(int(limits["MaxParallelTrainingJobs"]), os.cpu_count() or 1, max_jobs))
+    distributions = _distributions(config.get("ParameterRanges", {}))
+    objective_regex = _objective_regex(request)
+    seed = int(config.get("RandomSeed", 0))
+    strategy = config.get("Strategy", "Bayesian")
+    if strategy == "Bayesian":
+        # constant_liar: trials asked while others run are steered away from those.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    elif strategy == "Random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        raise ValueError(
+            f"tuning strategy {strategy!r} is not supported locally (Bayesian, Random)"
+        )
+    early_stopping = config.get("TrainingJobEarlyStoppingType", "Off") == "Auto"
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=max(2, parallel), n_warmup_steps=1)
+        if early_stopping
+        else optuna.pruners.NopPruner()
+    )
+    # Each trainer gets its share of the cores instead of one thread pool per core each.
+    threads = str(max(1, (os.cpu_count() or 1) // parallel))
+    trial_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(job_dir):
+        finished = _read_json(job_dir / _STATUS_FILE)
+        if finished is not None:
+            return finished
+        _write_json(job_dir / _REQUEST_FILE, dict(request))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=name,
+            storage=f"sqlite:///{job_dir / 'study.db'}",
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize" if objective["Type"] == "Maximize" else "minimize",
+            load_if_exists=True,
+        )
+
+        def start(job_name: str, params: Mapping[str, Any]) -> None:
+            start_training_job(
+                trial_training_request(request, job_name, params),
+                work_root=work_root,
+                entry_point_dir=entry_point_dir,
+                python=python,
+                stop_grace_s=stop_grace_s,
+                extra_env=trial_env,
+            )
+
+        # trial number → (job name, the live Trial when this call asked for it, steps reported)
+        running: dict[int, tuple[str, Any, int]] = {}
+        for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            job_name = frozen.user_attrs.get("training_job_name") or trial_job_name(
+                name, frozen.number
+            )
+            if find_training_job(job_name, work_root=work_root) is None:
+                start(job_name, frozen.params)
+            running[frozen.number] = (job_name, None, 0)
+
+        while True:
+            stop_requested = (job_dir / _STOP_FILE).exists()
+            for number, (job_name, trial, reported) in list(running.items()):
+                description = describe_training_job(job_name, work_root=work_root)
+                state = description["TrainingJobStatus"]
+                if trial is not None and state == IN_PROGRESS and early_stopping:
+                    series = metric_series(
+                        Path(description["LogPath"]).read_text(errors="replace"), objective_regex
+                    )
+                    for step in range(reported, len(series)):
+                        trial.report(series[step], step)
+                    running[number] = (job_name, trial, len(series))
+                    if len(series) > reported and trial.should_prune():
+                        stop_training_job(job_name, work_root=work_root, grace_period=stop_grace_s)
+                        state = describe_training_job(job_name, work_root=work_root)[
+                            "TrainingJobStatus"
+                        ]
+                        # It may have finished on its own meanwhile; then it counts in full.
+                        if state == STOPPED:
+                            trial.set_user_attr("early_stopped", True)
+                if state not in TERMINAL_STATES:
+                    continue
+                final = describe_training_job(job_name, work_root=work_root)
+                _tell(study, number, final, objective["MetricName"])
+                del running[number]
+            if not stop_requested:
+                while len(running) < parallel and len(study.trials) < max_jobs:
+                    trial = study.ask(distributions)
+                    job_name = trial_job_name(name, trial.number)
+                    trial.set_user_attr("training_job_name", job_name)
+                    start(job_name, trial.params)
+                    running[trial.number] = (job_name, trial, 0)
+            if not running:
+                break
+            time.sleep(poll_interval)
+
+        result = _tuning_result(study, request, work_root, stopped=stop_requested)
+        _write_json(job_dir / _STATUS_FILE, result)
+        return result
+
+
+def _tell(study, number: int, description: Mapping[str, Any], metric_name: str) -> None:
+    import optuna
+
+    state = description["TrainingJobStatus"]
+    values = {
+        metric["MetricName"]: metric["Value"]
+        for metric in description.get("FinalMetricDataList", [])
+    }
+    trial = study.get_trials(deepcopy=False)[number]
+    if state == COMPLETED and metric_name in values:
+        study.tell(number, values[metric_name])
+    elif state == STOPPED and trial.user_attrs.get("early_stopped"):
+        study.tell(number, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+
+
+def _tuning_result(study, request: Mapping[str, Any], work_root, *, stopped: bool) -> dict:
+    import optuna
+
+    config = request["HyperParameterTuningJobConfig"]
+    metric_name = config["HyperParameterTuningJobObjective"]["MetricName"]
+    objective_type = config["HyperParameterTuningJobObjective"]["Type"]
+    status_counts = {
+        "Completed": 0,
+        "InProgress": 0,
+        "RetryableError": 0,
+        "NonRetryableError": 0,
+        "Stopped": 0,
+    }
+    objective_counts = {"Succeeded": 0, "Pending": 0, "Failed": 0}
+    summaries = []
+    for trial in study.get_trials(deepcopy=False):
+        job_name = trial.user_attrs.get("training_job_name") or trial_job_name(
+            request["HyperParameterTuningJobName"], trial.number
+        )
+        description = find_training_job(job_name, work_root=work_root) or {}
+        state = description.get("TrainingJobStatus", FAILED)
+        status_counts["NonRetryableError" if state == FAILED else state] += 1
+        summary: dict[str, Any] = {
+            "TrainingJobName": job_name,
+            "TrainingJobStatus": state,
+            "TunedHyperParameters": {
+                name: _as_hyperparameter(value) for name, value in trial.params.items()
+            },
+            "ObjectiveStatus": "Succeeded"
+            if trial.state == optuna.trial.TrialState.COMPLETE
+            else "Failed",
+        }
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            objective_counts["Succeeded"] += 1
+            summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
+                "Type": objective_type,
+                "MetricName": metric_name,
+                "Value": trial.value,
+            }
+        else:
+            objective_counts["Failed"] += 1
+        if trial.user_attrs.get("early_stopped"):
+            summary["EarlyStopped"] = True
+        if description.get("FailureReason"):
+            summary["FailureReason"] = description["FailureReason"]
+        if description.get("ModelArtifacts"):
+            summary["ModelArtifacts"] = description["ModelArtifacts"]
+        summaries.append(summary)
+
+    result: dict[str, Any] = {
+        "HyperParameterTuningJobName": request["HyperParameterTuningJobName"],
+        "HyperParameterTuningJobStatus": STOPPED if stopped else COMPLETED,
+        "TrainingJobStatusCounters": status_counts,
+        "ObjectiveStatusCounters": objective_counts,
+        "TrainingJobSummaries": summaries,
+        "HyperParameterTuningEndTime": _now(),
+    }
+    if objective_counts["Succeeded"]:
+        # get_trials lists trials by number, so a trial's number is its summary's index.
+        result["BestTrainingJob"] = summaries[study.best_trial.number]
+    elif not stopped:
+        result["HyperParameterTuningJobStatus"] = FAILED
+        result["FailureReason"] = (
+            f"no training job reported the objective metric {metric_name!r}; "
+            + "; ".join(
+                f"{s['TrainingJobName']}: {s.get('FailureReason', s['TrainingJobStatus'])}"
+                for s in summaries[:3]
+            )
+        )[:_FAILURE_REASON_MAX]
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] != "supervise":
+        print("usage: python -m include.local_sagemaker supervise JOB_DIR", file=sys.stderr)
+        return 2
+    return _supervise(Path(args[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Model cards: what a model version is for, what it was trained on, how good and how fair it is.
+
+One card per registered version, written next to it in the lake as ``model_card.json`` (for
+tools) and ``model_card.md`` (for people), from facts the pipeline already has: the registry's
+version (metrics, lineage, approval), the features manifest (rows and class balance per split)
+and the test-split evaluation that ``training/train.py`` wrote (calibration, per-group metrics
+for the sensitive attributes, permutation importance — the explainability that SageMaker
+Clarify would otherwise provide). Limitations are partly derived from those numbers, so a card
+warns about a small test set or a large gap between groups without anyone writing it by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+CARD_VERSION = 1
+TOP_FEATURES = 10
+# Thresholds above which the card lists a limitation: rules of thumb, stated on the card.
+SMALL_TEST_ROWS = 1000
+RARE_LABEL_RATE = 0.10
+HIGH_ECE = 0.05
+LARGE_GROUP_GAP = 0.10
+
+DEFAULT_INTENDED_USE = (
+    "Rank {dataset} entities by the predicted probability that {label} = 1, in daily batch "
+    "scoring, so that people can prioritise follow-up. Scores support a human decision; they "
+    "are not meant to trigger automated adverse actions on an individual."
+)
+DEFAULT_OUT_OF_SCOPE = (
+    "Decisions about individuals without human review.",
+    "Populations, regions or time periods not represented in the training partition.",
+    "Use as a calibrated probability without checking the calibration table below.",
+)
+_SUMMARY_METRICS = ("roc_auc", "f1", "log_loss", "brier", "accuracy", "precision", "recall")
+
+
+def _training_data(version, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    splits = manifest.get("splits") or {}
+    return {
+        "dataset": manifest.get("dataset", version.dataset),
+        "partition": manifest.get("ds"),
+        "label": manifest.get("label"),
+        "features": len(manifest.get("features") or []),
+        "rows_per_split": {name: split.get("rows") for name, split in splits.items()},
+        # label_mean of a 0/1 label is the share of positives: the class balance per split.
+        "class_balance": {
+            name: {
+                "positive_rate": split.get("label_mean"),
+                "positives": round((split.get("rows") or 0) * (split.get("label_mean") or 0.0)),
+            }
+            for name, split in splits.items()
+        },
+        "lookback_days": manifest.get("lookback_days"),
+        "missing_days": manifest.get("missing_days") or [],
+        "spec_fingerprint": manifest.get("spec_fingerprint"),
+        "data_version": version.data_version,
+    }
+
+
+def _fairness(groups: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        attribute: {
+            "groups": result.get("groups", {}),
+            "positive_rate_difference": result.get("positive_rate_difference", {}),
+            "recall_difference": result.get("recall_difference", {}),
+        }
+        for attribute, result in groups.items()
+    }
+
+
+def _limitations(
+    test: Mapping[str, Any], training_data: Mapping[str, Any], fairness, importance
+) -> list[str]:
+    notes = [
+        f"Trained on one snapshot ({training_data.get('partition')}); behaviour drifts as "
+        "customers and products change. The monitoring baseline registered with this version "
+        "is what drift checks compare new batches against.",
+    ]
+    rows = test.get("rows") or 0
+    if rows < SMALL_TEST_ROWS:
+        notes.append(
+            f"The test split has only {rows} rows (< {SMALL_TEST_ROWS}): its metrics carry "
+            "wide uncertainty."
+        )
+    label_rate = test.get("label_rate")
+    if label_rate is not None and min(label_rate, 1 - label_rate) < RARE_LABEL_RATE:
+        notes.append(
+            f"The label is imbalanced (positive rate {label_rate:.3f} on test): accuracy is not "
+            "informative; read ROC AUC, precision and recall."
+        )
+    ece = (test.get("calibration") or {}).get("ece")
+    if ece is not None and ece > HIGH_ECE:
+        notes.append(
+            f"Scores are not well calibrated (ECE {ece:.3f} > {HIGH_ECE}): do not read them as "
+            "probabilities without recalibration."
+        )
+    for attribute, result in fairness.items():
+        for metric in ("positive_rate", "recall"):
+            gap = result.get(f"{metric}_difference") or {}
+            if gap.get("value") is not None and gap["value"] > LARGE_GROUP_GAP:
+                notes.append(
+                    f"{attribute}: {metric.replace('_', ' ')} differs by {gap['value']:.3f} between "
+                    f"{gap['highest']} and {gap['lowest']} (> {LARGE_GROUP_GAP}); review before "
+                    "using scores to treat these groups differently."
+                )
+        undefined = [g for g, m in result.get("groups", {}).items() if m.get("recall") is None]
+        if undefined:
+            notes.append(
+                f"{attribute}: no positives on test for {', '.join(undefined)}, so their recall "
+                "is unknown."
+            )
+    unused = [item["feature"] for item in importance if item.get("importance_mean", 0.0) <= 0.0]
+    if importance and unused:
+        notes.append(
+            f"{len(unused)} of {len(importance)} features do not help on the test split "
+            "(permutation importance <= 0); they may be noise or redundant."
+        )
+    return notes
+
+
+def build_model_card(
+    *,
+    version,
+    manifest: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    champion_version: str | None = None,
+    intended_use: str | None = None,
+    out_of_scope: Sequence[str] = DEFAULT_OUT_OF_SCOPE,
+    top_features: int = TOP_FEATURES,
+) -> dict[str, Any]:
+    """The card of a registered version, as JSON-able data (see :func:`render_markdown`).
+
+    :param version: the registry's :class:`include.registry.ModelVersion`.
+    :param manifest: the features manifest of the training partition (``_manifest.json``).
+    :param evaluation: ``evaluation.json`` as ``training/train.py`` writes it: ``metrics``
+        (test split, :func:`training.evaluation.evaluate_binary_classifier`), ``groups``,
+        ``permutation_importance`` (a list, or ``None`` when it could not be computed) and
+        optionally ``validation`` (``{"roc_auc", "best_epoch"}``).
+    :param champion_version: the champion the version was compared with, if any.
+    :param intended_use: what the model is for; a default built from the dataset and label.
+    """
+    test = evaluation.get("metrics")
+    if not isinstance(test, Mapping):
+        raise ValueError(
+            f"evaluation has no test 'metrics' (keys: {', '.join(sorted(evaluation)) or 'none'})"
+        )
+    validation = evaluation.get("validation") or {}
+    importance = list(evaluation.get("permutation_importance") or [])
+    training_data = _training_data(version, manifest)
+    fairness = _fairness(evaluation.get("groups") or {})
+    label = training_data["label"] or "the label"
+    return {
+        "card_version": CARD_VERSION,
+        "model": {
+            "dataset": version.dataset,
+            "version": version.version,
+            "model_uri": version.model_uri,
+            "registry_ref": version.registry_ref,
+            "created_at": version.created_at,
+            "code_version": version.code_version,
+            "evaluation_uri": version.evaluation_uri,
+            "monitoring_baseline_uri": version.baseline_uri,
+        },
+        "intended_use": {
+            "description": intended_use
+            or DEFAULT_INTENDED_USE.format(dataset=version.dataset, label=label),
+            "out_of_scope": list(out_of_scope),
+        },
+        "training_data": training_data,
+        "metrics": {
+            "split": "test",
+            "threshold": test.get("threshold"),
+            "rows": test.get("rows"),
+            "label_rate": test.get("label_rate"),
+            "positive_rate": test.get("positive_rate"),
+            **{name: test.get(name) for name in _SUMMARY_METRICS},
+            # The best epoch's validation AUC: far above the test AUC hints at overfitting
+            # to the validation split through early stopping or tuning.
+            "validation_roc_auc": validation.get("roc_auc"),
+        },
+        "calibration": test.get("calibration") or {},
+        "fairness": fairness,
+        "feature_importance": {
+            "method": "Permutation importance on the test split: the drop in ROC AUC when one "
+            "feature column is shuffled (mean and std over repeats)",
+            "features": len(importance),
+            "rows": evaluation.get("permutation_importance_rows"),
+            "top": importance[:top_features],
+        },
+        "limitations": _limitations(test, training_data, fairness, importance),
+        "hyperparameters": dict(version.hyperparameters),
+        "approval": {
+            "status": version.approval,
+            "reason": version.approval_reason,
+            "approver": version.approver,
+            "compared_with_champion_version": champion_version,
+        },
+    }
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(_number(cell) for cell in row) + " |" for row in rows)
+    return lines
+
+
+def render_markdown(card: Mapping[str, Any]) -> str:
+    """The card for people: the same facts as the JSON, as headed sections and tables."""
+    model, data, metrics = card["model"], card["training_data"], card["metrics"]
+    approval = card["approval"]
+    out = [
+        f"# Model card: {model['dataset']} version {model['version']}",
+        "",
+        f"- Approval: **{approval['status']}**"
+        + (f" by {approval['approver']}" if approval.get("approver") else ""),
+        f"- Reason: {approval.get('reason') or 'n/a'}",
+        f"- Compared with champion version: {approval.get('compared_with_champion_version') or 'none'}",
+        f"- Model: `{model['model_uri']}` (registry: `{model['registry_ref']}`)",
+        f"- Code version: `{model['code_version']}`",
+        f"- Created: {model['created_at']}",
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"]["description"],
+        "",
+        "Out of scope:",
+        "",
+        *(f"- {item}" for item in card["intended_use"]["out_of_scope"]),
+        "",
+        "## Training data",
+        "",
+        f"- Dataset `{data['dataset']}`, partition ds={data['partition']}, label `{data['label']}`, "
+        f"{data['features']} features",
+        f"- Data version: `{data['data_version']}`",
+        "",
+        *_table(
+            ["split", "rows", "positives", "positive rate"],
+            [
+                [
+                    name,
+                    data["rows_per_split"].get(name),
+                    balance["positives"],
+                    balance["positive_rate"],
+                ]
+                for name, balance in data["class_balance"].items()
+            ],
+        ),
+        "",
+        f"## Metrics (test split, threshold {_number(metrics['threshold'], 2)})",
+        "",
+        *_table(
+            ["metric", "value"],
+            [
+                [name, metrics.get(name)]
+                for name in (
+                    "rows",
+                    "label_rate",
+                    "positive_rate",
+                    *_SUMMARY_METRICS,
+                    "validation_roc_auc",
+                )
+            ],
+        ),
+        "",
+        "## Calibration",
+        "",
+        f"Expected calibration error: {_number(card['calibration'].get('ece'))}",
+        "",
+        *_table(
+            ["score bin", "rows", "mean score", "positive rate"],
+            [
+                [
+                    f"{b['lower']:.1f}-{b['upper']:.1f}",
+                    b["count"],
+                    b["mean_score"],
+                    b["positive_rate"],
+                ]
+                for b in card["calibration"].get("bins", [])
+            ],
+        ),
+        "",
+        "## Per-group metrics",
+        "",
+    ]
+    if not card["fairness"]:
+        out += ["No sensitive attributes were configured.", ""]
+    for attribute, result in card["fairness"].items():
+        pr, rc = result["positive_rate_difference"], result["recall_difference"]
+        out += [
+            f"### {attribute}",
+            "",
+            *_table(
+                ["group", "rows", "label rate", "positive rate", "recall", "ROC AUC"],
+                [
+                    [g, m["rows"], m["label_rate"], m["positive_rate"], m["recall"], m["roc_auc"]]
+                    for g, m in result["groups"].items()
+                ],
+            ),
+            "",
+            f"- Positive-rate difference: {_number(pr.get('value'))} "
+            f"({pr.get('highest')} vs {pr.get('lowest')})",
+            f"- Recall difference: {_number(rc.get('value'))} ({rc.get('highest')} vs {rc.get('lowest')})",
+            "",
+        ]
+    importance = card["feature_importance"]
+    out += [
+        "## Feature importance",
+        "",
+        f"{importance['method']}; top {len(importance['top'])} of {importance['features']}.",
+        "",
+        *_table(
+            ["feature", "importance (mean)", "std"],
+            [[i["feature"], i["importance_mean"], i["importance_std"]] for i in importance["top"]],
+        ),
+        "",
+        "## Limitations",
+        "",
+        *(f"- {note}" for note in card["limitations"]),
+        "",
+        "## Hyperparameters",
+        "",
+        *_table(["name", "value"], sorted(card["hyperparameters"].items())),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_model_card(card: Mapping[str, Any], base_uri: str) -> tuple[str, str]:
+    """Write ``<base_uri>.json`` and ``<base_uri>.md`` (atomically, via the lake storage)."""
+    from include.storage import storage_for
+
+    json_uri, markdown_uri = f"{base_uri}.json", f"{base_uri}.md"
+    storage = storage_for(json_uri)
+    storage.write_bytes(json_uri, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    storage.write_bytes(markdown_uri, render_markdown(card).encode())
+    return json_uri, markdown_uri
+
+
+def update_card_approval(card_uri: str, version) -> tuple[str, str]:
+    """Rewrite a version's card (JSON and Markdown) after a person's approval decision."""
+    from include.storage import storage_for
+
+    card = json.loads(storage_for(card_uri).read_bytes(card_uri))
+    card["approval"].update(
+        status=version.approval, reason=version.approval_reason, approver=version.approver
+    )
+    return write_model_card(card, card_uri.removesuffix(".json"))

@@ -1,0 +1,908 @@
+"""The model registry: versions of each dataset's model, their lineage, and who may serve.
+
+One narrow interface (:class:`ModelRegistry`) with two backends picked by ``settings.target``,
+as the lake's storage is: the SageMaker Model Registry on ``aws`` (a model package group per
+dataset, a model package per version) and MLflow's model registry on a SQLite file in the lake's
+``models`` zone on ``local`` (a registered model per dataset, a model version per version). Both
+keep the same facts per version — model URI, test metrics, data version (the features
+manifest's checksum), code version, hyperparameters, the monitoring baseline, the evaluation and
+the model card — and the same approval statuses, named as SageMaker names them.
+
+The champion of a dataset is its newest ``Approved`` version (SageMaker's convention: deployment
+picks the latest approved package by creation time). Rejecting the champion therefore rolls back
+to the previous approved version, on both backends. A new version is approved automatically when
+it beats the champion (:mod:`include.model_selection`); otherwise it waits for a person, who
+approves or rejects it with :func:`approve_pending_version` (the ``churn_model_approval`` DAG).
+
+Why MLflow locally: it has a real registry (versions, tags, aliases) that runs in-process on a
+SQLite file, with no server to start, and its UI reads the same file when someone wants to look.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+APPROVED = "Approved"
+PENDING = "PendingManualApproval"
+REJECTED = "Rejected"
+APPROVAL_STATUSES = (APPROVED, PENDING, REJECTED)
+
+# The headline test metrics a version carries in the registry (the full evaluation, with
+# calibration bins and per-group metrics, lives in evaluation.json and the model card).
+HEADLINE_METRICS = (
+    "roc_auc",
+    "f1",
+    "log_loss",
+    "brier",
+    "accuracy",
+    "precision",
+    "recall",
+    "positive_rate",
+    "label_rate",
+    "rows",
+)
+_DATASET = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class RegistryError(ValueError):
+    """A registry request is invalid or names a version that does not exist."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version, the same on both backends; ``to_dict`` is what XCom carries."""
+
+    dataset: str
+    version: str
+    model_uri: str
+    approval: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    data_version: str = ""
+    code_version: str = ""
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    baseline_uri: str = ""
+    evaluation_uri: str = ""
+    card_uri: str = ""
+    approval_reason: str = ""
+    approver: str = ""
+    created_at: str = ""
+    # Where the registry itself knows it: ``models:/headrace-churn/3`` or a model package ARN.
+    registry_ref: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ModelRegistry(Protocol):
+    """The verbs both backends implement; versions are strings ("1", "2", …) on both."""
+
+    def register_version(
+        self,
+        dataset: str,
+        *,
+        model_uri: str,
+        metrics: Mapping[str, float | None],
+        data_version: str,
+        code_version: str,
+        hyperparameters: Mapping[str, object],
+        baseline_uri: str,
+        evaluation_uri: str,
+        card_uri: str = "",
+        approval: str,
+        approval_reason: str = "",
+    ) -> ModelVersion: ...
+
+    def get_version(self, dataset: str, version: str) -> ModelVersion: ...
+
+    def list_versions(self, dataset: str) -> list[ModelVersion]:
+        """Every version of ``dataset``, oldest first."""
+        ...
+
+    def approved_version(self, dataset: str) -> ModelVersion | None:
+        """The champion: the newest ``Approved`` version, or ``None``."""
+        ...
+
+    def set_approval(
+        self, dataset: str, version: str, status: str, *, approver: str, reason: str
+    ) -> ModelVersion: ...
+
+    def set_card_uri(self, dataset: str, version: str, card_uri: str) -> ModelVersion:
+        """Record where the version's model card lives (written after the version exists,
+        because the card names the version the registry assigned)."""
+        ...
+
+
+def registered_model_name(dataset: str) -> str:
+    """``headrace-<dataset>``: the MLflow registered model and the SageMaker package group."""
+    if not _DATASET.match(dataset):
+        raise RegistryError(
+            f"dataset {dataset!r} is not a valid dataset name (lower case letters, digits, _)"
+        )
+    # Model package group names allow letters, digits and hyphens only.
+    return "headrace-" + dataset.replace("_", "-")
+
+
+def headline_metrics(test_evaluation: Mapping[str, Any]) -> dict[str, float | None]:
+    """The registry's metrics from ``evaluate_binary_classifier``'s result (plus the ECE)."""
+    metrics: dict[str, float | None] = {
+        name: test_evaluation[name] for name in HEADLINE_METRICS if name in test_evaluation
+    }
+    calibration = test_evaluation.get("calibration")
+    if isinstance(calibration, Mapping) and "ece" in calibration:
+        metrics["calibration_ece"] = calibration["ece"]
+    return metrics
+
+
+def _check_registration(
+    metrics: Mapping[str, object], approval: str, model_uri: str
+) -> dict[str, float | None]:
+    if approval not in APPROVAL_STATUSES:
+        raise RegistryError(f"approval {approval!r} is not one of {', '.join(APPROVAL_STATUSES)}")
+    if not model_uri:
+        raise RegistryError("model_uri is empty: a version must point at its model artifacts")
+    checked: dict[str, float | None] = {}
+    for name, value in metrics.items():
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise RegistryError(
+                f"metric {name!r} must be a finite number or None, got {value!r} "
+                "(pass headline_metrics(evaluation), not the nested evaluation)"
+            )
+        checked[str(name)] = None if value is None else float(value)
+    return checked
+
+
+def _check_status(status: str, approver: str) -> None:
+    if status not in APPROVAL_STATUSES:
+        raise RegistryError(f"status {status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
+    if not approver.strip():
+        raise RegistryError("approver is empty: every approval decision names who made it")
+
+
+# ---------------------------------------------------------------------------------------------
+# local: MLflow on SQLite
+
+
+def _import_mlflow():
+    """MLflow with its telemetry off: set before import (MLflow reads these at import and when
+    it starts its telemetry client), then re-read, in case MLflow was imported earlier."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import mlflow
+    from mlflow.telemetry.client import set_telemetry_client
+
+    set_telemetry_client()
+    return mlflow
+
+
+_TAG = "headrace."
+_CHAMPION_ALIAS = "champion"
+
+
+class MLflowModelRegistry:
+    """MLflow's model registry on ``<models zone>/mlflow.db``; no server, nothing listens.
+
+    A registered model per dataset; each version's source is the model URI and its tags carry
+    the approval status and the lineage (JSON for metrics and hyperparameters). Each
+    registration also records an MLflow run with the metrics and hyperparameters, so MLflow's UI
+    can compare versions. The ``champion`` alias always points at the newest approved version.
+    """
+
+    def __init__(self, models_zone_uri: str):
+        from urllib.parse import urlparse
+
+        parsed = urlparse(models_zone_uri)
+        if parsed.scheme != "file":
+            raise RegistryError(
+                f"the MLflow registry lives in a local models zone (file://), got {models_zone_uri!r}"
+            )
+        self._zone = Path(parsed.path)
+        self._artifacts_uri = f"{models_zone_uri.rstrip('/')}/mlflow-artifacts"
+        self._client_instance = None
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self._zone / 'mlflow.db'}"
+
+    @property
+    def _client(self):
+        if self._client_instance is None:
+            mlflow = _import_mlflow()
+            self._zone.mkdir(parents=True, exist_ok=True)
+            self._client_instance = mlflow.MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+        return self._client_instance
+
+    def _ensure_registered_model(self, name: str, dataset: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            self._client.create_registered_model(
+                name,
+                tags={f"{_TAG}dataset": dataset},
+                description=f"headrace model versions for the {dataset} dataset",
+            )
+
+    def _record_run(self, name: str, metrics: Mapping[str, float | None], hyperparameters) -> str:
+        from mlflow.entities import Metric, Param
+
+        experiment = self._client.get_experiment_by_name(name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self._client.create_experiment(
+                name, artifact_location=f"{self._artifacts_uri}/{name}"
+            )
+        )
+        run = self._client.create_run(experiment_id, run_name="registration")
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        self._client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now_ms, 0) for k, v in metrics.items() if v is not None],
+            params=[Param(k, str(v)) for k, v in hyperparameters.items()],
+        )
+        self._client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    def register_version(
+        self,
+        dataset: str,
+        *,
+        model_uri: str,
+        metrics: Mapping[str, float | None],
+        data_version: str,
+        code_version: str,
+        hyperparameters: Mapping[str, object],
+        baseline_uri: str,
+        evaluation_uri: str,
+        card_uri: str = "",
+        approval: str,
+        approval_reason: str = "",
+    ) -> ModelVersion:
+        name = registered_model_name(dataset)
+        checked = _check_registration(metrics, approval, model_uri)
+        hyperparameters = {str(k): str(v) for k, v in hyperparameters.items()}
+        self._ensure_registered_model(name, dataset)
+        run_id = self._record_run(name, checked, hyperparameters)
+        tags = {
+            "approval": approval,
+            "approval_reason": approval_reason,
+            "approver": "" if approval == PENDING else "headrace:champion-challenger",
+            "metrics": json.dumps(checked, sort_keys=True),
+            "hyperparameters": json.dumps(hyperparameters, sort_keys=True),
+            "data_version": data_version,
+            "code_version": code_version,
+            "baseline_uri": baseline_uri,
+            "evaluation_uri": evaluation_uri,
+            "card_uri": card_uri,
+        }
+        created = self._client.create_model_version(
+            name,
+            source=model_uri,
+            run_id=run_id,
+            tags={f"{_TAG}{k}": v for k, v in tags.items()},
+            description=f"{dataset} model trained on {data_version}",
+        )
+        self._refresh_champion_alias(name)
+        version = self.get_version(dataset, str(created.version))
+        log.info("registered %s version %s as %s", name, version.version, approval)
+        return version
+
+    def _to_model_version(self, dataset: str, mv) -> ModelVersion:
+        tags = {k[len(_TAG) :]: v for k, v in mv.tags.items() if k.startswith(_TAG)}
+        return ModelVersion(
+            dataset=dataset,
+            version=str(mv.version),
+            model_uri=mv.source,
+            approval=tags.get("approval", ""),
+            metrics=json.loads(tags.get("metrics") or "{}"),
+            data_version=tags.get("data_version", ""),
+            code_version=tags.get("code_version", ""),
+            hyperparameters=json.loads(tags.get("hyperparameters") or "{}"),
+            baseline_uri=tags.get("baseline_uri", ""),
+            evaluation_uri=tags.get("evaluation_uri", ""),
+            card_uri=tags.get("card_uri", ""),
+            approval_reason=tags.get("approval_reason", ""),
+            approver=tags.get("approver", ""),
+            created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(),
+            registry_ref=f"models:/{mv.name}/{mv.version}",
+        )
+
+    def get_version(self, dataset: str, version: str) -> ModelVersion:
+        from mlflow.exceptions import MlflowException
+
+        name = registered_model_name(dataset)
+        try:
+            mv = self._client.get_model_version(name, str(version))
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise RegistryError(f"{dataset} has no model version {version!r}") from error
+            raise
+        return self._to_model_version(dataset, mv)
+
+    def list_versions(self, dataset: str) -> list[ModelVersion]:
+        name = registered_model_name(dataset)
+        found = self._client.search_model_versions(
+            f"name='{name}'", order_by=["version_number ASC"]
+        )
+        return [self._to_model_version(dataset, mv) for mv in found]
+
+    def approved_version(self, dataset: str) -> ModelVersion | None:
+        approved = [v for v in self.list_versions(dataset) if v.approval == APPROVED]
+        return max(approved, key=lambda v: int(v.version)) if approved else None
+
+    def _refresh_champion_alias(self, name: str) -> None:
+        """Point the ``champion`` alias at the newest approved version (or remove it), so MLflow
+        users can load ``models:/headrace-churn@champion`` and see the same champion."""
+        approved = self._client.search_model_versions(
+            f"name='{name}' and tag.`{_TAG}approval`='{APPROVED}'"
+        )
+        if approved:
+            newest = max(approved, key=lambda mv: int(mv.version))
+            self._client.set_registered_model_alias(name, _CHAMPION_ALIAS, str(newest.version))
+        elif _CHAMPION_ALIAS in self._client.get_registered_model(name).aliases:
+            self._client.delete_registered_model_alias(name, _CHAMPION_ALIAS)
+
+    def set_approval(
+        self, dataset: str, version: str, status: str, *, approver: str, reason: str
+    ) -> ModelVersion:
+        _check_status(status, approver)
+        name = registered_model_name(dataset)
+        self.get_version(dataset, version)  # a clear error for a missing version
+        for key, value in (
+            ("approval", status),
+            ("approver", approver),
+            ("approval_reason", reason),
+        ):
+            self._client.set_model_version_tag(name, str(version), f"{_TAG}{key}", value)
+        self._refresh_champion_alias(name)
+        log.info("%s version %s is now %s (by %s: %s)", name, version, status, approver, reason)
+        return self.get_version(dataset, version)
+
+    def set_card_uri(self, dataset: str, version: str, card_uri: str) -> ModelVersion:
+        name = registered_model_name(dataset)
+        self.get_version(dataset, version)
+        self._client.set_model_version_tag(name, str(version), f"{_TAG}card_uri", card_uri)
+        return self.get_version(dataset, version)
+
+
+# ---------------------------------------------------------------------------------------------
+# aws: SageMaker Model Registry
+
+# The SageMaker PyTorch inference container that serves training/inference.py: the same PyTorch
+# and Python as the training image (include/config.py), CPU build for batch transform.
+PYTORCH_INFERENCE_FRAMEWORK_VERSION = "2.5.1"
+PYTORCH_INFERENCE_IMAGE_TAG = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+
+
+def default_inference_image_uri(region: str) -> str:
+    """The SageMaker PyTorch CPU inference image of ``region`` (same DLC account as training)."""
+    from include.config import DEFAULT_DLC_ACCOUNT, DLC_ACCOUNTS
+
+    account = DLC_ACCOUNTS.get(region, DEFAULT_DLC_ACCOUNT)
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{domain}/pytorch-inference:{PYTORCH_INFERENCE_IMAGE_TAG}"
+
+
+TRANSFORM_INSTANCE_TYPES = ("ml.m5.large", "ml.m5.xlarge")
+REALTIME_INSTANCE_TYPES = ("ml.m5.large",)
+CONTENT_TYPES = ("application/x-parquet", "text/csv", "application/json")
+# CustomerMetadataProperties keys and values allow letters, digits, spaces and _ . : / = + - @
+# only; anything else (commas, braces) is stored base64-encoded behind this prefix. The standard
+# base64 alphabet is inside the allowed set.
+_METADATA_SAFE = re.compile(r"^[\w .:/=+\-@]+$")
+_B64 = "b64:"
+_MAX_METADATA_VALUE = 256
+_MAX_METADATA_ENTRIES = 50
+_LINEAGE_KEYS = ("data_version", "code_version", "baseline_uri", "evaluation_uri", "card_uri")
+
+
+def _encode_metadata_value(key: str, value: str) -> str:
+    encoded = (
+        value
+        if _METADATA_SAFE.match(value) and not value.startswith(_B64)
+        else _B64 + base64.b64encode(value.encode()).decode()
+    )
+    if len(encoded) > _MAX_METADATA_VALUE:
+        raise RegistryError(
+            f"registry metadata {key!r} is {len(encoded)} characters once stored; "
+            f"SageMaker allows {_MAX_METADATA_VALUE}: {value[:80]!r}…"
+        )
+    return encoded
+
+
+def _decode_metadata_value(value: str) -> str:
+    if value.startswith(_B64):
+        return base64.b64decode(value[len(_B64) :]).decode()
+    return value
+
+
+class SageMakerModelRegistry:
+    """The SageMaker Model Registry: a model package group per dataset, a package per version.
+
+    Lineage and headline metrics go into ``CustomerMetadataProperties`` (``headrace:<name>``,
+    ``metric:<name>``, ``hp:<name>``), which Studio shows and ``DescribeModelPackage`` returns;
+    the monitoring baseline's statistics and constraints and the evaluation JSON go into
+    ``ModelMetrics``, where SageMaker Model Monitor and Studio look for them.
+
+    :param region: the AWS region of the registry.
+    :param client: a boto3 SageMaker client; created on first use when not given.
+    :param inference_image: the serving container; default the SageMaker PyTorch CPU image.
+    """
+
+    def __init__(self, *, region: str, client=None, inference_image: str | None = None):
+        self._region = region
+        self._client_instance = client
+        self._inference_image = inference_image or default_inference_image_uri(region)
+
+    @property
+    def _client(self):
+        if self._client_instance is None:
+            import boto3  # kept out of DAG parsing
+
+            self._client_instance = boto3.client("sagemaker", region_name=self._region)
+        return self._client_instance
+
+    def _call(self, operation: str, method: str, **body):
+        from include.aws_validation import validate_request
+
+        validate_request("sagemaker", operation, body)
+        return getattr(self._client, method)(**body)
+
+    def _ensure_group(self, group: str, dataset: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.describe_model_package_group(ModelPackageGroupName=group)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
+                raise
+            self._call(
+                "CreateModelPackageGroup",
+                "create_model_package_group",
+                ModelPackageGroupName=group,
+                ModelPackageGroupDescription=f"headrace model versions for the {dataset} dataset",
+            )
+
+    @staticmethod
+    def _metadata(
+        metrics: Mapping[str, float | None],
+        hyperparameters: Mapping[str, str],
+        lineage: Mapping[str, str],
+        approver: str,
+    ) -> dict[str, str]:
+        entries: dict[str, str] = {}
+        for key, value in lineage.items():
+            if value:
+                entries[f"headrace:{key}"] = value
+        if approver:
+            entries["headrace:approver"] = approver
+        for name, value in metrics.items():
+            if value is not None:
+                entries[f"metric:{name}"] = repr(float(value))
+        for name, value in hyperparameters.items():
+            if value != "":
+                entries[f"hp:{name}"] = value
+        if len(entries) > _MAX_METADATA_ENTRIES:
+            raise RegistryError(
+                f"{len(entries)} registry metadata entries (lineage, metrics, hyperparameters); "
+                f"SageMaker allows {_MAX_METADATA_ENTRIES}"
+            )
+        return {key: _encode_metadata_value(key, value) for key, value in entries.items()}
+
+    def register_version(
+        self,
+        dataset: str,
+        *,
+        model_uri: str,
+        metrics: Mapping[str, float | None],
+        data_version: str,
+        code_version: str,
+        hyperparameters: Mapping[str, object],
+        baseline_uri: str,
+        evaluation_uri: str,
+        card_uri: str = "",
+        approval: str,
+        approval_reason: str = "",
+    ) -> ModelVersion:
+        group = registered_model_name(dataset)
+        checked = _check_registration(metrics, approval, model_uri)
+        hyperparameters = {str(k): str(v) for k, v in hyperparameters.items()}
+        lineage = {
+            "data_version": data_version,
+            "code_version": code_version,
+            "baseline_uri": baseline_uri,
+            "evaluation_uri": evaluation_uri,
+            "card_uri": card_uri,
+        }
+        approver = "" if approval == PENDING else "headrace:champion-challenger"
+        metadata = self._metadata(checked, hyperparameters, lineage, approver)
+        self._ensure_group(group, dataset)
+        model_metrics: dict[str, Any] = {
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}
+            }
+        }
+        if baseline_uri:
+            base = baseline_uri.rstrip("/")
+            model_metrics["ModelDataQuality"] = {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": f"{base}/statistics.json",
+                },
+                "Constraints": {
+                    "ContentType": "application/json",
+                    "S3Uri": f"{base}/constraints.json",
+                },
+            }
+        created = self._call(
+            "CreateModelPackage",
+            "create_model_package",
+            ModelPackageGroupName=group,
+            ModelPackageDescription=f"{dataset} model, {code_version}"[:1024],
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": self._inference_image,
+                        "ModelDataUrl": model_uri,
+                        "Framework": "PYTORCH",
+                        "FrameworkVersion": PYTORCH_INFERENCE_FRAMEWORK_VERSION,
+                    }
+                ],
+                "SupportedContentTypes": list(CONTENT_TYPES),
+                "SupportedResponseMIMETypes": ["application/json", "text/csv"],
+                "SupportedTransformInstanceTypes": list(TRANSFORM_INSTANCE_TYPES),
+                "SupportedRealtimeInferenceInstanceTypes": list(REALTIME_INSTANCE_TYPES),
+            },
+            ModelApprovalStatus=approval,
+            ModelMetrics=model_metrics,
+            CustomerMetadataProperties=metadata,
+            # Same model artifacts → same token: a retried registration does not add a version.
+            ClientToken=hashlib.sha256(f"{group}|{model_uri}".encode()).hexdigest()[:36],
+        )
+        arn = created["ModelPackageArn"]
+        if approval_reason:
+            # CreateModelPackage has no ApprovalDescription; the reason is set right after.
+            self._update(arn, approval, approval_reason, metadata)
+        version = self._to_model_version(dataset, self._describe(arn))
+        log.info("registered %s version %s (%s) as %s", group, version.version, arn, approval)
+        return version
+
+    def _update(self, arn: str, status: str, description: str, metadata: Mapping[str, str]):
+        # Every update names the status and all metadata: UpdateModelPackage merges metadata on
+        # AWS, and sending it whole keeps registries that replace it (moto does) consistent.
+        self._call(
+            "UpdateModelPackage",
+            "update_model_package",
+            ModelPackageArn=arn,
+            ModelApprovalStatus=status,
+            ApprovalDescription=description[:1024],
+            CustomerMetadataProperties=dict(metadata),
+        )
+
+    def _describe(self, arn: str) -> dict:
+        return self._client.describe_model_package(ModelPackageName=arn)
+
+    def _to_model_version(self, dataset: str, package: Mapping[str, Any]) -> ModelVersion:
+        metadata = {
+            key: _decode_metadata_value(value)
+            for key, value in (package.get("CustomerMetadataProperties") or {}).items()
+        }
+        containers = package.get("InferenceSpecification", {}).get("Containers", [{}])
+        created = package.get("CreationTime")
+        return ModelVersion(
+            dataset=dataset,
+            version=str(package["ModelPackageVersion"]),
+            model_uri=containers[0].get("ModelDataUrl", ""),
+            approval=package.get("ModelApprovalStatus", ""),
+            metrics={
+                key[len("metric:") :]: float(value)
+                for key, value in metadata.items()
+                if key.startswith("metric:")
+            },
+            hyperparameters={
+                key[len("hp:") :]: value for key, value in metadata.items() if key.startswith("hp:")
+            },
+            approval_reason=package.get("ApprovalDescription") or "",
+            approver=metadata.get("headrace:approver", ""),
+            created_at=created.isoformat() if isinstance(created, datetime) else str(created or ""),
+            registry_ref=package["ModelPackageArn"],
+            **{key: metadata.get(f"headrace:{key}", "") for key in _LINEAGE_KEYS},
+        )
+
+    def _package_arns(self, dataset: str, **filters) -> list[str]:
+        """Package ARNs of the group, newest first."""
+        group = registered_model_name(dataset)
+        body = {
+            "ModelPackageGroupName": group,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            **filters,
+        }
+        from include.aws_validation import validate_request
+
+        validate_request("sagemaker", "ListModelPackages", body)
+        paginator = self._client.get_paginator("list_model_packages")
+        try:
+            return [
+                summary["ModelPackageArn"]
+                for page in paginator.paginate(**body)
+                for summary in page.get("ModelPackageSummaryList", [])
+            ]
+        except self._client.exceptions.ClientError as error:
+            raise RegistryError(f"cannot list the model packages of {group}: {error}") from error
+
+    def list_versions(self, dataset: str) -> list[ModelVersion]:
+        versions = [
+            self._to_model_version(dataset, self._describe(arn))
+            for arn in self._package_arns(dataset)
+        ]
+        return sorted(versions, key=lambda v: int(v.version))
+
+    def _arn_of(self, dataset: str, version: str) -> str:
+        for arn in self._package_arns(dataset):
+            if arn.rsplit("/", 1)[-1] == str(version):
+                return arn
+        raise RegistryError(f"{dataset} has no model version {version!r}")
+
+    def get_version(self, dataset: str, version: str) -> ModelVersion:
+        return self._to_model_version(dataset, self._describe(self._arn_of(dataset, version)))
+
+    def approved_version(self, dataset: str) -> ModelVersion | None:
+        arns = self._package_arns(dataset, ModelApprovalStatus=APPROVED)
+        return self._to_model_version(dataset, self._describe(arns[0])) if arns else None
+
+    def set_approval(
+        self, dataset: str, version: str, status: str, *, approver: str, reason: str
+    ) -> ModelVersion:
+        _check_status(status, approver)
+        arn = self._arn_of(dataset, version)
+        metadata = dict(self._describe(arn).get("CustomerMetadataProperties") or {})
+        metadata["headrace:approver"] = _encode_metadata_value("headrace:approver", approver)
+        self._update(arn, status, reason, metadata)
+        log.info("%s version %s is now %s (by %s: %s)", dataset, version, status, approver, reason)
+        return self._to_model_version(dataset, self._describe(arn))
+
+    def set_card_uri(self, dataset: str, version: str, card_uri: str) -> ModelVersion:
+        arn = self._arn_of(dataset, version)
+        package = self._describe(arn)
+        metadata = dict(package.get("CustomerMetadataProperties") or {})
+        metadata["headrace:card_uri"] = _encode_metadata_value("headrace:card_uri", card_uri)
+        self._update(
+            arn, package["ModelApprovalStatus"], package.get("ApprovalDescription") or "", metadata
+        )
+        return self._to_model_version(dataset, self._describe(arn))
+
+
+def registry_for(settings=None) -> ModelRegistry:
+    """The registry of the configured target (MLflow locally, SageMaker on aws)."""
+    if settings is None:
+        from include.config import get_settings
+
+        settings = get_settings()
+    if settings.is_local:
+        return MLflowModelRegistry(settings.zone_uri("models"))
+    return SageMakerModelRegistry(region=settings.aws.region)
+
+
+# ---------------------------------------------------------------------------------------------
+# lineage: code and data versions
+
+
+def code_version(repo_root: str | Path) -> str:
+    """The version of the training code that produced a model.
+
+    The git SHA of ``HEAD`` when ``training/`` has no uncommitted or untracked changes; otherwise
+    ``tree:<sha256>`` over the sorted paths and bytes of the files under ``training/``. A dirty
+    tree's SHA would lie — it names a commit whose code did not train this model — while the
+    tree hash names exactly the code that shipped (the source directory SageMaker receives).
+    Outside a git checkout (MWAA's dags folder) the tree hash is the only honest answer too.
+    """
+    root = Path(repo_root)
+    training = root / "training"
+    if not training.is_dir():
+        raise RegistryError(f"no training/ directory under {root}: cannot version the code")
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", "training"],
+            cwd=root, capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        if not status.stdout.strip():
+            head = subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=root, capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            return head.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        log.info("no usable git checkout at %s; versioning training/ by its content", root)
+    return "tree:" + _tree_hash(training)
+
+
+def _tree_hash(directory: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(
+        path
+        for path in directory.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.suffix != ".pyc"
+        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    )
+    for path in files:
+        relative = path.relative_to(directory).as_posix()
+        # Length-prefixed, so moving bytes between a name and a body changes the hash.
+        for part in (relative.encode(), path.read_bytes()):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()
+
+
+def data_version(manifest_uri: str, manifest_bytes: bytes | None = None) -> str:
+    """``<manifest URI>@sha256:<digest>``: the training partition, pinned to its exact manifest.
+
+    The features manifest lists every input partition's own manifest checksum and every output
+    file, so its digest identifies the training data down to the byte.
+    """
+    if manifest_bytes is None:
+        from include.storage import storage_for
+
+        manifest_bytes = storage_for(manifest_uri).read_bytes(manifest_uri)
+    return f"{manifest_uri}@sha256:{hashlib.sha256(manifest_bytes).hexdigest()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline's two entry points: register a trained model, and a person's decision
+
+
+def model_version_uri(models_zone_uri: str, dataset: str, version: str, name: str) -> str:
+    """Where a version's own documents live: ``<models>/<dataset>/<version>/<name>``."""
+    return f"{models_zone_uri.rstrip('/')}/{dataset}/{version}/{name}"
+
+
+def register_trained_model(
+    dataset: str,
+    *,
+    registry: ModelRegistry,
+    models_zone_uri: str,
+    model_uri: str,
+    evaluation: Mapping[str, Any],
+    hyperparameters: Mapping[str, object],
+    manifest_uri: str,
+    baseline_uri: str,
+    evaluation_uri: str,
+    code_version_id: str,
+    metric: str = "roc_auc",
+    margin: float = 0.005,
+    intended_use: str | None = None,
+) -> dict[str, Any]:
+    """Compare a trained model with the champion, register it, and write its model card.
+
+    :param evaluation: ``evaluation.json`` as ``training/train.py`` writes it:
+        ``{"metrics": evaluate_binary_classifier(…), "groups": group_metrics(…),
+        "permutation_importance": permutation_importance(…) or None, …}`` (test split).
+    :return: small JSON-able facts for XCom: version, approval, reason, card URIs, champion.
+
+    A retry after a partial run finds the version already registered for ``model_uri`` and
+    finishes its card instead of registering the model twice.
+    """
+    from include.model_card import build_model_card, write_model_card
+    from include.model_selection import LOWER_IS_BETTER, decide_champion_challenger
+    from include.storage import storage_for
+
+    test = evaluation.get("metrics")
+    if not isinstance(test, Mapping):
+        raise RegistryError(
+            f"evaluation has no test 'metrics' (keys: {', '.join(sorted(evaluation)) or 'none'})"
+        )
+    manifest_bytes = storage_for(manifest_uri).read_bytes(manifest_uri)
+    versions = registry.list_versions(dataset)
+    existing = [v for v in versions if v.model_uri == model_uri]
+    if existing:
+        version = existing[-1]
+        # The champion it was compared with: the newest approved version registered before it.
+        earlier = [
+            v for v in versions if v.approval == APPROVED and int(v.version) < int(version.version)
+        ]
+        champion = earlier[-1] if earlier else None
+        decision_reason = version.approval_reason
+        log.info("%s is already version %s; finishing its card", model_uri, version.version)
+    else:
+        champion = registry.approved_version(dataset)
+        decision = decide_champion_challenger(
+            headline_metrics(test), champion.metrics if champion else None,
+            metric=metric, margin=margin, higher_is_better=metric not in LOWER_IS_BETTER,
+        )  # fmt: skip
+        decision_reason = decision.reason
+        version = registry.register_version(
+            dataset,
+            model_uri=model_uri,
+            metrics=headline_metrics(test),
+            data_version=data_version(manifest_uri, manifest_bytes),
+            code_version=code_version_id,
+            hyperparameters=hyperparameters,
+            baseline_uri=baseline_uri,
+            evaluation_uri=evaluation_uri,
+            approval=decision.approval_status,
+            approval_reason=decision.reason,
+        )
+    card = build_model_card(
+        version=version,
+        manifest=json.loads(manifest_bytes),
+        evaluation=evaluation,
+        champion_version=champion.version if champion else None,
+        intended_use=intended_use,
+    )
+    json_uri, markdown_uri = write_model_card(
+        card, model_version_uri(models_zone_uri, dataset, version.version, "model_card")
+    )
+    version = registry.set_card_uri(dataset, version.version, json_uri)
+    return {
+        "dataset": dataset,
+        "version": version.version,
+        "approval": version.approval,
+        "reason": decision_reason,
+        "champion_version": champion.version if champion else None,
+        "card_uri": json_uri,
+        "card_markdown_uri": markdown_uri,
+        "registry_ref": version.registry_ref,
+    }
+
+
+def approve_pending_version(
+    dataset: str,
+    version: str,
+    approver: str,
+    reason: str,
+    *,
+    decision: str = APPROVED,
+    registry: ModelRegistry | None = None,
+) -> dict[str, Any]:
+    """A person's decision on a version waiting for manual approval (``churn_model_approval``).
+
+    Only a ``PendingManualApproval`` version can be decided here, so a mistyped version number
+    cannot silently demote the champion; the version's model card is rewritten with the
+    decision. Returns the version's facts for XCom.
+
+    :param decision: ``Approved`` or ``Rejected``.
+    """
+    if decision not in (APPROVED, REJECTED):
+        raise RegistryError(f"decision {decision!r} must be {APPROVED} or {REJECTED}")
+    if not reason.strip():
+        raise RegistryError("reason is empty: say why the version is approved or rejected")
+    registry = registry or registry_for()
+    current = registry.get_version(dataset, str(version))
+    if current.approval != PENDING:
+        raise RegistryError(
+            f"{dataset} version {version} is {current.approval}, not {PENDING}: "
+            "only a pending version can be decided here"
+        )
+    updated = registry.set_approval(
+        dataset, str(version), decision, approver=approver, reason=reason
+    )
+    if updated.card_uri:
+        from include.model_card import update_card_approval
+
+        update_card_approval(updated.card_uri, updated)
+    return updated.to_dict()

@@ -1,0 +1,528 @@
+"""Request bodies for SageMaker training and tuning: CreateTrainingJob, CreateHyperParameterTuningJob.
+
+Built once, from settings, with AWS's own key spelling, and checked against botocore's service
+model before they leave this module (:func:`include.aws_validation.validate_request`). On the aws
+target they go to SageMaker as they are; on the local target :mod:`include.local_sagemaker` runs
+the very same body on this machine, so both targets share one description of a training job.
+
+Every aws body carries the security settings from config: the job runs in the configured
+subnets and security groups (``VpcConfig``), with network isolation and inter-container traffic
+encryption on, its volume and its output encrypted with the configured KMS key, a maximum
+runtime, and managed spot training with checkpoints when enabled. Every S3 URI lies in the lake
+bucket.
+
+The training code runs in SageMaker script mode: the PyTorch training image (a SageMaker
+Deep Learning Container) downloads ``sourcedir.tar.gz`` (a tarball of ``training/``, see
+:func:`build_source_tarball`) and runs ``sagemaker_program`` from it with every other
+hyperparameter as a ``--name value`` flag. With network isolation the container has no network
+and no credentials, so it cannot fetch the tarball from S3 itself; as the SageMaker Python SDK
+does in that case, the tarball travels as an input channel named ``code`` (SageMaker's own agent
+downloads channels, outside the container), and ``sagemaker_submit_directory`` points at
+``/opt/ml/input/data/code/sourcedir.tar.gz``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import re
+import tarfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from include.aws_validation import validate_request
+from include.config import REPO_ROOT, ConfigError, Settings
+
+# One metric value as the training code prints it: ``validation:auc=0.812345``.
+METRIC_VALUE_PATTERN = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+# What training/train.py prints, per epoch and once at the end (the training contract).
+TRAINING_METRICS = (
+    "train:loss",
+    "validation:loss",
+    "validation:auc",
+    "validation:logloss",
+    "test:auc",
+    "test:logloss",
+    "test:f1",
+)
+OBJECTIVE_METRIC = "validation:auc"
+OBJECTIVE_TYPE = "Maximize"
+
+TRAINING_CHANNELS = ("train", "validation", "test")
+CHANNEL_CONTENT_TYPE = "application/x-parquet"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+CODE_CHANNEL = "code"
+SOURCE_TARBALL = "sourcedir.tar.gz"
+CONTAINER_SOURCE_TARBALL = f"/opt/ml/input/data/{CODE_CHANNEL}/{SOURCE_TARBALL}"
+ENTRY_POINT = "train.py"
+TRAINING_PACKAGE = "training"
+# The code artifact's prefix in the lake bucket; the key holds the tarball's digest, so a code
+# change gets a new object and an unchanged package uploads nothing.
+SOURCE_PREFIX = "artifacts/training"
+# Script mode's own hyperparameters (sagemaker-training-toolkit's params.py): read by the
+# container, never passed to the entry point. Tuning jobs add _tuning_objective_metric.
+SCRIPT_MODE_HYPERPARAMETERS = frozenset(
+    {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_region",
+        "sagemaker_container_log_level",
+        "sagemaker_job_name",
+        "sagemaker_enable_cloudwatch_metrics",
+        "sagemaker_s3_output",
+        "_tuning_objective_metric",
+    }
+)
+# On the local target nothing is sent to IAM, but CreateTrainingJob requires a role: this one
+# never leaves the machine, and the local runtime ignores it.
+LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/headrace-local-training"
+
+# The search space of the training contract's hyperparameters (training/train.py flags).
+DEFAULT_PARAMETER_RANGES: dict[str, list[dict[str, Any]]] = {
+    "ContinuousParameterRanges": [
+        {
+            "Name": "learning-rate",
+            "MinValue": "0.0001",
+            "MaxValue": "0.01",
+            "ScalingType": "Logarithmic",
+        },
+        {
+            "Name": "weight-decay",
+            "MinValue": "0.000001",
+            "MaxValue": "0.01",
+            "ScalingType": "Logarithmic",
+        },
+        {"Name": "dropout", "MinValue": "0.0", "MaxValue": "0.5", "ScalingType": "Linear"},
+    ],
+    "IntegerParameterRanges": [
+        {"Name": "hidden-width", "MinValue": "64", "MaxValue": "512", "ScalingType": "Linear"},
+        {"Name": "num-layers", "MinValue": "1", "MaxValue": "4", "ScalingType": "Linear"},
+    ],
+    "CategoricalParameterRanges": [{"Name": "batch-size", "Values": ["1024", "2048", "4096"]}],
+}
+RANGE_KINDS = ("ContinuousParameterRanges", "IntegerParameterRanges", "CategoricalParameterRanges")
+
+_TAR_EPOCH = 0
+
+
+def metric_definitions(names: Sequence[str] = TRAINING_METRICS) -> list[dict[str, str]]:
+    """``MetricDefinitions`` for metrics printed as ``name=value``; SageMaker keeps the last value."""
+    return [{"Name": name, "Regex": f"{re.escape(name)}={METRIC_VALUE_PATTERN}"} for name in names]
+
+
+def hyperparameter_value(name: str, value: Any) -> str:
+    """A hyperparameter as SageMaker carries it: a string (``True`` → ``"true"``, ``1e-3`` → ``"0.001"``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"hyperparameter {name!r} is {value}; it must be a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(
+        f"hyperparameter {name!r} is a {type(value).__name__}; use a string, number or bool"
+    )
+
+
+# --- the training code artifact --------------------------------------------------------------
+
+
+def build_source_tarball(package: str = TRAINING_PACKAGE, repo_root: Path = REPO_ROOT) -> bytes:
+    """``sourcedir.tar.gz`` of the training package: its files at the archive root, as script
+    mode expects (``train.py`` beside the modules it imports).
+
+    Byte-for-byte deterministic (sorted entries, fixed times, owners and modes, gzip without a
+    timestamp), so its digest says whether the code changed. Caches, tests and notebooks stay out.
+    """
+    package_dir = repo_root / package
+    if not (package_dir / ENTRY_POINT).is_file():
+        raise FileNotFoundError(
+            f"training package has no entry point at {package_dir / ENTRY_POINT}"
+        )
+    files = sorted(
+        path
+        for path in package_dir.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and not any(part.startswith(".") for part in path.relative_to(package_dir).parts)
+        and path.suffix not in (".pyc", ".ipynb")
+    )
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in files:
+            data = path.read_bytes()
+            info = tarfile.TarInfo(path.relative_to(package_dir).as_posix())
+            info.size = len(data)
+            info.mtime = _TAR_EPOCH
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            archive.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def training_source_artifact(
+    settings: Settings, package: str = TRAINING_PACKAGE, repo_root: Path = REPO_ROOT
+) -> tuple[str, bytes]:
+    """``(uri, bytes)`` of the source tarball, at a content-addressed key in the lake bucket
+    (``s3://bucket/artifacts/training/<digest>/sourcedir.tar.gz``; under the lake root locally)."""
+    tarball = build_source_tarball(package, repo_root)
+    digest = hashlib.sha256(tarball).hexdigest()[:16]
+    if settings.aws is not None:
+        root = f"s3://{settings.aws.bucket}"
+    else:
+        root = settings.lake_root.rstrip("/")
+    return f"{root}/{SOURCE_PREFIX}/{digest}/{SOURCE_TARBALL}", tarball
+
+
+# --- CreateTrainingJob ---------------------------------------------------------------------
+
+
+def _check_uri(settings: Settings, uri: str, what: str) -> str:
+    """``uri`` if the target may use it: in the lake bucket on aws, an absolute file:// locally."""
+    parsed = urlparse(uri)
+    if settings.aws is not None:
+        if parsed.scheme != "s3" or parsed.netloc != settings.aws.bucket:
+            raise ValueError(
+                f"{what} {uri!r} is not in the lake bucket s3://{settings.aws.bucket}/: "
+                "every job reads and writes only the lake bucket"
+            )
+    elif parsed.scheme != "file" or not parsed.path.startswith("/"):
+        raise ValueError(f"{what} {uri!r} must be an absolute file:// URI on the local target")
+    return uri
+
+
+def _prefix(uri: str) -> str:
+    # An S3 prefix matches keys, not folders: without the slash, split=train would also take in
+    # split=train_old.
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _check_stopping(settings: Settings) -> None:
+    training = settings.training
+    if training.use_spot and training.max_wait_s < training.max_runtime_s:
+        raise ConfigError(
+            f"HEADRACE_TRAINING_MAX_WAIT_S={training.max_wait_s} must be at least "
+            f"HEADRACE_TRAINING_MAX_RUNTIME_S={training.max_runtime_s} with managed spot training"
+        )
+
+
+def build_training_job_request(
+    settings: Settings,
+    *,
+    job_name: str,
+    hyperparameters: Mapping[str, Any],
+    channels: Mapping[str, str],
+    output_uri: str,
+    checkpoint_uri: str,
+    source_uri: str | None = None,
+    entry_point: str = ENTRY_POINT,
+    metric_names: Sequence[str] = TRAINING_METRICS,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict:
+    """CreateTrainingJob: the training code in script mode on the configured instance.
+
+    :param settings: the process settings; ``settings.training`` sizes the job, ``settings.aws``
+        (on aws) gives the role, KMS key, subnets and security groups.
+    :param job_name: the deterministic job name (:mod:`include.job_names`, rule ``sagemaker``).
+    :param hyperparameters: the entry point's flags without dashes, e.g. ``{"epochs": 20}``;
+        values become strings.
+    :param channels: channel name → URI of a folder of parquet files, e.g.
+        ``{"train": ".../features/churn/ds=2026-01-07/split=train"}``.
+    :param output_uri: where SageMaker writes ``<job_name>/output/model.tar.gz``.
+    :param checkpoint_uri: where checkpoints in ``/opt/ml/checkpoints`` are kept, so an
+        interrupted spot job resumes.
+    :param source_uri: the ``sourcedir.tar.gz`` (:func:`training_source_artifact`); required on
+        aws, optional locally (the local runtime runs the repository's ``training/``).
+    :param entry_point: the script in the tarball that script mode runs.
+    :param metric_names: metrics the job prints as ``name=value``, tracked by regex.
+    :param environment: extra environment variables of the container.
+    :param tags: extra tags (``project=headrace`` is always set).
+    """
+    training = settings.training
+    aws = settings.aws
+    _check_stopping(settings)
+    if not channels:
+        raise ValueError("a training job needs at least one input channel (e.g. train)")
+    if CODE_CHANNEL in channels:
+        raise ValueError(f"channel name {CODE_CHANNEL!r} is reserved for the source tarball")
+    if aws is not None and not source_uri:
+        raise ValueError("source_uri (the sourcedir.tar.gz in S3) is required on the aws target")
+
+    user_hyperparameters = {
+        str(name): hyperparameter_value(str(name), value) for name, value in hyperparameters.items()
+    }
+    reserved = sorted(
+        name
+        for name in user_hyperparameters
+        if name in SCRIPT_MODE_HYPERPARAMETERS or name.startswith("sagemaker_")
+    )
+    if reserved:
+        raise ValueError(f"hyperparameters {reserved} are script mode's own; headrace sets them")
+    script_mode = {
+        "sagemaker_program": entry_point,
+        "sagemaker_container_log_level": "20",
+        "sagemaker_job_name": job_name,
+    }
+    if aws is not None:
+        script_mode["sagemaker_region"] = aws.region
+
+    input_data = [
+        {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": _prefix(_check_uri(settings, uri, f"channel {name!r}")),
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "ContentType": CHANNEL_CONTENT_TYPE,
+            "CompressionType": "None",
+            "InputMode": "File",
+        }
+        for name, uri in channels.items()
+    ]
+    if source_uri:
+        input_data.append(
+            {
+                "ChannelName": CODE_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": _check_uri(settings, source_uri, "source_uri"),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+        )
+        script_mode["sagemaker_submit_directory"] = CONTAINER_SOURCE_TARBALL
+
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_s}
+    if training.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = training.max_wait_s
+    output: dict[str, str] = {"S3OutputPath": _check_uri(settings, output_uri, "output_uri")}
+    resources: dict[str, Any] = {
+        "InstanceType": training.instance_type,
+        "InstanceCount": training.instance_count,
+        "VolumeSizeInGB": training.volume_size_gb,
+    }
+    algorithm: dict[str, Any] = {
+        "TrainingInputMode": "File",
+        "MetricDefinitions": metric_definitions(metric_names),
+        "EnableSageMakerMetricsTimeSeries": True,
+    }
+    if training.image_uri:
+        algorithm["TrainingImage"] = training.image_uri
+
+    body: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": aws.sagemaker_role_arn if aws else LOCAL_ROLE_ARN,
+        "HyperParameters": {**user_hyperparameters, **script_mode},
+        "InputDataConfig": input_data,
+        "OutputDataConfig": output,
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": training.use_spot,
+        "CheckpointConfig": {
+            "S3Uri": _check_uri(settings, checkpoint_uri, "checkpoint_uri"),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "Environment": dict(environment or {}),
+        "Tags": [
+            {"Key": key, "Value": value}
+            for key, value in {"project": "headrace", **(tags or {})}.items()
+        ],
+    }
+    if aws is not None:
+        output["KmsKeyId"] = aws.kms_key_arn
+        resources["VolumeKmsKeyId"] = aws.kms_key_arn
+        body["VpcConfig"] = {
+            "SecurityGroupIds": list(aws.security_group_ids),
+            "Subnets": list(aws.subnet_ids),
+        }
+    validate_request("sagemaker", "CreateTrainingJob", _as_sent(body))
+    return body
+
+
+def _as_sent(body: Any) -> Any:
+    """``body`` with file:// URIs spelled as s3:// ones, for shape validation on the local target.
+
+    The local runtime reads file:// URIs, which SageMaker's model does not allow; every other
+    rule (names, lengths, enums, required members) is checked on both targets alike.
+    """
+    if isinstance(body, Mapping):
+        return {key: _as_sent(value) for key, value in body.items()}
+    if isinstance(body, list):
+        return [_as_sent(item) for item in body]
+    if isinstance(body, str) and body.startswith("file:///"):
+        return "s3://local-lake/" + body[len("file:///") :]
+    return body
+
+
+# --- CreateHyperParameterTuningJob -------------------------------------------------------------
+
+# CreateTrainingJob members a tuning job's training job definition does not have: per-job
+# identity, and the hyperparameters that become StaticHyperParameters.
+_PER_JOB_MEMBERS = frozenset(
+    {"TrainingJobName", "HyperParameters", "Tags", "ExperimentConfig", "DebugHookConfig"}
+)
+
+
+def check_parameter_ranges(parameter_ranges: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Raise ``ValueError`` naming the range that SageMaker (or the local tuner) would refuse."""
+    unknown = sorted(set(parameter_ranges) - set(RANGE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown parameter range kinds {unknown}; kinds are {list(RANGE_KINDS)}")
+    seen: set[str] = set()
+    for kind in RANGE_KINDS:
+        for spec in parameter_ranges.get(kind, ()):
+            name = spec.get("Name", "")
+            if not name:
+                raise ValueError(f"a {kind} entry has no Name: {dict(spec)!r}")
+            if name in seen:
+                raise ValueError(f"hyperparameter {name!r} has more than one range")
+            seen.add(name)
+            if kind == "CategoricalParameterRanges":
+                values = spec.get("Values") or []
+                if not values or not all(isinstance(value, str) for value in values):
+                    raise ValueError(f"categorical range {name!r} needs a list of string Values")
+                continue
+            number = int if kind == "IntegerParameterRanges" else float
+            try:
+                low, high = number(spec["MinValue"]), number(spec["MaxValue"])
+            except (KeyError, ValueError):
+                raise ValueError(
+                    f"range {name!r} needs MinValue and MaxValue as {number.__name__} strings, "
+                    f"got {spec.get('MinValue')!r}..{spec.get('MaxValue')!r}"
+                ) from None
+            if low >= high:
+                raise ValueError(f"range {name!r}: MinValue {low} must be below MaxValue {high}")
+            scaling = spec.get("ScalingType", "Auto")
+            if scaling == "Logarithmic" and low <= 0:
+                raise ValueError(f"range {name!r}: Logarithmic scaling needs MinValue > 0")
+            if scaling == "ReverseLogarithmic":
+                raise ValueError(
+                    f"range {name!r}: ReverseLogarithmic scaling is not supported (the local "
+                    "tuner has no equivalent); use Linear or Logarithmic"
+                )
+
+
+def build_tuning_job_request(
+    settings: Settings,
+    *,
+    tuning_job_name: str,
+    training_request: Mapping[str, Any],
+    parameter_ranges: Mapping[str, Sequence[Mapping[str, Any]]] = DEFAULT_PARAMETER_RANGES,
+    objective_metric: str = OBJECTIVE_METRIC,
+    objective_type: str = OBJECTIVE_TYPE,
+    max_jobs: int | None = None,
+    max_parallel_jobs: int | None = None,
+    strategy: str = "Bayesian",
+    early_stopping: bool = True,
+    random_seed: int = 0,
+    tags: Mapping[str, str] | None = None,
+) -> dict:
+    """CreateHyperParameterTuningJob searching ``parameter_ranges`` around one training job.
+
+    :param tuning_job_name: the deterministic name (:mod:`include.job_names`, rule
+        ``sagemaker_tuning``: 32 characters at most).
+    :param training_request: a :func:`build_training_job_request` body; its hyperparameters
+        minus the tuned ones become the static hyperparameters of every training job.
+    :param parameter_ranges: ``ParameterRanges`` (Continuous/Integer/Categorical), default
+        :data:`DEFAULT_PARAMETER_RANGES`.
+    :param objective_metric: a metric of the training request's ``MetricDefinitions``.
+    :param objective_type: ``Maximize`` or ``Minimize``.
+    :param max_jobs: training jobs in all (default ``HEADRACE_TUNING_MAX_JOBS``).
+    :param max_parallel_jobs: at once (default ``HEADRACE_TUNING_MAX_PARALLEL_JOBS``).
+    :param strategy: ``Bayesian`` or ``Random`` (what the local runtime can honour too).
+    :param early_stopping: stop training jobs unlikely to beat the best so far
+        (``TrainingJobEarlyStoppingType=Auto``; a median rule locally).
+    :param random_seed: makes the search reproducible on both targets.
+    """
+    training = settings.training
+    max_jobs = training.tuning_max_jobs if max_jobs is None else max_jobs
+    max_parallel_jobs = (
+        training.tuning_max_parallel_jobs if max_parallel_jobs is None else max_parallel_jobs
+    )
+    if not 1 <= max_parallel_jobs <= max_jobs:
+        raise ValueError(
+            f"max_parallel_jobs={max_parallel_jobs} must be between 1 and max_jobs={max_jobs}"
+        )
+    if strategy not in ("Bayesian", "Random"):
+        raise ValueError(f"strategy {strategy!r} is not supported; use Bayesian or Random")
+    check_parameter_ranges(parameter_ranges)
+    algorithm = training_request["AlgorithmSpecification"]
+    metric_names = [metric["Name"] for metric in algorithm.get("MetricDefinitions", [])]
+    if objective_metric not in metric_names:
+        raise ValueError(
+            f"objective metric {objective_metric!r} is not among the training job's "
+            f"MetricDefinitions {metric_names}"
+        )
+
+    tuned = {spec["Name"] for kind in RANGE_KINDS for spec in parameter_ranges.get(kind, ())}
+    definition = {
+        key: value for key, value in training_request.items() if key not in _PER_JOB_MEMBERS
+    }
+    definition["AlgorithmSpecification"] = {
+        key: value
+        for key, value in algorithm.items()
+        # Time-series metrics are a per-job switch; the tuning definition has no such member.
+        if key != "EnableSageMakerMetricsTimeSeries"
+    }
+    # Each training job gets its own name; the tuning job's name stands in the static set.
+    definition["StaticHyperParameters"] = {
+        key: value
+        for key, value in training_request.get("HyperParameters", {}).items()
+        if key not in tuned and key != "sagemaker_job_name"
+    }
+    body = {
+        "HyperParameterTuningJobName": tuning_job_name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": strategy,
+            "HyperParameterTuningJobObjective": {
+                "Type": objective_type,
+                "MetricName": objective_metric,
+            },
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": max_jobs,
+                "MaxParallelTrainingJobs": max_parallel_jobs,
+            },
+            "ParameterRanges": {
+                kind: [dict(spec) for spec in parameter_ranges.get(kind, ())]
+                for kind in RANGE_KINDS
+            },
+            "TrainingJobEarlyStoppingType": "Auto" if early_stopping else "Off",
+            "RandomSeed": random_seed,
+        },
+        "TrainingJobDefinition": definition,
+        "Tags": [
+            {"Key": key, "Value": value}
+            for key, value in {"project": "headrace", **(tags or {})}.items()
+        ],
+    }
+    validate_request("sagemaker", "CreateHyperParameterTuningJob", _as_sent(body))
+    return body
+
+
+def uris_in_request(body: Any) -> list[str]:
+    """Every URI a request body names (S3 or file), for checks that they stay in the lake."""
+    if isinstance(body, Mapping):
+        return [uri for value in body.values() for uri in uris_in_request(value)]
+    if isinstance(body, list):
+        return [uri for item in body for uri in uris_in_request(item)]
+    if isinstance(body, str) and re.match(r"^(s3|file|https)://", body):
+        return [body]
+    return []

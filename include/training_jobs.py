@@ -1,0 +1,114 @@
+"""Where a dataset's training and tuning jobs read and write in the lake, as request bodies.
+
+The operators name a dataset and a features partition; this module turns them into the
+CreateTrainingJob / CreateHyperParameterTuningJob bodies of :mod:`include.sagemaker_requests`:
+the features splits as the ``train`` / ``validation`` / ``test`` channels, model artifacts under
+``models/<dataset>/jobs/``, checkpoints under ``models/<dataset>/checkpoints/<job name>/`` (one
+folder per job, so a job never resumes from another's checkpoints), and the training code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from include.config import Settings
+from include.sagemaker_requests import (
+    TRAINING_CHANNELS,
+    build_training_job_request,
+    build_tuning_job_request,
+    training_source_artifact,
+)
+
+# The hyperparameters a run starts from; tuning searches around them (training/train.py flags).
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+    "epochs": 20,
+    "batch-size": 2048,
+    "learning-rate": 0.002,
+    "weight-decay": 0.0001,
+    "hidden-width": 128,
+    "num-layers": 2,
+    "dropout": 0.1,
+    "patience": 3,
+    "seed": 17,
+    "checkpoint-every-steps": 200,
+}
+
+
+def features_partition_uri(settings: Settings, dataset: str, ds: str) -> str:
+    """The features partition of ``ds`` that spark_jobs/features.py commits."""
+    return f"{settings.zone_uri('features')}/{dataset}/ds={ds}"
+
+
+def training_channels(settings: Settings, dataset: str, ds: str) -> dict[str, str]:
+    """One channel per split of the features partition."""
+    partition = features_partition_uri(settings, dataset, ds)
+    return {split: f"{partition}/split={split}" for split in TRAINING_CHANNELS}
+
+
+def jobs_output_uri(settings: Settings, dataset: str) -> str:
+    """Where every job of ``dataset`` writes ``<job name>/output/model.tar.gz``."""
+    return f"{settings.zone_uri('models')}/{dataset}/jobs"
+
+
+def checkpoint_uri(settings: Settings, dataset: str, job_name: str) -> str:
+    return f"{settings.zone_uri('models')}/{dataset}/checkpoints/{job_name}"
+
+
+def source_artifact(settings: Settings) -> tuple[str | None, bytes | None]:
+    """The training code tarball to upload on aws; locally the repository's training/ runs."""
+    if settings.is_local:
+        return None, None
+    return training_source_artifact(settings)
+
+
+def training_job_request(
+    settings: Settings,
+    *,
+    dataset: str,
+    ds: str,
+    job_name: str,
+    hyperparameters: Mapping[str, Any] | None = None,
+    source_uri: str | None = None,
+) -> dict:
+    """CreateTrainingJob for ``dataset`` on the features partition of ``ds``."""
+    return build_training_job_request(
+        settings,
+        job_name=job_name,
+        hyperparameters={**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})},
+        channels=training_channels(settings, dataset, ds),
+        output_uri=jobs_output_uri(settings, dataset),
+        checkpoint_uri=checkpoint_uri(settings, dataset, job_name),
+        source_uri=source_uri,
+        tags={"dataset": dataset, "features-ds": ds},
+    )
+
+
+def tuning_job_request(
+    settings: Settings,
+    *,
+    dataset: str,
+    ds: str,
+    tuning_job_name: str,
+    hyperparameters: Mapping[str, Any] | None = None,
+    source_uri: str | None = None,
+    max_jobs: int | None = None,
+    max_parallel_jobs: int | None = None,
+) -> dict:
+    """CreateHyperParameterTuningJob: a Bayesian search over training jobs of ``dataset``."""
+    training = training_job_request(
+        settings,
+        dataset=dataset,
+        ds=ds,
+        job_name=tuning_job_name,
+        hyperparameters=hyperparameters,
+        source_uri=source_uri,
+    )
+    return build_tuning_job_request(
+        settings,
+        tuning_job_name=tuning_job_name,
+        training_request=training,
+        max_jobs=max_jobs,
+        max_parallel_jobs=max_parallel_jobs,
+        tags={"dataset": dataset, "features-ds": ds},
+    )

@@ -1,0 +1,422 @@
+"""SageMaker training and tuning jobs with one interface on both targets, durable on retry.
+
+The task names a dataset, the features partition (``ds``) and hyperparameters;
+:mod:`include.training_jobs` builds the CreateTrainingJob / CreateHyperParameterTuningJob body.
+On aws the body goes to SageMaker through the Amazon provider's hook and the wait is deferred
+to the triggerer (the provider's ``SageMakerTrigger``); locally :mod:`include.local_sagemaker`
+runs the very same body on this machine.
+
+Durable: the job name is derived from the task instance (:mod:`include.job_names`), never from
+the try number or the clock, so a retried task finds the job the earlier try started — running,
+so it waits on it, or finished, so it returns it — instead of starting a duplicate (the stock
+operators' ``action_if_job_exists="timestamp"`` starts a second one). SageMaker never reuses a
+job name, so after a failed or stopped job a retry starts the next generation (``-r2``,
+``-r3``…), found again the same way. ``on_kill`` stops the job. XCom gets names and URIs, never
+data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.exceptions import AirflowException
+from airflow.sdk import BaseOperator
+
+from include import training_jobs
+from include.config import Settings, get_settings
+from include.job_names import TaskRunIdentity
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+# The most generations a task may start: a job that fails this often needs a person, not a retry.
+MAX_GENERATIONS = 10
+WAIT_ALLOWANCE = 0.25
+LOCAL_POLL_INTERVAL = 1.0
+
+
+def training_job_result(description: dict, ds: str) -> dict[str, Any]:
+    """What a finished training job hands downstream through XCom: names, URIs, metrics."""
+    return {
+        "job_name": description["TrainingJobName"],
+        "model_uri": description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+        "final_metrics": {
+            metric["MetricName"]: metric["Value"]
+            for metric in description.get("FinalMetricDataList", [])
+        },
+        # The entry point's own flags; script mode's keys are the container's business.
+        "hyperparameters": {
+            key: value
+            for key, value in description.get("HyperParameters", {}).items()
+            if not key.startswith(("sagemaker_", "_"))
+        },
+        "ds": ds,
+    }
+
+
+class _SageMakerJobOperator(BaseOperator):
+    """What training and tuning share: naming, re-attach, deferral, stop. One subclass each."""
+
+    job_type: ClassVar[str]
+    naming_rule: ClassVar[str]
+    # SageMaker's status member, Describe/Create/Stop verbs of the job type.
+    status_key: ClassVar[str]
+    running_states: ClassVar[frozenset[str]] = frozenset({"InProgress", "Stopping"})
+
+    template_fields: Sequence[str] = ("dataset", "ds", "hyperparameters")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"hyperparameters": "json"}
+    ui_color = "#d5e8d4"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        ds: str,
+        hyperparameters: dict[str, Any] | None = None,
+        aws_conn_id: str | None = "aws_default",
+        poll_interval: int = 30,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """
+        :param dataset: the dataset whose features the job trains on (``include/datasets/``).
+        :param ds: the features partition, YYYY-MM-DD. (templated)
+        :param hyperparameters: overrides of :data:`include.training_jobs.DEFAULT_HYPERPARAMETERS`,
+            as training/train.py flags without dashes. (templated)
+        :param aws_conn_id: the Airflow connection of the aws target.
+        :param poll_interval: seconds between status checks on aws.
+        :param deferrable: wait on aws in the triggerer rather than in a worker slot.
+        """
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.ds = ds
+        self.hyperparameters = hyperparameters or {}
+        self.aws_conn_id = aws_conn_id
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        # State kept for on_kill, set by execute.
+        self._job_name: str | None = None
+
+    # --- the verbs one job type needs ----------------------------------------------------
+
+    def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
+        raise NotImplementedError
+
+    def run_local(self, request: dict, work_root: Path) -> dict:
+        raise NotImplementedError
+
+    def stop_local(self, name: str, work_root: Path) -> None:
+        raise NotImplementedError
+
+    def describe(self, name: str) -> dict | None:
+        raise NotImplementedError
+
+    def create(self, request: dict) -> None:
+        raise NotImplementedError
+
+    def stop(self, name: str) -> None:
+        raise NotImplementedError
+
+    def result(self, description: dict) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --- shared --------------------------------------------------------------------------
+
+    @cached_property
+    def hook(self):
+        # Imported here: the provider pulls in boto3, and DAG files import this module.
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+        return SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=get_settings().aws.region)
+
+    @staticmethod
+    def local_work_root(settings: Settings) -> Path:
+        from include.local_sagemaker import DEFAULT_WORK_ROOT
+
+        if settings.local_runs_dir:
+            return Path(settings.local_runs_dir) / "sagemaker"
+        return DEFAULT_WORK_ROOT
+
+    def _check_ds(self) -> str:
+        from datetime import date
+
+        try:
+            return date.fromisoformat(str(self.ds)).isoformat()
+        except ValueError:
+            raise AirflowException(
+                f"ds={self.ds!r} is not a date (YYYY-MM-DD): which features partition to train on"
+            ) from None
+
+    def _name(self, identity: TaskRunIdentity, generation: int) -> str:
+        suffix = "" if generation == 1 else f"r{generation}"
+        return identity.name_for(self.naming_rule, suffix=suffix)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = get_settings()
+        self.ds = self._check_ds()
+        identity = TaskRunIdentity.from_context(context)
+        if settings.is_local:
+            # The local runtime re-attaches by name and restarts failed jobs under it.
+            name = self._name(identity, 1)
+            self._job_name = name
+            request = self.build_request(settings, name, None)
+            self.log.info("Running local %s job %s", self.job_type, name)
+            try:
+                description = self.run_local(request, self.local_work_root(settings))
+            except Exception as error:  # the runtime's message carries the job's log tail
+                raise AirflowException(
+                    f"local {self.job_type} job {name} failed: {error}"
+                ) from None
+            return self.result(description)
+
+        name, description = self._find_or_start(settings, identity)
+        self._job_name = name
+        if description[self.status_key] == "Completed":
+            return self.result(description)
+        max_wait = settings.training.max_wait_s * (1 + WAIT_ALLOWANCE)
+        if self.deferrable:
+            from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+
+            delay = max(1, int(self.poll_interval))
+            self.defer(
+                trigger=SageMakerTrigger(
+                    job_name=name,
+                    job_type=self.job_type,
+                    poke_interval=delay,
+                    max_attempts=max(1, math.ceil(max_wait / delay)),
+                    aws_conn_id=self.aws_conn_id,
+                ),
+                method_name="execute_complete",
+                kwargs={"job_name": name},
+            )
+        deadline = time.monotonic() + max_wait
+        while description[self.status_key] in self.running_states:
+            if time.monotonic() >= deadline:
+                self.stop(name)
+                raise AirflowException(f"{self.job_type} job {name} still running; stopped it")
+            time.sleep(self.poll_interval)
+            description = self.describe(name)
+        return self._checked(name, description)
+
+    def _find_or_start(self, settings: Settings, identity: TaskRunIdentity) -> tuple[str, dict]:
+        """The job of this task instance: the newest generation if it is running or done, else
+        a new generation started now."""
+        for generation in range(1, MAX_GENERATIONS + 1):
+            name = self._name(identity, generation)
+            description = self.describe(name)
+            if description is None:
+                source_uri, source = training_jobs.source_artifact(settings)
+                if source_uri is not None:
+                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+                    from include.artifact_upload import upload_if_changed
+
+                    s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=settings.aws.region)
+                    upload_if_changed(
+                        s3.conn, source_uri, source, kms_key_arn=settings.aws.kms_key_arn
+                    )
+                self.create(self.build_request(settings, name, source_uri))
+                self.log.info("Started SageMaker %s job %s", self.job_type, name)
+                return name, self.describe(name) or {self.status_key: "InProgress"}
+            state = description[self.status_key]
+            if state in self.running_states or state == "Completed":
+                self.log.info(
+                    "Re-attaching to SageMaker %s job %s (%s), started by an earlier try",
+                    self.job_type,
+                    name,
+                    state,
+                )
+                return name, description
+            self.log.info(
+                "SageMaker %s job %s ended %s; trying the next generation",
+                self.job_type,
+                name,
+                state,
+            )
+        raise AirflowException(
+            f"{MAX_GENERATIONS} {self.job_type} jobs of this task ended without success; "
+            "look at the last one's FailureReason before clearing the task"
+        )
+
+    def _checked(self, name: str, description: dict | None) -> dict[str, Any]:
+        if description is None:
+            raise AirflowException(f"SageMaker {self.job_type} job {name} not found")
+        state = description[self.status_key]
+        if state != "Completed":
+            raise AirflowException(
+                f"SageMaker {self.job_type} job {name} ended {state}: "
+                f"{description.get('FailureReason', 'no reason given')}"
+            )
+        return self.result(description)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, job_name: str | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger: check the job's final state and return its names and URIs."""
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
+        event = validate_execute_complete_event(event)
+        name = job_name or event.get("job_name")
+        self._job_name = name
+        return self._checked(name, self.describe(name))
+
+    def on_kill(self) -> None:
+        """Stop the job this task started or re-attached to."""
+        if self._job_name is None:
+            return
+        settings = get_settings()
+        self.log.info("Stopping %s job %s", self.job_type, self._job_name)
+        if settings.is_local:
+            self.stop_local(self._job_name, self.local_work_root(settings))
+        else:
+            self.stop(self._job_name)
+
+
+class SageMakerTrainingJobOperator(_SageMakerJobOperator):
+    """Train one model of ``dataset`` on a features partition: a SageMaker training job on aws,
+    the local runtime locally. Returns ``{job_name, model_uri, final_metrics, hyperparameters}``.
+    """
+
+    job_type = "training"
+    naming_rule = "sagemaker"
+    status_key = "TrainingJobStatus"
+
+    def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
+        return training_jobs.training_job_request(
+            settings,
+            dataset=self.dataset,
+            ds=self.ds,
+            job_name=name,
+            hyperparameters=self.hyperparameters,
+            source_uri=source_uri,
+        )
+
+    def run_local(self, request: dict, work_root: Path) -> dict:
+        from include.local_sagemaker import run_training_job
+
+        return run_training_job(request, work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL)
+
+    def stop_local(self, name: str, work_root: Path) -> None:
+        from include.local_sagemaker import stop_training_job
+
+        stop_training_job(name, work_root=work_root)
+
+    def describe(self, name: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.hook.conn.describe_training_job(TrainingJobName=name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+
+    def create(self, request: dict) -> None:
+        self.hook.conn.create_training_job(**request)
+
+    def stop(self, name: str) -> None:
+        self.hook.conn.stop_training_job(TrainingJobName=name)
+
+    def result(self, description: dict) -> dict[str, Any]:
+        return training_job_result(description, self.ds)
+
+
+class SageMakerTuningJobOperator(_SageMakerJobOperator):
+    """Search hyperparameters for ``dataset``'s model: a SageMaker tuning job (Bayesian) on aws,
+    Optuna over local training jobs locally. Returns the best training job's
+    ``{job_name, model_uri, objective, hyperparameters}`` plus the trial counts.
+
+    :param max_jobs: training jobs in all (default ``HEADRACE_TUNING_MAX_JOBS``).
+    :param max_parallel_jobs: at once (default ``HEADRACE_TUNING_MAX_PARALLEL_JOBS``; locally
+        also at most the machine's cores).
+    """
+
+    job_type = "tuning"
+    naming_rule = "sagemaker_tuning"
+    status_key = "HyperParameterTuningJobStatus"
+
+    def __init__(
+        self, *, max_jobs: int | None = None, max_parallel_jobs: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.max_jobs = max_jobs
+        self.max_parallel_jobs = max_parallel_jobs
+
+    def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
+        return training_jobs.tuning_job_request(
+            settings,
+            dataset=self.dataset,
+            ds=self.ds,
+            tuning_job_name=name,
+            hyperparameters=self.hyperparameters,
+            source_uri=source_uri,
+            max_jobs=self.max_jobs,
+            max_parallel_jobs=self.max_parallel_jobs,
+        )
+
+    def run_local(self, request: dict, work_root: Path) -> dict:
+        from include.local_sagemaker import describe_training_job, run_tuning_job
+
+        result = run_tuning_job(request, work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL)
+        if result.get("HyperParameterTuningJobStatus") == "Completed":
+            best = result["BestTrainingJob"]["TrainingJobName"]
+            result["_best_description"] = describe_training_job(best, work_root=work_root)
+        return result
+
+    def stop_local(self, name: str, work_root: Path) -> None:
+        from include.local_sagemaker import stop_tuning_job
+
+        stop_tuning_job(name, work_root=work_root)
+
+    def describe(self, name: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            description = self.hook.conn.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+        best = description.get("BestTrainingJob")
+        if description[self.status_key] == "Completed" and best:
+            try:
+                description["_best_description"] = self.hook.conn.describe_training_job(
+                    TrainingJobName=best["TrainingJobName"]
+                )
+            except ClientError as error:
+                raise AirflowException(
+                    f"tuning job {name} reports best training job {best['TrainingJobName']!r}, "
+                    f"which SageMaker cannot describe: {error}"
+                ) from None
+        return description
+
+    def create(self, request: dict) -> None:
+        self.hook.conn.create_hyper_parameter_tuning_job(**request)
+
+    def stop(self, name: str) -> None:
+        self.hook.conn.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+    def result(self, description: dict) -> dict[str, Any]:
+        if description.get(self.status_key) != "Completed" or not description.get(
+            "BestTrainingJob"
+        ):
+            raise AirflowException(
+                f"tuning job {description.get('HyperParameterTuningJobName')} ended "
+                f"{description.get(self.status_key)} without a best training job: "
+                f"{description.get('FailureReason', 'no reason given')}"
+            )
+        best = description["BestTrainingJob"]
+        training = training_job_result(description["_best_description"], self.ds)
+        return {
+            **training,
+            "tuning_job_name": description["HyperParameterTuningJobName"],
+            "objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}),
+            "trials": description.get("TrainingJobStatusCounters", {}),
+        }

@@ -1,0 +1,516 @@
+"""The local SageMaker runtime honours the training and tuning request bodies the builders make.
+
+The entry point here is a small fixture trainer written by the tests (it reads the SM_*
+environment, prints metric lines in the training contract's format and writes a model), so the
+runtime's own behaviour is what is checked: layout, environment, metrics, packaging, stopping,
+re-attaching and the tuning search. One test runs a tiny real tuning job through training/train.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import math
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from include import local_sagemaker as runtime
+from include import sagemaker_requests as requests
+from include.config import load_settings
+
+FIXTURE_TRAINER = r'''
+"""A fixture trainer for the local runtime's tests: SM_* in, contract metric lines out."""
+import argparse, json, math, os, signal, sys, time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--learning-rate", type=float, default=0.01)
+parser.add_argument("--epoch-seconds", type=float, default=0.0)
+parser.add_argument("--fail", default="false")
+parser.add_argument("--marker", required=True)
+args = parser.parse_args()
+
+marker = Path(args.marker)
+model_dir = Path(os.environ["SM_MODEL_DIR"])
+job = os.environ["TRAINING_JOB_NAME"]
+with open(marker / "invocations.txt", "a") as log:
+    log.write(f"{job} {os.getpid()} start {time.time()}\n")
+
+def on_sigterm(signum, frame):
+    # What a real trainer does in SageMaker's grace period: save what it has.
+    (model_dir / "stopped.txt").write_text("stopped early\n")
+    print("caught SIGTERM", flush=True)
+    sys.exit(143)
+
+signal.signal(signal.SIGTERM, on_sigterm)
+
+seen = {k: v for k, v in os.environ.items() if k.startswith("SM_")}
+seen.update({k: os.environ.get(k) for k in ("HEADRACE_CHECKPOINT_DIR", "PYTHONPATH", "OMP_NUM_THREADS")})
+seen["argv"] = sys.argv[1:]
+seen["cwd"] = os.getcwd()
+seen["channel_files"] = {
+    name: sorted(p.relative_to(os.environ[f"SM_CHANNEL_{name.upper()}"]).as_posix()
+                 for p in Path(os.environ[f"SM_CHANNEL_{name.upper()}"]).rglob("*.parquet"))
+    for name in json.loads(os.environ["SM_CHANNELS"])
+}
+Path(os.environ["SM_OUTPUT_DATA_DIR"], "env.json").write_text(json.dumps(seen))
+
+checkpoints = Path(os.environ["HEADRACE_CHECKPOINT_DIR"])
+resumed = (checkpoints / "last_epoch.txt").exists()
+print(f"resumed={resumed}", flush=True)
+
+# The objective peaks at learning-rate 10**-2.5, so a search has something to find.
+score = 0.9 - 0.1 * abs(math.log10(args.learning_rate) + 2.5)
+for epoch in range(1, args.epochs + 1):
+    auc = score * epoch / args.epochs
+    print(f"epoch={epoch} train:loss={1 - auc:.6f} validation:loss={1.1 - auc:.6f} "
+          f"validation:auc={auc:.6f} validation:logloss={1.1 - auc:.6f}", flush=True)
+    (checkpoints / "last_epoch.txt").write_text(str(epoch))
+    time.sleep(args.epoch_seconds)
+
+(model_dir / "model.pt").write_bytes(b"weights")
+(model_dir / "model_config.json").write_text(json.dumps({"learning_rate": args.learning_rate}))
+print(f"final validation:auc={score:.6f} test:auc={score - 0.01:.6f} test:logloss=0.41 test:f1=0.55")
+with open(marker / "invocations.txt", "a") as log:
+    log.write(f"{job} {os.getpid()} end {time.time()}\n")
+if args.fail == "true":
+    print("Traceback: the fixture was told to fail", file=sys.stderr)
+    sys.exit(3)
+'''
+
+POLL = 0.1
+
+
+@pytest.fixture
+def local(tmp_path):
+    """Local settings, a small feature partition, the fixture trainer and a work root."""
+    lake = tmp_path / "lake"
+    settings = load_settings({"HEADRACE_LAKE_ROOT": lake.as_uri()})
+    features = lake / "features" / "churn" / "ds=2026-01-07"
+    for index, split in enumerate(requests.TRAINING_CHANNELS):
+        folder = features / f"split={split}"
+        folder.mkdir(parents=True)
+        frame = pd.DataFrame(
+            {
+                "customer_id": [f"c{index}-{row}" for row in range(4)],
+                "tenure_days": [1.0, 2.0, 3.0, 4.0],
+                "churned": [0, 1, 0, 1],
+            }
+        )
+        frame.to_parquet(folder / "part-00000.parquet", index=False)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(FIXTURE_TRAINER)
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    return {
+        "settings": settings,
+        "lake": settings.lake_root,
+        "features": features,
+        "code": code,
+        "marker": marker,
+        "work_root": tmp_path / "work",
+    }
+
+
+def build_request(local, job_name="headrace-test-train-0123456789abcdef", settings=None, **hps):
+    lake = local["lake"]
+    return requests.build_training_job_request(
+        settings or local["settings"],
+        job_name=job_name,
+        hyperparameters={
+            "epochs": 2,
+            "learning-rate": 0.001,
+            "marker": str(local["marker"]),
+            **hps,
+        },
+        channels={
+            split: f"{local['lake']}/features/churn/ds=2026-01-07/split={split}"
+            for split in requests.TRAINING_CHANNELS
+        },
+        output_uri=f"{lake}/models/churn/training",
+        checkpoint_uri=f"{lake}/models/churn/checkpoints/{job_name}",
+    )
+
+
+def with_training(settings, **changes):
+    return dataclasses.replace(settings, training=dataclasses.replace(settings.training, **changes))
+
+
+def invocations(local) -> list[list[str]]:
+    path = local["marker"] / "invocations.txt"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def tar_members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(path.read_bytes()))) as archive:
+        return {
+            member.name: archive.extractfile(member).read()
+            for member in archive.getmembers()
+            if member.isfile()
+        }
+
+
+def run(local, request, **kwargs):
+    return runtime.run_training_job(
+        request,
+        work_root=local["work_root"],
+        entry_point_dir=local["code"],
+        poll_interval=POLL,
+        **kwargs,
+    )
+
+
+def test_a_training_job_honours_the_request(local):
+    request = build_request(local)
+    name = request["TrainingJobName"]
+    described = run(local, request)
+
+    assert described["TrainingJobStatus"] == "Completed"
+    job_dir = local["work_root"] / "training-jobs" / name
+    seen = json.loads((job_dir / "output" / "data" / "env.json").read_text())
+
+    # Channels: every split's parquet files, under input/data/<channel>.
+    assert json.loads(seen["SM_CHANNELS"]) == ["test", "train", "validation"]
+    for split in requests.TRAINING_CHANNELS:
+        assert seen[f"SM_CHANNEL_{split.upper()}"] == str(job_dir / "input" / "data" / split)
+        assert seen["channel_files"][split] == ["part-00000.parquet"]
+    # Hyperparameters: flags for the entry point, decoded in SM_HPS; script mode's own are hidden.
+    assert seen["argv"] == [
+        "--epochs",
+        "2",
+        "--learning-rate",
+        "0.001",
+        "--marker",
+        str(local["marker"]),
+    ]
+    assert json.loads(seen["SM_HPS"]) == {
+        "epochs": 2,
+        "learning-rate": 0.001,
+        "marker": str(local["marker"]),
+    }
+    assert seen["SM_HP_LEARNING_RATE"] == "0.001"
+    assert seen["SM_MODEL_DIR"] == str(job_dir / "model")
+    assert seen["SM_OUTPUT_DATA_DIR"] == str(job_dir / "output" / "data")
+    assert (seen["SM_CURRENT_HOST"], json.loads(seen["SM_HOSTS"])) == ("algo-1", ["algo-1"])
+    assert seen["SM_NUM_GPUS"].isdigit()
+    assert seen["HEADRACE_CHECKPOINT_DIR"] == str(job_dir / "checkpoints")
+    # The entry point runs from its source folder and cannot import the repository's packages.
+    assert seen["cwd"] == str(local["code"].resolve())
+    assert seen["PYTHONPATH"] is None
+
+    # Metrics: the final value of each definition's regex.
+    metrics = {m["MetricName"]: m["Value"] for m in described["FinalMetricDataList"]}
+    score = 0.9 - 0.1 * abs(math.log10(0.001) + 2.5)
+    assert metrics["validation:auc"] == pytest.approx(round(score, 6))
+    assert metrics["train:loss"] == pytest.approx(round(1 - score, 6))  # epoch 2 of 2
+    assert metrics["test:f1"] == 0.55
+    assert set(metrics) == set(requests.TRAINING_METRICS)
+
+    # The model folder is packaged where SageMaker puts it, through the lake storage.
+    model_uri = f"{local['lake']}/models/churn/training/{name}/output/model.tar.gz"
+    assert described["ModelArtifacts"] == {"S3ModelArtifacts": model_uri}
+    members = tar_members(Path(model_uri.removeprefix("file://")))
+    assert members["model.pt"] == b"weights"
+    assert json.loads(members["model_config.json"]) == {"learning_rate": 0.001}
+    assert "env.json" in tar_members(Path(described["OutputDataUri"].removeprefix("file://")))
+    # Checkpoints are kept where CheckpointConfig.S3Uri says, beyond the job folder.
+    kept = Path(request["CheckpointConfig"]["S3Uri"].removeprefix("file://"))
+    assert (kept / "last_epoch.txt").read_text() == "2"
+
+
+def test_a_finished_job_is_returned_not_run_again(local):
+    request = build_request(local)
+    first = run(local, request)
+    again, started = runtime.start_training_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"]
+    )
+
+    assert started is False
+    assert again["TrainingJobStatus"] == "Completed"
+    assert again["FinalMetricDataList"] == first["FinalMetricDataList"]
+    assert [line[2] for line in invocations(local)] == ["start", "end"]
+
+
+def test_a_retry_reattaches_to_the_running_job(local):
+    request = build_request(local, epochs=3, **{"epoch-seconds": 0.5})
+    first, started = runtime.start_training_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"]
+    )
+    second, started_again = runtime.start_training_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"]
+    )
+
+    assert (started, started_again) == (True, False)
+    assert second["TrainingJobStatus"] == "InProgress"
+    assert second["Pid"] == first["Pid"]
+    done = runtime.wait_for_training_job(
+        request["TrainingJobName"], work_root=local["work_root"], poll_interval=POLL, timeout=60
+    )
+    assert done["TrainingJobStatus"] == "Completed"
+    assert len([line for line in invocations(local) if line[2] == "start"]) == 1
+
+
+def test_a_failed_job_names_its_log_tail_and_a_retry_runs_it_again(local):
+    request = build_request(local, fail="true")
+    with pytest.raises(runtime.LocalTrainingJobError) as raised:
+        run(local, request)
+    reason = raised.value.description["FailureReason"]
+    assert reason.startswith("AlgorithmError: train.py exited with code 3")
+    assert "Traceback: the fixture was told to fail" in reason
+    assert len(reason) <= 1024
+    # Metrics printed before the failure are still reported, as on SageMaker.
+    assert raised.value.description["FinalMetricDataList"]
+
+    # A retry starts afresh; the first try's files are kept, and it resumes from its checkpoint.
+    with pytest.raises(runtime.LocalTrainingJobError):
+        run(local, request)
+    job_dir = local["work_root"] / "training-jobs" / request["TrainingJobName"]
+    assert (job_dir / "history" / "1" / "output.log").exists()
+    assert "resumed=True" in (job_dir / "output.log").read_text()
+    assert len([line for line in invocations(local) if line[2] == "start"]) == 2
+
+
+def test_max_runtime_stops_the_job_and_keeps_what_it_saved(local):
+    settings = with_training(local["settings"], max_runtime_s=2, use_spot=False)
+    request = build_request(local, settings=settings, epochs=60, **{"epoch-seconds": 0.5})
+    started = time.monotonic()
+    with pytest.raises(runtime.LocalTrainingJobError) as raised:
+        run(local, request, stop_grace_s=5)
+    elapsed = time.monotonic() - started
+    described = raised.value.description
+
+    assert (described["TrainingJobStatus"], described["SecondaryStatus"]) == (
+        "Stopped",
+        "MaxRuntimeExceeded",
+    )
+    assert "MaxRuntimeInSeconds=2" in described["FailureReason"]
+    assert elapsed < 20
+    members = tar_members(Path(described["ModelArtifacts"]["S3ModelArtifacts"][len("file://") :]))
+    assert members == {"stopped.txt": b"stopped early\n"}
+    assert "caught SIGTERM" in Path(described["LogPath"]).read_text()
+
+
+def test_stop_training_job_ends_the_trainer_by_its_recorded_pid(local):
+    request = build_request(local, epochs=600, **{"epoch-seconds": 0.5})
+    description, _ = runtime.start_training_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"], stop_grace_s=5
+    )
+    name = request["TrainingJobName"]
+    deadline = time.monotonic() + 30
+    while not invocations(local) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    trainer_pid = int(invocations(local)[0][1])
+
+    assert runtime.stop_training_job(name, work_root=local["work_root"], grace_period=5) is True
+    stopped = runtime.describe_training_job(name, work_root=local["work_root"])
+    assert (stopped["TrainingJobStatus"], stopped["SecondaryStatus"]) == ("Stopped", "Stopped")
+    assert not psutil.pid_exists(trainer_pid) or psutil.Process(trainer_pid).status() == (
+        psutil.STATUS_ZOMBIE
+    )
+    assert (
+        not psutil.pid_exists(description["Pid"])
+        or psutil.Process(description["Pid"]).status() == psutil.STATUS_ZOMBIE
+    )
+    # Stopping a finished job is a no-op.
+    assert runtime.stop_training_job(name, work_root=local["work_root"]) is False
+
+
+def tuning_request(local, *, max_jobs=4, parallel=2, early_stopping=False):
+    settings = with_training(
+        local["settings"], tuning_max_jobs=max_jobs, tuning_max_parallel_jobs=parallel
+    )
+    training = build_request(local, settings=settings, epochs=2, **{"epoch-seconds": 0.3})
+    return requests.build_tuning_job_request(
+        settings,
+        tuning_job_name="headrace-tune-0123456789abcdef",
+        training_request=training,
+        parameter_ranges={
+            "ContinuousParameterRanges": [
+                {
+                    "Name": "learning-rate",
+                    "MinValue": "0.0001",
+                    "MaxValue": "0.1",
+                    "ScalingType": "Logarithmic",
+                }
+            ],
+            "IntegerParameterRanges": [{"Name": "epochs", "MinValue": "1", "MaxValue": "3"}],
+        },
+        early_stopping=early_stopping,
+        random_seed=3,
+    )
+
+
+def test_a_tuning_job_runs_its_trials_two_at_a_time_and_picks_the_best(local):
+    request = tuning_request(local)
+    result = runtime.run_tuning_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"], poll_interval=POLL
+    )
+
+    assert result["HyperParameterTuningJobStatus"] == "Completed"
+    assert result["TrainingJobStatusCounters"]["Completed"] == 4
+    summaries = result["TrainingJobSummaries"]
+    assert [s["TrainingJobName"] for s in summaries] == [
+        f"headrace-tune-0123456789abcdef-00{n}" for n in (1, 2, 3, 4)
+    ]
+    # Each trial's objective is what the fixture printed last for its sampled learning rate.
+    for summary in summaries:
+        learning_rate = float(summary["TunedHyperParameters"]["learning-rate"])
+        assert 0.0001 <= learning_rate <= 0.1
+        assert 1 <= int(summary["TunedHyperParameters"]["epochs"]) <= 3
+        expected = round(0.9 - 0.1 * abs(math.log10(learning_rate) + 2.5), 6)
+        assert summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(
+            expected
+        )
+    values = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries]
+    best = result["BestTrainingJob"]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"] == {
+        "Type": "Maximize",
+        "MetricName": "validation:auc",
+        "Value": max(values),
+    }
+    assert best["TrainingJobName"] == summaries[values.index(max(values))]["TrainingJobName"]
+    assert best["ModelArtifacts"]["S3ModelArtifacts"].endswith(
+        f"/{best['TrainingJobName']}/output/model.tar.gz"
+    )
+
+    # Never more than MaxParallelTrainingJobs trainers at once.
+    events = sorted(
+        (float(line[3]), 1 if line[2] == "start" else -1) for line in invocations(local)
+    )
+    running, peak = 0, 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    assert peak == 2
+    # The trial jobs carry SageMaker's tuning hyperparameter, which the entry point never sees.
+    trial_dir = local["work_root"] / "training-jobs" / best["TrainingJobName"]
+    trial_request = json.loads((trial_dir / "request.json").read_text())
+    assert trial_request["HyperParameters"]["_tuning_objective_metric"] == "validation:auc"
+    seen = json.loads((trial_dir / "output" / "data" / "env.json").read_text())
+    assert "--_tuning_objective_metric" not in seen["argv"]
+    # Two trainers share the two cores instead of each taking both.
+    assert seen["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+def test_a_retried_tuning_job_resumes_its_study_instead_of_starting_over(local):
+    request = tuning_request(local, max_jobs=3, parallel=1)
+    first = runtime.run_tuning_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"], poll_interval=POLL
+    )
+    # As if the task died after its trials finished but before it recorded the result.
+    job_dir = local["work_root"] / "tuning-jobs" / request["HyperParameterTuningJobName"]
+    (job_dir / "status.json").unlink()
+    started_before = len([line for line in invocations(local) if line[2] == "start"])
+
+    again = runtime.run_tuning_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"], poll_interval=POLL
+    )
+
+    assert started_before == 3
+    assert len([line for line in invocations(local) if line[2] == "start"]) == 3
+    assert again["BestTrainingJob"] == first["BestTrainingJob"]
+    assert again["TrainingJobStatusCounters"]["Completed"] == 3
+
+
+def test_early_stopping_stops_trials_below_the_median(local):
+    request = tuning_request(local, max_jobs=4, parallel=1, early_stopping=True)
+    # Slow epochs so a poor trial is caught mid-run; the median rule needs two finished trials.
+    hyperparameters = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    hyperparameters["epoch-seconds"] = "0.4"
+    ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    # One length for all, so every trial reports the same steps the median is taken over.
+    del ranges["IntegerParameterRanges"]
+    hyperparameters["epochs"] = "6"
+    result = runtime.run_tuning_job(
+        request, work_root=local["work_root"], entry_point_dir=local["code"], poll_interval=POLL
+    )
+    summaries = result["TrainingJobSummaries"]
+    counters = result["TrainingJobStatusCounters"]
+    assert counters["Completed"] + counters["Stopped"] == 4
+    stopped = [s for s in summaries if s.get("EarlyStopped")]
+    assert stopped, "the seeded search samples a poor learning rate after two good ones"
+    # The median rule starts after two trials, and stops only a trial below their median (its
+    # per-epoch values scale with its final score, which follows from its learning rate).
+    first_two = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries[:2]]
+    assert all(not s.get("EarlyStopped") for s in summaries[:2])
+    for summary in stopped:
+        learning_rate = float(summary["TunedHyperParameters"]["learning-rate"])
+        assert 0.9 - 0.1 * abs(math.log10(learning_rate) + 2.5) < sum(first_two) / 2
+        assert (summary["TrainingJobStatus"], summary["ObjectiveStatus"]) == ("Stopped", "Failed")
+    completed = [
+        s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for s in summaries
+        if s["ObjectiveStatus"] == "Succeeded"
+    ]
+    best = result["BestTrainingJob"]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(completed)
+    assert not best.get("EarlyStopped")
+
+
+def test_a_tiny_real_tuning_job_through_training_train_py(local, repo_root):
+    """The real trainer on a few rows: two trials, the contract's metrics and model files."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, rows in (("train", 64), ("validation", 32), ("test", 32)):
+        folder = local["features"] / f"split={split}"
+        for old in folder.glob("*.parquet"):
+            old.unlink()
+        x = rng.normal(size=rows)
+        pd.DataFrame(
+            {
+                "customer_id": [f"{split}-{row}" for row in range(rows)],
+                "snapshot_date": pd.Timestamp("2026-01-07"),
+                "tenure_days": x,
+                "region__eu_west": (x > 0).astype(float),
+                "region__us_east": (x <= 0).astype(float),
+                "churned": (x + rng.normal(scale=0.5, size=rows) > 0).astype(int),
+                "split": split,
+            }
+        ).to_parquet(folder / "part-00000.parquet", index=False)
+    settings = with_training(local["settings"], tuning_max_jobs=2, tuning_max_parallel_jobs=1)
+    training = requests.build_training_job_request(
+        settings,
+        job_name="headrace-real-train",
+        hyperparameters={"epochs": 2, "batch-size": 16, "patience": 2, "hidden-width": 8},
+        channels={
+            split: f"{local['lake']}/features/churn/ds=2026-01-07/split={split}"
+            for split in requests.TRAINING_CHANNELS
+        },
+        output_uri=f"{local['lake']}/models/churn/training",
+        checkpoint_uri=f"{local['lake']}/models/churn/checkpoints/real",
+    )
+    request = requests.build_tuning_job_request(
+        settings,
+        tuning_job_name="headrace-real-tune",
+        training_request=training,
+        parameter_ranges={
+            "ContinuousParameterRanges": [
+                requests.DEFAULT_PARAMETER_RANGES["ContinuousParameterRanges"][0]
+            ]
+        },
+        early_stopping=False,
+    )
+    result = runtime.run_tuning_job(
+        request,
+        work_root=local["work_root"],
+        entry_point_dir=repo_root / "training",
+        poll_interval=0.5,
+    )
+    assert result["HyperParameterTuningJobStatus"] == "Completed", result
+    best = result["BestTrainingJob"]
+    assert 0.0 <= best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] <= 1.0
+    members = tar_members(Path(best["ModelArtifacts"]["S3ModelArtifacts"][len("file://") :]))
+    assert {"model.pt", "model_config.json", "preprocessing.json", "evaluation.json"} <= set(
+        members
+    )

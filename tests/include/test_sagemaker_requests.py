@@ -1,0 +1,385 @@
+"""SageMaker request builders: every body validates against botocore and carries the settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import re
+import tarfile
+
+import pytest
+
+from include import sagemaker_requests as requests
+from include.aws_validation import RequestValidationError, validate_request
+from include.config import ConfigError, load_settings
+
+KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+AWS_ENV = {
+    "PIPELINE_TARGET": "aws",
+    "AWS_REGION": "eu-west-1",
+    "HEADRACE_BUCKET": "headrace-test-lake",
+    "HEADRACE_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-sagemaker",
+    "HEADRACE_GLUE_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-glue",
+    "HEADRACE_EMR_SERVERLESS_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-emr",
+    "HEADRACE_KMS_KEY_ARN": KMS_KEY_ARN,
+    "HEADRACE_SUBNET_IDS": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "HEADRACE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
+    "HEADRACE_PII_SALT_SECRET_ARN": (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:headrace/pii-salt-AbCdEf"
+    ),
+}
+SETTINGS = load_settings(AWS_ENV)
+LAKE = "s3://headrace-test-lake/lake"
+FEATURES = f"{LAKE}/features/churn/ds=2026-01-07"
+SOURCE = "s3://headrace-test-lake/artifacts/training/0123456789abcdef/sourcedir.tar.gz"
+# The training contract's metric regex, spelled out rather than derived.
+CONTRACT_AUC_REGEX = r"validation:auc=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def training_request(settings=SETTINGS, lake=LAKE, source=SOURCE, **overrides):
+    features = f"{lake}/features/churn/ds=2026-01-07"
+    arguments = {
+        "job_name": "headrace-churn-training-train-0123456789abcdef",
+        "hyperparameters": {"epochs": 20, "learning-rate": 0.001, "amp": "auto"},
+        "channels": {split: f"{features}/split={split}" for split in requests.TRAINING_CHANNELS},
+        "output_uri": f"{lake}/models/churn/training",
+        "checkpoint_uri": f"{lake}/models/churn/checkpoints/headrace-churn-training-train",
+        "source_uri": source,
+        **overrides,
+    }
+    return requests.build_training_job_request(settings, **arguments)
+
+
+def with_training(settings, **changes):
+    return dataclasses.replace(settings, training=dataclasses.replace(settings.training, **changes))
+
+
+def test_gpu_spot_training_job_with_the_security_settings():
+    body = training_request()
+    validate_request("sagemaker", "CreateTrainingJob", body)
+
+    assert body["AlgorithmSpecification"]["TrainingImage"] == (
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/"
+        "pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker"
+    )
+    assert body["ResourceConfig"] == {
+        "InstanceType": "ml.g5.xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 50,
+        "VolumeKmsKeyId": KMS_KEY_ARN,
+    }
+    assert body["EnableManagedSpotTraining"] is True
+    assert body["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert body["CheckpointConfig"] == {
+        "S3Uri": f"{LAKE}/models/churn/checkpoints/headrace-churn-training-train",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert body["OutputDataConfig"] == {
+        "S3OutputPath": f"{LAKE}/models/churn/training",
+        "KmsKeyId": KMS_KEY_ARN,
+    }
+    assert body["VpcConfig"] == {
+        "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        "Subnets": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+    }
+    assert body["EnableNetworkIsolation"] is True
+    assert body["EnableInterContainerTrafficEncryption"] is True
+    assert body["RoleArn"] == AWS_ENV["HEADRACE_SAGEMAKER_ROLE_ARN"]
+    assert {"Key": "project", "Value": "headrace"} in body["Tags"]
+
+
+def test_script_mode_hyperparameters_are_strings_and_the_code_is_a_channel():
+    body = training_request()
+    assert body["HyperParameters"] == {
+        "epochs": "20",
+        "learning-rate": "0.001",
+        "amp": "auto",
+        "sagemaker_program": "train.py",
+        # Network isolation: the container cannot fetch the tarball, so it arrives as a channel.
+        "sagemaker_submit_directory": "/opt/ml/input/data/code/sourcedir.tar.gz",
+        "sagemaker_container_log_level": "20",
+        "sagemaker_job_name": "headrace-churn-training-train-0123456789abcdef",
+        "sagemaker_region": "eu-west-1",
+    }
+    channels = {channel["ChannelName"]: channel for channel in body["InputDataConfig"]}
+    assert list(channels) == ["train", "validation", "test", "code"]
+    assert channels["code"]["DataSource"]["S3DataSource"]["S3Uri"] == SOURCE
+    train = channels["train"]
+    assert train["DataSource"]["S3DataSource"] == {
+        "S3DataType": "S3Prefix",
+        # The trailing slash keeps split=train from also matching split=train_old.
+        "S3Uri": f"{FEATURES}/split=train/",
+        "S3DataDistributionType": "FullyReplicated",
+    }
+    assert train["ContentType"] == "application/x-parquet"
+
+
+def test_metric_definitions_follow_the_training_contract():
+    definitions = training_request()["AlgorithmSpecification"]["MetricDefinitions"]
+    by_name = {definition["Name"]: definition["Regex"] for definition in definitions}
+    assert set(by_name) == {
+        "train:loss",
+        "validation:loss",
+        "validation:auc",
+        "validation:logloss",
+        "test:auc",
+        "test:logloss",
+        "test:f1",
+    }
+    assert by_name["validation:auc"] == CONTRACT_AUC_REGEX
+    epoch_line = (
+        "epoch=3 train:loss=0.412345 validation:loss=0.398765 validation:auc=0.812345 "
+        "validation:logloss=0.398765"
+    )
+    assert re.search(by_name["validation:auc"], epoch_line).group(1) == "0.812345"
+    assert re.search(by_name["train:loss"], epoch_line).group(1) == "0.412345"
+    # validation:loss must not pick up validation:logloss, nor train:loss validation:loss.
+    assert re.findall(by_name["validation:loss"], epoch_line) == ["0.398765"]
+    assert re.search(by_name["test:f1"], "final test:f1=5.5e-01").group(1) == "5.5e-01"
+
+
+def test_overrides_without_spot_validate_and_drop_the_wait():
+    settings = with_training(
+        SETTINGS,
+        instance_type="ml.p3.2xlarge",
+        instance_count=2,
+        volume_size_gb=200,
+        use_spot=False,
+        max_runtime_s=3600,
+        image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/headrace-train:1.0",
+    )
+    body = training_request(settings)
+    validate_request("sagemaker", "CreateTrainingJob", body)
+    assert body["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
+    assert (body["ResourceConfig"]["InstanceCount"], body["ResourceConfig"]["VolumeSizeInGB"]) == (
+        2,
+        200,
+    )
+    assert body["EnableManagedSpotTraining"] is False
+    assert body["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    assert body["AlgorithmSpecification"]["TrainingImage"].endswith("/headrace-train:1.0")
+
+
+def test_spot_wait_shorter_than_runtime_is_refused_naming_both_variables():
+    settings = with_training(SETTINGS, use_spot=True, max_runtime_s=3600, max_wait_s=600)
+    with pytest.raises(ConfigError) as raised:
+        training_request(settings)
+    assert (
+        "HEADRACE_TRAINING_MAX_WAIT_S=600 must be at least HEADRACE_TRAINING_MAX_RUNTIME_S=3600"
+        in str(raised.value)
+    )
+
+
+def test_an_instance_type_sagemaker_does_not_offer_fails_botocore_validation():
+    settings = with_training(SETTINGS, instance_type="ml.g99.tiny")
+    with pytest.raises(RequestValidationError, match=r"ResourceConfig\.InstanceType"):
+        training_request(settings)
+
+
+def test_every_uri_lies_in_the_lake_bucket():
+    body = training_request()
+    uris = requests.uris_in_request(body)
+    assert len(uris) == 6  # three data channels, the code channel, output, checkpoints
+    assert all(uri.startswith("s3://headrace-test-lake/") for uri in uris)
+
+    with pytest.raises(
+        ValueError, match=r"channel 'train' 's3://other-bucket/x' is not in the lake"
+    ):
+        training_request(channels={"train": "s3://other-bucket/x"})
+    with pytest.raises(ValueError, match="checkpoint_uri 's3://other-bucket/ck'"):
+        training_request(checkpoint_uri="s3://other-bucket/ck")
+    with pytest.raises(
+        ValueError,
+        match=r"source_uri 's3://elsewhere/sourcedir\.tar\.gz' is not in the lake bucket",
+    ):
+        training_request(source="s3://elsewhere/sourcedir.tar.gz")
+    with pytest.raises(ValueError, match=r"source_uri .* is required on the aws target"):
+        training_request(source=None)
+
+
+def test_reserved_names_are_refused():
+    with pytest.raises(ValueError, match=r"\['sagemaker_program'\] are script mode's own"):
+        training_request(hyperparameters={"sagemaker_program": "evil.py"})
+    with pytest.raises(ValueError, match="'code' is reserved"):
+        training_request(channels={"code": f"{FEATURES}/split=train"})
+    with pytest.raises(TypeError, match="hyperparameter 'epochs' is a list"):
+        training_request(hyperparameters={"epochs": [1, 2]})
+
+
+def test_a_job_name_sagemaker_refuses_fails_validation():
+    with pytest.raises(RequestValidationError, match="TrainingJobName"):
+        training_request(job_name="bad_name_with_underscores")
+
+
+def test_local_target_body_has_file_uris_and_no_aws_resources(tmp_path):
+    local = load_settings({"HEADRACE_LAKE_ROOT": (tmp_path / "lake").as_uri()})
+    lake = local.lake_root
+    body = training_request(local, lake=lake, source=None)
+    assert "VpcConfig" not in body
+    assert "KmsKeyId" not in body["OutputDataConfig"]
+    assert "TrainingImage" not in body["AlgorithmSpecification"]
+    assert body["RoleArn"] == requests.LOCAL_ROLE_ARN
+    assert body["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].startswith("file:///")
+    assert "sagemaker_submit_directory" not in body["HyperParameters"]
+    assert all(uri.startswith(lake) for uri in requests.uris_in_request(body))
+    with pytest.raises(ValueError, match="must be an absolute file:// URI on the local target"):
+        training_request(local, lake=lake, source=None, output_uri="s3://b/models")
+
+
+def test_tuning_job_searches_the_contract_ranges_for_validation_auc():
+    body = requests.build_tuning_job_request(
+        SETTINGS,
+        tuning_job_name="headrace-tune-0123456789abcdef",
+        training_request=training_request(),
+    )
+    validate_request("sagemaker", "CreateHyperParameterTuningJob", body)
+    config = body["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian"
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize",
+        "MetricName": "validation:auc",
+    }
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 2}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    ranges = config["ParameterRanges"]
+    continuous = {spec["Name"]: spec for spec in ranges["ContinuousParameterRanges"]}
+    assert continuous["learning-rate"] == {
+        "Name": "learning-rate",
+        "MinValue": "0.0001",
+        "MaxValue": "0.01",
+        "ScalingType": "Logarithmic",
+    }
+    assert continuous["weight-decay"]["ScalingType"] == "Logarithmic"
+    assert (continuous["dropout"]["MinValue"], continuous["dropout"]["MaxValue"]) == ("0.0", "0.5")
+    integers = {
+        spec["Name"]: (spec["MinValue"], spec["MaxValue"])
+        for spec in ranges["IntegerParameterRanges"]
+    }
+    assert integers == {"hidden-width": ("64", "512"), "num-layers": ("1", "4")}
+    assert ranges["CategoricalParameterRanges"] == [
+        {"Name": "batch-size", "Values": ["1024", "2048", "4096"]}
+    ]
+
+    definition = body["TrainingJobDefinition"]
+    # A tuned hyperparameter is not also static; per-job fields are gone.
+    assert "learning-rate" not in definition["StaticHyperParameters"]
+    assert definition["StaticHyperParameters"]["epochs"] == "20"
+    assert "sagemaker_job_name" not in definition["StaticHyperParameters"]
+    assert "TrainingJobName" not in definition and "HyperParameters" not in definition
+    assert "EnableSageMakerMetricsTimeSeries" not in definition["AlgorithmSpecification"]
+    # The security settings travel with every training job of the tuning job.
+    assert definition["VpcConfig"]["Subnets"] == [
+        "subnet-0123456789abcdef0",
+        "subnet-0fedcba9876543210",
+    ]
+    assert definition["EnableNetworkIsolation"] is True
+    assert definition["OutputDataConfig"]["KmsKeyId"] == KMS_KEY_ARN
+    assert (
+        definition["StoppingCondition"]["MaxWaitTimeInSeconds"]
+        >= definition["StoppingCondition"]["MaxRuntimeInSeconds"]
+    )
+    assert all(uri.startswith("s3://headrace-test-lake/") for uri in requests.uris_in_request(body))
+
+
+def test_tuning_limits_and_strategy_can_be_overridden():
+    settings = with_training(SETTINGS, tuning_max_jobs=8, tuning_max_parallel_jobs=4)
+    body = requests.build_tuning_job_request(
+        settings,
+        tuning_job_name="headrace-tune-x",
+        training_request=training_request(settings),
+        strategy="Random",
+        early_stopping=False,
+        random_seed=7,
+    )
+    config = body["HyperParameterTuningJobConfig"]
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 4}
+    assert (config["Strategy"], config["TrainingJobEarlyStoppingType"], config["RandomSeed"]) == (
+        "Random",
+        "Off",
+        7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [
+        (
+            {
+                "ContinuousParameterRanges": [
+                    {
+                        "Name": "dropout",
+                        "MinValue": "0",
+                        "MaxValue": "0.5",
+                        "ScalingType": "Logarithmic",
+                    }
+                ]
+            },
+            "range 'dropout': Logarithmic scaling needs MinValue > 0",
+        ),
+        (
+            {"IntegerParameterRanges": [{"Name": "num-layers", "MinValue": "4", "MaxValue": "1"}]},
+            "range 'num-layers': MinValue 4 must be below MaxValue 1",
+        ),
+        (
+            {
+                "IntegerParameterRanges": [
+                    {"Name": "num-layers", "MinValue": "1.5", "MaxValue": "4"}
+                ]
+            },
+            "range 'num-layers' needs MinValue and MaxValue as int strings",
+        ),
+        (
+            {"CategoricalParameterRanges": [{"Name": "batch-size", "Values": [1024]}]},
+            "categorical range 'batch-size' needs a list of string Values",
+        ),
+        ({"DiscreteParameterRanges": []}, "unknown parameter range kinds"),
+    ],
+)
+def test_bad_parameter_ranges_are_named(ranges, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        requests.build_tuning_job_request(
+            SETTINGS,
+            tuning_job_name="headrace-tune-x",
+            training_request=training_request(),
+            parameter_ranges=ranges,
+        )
+
+
+def test_tuning_objective_must_be_a_tracked_metric_and_the_name_short():
+    with pytest.raises(ValueError, match="objective metric 'validation:accuracy' is not among"):
+        requests.build_tuning_job_request(
+            SETTINGS,
+            tuning_job_name="headrace-tune-x",
+            training_request=training_request(),
+            objective_metric="validation:accuracy",
+        )
+    with pytest.raises(RequestValidationError, match="HyperParameterTuningJobName"):
+        requests.build_tuning_job_request(
+            SETTINGS,
+            tuning_job_name="headrace-tune-" + "x" * 30,
+            training_request=training_request(),
+        )
+
+
+def test_source_tarball_is_deterministic_and_rooted_at_the_package(tmp_path):
+    package = tmp_path / "training"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "train.py").write_text("print('train')\n")
+    (package / "model.py").write_text("WIDTH = 64\n")
+    (package / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\x00")
+
+    first = requests.build_source_tarball(repo_root=tmp_path)
+    (package / "train.py").touch()  # a newer mtime must not change the bytes
+    assert requests.build_source_tarball(repo_root=tmp_path) == first
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as archive:
+        assert sorted(archive.getnames()) == ["model.py", "train.py"]
+        assert archive.extractfile("model.py").read() == b"WIDTH = 64\n"
+
+    uri, data = requests.training_source_artifact(SETTINGS, repo_root=tmp_path)
+    assert data == first
+    assert re.fullmatch(
+        r"s3://headrace-test-lake/artifacts/training/[0-9a-f]{16}/sourcedir\.tar\.gz", uri
+    )
+    (package / "model.py").write_text("WIDTH = 128\n")
+    assert requests.training_source_artifact(SETTINGS, repo_root=tmp_path)[0] != uri

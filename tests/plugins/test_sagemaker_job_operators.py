@@ -1,0 +1,151 @@
+"""SageMakerTrainingJobOperator / SageMakerTuningJobOperator on both targets.
+
+aws: against the moto server. moto completes a training job the moment it is created and has
+no StopTrainingJob or StopHyperParameterTuningJob, so those answers are stubbed (see conftest)
+and the requests the operator sent are asserted. local: the real training/train.py through the
+local runtime, on a small features partition with a planted signal.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from airflow.exceptions import AirflowException
+
+from headrace_operators.sagemaker_jobs import (
+    SageMakerTrainingJobOperator,
+    SageMakerTuningJobOperator,
+)
+from include.aws_validation import validate_request
+from include.job_names import TaskRunIdentity
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import write_feature_channels  # noqa: E402
+
+DS = "2026-01-07"
+
+
+def training_operator(**overrides) -> SageMakerTrainingJobOperator:
+    arguments = {
+        "task_id": "train",
+        "dataset": "churn",
+        "ds": DS,
+        "hyperparameters": {"epochs": 2},
+        "aws_conn_id": None,
+        "poll_interval": 1,
+    }
+    arguments.update(overrides)
+    return SageMakerTrainingJobOperator(**arguments)
+
+
+def test_aws_training_sends_one_valid_create_and_a_retry_reattaches(
+    aws_target, aws_calls, task_context
+):
+    context = task_context(dag_id="churn_training", task_id="train")
+    first = training_operator().execute(context)
+    second = training_operator().execute(context)  # the retry of the same task instance
+
+    creates = aws_calls.of("sagemaker", "CreateTrainingJob")
+    assert len(creates) == 1, "a retry must re-attach, not create a second job"
+    request = creates[0]
+    validate_request("sagemaker", "CreateTrainingJob", request)
+    expected_name = TaskRunIdentity("churn_training", context["run_id"], "train").name_for(
+        "sagemaker"
+    )
+    assert request["TrainingJobName"] == expected_name == first["job_name"] == second["job_name"]
+    # The security settings every job carries, from config.
+    assert request["EnableNetworkIsolation"] is True
+    assert request["VpcConfig"]["Subnets"] == [aws_target.subnet_id]
+    assert request["OutputDataConfig"]["KmsKeyId"] == aws_target.kms_key_arn
+    assert request["ResourceConfig"]["VolumeKmsKeyId"] == aws_target.kms_key_arn
+    stopping = request["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in request["InputDataConfig"]
+    }
+    assert channels["train"] == f"s3://{aws_target.bucket}/lake/features/churn/ds={DS}/split=train/"
+    assert request["HyperParameters"]["epochs"] == "2"
+    # The training code went up once, encrypted, and the retry found it unchanged.
+    puts = [p for p in aws_calls.of("s3", "PutObject") if p["Key"].endswith("sourcedir.tar.gz")]
+    assert len(puts) == 1 and puts[0]["SSEKMSKeyId"] == aws_target.kms_key_arn
+    assert channels["code"] == f"s3://{aws_target.bucket}/{puts[0]['Key']}"
+    assert first["model_uri"] == second["model_uri"]
+    assert first["model_uri"].startswith(
+        f"s3://{aws_target.bucket}/lake/models/churn/jobs/{expected_name}/"
+    )
+
+
+def test_aws_on_kill_stops_the_job_it_attached_to(aws_target, aws_calls, task_context):
+    aws_calls.stubs[("sagemaker", "StopTrainingJob")] = (200, {})  # moto has no StopTrainingJob
+    operator = training_operator()
+    result = operator.execute(task_context(dag_id="churn_training", task_id="train"))
+    operator.on_kill()
+    assert aws_calls.of("sagemaker", "StopTrainingJob") == [{"TrainingJobName": result["job_name"]}]
+
+
+def test_aws_tuning_request_is_valid_and_named_within_32_characters(
+    aws_target, aws_calls, task_context
+):
+    operator = SageMakerTuningJobOperator(
+        task_id="tune", dataset="churn", ds=DS, aws_conn_id=None, max_jobs=4, max_parallel_jobs=2,
+        deferrable=False, poll_interval=0,
+    )  # fmt: skip
+    # moto completes a tuning job at once and reports a made-up best training job
+    # ("FakeTrainingJobName") that it cannot describe: the operator must refuse to hand on a
+    # model it cannot find, naming the job.
+    with pytest.raises(AirflowException, match="FakeTrainingJobName"):
+        operator.execute(task_context(dag_id="churn_training", task_id="tune"))
+    (request,) = aws_calls.of("sagemaker", "CreateHyperParameterTuningJob")
+    validate_request("sagemaker", "CreateHyperParameterTuningJob", request)
+    assert len(request["HyperParameterTuningJobName"]) <= 32
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian"
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2}
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize",
+        "MetricName": "validation:auc",
+    }
+
+
+def test_bad_ds_is_refused_with_the_parameter_named(task_context):
+    with pytest.raises(AirflowException, match="ds='yesterday'"):
+        training_operator(ds="yesterday").execute(task_context())
+
+
+@pytest.fixture
+def local_features(fresh_settings, tmp_path, monkeypatch):
+    """A features partition of churn in the local lake, and job state under tmp."""
+    from include.config import get_settings
+
+    monkeypatch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(tmp_path / "runs"))
+    get_settings.cache_clear()
+    settings = get_settings()
+    features_root = Path(settings.zone_uri("features").removeprefix("file://")) / "churn"
+    write_feature_channels(features_root, rows=1500, seed=3)
+    return settings
+
+
+@pytest.mark.e2e
+def test_local_training_runs_the_real_trainer_and_a_retry_returns_the_same_job(
+    local_features, task_context
+):
+    context = task_context(dag_id="churn_training", task_id="train")
+    first = training_operator(hyperparameters={"epochs": 3, "batch-size": 256}).execute(context)
+    log = Path(
+        local_features.local_runs_dir, "sagemaker", "training-jobs", first["job_name"], "output.log"
+    )
+    runs_before = log.read_text().count("final validation:auc=")
+    second = training_operator(hyperparameters={"epochs": 3, "batch-size": 256}).execute(context)
+
+    assert second == first
+    assert log.read_text().count("final validation:auc=") == runs_before == 1
+    assert first["model_uri"].endswith(
+        f"/models/churn/jobs/{first['job_name']}/output/model.tar.gz"
+    )
+    assert Path(first["model_uri"].removeprefix("file://")).stat().st_size > 0
+    # The planted signal is learnt: well above chance on held-out data.
+    assert first["final_metrics"]["test:auc"] > 0.75
+    assert first["hyperparameters"]["epochs"] == "3"
