@@ -1,4 +1,4 @@
-"""What the ingestion DAGs hand to the Spark ingest job: its argv, built from settings.
+"""The argv the DAGs hand to the Spark ingest and features jobs, built from settings.
 
 The DAG file stays declarative: it names a dataset; this module knows where the dataset spec,
 the landing zone and the lake are on the current target, and how the job gets its PII salt
@@ -40,3 +40,17 @@ def ingest_job_args(settings: Settings, dataset: str) -> list[str]:
     if settings.is_local:
         return [*args, "--pii-salt-env", LOCAL_PII_SALT_ENV]
     return [*args, "--pii-salt-secret-id", settings.aws.pii_salt_secret_arn]
+
+
+def features_job_args(settings: Settings, dataset: str, ds: str) -> list[str]:
+    """argv of ``spark_jobs.features`` for one dataset; ``ds`` may be a template.
+
+    Missing days in the lookback window are allowed: a new dataset has no history yet, and a
+    day lost upstream shows in the manifest's inputs rather than stopping training.
+    """
+    return [
+        "--spec", dataset_spec_uri(settings, dataset),
+        "--lake-root", settings.lake_root,
+        "--ds", ds,
+        "--allow-missing-days", "true",
+    ]  # fmt: skip

@@ -893,6 +893,13 @@ def approve_pending_version(
         raise RegistryError("reason is empty: say why the version is approved or rejected")
     registry = registry or registry_for()
     current = registry.get_version(dataset, str(version))
+    if (current.approval, current.approver, current.approval_reason) == (
+        decision,
+        approver,
+        reason,
+    ):
+        # The same decision already recorded: a retried task whose first try got this far.
+        return current.to_dict()
     if current.approval != PENDING:
         raise RegistryError(
             f"{dataset} version {version} is {current.approval}, not {PENDING}: "

@@ -56,6 +56,15 @@ def training_job_result(description: dict, ds: str) -> dict[str, Any]:
             if not key.startswith(("sagemaker_", "_"))
         },
         "ds": ds,
+        # The content-addressed training code tarball (aws): the code version of the model.
+        "code_uri": next(
+            (
+                channel["DataSource"]["S3DataSource"]["S3Uri"]
+                for channel in description.get("InputDataConfig", [])
+                if channel.get("ChannelName") == "code"
+            ),
+            None,
+        ),
     }
 
 
@@ -331,17 +340,26 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
     Optuna over local training jobs locally. Returns the best training job's
     ``{job_name, model_uri, objective, hyperparameters}`` plus the trial counts.
 
-    :param max_jobs: training jobs in all (default ``HEADRACE_TUNING_MAX_JOBS``).
+    :param max_jobs: training jobs in all (default ``HEADRACE_TUNING_MAX_JOBS``). (templated)
     :param max_parallel_jobs: at once (default ``HEADRACE_TUNING_MAX_PARALLEL_JOBS``; locally
-        also at most the machine's cores).
+        also at most the machine's cores). (templated)
     """
 
     job_type = "tuning"
     naming_rule = "sagemaker_tuning"
     status_key = "HyperParameterTuningJobStatus"
+    template_fields: Sequence[str] = (
+        *_SageMakerJobOperator.template_fields,
+        "max_jobs",
+        "max_parallel_jobs",
+    )
 
     def __init__(
-        self, *, max_jobs: int | None = None, max_parallel_jobs: int | None = None, **kwargs: Any
+        self,
+        *,
+        max_jobs: int | str | None = None,
+        max_parallel_jobs: int | str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.max_jobs = max_jobs
@@ -355,8 +373,10 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
             tuning_job_name=name,
             hyperparameters=self.hyperparameters,
             source_uri=source_uri,
-            max_jobs=self.max_jobs,
-            max_parallel_jobs=self.max_parallel_jobs,
+            max_jobs=None if self.max_jobs in (None, "") else int(self.max_jobs),
+            max_parallel_jobs=(
+                None if self.max_parallel_jobs in (None, "") else int(self.max_parallel_jobs)
+            ),
         )
 
     def run_local(self, request: dict, work_root: Path) -> dict:

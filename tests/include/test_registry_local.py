@@ -122,6 +122,11 @@ def test_pending_challenger_waits_then_a_person_decides(registry):
     assert approved["approval"] == APPROVED and approved["approver"] == "ada@example.com"
     assert approved["approval_reason"] == "looked at the card"
     assert registry.approved_version("reg_flow").version == "2"
+    # The approval task retried after it got through: the same decision again is a no-op.
+    retried = approve_pending_version(
+        "reg_flow", "2", "ada@example.com", "looked at the card", registry=registry
+    )
+    assert retried == approved
     # A decided version cannot be decided again through the manual-approval entry point.
     with pytest.raises(RegistryError, match="version 2 is Approved, not PendingManualApproval"):
         approve_pending_version("reg_flow", "2", "ada@example.com", "again", registry=registry)
