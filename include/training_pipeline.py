@@ -41,6 +41,7 @@ def write_training_baseline(settings: Settings, dataset: str, ds: str) -> dict[s
     from include.ingestion import DATASETS_DIR
     from include.monitoring.baseline import write_baseline
     from include.monitoring.columns import monitored_columns
+    from include.monitoring.thresholds import load_monitoring_config
     from spark_jobs.dataset_spec import load_spec
 
     spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
@@ -52,6 +53,7 @@ def write_training_baseline(settings: Settings, dataset: str, ds: str) -> dict[s
         frame,
         columns,
         baseline_uri(settings, dataset, ds),
+        load_monitoring_config(DATASETS_DIR / f"{dataset}.monitoring.yaml"),
         metadata={"dataset": dataset, "ds": ds, "curated_manifest": f"{partition}/{MANIFEST_NAME}"},
     )
 

@@ -1,0 +1,14 @@
+"""Model monitoring: the baseline of a model version and the drift check of each scored batch.
+
+- ``columns``: which columns are monitored and how (from the dataset spec), and their values;
+- ``statistics``: ``statistics.json`` / ``constraints.json`` in the SageMaker Model Monitor format;
+- ``thresholds``: the drift thresholds per feature, read from ``<dataset>.monitoring.yaml``;
+- ``baseline``: the reference profile, computed once per model version and stored in the lake;
+- ``drift``: the drift metrics (PSI, KS, Jensen-Shannon, L-infinity, missing rate, unseen
+  categories) of a batch against a baseline, and the verdict;
+- ``report``: ``constraint_violations.json``, the batch's statistics, ``drift_report.json`` and an
+  HTML report with a plot per drifted feature.
+
+Everything is numpy and pandas (matplotlib for the report's plots, imported when one is drawn);
+scipy is only the tests' oracle.
+"""

@@ -1,0 +1,326 @@
+"""A model version's monitoring baseline: computed once from its training data, stored, reloaded.
+
+A baseline folder (``<monitoring zone>/<dataset>/model_version=<v>/baseline/`` by convention)
+holds:
+
+- ``statistics.json`` and ``constraints.json`` in the SageMaker Model Monitor format (so a Model
+  Monitor schedule on AWS can take the same files as its baseline);
+- ``reference_profile.json``: what the drift check compares against: per numeric column the PSI
+  bin edges (quantiles of the training values, ties merged) with the training share of each bin,
+  per categorical column the category shares, and every column's missing rate;
+- ``reference_sample.parquet``: the numeric columns of a deterministic sample of at most
+  ``reference_sample_rows`` training rows. The Kolmogorov-Smirnov statistic is exact against this
+  sample (against the whole partition when it is smaller); PSI bins and shares are computed on
+  the whole partition.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from include.monitoring.columns import (
+    CATEGORICAL,
+    NUMERIC,
+    MonitoredColumn,
+    category_counts,
+    numeric_values,
+)
+from include.monitoring.statistics import (
+    constraints_document,
+    feature_constraints,
+    numeric_feature_statistics,
+    statistics_document,
+    string_feature_statistics,
+)
+from include.monitoring.thresholds import MonitoringConfig
+from include.storage import storage_for
+
+PROFILE_VERSION = 1
+STATISTICS_FILE = "statistics.json"
+CONSTRAINTS_FILE = "constraints.json"
+PROFILE_FILE = "reference_profile.json"
+SAMPLE_FILE = "reference_sample.parquet"
+
+
+@dataclass(frozen=True)
+class NumericReference:
+    """What a numeric column is compared against.
+
+    ``ks_values`` are the distinct values of the reference sample and ``ks_cdf`` the sample's
+    empirical CDF at each (``count(x <= v) / n``): the exact two-sample KS statistic needs
+    nothing else. ``psi_edges`` are the inner cut points of the PSI bins ``(-inf, e0), [e0, e1),
+    ..., [ek, inf)`` and ``psi_shares`` the training share of each bin.
+    """
+
+    column: MonitoredColumn
+    missing_rate: float
+    psi_edges: np.ndarray
+    psi_shares: np.ndarray
+    sample_sorted: np.ndarray
+    ks_values: np.ndarray = field(init=False, repr=False)
+    ks_cdf: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        values, counts = np.unique(self.sample_sorted, return_counts=True)
+        object.__setattr__(self, "ks_values", values)
+        object.__setattr__(self, "ks_cdf", np.cumsum(counts) / max(int(self.sample_sorted.size), 1))
+
+
+@dataclass(frozen=True)
+class CategoricalReference:
+    """The training shares of a categorical column's categories (over its present values)."""
+
+    column: MonitoredColumn
+    missing_rate: float
+    categories: tuple[str, ...]
+    shares: np.ndarray
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A loaded (or just computed) baseline: the Model Monitor files and the reference profile."""
+
+    item_count: int
+    references: Mapping[str, NumericReference | CategoricalReference]
+    statistics: dict
+    constraints: dict
+    profile: dict
+
+    @property
+    def columns(self) -> tuple[MonitoredColumn, ...]:
+        return tuple(ref.column for ref in self.references.values())
+
+
+def build_baseline(
+    frame: pd.DataFrame,
+    columns: Sequence[MonitoredColumn],
+    config: MonitoringConfig | None = None,
+    *,
+    metadata: Mapping | None = None,
+) -> tuple[Baseline, pd.DataFrame]:
+    """The baseline of ``frame`` (the training partition) and its reference sample.
+
+    :param frame: the curated training partition, one row per record.
+    :param columns: the monitored columns (:func:`include.monitoring.columns.monitored_columns`).
+    :param config: sample size, PSI bins, domains and Model Monitor's ``monitoring_config``.
+    :param metadata: stored in the profile as is (model version, data version, ...).
+    """
+    config = config or MonitoringConfig()
+    config.check_features(c.name for c in columns)
+    if len(frame) == 0:
+        raise ValueError("cannot compute a monitoring baseline from an empty frame")
+    absent = [c.name for c in columns if c.name not in frame.columns]
+    if absent:
+        raise ValueError(f"the baseline frame lacks monitored columns: {', '.join(absent)}")
+    item_count = len(frame)
+    sample = _reference_sample(frame, columns, config)
+
+    statistics_features, constraint_features, profile_features = [], [], []
+    references: dict[str, NumericReference | CategoricalReference] = {}
+    for column in columns:
+        series = frame[column.name]
+        if column.kind == NUMERIC:
+            values = numeric_values(series)
+            if values.invalid:
+                row, value = values.first_invalid
+                raise ValueError(
+                    f"column {column.name!r} ({column.inferred_type}) has {values.invalid} "
+                    f"value(s) that are not finite numbers, the first at row {row} "
+                    f"(counting from 0): {value!r}"
+                )
+            stats = numeric_feature_statistics(column, values)
+            edges, shares = psi_bins(values.sorted_values, config.psi_bins)
+            reference = NumericReference(
+                column=column,
+                missing_rate=values.missing / item_count,
+                psi_edges=edges,
+                psi_shares=shares,
+                sample_sorted=numeric_values(sample[column.name]).sorted_values,
+            )
+            profile_features.append(
+                {
+                    **column.as_dict(),
+                    "missing_rate": reference.missing_rate,
+                    "psi_edges": edges.tolist(),
+                    "psi_shares": shares.tolist(),
+                }
+            )
+        else:
+            counts, missing = category_counts(series)
+            stats = string_feature_statistics(column, counts, missing)
+            present = sum(counts.values())
+            shares = np.array([counts[c] / present for c in counts]) if present else np.array([])
+            reference = CategoricalReference(
+                column=column,
+                missing_rate=missing / item_count,
+                categories=tuple(counts),
+                shares=shares,
+            )
+            profile_features.append(
+                {
+                    **column.as_dict(),
+                    "missing_rate": reference.missing_rate,
+                    "categories": list(counts),
+                    "shares": shares.tolist(),
+                }
+            )
+        references[column.name] = reference
+        statistics_features.append(stats)
+        constraint_features.append(
+            feature_constraints(
+                column, stats, item_count, domain_max_values=config.domain_max_values
+            )
+        )
+
+    profile = {
+        "version": PROFILE_VERSION,
+        "dataset": config.dataset,
+        "item_count": item_count,
+        "metadata": dict(metadata or {}),
+        "psi_bins": config.psi_bins,
+        "reference_sample": {
+            "file": SAMPLE_FILE,
+            "rows": len(sample),
+            "seed": config.reference_sample_seed,
+        },
+        "features": profile_features,
+    }
+    baseline = Baseline(
+        item_count=item_count,
+        references=references,
+        statistics=statistics_document(item_count, statistics_features),
+        constraints=constraints_document(constraint_features, config.monitoring_config()),
+        profile=profile,
+    )
+    return baseline, sample
+
+
+def write_baseline(
+    frame: pd.DataFrame,
+    columns: Sequence[MonitoredColumn],
+    out_uri: str,
+    config: MonitoringConfig | None = None,
+    *,
+    metadata: Mapping | None = None,
+) -> dict[str, str]:
+    """Compute the baseline of ``frame`` and store its four files under ``out_uri``.
+
+    Deterministic (no timestamps, a seeded sample), so re-running it for a model version writes
+    the same bytes. Returns ``{"statistics": uri, "constraints": uri, "reference_profile": uri,
+    "reference_sample": uri}``.
+    """
+    baseline, sample = build_baseline(frame, columns, config, metadata=metadata)
+    root = out_uri.rstrip("/")
+    storage = storage_for(root)
+    buffer = io.BytesIO()
+    sample.to_parquet(buffer, index=False, engine="pyarrow")
+    payloads = {
+        "statistics": (STATISTICS_FILE, json_bytes(baseline.statistics)),
+        "constraints": (CONSTRAINTS_FILE, json_bytes(baseline.constraints)),
+        "reference_sample": (SAMPLE_FILE, buffer.getvalue()),
+        # Written last: a profile present means the files it refers to are too.
+        "reference_profile": (PROFILE_FILE, json_bytes(baseline.profile)),
+    }
+    uris = {}
+    for key, (name, data) in payloads.items():
+        uris[key] = f"{root}/{name}"
+        storage.write_bytes(uris[key], data)
+    return uris
+
+
+def load_baseline(uri: str) -> Baseline:
+    """Read a baseline folder written by :func:`write_baseline`."""
+    root = uri.rstrip("/")
+    storage = storage_for(root)
+    profile_uri = f"{root}/{PROFILE_FILE}"
+    if not storage.exists(profile_uri):
+        raise FileNotFoundError(f"no monitoring baseline at {root}: {PROFILE_FILE} is missing")
+    profile = json.loads(storage.read_bytes(profile_uri))
+    if profile.get("version") != PROFILE_VERSION:
+        raise ValueError(
+            f"{profile_uri}: profile version {profile.get('version')!r}, "
+            f"this code reads version {PROFILE_VERSION}"
+        )
+    statistics = json.loads(storage.read_bytes(f"{root}/{STATISTICS_FILE}"))
+    constraints = json.loads(storage.read_bytes(f"{root}/{CONSTRAINTS_FILE}"))
+    sample = pd.read_parquet(io.BytesIO(storage.read_bytes(f"{root}/{SAMPLE_FILE}")))
+    references: dict[str, NumericReference | CategoricalReference] = {}
+    for entry in profile["features"]:
+        column = MonitoredColumn(entry["name"], entry["kind"], entry["inferred_type"])
+        if column.kind == NUMERIC:
+            references[column.name] = NumericReference(
+                column=column,
+                missing_rate=entry["missing_rate"],
+                psi_edges=np.asarray(entry["psi_edges"], dtype=np.float64),
+                psi_shares=np.asarray(entry["psi_shares"], dtype=np.float64),
+                sample_sorted=numeric_values(sample[column.name]).sorted_values,
+            )
+        elif column.kind == CATEGORICAL:
+            references[column.name] = CategoricalReference(
+                column=column,
+                missing_rate=entry["missing_rate"],
+                categories=tuple(entry["categories"]),
+                shares=np.asarray(entry["shares"], dtype=np.float64),
+            )
+    return Baseline(
+        item_count=profile["item_count"],
+        references=references,
+        statistics=statistics,
+        constraints=constraints,
+        profile=profile,
+    )
+
+
+def psi_bins(sorted_values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(inner edges, shares)``: the reference's ``bins``-quantiles as cut points (numpy's
+    default linear interpolation; equal quantiles of tied values merged into one edge) and the
+    share of values in each bin ``(-inf, e0), [e0, e1), ..., [ek, inf)``."""
+    if sorted_values.size == 0:
+        return np.array([]), np.array([])
+    probabilities = np.arange(1, bins) / bins
+    edges = np.unique(np.quantile(sorted_values, probabilities))
+    return edges, bin_shares(sorted_values, edges)
+
+
+def bin_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of ``sorted_values`` in each bin ``(-inf, e0), [e0, e1), ..., [ek, inf)``."""
+    n = int(sorted_values.size)
+    below = np.searchsorted(sorted_values, edges, side="left")
+    counts = np.diff(np.concatenate(([0], below, [n])))
+    return counts / n if n else counts.astype(np.float64)
+
+
+def _reference_sample(
+    frame: pd.DataFrame, columns: Sequence[MonitoredColumn], config: MonitoringConfig
+) -> pd.DataFrame:
+    """The numeric columns of at most ``reference_sample_rows`` rows, picked by a seeded draw and
+    kept in their original order (so the same partition always gives the same sample)."""
+    numeric = [c.name for c in columns if c.kind == NUMERIC]
+    if len(frame) <= config.reference_sample_rows:
+        rows = np.arange(len(frame))
+    else:
+        rng = np.random.default_rng(config.reference_sample_seed)
+        rows = np.sort(rng.choice(len(frame), config.reference_sample_rows, replace=False))
+    # Stored as float64 with NaN for missing: the parquet file then reads back exactly as the KS
+    # reference was computed.
+    return pd.DataFrame(
+        {name: _as_float64(frame[name].iloc[rows]) for name in numeric}, index=range(len(rows))
+    )
+
+
+def _as_float64(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def json_bytes(payload: dict) -> bytes:
+    """Stable JSON: sorted keys would reorder Model Monitor's documented layout, so keys keep the
+    order they were built in; no NaN (not JSON)."""
+    return (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode()
