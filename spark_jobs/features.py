@@ -43,11 +43,11 @@ from spark_jobs.ingest import (
     clear_stale_staging,
     commit_partition,
     configure_logging,
-    describe_outputs,
+    finalize_output_files,
     fs_for,
     join_uri,
+    listed_files,
     load_spec_any,
-    normalize_output_files,
     staging_uri,
     to_uri,
 )
@@ -199,7 +199,7 @@ def run_features(
     lake_fs = fs_for(lake_root)
 
     # Only committed partitions count: the curated manifest is written last by the ingest job.
-    inputs, missing = [], []
+    inputs, missing, paths = [], [], []
     for day, uri in curated_partitions(lake_root, spec, logical_date, lookback):
         manifest_uri = join_uri(uri, MANIFEST_NAME)
         if not lake_fs.exists(manifest_uri):
@@ -208,6 +208,10 @@ def run_features(
         with lake_fs.open(manifest_uri) as handle:
             manifest_bytes = handle.read()
         ingest_manifest = json.loads(manifest_bytes)
+        # Read exactly the files this manifest names (as ingest.partition_files does): on S3 the
+        # prefix can also hold files of a commit in flight; stray files are never data.
+        files = listed_files(ingest_manifest, uri)
+        paths.extend(files)
         inputs.append(
             {
                 "ds": day,
@@ -215,10 +219,7 @@ def run_features(
                 "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
                 "schema_version": ingest_manifest.get("schema_version"),
                 "rows": ingest_manifest.get("totals", {}).get("rows_accepted"),
-                "files": [
-                    f["path"]
-                    for f in ingest_manifest.get("outputs", {}).get("curated", {}).get("files", [])
-                ],
+                "files": [name[len(uri) + 1 :] for name in files],
             }
         )
     if ds in missing or (missing and not allow_missing_days):
@@ -234,8 +235,6 @@ def run_features(
             f"spec {spec.source} is version {spec.schema_version}; re-ingest them"
         )
 
-    # Read exactly the files each manifest lists: stray files in a partition are not data.
-    paths = [join_uri(i["uri"], name) for i in inputs for name in i["files"]]
     if not paths:
         raise FeaturesError(f"the curated partitions of {spec.dataset} for ds={ds} hold no files")
     curated = spark.read.parquet(*paths)
@@ -265,7 +264,7 @@ def run_features(
         )
         .collect()
     }
-    names = normalize_output_files(lake_fs, staged)
+    output_files = finalize_output_files(lake_fs, staged)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "job": "spark_jobs.features",
@@ -289,7 +288,7 @@ def run_features(
             name: stats.get(name, {"rows": 0, "label_mean": 0.0})
             for name, _, _ in features.split_bounds()
         },
-        "outputs": {"uri": target, "files": describe_outputs(lake_fs, staged, names)},
+        "outputs": {"uri": target, "files": output_files},
     }
     lake_fs.write_bytes(
         join_uri(staged, MANIFEST_NAME),

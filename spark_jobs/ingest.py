@@ -17,10 +17,13 @@ corrupt-record column (never ``DROPMALFORMED``), then cast and checked column by
 bad value is quarantined under a reason naming its column (``type_mismatch:tenure_months``).
 
 Writes are atomic and idempotent: each zone is written to a staging folder, then swapped into
-place (``renameat2(RENAME_EXCHANGE)`` locally; copy-then-manifest on S3), so a run killed half-way
-leaves the previous partition readable, and a re-run rewrites the same bytes (one curated file
-per input split with rows in input order, quarantine sorted, fixed file names, no clocks or run
-ids in any output). Deduplication never shuffles the full data: only keys seen twice are ranked.
+place (``renameat2(RENAME_EXCHANGE)`` locally; on S3 the new files go in beside the old ones under
+names that carry their content hash, and the manifest, one object, is the commit point), so a run
+killed half-way leaves the previous partition readable, and a re-run rewrites the same bytes (one
+curated file per input split with rows in input order, quarantine sorted, content-addressed file
+names, no clocks or run ids in any output). Readers read exactly the files a partition's manifest
+names (:func:`partition_files`). Deduplication never shuffles the full data: only keys seen twice
+are ranked.
 
 Runs on Glue, EMR, EMR Serverless (argv as ``--key value`` pairs; unknown platform arguments are
 ignored) and on local Spark::
@@ -108,7 +111,8 @@ _SPARK_TYPES = {
     "timestamp": "TIMESTAMP",
 }
 _REASON_PRIORITY = {code: rank for rank, code in enumerate(REASON_CODES)}
-_PART_FILE = re.compile(r"^part-(\d{5})[-.].*?(\.[a-z0-9]+)?\.parquet$")
+# Spark's part files, and the same once named after their content (part-00003-<sha>.snappy.parquet).
+_PART_FILE = re.compile(r"^(part)-(\d{5})[-.].*?(\.[a-z0-9]+)?\.parquet$")
 
 
 class IngestError(RuntimeError):
@@ -253,10 +257,8 @@ def _exchange_directories(a: Path, b: Path) -> bool:
 class S3FS:
     """``s3://`` URIs through boto3 (present on Glue and EMR).
 
-    S3 has no rename and no multi-object transaction: a commit copies the staged objects over the
-    target prefix, deletes what the new version no longer has, and writes ``_manifest.json`` last.
-    Readers take the manifest's file list as the partition; a half-done commit is completed by
-    the next run.
+    S3 has no rename and no multi-object transaction: the manifest, one object, is the commit
+    point (see :meth:`swap_into_place`), and readers take its file list as the partition.
     """
 
     def __init__(self) -> None:
@@ -307,12 +309,8 @@ class S3FS:
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def rename(self, src: str, dst: str) -> None:
-        src_bucket, src_key = self.split(src)
-        dst_bucket, dst_key = self.split(dst)
-        self.client.copy_object(
-            Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key}
-        )
-        self.client.delete_object(Bucket=src_bucket, Key=src_key)
+        self.copy(src, dst)
+        self.delete(src)
 
     def delete(self, uri: str) -> None:
         bucket, key = self.split(uri)
@@ -325,19 +323,36 @@ class S3FS:
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
+    def copy(self, src: str, dst: str) -> None:
+        src_bucket, src_key = self.split(src)
+        dst_bucket, dst_key = self.split(dst)
+        self.client.copy_object(
+            Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key}
+        )
+
     def swap_into_place(self, staged_uri: str, target_uri: str) -> None:
+        """Commit a staged partition so that a reader never sees a mix of two versions.
+
+        1. Data files are copied in under their content-addressed names (see
+           :func:`finalize_output_files`): they never replace a file of the current version, and
+           a file already there under the same name holds the same bytes, so it is kept as is.
+        2. ``_manifest.json`` is copied in: one single-object write, the commit point. Readers
+           take the manifest's file list as the partition (:func:`partition_files`), so before
+           this step they read the old version and after it the new one.
+        3. Only then are the files the new version does not name deleted.
+
+        A run killed before step 2 leaves unlisted files that no reader sees and the next
+        commit deletes.
+        """
         staged = self.list_tree(staged_uri)
-        # The old manifest goes first: until the new one lands, the partition reads as in-flight.
-        if MANIFEST_NAME in self.list_tree(target_uri):
-            self.delete(join_uri(target_uri, MANIFEST_NAME))
+        existing = set(self.list_tree(target_uri))
         for name in staged:
-            if name != MANIFEST_NAME:
-                self.rename(join_uri(staged_uri, name), join_uri(target_uri, name))
-        for name in self.list_tree(target_uri):
-            if name not in staged:
-                self.delete(join_uri(target_uri, name))
+            if name != MANIFEST_NAME and name not in existing:
+                self.copy(join_uri(staged_uri, name), join_uri(target_uri, name))
         if MANIFEST_NAME in staged:
-            self.rename(join_uri(staged_uri, MANIFEST_NAME), join_uri(target_uri, MANIFEST_NAME))
+            self.copy(join_uri(staged_uri, MANIFEST_NAME), join_uri(target_uri, MANIFEST_NAME))
+        for name in sorted(existing - set(staged)):
+            self.delete(join_uri(target_uri, name))
         self.delete_tree(staged_uri)
 
     def recover(self, target_uri: str) -> None:
@@ -367,10 +382,19 @@ def load_spec_any(location: str) -> DatasetSpec:
     return parse_spec(read_text(location), source=location)
 
 
-def normalize_output_files(fs: LocalFS | S3FS, staged_uri: str) -> list[str]:
-    """Give Spark's part files fixed names (``part-00003.snappy.parquet``) and drop its
-    bookkeeping files (``_SUCCESS``, ``.crc``), so a re-run writes the same names."""
-    names = []
+def finalize_output_files(
+    fs: LocalFS | S3FS, staged_uri: str, rows: dict[str, int] | None = None
+) -> list[dict]:
+    """Name each staged Parquet file after its content and describe it for the manifest.
+
+    Spark's ``part-00003-<uuid>-c000.snappy.parquet`` becomes ``part-00003-<sha256[:16]>.snappy.parquet``
+    and its bookkeeping files (``_SUCCESS``, ``.crc``) go. Names that carry the content hash never
+    overwrite an older, different file on commit (S3 readers of the old manifest keep reading
+    it), and a re-run of identical data writes identical names and an identical manifest.
+    Returns ``[{path, size_bytes, sha256[, rows]}]``, sorted by path; ``rows`` is looked up by the
+    name's ``<kind>-<NNNNN>`` stem.
+    """
+    entries = []
     for relative in fs.list_tree(staged_uri):
         folder, _, name = relative.rpartition("/")
         uri = join_uri(staged_uri, relative)
@@ -380,35 +404,81 @@ def normalize_output_files(fs: LocalFS | S3FS, staged_uri: str) -> list[str]:
         match = _PART_FILE.match(name)
         if not match:
             raise IngestError(f"unexpected file {relative!r} in staged output {staged_uri}")
-        fixed = (
-            f"part-{match.group(1)}.snappy.parquet"
-            if ".snappy." in name
-            else f"part-{match.group(1)}.parquet"
-        )
+        digest, size = _sha256_of(fs, uri)
+        stem = f"{match.group(1)}-{match.group(2)}"
+        extension = ".snappy.parquet" if ".snappy." in name else ".parquet"
+        fixed = f"{stem}-{digest[:16]}{extension}"
         fixed_relative = f"{folder}/{fixed}" if folder else fixed
         if fixed_relative != relative:
             fs.rename(uri, join_uri(staged_uri, fixed_relative))
-        names.append(fixed_relative)
-    return sorted(names)
-
-
-def describe_outputs(
-    fs: LocalFS | S3FS, staged_uri: str, names: Sequence[str], rows: dict[str, int] | None = None
-) -> list[dict]:
-    """Path, size, SHA-256 (and rows, when known) of each output file, for the manifest."""
-    out = []
-    for name in names:
-        uri = join_uri(staged_uri, name)
-        with fs.open(uri) as handle:
-            digest, size = hashlib.sha256(), 0
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
-        entry = {"path": name, "size_bytes": size, "sha256": digest.hexdigest()}
+        entry = {"path": fixed_relative, "size_bytes": size, "sha256": digest}
         if rows is not None:
-            entry["rows"] = rows.get(name, 0)
-        out.append(entry)
-    return out
+            entry["rows"] = rows.get(stem, 0)
+        entries.append(entry)
+    return sorted(entries, key=lambda entry: entry["path"])
+
+
+def _sha256_of(fs: LocalFS | S3FS, uri: str) -> tuple[str, int]:
+    with fs.open(uri) as handle:
+        digest, size = hashlib.sha256(), 0
+        for block in iter(lambda h=handle: h.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+# --- readers: a partition is exactly the files its manifest names ------------------------------
+
+
+def read_manifest(fs: LocalFS | S3FS, partition_uri: str) -> dict:
+    """The ``_manifest.json`` of a committed partition; :class:`IngestError` if there is none."""
+    uri = join_uri(partition_uri, MANIFEST_NAME)
+    if not fs.exists(uri):
+        raise IngestError(f"{uri} does not exist: the partition was never committed")
+    with fs.open(uri) as handle:
+        data = handle.read()
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise IngestError(f"{uri} is not valid JSON: {error}") from None
+
+
+def listed_files(manifest: dict, partition_uri: str) -> list[str]:
+    """URIs of the data files a manifest names for the partition at ``partition_uri``.
+
+    An ingest manifest lists its zones (``outputs.curated``, ``outputs.quarantine``): the zone is
+    the partition's folder two levels up (``<lake>/<zone>/<dataset>/ds=…``). A features manifest
+    lists one output (``outputs.files``). Paths are joined to ``partition_uri`` as given, so a
+    copied or moved lake reads the same.
+    """
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict):
+        raise IngestError(f"the manifest of {partition_uri} has no outputs")
+    if "files" not in outputs:
+        parts = partition_uri.rstrip("/").rsplit("/", 3)
+        zone = parts[-3] if len(parts) == 4 else ""
+        if zone not in outputs:
+            raise IngestError(
+                f"the manifest of {partition_uri} lists no files for zone {zone!r} "
+                f"(it has {sorted(outputs)})"
+            )
+        outputs = outputs[zone]
+    try:
+        return [join_uri(partition_uri, entry["path"]) for entry in outputs["files"]]
+    except (KeyError, TypeError) as error:
+        raise IngestError(
+            f"the manifest of {partition_uri} has a malformed file list: {error}"
+        ) from None
+
+
+def partition_files(fs: LocalFS | S3FS, partition_uri: str) -> list[str]:
+    """The files to read for a committed partition: exactly those its manifest names.
+
+    What every reader of curated, quarantine and features partitions uses, on both targets: on
+    S3 a prefix can hold files of a commit in flight or of the previous version (see
+    :meth:`S3FS.swap_into_place`), so listing the prefix is never the way to read it.
+    """
+    return listed_files(read_manifest(fs, partition_uri), partition_uri)
 
 
 def staging_uri(zone_uri: str, dataset: str, partition: str, token: str) -> str:
@@ -1369,21 +1439,15 @@ def run_ingest(
         spark.catalog.dropTempView(salt_view)
 
     timer.start("commit")
-    curated_files = normalize_output_files(lake_fs, curated_stage)
-    quarantine_files = normalize_output_files(lake_fs, quarantine_stage)
-    curated_rows = {name: part_rows.get(name.split(".")[0], 0) for name in curated_files}
-    if len(quarantine_files) == 1:
-        quarantine_rows = {quarantine_files[0]: manifest["totals"]["rows_quarantined"]}
-    else:
-        quarantine_rows = {}
+    quarantine_rows = {"part-00000": manifest["totals"]["rows_quarantined"]}
     manifest["outputs"] = {
         "curated": {
             "uri": curated_uri,
-            "files": describe_outputs(lake_fs, curated_stage, curated_files, curated_rows),
+            "files": finalize_output_files(lake_fs, curated_stage, part_rows),
         },
         "quarantine": {
             "uri": quarantine_uri,
-            "files": describe_outputs(lake_fs, quarantine_stage, quarantine_files, quarantine_rows),
+            "files": finalize_output_files(lake_fs, quarantine_stage, quarantine_rows),
         },
     }
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

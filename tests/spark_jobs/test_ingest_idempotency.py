@@ -167,40 +167,7 @@ def test_recover_restores_a_partition_a_killed_fallback_swap_left_aside(tmp_path
     assert not aside.exists()
 
 
-def test_s3_commit_replaces_the_prefix_and_lands_the_manifest_last(monkeypatch):
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    with mock_aws():
-        fs = ingest.S3FS()
-        fs.client.create_bucket(
-            Bucket="lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
-        target = "s3://lake/curated/churn/ds=1"
-        staged = "s3://lake/curated/churn/_staging/ds=1/abc"
-        for name, body in (
-            ("part-00000.snappy.parquet", b"old0"),
-            ("part-00001.snappy.parquet", b"old1"),
-            ("_manifest.json", b"{}"),
-        ):
-            fs.write_bytes(f"{target}/{name}", body)
-        for name, body in (("part-00000.snappy.parquet", b"new0"), ("_manifest.json", b'{"v": 2}')):
-            fs.write_bytes(f"{staged}/{name}", body)
-        order = []
-        real_rename = fs.rename
-        monkeypatch.setattr(
-            fs,
-            "rename",
-            lambda src, dst: (order.append(dst.rsplit("/", 1)[-1]), real_rename(src, dst)),
-        )
-        fs.swap_into_place(staged, target)
-        assert fs.list_tree(target) == ["_manifest.json", "part-00000.snappy.parquet"]
-        with fs.open(f"{target}/part-00000.snappy.parquet") as body:
-            assert body.read() == b"new0"
-        assert order[-1] == "_manifest.json"
-        assert fs.list_tree("s3://lake/curated/churn/_staging") == []
+# The S3 commit protocol is tested against a moto server in test_commit_protocol.py.
 
 
 @pytest.mark.e2e
