@@ -1,0 +1,337 @@
+"""DataQualityGateOperator: check one curated partition against its dataset's rules, on any target.
+
+One interface everywhere: the task names a dataset and a partition; settings choose the engine.
+Locally the suite runs in Great Expectations (pandas) in the task's process; on AWS it runs where
+the data is — AWS Glue Data Quality when ``HEADRACE_SPARK_ENGINE=glue``, Deequ in
+``spark_jobs/quality_deequ.py`` on EMR (Serverless or on EC2) otherwise, started through
+:class:`~headrace_operators.spark_job.SparkJobOperator` so it gets the same durable run key,
+re-attachment and code upload as every other Spark job.
+
+Whatever the engine, the gate writes ``result.json`` and ``report.html`` under
+``<lake>/reports/<dataset>/quality/ds=<D>/``, then either returns a small dict to XCom (and its
+outlet Asset — ``<dataset>_validated`` — gets an event whose extra carries the partition) or, when
+an ``error`` rule failed, raises ``AirflowFailException`` (a retry would see the same data) with a
+message naming each failing rule, its column and the observed value. A task that raises emits no
+outlet event, which is exactly the gate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.sdk import BaseOperator
+
+from include.config import get_settings
+from include.dq.gate import (
+    DATASETS_DIR,
+    MANIFEST_NAME,
+    RESULT_NAME,
+    GateInputError,
+    curated_partition_uri,
+    load_dataset_rules,
+    quality_report_uri,
+    read_manifest,
+    resolved_rules_for,
+    run_local_gate,
+    write_gate_outputs,
+)
+from include.job_names import TaskRunIdentity
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.glue import GlueDataQualityHook
+    from airflow.sdk import Context
+
+    from include.dq.results import GateResult
+    from include.dq.rules import RuleSet
+
+DEEQU_JOB = "quality_deequ"
+DEEQU_CHECKS_NAME = "deequ_checks.json"
+
+
+class DataQualityGateOperator(BaseOperator):
+    """Validate one curated partition; mark its validated Asset only when no ``error`` rule fails.
+
+    :param dataset: the dataset whose ``include/datasets/<dataset>.quality.yaml`` applies. (templated)
+    :param ds: the partition date, YYYY-MM-DD. Empty: the ``ds`` in the extra of the newest
+        triggering Asset event, else the newest committed curated partition. (templated)
+    :param rules_dir: the folder holding the dataset spec and its rules file.
+    :param timeout: how long a remote run (Glue Data Quality, the Deequ job) may take; it is
+        stopped after that.
+    :param poll_interval: seconds between status checks of a remote run.
+    :param aws_conn_id: the Airflow connection for AWS credentials; ``None`` for boto3's
+        default chain (MWAA's execution role).
+    """
+
+    template_fields: Sequence[str] = ("dataset", "ds")
+    ui_color = "#d7ecd9"
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        ds: str | None = None,
+        rules_dir: str | Path = DATASETS_DIR,
+        timeout: timedelta = timedelta(hours=1),
+        poll_interval: float = 30,
+        aws_conn_id: str | None = "aws_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.ds = ds
+        self.rules_dir = rules_dir
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.aws_conn_id = aws_conn_id
+        # State kept for on_kill, set by execute.
+        self._glue_run_id: str | None = None
+        self._deequ_operator: BaseOperator | None = None
+
+    @cached_property
+    def engine_name(self) -> str:
+        """``great_expectations`` (local), ``glue_data_quality`` or ``deequ`` (EMR engines)."""
+        settings = get_settings()
+        if settings.is_local:
+            return "great_expectations"
+        return "glue_data_quality" if settings.aws.spark_engine == "glue" else "deequ"
+
+    @cached_property
+    def hook(self) -> GlueDataQualityHook:
+        from airflow.providers.amazon.aws.hooks.glue import GlueDataQualityHook
+
+        return GlueDataQualityHook(
+            aws_conn_id=self.aws_conn_id, region_name=get_settings().aws.region
+        )
+
+    # --- the partition ---------------------------------------------------------------------
+
+    def resolve_partition(self, context: Context) -> str:
+        """The ``ds`` param, else the triggering Asset event's ``ds`` extra, else the newest
+        committed curated partition (:func:`include.partitions.resolve_partition`)."""
+        from include.partitions import PartitionError, resolve_partition
+
+        dataset_uri = f"{get_settings().zone_uri('curated')}/{self.dataset}"
+        try:
+            return resolve_partition(self.ds, context.get("triggering_asset_events"), dataset_uri)
+        except PartitionError as error:
+            raise AirflowException(str(error)) from None
+
+    # --- execution -------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = get_settings()
+        try:
+            ds = self.resolve_partition(context)
+            rule_set = load_dataset_rules(self.dataset, Path(self.rules_dir))
+            self.log.info(
+                "Checking %s ds=%s with %d rules on %s",
+                self.dataset,
+                ds,
+                len(rule_set.rules),
+                self.engine_name,
+            )
+            if self.engine_name == "great_expectations":
+                result = run_local_gate(rule_set, settings.lake_root, ds)
+            elif self.engine_name == "glue_data_quality":
+                result = self._run_glue_data_quality(context, rule_set, ds)
+            else:
+                result = self._run_deequ(context, rule_set, ds)
+        except GateInputError as error:
+            raise AirflowException(str(error)) from None
+        uris = write_gate_outputs(result, settings.lake_root)
+        counts = result.counts()
+        self.log.info("Quality result %s: %s", uris["result_uri"], counts)
+        for outcome in result.outcomes:
+            if outcome.status == "fail":
+                self.log.warning("%s rule failed: %s", outcome.severity, outcome.describe())
+        if not result.passed:
+            # The data will not change on a retry: fail the task without retrying it.
+            raise AirflowFailException(
+                f"{result.failure_message()}\nresult: {uris['result_uri']}\nreport: {uris['report_uri']}"
+            )
+        summary = {
+            "dataset": self.dataset,
+            "ds": ds,
+            "engine": result.engine,
+            "passed": True,
+            **uris,
+            "counts": counts,
+        }
+        outlet_events = context.get("outlet_events")
+        if outlet_events is not None:
+            for asset in self.outlets or []:
+                outlet_events[asset].extra = {"ds": ds, "result_uri": uris["result_uri"]}
+        return summary
+
+    def on_kill(self) -> None:
+        """Stop the remote run this task started: the Glue evaluation run or the Deequ job."""
+        if self._glue_run_id is not None:
+            self.log.info("Cancelling Glue Data Quality run %s", self._glue_run_id)
+            self.hook.conn.cancel_data_quality_ruleset_evaluation_run(RunId=self._glue_run_id)
+        elif self._deequ_operator is not None:
+            self._deequ_operator.on_kill()
+
+    # --- AWS Glue Data Quality -------------------------------------------------------------
+
+    def _run_glue_data_quality(self, context: Context, rule_set: RuleSet, ds: str) -> GateResult:
+        from include.dq import glue_data_quality as gdq
+        from include.dq.dqdl import compile_rulesets
+        from include.dq.results import GateResult
+
+        settings = get_settings()
+        partition_uri = curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
+        manifest = read_manifest(partition_uri)
+        rules = resolved_rules_for(rule_set, settings.lake_root, ds)
+        rulesets = compile_rulesets(rules)
+        client = self.hook.conn
+        self._ensure_catalog_partition(client, rule_set, ds)
+        self._ensure_security_configuration(client)
+        for ruleset in rulesets.values():
+            self._put_ruleset(client, rule_set.dataset, ds, ruleset)
+
+        identity = TaskRunIdentity.from_context(context)
+        request = gdq.build_start_evaluation_run_request(
+            settings,
+            rule_set.dataset,
+            ds,
+            [gdq.ruleset_name(rule_set.dataset, ds, severity) for severity in rulesets],
+            # The same token on a retry returns the run the first try started.
+            client_token=identity.run_key,
+            results_prefix=f"{quality_report_uri(settings.lake_root, rule_set.dataset, ds)}/glue-row-level/",
+            timeout=self.timeout,
+        )
+        run_id = client.start_data_quality_ruleset_evaluation_run(**request)["RunId"]
+        self._glue_run_id = run_id
+        self.log.info("Glue Data Quality run %s checks %s ds=%s", run_id, rule_set.dataset, ds)
+        run = self._wait_for_glue_run(client, run_id)
+        if run["Status"] != gdq.SUCCEEDED:
+            raise AirflowException(
+                f"Glue Data Quality run {run_id} for {rule_set.dataset} ds={ds} ended "
+                f"{run['Status']}: {run.get('ErrorString') or 'no reason given'}"
+            )
+        results = [
+            client.get_data_quality_result(ResultId=result_id)
+            for result_id in run.get("ResultIds", [])
+        ]
+        return GateResult(
+            dataset=rule_set.dataset,
+            ds=ds,
+            engine="glue_data_quality",
+            outcomes=gdq.outcomes_from_glue_results(rules, rulesets, results),
+            partition={
+                "uri": partition_uri,
+                "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
+                "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
+                "glue_run_id": run_id,
+            },
+        )
+
+    def _wait_for_glue_run(self, client, run_id: str) -> dict:
+        from include.dq.glue_data_quality import RUNNING_STATES
+
+        deadline = time.monotonic() + self.timeout.total_seconds() * 1.25
+        while True:
+            run = client.get_data_quality_ruleset_evaluation_run(RunId=run_id)
+            if run["Status"] not in RUNNING_STATES:
+                return run
+            if time.monotonic() >= deadline:
+                client.cancel_data_quality_ruleset_evaluation_run(RunId=run_id)
+                raise AirflowException(
+                    f"Glue Data Quality run {run_id} still {run['Status']} after {self.timeout}; cancelled it"
+                )
+            self.log.info("Glue Data Quality run %s is %s", run_id, run["Status"])
+            time.sleep(self.poll_interval)
+
+    def _ensure_catalog_partition(self, client, rule_set: RuleSet, ds: str) -> None:
+        """The catalog database, the curated table and this partition, created where absent."""
+        from include.dq import glue_data_quality as gdq
+
+        settings = get_settings()
+        with contextlib.suppress(client.exceptions.AlreadyExistsException):
+            client.create_database(**gdq.build_create_database_request())
+        with contextlib.suppress(client.exceptions.AlreadyExistsException):
+            client.create_table(**gdq.build_curated_table_request(settings, rule_set))
+        with contextlib.suppress(client.exceptions.AlreadyExistsException):
+            client.create_partition(**gdq.build_create_partition_request(settings, rule_set, ds))
+
+    def _ensure_security_configuration(self, client) -> None:
+        from include.spark_job_requests import build_glue_security_configuration_request
+
+        # Named after the KMS key, so an existing one is the right one.
+        with contextlib.suppress(client.exceptions.AlreadyExistsException):
+            client.create_security_configuration(
+                **build_glue_security_configuration_request(get_settings())
+            )
+
+    def _put_ruleset(self, client, dataset: str, ds: str, ruleset) -> None:
+        from include.dq import glue_data_quality as gdq
+
+        create = gdq.build_create_ruleset_request(get_settings(), dataset, ds, ruleset)
+        try:
+            existing = client.get_data_quality_ruleset(Name=create["Name"])
+        except client.exceptions.EntityNotFoundException:
+            client.create_data_quality_ruleset(**create)
+            self.log.info("Created Glue Data Quality ruleset %s", create["Name"])
+            return
+        if existing.get("Description") != create["Description"]:
+            client.update_data_quality_ruleset(
+                **gdq.build_update_ruleset_request(dataset, ds, ruleset)
+            )
+            self.log.info("Updated Glue Data Quality ruleset %s", create["Name"])
+
+    # --- Deequ on EMR ----------------------------------------------------------------------
+
+    def _run_deequ(self, context: Context, rule_set: RuleSet, ds: str) -> GateResult:
+        from headrace_operators.spark_job import SparkJobOperator
+        from include.dq.deequ_checks import build_deequ_checks
+        from include.dq.results import GateResult
+        from include.storage import storage_for
+
+        settings = get_settings()
+        read_manifest(curated_partition_uri(settings.lake_root, rule_set.dataset, ds))
+        rules = resolved_rules_for(rule_set, settings.lake_root, ds)
+        checks = build_deequ_checks(
+            rules, dataset=rule_set.dataset, ds=ds, key_columns=rule_set.key_columns
+        )
+        folder = quality_report_uri(settings.lake_root, rule_set.dataset, ds)
+        checks_uri, result_uri = f"{folder}/{DEEQU_CHECKS_NAME}", f"{folder}/{RESULT_NAME}"
+        storage = storage_for(folder)
+        storage.write_bytes(
+            checks_uri, (json.dumps(checks, indent=2, sort_keys=True) + "\n").encode()
+        )
+        job_args = [
+            "--checks-uri", checks_uri,
+            "--lake-root", settings.lake_root,
+            "--dataset", rule_set.dataset,
+            "--ds", ds,
+            "--result-uri", result_uri,
+        ]  # fmt: skip
+        # The job runs under this task's identity: its run key, re-attachment and on_kill are
+        # SparkJobOperator's; it waits in this worker (a nested operator cannot defer).
+        self._deequ_operator = SparkJobOperator(
+            task_id=self.task_id,
+            job=DEEQU_JOB,
+            job_args=job_args,
+            timeout=self.timeout,
+            deferrable=False,
+            poll_interval=self.poll_interval,
+            aws_conn_id=self.aws_conn_id,
+        )
+        self._deequ_operator.execute(context)
+        if not storage.exists(result_uri):
+            raise AirflowException(f"the Deequ job finished but wrote no result at {result_uri}")
+        result = GateResult.from_dict(json.loads(storage.read_bytes(result_uri)))
+        if (result.engine, result.dataset, result.ds) != ("deequ", rule_set.dataset, ds):
+            raise AirflowException(
+                f"{result_uri} holds a {result.engine} result for {result.dataset} ds={result.ds}, "
+                f"not the Deequ job's for {rule_set.dataset} ds={ds}"
+            )
+        return result

@@ -1,0 +1,543 @@
+"""DataQualityGateOperator: local Great Expectations runs on real partitions, and the Glue Data
+Quality path on the aws target against a moto server.
+
+moto implements the Glue Data Catalog (database, table, partition) and S3, which the gate uses
+as on AWS. It implements none of Glue Data Quality's APIs nor CreateSecurityConfiguration: those
+calls are answered by stubs on botocore's ``before-call`` event (see conftest), after botocore
+has validated and serialized the request, and the tests assert the requests the operator sent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from airflow.exceptions import AirflowException, AirflowFailException
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "include" / "dq"))
+
+from dq_partitions import (  # noqa: E402
+    DS,
+    arrow_table,
+    clean_frame,
+    write_partition,
+    write_previous_manifest,
+)
+
+from headrace_operators.quality_gate import DataQualityGateOperator  # noqa: E402
+from include.assets import validated_asset  # noqa: E402
+from include.dq.gate import load_dataset_rules  # noqa: E402
+from include.job_names import TaskRunIdentity  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def curated_types() -> dict[str, str]:
+    return load_dataset_rules("churn").curated_types()
+
+
+@pytest.fixture
+def local_lake(tmp_path, monkeypatch, fresh_settings) -> str:
+    from include.config import get_settings
+
+    lake = (tmp_path / "lake").as_uri()
+    monkeypatch.setenv("PIPELINE_TARGET", "local")
+    monkeypatch.setenv("HEADRACE_LAKE_ROOT", lake)
+    get_settings.cache_clear()
+    return lake
+
+
+class OutletEvents(dict):
+    """Airflow's outlet event accessors, reduced to what the gate uses: ``[asset].extra``."""
+
+    def __getitem__(self, asset):
+        return self.setdefault(asset.name, SimpleNamespace(extra=None))
+
+
+def gate_context(task_context, events=None):
+    context = task_context(dag_id="churn_validation", task_id="quality_gate")
+    context["outlet_events"] = OutletEvents()
+    context["triggering_asset_events"] = events or {}
+    return context
+
+
+def make_gate(**overrides) -> DataQualityGateOperator:
+    arguments = {
+        "task_id": "quality_gate",
+        "dataset": "churn",
+        "ds": DS,
+        "outlets": [validated_asset("churn")],
+        "aws_conn_id": None,
+        "poll_interval": 0,
+    }
+    arguments.update(overrides)
+    return DataQualityGateOperator(**arguments)
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(Path(uri.removeprefix("file://")).read_text())
+
+
+# --- local: Great Expectations ----------------------------------------------------------
+
+
+def test_clean_partition_passes_and_marks_the_validated_asset(
+    local_lake, curated_types, task_context
+):
+    write_partition(local_lake, clean_frame(curated_types), curated_types)
+    write_previous_manifest(local_lake, rows=42)
+    context = gate_context(task_context)
+
+    summary = make_gate().execute(context)
+
+    assert summary["passed"] is True
+    assert summary["engine"] == "great_expectations"
+    assert summary["counts"] == {
+        "rules": 25,
+        "passed": 25,
+        "failed_error": 0,
+        "failed_warn": 0,
+        "skipped": 0,
+    }
+    assert summary["result_uri"] == f"{local_lake}/reports/churn/quality/ds={DS}/result.json"
+    result = read_json(summary["result_uri"])
+    assert result["passed"] is True and result["format"] == "headrace-quality-result/1"
+    # The stray file beside the listed ones was not read: 40 rows, not 41.
+    assert result["partition"]["rows_checked"] == 40
+    assert context["outlet_events"][validated_asset("churn")].extra == {
+        "ds": DS,
+        "result_uri": summary["result_uri"],
+    }
+    assert Path(summary["report_uri"].removeprefix("file://")).read_text().count("<tr") == 26
+
+
+@pytest.fixture
+def strict_rules_dir(tmp_path) -> Path:
+    """churn's rules with every rule an error and a row-count ceiling 40 rows exceed."""
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    shutil.copy(REPO_ROOT / "include" / "datasets" / "churn.yaml", folder / "churn.yaml")
+    raw = yaml.safe_load((REPO_ROOT / "include" / "datasets" / "churn.quality.yaml").read_text())
+    for rule in raw["rules"]:
+        rule["severity"] = "error"
+        if rule["kind"] == "row_count":
+            rule["max"] = 30
+    (folder / "churn.quality.yaml").write_text(yaml.safe_dump(raw))
+    return folder
+
+
+def test_planted_violation_of_every_kind_fails_naming_each(
+    local_lake, curated_types, task_context, strict_rules_dir
+):
+    frame = clean_frame(curated_types)
+    frame.loc[3, "plan"] = None  # completeness
+    frame.loc[5, "customer_id"] = frame.loc[4, "customer_id"]  # uniqueness
+    frame.loc[6, "tenure_months"] = 700  # range
+    frame.loc[8, "region"] = "mars"  # allowed_values
+    frame.loc[10, "customer_id"] = "X123"  # regex
+    frame["event_ts"] = [
+        datetime(2026, 1, 10, 8, 0, tzinfo=UTC) + timedelta(minutes=i) for i in range(40)
+    ]  # freshness
+    frame["monthly_charge"] = [94.0 if i % 2 else 96.0 for i in range(40)]  # mean and stdev
+    frame["promo_code"] = "WINTER"  # schema
+    write_partition(local_lake, frame, curated_types, table=arrow_table(frame, curated_types))
+    write_previous_manifest(local_lake, rows=200)  # row_count_change: 40 < 0.5 x 200
+    context = gate_context(task_context)
+
+    with pytest.raises(AirflowFailException) as failed:
+        make_gate(rules_dir=strict_rules_dir).execute(context)
+
+    message = str(failed.value)
+    assert message.startswith(
+        f"quality gate failed for churn ds={DS} (great_expectations): 11 error rule(s) failed"
+    )
+    expected_lines = {
+        "schema": 'schema (schema) on (table): observed {"missing_columns": [], "unexpected_columns": ["promo_code"]',
+        "uniqueness": 'primary_key_unique (uniqueness) on customer_id,snapshot_date: observed {"rows_with_duplicate_key": 2}',
+        "completeness": 'completeness_plan (completeness) on plan: observed {"non_null_fraction": 0.975, "null_rows": 1}',
+        "regex": 'regex_customer_id (regex) on customer_id: observed {"unexpected_rows": 1}',
+        "allowed_values": 'allowed_values_region (allowed_values) on region: observed {"unexpected_rows": 1}',
+        "range": 'range_tenure_months (range) on tenure_months: observed {"unexpected_rows": 1}',
+        "row_count": "row_count (row_count) on (table): observed 40",
+        "row_count_change": "row_count_change (row_count_change) on (table): observed 40",
+        "freshness": 'freshness_event_ts (freshness) on event_ts: observed "2026-01-10T08:39:00"',
+        "mean": "mean_monthly_charge (mean) on monthly_charge: observed 95.0",
+        "stdev": "stdev_monthly_charge (stdev) on monthly_charge: observed 1.01",
+    }
+    for kind, line in expected_lines.items():
+        assert f"  - {line}" in message, f"{kind} missing from:\n{message}"
+    assert 'e.g. values ["mars"]' in message
+    assert '"customer_id": "X123"' in message
+    assert "result: " in message and "report: " in message
+
+    result = read_json(f"{local_lake}/reports/churn/quality/ds={DS}/result.json")
+    assert result["passed"] is False
+    assert result["counts"]["failed_error"] == 11
+    assert context["outlet_events"] == {}
+
+
+def test_warn_only_violations_pass_and_appear_in_the_report(
+    local_lake, curated_types, task_context
+):
+    frame = clean_frame(curated_types)
+    frame["data_gb"] = [None if i % 2 else 1.0 for i in range(40)]  # completeness 0.5 < 0.9 (warn)
+    frame["minutes_used"] = 900.0  # mean 900 > 200 (warn)
+    write_partition(local_lake, frame, curated_types)
+    context = gate_context(task_context)
+
+    summary = make_gate().execute(context)
+
+    assert summary["passed"] is True
+    counts = summary["counts"]
+    assert (counts["failed_error"], counts["failed_warn"], counts["skipped"]) == (0, 2, 1)
+    result = read_json(summary["result_uri"])
+    warned = {item["rule"]: item for item in result["results"] if item["status"] == "fail"}
+    assert set(warned) == {"completeness_data_gb", "mean_minutes_used"}
+    assert warned["mean_minutes_used"]["observed"] == 900.0
+    assert warned["completeness_data_gb"]["observed"] == {"non_null_fraction": 0.5, "null_rows": 20}
+    skipped = next(item for item in result["results"] if item["status"] == "skipped")
+    assert skipped["detail"] == "no previous partition ds=2026-01-09 to compare with"
+    report = Path(summary["report_uri"].removeprefix("file://")).read_text()
+    assert "mean_minutes_used" in report and "completeness_data_gb" in report
+    assert "2 warn rule(s) failed" in report
+    assert context["outlet_events"][validated_asset("churn")].extra["ds"] == DS
+
+
+def test_a_partition_never_committed_fails_naming_its_manifest(local_lake, task_context):
+    with pytest.raises(
+        AirflowException, match=r"curated/churn/ds=2026-01-10/_manifest.json does not exist"
+    ):
+        make_gate().execute(gate_context(task_context))
+
+
+def test_partition_comes_from_param_then_event_extra_then_newest_partition(
+    local_lake, curated_types, task_context
+):
+    gate = make_gate(ds="")
+    older = SimpleNamespace(extra={"ds": "2026-01-03"}, timestamp=datetime(2026, 1, 4, tzinfo=UTC))
+    newer = SimpleNamespace(extra={"ds": "2026-01-05"}, timestamp=datetime(2026, 1, 6, tzinfo=UTC))
+    no_extra = SimpleNamespace(extra={}, timestamp=datetime(2026, 1, 7, tzinfo=UTC))
+    events = {"churn_curated": [older, newer, no_extra]}
+
+    assert (
+        make_gate(ds="2026-01-01").resolve_partition(gate_context(task_context, events=events))
+        == "2026-01-01"
+    )
+    assert gate.resolve_partition(gate_context(task_context, events=events)) == "2026-01-05"
+    with pytest.raises(AirflowException, match="no committed partition under"):
+        gate.resolve_partition(gate_context(task_context))
+    write_partition(local_lake, clean_frame(curated_types), curated_types)
+    assert gate.resolve_partition(gate_context(task_context)) == DS
+    with pytest.raises(AirflowException, match="'2026-1-5' is not a date"):
+        make_gate(ds="2026-1-5").execute(gate_context(task_context))
+
+
+# --- aws: Glue Data Quality ---------------------------------------------------------------
+
+
+class _Queue(dict):
+    """Stubs where one operation answers from a queue, one answer per call."""
+
+    def __init__(self, queued: dict):
+        super().__init__()
+        self.queued = {key: list(values) for key, values in queued.items()}
+
+    def get(self, key, default=None):
+        if self.queued.get(key):
+            return self.queued[key].pop(0)
+        return super().get(key, default)
+
+
+def _put_s3_partition(aws_target, rows: int = 40) -> None:
+    s3 = aws_target.client("s3")
+    uri = f"s3://{aws_target.bucket}/lake/curated/churn/ds={DS}"
+    manifest = {
+        "spec_fingerprint": "test",
+        "totals": {"rows_accepted": rows},
+        "outputs": {"curated": {"uri": uri, "files": [{"path": "part-00000.snappy.parquet"}]}},
+    }
+    s3.put_object(
+        Bucket=aws_target.bucket,
+        Key=f"lake/curated/churn/ds={DS}/_manifest.json",
+        Body=json.dumps(manifest),
+    )
+
+
+def _glue_results(passing: bool) -> list[tuple[int, dict]]:
+    from include.dq.dqdl import compile_rulesets
+    from include.dq.rules import resolve_rules
+
+    rules = resolve_rules(load_dataset_rules("churn").rules, DS, None)
+    answers = []
+    for severity, ruleset in compile_rulesets(rules).items():
+        rule_results = []
+        for number, (line, rule_id) in enumerate(ruleset.lines, start=1):
+            failed = not passing and rule_id == "completeness_plan"
+            rule_results.append(
+                {
+                    "Name": f"Rule_{number}",
+                    "Description": line,
+                    "Result": "FAIL" if failed else "PASS",
+                    "EvaluationMessage": "Value: 0.975 does not meet the constraint requirement!"
+                    if failed
+                    else "",
+                    "EvaluatedMetrics": {"Column.plan.Completeness": 0.975 if failed else 1.0}
+                    if rule_id == "completeness_plan"
+                    else {},
+                }
+            )
+        answers.append(
+            (
+                200,
+                {
+                    "ResultId": f"dqresult-{severity}",
+                    "RulesetName": f"headrace-churn-ds-{DS}-{severity}",
+                    "RuleResults": rule_results,
+                },
+            )
+        )
+    return answers
+
+
+def _stub_glue_data_quality(aws_calls, passing: bool) -> None:
+    not_found = (400, {"Error": {"Code": "EntityNotFoundException", "Message": "no such ruleset"}})
+    aws_calls.stubs = _Queue({("glue", "GetDataQualityResult"): _glue_results(passing)})
+    aws_calls.stubs.update(
+        {
+            ("glue", "CreateSecurityConfiguration"): (200, {"Name": "stubbed"}),
+            ("glue", "GetDataQualityRuleset"): not_found,
+            ("glue", "CreateDataQualityRuleset"): (200, {"Name": "stubbed"}),
+            ("glue", "StartDataQualityRulesetEvaluationRun"): (200, {"RunId": "dqrun-0123"}),
+            ("glue", "GetDataQualityRulesetEvaluationRun"): (
+                200,
+                {
+                    "RunId": "dqrun-0123",
+                    "Status": "SUCCEEDED",
+                    "ResultIds": ["dqresult-error", "dqresult-warn"],
+                },
+            ),
+        }
+    )
+
+
+def test_glue_data_quality_run_passes_and_writes_the_result_to_s3(
+    aws_target, aws_calls, task_context
+):
+    _put_s3_partition(aws_target)
+    _stub_glue_data_quality(aws_calls, passing=True)
+    context = gate_context(task_context)
+
+    summary = make_gate().execute(context)
+
+    assert summary["engine"] == "glue_data_quality" and summary["passed"] is True
+    assert (
+        summary["counts"]["rules"],
+        summary["counts"]["failed_error"],
+        summary["counts"]["skipped"],
+    ) == (25, 0, 1)
+    # The catalog table and partition the run reads exist in moto's Data Catalog.
+    glue = aws_target.client("glue")
+    table = glue.get_table(DatabaseName="headrace", Name="churn_curated")["Table"]
+    assert table["StorageDescriptor"]["Location"] == f"s3://{aws_target.bucket}/lake/curated/churn/"
+    partition = glue.get_partition(
+        DatabaseName="headrace", TableName="churn_curated", PartitionValues=[DS]
+    )
+    assert partition["Partition"]["StorageDescriptor"]["Location"].endswith(
+        f"/curated/churn/ds={DS}/"
+    )
+
+    created = {body["Name"]: body for body in aws_calls.of("glue", "CreateDataQualityRuleset")}
+    assert set(created) == {f"headrace-churn-ds-{DS}-error", f"headrace-churn-ds-{DS}-warn"}
+    assert 'IsComplete "plan"' in created[f"headrace-churn-ds-{DS}-error"]["Ruleset"]
+    assert created[f"headrace-churn-ds-{DS}-error"]["DataQualitySecurityConfiguration"].startswith(
+        "headrace-kms-"
+    )
+    (start,) = aws_calls.of("glue", "StartDataQualityRulesetEvaluationRun")
+    assert start["DataSource"]["GlueTable"]["AdditionalOptions"] == {
+        "pushDownPredicate": f"ds='{DS}'"
+    }
+    assert start["RulesetNames"] == [
+        f"headrace-churn-ds-{DS}-error",
+        f"headrace-churn-ds-{DS}-warn",
+    ]
+    # Deterministic: a retried task sends the same token and gets the first try's run back.
+    assert start["ClientToken"] == TaskRunIdentity.from_context(context).run_key
+    assert [call["ResultId"] for call in aws_calls.of("glue", "GetDataQualityResult")] == [
+        "dqresult-error",
+        "dqresult-warn",
+    ]
+
+    body = (
+        aws_target.client("s3")
+        .get_object(
+            Bucket=aws_target.bucket, Key=f"lake/reports/churn/quality/ds={DS}/result.json"
+        )["Body"]
+        .read()
+    )
+    result = json.loads(body)
+    assert result["engine"] == "glue_data_quality" and result["passed"] is True
+    assert result["partition"]["glue_run_id"] == "dqrun-0123"
+
+
+def test_glue_data_quality_failure_names_the_rule_and_metric(aws_target, aws_calls, task_context):
+    _put_s3_partition(aws_target)
+    _stub_glue_data_quality(aws_calls, passing=False)
+
+    with pytest.raises(AirflowException) as failed:
+        make_gate().execute(gate_context(task_context))
+
+    message = str(failed.value)
+    assert "1 error rule(s) failed" in message
+    assert (
+        '  - completeness_plan (completeness) on plan: observed {"Column.plan.Completeness": 0.975}'
+        in message
+    )
+    assert "FAIL: Value: 0.975 does not meet the constraint requirement!" in message
+
+
+# --- aws: Deequ on EMR Serverless -----------------------------------------------------------
+
+
+def test_deequ_path_runs_the_job_through_spark_job_operator(aws_target, aws_calls, task_context):
+    """moto runs no Spark: the job's result document is put where the job writes it, and the
+    test checks what the gate sent (checks document, StartJobRun) and how it reads the result."""
+    from include.dq.results import GateResult, RuleOutcome
+
+    aws_target.use("emr_serverless")
+    _put_s3_partition(aws_target)
+    s3 = aws_target.client("s3")
+    folder = f"lake/reports/churn/quality/ds={DS}"
+    failed = GateResult(
+        dataset="churn",
+        ds=DS,
+        engine="deequ",
+        outcomes=[
+            RuleOutcome(
+                rule="allowed_values_region",
+                kind="allowed_values",
+                column="region",
+                severity="error",
+                status="fail",
+                expected={"values": ["na-east"]},
+                observed=0.975,
+                unexpected_count=1,
+                offending_keys=[{"customer_id": "C100000008", "snapshot_date": DS}],
+            )
+        ],
+    )
+    s3.put_object(Bucket=aws_target.bucket, Key=f"{folder}/result.json", Body=failed.to_json())
+    context = gate_context(task_context)
+
+    with pytest.raises(AirflowException) as raised:
+        make_gate().execute(context)
+
+    assert "quality gate failed for churn ds=2026-01-10 (deequ): 1 error rule(s) failed" in str(
+        raised.value
+    )
+    assert "allowed_values_region (allowed_values) on region: observed 0.975" in str(raised.value)
+    (start,) = aws_calls.of("emr-serverless", "StartJobRun")
+    submit = start["jobDriver"]["sparkSubmit"]
+    assert submit["entryPoint"].endswith("/artifacts/spark_jobs/quality_deequ.py")
+    checks_uri = f"s3://{aws_target.bucket}/{folder}/deequ_checks.json"
+    assert submit["entryPointArguments"][:2] == ["--checks-uri", checks_uri]
+    assert submit["entryPointArguments"][-2:] == [
+        "--result-uri",
+        f"s3://{aws_target.bucket}/{folder}/result.json",
+    ]
+    checks = json.loads(
+        s3.get_object(Bucket=aws_target.bucket, Key=f"{folder}/deequ_checks.json")["Body"].read()
+    )
+    assert [check["level"] for check in checks["checks"]] == ["Error", "Warning"]
+    # The human report is written beside the job's result.
+    report = (
+        s3.get_object(Bucket=aws_target.bucket, Key=f"{folder}/report.html")["Body"].read().decode()
+    )
+    assert "allowed_values_region" in report
+
+
+def test_deequ_job_without_a_result_fails_the_gate(aws_target, aws_calls, task_context):
+    aws_target.use("emr_serverless")
+    _put_s3_partition(aws_target)
+
+    with pytest.raises(
+        AirflowException, match=r"the Deequ job finished but wrote no result at s3://.*/result.json"
+    ):
+        make_gate().execute(gate_context(task_context))
+
+
+# --- the DAG in Airflow's own task runner ---------------------------------------------------
+
+_DAG_TEST = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/plugins", sys.argv[1] + "/tests/include/dq"]
+from airflow.models.dagbag import DagBag
+from dq_partitions import DS, clean_frame, write_partition
+from include.dq.gate import load_dataset_rules
+types = load_dataset_rules("churn").curated_types()
+frame = clean_frame(types)
+if sys.argv[3] == "bad":
+    frame.loc[8, "region"] = "mars"
+write_partition(sys.argv[2], frame, types)
+from airflow.dag_processing.bundles.manager import DagBundlesManager
+bag = DagBag(dag_folder=sys.argv[1] + "/dags/churn_validation.py", include_examples=False)
+# What the dag-processor does: store the DAG and activate its Assets (outlets must be active).
+DagBundlesManager().sync_bundles_to_db()
+bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
+run = bag.dags["churn_validation"].test(run_conf={"ds": DS})
+ti = next(t for t in run.get_task_instances() if t.task_id == "quality_gate")
+print("OUTCOME " + json.dumps({"dag_run_state": str(run.state), "ti_state": str(ti.state), "xcom": ti.xcom_pull(task_ids="quality_gate")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dag_test_lake(tmp_path_factory) -> Path:
+    """One lake for the module's DAG runs: the validated Asset's URI is under it, and an Asset's
+    name may map to one URI only in the shared Airflow database."""
+    return tmp_path_factory.mktemp("dag_test") / "lake"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("partition", ["good", "bad"])
+def test_churn_validation_dag_in_the_task_runner(
+    partition, migrated_airflow_home, dag_test_lake, repo_root
+):
+    """The real DAG file through ``dag.test()``: the ds param is rendered into the gate, XCom holds
+    the summary, and a failed error rule fails the task (no retry: the data would not change)."""
+    import os
+    import subprocess
+
+    lake = dag_test_lake.as_uri()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(migrated_airflow_home),
+        "PIPELINE_TARGET": "local",
+        "HEADRACE_LAKE_ROOT": lake,
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", _DAG_TEST, str(repo_root), lake, partition],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("OUTCOME ")]
+    assert lines, f"no outcome (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
+    outcome = json.loads(lines[-1].removeprefix("OUTCOME "))
+    result_path = dag_test_lake / "reports" / "churn" / "quality" / f"ds={DS}" / "result.json"
+    assert result_path.exists(), f"{outcome}\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}"
+    result = json.loads(result_path.read_text())
+    if partition == "good":
+        assert (outcome["dag_run_state"], outcome["ti_state"]) == ("success", "success")
+        assert outcome["xcom"]["ds"] == DS and outcome["xcom"]["passed"] is True
+        assert result["passed"] is True
+    else:
+        assert (outcome["dag_run_state"], outcome["ti_state"]) == ("failed", "failed")
+        assert outcome["xcom"] is None
+        assert result["counts"]["failed_error"] == 1
+        assert (
+            "allowed_values_region (allowed_values) on region"
+            in completed.stdout + completed.stderr
+        )
