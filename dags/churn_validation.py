@@ -15,6 +15,11 @@ configuration. Either way it writes `result.json` and `report.html` under
 `churn_validated` Asset (its event's extra names the partition); a failing one fails the task
 with a message naming each failing rule, column and observed value, and updates nothing.
 
+**Then** builds the model features of the validated day with `spark_jobs/features.py` (the
+spec's `features:` block, a lookback window of curated days, a train/validation/test split by
+customer hash) under `features/churn/ds=YYYY-MM-DD/`, and updates the `churn_features` Asset,
+which schedules training and batch scoring.
+
 **Triggered** by every update of the `churn_curated` Asset, or by hand with the `ds` parameter.
 Without `ds` the partition is the triggering event's `ds` extra (ingestion puts it there), else
 the newest committed curated partition.
@@ -25,8 +30,11 @@ from __future__ import annotations
 from airflow.sdk import Param, dag
 
 from headrace_operators.quality_gate import DataQualityGateOperator
-from include.assets import curated_asset, validated_asset
+from headrace_operators.spark_job import SparkJobOperator
+from include.assets import curated_asset, features_asset, validated_asset
+from include.config import get_settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.ingestion import features_job_args
 
 DATASET = "churn"
 
@@ -50,12 +58,21 @@ DATASET = "churn"
     },
 )
 def churn_validation():
-    DataQualityGateOperator(
+    gate = DataQualityGateOperator(
         task_id="quality_gate",
         dataset=DATASET,
         ds="{{ params.ds or '' }}",
         outlets=[validated_asset(DATASET)],
     )
+    validated_ds = "{{ ti.xcom_pull(task_ids='quality_gate')['ds'] }}"
+    features = SparkJobOperator(
+        task_id="features",
+        job="features",
+        job_args=features_job_args(get_settings(), DATASET, validated_ds),
+        outlets=[features_asset(DATASET)],
+        asset_extra={"ds": validated_ds},
+    )
+    gate >> features
 
 
 churn_validation()

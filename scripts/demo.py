@@ -5,9 +5,11 @@ or ``--keep-up`` is given), triggers each stage's DAG through the REST API as a 
 external system would, waits for it, and prints one row per task: stage, state, duration and
 its result. Exits non-zero if any stage failed.
 
-Stages that exist so far: lake setup, then ingestion of one generated day of churn landing
-files (with planted defects, so the quarantine is not empty). Later stages are appended to
-``STAGES``.
+Stages: lake setup; ingestion of one generated day of churn landing files (with planted
+defects, so the quarantine is not empty); then the stages the Assets drive with nobody
+clicking — validation and features (on new curated data), training with tuning and
+registration (on new features), batch scoring (on new features) and drift monitoring (on new
+predictions). The demo unpauses every DAG first and follows the runs the scheduler creates.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class Stage:
     describe: Callable[[Settings], str] | None = None
     # A scheduled DAG runs by itself once unpaused: follow that run rather than trigger another.
     scheduled: bool = False
+    # Scheduled by an Asset an earlier stage updates: wait for the run the scheduler makes.
+    asset_triggered: bool = False
 
 
 # In pipeline order.
@@ -83,7 +87,14 @@ STAGES: list[Stage] = [
         describe=describe_ingest,
         scheduled=True,
     ),
+    Stage("validate + features", "churn_validation", asset_triggered=True),
+    Stage("train + tune + register", "churn_training", asset_triggered=True),
+    Stage("batch score", "churn_scoring", asset_triggered=True),
+    Stage("drift check", "churn_monitoring", asset_triggered=True),
 ]
+# How long an Asset-triggered stage may take to start, and to finish.
+ASSET_RUN_START_TIMEOUT_S = 180
+STAGE_TIMEOUT_S = 900
 
 
 @dataclass
@@ -117,24 +128,34 @@ def _summarize_result(value) -> str:
     return "" if value is None else str(value)[:80]
 
 
-def run_stage(api: AirflowApi, stage: Stage, settings: Settings) -> list[TaskRow]:
+def run_stage(
+    api: AirflowApi, stage: Stage, settings: Settings, known_runs: set[str]
+) -> list[TaskRow]:
+    """Run one stage; ``known_runs`` are the DAG's runs from before the demo started."""
     rows = []
     if stage.prepare:
         started = time.monotonic()
         line = stage.prepare(settings)
         rows.append(TaskRow(stage.label, "(prepare)", "success", time.monotonic() - started, line))
     was_paused = api.get(f"/api/v2/dags/{stage.dag_id}")["is_paused"]
-    known_runs = {run["dag_run_id"] for run in api.dag_runs(stage.dag_id)}
     api.unpause(stage.dag_id)
     run_id = None
-    if stage.scheduled and was_paused:
+    if stage.asset_triggered:
+        run_id = api.wait_for_new_run(stage.dag_id, known_runs, ASSET_RUN_START_TIMEOUT_S)
+        if run_id is None:
+            rows.append(
+                TaskRow(stage.label, "(asset trigger)", "failed", None, "no run was scheduled")
+            )
+            return rows
+        print(f"demo: {stage.label}: following the Asset-triggered run {run_id}")
+    elif stage.scheduled and was_paused:
         run_id = api.wait_for_new_run(stage.dag_id, known_runs, timeout=60)
-    if run_id:
-        print(f"demo: {stage.label}: following the scheduler's run {run_id}")
-    else:
+        if run_id:
+            print(f"demo: {stage.label}: following the scheduler's run {run_id}")
+    if run_id is None:
         run_id = api.trigger(stage.dag_id, stage.conf)
         print(f"demo: {stage.label}: triggered {stage.dag_id} run {run_id}")
-    run = api.wait_for_run(stage.dag_id, run_id)
+    run = api.wait_for_run(stage.dag_id, run_id, timeout=STAGE_TIMEOUT_S)
     task_instances = api.task_instances(stage.dag_id, run_id)
     for ti in sorted(task_instances, key=lambda t: t.get("start_date") or ""):
         result = ""
@@ -203,8 +224,16 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
             return 1
+        known_runs = {
+            stage.dag_id: {run["dag_run_id"] for run in api.dag_runs(stage.dag_id)}
+            for stage in STAGES
+        }
+        # Unpaused before anything runs, so no Asset event finds its consumer paused.
         for stage in STAGES:
-            stage_rows = run_stage(api, stage, settings)
+            if stage.asset_triggered:
+                api.unpause(stage.dag_id)
+        for stage in STAGES:
+            stage_rows = run_stage(api, stage, settings, known_runs[stage.dag_id])
             rows.extend(stage_rows)
             if any(r.state != "success" for r in stage_rows):
                 break  # later stages consume this one's output

@@ -4,6 +4,17 @@ Airflow puts ``plugins/`` on ``sys.path`` (locally, on MWAA from ``plugins.zip``
 ``pyproject.toml``), so DAG files import ``from headrace_operators import SparkJobOperator``.
 """
 
+from headrace_operators.quality_gate import DataQualityGateOperator
+from headrace_operators.sagemaker_jobs import (
+    SageMakerTrainingJobOperator,
+    SageMakerTuningJobOperator,
+)
 from headrace_operators.spark_job import SparkJobOperator, SparkJobRun
 
-__all__ = ["SparkJobOperator", "SparkJobRun"]
+__all__ = [
+    "DataQualityGateOperator",
+    "SageMakerTrainingJobOperator",
+    "SageMakerTuningJobOperator",
+    "SparkJobOperator",
+    "SparkJobRun",
+]

@@ -490,8 +490,9 @@ bag = DagBag(dag_folder=sys.argv[1] + "/dags/churn_validation.py", include_examp
 DagBundlesManager().sync_bundles_to_db()
 bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
 run = bag.dags["churn_validation"].test(run_conf={"ds": DS})
-ti = next(t for t in run.get_task_instances() if t.task_id == "quality_gate")
-print("OUTCOME " + json.dumps({"dag_run_state": str(run.state), "ti_state": str(ti.state), "xcom": ti.xcom_pull(task_ids="quality_gate")}))
+tis = {t.task_id: t for t in run.get_task_instances()}
+ti = tis["quality_gate"]
+print("OUTCOME " + json.dumps({"dag_run_state": str(run.state), "ti_state": str(ti.state), "features_state": str(tis["features"].state), "xcom": ti.xcom_pull(task_ids="quality_gate")}))
 """
 
 
@@ -531,10 +532,15 @@ def test_churn_validation_dag_in_the_task_runner(
     result = json.loads(result_path.read_text())
     if partition == "good":
         assert (outcome["dag_run_state"], outcome["ti_state"]) == ("success", "success")
+        # Features are built from the validated day only.
+        assert outcome["features_state"] == "success"
+        features_manifest = dag_test_lake / "features" / "churn" / f"ds={DS}" / "_manifest.json"
+        assert json.loads(features_manifest.read_text())["ds"] == DS
         assert outcome["xcom"]["ds"] == DS and outcome["xcom"]["passed"] is True
         assert result["passed"] is True
     else:
         assert (outcome["dag_run_state"], outcome["ti_state"]) == ("failed", "failed")
+        assert outcome["features_state"] == "upstream_failed"
         assert outcome["xcom"] is None
         assert result["counts"]["failed_error"] == 1
         assert (

@@ -105,6 +105,8 @@ def write_partition(
         "dataset": dataset,
         "ds": ds,
         "spec_fingerprint": "test",
+        # The curated schema the features job checks it can read (churn.yaml's schema_version).
+        "schema_version": 1,
         "totals": {"rows_accepted": table.num_rows, "rows_read": table.num_rows},
         "outputs": {"curated": {"uri": partition_uri, "files": entries}},
     }
