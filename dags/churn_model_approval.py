@@ -55,7 +55,9 @@ DATASET = "churn"
     },
 )
 def churn_model_approval():
-    @task(outlets=[model_asset(DATASET)])
+    # multiple_outputs=False: the version facts hold None values, which Airflow 3.0 cannot
+    # push as XComs of their own (apache/airflow#55062).
+    @task(outlets=[model_asset(DATASET)], multiple_outputs=False)
     def decide() -> dict:
         from include.registry import approve_pending_version
 

@@ -82,14 +82,16 @@ def churn_training():
             f"{get_settings().zone_uri('features')}/{DATASET}",
         )
 
-    @task
+    # multiple_outputs=False: a dict return would be split into one XCom per key, and Airflow
+    # 3.0 cannot push a None value (apache/airflow#55062).
+    @task(multiple_outputs=False)
     def monitoring_baseline(ds: str) -> dict[str, str]:
         from include.config import get_settings
         from include.training_pipeline import write_training_baseline
 
         return write_training_baseline(get_settings(), DATASET, ds)
 
-    @task(outlets=[model_asset(DATASET)])
+    @task(outlets=[model_asset(DATASET)], multiple_outputs=False)
     def register_model(job: dict, baseline: dict) -> dict:
         from include.config import get_settings
         from include.training_pipeline import register_job_model

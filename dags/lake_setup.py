@@ -29,7 +29,7 @@ from include.dag_defaults import DEFAULT_ARGS, START_DATE
     doc_md=__doc__,
 )
 def lake_setup():
-    @task
+    @task(multiple_outputs=False)
     def validate_settings() -> dict:
         """Fail fast, naming every bad variable, before anything is written."""
         from include.config import load_settings
@@ -37,7 +37,7 @@ def lake_setup():
         settings = load_settings()
         return {"target": settings.target, "lake_root": settings.lake_root}
 
-    @task(outlets=[lake_asset()])
+    @task(outlets=[lake_asset()], multiple_outputs=False)
     def initialize_lake() -> dict:
         from include.config import load_settings
         from include.lake import initialize_lake as create_lake_zones
