@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
-from urllib.parse import unquote
 
 _PARTITION = re.compile(r"/ds=(\d{4}-\d{2}-\d{2})/")
 
@@ -51,8 +50,7 @@ def latest_committed_partition(dataset_uri: str) -> str | None:
     days = {
         match.group(1)
         for uri in storage_for(dataset_uri).list_uris(dataset_uri)
-        # unquote: local storage spells ``=`` as ``%3D`` in file:// URIs.
-        if uri.endswith("/_manifest.json") and (match := _PARTITION.search(unquote(uri)))
+        if uri.endswith("/_manifest.json") and (match := _PARTITION.search(uri))
     }
     return max(days) if days else None
 

@@ -1,4 +1,5 @@
-"""Request bodies for SageMaker training and tuning: CreateTrainingJob, CreateHyperParameterTuningJob.
+"""Request bodies for SageMaker training, tuning and batch scoring: CreateTrainingJob,
+CreateHyperParameterTuningJob, CreateModel and CreateTransformJob.
 
 Built once, from settings, with AWS's own key spelling, and checked against botocore's service
 model before they leave this module (:func:`include.aws_validation.validate_request`). On the aws
@@ -526,3 +527,212 @@ def uris_in_request(body: Any) -> list[str]:
     if isinstance(body, str) and re.match(r"^(s3|file|https)://", body):
         return [body]
     return []
+
+
+# --- CreateModel and CreateTransformJob (batch scoring) --------------------------------------
+
+# What the serving container runs: train.py copies the serving handlers to code/ in the model
+# directory, so code/inference.py travels inside model.tar.gz (no network needed to fetch it).
+INFERENCE_PROGRAM = "inference.py"
+CONTAINER_MODEL_CODE_DIR = "/opt/ml/model/code"
+# Batch transform content types the serving handlers read and write (training/serving.py).
+TRANSFORM_CONTENT_TYPES = ("text/csv", "application/jsonlines")
+TRANSFORM_INSTANCE_TYPE = "ml.m5.xlarge"
+# SageMaker's default mini-batch size; TorchServe in the PyTorch container takes 6.5 MB at most.
+TRANSFORM_MAX_PAYLOAD_MB = 6
+TRANSFORM_MAX_CONCURRENT = 4
+TRANSFORM_INVOCATION_TIMEOUT_S = 600
+# On the local target nothing is sent to IAM; a CreateModel body still needs a role.
+LOCAL_MODEL_ROLE_ARN = "arn:aws:iam::000000000000:role/headrace-local-inference"
+
+
+def build_model_request(
+    settings: Settings,
+    *,
+    model_name: str,
+    model_uri: str,
+    image_uri: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict:
+    """CreateModel: a registered model.tar.gz served by the SageMaker PyTorch inference image.
+
+    :param settings: the process settings; on aws they give the role, subnets, security groups
+        and region.
+    :param model_name: a deterministic name per registry version (rule ``sagemaker``), so the
+        model is created once and found again.
+    :param model_uri: the version's ``model.tar.gz`` (``ModelVersion.model_uri``).
+    :param image_uri: the inference image; default the PyTorch CPU inference DLC of the region
+        (:func:`include.registry.default_inference_image_uri`). Locally none: the local runtime
+        runs the repository's ``training/inference.py`` handlers, not an image.
+    :param environment: extra container environment variables.
+    :param tags: extra tags (``project=headrace`` is always set).
+    """
+    aws = settings.aws
+    container: dict[str, Any] = {
+        "ModelDataUrl": _check_uri(settings, model_uri, "model_uri"),
+        "Environment": {
+            # The SageMaker Python SDK sets these for script-mode models; the code sits in
+            # model.tar.gz because a network-isolated container cannot download it.
+            "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+            "SAGEMAKER_SUBMIT_DIRECTORY": CONTAINER_MODEL_CODE_DIR,
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+            **({"SAGEMAKER_REGION": aws.region} if aws else {}),
+            **dict(environment or {}),
+        },
+    }
+    if aws is not None:
+        from include.registry import default_inference_image_uri
+
+        container["Image"] = image_uri or default_inference_image_uri(aws.region)
+    elif image_uri:
+        container["Image"] = image_uri
+    body: dict[str, Any] = {
+        "ModelName": model_name,
+        "PrimaryContainer": container,
+        "ExecutionRoleArn": aws.sagemaker_role_arn if aws else LOCAL_MODEL_ROLE_ARN,
+        "EnableNetworkIsolation": True,
+        "Tags": [
+            {"Key": key, "Value": value}
+            for key, value in {"project": "headrace", **(tags or {})}.items()
+        ],
+    }
+    if aws is not None:
+        body["VpcConfig"] = {
+            "SecurityGroupIds": list(aws.security_group_ids),
+            "Subnets": list(aws.subnet_ids),
+        }
+    validate_request("sagemaker", "CreateModel", _as_sent(body))
+    return body
+
+
+def transform_data_processing(content_type: str, id_columns: Sequence[str]) -> dict[str, str]:
+    """``DataProcessing`` that keeps the id columns out of the model and joins them back.
+
+    Input lines hold the id columns first, then the model's features in model order.
+
+    - CSV: ``InputFilter`` ``$[<n ids>:]`` sends only the features; ``JoinSource`` ``Input``
+      appends the model's output (the score) to the whole input row; ``OutputFilter``
+      ``$[0,…,<n ids - 1>,-1]`` keeps the ids and the score: an output line is ``ids…,score``.
+    - JSON lines: the whole object goes in (the handler ignores keys that are not features);
+      the join adds the model's output under ``SageMakerOutput``; ``OutputFilter`` keeps the ids
+      and ``SageMakerOutput``. (SageMaker's filters are JSONPath of 63 characters at most, too
+      short to list the features by name, so the JSON variant cannot drop the ids on the way in.)
+    """
+    if not id_columns:
+        raise ValueError("a transform job needs at least one id column to join its scores to")
+    if content_type == "text/csv":
+        keep = ",".join(str(i) for i in range(len(id_columns)))
+        filters = {
+            "InputFilter": f"$[{len(id_columns)}:]",
+            "JoinSource": "Input",
+            "OutputFilter": f"$[{keep},-1]",
+        }
+    elif content_type == "application/jsonlines":
+        names = ",".join(f"'{name}'" for name in [*id_columns, "SageMakerOutput"])
+        filters = {"InputFilter": "$", "JoinSource": "Input", "OutputFilter": f"$[{names}]"}
+    else:
+        raise ValueError(
+            f"content type {content_type!r} is not supported for batch transform: use one of "
+            f"{', '.join(TRANSFORM_CONTENT_TYPES)}"
+        )
+    too_long = {key: value for key, value in filters.items() if len(value) > 63}
+    if too_long:
+        raise ValueError(
+            f"DataProcessing filters longer than SageMaker's 63 characters: {too_long}; "
+            "use fewer or shorter id columns"
+        )
+    return filters
+
+
+def build_transform_job_request(
+    settings: Settings,
+    *,
+    job_name: str,
+    model_name: str,
+    input_uri: str,
+    output_uri: str,
+    id_columns: Sequence[str],
+    content_type: str = "text/csv",
+    compression: str = "None",
+    instance_type: str = TRANSFORM_INSTANCE_TYPE,
+    instance_count: int = 1,
+    max_payload_mb: int = TRANSFORM_MAX_PAYLOAD_MB,
+    max_concurrent_transforms: int = TRANSFORM_MAX_CONCURRENT,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict:
+    """CreateTransformJob: score every line under ``input_uri`` with ``model_name``.
+
+    Lines are split (``SplitType`` ``Line``) and sent in mini-batches of up to
+    ``max_payload_mb`` (``BatchStrategy`` ``MultiRecord``); the output reassembles them one line
+    per record (``AssembleWith`` ``Line``) into ``<output_uri>/<input file>.out``, each line the
+    record's id columns and score (:func:`transform_data_processing`). The local runtime
+    (:mod:`include.local_transform`) honours the same body.
+
+    :param job_name: the deterministic job name (:mod:`include.job_names`, rule ``sagemaker``).
+    :param model_name: a model created by :func:`build_model_request`.
+    :param input_uri: the folder of input files: lines of ids then features, no header.
+    :param output_uri: where the ``.out`` files go.
+    :param id_columns: the leading id columns of each line, joined back to their scores.
+    :param content_type: ``text/csv`` or ``application/jsonlines``; the output is the same.
+    :param compression: ``None`` or ``Gzip`` (the input files).
+    :param max_payload_mb: the largest mini-batch; ``max_concurrent_transforms`` of them in
+        flight per instance must fit SageMaker's 100 MB.
+    """
+    aws = settings.aws
+    if content_type not in TRANSFORM_CONTENT_TYPES:
+        raise ValueError(
+            f"content_type {content_type!r} is not supported for batch transform: use one of "
+            f"{', '.join(TRANSFORM_CONTENT_TYPES)}"
+        )
+    if compression not in ("None", "Gzip"):
+        raise ValueError(f"compression {compression!r} must be None or Gzip")
+    if not 1 <= max_payload_mb <= 100:
+        raise ValueError(f"max_payload_mb={max_payload_mb} must be between 1 and 100")
+    if max_concurrent_transforms < 1 or max_concurrent_transforms * max_payload_mb > 100:
+        raise ValueError(
+            f"max_concurrent_transforms={max_concurrent_transforms} x max_payload_mb="
+            f"{max_payload_mb} must be at least 1 and at most 100 MB (SageMaker's limit)"
+        )
+    output: dict[str, Any] = {
+        "S3OutputPath": _check_uri(settings, output_uri, "output_uri"),
+        "Accept": content_type,
+        "AssembleWith": "Line",
+    }
+    resources: dict[str, Any] = {"InstanceType": instance_type, "InstanceCount": instance_count}
+    if aws is not None:
+        output["KmsKeyId"] = aws.kms_key_arn
+        resources["VolumeKmsKeyId"] = aws.kms_key_arn
+    body: dict[str, Any] = {
+        "TransformJobName": job_name,
+        "ModelName": model_name,
+        "MaxConcurrentTransforms": max_concurrent_transforms,
+        "MaxPayloadInMB": max_payload_mb,
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": TRANSFORM_INVOCATION_TIMEOUT_S,
+            "InvocationsMaxRetries": 1,
+        },
+        "BatchStrategy": "MultiRecord",
+        "Environment": dict(environment or {}),
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": _prefix(_check_uri(settings, input_uri, "input_uri")),
+                }
+            },
+            "ContentType": content_type,
+            "SplitType": "Line",
+            "CompressionType": compression,
+        },
+        "TransformOutput": output,
+        "TransformResources": resources,
+        "DataProcessing": transform_data_processing(content_type, id_columns),
+        "Tags": [
+            {"Key": key, "Value": value}
+            for key, value in {"project": "headrace", **(tags or {})}.items()
+        ],
+    }
+    validate_request("sagemaker", "CreateTransformJob", _as_sent(body))
+    return body

@@ -60,7 +60,9 @@ class LocalStorage:
         root = self._path(prefix_uri)
         if not root.exists():
             return []
-        return sorted(p.as_uri() for p in root.rglob("*") if p.is_file())
+        # Spelled like every lake URI (f"{lake_root}/curated/…"), not Path.as_uri(), which
+        # percent-encodes the "=" of ds= folders into URIs that would not match or read back.
+        return sorted(f"file://{p.as_posix()}" for p in root.rglob("*") if p.is_file())
 
 
 class S3Storage:

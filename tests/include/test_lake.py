@@ -87,3 +87,13 @@ def test_local_list_uris(tmp_path: Path):
         (tmp_path / "a.txt").as_uri(),
         (tmp_path / "b" / "2.txt").as_uri(),
     ]
+
+
+def test_local_listing_of_a_partition_reads_back(tmp_path: Path):
+    """Listed URIs are spelled like lake URIs (``ds=``, not ``ds%3D``) and can be read."""
+    storage = LocalStorage()
+    uri = f"file://{tmp_path}/curated/churn/ds=2026-01-07/_manifest.json"
+    storage.write_bytes(uri, b"{}")
+    (listed,) = storage.list_uris(f"file://{tmp_path}/curated/churn")
+    assert listed == uri
+    assert storage.read_bytes(listed) == b"{}"

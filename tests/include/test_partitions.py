@@ -47,7 +47,7 @@ def test_param_then_event_then_newest_committed_partition(tmp_path):
     assert resolve_partition(None, {}, uri) == "2026-01-07"
     assert resolve_partition(None, {"a": [event("2026-01-06", 1)]}, uri) == "2026-01-06"
     assert resolve_partition("2026-01-05", {"a": [event("2026-01-06", 1)]}, uri) == "2026-01-05"
-    with pytest.raises(PartitionError, match="params.ds='5 Jan'"):
+    with pytest.raises(PartitionError, match=r"params\.ds='5 Jan'"):
         resolve_partition("5 Jan", {}, uri)
     with pytest.raises(PartitionError, match="no committed partition under"):
         resolve_partition(None, {}, (tmp_path / "empty").as_uri())

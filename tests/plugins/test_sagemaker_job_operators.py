@@ -22,7 +22,7 @@ from include.aws_validation import validate_request
 from include.job_names import TaskRunIdentity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from training_helpers import write_feature_channels  # noqa: E402
+from training_helpers import write_feature_channels
 
 DS = "2026-01-07"
 

@@ -1,0 +1,631 @@
+"""Run a SageMaker CreateTransformJob body on this machine, streaming, with bounded memory.
+
+The local counterpart of SageMaker batch transform: :func:`run_transform_job` takes the very
+CreateTransformJob body :func:`include.sagemaker_requests.build_transform_job_request` builds for
+AWS, and the CreateModel body of its model, and honours them as SageMaker does:
+
+- every file under ``TransformInput.DataSource.S3DataSource.S3Uri`` (``Gzip`` decompressed) is
+  split into lines (``SplitType=Line``) and sent in mini-batches of at most ``MaxPayloadInMB``
+  (``BatchStrategy=MultiRecord``; one line per request for ``SingleRecord``);
+- each mini-batch goes through ``DataProcessing``'s ``InputFilter``, then the model's own
+  handlers — ``input_fn`` → ``predict_fn`` → ``output_fn`` of ``training/inference.py``, the code
+  the SageMaker PyTorch container runs — then ``JoinSource=Input`` and ``OutputFilter``;
+- the output lines go to ``<S3OutputPath>/<input file's path under the prefix>.out``, one line
+  per record (``AssembleWith=Line``), written aside and renamed when the file is complete.
+
+Only one mini-batch is in memory at a time, so memory stays flat however large the input is;
+``max_records`` caps the records of a mini-batch below what the payload size allows (a local
+knob: SageMaker has none).
+
+A job runs in a subprocess of its own session (the Airflow worker stays responsive and
+``on_kill`` can stop it); its state lives in ``<work_root>/transform-jobs/<name>/``
+(``request.json``, ``model.json``, ``process.json``, ``status.json`` once finished,
+``output.log``). A retried task asking for the same job name waits on the running job or returns
+the completed one instead of scoring twice; a failed or stopped job starts afresh.
+
+JSONPath filters: the subset SageMaker documents for batch transform that CSV rows and JSON
+objects need — ``$``, ``$[i:j]``, ``$[i,j,-1]`` (CSV columns), ``$.key`` and ``$['a','b']``
+(JSON keys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import io
+import json
+import logging
+import operator
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from include.config import REPO_ROOT
+
+log = logging.getLogger("headrace.local_transform")
+
+# SageMaker's TransformJobStatus values.
+IN_PROGRESS = "InProgress"
+COMPLETED = "Completed"
+FAILED = "Failed"
+STOPPED = "Stopped"
+TERMINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
+OUTPUT_SUFFIX = ".out"
+MB = 1024 * 1024
+# The scoring operator's default cap on a local mini-batch. A 6 MB mini-batch of churn lines
+# (about 45,000 records) takes some 350 MB of Python objects in the handlers; at 5,000 records
+# scoring 1M rows peaked 31 MB above torch and the model, and ran faster (bench/scoring.py).
+DEFAULT_MAX_RECORDS = 5_000
+DEFAULT_STOP_GRACE_S = 15.0
+_FAILURE_REASON_MAX = 1024
+
+_REQUEST_FILE = "request.json"
+_MODEL_FILE = "model.json"
+_PROCESS_FILE = "process.json"
+_STATUS_FILE = "status.json"
+_STOP_FILE = "stop.json"
+_LOG_FILE = "output.log"
+
+
+class TransformError(RuntimeError):
+    """A transform cannot go on; the message names the input file and line, or the setting."""
+
+
+class LocalTransformJobError(RuntimeError):
+    """A local transform job did not complete; the message carries its FailureReason."""
+
+    def __init__(self, message: str, description: dict):
+        super().__init__(message)
+        self.description = description
+
+
+# --- JSONPath filters --------------------------------------------------------------------------
+
+_SLICE = re.compile(r"^\$\[(-?\d*):(-?\d*)\]$")
+_INDICES = re.compile(r"^\$\[(-?\d+(?:,\s*-?\d+)*)\]$")
+_KEY = re.compile(r"^\$\.([A-Za-z_][\w-]*)$")
+_KEYS = re.compile(r"^\$\[('[^']*'(?:,\s*'[^']*')*)\]$")
+
+
+def compile_filter(expression: str | None, what: str) -> Callable[[list], list] | None:
+    """A function applying one ``DataProcessing`` filter to a mini-batch of records (CSV rows as
+    lists of fields, or JSON objects), or ``None`` for ``$`` (whole records)."""
+    expression = (expression or "$").strip()
+    if expression == "$":
+        return None
+    if match := _SLICE.match(expression):
+        start, stop = (int(v) if v else None for v in match.groups())
+
+        def take_slice(records: list) -> list:
+            _check_rows(records, expression)
+            return [record[start:stop] for record in records]
+
+        return take_slice
+    if match := _INDICES.match(expression):
+        indices = [int(v) for v in match.group(1).split(",")]
+        getter = operator.itemgetter(*indices)
+
+        def pick(records: list) -> list:
+            _check_rows(records, expression)
+            try:
+                if len(indices) == 1:
+                    return [[getter(record)] for record in records]
+                return [list(getter(record)) for record in records]
+            except IndexError:
+                shortest = min(len(record) for record in records)
+                raise TransformError(
+                    f"{what} {expression!r} selects column {max(indices, key=abs)} of a record "
+                    f"with {shortest} columns"
+                ) from None
+
+        return pick
+    if match := _KEY.match(expression):
+        key = match.group(1)
+
+        def value_of(records: list) -> list:
+            _check_objects(records, expression)
+            return [record.get(key) for record in records]
+
+        return value_of
+    if match := _KEYS.match(expression):
+        keys = [k.strip().strip("'") for k in match.group(1).split(",")]
+
+        def keep_keys(records: list) -> list:
+            _check_objects(records, expression)
+            return [{k: r[k] for k in keys if k in r} for r in records]
+
+        return keep_keys
+    raise TransformError(
+        f"{what} {expression!r} is not a JSONPath the local runtime supports: use $, $[i:j], "
+        "$[i,j,...], $.key or $['key1','key2']"
+    )
+
+
+def _check_rows(records: list, expression: str) -> None:
+    if records and not isinstance(records[0], list):
+        raise TransformError(f"filter {expression!r} selects columns; the records are not rows")
+
+
+def _check_objects(records: list, expression: str) -> None:
+    if records and not isinstance(records[0], dict):
+        raise TransformError(f"filter {expression!r} selects keys; the records are not objects")
+
+
+# --- the transform itself (runs inside the job's subprocess) ------------------------------------
+
+
+def local_path(uri: str, what: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file" or not parsed.path.startswith("/"):
+        raise TransformError(f"{what} {uri!r} must be an absolute file:// URI locally")
+    return Path(unquote(parsed.path))
+
+
+def input_files(request: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """``(path, path relative to the prefix)`` of every input object, sorted, like S3 lists."""
+    source = request["TransformInput"]["DataSource"]["S3DataSource"]
+    if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+        raise TransformError(
+            f"S3DataType {source['S3DataType']!r}: the local runtime reads S3Prefix"
+        )
+    root = local_path(source["S3Uri"], "TransformInput S3Uri")
+    if not root.is_dir():
+        raise TransformError(f"the transform input {root} does not exist or is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise TransformError(f"the transform input {root} holds no files")
+    return [(p, p.relative_to(root).as_posix()) for p in files]
+
+
+def _mini_batches(
+    path: Path, *, compressed: bool, max_bytes: int, max_records: int | None
+) -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, lines)``: consecutive lines up to ``max_bytes`` of payload (a line
+    larger than that on its own is an error, as on SageMaker) and ``max_records`` lines."""
+    opener = gzip.open if compressed else open
+    batch: list[str] = []
+    size = 0
+    first = 1
+    with opener(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            if len(line) + 1 > max_bytes:
+                raise TransformError(
+                    f"{path} line {number} is {len(line)} bytes, more than MaxPayloadInMB allows"
+                )
+            if batch and (size + len(line) + 1 > max_bytes or len(batch) == max_records):
+                yield first, batch
+                batch, size = [], 0
+            if not batch:
+                first = number
+            batch.append(line.decode("utf-8"))
+            size += len(line) + 1
+    if batch:
+        yield first, batch
+
+
+class _Format:
+    """How records of one content type are parsed, sent to the model, and written back."""
+
+    def __init__(self, content_type: str):
+        media = content_type.split(";")[0].strip().lower()
+        if media == "text/csv":
+            self.kind = "csv"
+        elif media in ("application/jsonlines", "application/x-jsonlines"):
+            self.kind = "json"
+        else:
+            raise TransformError(
+                f"content type {content_type!r}: the local runtime splits text/csv and "
+                "application/jsonlines by line"
+            )
+
+    def parse(self, lines: list[str], plain: bool = False) -> list:
+        """Records of ``lines``; ``plain``: CSV known to hold no quote character, where a comma
+        always separates fields and str.split is several times faster than the csv module."""
+        if self.kind == "csv":
+            return [line.split(",") for line in lines] if plain else list(csv.reader(lines))
+        return [json.loads(line) for line in lines]
+
+    def dump(self, records: list, plain: bool = False) -> str:
+        """Lines of ``records``; ``plain``: CSV fields known to hold no quote, comma or newline."""
+        if self.kind == "csv":
+            if plain:
+                return "".join([",".join(record) + "\n" for record in records])
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(records)
+            return buffer.getvalue()
+        return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
+
+
+def transform_file(
+    path: Path,
+    out_path: Path,
+    request: Mapping[str, Any],
+    model: Any,
+    handlers: Any,
+    *,
+    max_records: int | None = None,
+) -> int:
+    """Score one input file into ``out_path``; returns the records written."""
+    transform_input = request["TransformInput"]
+    processing = request.get("DataProcessing") or {}
+    input_format = _Format(transform_input.get("ContentType", "text/csv"))
+    accept = request["TransformOutput"].get("Accept") or transform_input.get("ContentType")
+    output_format = _Format(accept)
+    input_filter = compile_filter(processing.get("InputFilter"), "InputFilter")
+    output_filter = compile_filter(processing.get("OutputFilter"), "OutputFilter")
+    join = processing.get("JoinSource", "None") == "Input"
+    if join and input_format.kind != output_format.kind:
+        raise TransformError(
+            f"JoinSource=Input joins records of one format; ContentType is "
+            f"{transform_input.get('ContentType')!r} and Accept {accept!r}"
+        )
+    single = request.get("BatchStrategy", "MultiRecord") == "SingleRecord"
+    max_bytes = int(request.get("MaxPayloadInMB", 6) or 6) * MB
+    records_cap = 1 if single else max_records
+    # No blank line after each record: AssembleWith=Line puts one newline between records.
+    assemble = request["TransformOutput"].get("AssembleWith", "None") == "Line"
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    written = 0
+    try:
+        with open(tmp_path, "w", encoding="utf-8", newline="") as out:
+            for first_line, lines in _mini_batches(
+                path,
+                compressed=transform_input.get("CompressionType", "None") == "Gzip",
+                max_bytes=max_bytes,
+                max_records=records_cap,
+            ):
+                where = f"{path} lines {first_line}-{first_line + len(lines) - 1}"
+                # Fields split from quote-free CSV lines hold no quote, comma or newline.
+                plain = input_format.kind == "csv" and not any('"' in line for line in lines)
+                try:
+                    records = input_format.parse(lines, plain)
+                except (json.JSONDecodeError, csv.Error) as error:
+                    raise TransformError(f"{where}: {error}") from None
+                sent = records if input_filter is None else input_filter(records)
+                try:
+                    body, _ = handlers.output_fn(
+                        handlers.predict_fn(
+                            handlers.input_fn(
+                                input_format.dump(sent, plain), transform_input["ContentType"]
+                            ),
+                            model,
+                        ),
+                        accept,
+                    )
+                except ValueError as error:  # InferenceInputError names the record and column
+                    raise TransformError(f"{where}: {error}") from None
+                plain_output = output_format.kind == "csv" and '"' not in body
+                outputs = output_format.parse(
+                    [line for line in body.splitlines() if line.strip()], plain_output
+                )
+                if join:
+                    if len(outputs) != len(records):
+                        raise TransformError(
+                            f"{where}: the model returned {len(outputs)} records for "
+                            f"{len(records)}; JoinSource=Input needs one per input record"
+                        )
+                    if output_format.kind == "csv":
+                        outputs = [r + o for r, o in zip(records, outputs, strict=True)]
+                    else:
+                        outputs = [
+                            {**r, "SageMakerOutput": o}
+                            for r, o in zip(records, outputs, strict=True)
+                        ]
+                plain_output = plain_output and (plain or not join)
+                if output_filter is not None:
+                    outputs = output_filter(outputs)
+                text = output_format.dump(outputs, plain_output)
+                out.write(text if assemble else text.replace("\n", ""))
+                written += len(outputs)
+        os.replace(tmp_path, out_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def transform(
+    request: Mapping[str, Any], model_dir: str | Path, *, max_records: int | None = None
+) -> dict[str, Any]:
+    """Score every input file of ``request`` with the model in ``model_dir``, in this process.
+
+    Returns ``{"files": n, "records": n, "output_uris": [...]}``.
+    """
+    from training import inference as handlers
+
+    model = handlers.model_fn(str(model_dir))
+    out_root = local_path(request["TransformOutput"]["S3OutputPath"], "S3OutputPath")
+    records = 0
+    output_uris = []
+    for path, relative in input_files(request):
+        out_path = out_root / f"{relative}{OUTPUT_SUFFIX}"
+        count = transform_file(path, out_path, request, model, handlers, max_records=max_records)
+        log.info("%s: %d records -> %s", path, count, out_path)
+        records += count
+        output_uris.append(f"file://{out_path}")
+    return {"files": len(output_uris), "records": records, "output_uris": output_uris}
+
+
+def extract_model(model_uri: str, into: Path) -> Path:
+    """Unpack a ``model.tar.gz`` (a file:// URI) into ``into``, refusing paths that leave it."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(local_path(model_uri, "ModelDataUrl"), "r:gz") as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+# --- durable jobs ------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _alive(pid: int, create_time: float | None) -> bool:
+    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
+    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - create_time) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+
+
+def transform_job_dir(work_root: Path | str, job_name: str) -> Path:
+    return Path(work_root) / "transform-jobs" / job_name
+
+
+def find_transform_job(name: str, *, work_root: Path | str) -> dict | None:
+    """Like DescribeTransformJob, or ``None`` if no job of that name was started here."""
+    job_dir = transform_job_dir(work_root, name)
+    request = _read_json(job_dir / _REQUEST_FILE)
+    if request is None:
+        return None
+    child = _CHILDREN.get(str(job_dir))
+    if child is not None:
+        child.poll()
+    process = _read_json(job_dir / _PROCESS_FILE) or {}
+    status = _read_json(job_dir / _STATUS_FILE)
+    description: dict[str, Any] = {
+        "TransformJobName": name,
+        "ModelName": request.get("ModelName"),
+        "TransformInput": request.get("TransformInput"),
+        "TransformOutput": request.get("TransformOutput"),
+        "DataProcessing": request.get("DataProcessing"),
+        "TransformStartTime": process.get("started_at"),
+        "LocalJobDir": str(job_dir),
+        "LogPath": str(job_dir / _LOG_FILE),
+        "Pid": process.get("pid"),
+    }
+    if status is not None:
+        description.update(status)
+    elif process and _alive(process["pid"], process.get("create_time")):
+        description["TransformJobStatus"] = IN_PROGRESS
+    else:
+        stopped = (job_dir / _STOP_FILE).exists()
+        description["TransformJobStatus"] = STOPPED if stopped else FAILED
+        description["FailureReason"] = (
+            "stopped" if stopped else "the local transform ended without recording a result"
+        )
+    return description
+
+
+# Job processes this process started: polling them reaps their exit.
+_CHILDREN: dict[str, subprocess.Popen] = {}
+
+
+def start_transform_job(
+    request: Mapping[str, Any],
+    model_request: Mapping[str, Any],
+    *,
+    work_root: Path | str,
+    max_records: int | None = None,
+) -> tuple[dict, bool]:
+    """The local job named by ``request``: the running or completed one, else a new one.
+
+    :param request: a CreateTransformJob body with file:// URIs.
+    :param model_request: the CreateModel body of its ``ModelName`` (its ``ModelDataUrl`` is
+        the model.tar.gz the job serves).
+    :param max_records: at most this many records per mini-batch (a local memory knob).
+    Returns the description and whether this call started the job.
+    """
+    if model_request.get("ModelName") != request.get("ModelName"):
+        raise TransformError(
+            f"the transform names model {request.get('ModelName')!r}, the CreateModel body "
+            f"{model_request.get('ModelName')!r}"
+        )
+    name = request["TransformJobName"]
+    job_dir = transform_job_dir(work_root, name)
+    current = find_transform_job(name, work_root=work_root)
+    if current is not None and current["TransformJobStatus"] in (IN_PROGRESS, COMPLETED):
+        return current, False
+    job_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (_STATUS_FILE, _PROCESS_FILE, _STOP_FILE):
+        (job_dir / stale).unlink(missing_ok=True)
+    _write_json(job_dir / _MODEL_FILE, dict(model_request))
+    _write_json(job_dir / _REQUEST_FILE, {**request, "_max_records": max_records})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    with open(job_dir / _LOG_FILE, "ab") as job_log:
+        # A session of its own: killpg reaches the job and nothing else.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "include.local_transform", "run", str(job_dir)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=job_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    import psutil
+
+    try:
+        create_time = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = None
+    _CHILDREN[str(job_dir)] = process
+    _write_json(
+        job_dir / _PROCESS_FILE,
+        {"pid": process.pid, "create_time": create_time, "started_at": _now()},
+    )
+    return find_transform_job(name, work_root=work_root), True
+
+
+def wait_for_transform_job(
+    name: str, *, work_root: Path | str, poll_interval: float = 0.5, timeout: float | None = None
+) -> dict:
+    """Block until the job ends; its Completed description, else :class:`LocalTransformJobError`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        description = find_transform_job(name, work_root=work_root)
+        if description is None:
+            raise LookupError(f"no local transform job named {name!r} under {work_root}")
+        state = description["TransformJobStatus"]
+        if state in TERMINAL_STATES:
+            if state != COMPLETED:
+                raise LocalTransformJobError(
+                    f"local transform job {name} is {state}: {description.get('FailureReason')}",
+                    description,
+                )
+            return description
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"local transform job {name} still {state} after {timeout:.0f}s")
+        time.sleep(poll_interval)
+
+
+def run_transform_job(
+    request: Mapping[str, Any],
+    model_request: Mapping[str, Any],
+    *,
+    work_root: Path | str,
+    max_records: int | None = None,
+    poll_interval: float = 0.5,
+) -> dict:
+    """Start (or re-attach to) the job and wait for it; return its Completed description."""
+    description, _ = start_transform_job(
+        request, model_request, work_root=work_root, max_records=max_records
+    )
+    return wait_for_transform_job(
+        description["TransformJobName"], work_root=work_root, poll_interval=poll_interval
+    )
+
+
+def stop_transform_job(
+    name: str, *, work_root: Path | str, grace_period: float = DEFAULT_STOP_GRACE_S
+) -> bool:
+    """Stop a running job, like StopTransformJob: SIGTERM to its process group, SIGKILL after
+    the grace period. Returns whether a running job was signalled."""
+    description = find_transform_job(name, work_root=work_root)
+    if description is None or description["TransformJobStatus"] != IN_PROGRESS:
+        return False
+    job_dir = Path(description["LocalJobDir"])
+    _write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
+    pid = description.get("Pid")
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_period
+    while time.monotonic() < deadline:
+        if find_transform_job(name, work_root=work_root)["TransformJobStatus"] != IN_PROGRESS:
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    if not (job_dir / _STATUS_FILE).exists():
+        _write_json(
+            job_dir / _STATUS_FILE,
+            {"TransformJobStatus": STOPPED, "FailureReason": "stopped", "TransformEndTime": _now()},
+        )
+    child = _CHILDREN.get(str(job_dir))
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace_period)
+    return True
+
+
+def _run_job(job_dir: Path) -> int:
+    """The job's subprocess: unpack the model, transform, record the outcome."""
+    request = _read_json(job_dir / _REQUEST_FILE)
+    model_request = _read_json(job_dir / _MODEL_FILE)
+
+    def stopped(signum, frame):
+        _write_json(
+            job_dir / _STATUS_FILE,
+            {"TransformJobStatus": STOPPED, "FailureReason": "stopped", "TransformEndTime": _now()},
+        )
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stopped)
+    try:
+        model_uri = model_request["PrimaryContainer"]["ModelDataUrl"]
+        model_dir = extract_model(model_uri, job_dir / "model")
+        result = transform(request, model_dir, max_records=request.get("_max_records"))
+    except Exception as error:  # recorded as the job's FailureReason, as SageMaker does
+        log.exception("transform job %s failed", request.get("TransformJobName"))
+        _write_json(
+            job_dir / _STATUS_FILE,
+            {
+                "TransformJobStatus": FAILED,
+                "FailureReason": f"{type(error).__name__}: {error}"[:_FAILURE_REASON_MAX],
+                "TransformEndTime": _now(),
+            },
+        )
+        return 1
+    _write_json(
+        job_dir / _STATUS_FILE,
+        {
+            "TransformJobStatus": COMPLETED,
+            "TransformEndTime": _now(),
+            "RecordsWritten": result["records"],
+            "OutputUris": result["output_uris"],
+        },
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "run":
+        print("usage: python -m include.local_transform run <job dir>", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return _run_job(Path(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

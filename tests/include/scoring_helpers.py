@@ -1,0 +1,136 @@
+"""Helpers of the scoring tests: churn days from the landing-data generator, laid out in the lake
+as curated and features partitions, and a small model trained on them by training/train.py.
+
+The features here are a pandas stand-in for spark_jobs/features.py's output (same layout:
+``features/<dataset>/ds=D/split=<name>/part-*.parquet`` and ``_manifest.json``; a subset of
+its columns): the scoring steps only need the model's feature columns, and Spark would add
+seconds per test for nothing the scoring reads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "training"))
+
+ID_COLUMNS = ("customer_id", "snapshot_date")
+NUMERIC = ("tenure_months", "monthly_charge", "sessions", "payment_failures_90d",
+           "support_tickets_30d")  # fmt: skip
+CATEGORICAL = {
+    "contract": ("month-to-month", "one-year", "two-year"),
+    "region": ("na-east", "na-west", "eu-west", "eu-central", "apac", "latam"),
+}
+SPLITS = (("train", 0, 70), ("validation", 70, 85), ("test", 85, 100))
+TINY_TRAINING_FLAGS = [
+    "--epochs", "3", "--batch-size", "256", "--learning-rate", "0.003", "--hidden-width", "16",
+    "--patience", "2", "--checkpoint-every-steps", "0", "--amp", "off", "--seed", "5",
+]  # fmt: skip
+
+
+def generate_days(root: Path, *, seed: int, days: int, rows: int, drift=None) -> dict[str, Path]:
+    """Landing CSVs of the churn generator; ``{ds: csv path}``."""
+    from include.datagen.churn import DriftPlan, GeneratorConfig, generate
+
+    generate(
+        GeneratorConfig(
+            out=root, start=date(2026, 1, 1), days=days, seed=seed, rows_per_day=rows,
+            rows_per_file=rows, chunk_rows=rows, drift=drift or DriftPlan(),
+        )
+    )  # fmt: skip
+    return {
+        folder.name.removeprefix("ds="): next(folder.glob("part-*.csv"))
+        for folder in sorted((root / "churn").glob("ds=*"))
+    }
+
+
+def read_landing(path: Path) -> pd.DataFrame:
+    """A landing CSV as curated data looks to pandas: only the empty field is null."""
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).dt.date
+    return frame
+
+
+def feature_rows(curated: pd.DataFrame) -> pd.DataFrame:
+    """ids, numeric features (nulls as 0), one-hot categoricals, the label."""
+    features = pd.DataFrame({name: curated[name] for name in ID_COLUMNS})
+    for name in NUMERIC:
+        features[name] = pd.to_numeric(curated[name], errors="coerce").fillna(0.0).astype(float)
+    for name, values in CATEGORICAL.items():
+        for value in values:
+            features[f"{name}__{value.replace('-', '_')}"] = (curated[name] == value).astype(float)
+    features["churned"] = curated["churned"].astype(int)
+    return features
+
+
+def _split_of(keys: pd.Series) -> np.ndarray:
+    bucket = pd.util.hash_array(keys.astype(str).to_numpy()) % 100
+    split = np.empty(len(keys), dtype=object)
+    for name, lo, hi in SPLITS:
+        split[(bucket >= lo) & (bucket < hi)] = name
+    return split
+
+
+def write_features_partition(features_root: Path, ds: str, features: pd.DataFrame) -> Path:
+    """``<features_root>/churn/ds=D/split=*/part-00000.parquet`` and ``_manifest.json``."""
+    partition = features_root / "churn" / f"ds={ds}"
+    split = _split_of(features["customer_id"])
+    for name, _, _ in SPLITS:
+        folder = partition / f"split={name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        features[split == name].reset_index(drop=True).to_parquet(
+            folder / "part-00000.parquet", index=False
+        )
+    (partition / "_manifest.json").write_text(json.dumps({"dataset": "churn", "ds": ds}))
+    return partition
+
+
+def write_curated_partition(curated_root: Path, ds: str, frame: pd.DataFrame) -> Path:
+    """One parquet file and an ingest-style manifest (``outputs.curated.uri/files``)."""
+    partition = curated_root / "churn" / f"ds={ds}"
+    partition.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(partition / "part-00000.parquet", index=False)
+    manifest = {
+        "outputs": {
+            "curated": {"uri": f"file://{partition}", "files": [{"path": "part-00000.parquet"}]}
+        },
+        "totals": {"rows_accepted": len(frame)},
+    }
+    (partition / "_manifest.json").write_text(json.dumps(manifest))
+    return partition
+
+
+def train_model(features_partition: Path, run_dir: Path) -> Path:
+    """A small model trained in this process by training/train.py on the partition's splits."""
+    from training_helpers import run_train_in_process, sagemaker_env
+
+    channels = {name: features_partition / f"split={name}" for name, _, _ in SPLITS}
+    env = sagemaker_env(run_dir, channels)
+    code, stdout = run_train_in_process(env, TINY_TRAINING_FLAGS)
+    assert code == 0, stdout[-3000:]
+    return Path(env["SM_MODEL_DIR"])
+
+
+def package_model(model_dir: Path, tarball: Path) -> str:
+    """``model.tar.gz`` of the model directory, as SageMaker packages it; its file:// URI."""
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+        for path in sorted(model_dir.rglob("*")):
+            if path.is_file():
+                archive.add(path, arcname=path.relative_to(model_dir).as_posix())
+    tarball.write_bytes(raw.getvalue())
+    return f"file://{tarball}"
+
+
+def input_lines(features: pd.DataFrame, model_features: list[str]) -> pd.DataFrame:
+    """The columns of a transform input line: ids, then the model's features in order."""
+    return features[[*ID_COLUMNS, *model_features]]

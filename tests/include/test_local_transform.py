@@ -1,0 +1,259 @@
+"""The local batch transform runtime on a model trained by train.py: the CreateTransformJob body
+of the aws target, honoured here in chunks through training/inference.py's handlers.
+
+Scores equal ``predict_fn`` on the whole frame, the ids come back by the DataProcessing join, a
+re-run re-attaches instead of scoring twice, and memory stays flat: a subprocess scoring 300,000
+rows in mini-batches of 2,000 grows its peak RSS by a bounded amount, well below the size of the
+rows as one pandas frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from include.config import load_settings
+from include.local_transform import (
+    COMPLETED,
+    TransformError,
+    compile_filter,
+    find_transform_job,
+    run_transform_job,
+    transform,
+)
+from include.sagemaker_requests import build_model_request, build_transform_job_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scoring_helpers as helpers
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": "file:///tmp/unused"})
+# The memory test's bound: what scoring 300,000 rows (a 23 MB input file) in mini-batches of
+# 2,000 may add to the peak RSS of a process that has loaded torch and the model (measured:
+# 10 MB; the same rows as one mini-batch: 853 MB; as a pandas frame: about 100 MB).
+CHUNKED_RSS_GROWTH_BOUND_MB = 64
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """A small model trained on one generated churn day, and its features."""
+    root = tmp_path_factory.mktemp("transform")
+    (landing,) = helpers.generate_days(root / "landing", seed=3, days=1, rows=4000).values()
+    features = helpers.feature_rows(helpers.read_landing(landing))
+    partition = helpers.write_features_partition(root / "features", "2026-01-01", features)
+    model_dir = helpers.train_model(partition, root / "run")
+    model_uri = helpers.package_model(model_dir, root / "models" / "model.tar.gz")
+    config = json.loads((model_dir / "model_config.json").read_text())
+    return {"root": root, "model_dir": model_dir, "model_uri": model_uri, "config": config,
+            "features": features}  # fmt: skip
+
+
+def write_input(folder: Path, frame: pd.DataFrame, files: int = 2) -> str:
+    """Headerless CSV lines ``ids…,features…`` in ``files`` files; the folder's URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        frame.iloc[part].to_csv(folder / f"part-{index:05d}.csv", header=False, index=False)
+    return f"file://{folder}"
+
+
+def requests_for(
+    trained, input_uri: str, output: Path, name: str, **overrides
+) -> tuple[dict, dict]:
+    model_request = build_model_request(
+        LOCAL, model_name="headrace-churn-v1-test", model_uri=trained["model_uri"]
+    )
+    request = build_transform_job_request(
+        LOCAL,
+        job_name=name,
+        model_name="headrace-churn-v1-test",
+        input_uri=input_uri,
+        output_uri=f"file://{output}",
+        id_columns=trained["config"]["id_columns"],
+        **overrides,
+    )
+    return request, model_request
+
+
+def read_output(folder: Path) -> pd.DataFrame:
+    frames = [
+        pd.read_csv(path, header=None, names=["customer_id", "snapshot_date", "score"])
+        for path in sorted(folder.glob("*.out"))
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def whole_frame_scores(trained, frame: pd.DataFrame) -> np.ndarray:
+    from training.inference import model_fn, predict_fn
+
+    return predict_fn(frame, model_fn(str(trained["model_dir"]))).scores
+
+
+def assert_same_scores(chunked: np.ndarray, whole: np.ndarray) -> None:
+    """Mini-batches score as the whole frame does, up to float32 rounding: a matrix product's
+    summation order depends on the batch's row count, so a few scores differ in the last bit."""
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
+    assert np.mean(chunked == whole) > 0.95
+
+
+def test_chunked_csv_transform_equals_predict_fn_on_the_whole_frame_with_ids_joined(
+    trained, tmp_path
+):
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"])
+    input_uri = write_input(tmp_path / "input", frame, files=3)
+    request, _ = requests_for(trained, input_uri, tmp_path / "out", "job-csv")
+
+    result = transform(request, trained["model_dir"], max_records=317)
+
+    assert result["records"] == len(frame) and result["files"] == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "part-00000.csv.out", "part-00001.csv.out", "part-00002.csv.out"
+    ]  # fmt: skip
+    out = read_output(tmp_path / "out")
+    # The DataProcessing join put each row's ids beside its score, in input order.
+    assert out["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert out["snapshot_date"].tolist() == [d.isoformat() for d in frame["snapshot_date"]]
+    expected = whole_frame_scores(trained, frame)
+    assert_same_scores(out["score"].to_numpy(dtype=np.float32), expected)
+    assert 0.05 < float(expected.mean()) < 0.95
+
+
+def test_json_lines_join_keeps_ids_and_puts_the_output_under_sagemaker_output(trained, tmp_path):
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(500)
+    folder = tmp_path / "input"
+    folder.mkdir()
+    records = frame.assign(snapshot_date=frame["snapshot_date"].astype(str))
+    records.to_json(folder / "part-00000.jsonl", orient="records", lines=True)
+    request, _ = requests_for(
+        trained,
+        f"file://{folder}",
+        tmp_path / "out",
+        "job-json",
+        content_type="application/jsonlines",
+    )
+
+    transform(request, trained["model_dir"], max_records=64)
+
+    lines = (tmp_path / "out" / "part-00000.jsonl.out").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert set(first) == {"customer_id", "snapshot_date", "SageMakerOutput"}
+    assert first["customer_id"] == frame["customer_id"].iloc[0]
+    scores = np.array([json.loads(line)["SageMakerOutput"]["score"] for line in lines], np.float32)
+    assert_same_scores(scores, whole_frame_scores(trained, frame))
+
+
+def test_a_rerun_reattaches_to_the_completed_job_and_output_is_byte_identical(trained, tmp_path):
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(1000)
+    input_uri = write_input(tmp_path / "input", frame)
+    request, model_request = requests_for(trained, input_uri, tmp_path / "out", "job-durable")
+    work_root = tmp_path / "runs"
+
+    first = run_transform_job(request, model_request, work_root=work_root, max_records=100)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    pid = first["Pid"]
+    second = run_transform_job(request, model_request, work_root=work_root, max_records=100)
+
+    assert first["TransformJobStatus"] == second["TransformJobStatus"] == COMPLETED
+    assert second["Pid"] == pid, "a re-run must return the finished job, not start another"
+    assert first["RecordsWritten"] == 1000
+    # A fresh job over the same input writes the same bytes (no timestamps, same order).
+    again, _ = requests_for(trained, input_uri, tmp_path / "out2", "job-durable-2")
+    run_transform_job(again, model_request, work_root=work_root, max_records=100)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out2").iterdir()} == before
+
+
+def test_bad_input_fails_the_job_naming_the_file_line_and_column(trained, tmp_path):
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(50)
+    frame = frame.astype({"sessions": object})
+    frame.loc[37, "sessions"] = "lots"
+    input_uri = write_input(tmp_path / "input", frame, files=1)
+    request, model_request = requests_for(trained, input_uri, tmp_path / "out", "job-bad")
+
+    with pytest.raises(RuntimeError) as failure:
+        run_transform_job(request, model_request, work_root=tmp_path / "runs", max_records=20)
+    reason = find_transform_job("job-bad", work_root=tmp_path / "runs")["FailureReason"]
+    assert "part-00000.csv lines 21-40" in reason
+    assert "'sessions'" in reason and "'lots'" in reason
+    assert str(failure.value).count("lots") >= 1
+    assert not list((tmp_path / "out").glob("*.out")), "no partial output file"
+
+
+def test_jsonpath_filters_of_sagemakers_data_processing():
+    assert compile_filter("$", "InputFilter") is None
+    assert compile_filter("$[2:]", "InputFilter")([["a", "b", "1", "2"]]) == [["1", "2"]]
+    assert compile_filter("$[0,1,-1]", "OutputFilter")([["a", "b", "1", "0.3"]]) == [
+        ["a", "b", "0.3"]
+    ]
+    assert compile_filter("$[-1]", "OutputFilter")([["a", "0.3"]]) == [["0.3"]]
+    assert compile_filter("$['id','SageMakerOutput']", "OutputFilter")(
+        [{"id": 1, "x": 2, "SageMakerOutput": {"score": 0.5}}]
+    ) == [{"id": 1, "SageMakerOutput": {"score": 0.5}}]
+    assert compile_filter("$.features", "InputFilter")([{"features": [1, 2]}]) == [[1, 2]]
+    with pytest.raises(TransformError, match="selects column 5 of a record with 2 columns"):
+        compile_filter("$[0,5]", "OutputFilter")([["a", "b"]])
+    with pytest.raises(TransformError, match=r"InputFilter '\$\.\.x'"):
+        compile_filter("$..x", "InputFilter")
+
+
+MEMORY_PROBE = """
+import json, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from include.local_transform import extract_model, transform
+from training.inference import model_fn
+
+def high_water_mark():
+    # VmHWM, not getrusage's ru_maxrss: that one keeps the forking parent's peak across exec.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
+request = json.loads(sys.argv[1])
+model_dir = extract_model(sys.argv[2], Path(sys.argv[3]))
+model_fn(str(model_dir))  # torch and the model resident before the baseline is taken
+baseline = high_water_mark()
+result = transform(request, model_dir, max_records=int(sys.argv[4]) or None)
+print(json.dumps({"baseline": baseline, "peak": high_water_mark(), "records": result["records"]}))
+"""
+
+
+def probe_memory(trained, tmp_path: Path, input_uri: str, name: str, max_records: int, payload_mb):
+    request, _ = requests_for(
+        trained, input_uri, tmp_path / name, name, max_payload_mb=payload_mb,
+        max_concurrent_transforms=1,
+    )  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, json.dumps(request), trained["model_uri"],
+         str(tmp_path / f"{name}-model"), str(max_records)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_memory_stays_bounded_while_streaming_300k_rows(trained, tmp_path):
+    base = helpers.input_lines(trained["features"], trained["config"]["features"])
+    frame = pd.concat([base] * (300_000 // len(base) + 1), ignore_index=True).head(300_000)
+    input_uri = write_input(tmp_path / "input", frame, files=1)
+    frame_mb = frame.memory_usage(deep=True).sum() / 2**20
+
+    chunked = probe_memory(trained, tmp_path, input_uri, "chunked", 2000, 6)
+
+    assert chunked["records"] == 300_000
+    growth_mb = (chunked["peak"] - chunked["baseline"]) / 2**20
+    print(f"300,000 rows: the frame takes {frame_mb:.0f} MB; scoring grew the peak RSS by "
+          f"{growth_mb:.0f} MB")  # fmt: skip
+    assert growth_mb < CHUNKED_RSS_GROWTH_BOUND_MB
+    assert growth_mb < frame_mb / 4
+    out = read_output(tmp_path / "chunked")
+    assert out["customer_id"].equals(frame["customer_id"])
+    assert_same_scores(out["score"].to_numpy(np.float32), whole_frame_scores(trained, frame))

@@ -1,0 +1,279 @@
+"""Scoring and monitoring end to end on the local target, with the generator's drift knob.
+
+A model is trained by train.py on day 1 of the churn generator (seed 7), its monitoring baseline
+is written from that day's curated partition, and it is registered as the approved version in
+the local (MLflow) registry. Two days are then scored through the real steps — input prep, the
+local transform runtime, the predictions commit — and checked for drift:
+
+- 2026-01-02: seed 7's day 2, with drift planted on ``sessions`` and ``region``;
+- 2026-01-03: seed 8's day 1, new customers from the same distributions (no drift).
+
+The drift day reports exactly the planted features at churn.monitoring.yaml's thresholds, and
+the real ``churn_monitoring`` DAG (run by ``dag.test()``) emits a ``churn_drift`` asset event
+whose extra lists them; the other day reports nothing and emits no event. The real
+``churn_scoring`` DAG re-scores a day to the same predictions bytes and emits the predictions
+event. 20,000 rows a day.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from include.datagen.churn import DriftPlan
+from include.local_transform import DEFAULT_MAX_RECORDS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scoring_helpers as helpers
+
+ROWS = 20_000
+TRAIN_DS, DRIFT_DS, CALM_DS = "2026-01-01", "2026-01-02", "2026-01-03"
+PLANTED = ("sessions", "region")
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """The local lake: curated and features partitions of three days, the approved model."""
+    from include.config import get_settings
+    from include.registry import APPROVED, MLflowModelRegistry
+    from include.training_pipeline import baseline_uri, write_training_baseline
+
+    root = tmp_path_factory.mktemp("scoring-lake")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIPELINE_TARGET", "local")
+        patch.setenv("HEADRACE_LAKE_ROOT", f"file://{root / 'lake'}")
+        patch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(root / "runs"))
+        get_settings.cache_clear()
+        settings = get_settings()
+        seed7 = helpers.generate_days(
+            root / "seed7", seed=7, days=2, rows=ROWS,
+            drift=DriftPlan(days=(pd.Timestamp(DRIFT_DS).date(),), features=PLANTED),
+        )  # fmt: skip
+        seed8 = helpers.generate_days(root / "seed8", seed=8, days=1, rows=ROWS)
+        sources = {TRAIN_DS: seed7[TRAIN_DS], DRIFT_DS: seed7[DRIFT_DS], CALM_DS: seed8[TRAIN_DS]}
+        lake_root = root / "lake"
+        for ds, path in sources.items():
+            curated = helpers.read_landing(path)
+            helpers.write_curated_partition(lake_root / "curated", ds, curated)
+            helpers.write_features_partition(
+                lake_root / "features", ds, helpers.feature_rows(curated)
+            )
+        model_dir = helpers.train_model(lake_root / "features" / "churn" / f"ds={TRAIN_DS}",
+                                        root / "train")  # fmt: skip
+        model_uri = helpers.package_model(
+            model_dir, lake_root / "models" / "churn" / "jobs" / "tiny" / "output" / "model.tar.gz"
+        )
+        write_training_baseline(settings, "churn", TRAIN_DS)
+        registry = MLflowModelRegistry(settings.zone_uri("models"))
+        version = registry.register_version(
+            "churn", model_uri=model_uri, metrics={"roc_auc": 0.7}, data_version="test",
+            code_version="test", hyperparameters={}, evaluation_uri="",
+            baseline_uri=baseline_uri(settings, "churn", TRAIN_DS), approval=APPROVED,
+            approval_reason="the test's champion",
+        )  # fmt: skip
+        yield {"root": root, "settings": settings, "version": version.version,
+               "env": {"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": settings.lake_root,
+                       "HEADRACE_LOCAL_RUNS_DIR": str(root / "runs")}}  # fmt: skip
+    get_settings.cache_clear()
+
+
+def score_day(settings, ds: str, job_name: str) -> dict:
+    """Input prep, the local transform (the operator's request bodies), the commit."""
+    from include.local_transform import run_transform_job
+    from include.sagemaker_requests import build_model_request, build_transform_job_request
+    from include.scoring_pipeline import (
+        champion_model,
+        commit_predictions,
+        prepare_scoring_input,
+        transform_output_uri,
+    )
+
+    model = champion_model(settings, "churn")
+    prepared = prepare_scoring_input(settings, "churn", ds, model)
+    output_uri = f"{transform_output_uri(settings, 'churn', ds)}/{job_name}"
+    request = build_transform_job_request(
+        settings, job_name=job_name, model_name=model["model_name"],
+        input_uri=prepared["input_uri"], output_uri=output_uri, id_columns=model["id_columns"],
+    )  # fmt: skip
+    model_request = build_model_request(
+        settings, model_name=model["model_name"], model_uri=model["model_uri"]
+    )
+    # The operator's mini-batch size: the same model, data and mini-batches give the same bytes
+    # (another mini-batch size moves a few scores by a float32 rounding step).
+    run_transform_job(
+        request,
+        model_request,
+        work_root=Path(settings.local_runs_dir),
+        max_records=DEFAULT_MAX_RECORDS,
+    )
+    committed = commit_predictions(settings, "churn", ds, output_uri=output_uri, model=model,
+                                   expected_rows=prepared["rows"])  # fmt: skip
+    return {"model": model, "prepared": prepared, "committed": committed}
+
+
+@pytest.fixture(scope="module")
+def scored(lake):
+    return {ds: score_day(lake["settings"], ds, f"score-{ds}") for ds in (DRIFT_DS, CALM_DS)}
+
+
+def test_every_customer_of_the_day_is_scored_once_with_the_champion(lake, scored):
+    from include.scoring_pipeline import read_predictions
+
+    for ds in (DRIFT_DS, CALM_DS):
+        assert scored[ds]["prepared"]["rows"] == ROWS
+        assert scored[ds]["prepared"]["files"] == 1
+        manifest, predictions = read_predictions(lake["settings"], "churn", ds)
+        assert manifest["rows"] == len(predictions) == ROWS
+        assert manifest["model_version"] == lake["version"]
+        assert list(predictions.columns) == ["customer_id", "snapshot_date", "score",
+                                             "model_version"]  # fmt: skip
+        assert predictions["customer_id"].is_unique
+        assert predictions["score"].between(0, 1).all()
+        assert (predictions["model_version"] == lake["version"]).all()
+
+
+def test_scoring_input_lines_are_ids_then_the_models_features_and_layouts_never_mix(lake, scored):
+    from include.scoring_pipeline import prepare_scoring_input
+
+    model = scored[CALM_DS]["model"]
+    small = prepare_scoring_input(lake["settings"], "churn", CALM_DS, model, rows_per_file=7000)
+
+    # Another file size is another folder: a re-run never leaves stale parts beside new ones.
+    assert small["input_uri"] != scored[CALM_DS]["prepared"]["input_uri"]
+    files = sorted(Path(small["input_uri"].removeprefix("file://")).iterdir())
+    assert [f.name for f in files] == ["part-00000.csv", "part-00001.csv", "part-00002.csv"]
+    lines = pd.concat(
+        [pd.read_csv(f, header=None, names=[*model["id_columns"], *model["features"]])
+         for f in files], ignore_index=True,
+    )  # fmt: skip
+    features = pd.read_parquet(
+        Path(lake["settings"].zone_uri("features").removeprefix("file://")) / "churn"
+        / f"ds={CALM_DS}"
+    )  # fmt: skip
+    assert len(lines) == small["rows"] == ROWS
+    assert sorted(lines["customer_id"]) == sorted(features["customer_id"])
+    expected = features.set_index("customer_id").loc[lines["customer_id"], model["features"]]
+    assert (lines[model["features"]].to_numpy() == expected.to_numpy()).all()
+
+
+def test_recommitting_the_same_output_writes_identical_bytes(lake, scored):
+    from include.scoring_pipeline import commit_predictions, transform_output_uri
+
+    settings = lake["settings"]
+    manifest_path = Path(scored[CALM_DS]["committed"]["manifest_uri"].removeprefix("file://"))
+    before = manifest_path.read_bytes()
+    commit_predictions(
+        settings, "churn", CALM_DS,
+        output_uri=f"{transform_output_uri(settings, 'churn', CALM_DS)}/score-{CALM_DS}",
+        model=scored[CALM_DS]["model"], expected_rows=ROWS,
+    )  # fmt: skip
+    assert manifest_path.read_bytes() == before
+    # One content-addressed folder: the re-run did not add a second copy of the rows.
+    assert len([p for p in manifest_path.parent.iterdir() if p.is_dir()]) == 1
+
+
+def test_planted_drift_reports_exactly_the_planted_features(lake, scored, caplog):
+    from include.scoring_pipeline import check_batch_drift
+
+    with caplog.at_level(logging.INFO, logger="headrace.scoring"):
+        result = check_batch_drift(lake["settings"], "churn", DRIFT_DS)
+
+    assert sorted(result["drifted_features"]) == sorted(PLANTED)
+    assert result["model_version"] == lake["version"]
+    uris = result["uris"]
+    violations = json.loads(Path(uris["constraint_violations"].removeprefix("file://")).read_text())
+    assert {v["feature_name"] for v in violations["violations"]} == set(PLANTED)
+    assert uris["constraint_violations"].endswith(
+        f"/monitoring/churn/model_version={lake['version']}/ds={DRIFT_DS}/constraint_violations.json"
+    )
+    statistics = json.loads(Path(uris["statistics"].removeprefix("file://")).read_text())
+    assert statistics["dataset"]["item_count"] == ROWS
+    html = Path(uris["html"].removeprefix("file://")).read_text()
+    assert f"/reports/churn/drift/ds={DRIFT_DS}/" in uris["html"]
+    assert html.count("data:image/png;base64,") == len(PLANTED)  # a plot per drifted feature
+    (verdict,) = [r.getMessage() for r in caplog.records if "drift churn" in r.getMessage()]
+    assert "drift: 2 of" in verdict and "sessions" in verdict and "region" in verdict
+
+
+def test_no_drift_reports_nothing(lake, scored):
+    from include.scoring_pipeline import check_batch_drift
+
+    result = check_batch_drift(lake["settings"], "churn", CALM_DS)
+    assert result["drifted_features"] == []
+    assert result["verdict"].startswith("no drift: 0 of")
+    violations = json.loads(
+        Path(result["uris"]["constraint_violations"].removeprefix("file://")).read_text()
+    )
+    assert violations == {"violations": []}
+
+
+def test_local_alert_is_a_log_line_and_a_file(lake, scored, caplog):
+    from include.scoring_pipeline import check_batch_drift, raise_drift_alert
+
+    result = check_batch_drift(lake["settings"], "churn", DRIFT_DS)
+    with caplog.at_level(logging.WARNING, logger="headrace.scoring"):
+        alert = raise_drift_alert(lake["settings"], result)
+    alert_file = json.loads(Path(alert["alert_uri"].removeprefix("file://")).read_text())
+    assert sorted(alert_file["drifted_features"]) == sorted(PLANTED)
+    assert alert_file["ds"] == DRIFT_DS and alert["sns_message_id"] is None
+    assert any(
+        "ALERT headrace: churn drift on 2026-01-02" in r.getMessage() for r in caplog.records
+    )
+
+
+def run_dag(lake, airflow_home, repo_root, dag_id: str, *days: str) -> dict:
+    """``dag.test()`` of a real DAG for each day, in a subprocess; the outcome per day."""
+    env = {**os.environ, **lake["env"], "AIRFLOW_HOME": str(airflow_home)}
+    completed = subprocess.run(
+        [sys.executable, "tests/include/scoring_dag_run.py", dag_id, *days],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("OUTCOME ")]
+    assert lines, f"no outcome (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
+    return json.loads(lines[-1].removeprefix("OUTCOME "))
+
+
+@pytest.mark.e2e
+def test_the_scoring_dag_rescores_a_day_to_the_same_bytes_and_emits_the_predictions_event(
+    lake, scored, migrated_airflow_home, repo_root
+):
+    manifest_path = Path(scored[CALM_DS]["committed"]["manifest_uri"].removeprefix("file://"))
+    before = manifest_path.read_bytes()
+
+    outcome = run_dag(lake, migrated_airflow_home, repo_root, "churn_scoring", CALM_DS)[CALM_DS]
+
+    assert outcome["dag_run_state"] == "success", outcome["tasks"]
+    assert outcome["events"] == [
+        {"asset": "churn_predictions", "extra": {"ds": CALM_DS, "model_version": lake["version"]}}
+    ]
+    assert outcome["xcom"]["transform"]["job_name"].startswith("headrace-churn-scoring-transform-")
+    assert outcome["xcom"]["commit_predictions"]["rows"] == ROWS
+    # A new transform job, the same model and data: the committed partition is byte-identical.
+    assert manifest_path.read_bytes() == before
+
+
+@pytest.mark.e2e
+def test_the_monitoring_dag_emits_the_drift_event_only_for_the_drifted_day(
+    lake, scored, migrated_airflow_home, repo_root
+):
+    outcome = run_dag(lake, migrated_airflow_home, repo_root, "churn_monitoring", DRIFT_DS, CALM_DS)
+
+    drifted, calm = outcome[DRIFT_DS], outcome[CALM_DS]
+    assert drifted["dag_run_state"] == calm["dag_run_state"] == "success"
+    assert drifted["tasks"] == {"drift_check": "success", "drift_found": "success",
+                                "emit_drift_event": "success", "alert": "success"}  # fmt: skip
+    (event,) = drifted["events"]
+    assert event["asset"] == "churn_drift"
+    assert event["extra"]["ds"] == DRIFT_DS
+    assert event["extra"]["model_version"] == lake["version"]
+    assert sorted(event["extra"]["drifted_features"]) == sorted(PLANTED)
+    # Without drift the tasks after the check are skipped, and a skipped task emits no event.
+    assert calm["tasks"]["emit_drift_event"] == calm["tasks"]["alert"] == "skipped"
+    assert calm["events"] == []
