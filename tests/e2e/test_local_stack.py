@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,28 @@ def test_lake_setup_runs_through_the_scheduler(api, stack):
         "target": "local",
         "lake_root": stack["lake"].as_uri(),
     }
+
+
+def test_a_drift_event_posted_to_the_api_schedules_retraining(api, stack):
+    """The retraining loop's last link with the real scheduler: an event on the churn_drift
+    Asset (what churn_monitoring emits over threshold, or what an external system posts)
+    creates a churn_training run that carries the event."""
+    api.wait_for_dags({"churn_training"}, timeout=180)
+    api.unpause("churn_training")
+    known = {run["dag_run_id"] for run in api.dag_runs("churn_training")}
+    assets = api.get("/api/v2/assets", name_pattern="churn_drift")["assets"]
+    (drift,) = [asset for asset in assets if asset["name"] == "churn_drift"]
+    extra = {"ds": "2026-01-07", "model_version": "1", "drifted_features": ["sessions"]}
+    api.post("/api/v2/assets/events", {"asset_id": drift["id"], "extra": extra})
+
+    run_id = api.wait_for_new_run("churn_training", known, timeout=120)
+    assert run_id is not None, "no churn_training run was scheduled by the drift event"
+    assert run_id.startswith("asset_triggered__")
+    quoted = urllib.parse.quote(run_id, safe="")
+    (event,) = api.get(f"/api/v2/dags/churn_training/dagRuns/{quoted}/upstreamAssetEvents")[
+        "asset_events"
+    ]
+    assert (event["name"], event["extra"]["drifted_features"]) == ("churn_drift", ["sessions"])
 
 
 def test_down_leaves_no_process_behind(stack):
