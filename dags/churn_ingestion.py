@@ -19,12 +19,12 @@ parameter. Re-running a date replaces that partition with identical content.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from headrace_operators.spark_job import SparkJobOperator
 from include.assets import curated_asset, quarantine_asset
 from include.config import get_settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.ingestion import PARTITION_DATE, ingest_job_args
 
 DATASET = "churn"
@@ -39,12 +39,8 @@ DATASET = "churn"
     tags=["headrace", "ingestion"],
     doc_md=__doc__,
     params={
-        "ds": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Partition date",
-            description="Day of landing files to ingest (YYYY-MM-DD). Empty: the day before the run's date.",
+        "ds": partition_param(
+            "Partition date", "Day of landing files to ingest; empty: the day before the run's date"
         ),
     },
 )

@@ -25,7 +25,7 @@ from __future__ import annotations
 from airflow.sdk import Param, chain, dag, get_current_context, task
 
 from include.assets import drift_asset, predictions_asset
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 
 DATASET = "churn"
 
@@ -39,12 +39,9 @@ DATASET = "churn"
     tags=["headrace", "monitoring"],
     doc_md=__doc__,
     params={
-        "ds": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Day to check",
-            description="Predictions partition to check (YYYY-MM-DD). Empty: from the triggering event, else the newest.",
+        "ds": partition_param(
+            "Day to check",
+            "Predictions partition to check; empty: from the triggering event, else the newest",
         ),
         "alerts_topic_arn": Param(
             None,

@@ -20,11 +20,11 @@ newest features partition.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import chain, dag, get_current_context, task
 
 from headrace_operators.sagemaker_transform import SageMakerTransformOperator
 from include.assets import features_asset, predictions_asset
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 
 DATASET = "churn"
 
@@ -38,12 +38,9 @@ DATASET = "churn"
     tags=["headrace", "scoring"],
     doc_md=__doc__,
     params={
-        "ds": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Day to score",
-            description="Features partition to score (YYYY-MM-DD). Empty: from the triggering event, else the newest.",
+        "ds": partition_param(
+            "Day to score",
+            "Features partition to score; empty: from the triggering event, else the newest",
         ),
     },
 )

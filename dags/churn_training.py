@@ -26,7 +26,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from headrace_operators.sagemaker_jobs import SageMakerTuningJobOperator
 from include.assets import drift_asset, features_asset, model_asset
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 
 DATASET = "churn"
 
@@ -40,12 +40,9 @@ DATASET = "churn"
     tags=["headrace", "training"],
     doc_md=__doc__,
     params={
-        "ds": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Features partition",
-            description="Features partition to train on (YYYY-MM-DD). Empty: from the triggering event, else the newest.",
+        "ds": partition_param(
+            "Features partition",
+            "Features partition to train on; empty: from the triggering event, else the newest",
         ),
         "max_trials": Param(
             4, type="integer", minimum=1, maximum=50, description="Training jobs the tuning runs."

@@ -27,13 +27,13 @@ the newest committed curated partition.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from headrace_operators.quality_gate import DataQualityGateOperator
 from headrace_operators.spark_job import SparkJobOperator
 from include.assets import curated_asset, features_asset, validated_asset
 from include.config import get_settings
-from include.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.ingestion import features_job_args
 
 DATASET = "churn"
@@ -48,12 +48,9 @@ DATASET = "churn"
     tags=["headrace", "data-quality"],
     doc_md=__doc__,
     params={
-        "ds": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="Partition date",
-            description="Curated partition to check (YYYY-MM-DD). Empty: the triggering event's.",
+        "ds": partition_param(
+            "Partition date",
+            "Curated partition to check; empty: the triggering event's, else the newest",
         ),
     },
 )

@@ -32,3 +32,17 @@ APPROVED_TAGS = frozenset(
         "events",
     }
 )
+
+
+def partition_param(title: str, description: str):
+    """The optional ``ds`` Param every stage DAG takes: a YYYY-MM-DD date, validated by the UI
+    form and the REST API before a run is created; empty means "work it out" (see the DAG)."""
+    from airflow.sdk import Param
+
+    return Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        title=title,
+        description=f"{description} (YYYY-MM-DD).",
+    )
