@@ -143,6 +143,10 @@ class _SageMakerJobOperator(BaseOperator):
 
         return SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=get_settings().aws.region)
 
+    def max_wait_s(self, settings: Settings) -> float:
+        """How long one job of this kind may take on aws, queueing for spot capacity included."""
+        return settings.training.max_wait_s
+
     @staticmethod
     def local_work_root(settings: Settings) -> Path:
         from include.local_sagemaker import DEFAULT_WORK_ROOT
@@ -187,7 +191,7 @@ class _SageMakerJobOperator(BaseOperator):
         self._job_name = name
         if description[self.status_key] == "Completed":
             return self.result(description)
-        max_wait = settings.training.max_wait_s * (1 + WAIT_ALLOWANCE)
+        max_wait = self.max_wait_s(settings) * (1 + WAIT_ALLOWANCE)
         if self.deferrable:
             from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
@@ -364,6 +368,12 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
         super().__init__(**kwargs)
         self.max_jobs = max_jobs
         self.max_parallel_jobs = max_parallel_jobs
+
+    def max_wait_s(self, settings: Settings) -> float:
+        # The training jobs run in waves of max_parallel_jobs.
+        jobs = int(self.max_jobs or settings.training.tuning_max_jobs)
+        parallel = int(self.max_parallel_jobs or settings.training.tuning_max_parallel_jobs)
+        return settings.training.max_wait_s * math.ceil(jobs / max(1, parallel))
 
     def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
         return training_jobs.tuning_job_request(
