@@ -13,7 +13,7 @@ per drifted feature under `reports/churn/drift/ds=<D>/`, and the one-line verdic
 
 **Closes the loop**: drift over threshold emits a `churn_drift` asset event (extra: the day, the
 model version and the drifted features), which schedules `churn_training`, and raises an alert
-(an SNS message on AWS when `alerts_topic_arn` is set; a log line locally; a JSON file under
+(an SNS message on AWS when `HEADRACE_ALERTS_TOPIC_ARN` is set; a log line locally; a JSON file under
 `monitoring/churn/alerts/` on both). Without drift, neither happens: the tasks after the check are
 skipped, and a skipped task emits no asset event.
 
@@ -22,7 +22,7 @@ skipped, and a skipped task emits no asset event.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import chain, dag, get_current_context, task
 
 from include.assets import drift_asset, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
@@ -42,11 +42,6 @@ DATASET = "churn"
         "ds": partition_param(
             "Day to check",
             "Predictions partition to check; empty: from the triggering event, else the newest",
-        ),
-        "alerts_topic_arn": Param(
-            None,
-            type=["null", "string"],
-            description="AWS only: the SNS topic drift alerts are published to.",
         ),
     },
 )
@@ -85,8 +80,10 @@ def churn_monitoring():
         from include.config import get_settings
         from include.scoring_pipeline import raise_drift_alert
 
-        topic = get_current_context()["params"]["alerts_topic_arn"]
-        return raise_drift_alert(get_settings(), result, topic_arn=topic)
+        settings = get_settings()
+        # Configured, not a run parameter: whoever triggers a run must not redirect alerts.
+        topic = settings.aws.alerts_topic_arn if settings.aws else None
+        return raise_drift_alert(settings, result, topic_arn=topic or None)
 
     result = drift_check()
     chain(result, drift_found(result), [emit_drift_event(result), alert(result)])

@@ -41,6 +41,7 @@ _SUBNET = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$")
 _EMR_SERVERLESS_APP = re.compile(r"^[0-9a-z]{16}$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _EMR_CLUSTER = re.compile(r"^j-[0-9A-Z]{8,15}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
 _ECR_IMAGE = re.compile(
@@ -122,6 +123,8 @@ class AwsSettings:
     spark_engine: str = "glue"
     emr_serverless_application_id: str = ""
     emr_cluster_id: str = ""
+    # Drift alerts are published here; empty: alerts are only written to the lake and logged.
+    alerts_topic_arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -332,8 +335,20 @@ def _load_aws(env: Mapping[str, str]) -> tuple[AwsSettings | None, list[str]]:
             if spark_engine == "emr_ec2"
             else env.get("HEADRACE_EMR_CLUSTER_ID", "").strip()
         ),
+        alerts_topic_arn=_optional(
+            env, "HEADRACE_ALERTS_TOPIC_ARN", _SNS_TOPIC_ARN, "SNS topic ARN", errors
+        ),
     )
     return aws, errors
+
+
+def _optional(
+    env: Mapping[str, str], name: str, pattern: re.Pattern[str], what: str, errors: list[str]
+) -> str:
+    value = env.get(name, "").strip()
+    if value and not pattern.match(value):
+        errors.append(f"{name}={value!r} is not a valid {what}")
+    return value
 
 
 def _lake_root_errors(lake_root: str, target: str, aws: AwsSettings | None) -> list[str]:
