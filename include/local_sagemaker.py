@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from include.config import REPO_ROOT
+from include.local_state import process_matches, read_json, write_json
 
 # Apart from .local/sagemaker/, which training/train.py uses when run by hand.
 DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
@@ -106,20 +107,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    """Write aside, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
 def _log_tail(path: Path, max_chars: int) -> str:
     try:
         with open(path, "rb") as log:
@@ -135,19 +122,6 @@ def _log_tail(path: Path, max_chars: int) -> str:
             break
         tail.insert(0, line)
     return "\n".join(tail)
-
-
-def _process_matches(pid: int, create_time: float | None) -> bool:
-    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
-    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - create_time) < 1.0
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _local_path(uri: str, what: str) -> Path:
@@ -286,10 +260,8 @@ def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Pat
     else:
         paths["checkpoints"].mkdir(exist_ok=True)
 
-    _write_json(
-        paths["config"] / "hyperparameters.json", dict(request.get("HyperParameters") or {})
-    )
-    _write_json(
+    write_json(paths["config"] / "hyperparameters.json", dict(request.get("HyperParameters") or {}))
+    write_json(
         paths["config"] / "inputdataconfig.json",
         {
             channel["ChannelName"]: {
@@ -303,7 +275,7 @@ def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Pat
             for channel in request.get("InputDataConfig") or []
         },
     )
-    _write_json(
+    write_json(
         paths["config"] / "resourceconfig.json",
         {"current_host": CURRENT_HOST, "hosts": [CURRENT_HOST], "current_instance_type": "local"},
     )
@@ -416,8 +388,8 @@ def start_training_job(
         paths = _prepare_job_dir(job_dir, request)
         env = _job_environment(request, paths, entry_point)
         env.update(extra_env or {})
-        _write_json(job_dir / _REQUEST_FILE, dict(request))
-        _write_json(
+        write_json(job_dir / _REQUEST_FILE, dict(request))
+        write_json(
             job_dir / _SPEC_FILE,
             {
                 "command": _command(request, python, entry_point),
@@ -456,7 +428,7 @@ def _start_supervisor(job_dir: Path) -> None:
     except psutil.NoSuchProcess:
         create_time = None
     _CHILDREN[str(job_dir)] = process
-    _write_json(
+    write_json(
         job_dir / _PROCESS_FILE,
         {"pid": process.pid, "create_time": create_time, "started_at": _now()},
     )
@@ -470,14 +442,14 @@ _CHILDREN: dict[str, subprocess.Popen] = {}
 def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict | None:
     """Like DescribeTrainingJob, or ``None`` if no job of that name was ever started here."""
     job_dir = training_job_dir(work_root, name)
-    request = _read_json(job_dir / _REQUEST_FILE)
+    request = read_json(job_dir / _REQUEST_FILE)
     if request is None:
         return None
     child = _CHILDREN.get(str(job_dir))
     if child is not None:
         child.poll()
-    process = _read_json(job_dir / _PROCESS_FILE) or {}
-    status = _read_json(job_dir / _STATUS_FILE)
+    process = read_json(job_dir / _PROCESS_FILE) or {}
+    status = read_json(job_dir / _STATUS_FILE)
     stop_requested = (job_dir / _STOP_FILE).exists()
     description: dict[str, Any] = {
         "TrainingJobName": name,
@@ -492,7 +464,7 @@ def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -
     }
     if status is not None:
         description.update(status)
-    elif process and _process_matches(process["pid"], process.get("create_time")):
+    elif process and process_matches(process["pid"], process.get("create_time")):
         description["TrainingJobStatus"] = STOPPING if stop_requested else IN_PROGRESS
         description["SecondaryStatus"] = "Stopping" if stop_requested else "Training"
     elif not process and not stop_requested:
@@ -588,7 +560,7 @@ def stop_training_job(
         return False
     job_dir = Path(description["LocalJobDir"])
     pid = description.get("Pid")
-    _write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
+    write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
     if pid is None:
         return False
     # The supervisor catches SIGTERM, passes it on to the trainer, and records the outcome.
@@ -603,7 +575,7 @@ def stop_training_job(
         # The supervisor itself did not finish: end the whole group and record it here.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        _write_json(
+        write_json(
             job_dir / _STATUS_FILE,
             {
                 "TrainingJobStatus": STOPPED,
@@ -746,7 +718,7 @@ def _supervise(job_dir: Path) -> int:
                     :_FAILURE_REASON_MAX
                 ],
             )
-    _write_json(job_dir / _STATUS_FILE, status)
+    write_json(job_dir / _STATUS_FILE, status)
     print(f"[local-sagemaker] {status['TrainingJobStatus']}", flush=True)
     return 0 if status["TrainingJobStatus"] == COMPLETED else 1
 
@@ -849,7 +821,7 @@ def describe_tuning_job(
     tuning_job_name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT
 ) -> dict | None:
     """The recorded result of a finished local tuning job, or ``None``."""
-    return _read_json(tuning_job_dir(work_root, tuning_job_name) / _STATUS_FILE)
+    return read_json(tuning_job_dir(work_root, tuning_job_name) / _STATUS_FILE)
 
 
 def stop_tuning_job(
@@ -862,7 +834,7 @@ def stop_tuning_job(
     job_dir = tuning_job_dir(work_root, tuning_job_name)
     if not job_dir.exists():
         return []
-    _write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
+    write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
     trials_root = Path(work_root) / "training-jobs"
     stopped = []
     for trial_dir in sorted(trials_root.glob(f"{tuning_job_name}-[0-9][0-9][0-9]")):
@@ -923,10 +895,10 @@ def run_tuning_job(
 
     job_dir.mkdir(parents=True, exist_ok=True)
     with _locked(job_dir):
-        finished = _read_json(job_dir / _STATUS_FILE)
+        finished = read_json(job_dir / _STATUS_FILE)
         if finished is not None:
             return finished
-        _write_json(job_dir / _REQUEST_FILE, dict(request))
+        write_json(job_dir / _REQUEST_FILE, dict(request))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=name,
@@ -994,7 +966,7 @@ def run_tuning_job(
             time.sleep(poll_interval)
 
         result = _tuning_result(study, request, work_root, stopped=stop_requested)
-        _write_json(job_dir / _STATUS_FILE, result)
+        write_json(job_dir / _STATUS_FILE, result)
         return result
 
 

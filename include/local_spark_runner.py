@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.config import REPO_ROOT, get_settings
+from include.local_state import process_matches, read_json, write_json
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
 
@@ -69,20 +69,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, payload: Mapping) -> None:
-    """Write aside, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
 def log_tail(path: Path | str, max_lines: int = 40, max_bytes: int = 16_384) -> str:
     """The last lines of a log, for an error message; empty if there is no log."""
     try:
@@ -93,19 +79,6 @@ def log_tail(path: Path | str, max_lines: int = 40, max_bytes: int = 16_384) -> 
     except FileNotFoundError:
         return ""
     return "\n".join(data.decode(errors="replace").splitlines()[-max_lines:])
-
-
-def _process_matches(pid: int, create_time: float | None) -> bool:
-    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
-    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - create_time) < 1.0
-    except psutil.NoSuchProcess:
-        return False
 
 
 class LocalSparkRunner:
@@ -145,18 +118,18 @@ class LocalSparkRunner:
     def status(self, run_key: str) -> LocalRunStatus | None:
         """The run's state, or ``None`` if it was never started."""
         state_dir = self.state_dir(run_key)
-        run = _read_json(state_dir / _RUN_FILE)
+        run = read_json(state_dir / _RUN_FILE)
         if run is None:
             return None
         child = self._children.get(run_key)
         if child is not None:
             child.poll()
-        result = _read_json(state_dir / _RESULT_FILE)
+        result = read_json(state_dir / _RESULT_FILE)
         killed = (state_dir / _KILLED_FILE).exists()
         exit_code = result["exit_code"] if result else None
         if result is not None:
             state = SUCCEEDED if exit_code == 0 and not killed else KILLED if killed else FAILED
-        elif _process_matches(run["pid"], run.get("create_time")):
+        elif process_matches(run["pid"], run.get("create_time")):
             state = RUNNING
         else:
             state = KILLED if killed else LOST
@@ -251,7 +224,7 @@ class LocalSparkRunner:
         except psutil.NoSuchProcess:
             create_time = None
         self._children[run_key] = process
-        _write_json(
+        write_json(
             state_dir / _RUN_FILE,
             {
                 "run_key": run_key,
@@ -309,7 +282,7 @@ class LocalSparkRunner:
         if status is None or status.state != RUNNING or status.pid is None:
             return False
         state_dir = self.state_dir(run_key)
-        _write_json(state_dir / _KILLED_FILE, {"killed_at": _now()})
+        write_json(state_dir / _KILLED_FILE, {"killed_at": _now()})
         # The supervisor leads the group (start_new_session), so its pid is the group id.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(status.pid, signal.SIGTERM)
@@ -335,7 +308,7 @@ def _supervise(state_dir: Path, command: list[str]) -> int:
     # SIGTERM to the group reaches the job directly; the supervisor stays to record the outcome.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     exit_code = child.wait()
-    _write_json(state_dir / _RESULT_FILE, {"exit_code": exit_code, "finished_at": _now()})
+    write_json(state_dir / _RESULT_FILE, {"exit_code": exit_code, "finished_at": _now()})
     return exit_code
 
 

@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from include.config import REPO_ROOT
+from include.local_state import process_matches, read_json, write_json
 
 log = logging.getLogger("headrace.local_transform")
 
@@ -376,32 +377,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def _alive(pid: int, create_time: float | None) -> bool:
-    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
-    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - create_time) < 1.0
-    except psutil.NoSuchProcess:
-        return False
-
-
 def transform_job_dir(work_root: Path | str, job_name: str) -> Path:
     return Path(work_root) / "transform-jobs" / job_name
 
@@ -409,14 +384,14 @@ def transform_job_dir(work_root: Path | str, job_name: str) -> Path:
 def find_transform_job(name: str, *, work_root: Path | str) -> dict | None:
     """Like DescribeTransformJob, or ``None`` if no job of that name was started here."""
     job_dir = transform_job_dir(work_root, name)
-    request = _read_json(job_dir / _REQUEST_FILE)
+    request = read_json(job_dir / _REQUEST_FILE)
     if request is None:
         return None
     child = _CHILDREN.get(str(job_dir))
     if child is not None:
         child.poll()
-    process = _read_json(job_dir / _PROCESS_FILE) or {}
-    status = _read_json(job_dir / _STATUS_FILE)
+    process = read_json(job_dir / _PROCESS_FILE) or {}
+    status = read_json(job_dir / _STATUS_FILE)
     description: dict[str, Any] = {
         "TransformJobName": name,
         "ModelName": request.get("ModelName"),
@@ -430,7 +405,7 @@ def find_transform_job(name: str, *, work_root: Path | str) -> dict | None:
     }
     if status is not None:
         description.update(status)
-    elif process and _alive(process["pid"], process.get("create_time")):
+    elif process and process_matches(process["pid"], process.get("create_time")):
         description["TransformJobStatus"] = IN_PROGRESS
     else:
         stopped = (job_dir / _STOP_FILE).exists()
@@ -473,8 +448,8 @@ def start_transform_job(
     job_dir.mkdir(parents=True, exist_ok=True)
     for stale in (_STATUS_FILE, _PROCESS_FILE, _STOP_FILE):
         (job_dir / stale).unlink(missing_ok=True)
-    _write_json(job_dir / _MODEL_FILE, dict(model_request))
-    _write_json(job_dir / _REQUEST_FILE, {**request, "_max_records": max_records})
+    write_json(job_dir / _MODEL_FILE, dict(model_request))
+    write_json(job_dir / _REQUEST_FILE, {**request, "_max_records": max_records})
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
@@ -497,7 +472,7 @@ def start_transform_job(
     except psutil.NoSuchProcess:
         create_time = None
     _CHILDREN[str(job_dir)] = process
-    _write_json(
+    write_json(
         job_dir / _PROCESS_FILE,
         {"pid": process.pid, "create_time": create_time, "started_at": _now()},
     )
@@ -552,7 +527,7 @@ def stop_transform_job(
     if description is None or description["TransformJobStatus"] != IN_PROGRESS:
         return False
     job_dir = Path(description["LocalJobDir"])
-    _write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
+    write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
     pid = description.get("Pid")
     if pid is None:
         return False
@@ -567,7 +542,7 @@ def stop_transform_job(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     if not (job_dir / _STATUS_FILE).exists():
-        _write_json(
+        write_json(
             job_dir / _STATUS_FILE,
             {"TransformJobStatus": STOPPED, "FailureReason": "stopped", "TransformEndTime": _now()},
         )
@@ -580,11 +555,11 @@ def stop_transform_job(
 
 def _run_job(job_dir: Path) -> int:
     """The job's subprocess: unpack the model, transform, record the outcome."""
-    request = _read_json(job_dir / _REQUEST_FILE)
-    model_request = _read_json(job_dir / _MODEL_FILE)
+    request = read_json(job_dir / _REQUEST_FILE)
+    model_request = read_json(job_dir / _MODEL_FILE)
 
     def stopped(signum, frame):
-        _write_json(
+        write_json(
             job_dir / _STATUS_FILE,
             {"TransformJobStatus": STOPPED, "FailureReason": "stopped", "TransformEndTime": _now()},
         )
@@ -597,7 +572,7 @@ def _run_job(job_dir: Path) -> int:
         result = transform(request, model_dir, max_records=request.get("_max_records"))
     except Exception as error:  # recorded as the job's FailureReason, as SageMaker does
         log.exception("transform job %s failed", request.get("TransformJobName"))
-        _write_json(
+        write_json(
             job_dir / _STATUS_FILE,
             {
                 "TransformJobStatus": FAILED,
@@ -606,7 +581,7 @@ def _run_job(job_dir: Path) -> int:
             },
         )
         return 1
-    _write_json(
+    write_json(
         job_dir / _STATUS_FILE,
         {
             "TransformJobStatus": COMPLETED,

@@ -1,0 +1,38 @@
+"""What the local runtimes (Spark jobs, SageMaker training and tuning, batch transform) share
+about the processes they start: state files written atomically, and whether a recorded process
+is still the one that was started."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write aside, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or ``None`` if it was never written."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def process_matches(pid: int, create_time: float | None) -> bool:
+    """Whether ``pid`` is still the process we started (pids are reused) and not a zombie."""
+    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - create_time) < 1.0
+    except psutil.NoSuchProcess:
+        return False
