@@ -9,26 +9,12 @@ import re
 import tarfile
 
 import pytest
+from aws_test_env import AWS_ENV, KMS_KEY_ARN
 
 from include import sagemaker_requests as requests
 from include.aws_validation import RequestValidationError, validate_request
 from include.config import ConfigError, load_settings
 
-KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
-AWS_ENV = {
-    "PIPELINE_TARGET": "aws",
-    "AWS_REGION": "eu-west-1",
-    "HEADRACE_BUCKET": "headrace-test-lake",
-    "HEADRACE_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-sagemaker",
-    "HEADRACE_GLUE_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-glue",
-    "HEADRACE_EMR_SERVERLESS_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-emr",
-    "HEADRACE_KMS_KEY_ARN": KMS_KEY_ARN,
-    "HEADRACE_SUBNET_IDS": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
-    "HEADRACE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
-    "HEADRACE_PII_SALT_SECRET_ARN": (
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:headrace/pii-salt-AbCdEf"
-    ),
-}
 SETTINGS = load_settings(AWS_ENV)
 LAKE = "s3://headrace-test-lake/lake"
 FEATURES = f"{LAKE}/features/churn/ds=2026-01-07"

@@ -10,25 +10,15 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from aws_test_env import AWS_ENV as BASE_AWS_ENV
+from aws_test_env import KMS_KEY_ARN
 
 from include import spark_job_requests as requests
 from include.aws_validation import validate_request
 from include.config import ConfigError, load_settings
 
-KMS_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 AWS_ENV = {
-    "PIPELINE_TARGET": "aws",
-    "AWS_REGION": "eu-west-1",
-    "HEADRACE_BUCKET": "headrace-test-lake",
-    "HEADRACE_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-sagemaker",
-    "HEADRACE_GLUE_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-glue",
-    "HEADRACE_EMR_SERVERLESS_ROLE_ARN": "arn:aws:iam::123456789012:role/headrace-emr",
-    "HEADRACE_KMS_KEY_ARN": KMS_KEY_ARN,
-    "HEADRACE_SUBNET_IDS": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
-    "HEADRACE_SECURITY_GROUP_IDS": "sg-0123456789abcdef0",
-    "HEADRACE_PII_SALT_SECRET_ARN": (
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:headrace/pii-salt-AbCdEf"
-    ),
+    **BASE_AWS_ENV,
     "HEADRACE_EMR_SERVERLESS_APPLICATION_ID": "00f0abcdefgh1234",
     "HEADRACE_EMR_CLUSTER_ID": "j-ABCDEFGHIJKL",
 }
