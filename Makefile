@@ -12,7 +12,7 @@ UV_VERSION := 0.13.8
 TORCH_SOURCE := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 STAMP := $(VENV)/.installed
 
-.PHONY: help prereqs venv test lint demo up down status lock bench clean
+.PHONY: help prereqs venv test lint demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
@@ -20,6 +20,9 @@ help:
 	@echo "make up      start the local Airflow stack on 127.0.0.1:8080;  make down  stops it"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lock    re-resolve requirements-dev.txt from requirements-dev.in"
+	@echo "make new-pipeline NAME=x   scaffold the dataset spec (and rules) of a new pipeline"
+	@echo "make package build/mwaa/: the S3 layout MWAA and the jobs read;  make deploy uploads it"
+	@echo "make audit   pip-audit of requirements.txt (says 'not audited' when offline)"
 
 prereqs:
 	@PYTHON=$(PYTHON) scripts/check_prereqs.sh
@@ -63,6 +66,21 @@ lock: $(STAMP)
 	$(VENV)/bin/uv pip compile requirements-dev.in --python-version 3.11 $(TORCH_SOURCE) \
 		--exclude-newer 2025-09-15 --exclude-newer-package torch=2026-12-01 \
 		--custom-compile-command "make lock" -o requirements-dev.txt
+
+# --- owned by the pipeline-factory work (issue 7) ---
+new-pipeline: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make new-pipeline NAME=<dataset>"; exit 2; }
+	$(VPY) scripts/new_pipeline.py "$(NAME)"
+
+# --- owned by the MWAA packaging work (issue 8) ---
+package: $(STAMP)
+	$(VPY) scripts/package.py --out build/mwaa
+
+deploy: package
+	$(VPY) scripts/deploy.py --package build/mwaa $(if $(DRY_RUN),--dry-run)
+
+audit: $(STAMP)
+	$(VPY) scripts/pip_audit.py requirements.txt
 
 clean: down
 	rm -rf .local $(VENV)
