@@ -29,7 +29,6 @@ tuning job's folder, so a retried task resumes the search and re-attaches to its
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import io
 import json
@@ -43,14 +42,14 @@ import sys
 import tarfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from include.config import REPO_ROOT
-from include.local_state import process_matches, read_json, write_json
+from include.local_state import locked, process_matches, read_json, write_json
 
 # Apart from .local/sagemaker/, which training/train.py uses when run by hand.
 DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
@@ -135,18 +134,6 @@ def training_job_dir(work_root: Path | str, job_name: str) -> Path:
     if not _JOB_NAME.match(job_name):
         raise ValueError(f"training job name {job_name!r} does not match SageMaker's rule")
     return Path(work_root) / "training-jobs" / job_name
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Exclusive access to a job's folder: two attempts never both decide to start it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -373,7 +360,7 @@ def start_training_job(
     entry_point_dir = Path(entry_point_dir).resolve()
     if not (entry_point_dir / entry_point).is_file():
         raise FileNotFoundError(f"entry point {entry_point!r} not found in {entry_point_dir}")
-    with _locked(job_dir):
+    with locked(job_dir):
         current = find_training_job(name, work_root=work_root)
         # "Starting" under this lock means the call that was starting it died before the
         # supervisor ran: nothing will ever run it, so it starts afresh.
@@ -894,7 +881,7 @@ def run_tuning_job(
     trial_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
     job_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(job_dir):
+    with locked(job_dir):
         finished = read_json(job_dir / _STATUS_FILE)
         if finished is not None:
             return finished

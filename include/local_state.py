@@ -1,13 +1,28 @@
 """What the local runtimes (Spark jobs, SageMaker training and tuning, batch transform) share
-about the processes they start: state files written atomically, and whether a recorded process
-is still the one that was started."""
+about the processes they start: a job folder's start lock, state files written atomically, and
+whether a recorded process is still the one that was started."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Exclusive access to a job's folder: two task attempts never both decide to start it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_json(path: Path, payload: Any) -> None:

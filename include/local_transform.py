@@ -51,7 +51,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from include.config import REPO_ROOT
-from include.local_state import process_matches, read_json, write_json
+from include.local_state import locked, process_matches, read_json, write_json
 
 log = logging.getLogger("headrace.local_transform")
 
@@ -407,6 +407,11 @@ def find_transform_job(name: str, *, work_root: Path | str) -> dict | None:
         description.update(status)
     elif process and process_matches(process["pid"], process.get("create_time")):
         description["TransformJobStatus"] = IN_PROGRESS
+    elif not process and not (job_dir / _STOP_FILE).exists():
+        # The request is written and the process not yet recorded: a start is under way (or
+        # its caller died there, which start_transform_job sees under the start lock).
+        description["TransformJobStatus"] = IN_PROGRESS
+        description["Starting"] = True
     else:
         stopped = (job_dir / _STOP_FILE).exists()
         description["TransformJobStatus"] = STOPPED if stopped else FAILED
@@ -442,9 +447,27 @@ def start_transform_job(
         )
     name = request["TransformJobName"]
     job_dir = transform_job_dir(work_root, name)
-    current = find_transform_job(name, work_root=work_root)
-    if current is not None and current["TransformJobStatus"] in (IN_PROGRESS, COMPLETED):
-        return current, False
+    with locked(job_dir):
+        current = find_transform_job(name, work_root=work_root)
+        # "Starting" seen under the lock means the call that was starting it died before the
+        # process was recorded: nothing will ever run it, so it starts afresh.
+        if (
+            current is not None
+            and current["TransformJobStatus"] in (IN_PROGRESS, COMPLETED)
+            and not current.get("Starting")
+        ):
+            return current, False
+        _launch(job_dir, request, model_request, max_records)
+    return find_transform_job(name, work_root=work_root), True
+
+
+def _launch(
+    job_dir: Path,
+    request: Mapping[str, Any],
+    model_request: Mapping[str, Any],
+    max_records: int | None,
+) -> None:
+    """Write the job's request and start its process (the caller holds the start lock)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     for stale in (_STATUS_FILE, _PROCESS_FILE, _STOP_FILE):
         (job_dir / stale).unlink(missing_ok=True)
@@ -476,7 +499,6 @@ def start_transform_job(
         job_dir / _PROCESS_FILE,
         {"pid": process.pid, "create_time": create_time, "started_at": _now()},
     )
-    return find_transform_job(name, work_root=work_root), True
 
 
 def wait_for_transform_job(

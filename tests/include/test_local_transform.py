@@ -169,6 +169,58 @@ def test_a_rerun_reattaches_to_the_completed_job_and_output_is_byte_identical(tr
     assert {p.name: p.read_bytes() for p in (tmp_path / "out2").iterdir()} == before
 
 
+def test_concurrent_starts_start_the_job_once(trained, tmp_path):
+    """Two attempts starting the same job at once (a retry racing a zombie attempt): the start
+    lock lets exactly one of them start a process; the other attaches to it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from include.local_transform import start_transform_job, wait_for_transform_job
+
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(200)
+    input_uri = write_input(tmp_path / "input", frame)
+    request, model_request = requests_for(trained, input_uri, tmp_path / "out", "job-race")
+    work_root = tmp_path / "runs"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(
+                lambda _: start_transform_job(request, model_request, work_root=work_root),
+                range(4),
+            )
+        )
+    assert sum(started for _, started in results) == 1
+    assert len({description["Pid"] for description, _ in results}) == 1
+    done = wait_for_transform_job("job-race", work_root=work_root, timeout=120)
+    assert done["RecordsWritten"] == 200
+
+
+def test_a_start_that_died_before_recording_its_process_is_started_afresh(trained, tmp_path):
+    """request.json written, no process recorded: readers see the job starting; the next start
+    (under the lock, so no start is under way) knows its starter died and runs it."""
+    from include.local_transform import (
+        find_transform_job,
+        start_transform_job,
+        transform_job_dir,
+        wait_for_transform_job,
+    )
+
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(100)
+    input_uri = write_input(tmp_path / "input", frame)
+    request, model_request = requests_for(trained, input_uri, tmp_path / "out", "job-orphan")
+    work_root = tmp_path / "runs"
+    job_dir = transform_job_dir(work_root, "job-orphan")
+    job_dir.mkdir(parents=True)
+    (job_dir / "request.json").write_text(json.dumps(request))
+    orphan = find_transform_job("job-orphan", work_root=work_root)
+    assert orphan["TransformJobStatus"] == "InProgress" and orphan["Starting"] is True
+
+    description, started = start_transform_job(request, model_request, work_root=work_root)
+    assert started is True and description["Pid"]
+    assert (
+        wait_for_transform_job("job-orphan", work_root=work_root, timeout=120)["RecordsWritten"]
+        == 100
+    )
+
+
 def test_bad_input_fails_the_job_naming_the_file_line_and_column(trained, tmp_path):
     frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(50)
     frame = frame.astype({"sessions": object})
