@@ -21,15 +21,37 @@ EVALUATION_FILE = "evaluation.json"
 MANIFEST_NAME = "_manifest.json"
 
 
-def baseline_uri(settings: Settings, dataset: str, ds: str) -> str:
-    """The monitoring baseline of the training partition ``ds``; model versions trained on that
-    partition point at it from the registry (their ``baseline_uri``)."""
-    return f"{settings.zone_uri('monitoring')}/{dataset}/baselines/ds={ds}"
+# What train.py writes into SM_OUTPUT_DATA_DIR (output.tar.gz beside model.tar.gz): every
+# training-partition row's ids with the final model's score.
+BASELINE_SCORES_FILE = "baseline_scores.parquet"
 
 
-def write_training_baseline(settings: Settings, dataset: str, ds: str) -> dict[str, str]:
-    """Model Monitor statistics/constraints and the drift reference of curated partition ``ds``.
+def baseline_uri(settings: Settings, dataset: str, ds: str, job_name: str) -> str:
+    """The monitoring baseline of the model that training job ``job_name`` trained on partition
+    ``ds``; the model version registered from that job points at it (its ``baseline_uri``).
 
+    Per model, not per partition: the baseline holds the model's own score distribution.
+    """
+    return f"{settings.zone_uri('monitoring')}/{dataset}/baselines/ds={ds}/{job_name}"
+
+
+def output_data_uri(model_uri: str) -> str:
+    """The job's ``output.tar.gz`` (SM_OUTPUT_DATA_DIR): SageMaker writes it beside
+    ``model.tar.gz`` under ``<S3OutputPath>/<job name>/output/``, and so does the local runtime."""
+    prefix, name = model_uri.rsplit("/", 1)
+    if name != "model.tar.gz":
+        raise ValueError(f"{model_uri} is not a training job's model.tar.gz")
+    return f"{prefix}/output.tar.gz"
+
+
+def write_training_baseline(
+    settings: Settings, dataset: str, ds: str, job: Mapping[str, Any]
+) -> dict[str, str]:
+    """Model Monitor statistics/constraints and the drift reference of the model ``job`` trained.
+
+    The reference is curated partition ``ds`` (the columns the model reads, before one-hot) joined
+    on the split key with the scores the model gave those rows (``baseline_scores.parquet`` from
+    the job's output), so batches are checked for prediction drift as well as feature drift.
     Idempotent: the baseline is deterministic, so a retry writes the same bytes.
     """
     from include.dq.gate import (
@@ -45,29 +67,68 @@ def write_training_baseline(settings: Settings, dataset: str, ds: str) -> dict[s
     from spark_jobs.dataset_spec import load_spec
 
     spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
+    config = load_monitoring_config(DATASETS_DIR / f"{dataset}.monitoring.yaml")
     partition = curated_partition_uri(settings.lake_root, dataset, ds)
     manifest = read_manifest(partition)
     frame = read_partition_frame(manifest_file_uris(manifest, f"{partition}/{MANIFEST_NAME}"), {})
-    columns = monitored_columns(spec, frame.columns)
+
+    scores_uri = output_data_uri(job["model_uri"])
+    key, score = spec.features.split_key, config.score_column
+    joined = frame
+    if score:  # the monitoring config may switch prediction drift off (score_column: null)
+        joined = _with_baseline_scores(frame, scores_uri, key, score)
+    columns = monitored_columns(spec, joined.columns, score_column=score)
     return write_baseline(
-        frame,
+        joined,
         columns,
-        baseline_uri(settings, dataset, ds),
-        load_monitoring_config(DATASETS_DIR / f"{dataset}.monitoring.yaml"),
-        metadata={"dataset": dataset, "ds": ds, "curated_manifest": f"{partition}/{MANIFEST_NAME}"},
+        baseline_uri(settings, dataset, ds, job["job_name"]),
+        config,
+        metadata={
+            "dataset": dataset,
+            "ds": ds,
+            "training_job": job["job_name"],
+            "curated_manifest": f"{partition}/{MANIFEST_NAME}",
+            "scores": scores_uri,
+        },
     )
 
 
-def read_model_file(model_uri: str, name: str) -> bytes:
-    """One file of a model.tar.gz; an error names the archive and the missing file."""
+def _with_baseline_scores(frame, scores_uri: str, key: str, score: str):
+    """``frame`` left-joined on ``key`` with the job's baseline scores as column ``score``."""
+    import pandas as pd
+
+    scores = pd.read_parquet(io.BytesIO(read_tar_member(scores_uri, BASELINE_SCORES_FILE)))
+    if key not in scores.columns or "score" not in scores.columns:
+        raise ValueError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {list(scores.columns)}, "
+            f"not the split key {key!r} and 'score'"
+        )
+    if scores[key].duplicated().any():
+        raise ValueError(f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once")
+    scores = scores[[key, "score"]].rename(columns={"score": score})
+    scores[key] = scores[key].astype(str)
+    frame = frame.copy()
+    frame[key] = frame[key].astype(str)
+    # Left join: a curated row the features job left out shows up as a missing score, as in the
+    # scored batches (scoring_pipeline.check_batch_drift joins the same way).
+    return frame.merge(scores, on=key, how="left", validate="one_to_one")
+
+
+def read_tar_member(tarball_uri: str, name: str) -> bytes:
+    """One file of a ``.tar.gz`` (model.tar.gz, output.tar.gz); an error names both."""
     from include.storage import storage_for
 
-    data = storage_for(model_uri).read_bytes(model_uri)
+    data = storage_for(tarball_uri).read_bytes(tarball_uri)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         for member in archive.getmembers():
             if member.name.lstrip("./") == name and member.isfile():
                 return archive.extractfile(member).read()
-    raise FileNotFoundError(f"{model_uri} has no {name}: the training job did not write it")
+    raise FileNotFoundError(f"{tarball_uri} has no {name}: the training job did not write it")
+
+
+def read_model_file(model_uri: str, name: str) -> bytes:
+    """One file of a model.tar.gz."""
+    return read_tar_member(model_uri, name)
 
 
 def code_version_of(settings: Settings, job: Mapping[str, Any]) -> str:
@@ -111,7 +172,7 @@ def register_job_model(
         evaluation=json.loads(evaluation_bytes),
         hyperparameters=job.get("hyperparameters", {}),
         manifest_uri=f"{features_partition_uri(settings, dataset, ds)}/{MANIFEST_NAME}",
-        baseline_uri=baseline_uri(settings, dataset, ds),
+        baseline_uri=baseline_uri(settings, dataset, ds, job["job_name"]),
         evaluation_uri=evaluation_uri,
         code_version_id=code_version_of(settings, job),
         margin=margin,

@@ -30,6 +30,9 @@ class ChannelData:
     feature_names: list[str]
     features: np.ndarray  # float32, rows x features, as read (not standardized)
     labels: np.ndarray  # float32, 0.0 or 1.0
+    # The id columns the files carry (a pyarrow Table, row-aligned with ``features``), so scores
+    # can be written back with their keys; None when the files hold none of --id-columns.
+    ids: object | None = None
 
     @property
     def rows(self) -> int:
@@ -73,7 +76,8 @@ def load_channel(
     if not files:
         raise ChannelError(f"channel {name}: no *.parquet files under {directory}")
 
-    blocks, labels = [], []
+    blocks, labels, id_tables = [], [], []
+    id_names: list[str] | None = None
     for path in files:
         where = f"channel {name}: {path.relative_to(directory)}"
         try:
@@ -109,14 +113,25 @@ def load_channel(
             raise ChannelError(
                 f"{where} row {bad[0]} column {label!r} is {target[bad[0]]}, not 0 or 1"
             )
+        present_ids = [column for column in id_columns if column in columns]
+        if id_names is None:
+            id_names = present_ids
+        elif present_ids != id_names:
+            raise ChannelError(f"{where} has id columns {present_ids}, other files {id_names}")
         blocks.append(block)
         labels.append(target)
+        id_tables.append(table.select(id_names))
 
     features = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     label_vector = np.concatenate(labels) if len(labels) > 1 else labels[0]
     if features.shape[0] == 0:
         raise ChannelError(f"channel {name}: the files under {directory} hold no rows")
-    return ChannelData(name, directory, files, list(feature_names), features, label_vector)
+    ids = None
+    if id_names:
+        import pyarrow as pa
+
+        ids = pa.concat_tables(id_tables, promote_options="permissive")
+    return ChannelData(name, directory, files, list(feature_names), features, label_vector, ids)
 
 
 def _finite(values, *, where: str, column: str) -> np.ndarray:

@@ -93,6 +93,11 @@ CHANNELS = ("train", "validation", "test")
 LOCAL_ROOT = Path(".local") / "sagemaker"
 EVALUATION_FILE = "evaluation.json"
 HISTORY_FILE = "history.json"
+# Every row of the three channels with its ids and the final model's score (SM_OUTPUT_DATA_DIR,
+# so output.tar.gz on SageMaker): the prediction-score half of the monitoring baseline, scored
+# here because the Airflow worker has no torch.
+BASELINE_SCORES_FILE = "baseline_scores.parquet"
+SCORE_COLUMN = "score"
 # Permutation importance re-scores the test rows once per feature and repeat: a sample bounds it.
 IMPORTANCE_MAX_ROWS = 20_000
 # The files that serve the model, copied to <model dir>/code/ (the PyTorch serving container
@@ -513,6 +518,13 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
     )
     paths.output_data_dir.mkdir(parents=True, exist_ok=True)
     (paths.output_data_dir / HISTORY_FILE).write_text(json.dumps(state.history, indent=2) + "\n")
+    write_baseline_scores(
+        paths.output_data_dir / BASELINE_SCORES_FILE,
+        model,
+        standardizer,
+        (train_data, validation, test),
+        device,
+    )
     log.info("model written to %s (best epoch %d)", paths.model_dir, state.best_epoch)
     return 0
 
@@ -579,6 +591,40 @@ def evaluate_model(
         "permutation_importance": importance,
         "permutation_importance_rows": int(sample.size),
     }
+
+
+def write_baseline_scores(
+    path: Path,
+    model: torch.nn.Module,
+    standardizer: Standardizer,
+    channels: Sequence[ChannelData],
+    device: torch.device,
+) -> int:
+    """The final model's score of every row of ``channels``, beside the row's ids and split.
+
+    Scored with the same computation the served model runs (standardize, then
+    :func:`predict_scores`), so the baseline's score distribution is the one batch scoring
+    produces on data like the training partition's. Returns the rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for channel in channels:
+        if channel.ids is None:
+            raise TrainingError(
+                f"channel {channel.name}: the files hold none of the --id-columns, so scores "
+                f"cannot be keyed for the monitoring baseline"
+            )
+        scores = predict_scores(model, standardizer.transform(channel.features), device)
+        tables.append(
+            channel.ids.append_column(
+                "split", pa.array([channel.name] * channel.rows)
+            ).append_column(SCORE_COLUMN, pa.array(scores.astype(np.float64)))
+        )
+    table = pa.concat_tables(tables, promote_options="permissive")
+    pq.write_table(table, path)
+    return table.num_rows
 
 
 def write_model_dir(

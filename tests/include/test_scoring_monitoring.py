@@ -1,14 +1,15 @@
 """Scoring and monitoring end to end on the local target, with the generator's drift knob.
 
 A model is trained by train.py on day 1 of the churn generator (seed 7), its monitoring baseline
-is written from that day's curated partition, and it is registered as the approved version in
+is written from that day's curated partition joined with the model's own scores of it, and it is registered as the approved version in
 the local (MLflow) registry. Two days are then scored through the real steps — input prep, the
 local transform runtime, the predictions commit — and checked for drift:
 
 - 2026-01-02: seed 7's day 2, with drift planted on ``sessions`` and ``region``;
 - 2026-01-03: seed 8's day 1, new customers from the same distributions (no drift).
 
-The drift day reports exactly the planted features at churn.monitoring.yaml's thresholds, and
+The drift day reports exactly the planted features at churn.monitoring.yaml's thresholds, plus
+the model's score (the model reads ``sessions``, so its prediction distribution moves too), and
 the real ``churn_monitoring`` DAG (run by ``dag.test()``) emits a ``churn_drift`` asset event
 whose extra lists them; the other day reports nothing and emits no event. The real
 ``churn_scoring`` DAG re-scores a day to the same predictions bytes and emits the predictions
@@ -67,15 +68,17 @@ def lake(tmp_path_factory):
             )
         model_dir = helpers.train_model(lake_root / "features" / "churn" / f"ds={TRAIN_DS}",
                                         root / "train")  # fmt: skip
-        model_uri = helpers.package_model(
-            model_dir, lake_root / "models" / "churn" / "jobs" / "tiny" / "output" / "model.tar.gz"
-        )
-        write_training_baseline(settings, "churn", TRAIN_DS)
+        # Laid out as a training job's output: model.tar.gz and output.tar.gz side by side.
+        job_output = lake_root / "models" / "churn" / "jobs" / "tiny" / "output"
+        model_uri = helpers.package_model(model_dir, job_output / "model.tar.gz")
+        helpers.package_model(root / "train" / "output" / "data", job_output / "output.tar.gz")
+        job = {"job_name": "tiny", "model_uri": model_uri}
+        write_training_baseline(settings, "churn", TRAIN_DS, job)
         registry = MLflowModelRegistry(settings.zone_uri("models"))
         version = registry.register_version(
             "churn", model_uri=model_uri, metrics={"roc_auc": 0.7}, data_version="test",
             code_version="test", hyperparameters={}, evaluation_uri="",
-            baseline_uri=baseline_uri(settings, "churn", TRAIN_DS), approval=APPROVED,
+            baseline_uri=baseline_uri(settings, "churn", TRAIN_DS, "tiny"), approval=APPROVED,
             approval_reason="the test's champion",
         )  # fmt: skip
         yield {"root": root, "settings": settings, "version": version.version,
@@ -185,11 +188,12 @@ def test_planted_drift_reports_exactly_the_planted_features(lake, scored, caplog
     with caplog.at_level(logging.INFO, logger="headrace.scoring"):
         result = check_batch_drift(lake["settings"], "churn", DRIFT_DS)
 
-    assert sorted(result["drifted_features"]) == sorted(PLANTED)
+    # The model reads sessions, so its score moves with it: prediction drift is reported too.
+    assert sorted(result["drifted_features"]) == sorted([*PLANTED, "score"])
     assert result["model_version"] == lake["version"]
     uris = result["uris"]
     violations = json.loads(Path(uris["constraint_violations"].removeprefix("file://")).read_text())
-    assert {v["feature_name"] for v in violations["violations"]} == set(PLANTED)
+    assert {v["feature_name"] for v in violations["violations"]} == {*PLANTED, "score"}
     assert uris["constraint_violations"].endswith(
         f"/monitoring/churn/model_version={lake['version']}/ds={DRIFT_DS}/constraint_violations.json"
     )
@@ -197,9 +201,10 @@ def test_planted_drift_reports_exactly_the_planted_features(lake, scored, caplog
     assert statistics["dataset"]["item_count"] == ROWS
     html = Path(uris["html"].removeprefix("file://")).read_text()
     assert f"/reports/churn/drift/ds={DRIFT_DS}/" in uris["html"]
-    assert html.count("data:image/png;base64,") == len(PLANTED)  # a plot per drifted feature
+    assert html.count("data:image/png;base64,") == len(PLANTED) + 1  # a plot per drifted column
     (verdict,) = [r.getMessage() for r in caplog.records if "drift churn" in r.getMessage()]
-    assert "drift: 2 of" in verdict and "sessions" in verdict and "region" in verdict
+    assert "drift: 3 of" in verdict and "sessions" in verdict and "region" in verdict
+    assert "score psi=" in verdict
 
 
 def test_no_drift_reports_nothing(lake, scored):
@@ -221,7 +226,7 @@ def test_local_alert_is_a_log_line_and_a_file(lake, scored, caplog):
     with caplog.at_level(logging.WARNING, logger="headrace.scoring"):
         alert = raise_drift_alert(lake["settings"], result)
     alert_file = json.loads(Path(alert["alert_uri"].removeprefix("file://")).read_text())
-    assert sorted(alert_file["drifted_features"]) == sorted(PLANTED)
+    assert sorted(alert_file["drifted_features"]) == sorted([*PLANTED, "score"])
     assert alert_file["ds"] == DRIFT_DS and alert["sns_message_id"] is None
     assert any(
         "ALERT headrace: churn drift on 2026-01-02" in r.getMessage() for r in caplog.records
@@ -273,7 +278,7 @@ def test_the_monitoring_dag_emits_the_drift_event_only_for_the_drifted_day(
     assert event["asset"] == "churn_drift"
     assert event["extra"]["ds"] == DRIFT_DS
     assert event["extra"]["model_version"] == lake["version"]
-    assert sorted(event["extra"]["drifted_features"]) == sorted(PLANTED)
+    assert sorted(event["extra"]["drifted_features"]) == sorted([*PLANTED, "score"])
     # Without drift the tasks after the check are skipped, and a skipped task emits no event.
     assert calm["tasks"]["emit_drift_event"] == calm["tasks"]["alert"] == "skipped"
     assert calm["events"] == []

@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -177,3 +178,21 @@ def test_model_fn_rejects_preprocessing_that_does_not_match_the_model(trained_ru
     (model_dir / "preprocessing.json").write_text(json.dumps(preprocessing))
     with pytest.raises(ValueError, match="list different features"):
         model_fn(str(model_dir))
+
+
+def test_baseline_scores_cover_every_channel_row_and_match_the_served_model(
+    trained_run, feature_channels, served
+):
+    """output/data/baseline_scores.parquet: every row of the three channels, keyed by its ids,
+    with the score the served model gives the same row (the monitoring baseline's score half)."""
+    output_dir = Path(trained_run["env"]["SM_OUTPUT_DATA_DIR"])
+    baseline = pd.read_parquet(output_dir / "baseline_scores.parquet")
+    assert list(baseline.columns) == ["customer_id", "snapshot_date", "split", "score"]
+    for split in ("train", "validation", "test"):
+        frame = pd.read_parquet(feature_channels[split])
+        rows = baseline[baseline["split"] == split].reset_index(drop=True)
+        assert len(rows) == len(frame)
+        assert rows["customer_id"].tolist() == frame["customer_id"].tolist()
+        served_scores = predict_fn(frame, served).scores
+        np.testing.assert_allclose(rows["score"].to_numpy(), served_scores, rtol=0, atol=1e-7)
+    assert baseline["customer_id"].is_unique
