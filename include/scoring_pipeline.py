@@ -115,7 +115,7 @@ def champion_model(settings: Settings, dataset: str, registry=None) -> dict[str,
     if version is None:
         raise ScoringError(
             f"{dataset} has no approved model version to score with: approve one "
-            f"(churn_model_approval) or train a model that beats the champion"
+            f"({dataset}_model_approval) or train a model that beats the champion"
         )
     config = json.loads(read_model_file(version.model_uri, MODEL_CONFIG_FILE))
     return {

@@ -5,6 +5,11 @@ CreateTrainingJob / CreateHyperParameterTuningJob bodies of :mod:`include.sagema
 the features splits as the ``train`` / ``validation`` / ``test`` channels, model artifacts under
 ``models/<dataset>/jobs/``, checkpoints under ``models/<dataset>/checkpoints/<job name>/`` (one
 folder per job, so a job never resumes from another's checkpoints), and the training code.
+
+What differs between datasets reaches ``training/train.py`` as hyperparameters read from the
+dataset spec (:func:`dataset_hyperparameters`): the label, the id columns the features job
+writes, and the categorical features that group the fairness metrics, so a new dataset needs
+no change to the training code.
 """
 
 from __future__ import annotations
@@ -33,6 +38,29 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "seed": 17,
     "checkpoint-every-steps": 200,
 }
+
+
+def dataset_hyperparameters(dataset: str) -> dict[str, str]:
+    """``label``, ``id-columns`` and ``sensitive-groups`` of ``dataset``, from its spec.
+
+    The id columns are what ``spark_jobs/features.py`` writes beside the features: the split key
+    and the partition column. ``sensitive-groups`` is sent only when the spec declares
+    ``features.sensitive_groups`` (an empty list turns group metrics off); a spec without it
+    leaves train.py's own default.
+    """
+    from include.ingestion import DATASETS_DIR
+    from spark_jobs.dataset_spec import load_spec
+
+    spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
+    if spec.features is None:
+        raise ValueError(f"{spec.source}: has no features: block, so there is nothing to train on")
+    hyperparameters = {
+        "label": spec.label,
+        "id-columns": f"{spec.features.split_key},{spec.partition_column}",
+    }
+    if spec.features.sensitive_groups is not None:
+        hyperparameters["sensitive-groups"] = ",".join(spec.features.sensitive_groups)
+    return hyperparameters
 
 
 def features_partition_uri(settings: Settings, dataset: str, ds: str) -> str:
@@ -71,11 +99,19 @@ def training_job_request(
     hyperparameters: Mapping[str, Any] | None = None,
     source_uri: str | None = None,
 ) -> dict:
-    """CreateTrainingJob for ``dataset`` on the features partition of ``ds``."""
+    """CreateTrainingJob for ``dataset`` on the features partition of ``ds``.
+
+    Hyperparameters: the defaults, then the dataset's (:func:`dataset_hyperparameters`), then
+    ``hyperparameters`` (the task's overrides).
+    """
     return build_training_job_request(
         settings,
         job_name=job_name,
-        hyperparameters={**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})},
+        hyperparameters={
+            **DEFAULT_HYPERPARAMETERS,
+            **dataset_hyperparameters(dataset),
+            **(hyperparameters or {}),
+        },
         channels=training_channels(settings, dataset, ds),
         output_uri=jobs_output_uri(settings, dataset),
         checkpoint_uri=checkpoint_uri(settings, dataset, job_name),

@@ -3,7 +3,8 @@
 A spec declares the schema (names, types, nullability, legacy aliases), the primary key, the
 event-time and partition columns, the label, the PII columns with their treatment (a salted
 SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex
-patterns, maximum lengths) and how features are built. The ingest and features jobs read it;
+patterns, maximum lengths) and how features are built (with the categorical features whose
+groups the model's fairness metrics compare). The ingest and features jobs read it;
 so can the DAGs and tests (``include/`` may import this module, never the other way round).
 
 Pure Python plus PyYAML: this module ships to Glue/EMR inside the ``spark_jobs`` package and must
@@ -96,6 +97,7 @@ _FEATURE_KEYS = {
     "days_since",
     "rolling_mean",
     "ratios",
+    "sensitive_groups",
 }
 _SPLITS = ("train", "validation", "test")
 
@@ -175,6 +177,10 @@ class FeatureSpec:
     days_since: tuple[str, ...] = ()
     rolling_mean: tuple[str, ...] = ()
     ratios: tuple[RatioFeature, ...] = ()
+    # Categorical features whose values are the groups of the fairness metrics (per-group ROC
+    # AUC, recall… in the model card). ``None``: the spec does not say (older specs), and the
+    # trainer keeps its own default; ``()``: no group metrics.
+    sensitive_groups: tuple[str, ...] | None = None
 
     def split_bounds(self) -> list[tuple[str, int, int]]:
         """``[(split, lo, hi)]`` over the key-hash buckets 0..99: bucket in [lo, hi) → split."""
@@ -760,6 +766,17 @@ class _Validator:
                 ratios.append(RatioFeature(*parts))
         if not (numeric or categorical or boolean or days_since or rolling or ratios):
             self.fail("features", "declares no feature at all")
+        sensitive_groups = None
+        if "sensitive_groups" in spec:
+            sensitive_groups = self.names("features.sensitive_groups", spec["sensitive_groups"])
+            for i, name in enumerate(sensitive_groups):
+                # The trainer finds a group by its one-hot columns <name>__<value>, which only
+                # categorical features have.
+                if name not in categorical and name not in self.broken_columns:
+                    self.fail(
+                        f"features.sensitive_groups[{i}]",
+                        f"{name!r} must be one of features.categorical {list(categorical)}",
+                    )
         if self.problems:
             return None
         return FeatureSpec(
@@ -773,4 +790,5 @@ class _Validator:
             days_since=days_since,
             rolling_mean=rolling,
             ratios=tuple(ratios),
+            sensitive_groups=sensitive_groups,
         )

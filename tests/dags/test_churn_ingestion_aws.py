@@ -31,7 +31,9 @@ def test_churn_ingestion_completes_on_emr_serverless_against_moto(migrated_airfl
     outcome = json.loads(lines[-1].removeprefix("OUTCOME "))
 
     assert outcome["dag_run_state"] == "success"
-    assert outcome["task_states"] == {"ingest": "success"}
+    # landing_days picks the day(s); ingest is mapped over them: one day here, the param's.
+    assert outcome["task_states"] == {"landing_days": "success", "ingest": "success"}
+    assert [run["asset_extra"] for run in outcome["xcom"]["landing_days"]] == [{"ds": "2026-01-05"}]
     assert outcome["invalid_requests"] == []
     operations = [r["operation"] for r in outcome["requests"] if r["service"] == "emr-serverless"]
     assert operations.count("StartJobRun") == 1

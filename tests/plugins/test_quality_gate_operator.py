@@ -485,7 +485,7 @@ if sys.argv[3] == "bad":
     frame.loc[8, "region"] = "mars"
 write_partition(sys.argv[2], frame, types)
 from airflow.dag_processing.bundles.manager import DagBundlesManager
-bag = DagBag(dag_folder=sys.argv[1] + "/dags/churn_validation.py", include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1] + "/dags", include_examples=False)
 # What the dag-processor does: store the DAG and activate its Assets (outlets must be active).
 DagBundlesManager().sync_bundles_to_db()
 bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)

@@ -1,0 +1,112 @@
+"""DAG factory of the monitoring stage: drift of one dataset's scored day, and the retraining
+trigger.
+
+``monitoring_dag("churn")`` builds the DAG ``churn_monitoring`` (DAG ids are
+``<dataset>_<stage>``; ``dags/monitoring_dags.py`` builds one per dataset spec).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, chain, dag, get_current_context, task
+
+from include.assets import drift_asset, predictions_asset
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
+from include.pipelines.datasets import PipelineDataset, pipeline_dataset
+
+STAGE = "monitoring"
+
+
+def _doc(dataset: PipelineDataset) -> str:
+    name = dataset.name
+    return f"""
+### {dataset.title} monitoring
+
+*{dataset.description}*
+
+Checks a day of scored {name} rows for drift against the baseline of the model version that
+scored them: the curated columns the model reads (`curated/{name}/ds=YYYY-MM-DD/`) with their
+scores (`predictions/{name}/ds=YYYY-MM-DD/`), metric by metric (PSI, Kolmogorov-Smirnov,
+Jensen-Shannon, L-infinity, missing and unseen rates) at the thresholds of
+`{dataset.monitoring_file}`. For the ML engineers who own the {name} model.
+
+**Writes** `constraint_violations.json` (SageMaker Model Monitor's format) and the batch's
+`statistics.json` under `monitoring/{name}/model_version=<v>/ds=<D>/`, an HTML report with a
+plot per drifted feature under `reports/{name}/drift/ds=<D>/`, and the one-line verdict in the
+task log.
+
+**Closes the loop**: drift over threshold emits a `{name}_drift` asset event (extra: the day,
+the model version and the drifted features), which schedules `{name}_training`, and raises an
+alert (an SNS message on AWS when `HEADRACE_ALERTS_TOPIC_ARN` is set; a log line locally; a JSON
+file under `monitoring/{name}/alerts/` on both). Without drift, neither happens: the tasks after
+the check are skipped, and a skipped task emits no asset event.
+
+**Triggered** by new predictions (`{name}_predictions`), or by hand with a `ds`.
+
+*Built by `include/pipelines/monitoring.py` from `{dataset.spec_file}`.*
+"""
+
+
+def monitoring_dag(dataset: str) -> DAG:
+    """The ``<dataset>_monitoring`` DAG: drift check, then the drift event and an alert."""
+    info = pipeline_dataset(dataset)
+
+    @dag(
+        dag_id=f"{dataset}_{STAGE}",
+        schedule=predictions_asset(dataset),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["headrace", "monitoring"],
+        doc_md=_doc(info),
+        params={
+            "ds": partition_param(
+                "Day to check",
+                "Predictions partition to check; empty: from the triggering event, else the newest",
+            ),
+        },
+    )
+    def monitoring():
+        @task(multiple_outputs=False)
+        def drift_check() -> dict:
+            """Drift metrics of the day against the scoring model's baseline; logs the verdict."""
+            from include.config import get_settings
+            from include.partitions import resolve_partition
+            from include.scoring_pipeline import check_batch_drift, predictions_root
+
+            settings = get_settings()
+            context = get_current_context()
+            ds = resolve_partition(
+                context["params"]["ds"],
+                context.get("triggering_asset_events"),
+                predictions_root(settings, dataset),
+            )
+            return check_batch_drift(settings, dataset, ds)
+
+        @task.short_circuit
+        def drift_found(result: dict) -> bool:
+            return bool(result["drifted_features"])
+
+        @task(outlets=[drift_asset(dataset)], multiple_outputs=False)
+        def emit_drift_event(result: dict) -> dict:
+            """The retraining trigger: runs (and so emits) only after drift was found."""
+            from include.scoring_pipeline import drift_event_extra
+
+            extra = drift_event_extra(result)
+            get_current_context()["outlet_events"][drift_asset(dataset)].extra = extra
+            return extra
+
+        @task(multiple_outputs=False)
+        def alert(result: dict) -> dict:
+            from include.config import get_settings
+            from include.scoring_pipeline import raise_drift_alert
+
+            settings = get_settings()
+            # Configured, not a run parameter: whoever triggers a run must not redirect alerts.
+            topic = settings.aws.alerts_topic_arn if settings.aws else None
+            return raise_drift_alert(settings, result, topic_arn=topic or None)
+
+        result = drift_check()
+        chain(result, drift_found(result), [emit_drift_event(result), alert(result)])
+
+    return monitoring()

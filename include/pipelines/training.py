@@ -1,0 +1,152 @@
+"""DAG factory of the training stage: tune, evaluate and register one dataset's model.
+
+``training_dag("churn")`` builds the DAG ``churn_training`` (DAG ids are ``<dataset>_<stage>``;
+``dags/training_dags.py`` builds one per dataset spec). What differs between datasets (the
+label, the id columns, the fairness groups) comes from the spec through
+:func:`include.training_jobs.dataset_hyperparameters`, not from code here.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, dag, get_current_context, task
+
+from headrace_operators.sagemaker_jobs import SageMakerTuningJobOperator
+from include.assets import drift_asset, features_asset, model_asset
+from include.dag_defaults import (
+    DEFAULT_ARGS,
+    START_DATE,
+    integer_param,
+    number_param,
+    partition_param,
+)
+from include.pipelines.datasets import PipelineDataset, pipeline_dataset
+
+STAGE = "training"
+
+
+def _doc(dataset: PipelineDataset) -> str:
+    name = dataset.name
+    return f"""
+### {dataset.title} training
+
+*{dataset.description}*
+
+Trains the {name} model (label `{dataset.label}`) on a features partition
+(`features/{name}/ds=YYYY-MM-DD/`, split into train / validation / test by the split key),
+tunes its hyperparameters, evaluates the best model on the test split and registers it as a new
+model version with its metrics, lineage (features manifest, code version, hyperparameters),
+monitoring baseline and model card.
+
+**Runs on** SageMaker (a Bayesian hyperparameter tuning job of GPU training jobs, managed spot,
+in the VPC, KMS-encrypted, network-isolated) or, locally, the same request bodies through the
+local SageMaker runtime (Optuna over local PyTorch training jobs). A retried task re-attaches to
+its job instead of starting another. The label, id columns and fairness groups come from
+`{dataset.spec_file}`.
+
+**Registry**: the new version is approved automatically when it beats the current champion's
+test ROC AUC by the margin; otherwise it waits for a person (`{name}_model_approval`). MLflow
+(SQLite) locally, SageMaker Model Registry on AWS.
+
+**Triggered** by new validated features (`{name}_features`) or by drift over threshold
+(`{name}_drift`), or by hand. The partition is the `ds` parameter, else the triggering event's,
+else the newest features partition.
+
+*Built by `include/pipelines/training.py` from `{dataset.spec_file}`.*
+"""
+
+
+def training_dag(dataset: str) -> DAG:
+    """The ``<dataset>_training`` DAG: tuning job, monitoring baseline, registration."""
+    info = pipeline_dataset(dataset)
+
+    @dag(
+        dag_id=f"{dataset}_{STAGE}",
+        schedule=(features_asset(dataset) | drift_asset(dataset)),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["headrace", "training"],
+        doc_md=_doc(info),
+        params={
+            "ds": partition_param(
+                "Features partition",
+                "Features partition to train on; empty: from the triggering event, else the newest",
+            ),
+            "max_trials": integer_param(
+                4,
+                title="Tuning trials",
+                description="Training jobs the tuning runs in all.",
+                minimum=1,
+                maximum=50,
+            ),
+            "parallel_trials": integer_param(
+                2,
+                title="Trials at once",
+                description="Training jobs the tuning runs at the same time (at most the trials).",
+                minimum=1,
+                maximum=10,
+            ),
+            "epochs": integer_param(
+                20,
+                title="Epochs",
+                description="Epochs at most (early stopping may end sooner).",
+                minimum=1,
+                maximum=200,
+            ),
+            "approval_margin": number_param(
+                0.005,
+                title="Approval margin",
+                description="Test ROC AUC a new model must gain over the champion to be approved "
+                "without a person.",
+                minimum=0,
+                maximum=0.2,
+            ),
+        },
+    )
+    def training():
+        @task
+        def training_partition() -> str:
+            from include.config import get_settings
+            from include.partitions import resolve_partition
+
+            context = get_current_context()
+            return resolve_partition(
+                context["params"]["ds"],
+                context.get("triggering_asset_events"),
+                f"{get_settings().zone_uri('features')}/{dataset}",
+            )
+
+        # multiple_outputs=False: a dict return would be split into one XCom per key, and
+        # Airflow 3.0 cannot push a None value (apache/airflow#55062). The partition argument is
+        # not called ds: Airflow fills a parameter of that name from the context.
+        @task(multiple_outputs=False)
+        def monitoring_baseline(partition: str, job: dict) -> dict[str, str]:
+            """The trained model's baseline: the partition's columns with the model's scores."""
+            from include.config import get_settings
+            from include.training_pipeline import write_training_baseline
+
+            return write_training_baseline(get_settings(), dataset, partition, job)
+
+        @task(outlets=[model_asset(dataset)], multiple_outputs=False)
+        def register_model(job: dict, baseline: dict) -> dict:
+            from include.config import get_settings
+            from include.training_pipeline import register_job_model
+
+            params = get_current_context()["params"]
+            return register_job_model(
+                get_settings(), dataset, job, margin=params["approval_margin"]
+            )
+
+        ds = training_partition()
+        tune = SageMakerTuningJobOperator(
+            task_id="tune",
+            dataset=dataset,
+            ds=ds,
+            hyperparameters={"epochs": "{{ params.epochs }}"},
+            max_jobs="{{ params.max_trials }}",
+            max_parallel_jobs="{{ params.parallel_trials }}",
+        )
+        register_model(tune.output, monitoring_baseline(ds, tune.output))
+
+    return training()

@@ -1,0 +1,251 @@
+"""``make new-pipeline NAME=<dataset>``: scaffold the spec, quality rules and drift thresholds of a
+new dataset, from which the DAG factories build its six DAGs.
+
+Writes ``<datasets dir>/<name>.yaml``, ``<name>.quality.yaml`` and ``<name>.monitoring.yaml``
+with commented placeholders (an id, a day, an event time, two features and a 0/1 label) that
+already pass every validation the pipelines run, so the DAGs appear at once and each file can
+then be edited into the real dataset. Refuses a name that is not a lowercase identifier, or one
+that already has any of the three files, and writes nothing then. Prints the next steps.
+
+    python scripts/new_pipeline.py benefit_claims [--datasets-dir include/datasets]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+DATASETS_DIR = REPO_ROOT / "include" / "datasets"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# DAG ids are <name>_<stage> and job names carry the name: keep it readable in both.
+MAX_NAME_LENGTH = 40
+STAGES = ("ingestion", "validation", "training", "model_approval", "scoring", "monitoring")
+
+SPEC_TEMPLATE = """\
+# {name}: TODO one or two sentences: what a record is, who produces it, what the label means.
+#
+# Scaffolded by `make new-pipeline NAME={name}`. Every line below is a placeholder that already
+# validates; replace the columns with the real ones (spark_jobs/dataset_spec.py documents every
+# key, include/datasets/churn.yaml and benefit_claims.yaml are complete examples).
+# The DAG factories build {name}_ingestion, _validation, _training, _model_approval, _scoring and
+# _monitoring from this file, {name}.quality.yaml and {name}.monitoring.yaml.
+# Bump schema_version whenever a change alters what curated data looks like.
+dataset: {name}
+schema_version: 1
+description: TODO what one row is, and what the label says about it.
+
+# One record per entity per day; the partition column must be part of the key.
+primary_key: [record_id, record_date]
+# Duplicates of a key are resolved by the latest event time.
+event_time: event_ts
+# Curated data is partitioned ds=YYYY-MM-DD by this column.
+partition_column: record_date
+# 0/1 (or boolean): what the model predicts.
+label: label
+
+landing:
+  formats: [csv, jsonl]
+  encoding: UTF-8
+  csv: {{delimiter: ",", quote: '"', escape: '"', header: true}}
+  null_tokens: ["NULL", "null"]
+
+columns:
+  - name: record_id
+    type: string
+    nullable: false
+    pattern: '^R[0-9]{{9}}$'   # TODO the id's real shape
+  - name: record_date
+    type: date
+    nullable: false
+  - name: event_ts
+    type: timestamp
+    nullable: false
+  - name: category          # TODO a real categorical column (allowed fixes its one-hot columns)
+    type: string
+    nullable: false
+    allowed: [a, b, c]
+  - name: amount            # TODO a real numeric column
+    type: double
+    nullable: true
+    min: 0
+    max: 1000
+  # PII: a column with a pii: block is hashed, masked or dropped before curated data, e.g.
+  # - name: email
+  #   type: string
+  #   nullable: true
+  #   pii: {{treatment: hash, output: email_sha256, lowercase: true,
+  #         detect: '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]*'}}
+  - name: label
+    type: int
+    nullable: false
+    allowed: [0, 1]
+
+features:
+  # Rows are split by a hash of this key: one entity never straddles train and test.
+  split_key: record_id
+  split_seed: headrace-{split_name}-split-v1
+  split: {{train: 70, validation: 15, test: 15}}
+  lookback_days: 1
+  numeric: [amount]
+  categorical: [category]
+  # Categorical features whose groups the model card reports fairness metrics for.
+  sensitive_groups: [category]
+"""
+
+QUALITY_TEMPLATE = """\
+# Quality rules of {name}'s curated partitions, checked by the data-quality gate before
+# training and scoring read them. Rule kinds: include/dq/rules.py (RULE_KINDS).
+# severity: error blocks the partition; warn is reported and lets it through.
+# TODO add the dataset's real rules: allowed values, ranges, patterns, means, freshness…
+dataset: {name}
+spec: {name}.yaml
+
+rules:
+  - kind: schema
+    description: Curated columns and types exactly as {name}.yaml declares them.
+  - kind: uniqueness
+    id: primary_key_unique
+    columns: [record_id, record_date]
+  - {{kind: completeness, column: record_id}}
+  - {{kind: completeness, column: label}}
+  - {{kind: allowed_values, column: label, values: [0, 1]}}
+  - kind: row_count
+    min: 1
+    max: 100000000
+    description: An empty partition is a failed producer, not a quiet day.
+"""
+
+MONITORING_TEMPLATE = """\
+# {name} monitoring: what the drift check of a scored day calls "drifted".
+# Read by include/monitoring/thresholds.py; the monitored columns are {name}.yaml's features
+# plus the score. churn.monitoring.yaml explains every metric.
+# TODO tighten or loosen per feature under features: once the real columns are in.
+dataset: {name}
+
+monitoring:
+  score_column: score
+  reference_sample_rows: 200000
+  reference_sample_seed: 20260101
+  psi_bins: 10
+  domain_max_values: 50
+  thresholds:
+    numeric: {{psi: 0.2, ks: 0.1, missing_rate_change: 0.05}}
+    categorical: {{psi: 0.2, js: 0.1, linf: 0.1, missing_rate_change: 0.05, unseen_rate: 0.0}}
+  features: {{}}
+"""
+
+
+class ScaffoldError(ValueError):
+    """The name cannot be scaffolded; the message says why and what to do."""
+
+
+def scaffold_files(name: str) -> dict[str, str]:
+    """``{file name: text}`` of the three files of ``name``."""
+    split_name = name.replace("_", "-")
+    return {
+        f"{name}.yaml": SPEC_TEMPLATE.format(name=name, split_name=split_name),
+        f"{name}.quality.yaml": QUALITY_TEMPLATE.format(name=name),
+        f"{name}.monitoring.yaml": MONITORING_TEMPLATE.format(name=name),
+    }
+
+
+def check_name(name: str, datasets_dir: Path) -> None:
+    if not NAME_PATTERN.match(name):
+        raise ScaffoldError(
+            f"NAME={name!r} is not a lowercase identifier (a letter, then letters, digits or _), "
+            "e.g. benefit_claims"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ScaffoldError(f"NAME={name!r} is {len(name)} characters; {MAX_NAME_LENGTH} at most")
+    existing = [f for f in scaffold_files(name) if (datasets_dir / f).exists()]
+    if existing:
+        raise ScaffoldError(
+            f"dataset {name!r} exists already: {', '.join(existing)} in {datasets_dir}; "
+            "edit those files, or pick another name"
+        )
+
+
+def validate_scaffold(directory: Path, name: str) -> None:
+    """Everything the pipelines check of a dataset's files, on the files in ``directory``."""
+    from include.dq.rules import load_rules
+    from include.monitoring.thresholds import load_monitoring_config
+    from include.pipelines.datasets import pipeline_dataset
+
+    pipeline_dataset(name, directory)
+    load_rules(directory / f"{name}.quality.yaml")
+    load_monitoring_config(directory / f"{name}.monitoring.yaml")
+
+
+def scaffold(name: str, datasets_dir: Path = DATASETS_DIR) -> list[Path]:
+    """Write the three files of ``name`` (validated in a scratch folder first); their paths."""
+    check_name(name, datasets_dir)
+    files = scaffold_files(name)
+    with tempfile.TemporaryDirectory(prefix="new-pipeline-") as scratch:
+        for file_name, text in files.items():
+            (Path(scratch) / file_name).write_text(text, encoding="utf-8")
+        validate_scaffold(Path(scratch), name)
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for file_name in files:
+            target = datasets_dir / file_name
+            shutil.copyfile(Path(scratch) / file_name, target)
+            written.append(target)
+    return written
+
+
+def next_steps(name: str, written: list[Path]) -> str:
+    shown = [_shown(path) for path in written]
+    dag_ids = ", ".join(f"{name}_{stage}" for stage in STAGES)
+    return f"""\
+Scaffolded dataset {name!r}:
+  {chr(10).join("  " + p for p in shown).lstrip()}
+
+Next steps (CONTRIBUTING.md walks through each):
+  1. Edit {shown[0]}: the real columns, key, label, PII treatment and features:.
+  2. Edit {shown[1]}: the quality rules the gate enforces.
+  3. Edit {shown[2]}: the drift thresholds.
+  4. Generate sample landing data:
+       .venv/bin/python -m include.datagen.from_spec --spec {shown[0]} \\
+         --out .local/lake/landing --start 2026-01-01 --days 2 --rows-per-day 5000
+  5. Run the checks: .venv/bin/python -m pytest tests/dags/test_dag_integrity.py \\
+       tests/include/test_pipeline_datasets.py -q
+Its DAGs appear in Airflow with no Python written: {dag_ids}.
+"""
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make new-pipeline NAME=<dataset>",
+        description="Scaffold the dataset spec, quality rules and drift thresholds of a pipeline.",
+    )
+    parser.add_argument("name", help="the dataset's name: a lowercase identifier")
+    parser.add_argument(
+        "--datasets-dir", type=Path, default=DATASETS_DIR, help="where the specs live"
+    )
+    args = parser.parse_args(argv)
+    try:
+        written = scaffold(args.name, args.datasets_dir)
+    except ScaffoldError as error:
+        print(f"new-pipeline: {error}", file=sys.stderr)
+        return 2
+    print(next_steps(args.name, written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

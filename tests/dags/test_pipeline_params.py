@@ -1,0 +1,107 @@
+"""The factory DAGs' Params refuse bad run confs naming the field, and accept good ones.
+
+What the trigger form and the REST API do before a run is created: the conf is merged into the
+DAG's Params (each value validated against its JSON schema), then every Param is resolved. The
+DAGs come from one DagBag of the whole dags/ folder, by id; every dataset's DAGs are checked.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from include.pipelines.datasets import pipeline_datasets
+
+DATASETS = pipeline_datasets()
+
+
+@pytest.fixture(scope="module")
+def bag():
+    from airflow.models.dagbag import DagBag
+
+    bag = DagBag(include_examples=False)
+    assert bag.import_errors == {}, bag.import_errors
+    return bag
+
+
+def validated(dag, conf: dict) -> dict:
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    return params.validate()
+
+
+def refused(dag, conf: dict) -> str:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError) as raised:
+        validated(dag, conf)
+    return str(raised.value)
+
+
+TRAINING_BAD = [
+    ({"ds": "2026-02-30"}, "ds", "is not a 'date'"),
+    ({"ds": "07/01/2026"}, "ds", "is not a 'date'"),
+    ({"ds": 20260107}, "ds", "is not of type"),
+    ({"max_trials": 0}, "max_trials", "less than the minimum of 1"),
+    ({"max_trials": 51}, "max_trials", "greater than the maximum of 50"),
+    ({"max_trials": "four"}, "max_trials", "is not of type 'integer'"),
+    ({"max_trials": 2.5}, "max_trials", "is not of type 'integer'"),
+    ({"parallel_trials": 11}, "parallel_trials", "greater than the maximum of 10"),
+    ({"epochs": -1}, "epochs", "less than the minimum of 1"),
+    ({"approval_margin": 0.5}, "approval_margin", "greater than the maximum of 0.2"),
+    ({"approval_margin": "high"}, "approval_margin", "is not of type 'number'"),
+]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize(("conf", "field", "reason"), TRAINING_BAD, ids=lambda v: str(v)[:30])
+def test_training_refuses_bad_values_naming_the_field(bag, dataset, conf, field, reason):
+    message = refused(bag.dags[f"{dataset}_training"], conf)
+    assert f"Invalid input for param {field}" in message and reason in message, message
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_training_accepts_good_values_and_defaults(bag, dataset):
+    dag = bag.dags[f"{dataset}_training"]
+    assert validated(dag, {}) == {
+        "ds": None, "max_trials": 4, "parallel_trials": 2, "epochs": 20, "approval_margin": 0.005,
+    }  # fmt: skip
+    good = {"ds": "2026-01-07", "max_trials": 1, "parallel_trials": 1, "epochs": 3}
+    assert validated(dag, good)["ds"] == "2026-01-07"
+
+
+APPROVAL_GOOD = {"version": 3, "decision": "Rejected", "approver": "ana", "reason": "worse recall"}
+APPROVAL_BAD = [
+    ({"version": 0}, "version", "less than the minimum of 1"),
+    ({"version": "3"}, "version", "is not of type 'integer'"),
+    ({"decision": "Maybe"}, "decision", "is not one of ['Approved', 'Rejected']"),
+    ({"approver": ""}, "approver", "should be non-empty"),
+    ({"approver": "   "}, "approver", "does not match"),
+    ({"reason": "ok"}, "reason", "is too short"),
+    ({"reason": "x" * 1001}, "reason", "is too long"),
+]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize(("change", "field", "reason"), APPROVAL_BAD, ids=lambda v: str(v)[:30])
+def test_model_approval_refuses_bad_values_naming_the_field(bag, dataset, change, field, reason):
+    message = refused(bag.dags[f"{dataset}_model_approval"], {**APPROVAL_GOOD, **change})
+    assert f"Invalid input for param {field}" in message and reason in message, message
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_model_approval_needs_every_field(bag, dataset):
+    dag = bag.dags[f"{dataset}_model_approval"]
+    assert validated(dag, APPROVAL_GOOD) == APPROVAL_GOOD
+    message = refused(dag, {"decision": "Approved", "approver": "ana", "reason": "fine by me"})
+    assert "version" in message and "has no default value" in message
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("stage", ["ingestion", "validation", "scoring", "monitoring"])
+def test_partition_stages_take_a_calendar_date_or_nothing(bag, dataset, stage):
+    dag = bag.dags[f"{dataset}_{stage}"]
+    assert validated(dag, {})["ds"] is None
+    assert validated(dag, {"ds": "2026-01-07"})["ds"] == "2026-01-07"
+    assert "Invalid input for param ds" in refused(dag, {"ds": "2026-13-01"})

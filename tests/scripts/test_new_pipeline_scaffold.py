@@ -1,0 +1,93 @@
+"""``make new-pipeline``: the scaffold passes every check a dataset's files get, a bad or taken
+name is refused with nothing written, and the scaffolded spec generates landing data.
+
+That a spec in include/datasets/ becomes DAGs is proven by tests/dags/test_dag_integrity.py
+(every dataset gets every stage) and tests/e2e/test_second_dataset.py (one runs end to end)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "scripts" / "new_pipeline.py"
+STAGES = ("ingestion", "validation", "training", "model_approval", "scoring", "monitoring")
+
+
+def new_pipeline(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_scaffold_validates_and_prints_the_next_steps(tmp_path):
+    completed = new_pipeline("meter_readings", "--datasets-dir", str(tmp_path))
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "meter_readings.monitoring.yaml",
+        "meter_readings.quality.yaml",
+        "meter_readings.yaml",
+    ]
+    out = completed.stdout
+    assert "python -m include.datagen.from_spec --spec" in out
+    assert ", ".join(f"meter_readings_{stage}" for stage in STAGES) in out
+    # Placeholders are marked for the engineer to replace.
+    assert "TODO" in (tmp_path / "meter_readings.yaml").read_text()
+
+    from include.dq.rules import load_rules
+    from include.monitoring.thresholds import load_monitoring_config
+    from include.pipelines.datasets import pipeline_dataset, pipeline_datasets
+
+    assert pipeline_datasets(tmp_path) == ["meter_readings"]
+    info = pipeline_dataset("meter_readings", tmp_path)
+    assert (info.label, info.spec_file) == ("label", "include/datasets/meter_readings.yaml")
+    rules = load_rules(tmp_path / "meter_readings.quality.yaml")
+    assert {rule.kind for rule in rules.rules} >= {"schema", "uniqueness", "row_count"}
+    load_monitoring_config(tmp_path / "meter_readings.monitoring.yaml")
+
+
+def test_the_scaffolded_spec_generates_landing_data(tmp_path):
+    from datetime import date
+
+    from include.datagen.from_spec import GeneratorConfig, generate
+
+    assert new_pipeline("meter_readings", "--datasets-dir", str(tmp_path)).returncode == 0
+    summary = generate(
+        GeneratorConfig(
+            spec_path=tmp_path / "meter_readings.yaml", out=tmp_path / "landing",
+            start=date(2026, 1, 1), days=1, rows_per_day=100,
+        )
+    )  # fmt: skip
+    assert summary["days"][0]["files"] == ["meter_readings/ds=2026-01-01/part-00000.csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Meter", "NAME='Meter' is not a lowercase identifier"),
+        ("meter-readings", "NAME='meter-readings' is not a lowercase identifier"),
+        ("1meter", "NAME='1meter' is not a lowercase identifier"),
+        ("m" * 41, "is 41 characters; 40 at most"),
+    ],
+)
+def test_a_bad_name_is_refused_and_nothing_written(tmp_path, name, message):
+    completed = new_pipeline(name, "--datasets-dir", str(tmp_path))
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_dataset_is_refused_and_left_alone(tmp_path):
+    spec = tmp_path / "churn.yaml"
+    spec.write_text("dataset: churn  # someone's work\n")
+    completed = new_pipeline("churn", "--datasets-dir", str(tmp_path))
+    assert completed.returncode == 2
+    assert "dataset 'churn' exists already: churn.yaml" in completed.stderr
+    assert spec.read_text() == "dataset: churn  # someone's work\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["churn.yaml"]
+    # The repository's own datasets are refused too (the default --datasets-dir).
+    assert "exists already" in new_pipeline("benefit_claims").stderr
