@@ -6,7 +6,9 @@ Asset URIs come from settings, so the same definitions name ``file://`` location
 
 from __future__ import annotations
 
-from airflow.sdk import Asset
+from collections.abc import Sequence
+
+from airflow.sdk import Asset, AssetWatcher
 
 from include.config import get_settings
 
@@ -14,6 +16,20 @@ from include.config import get_settings
 def lake_asset() -> Asset:
     """The initialized lake: every zone exists and the lake descriptor is written."""
     return Asset(name="headrace_lake", uri=f"{get_settings().lake_root}/_lake.json")
+
+
+def landing_asset(dataset: str, watchers: Sequence[AssetWatcher] = ()) -> Asset:
+    """Raw files of ``dataset`` in the landing zone (``landing/<dataset>/ds=…/``).
+
+    ``watchers`` make a file landing an event: the ingestion DAG passes the target's watcher
+    (the local inbox trigger, or the SQS queue S3 notifies); the name and URI are the same
+    either way, so lineage and REST-posted events look alike on both targets.
+    """
+    return Asset(
+        name=f"{dataset}_landing",
+        uri=f"{get_settings().zone_uri('landing')}/{dataset}",
+        watchers=list(watchers),
+    )
 
 
 def curated_asset(dataset: str) -> Asset:

@@ -44,6 +44,9 @@ _EMR_SERVERLESS_APP = re.compile(r"^[0-9a-z]{16}$")
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 _EMR_CLUSTER = re.compile(r"^j-[0-9A-Z]{8,15}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+# An SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/<name> (any endpoint, so a
+# VPC endpoint or a moto server in tests works too).
+_SQS_QUEUE_URL = re.compile(r"^https?://[^/\s]+/\d{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 _ECR_IMAGE = re.compile(
     r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+"
     r"(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$"
@@ -125,6 +128,9 @@ class AwsSettings:
     emr_cluster_id: str = ""
     # Drift alerts are published here; empty: alerts are only written to the lake and logged.
     alerts_topic_arn: str = ""
+    # The SQS queue S3 event notifications of the landing prefix go to; the ingestion DAGs'
+    # watchers start a run per landed day. Empty: ingestion runs daily and by hand only.
+    landing_queue_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,12 @@ class Settings:
     # deployment, because run ids are unique only within one metadata database.
     local_runs_dir: str = ""
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    # Local target: where people and producers drop landing files (``<inbox>/<dataset>/…``);
+    # the ingestion DAGs' watchers move each complete file into the landing zone.
+    landing_inbox_uri: str = ""
+    # Seconds between two looks at the local inbox; a file is taken once its size and
+    # modification time are the same at two consecutive looks.
+    landing_poll_s: float = 2.0
 
     @property
     def is_local(self) -> bool:
@@ -178,6 +190,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     lake_root = env.get("HEADRACE_LAKE_ROOT", "").strip() or default_lake
     errors.extend(_lake_root_errors(lake_root, target, aws))
     training = _load_training(env, aws.region if aws else "", errors)
+    landing_inbox_uri, landing_poll_s = _load_landing(env, lake_root, errors)
 
     if errors:
         raise ConfigError("invalid headrace settings:\n  - " + "\n  - ".join(errors))
@@ -187,7 +200,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aws=aws,
         local_runs_dir=env.get("HEADRACE_LOCAL_RUNS_DIR", "").strip(),
         training=training,
+        landing_inbox_uri=landing_inbox_uri,
+        landing_poll_s=landing_poll_s,
     )
+
+
+def _load_landing(env: Mapping[str, str], lake_root: str, errors: list[str]) -> tuple[str, float]:
+    """The local landing inbox (default ``<lake>/landing/_inbox``) and its poll interval."""
+    inbox = env.get("HEADRACE_LANDING_INBOX", "").strip().rstrip("/")
+    if not inbox:
+        # Under the landing zone but outside every ``landing/<dataset>/`` the ingest job reads.
+        inbox = f"{lake_root.rstrip('/')}/landing/_inbox" if lake_root else ""
+    elif urlparse(inbox).scheme != "file" or not urlparse(inbox).path.startswith("/"):
+        errors.append(f"HEADRACE_LANDING_INBOX={inbox!r} must be an absolute file:// URI")
+    raw_poll = env.get("HEADRACE_LANDING_POLL_S", "").strip()
+    poll_s = 2.0
+    if raw_poll:
+        try:
+            poll_s = float(raw_poll)
+        except ValueError:
+            errors.append(f"HEADRACE_LANDING_POLL_S={raw_poll!r} is not a number of seconds")
+        else:
+            if not 0.1 <= poll_s <= 3600:
+                errors.append(f"HEADRACE_LANDING_POLL_S={poll_s} must be between 0.1 and 3600")
+                poll_s = 2.0
+    return inbox, poll_s
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -337,6 +374,13 @@ def _load_aws(env: Mapping[str, str]) -> tuple[AwsSettings | None, list[str]]:
         ),
         alerts_topic_arn=_optional(
             env, "HEADRACE_ALERTS_TOPIC_ARN", _SNS_TOPIC_ARN, "SNS topic ARN", errors
+        ),
+        landing_queue_url=_optional(
+            env,
+            "HEADRACE_LANDING_QUEUE_URL",
+            _SQS_QUEUE_URL,
+            "SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
+            errors,
         ),
     )
     return aws, errors

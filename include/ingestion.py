@@ -1,21 +1,90 @@
-"""The argv the DAGs hand to the Spark ingest and features jobs, built from settings.
+"""The days an ingestion run ingests, and the argv the DAGs hand to the Spark ingest and
+features jobs, built from settings.
 
-The DAG file stays declarative: it names a dataset; this module knows where the dataset spec,
+The DAG stays declarative: it names a dataset; this module knows where the dataset spec,
 the landing zone and the lake are on the current target, and how the job gets its PII salt
 (an environment variable locally, a Secrets Manager secret on AWS — never a job argument).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
 from include.config import REPO_ROOT, Settings
+from include.partitions import (
+    PartitionError,
+    check_partition_date,
+    landing_partitions_from_asset_events,
+)
 from include.spark_job_requests import ARTIFACTS_PREFIX
 
 DATASETS_DIR = REPO_ROOT / "include" / "datasets"
-# The partition a run ingests: the date picked in the trigger form, else the day before the run's
-# logical date. Airflow 3's cron schedules stamp a daily run with the moment it fires (00:00
-# UTC), so the scheduled run of day D ingests day D-1, the day that has just ended.
-PARTITION_DATE = "{{ params.ds or macros.ds_add(ds, -1) }}"
 LOCAL_PII_SALT_ENV = "HEADRACE_PII_SALT"
+
+
+def ingestion_days(
+    dataset: str,
+    param_ds: Any,
+    triggering_asset_events: Mapping[Any, Iterable[Any]] | None,
+    run_date: datetime | date | None,
+) -> list[str]:
+    """The days one ingestion run ingests, in order.
+
+    - the ``ds`` param (a run triggered by hand or through the REST API): that day;
+    - else the landing events that triggered the run: every day they name (several events, or
+      one SQS batch, may name several days, and none is dropped);
+    - else the run's date (its logical date, or when it was due to run): the day before it.
+      Airflow 3's cron schedules stamp a daily run with the moment it fires (00:00 UTC), so the
+      scheduled run of day D ingests day D-1, the day that has just ended.
+
+    :raises PartitionError: a malformed day, or an event-triggered run whose events name no
+        landing day of ``dataset`` (nothing to ingest is an error, not a guess).
+    """
+    if param_ds:
+        return [check_partition_date(param_ds, "params.ds")]
+    if triggering_asset_events:
+        days = landing_partitions_from_asset_events(triggering_asset_events, dataset)
+        if not days:
+            raise PartitionError(
+                f"the run was triggered by asset events, but none names a landing day of "
+                f"{dataset} (landing/{dataset}/ds=YYYY-MM-DD/…): "
+                f"{_describe_events(triggering_asset_events)}"
+            )
+        return days
+    if run_date is None:
+        raise PartitionError("no ds param, no triggering landing event and no run date")
+    day = run_date.date() if isinstance(run_date, datetime) else run_date
+    return [(day - timedelta(days=1)).isoformat()]
+
+
+def landing_files(settings: Settings, dataset: str, ds: str) -> list[str]:
+    """URIs of the data files in ``landing/<dataset>/ds=<ds>/`` (no hidden or marker files)."""
+    from include.storage import storage_for
+
+    day_uri = f"{settings.zone_uri('landing')}/{dataset}/ds={check_partition_date(ds)}"
+    return [
+        uri
+        for uri in storage_for(day_uri).list_uris(day_uri)
+        if not uri.rsplit("/", 1)[-1].startswith((".", "_"))
+    ]
+
+
+def _describe_events(triggering_asset_events: Mapping[Any, Iterable[Any]]) -> str:
+    return "; ".join(
+        f"{getattr(asset, 'name', asset)}: {[getattr(e, 'extra', None) for e in events]}"[:500]
+        for asset, events in triggering_asset_events.items()
+    )
+
+
+def ingest_runs(settings: Settings, dataset: str, days: Iterable[str]) -> list[dict[str, Any]]:
+    """One ``SparkJobOperator`` mapping per day: its argv, and the extra its Asset events carry
+    (the stages scheduled on the curated Asset read the partition from it)."""
+    return [
+        {"job_args": ingest_job_args(settings, dataset, ds), "asset_extra": {"ds": ds}}
+        for ds in days
+    ]
 
 
 def dataset_spec_uri(settings: Settings, dataset: str) -> str:
@@ -29,12 +98,12 @@ def dataset_spec_uri(settings: Settings, dataset: str) -> str:
     )
 
 
-def ingest_job_args(settings: Settings, dataset: str) -> list[str]:
-    """argv of ``spark_jobs.ingest`` for one dataset; ``--ds`` is a template rendered per run."""
+def ingest_job_args(settings: Settings, dataset: str, ds: str) -> list[str]:
+    """argv of ``spark_jobs.ingest`` for one day of one dataset."""
     args = [
         "--spec", dataset_spec_uri(settings, dataset),
         "--landing-uri", settings.zone_uri("landing"),
-        "--ds", PARTITION_DATE,
+        "--ds", check_partition_date(ds),
         "--lake-root", settings.lake_root,
     ]  # fmt: skip
     if settings.is_local:

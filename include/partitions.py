@@ -4,14 +4,23 @@ or the newest committed partition.
 The DAGs after ingestion are scheduled on Assets, and an asset-triggered run has no logical date
 to derive a day from: the upstream task puts the partition in its Asset event's ``extra``
 (``{"ds": "YYYY-MM-DD"}``), and the downstream task reads it back here.
+
+Ingestion is triggered by files landing (:func:`landing_partitions_from_asset_events`). An
+Asset watcher's trigger event becomes an Asset event with ``extra = {"from_trigger": True,
+"payload": <the trigger event's payload>}`` (Airflow 3.0's ``Trigger.submit_event``): the local
+inbox trigger's payload names the day (``{"ds": …}``); the Amazon provider's
+``SqsSensorTrigger`` payload is ``{"message_batch": [<SQS message>, …]}``, each message body an
+S3 event notification whose object keys hold the day (``…/landing/<dataset>/ds=D/<file>``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
+from urllib.parse import unquote_plus
 
 _PARTITION = re.compile(r"/ds=(\d{4}-\d{2}-\d{2})/")
 
@@ -71,3 +80,76 @@ def resolve_partition(
             f"committed partition under {dataset_uri}"
         )
     return latest
+
+
+def s3_notification_keys(message_body: str | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(bucket, key)`` of every object-created record of an S3 event notification.
+
+    Accepts the notification itself (S3 → SQS) or an SNS envelope around it (S3 → SNS → SQS
+    without raw delivery). Keys come URL-encoded in notifications (``ds%3D2026-01-07``, ``+``
+    for a space) and are returned decoded. ``s3:TestEvent`` and removal records give nothing.
+
+    :raises PartitionError: the body is not JSON.
+    """
+    body = message_body
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as error:
+            raise PartitionError(
+                f"an SQS message body is not JSON: {error}: {body[:200]!r}"
+            ) from None
+    if isinstance(body, Mapping) and body.get("Type") == "Notification" and "Message" in body:
+        return s3_notification_keys(body["Message"])
+    if not isinstance(body, Mapping):
+        return []
+    keys = []
+    for record in body.get("Records") or []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name", "")
+        key = (s3.get("object") or {}).get("key")
+        if key:
+            keys.append((bucket, unquote_plus(key)))
+    return keys
+
+
+def landing_partition_of_key(key: str, dataset: str) -> str | None:
+    """The ``ds`` of a landing object key ``[<prefix>/]landing/<dataset>/ds=D/<file>``; None for
+    another dataset's or another zone's key (the queue may carry the whole lake's notifications)."""
+    match = re.search(rf"(?:^|/)landing/{re.escape(dataset)}/ds=([^/]+)/[^/]+$", key)
+    if match is None:
+        return None
+    return check_partition_date(match.group(1), f"the day of landing object {key}")
+
+
+def landing_partitions_from_asset_events(
+    triggering_asset_events: Mapping[Any, Iterable[Any]] | None, dataset: str
+) -> list[str]:
+    """Every landing day the triggering Asset events name, sorted, each once.
+
+    One run may consume several events (the scheduler hands a run every event since the
+    previous one), and one SQS batch may hold several days: no day is dropped. Reads a plain
+    ``{"ds"}`` extra (an event posted through the REST API), the local inbox trigger's payload
+    and S3 notifications inside an ``SqsSensorTrigger`` payload.
+
+    :raises PartitionError: a named day is malformed (the message says which event and key).
+    """
+    days: set[str] = set()
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("ds"):
+                days.add(check_partition_date(extra["ds"], "the triggering asset event's ds extra"))
+            payload = extra.get("payload")
+            if not isinstance(payload, Mapping):
+                continue
+            if payload.get("ds") and payload.get("dataset", dataset) == dataset:
+                days.add(check_partition_date(payload["ds"], "the landing watcher's ds"))
+            for message in payload.get("message_batch") or []:
+                body = message.get("Body", "") if isinstance(message, Mapping) else message
+                for _bucket, key in s3_notification_keys(body):
+                    if day := landing_partition_of_key(key, dataset):
+                        days.add(day)
+    return sorted(days)

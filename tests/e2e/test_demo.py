@@ -1,4 +1,6 @@
-"""`make demo`'s script end to end through the real scheduler, in its own Airflow home, lake and port."""
+"""`make demo`'s script end to end through the real scheduler, in its own Airflow home, lake and
+port, on small data (``--rows``): files dropped into the landing inbox drive every stage, the
+last day's drift is detected (and only that day's), and the retraining it starts finishes."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
+ROWS_PER_DAY = 2000
 
 
-def test_demo_runs_the_dags_prints_a_summary_and_stops_what_it_started(tmp_path):
+def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -27,58 +31,66 @@ def test_demo_runs_the_dags_prints_a_summary_and_stops_what_it_started(tmp_path)
         HEADRACE_LAKE_ROOT=(tmp_path / "lake").as_uri(),
         PIPELINE_TARGET="local",
     )
+    env.pop("HEADRACE_LANDING_INBOX", None)
     result = subprocess.run(
-        [sys.executable, "scripts/demo.py"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = result.stdout.split("stage  ", 1)[1]
-    # One row per task: stage, task, state, duration, result (columns two spaces apart).
+        [sys.executable, "scripts/demo.py", "--days", str(len(DAYS)),
+         "--rows", str(ROWS_PER_DAY * len(DAYS))],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+    print(result.stdout[-4000:])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    summary = "stage " + result.stdout.split("\nstage ", 1)[1]
+    # Fixed-width columns (a cell may be empty): slice each line at the header's column starts.
+    header = summary.splitlines()[0]
+    names = ["stage", "ds", "state", "duration", "rows", "key metric", "artifact"]
+    starts = [header.index(name) for name in names]
     rows = {}
     for line in summary.splitlines()[2:]:
-        cells = re.split(r"\s{2,}", line.strip())
-        if len(cells) >= 3 and cells[2] in ("success", "skipped", "failed", "upstream_failed"):
+        cells = [
+            line[start:end].strip() for start, end in zip(starts, [*starts[1:], None], strict=True)
+        ]
+        if cells[2] in ("success", "failed", "not started"):
             rows[(cells[0], cells[1])] = cells
-    assert rows[("lake setup", "validate_settings")][2] == "success"
-    assert rows[("lake setup", "initialize_lake")][2] == "success"
-    assert f"{(tmp_path / 'lake').as_uri()}/_lake.json (zones created: 8)" in summary
-    # A fresh stack has the daily ingestion DAG paused: the demo unpauses it and follows the
-    # run the scheduler makes for yesterday, the day the demo generated landing files for.
-    assert "ingest: following the scheduler's run scheduled__" in result.stdout
-    ingest_row = rows[("ingest", "ingest")]
-    assert ingest_row[2] == "success"
-    manifest = json.loads(
-        next((tmp_path / "lake" / "curated" / "churn").glob("ds=*/_manifest.json")).read_text()
-    )
-    totals = manifest["totals"]
-    assert totals["rows_read"] == totals["rows_accepted"] + totals["rows_quarantined"]
-    assert totals["rows_quarantined"] > 0  # the demo plants 1% defects
-    assert f"{totals['rows_read']:,} rows: {totals['rows_accepted']:,} curated" in ingest_row[-1]
+    lake = tmp_path / "lake"
 
-    # The Assets drove the rest with nobody triggering: every later stage ran from an event.
-    for stage in ("validate + features", "train + tune + register", "batch score", "drift check"):
+    assert rows[("lake setup", "-")][2] == "success"
+    for ds in DAYS:
+        # The watcher landed the day's files (the inbox is empty) and ingestion took them.
+        ingest = rows[("ingest", ds)]
+        assert ingest[2] == "success"
+        totals = json.loads(
+            (lake / "curated" / "churn" / f"ds={ds}" / "_manifest.json").read_text()
+        )["totals"]
+        # The generator's planted duplicates and malformed lines come on top of its rows.
+        assert ROWS_PER_DAY <= totals["rows_read"] <= ROWS_PER_DAY * 1.02
+        assert totals["rows_read"] == totals["rows_accepted"] + totals["rows_quarantined"]
+        assert totals["rows_quarantined"] > 0  # the demo plants 1% defects
+        assert ingest[4] == f"{totals['rows_read']:,}"
+        assert rows[("validate + features", ds)][2] == "success"
         assert re.search(
-            rf"demo: {re.escape(stage)}: following the Asset-triggered run", result.stdout
+            rf"demo: dropped {ds} \([\d,]+ bytes\) into the landing inbox", result.stdout
         )
-    assert rows[("validate + features", "quality_gate")][2] == "success"
-    assert rows[("validate + features", "features")][2] == "success"
-    assert rows[("train + tune + register", "tune")][2] == "success"
-    assert rows[("train + tune + register", "register_model")][2] == "success"
-    # A fresh registry has no champion: version 1 is approved automatically.
-    card = json.loads(
-        (tmp_path / "lake" / "models" / "churn" / "1" / "model_card.json").read_text()
-    )
-    assert card["approval"]["status"] == "Approved"
-    assert card["metrics"]["roc_auc"] > 0.7  # the generator's signal, well above chance
-    assert rows[("batch score", "commit_predictions")][2] == "success"
-    # One day, no drift planted: the check passes and the retraining branch is skipped.
-    assert rows[("drift check", "drift_check")][2] == "success"
-    assert rows[("drift check", "emit_drift_event")][2] == "skipped"
-    assert re.search(r"\d+ tasks, 0 failed", summary)
+    inbox = lake / "landing" / "_inbox" / "churn"
+    assert [p for p in inbox.rglob("*") if p.is_file()] == []
+
+    # Day 1 trains the first model; it is approved (a fresh registry has no champion).
+    assert rows[("train + tune + register", DAYS[0])][2] == "success"
+    assert rows[("train + tune + register", DAYS[0])][5].startswith("v1 Approved")
+    # The later days are scored by it; only the last one, where drift was planted, drifts.
+    for ds in DAYS[1:]:
+        assert rows[("score", ds)][2] == "success"
+        assert int(rows[("score", ds)][4].replace(",", "")) > 0
+        assert rows[("drift check", ds)][2] == "success"
+    assert rows[("drift check", DAYS[1])][5] == "no drift"
+    assert rows[("drift check", DAYS[2])][5].startswith("drift: ")
+    alerts = sorted(p.name for p in (lake / "monitoring" / "churn" / "alerts").glob("*.json"))
+    assert alerts == [f"ds={DAYS[2]}.json"]
+    # The drift event started retraining, which registered version 2.
+    assert rows[("retrain (drift)", DAYS[2])][2] == "success"
+    assert rows[("retrain (drift)", DAYS[2])][5].startswith("v2 ")
+    assert (lake / "models" / "churn" / "2" / "model_card.json").exists()
+
+    assert re.search(r"\d+ runs, 0 failed, 6,000 rows generated, wall time [\d.]+s", summary)
     assert f"Airflow UI: http://127.0.0.1:{port}" in summary
     # The demo started the stack, so it stopped it: no pid file and nothing on the port.
     assert list((tmp_path / "airflow" / "pids").glob("*.pid")) == []

@@ -268,3 +268,28 @@ def test_malformed_training_values_are_named(name, value, expected):
     with pytest.raises(ConfigError) as raised:
         load_settings({**VALID_AWS, name: value})
     assert expected in str(raised.value)
+
+
+def test_the_landing_inbox_defaults_under_the_landing_zone_and_is_validated():
+    settings = load_settings({"HEADRACE_LAKE_ROOT": "file:///data/lake"})
+    assert settings.landing_inbox_uri == "file:///data/lake/landing/_inbox"
+    assert settings.landing_poll_s == 2.0
+    custom = load_settings(
+        {"HEADRACE_LANDING_INBOX": "file:///srv/drop/", "HEADRACE_LANDING_POLL_S": "0.5"}
+    )
+    assert (custom.landing_inbox_uri, custom.landing_poll_s) == ("file:///srv/drop", 0.5)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"HEADRACE_LANDING_INBOX": "drop", "HEADRACE_LANDING_POLL_S": "soon"})
+    assert "HEADRACE_LANDING_INBOX='drop' must be an absolute file:// URI" in str(raised.value)
+    assert "HEADRACE_LANDING_POLL_S='soon' is not a number of seconds" in str(raised.value)
+    with pytest.raises(ConfigError, match=r"HEADRACE_LANDING_POLL_S=0\.0 must be between"):
+        load_settings({"HEADRACE_LANDING_POLL_S": "0"})
+
+
+def test_the_landing_queue_is_optional_on_aws_and_must_be_an_sqs_url():
+    assert load_settings(VALID_AWS).aws.landing_queue_url == ""
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/headrace-landing"
+    settings = load_settings({**VALID_AWS, "HEADRACE_LANDING_QUEUE_URL": url})
+    assert settings.aws.landing_queue_url == url
+    with pytest.raises(ConfigError, match="HEADRACE_LANDING_QUEUE_URL='headrace-landing' is not"):
+        load_settings({**VALID_AWS, "HEADRACE_LANDING_QUEUE_URL": "headrace-landing"})

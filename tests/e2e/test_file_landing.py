@@ -1,0 +1,151 @@
+"""A file dropped into the landing inbox starts churn_ingestion with nobody clicking: the real
+stack on 127.0.0.1 (scheduler, triggerer running the inbox watcher, dag-processor, api-server),
+in its own Airflow home, lake and port.
+
+The DAG also keeps its daily schedule: unpausing it makes the scheduler run the day that has
+just ended at once. No file of that day has landed, so that run is skipped (the landing event
+will start the day's ingestion); the test waits for it first, because a DAG with
+``max_active_runs=1`` gets its next run only after the running one ends, and the delay measured
+is then the watcher's and the scheduler's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from scripts.airflow_api import AirflowApi
+
+pytestmark = pytest.mark.e2e
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DROPPED_DAY = "2026-01-07"
+ROWS = 300
+# Generous: the watcher looks every 2 s and takes a file unchanged across two looks; the
+# triggerer picks up a new watcher within seconds, the scheduler loops every second or so.
+TRIGGER_BOUND_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _generate(out: Path, day: str) -> None:
+    """A small day of churn landing files, as ``<out>/churn/ds=<day>/part-*.csv``."""
+    subprocess.run(
+        [sys.executable, "-m", "include.datagen.churn", "--out", str(out), "--start", day,
+         "--days", "1", "--rows-per-day", str(ROWS), "--format", "csv", "--seed", "11"],
+        cwd=REPO_ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-home")
+    lake = tmp_path_factory.mktemp("lake")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        HEADRACE_AIRFLOW_HOME=str(home),
+        HEADRACE_API_PORT=str(port),
+        HEADRACE_LAKE_ROOT=lake.as_uri(),
+        PIPELINE_TARGET="local",
+    )
+    env.pop("HEADRACE_LANDING_INBOX", None)
+    stack_script = [sys.executable, "scripts/airflow_stack.py"]
+    started = subprocess.run(
+        [*stack_script, "up"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        password = json.loads((home / "passwords.json").read_text())["admin"]
+        api = AirflowApi(f"http://127.0.0.1:{port}", "admin", password)
+        yield {"api": api, "lake": lake, "home": home}
+    finally:
+        subprocess.run(
+            [*stack_script, "down"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120
+        )
+
+
+def test_a_dropped_file_starts_ingestion_of_its_day_within_seconds(stack, tmp_path):
+    api, lake = stack["api"], stack["lake"]
+    api.wait_for_dags({"churn_ingestion"}, timeout=240)
+    assert [e for e in api.import_errors() if "ingestion" in e["filename"]] == []
+    known = {run["dag_run_id"] for run in api.dag_runs("churn_ingestion")}
+    api.unpause("churn_ingestion")
+    scheduled_id = api.wait_for_new_run("churn_ingestion", known, timeout=60)
+    assert scheduled_id is not None and scheduled_id.startswith("scheduled__")
+    scheduled = api.wait_for_run("churn_ingestion", scheduled_id, timeout=120)
+    scheduled_states = {
+        ti["task_id"]: ti["state"] for ti in api.task_instances("churn_ingestion", scheduled_id)
+    }
+    assert scheduled["state"] == "success"
+    assert scheduled_states == {"landing_days": "skipped", "ingest": "skipped"}
+    known.add(scheduled_id)
+
+    # Written aside, then moved in with one rename: the way a producer completes a drop.
+    _generate(tmp_path / "staging", DROPPED_DAY)
+    staged = tmp_path / "staging" / "churn" / f"ds={DROPPED_DAY}"
+    inbox = lake / "landing" / "_inbox" / "churn"
+    inbox.mkdir(parents=True, exist_ok=True)
+    # The triggerer starts the watcher once the DAG is unpaused; drop when it is watching, so
+    # the delay measured is the watcher's and the scheduler's, not the triggerer's start-up.
+    triggerer_log = stack["home"] / "logs" / "triggerer.out"
+    deadline = time.monotonic() + 120
+    while f"watching {inbox} " not in triggerer_log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the triggerer never started the inbox watcher"
+        time.sleep(0.5)
+    dropped_at = time.monotonic()
+    os.replace(staged, inbox / f"ds={DROPPED_DAY}")
+
+    run_id = None
+    while time.monotonic() - dropped_at < TRIGGER_BOUND_S and run_id is None:
+        for run in api.dag_runs("churn_ingestion"):
+            if run["dag_run_id"] not in known and run["run_type"] == "asset_triggered":
+                run_id = run["dag_run_id"]
+        time.sleep(0.5)
+    delay_s = time.monotonic() - dropped_at
+    print(f"file landing -> churn_ingestion run created in {delay_s:.1f}s")
+    assert run_id is not None, (
+        f"no asset-triggered churn_ingestion run {TRIGGER_BOUND_S}s after the drop"
+    )
+
+    # Landed before the event: the inbox is empty and the day's files are in the landing zone.
+    assert [p for p in inbox.rglob("*") if p.is_file()] == []
+    landed = sorted(p.name for p in (lake / "landing" / "churn" / f"ds={DROPPED_DAY}").iterdir())
+    assert landed and all(name.startswith("part-") for name in landed)
+
+    run = api.wait_for_run("churn_ingestion", run_id, timeout=400)
+    states = {
+        (ti["task_id"], ti["map_index"]): ti["state"]
+        for ti in api.task_instances("churn_ingestion", run_id)
+    }
+    assert run["state"] == "success", states
+    assert states == {("landing_days", -1): "success", ("ingest", 0): "success"}
+    quoted = urllib.parse.quote(run_id, safe="")
+    events = api.get(f"/api/v2/dags/churn_ingestion/dagRuns/{quoted}/upstreamAssetEvents")[
+        "asset_events"
+    ]
+    payloads = [e["extra"]["payload"] for e in events if e["name"] == "churn_landing"]
+    assert [p["ds"] for p in payloads] == [DROPPED_DAY]
+    assert sorted(f["uri"].rsplit("/", 1)[1] for f in payloads[0]["files"]) == landed
+
+    manifest = json.loads(
+        (lake / "curated" / "churn" / f"ds={DROPPED_DAY}" / "_manifest.json").read_text()
+    )
+    assert manifest["totals"]["rows_read"] == ROWS
+    assert manifest["totals"]["rows_accepted"] + manifest["totals"]["rows_quarantined"] == ROWS
+    # The curated Asset event the run emitted names the dropped day for validation.
+    curated_events = api.get("/api/v2/assets/events", source_run_id=run_id)["asset_events"]
+    assert {(e["name"], e["extra"].get("ds")) for e in curated_events} >= {
+        ("churn_curated", DROPPED_DAY)
+    }
