@@ -1,7 +1,8 @@
 """A small client of the Airflow 3 REST API (/api/v2), standard library only.
 
-Used by ``make demo`` and the end-to-end tests to drive the real scheduler the way a person in
-the UI or an external system would: authenticate, unpause, trigger, wait, read task states.
+Used by ``make demo``, ``scripts/trigger.py`` and the end-to-end tests to drive the real
+scheduler the way a person in the UI or an external system would: authenticate, unpause,
+trigger, post asset events, wait, read task states.
 """
 
 from __future__ import annotations
@@ -15,20 +16,52 @@ import urllib.request
 TERMINAL_RUN_STATES = {"success", "failed"}
 
 
+def error_detail(body: str) -> str:
+    """The API's reason for refusing a request, readable in one line: FastAPI's ``detail`` (a
+    message, or pydantic's list of errors, each with the field it is about), else the body."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    detail = payload.get("detail", payload) if isinstance(payload, dict) else payload
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error.get('loc', []))}: {error.get('msg')}"
+            if isinstance(error, dict)
+            else str(error)
+            for error in detail
+        )
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
 class AirflowApiError(RuntimeError):
     def __init__(self, method: str, url: str, status: int, body: str):
-        super().__init__(f"{method} {url} -> HTTP {status}: {body[:500]}")
         self.status = status
         self.body = body
+        self.detail = error_detail(body)
+        super().__init__(f"{method} {url} -> HTTP {status}: {self.detail}")
 
 
 class AirflowApi:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+    """The API as one user: ``username`` and ``password`` get a token from ``POST /auth/token``
+    (the simple auth manager's), or ``token`` is a token issued beforehand and used as is."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        *,
+        token: str | None = None,
+    ):
+        if token is None and (username is None or password is None):
+            raise ValueError("AirflowApi needs a token, or a username and a password")
         self.base_url = base_url.rstrip("/")
         self._username = username
         self._password = password
         self._timeout = timeout
-        self._token: str | None = None
+        self._token: str | None = token
 
     def _token_value(self) -> str:
         if self._token is None:
@@ -63,6 +96,9 @@ class AirflowApi:
     def patch(self, path: str, body: dict):
         return self._send("PATCH", path, body)
 
+    def delete(self, path: str):
+        return self._send("DELETE", path)
+
     # --- what the demo and the tests do ------------------------------------------------------
 
     def import_errors(self) -> list[dict]:
@@ -84,11 +120,52 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> None:
         self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        run = self.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
-        )
-        return run["dag_run_id"]
+    def pause(self, dag_id: str) -> None:
+        self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
+    def trigger(self, dag_id: str, conf: dict | None = None, **options) -> str:
+        """Trigger ``dag_id`` and return the new run's id (see :meth:`trigger_run`)."""
+        return self.trigger_run(dag_id, conf, **options)["dag_run_id"]
+
+    def trigger_run(
+        self,
+        dag_id: str,
+        conf: dict | None = None,
+        *,
+        logical_date: str | None = None,
+        run_id: str | None = None,
+        note: str | None = None,
+    ) -> dict:
+        """``POST /api/v2/dags/{dag_id}/dagRuns``: the created run. Airflow 3 requires the
+        ``logical_date`` key; None means a run with no logical date (the usual manual run)."""
+        body: dict = {"logical_date": logical_date, "conf": conf or {}}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        if note is not None:
+            body["note"] = note
+        return self.post(f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/dagRuns", body)
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        quoted = urllib.parse.quote(run_id, safe="")
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")
+
+    def asset(self, name_or_uri: str) -> dict:
+        """The asset whose name or URI is exactly ``name_or_uri`` (the API's filters match
+        substrings, so the exact match is picked here)."""
+        found = {}
+        for query in ("name_pattern", "uri_pattern"):
+            for asset in self.get("/api/v2/assets", **{query: name_or_uri, "limit": 100})["assets"]:
+                if name_or_uri in (asset["name"], asset["uri"]):
+                    found[asset["id"]] = asset
+        if len(found) != 1:
+            problem = "no asset" if not found else f"{len(found)} assets"
+            raise LookupError(f"{problem} named {name_or_uri!r} (by name or URI)")
+        return next(iter(found.values()))
+
+    def post_asset_event(self, asset_id: int, extra: dict | None = None) -> dict:
+        """``POST /api/v2/assets/events``: the created event (the scheduler then creates the runs
+        of the DAGs scheduled on the asset)."""
+        return self.post("/api/v2/assets/events", {"asset_id": asset_id, "extra": extra or {}})
 
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
@@ -104,18 +181,19 @@ class AirflowApi:
             time.sleep(2)
         return None
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 600.0, poll_interval: float = 2.0
+    ) -> dict:
         deadline = time.monotonic() + timeout
-        quoted = urllib.parse.quote(run_id, safe="")
         while True:
-            run = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")
+            run = self.dag_run(dag_id, run_id)
             if run["state"] in TERMINAL_RUN_STATES:
                 return run
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s"
                 )
-            time.sleep(2)
+            time.sleep(poll_interval)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         quoted = urllib.parse.quote(run_id, safe="")
