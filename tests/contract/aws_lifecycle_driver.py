@@ -1,0 +1,683 @@
+"""Run headrace's lifecycle on the aws target against a moto server on 127.0.0.1, recording every
+AWS request the DAGs send. Run as a script by tests/contract/test_aws_contract_lifecycle.py:
+
+    python tests/contract/aws_lifecycle_driver.py ENGINE LOG_PATH [DAGS_FOLDER]
+
+``ENGINE`` is ``glue`` (the whole lifecycle) or ``emr_serverless`` / ``emr_ec2`` (lake setup and
+ingestion only: validation on those engines is Deequ, which needs its JVM jars). ``AIRFLOW_HOME``
+points at a migrated database. Writes every request as one JSON line to ``LOG_PATH`` and prints
+one ``OUTCOME {json}`` line: DAG run and task states, XComs of interest, the capture's counts.
+
+How nothing escapes the record: every botocore session, sync or async (aiobotocore's session
+subclasses botocore's), gets the recorder's handlers at construction, and every client copies
+its session's handlers; independently, the one method every API call goes through
+(``_make_api_call``, sync and async) counts calls, and moto's own recorder logs every HTTP
+request the server receives. The test checks that the three agree.
+
+moto runs no job: where AWS would run one, a handler on the request's ``after-call`` event
+runs it here on the request's own arguments (the "simulated" actor in the log): the Spark job
+on local Spark, the tuning job with the local SageMaker runtime, the transform with the local
+transform runtime, over a local mirror of the bucket; what the job writes is uploaded where AWS
+would have put it. What moto does not implement is answered on ``before-call`` (``stubbed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
+
+BUCKET = "headrace-contract-lake"
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"  # moto's account: roles must belong to it
+DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
+ROWS_PER_DAY = 300
+PII_SALT = "contract-test-salt"  # pragma: allowlist secret (a test value, stored in moto)
+
+
+# --- the record ------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    # A mapped task's XComs (a lazy sequence); never a request's stream, which must stay unread.
+    if isinstance(value, Sequence):
+        return [_jsonable(v) for v in value]
+    return f"<{type(value).__name__}>"
+
+
+class RequestCapture:
+    """Every request, who sent it (``dag:<dag_id>``, ``simulated`` or ``setup``), and the stubs
+    and after-call behaviours that stand in for what moto lacks."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.api_calls: list[tuple[str, str]] = []
+        self.sessions_hooked = 0
+        self.clients_created = 0
+        self.actor = "setup"
+        self._local = threading.local()
+        self.stubs: dict[tuple[str, str], Any] = {}
+        self.after: dict[tuple[str, str], Any] = {}
+
+    # While an after-call handler simulates AWS, its own requests are the simulator's.
+    def current_actor(self) -> str:
+        return getattr(self._local, "actor", None) or self.actor
+
+    def of(self, service: str, operation: str) -> list[dict]:
+        return [
+            r["params"]
+            for r in self.requests
+            if (r["service"], r["operation"]) == (service, operation)
+        ]
+
+    def simulating(self):
+        capture = self
+
+        class _Scope:
+            def __enter__(self):
+                capture._local.actor = "simulated"
+
+            def __exit__(self, *exc):
+                capture._local.actor = None
+
+        return _Scope()
+
+    def on_parameters(self, params, model, **kwargs) -> None:
+        self.requests.append(
+            {
+                "seq": len(self.requests),
+                "actor": self.current_actor(),
+                "service": model.service_model.service_name,
+                "operation": model.name,
+                "params": _jsonable(dict(params)),
+                "stubbed": False,
+            }
+        )
+
+    def on_before_call(self, model, params, **kwargs):
+        stub = self.stubs.get((model.service_model.service_name, model.name))
+        if stub is None:
+            return None
+        from botocore.awsrequest import AWSResponse
+
+        request = self._last_of(model)
+        request["stubbed"] = True
+        status, parsed = stub(request["params"])
+        return AWSResponse("http://stubbed.invalid", status, {}, None), parsed
+
+    def on_after_call(self, http_response, parsed, model, **kwargs) -> None:
+        handler = self.after.get((model.service_model.service_name, model.name))
+        if handler is not None:
+            with self.simulating():
+                handler(self._last_of(model)["params"], parsed)
+
+    def _last_of(self, model) -> dict:
+        service = model.service_model.service_name
+        return next(
+            r
+            for r in reversed(self.requests)
+            if (r["service"], r["operation"]) == (service, model.name)
+        )
+
+    def install(self, patch=setattr) -> None:
+        """Hook every botocore session made from now on; ``patch(obj, name, value)`` sets the
+        hooks (``monkeypatch.setattr`` in tests, to undo them after)."""
+        import aiobotocore.client
+        import botocore.client
+        import botocore.session
+
+        capture = self
+        session_init = botocore.session.Session.__init__
+
+        def hooked_init(session, *args, **kwargs):
+            session_init(session, *args, **kwargs)
+            session.register("before-parameter-build", capture.on_parameters)
+            session.register("before-call", capture.on_before_call)
+            session.register("after-call", capture.on_after_call)
+            capture.sessions_hooked += 1
+
+        patch(botocore.session.Session, "__init__", hooked_init)
+
+        sync_call = botocore.client.BaseClient._make_api_call
+
+        def counted_call(client, operation_name, api_params):
+            capture.api_calls.append((client.meta.service_model.service_name, operation_name))
+            return sync_call(client, operation_name, api_params)
+
+        patch(botocore.client.BaseClient, "_make_api_call", counted_call)
+
+        async_call = aiobotocore.client.AioBaseClient._make_api_call
+
+        async def counted_async_call(client, operation_name, api_params):
+            capture.api_calls.append((client.meta.service_model.service_name, operation_name))
+            return await async_call(client, operation_name, api_params)
+
+        patch(aiobotocore.client.AioBaseClient, "_make_api_call", counted_async_call)
+
+        sync_create = botocore.client.ClientCreator.create_client
+
+        def counted_create(creator, *args, **kwargs):
+            capture.clients_created += 1
+            return sync_create(creator, *args, **kwargs)
+
+        patch(botocore.client.ClientCreator, "create_client", counted_create)
+        async_create = aiobotocore.client.AioClientCreator.create_client
+
+        async def counted_async_create(creator, *args, **kwargs):
+            capture.clients_created += 1
+            return await async_create(creator, *args, **kwargs)
+
+        patch(aiobotocore.client.AioClientCreator, "create_client", counted_async_create)
+
+
+CAPTURE = RequestCapture()
+
+
+# --- a local mirror of the bucket, where the simulated jobs run --------------------------------
+
+
+class BucketMirror:
+    """``s3://BUCKET/…`` ↔ ``file://ROOT/…``. JSON documents name lake URIs, so their URIs are
+    rewritten on the way (a job on AWS would have written s3:// URIs into them)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.s3_prefix = f"s3://{BUCKET}/"
+        self.file_prefix = f"file://{root}/"
+
+    def to_local(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: self.to_local(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.to_local(v) for v in value]
+        if isinstance(value, str):
+            return value.replace(self.s3_prefix, self.file_prefix)
+        return value
+
+    def to_s3(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: self.to_s3(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.to_s3(v) for v in value]
+        if isinstance(value, str):
+            return value.replace(self.file_prefix, self.s3_prefix)
+        return value
+
+    def _client(self):
+        import boto3
+
+        return boto3.client("s3", region_name=REGION)
+
+    def pull(self) -> None:
+        """Bring the bucket's objects here (unchanged ones are skipped)."""
+        s3 = self._client()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for item in page.get("Contents", []):
+                path = self.root / item["Key"]
+                data = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+                if path.suffix == ".json":
+                    data = data.replace(self.s3_prefix.encode(), self.file_prefix.encode())
+                if not path.exists() or path.read_bytes() != data:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+
+    def push(self, under: str, kms_key_arn: str) -> list[str]:
+        """Upload what a job wrote under ``under`` (new or changed files); their keys."""
+        s3 = self._client()
+        pushed = []
+        for path in sorted((self.root / under).rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            key = path.relative_to(self.root).as_posix()
+            data = path.read_bytes()
+            if path.suffix == ".json":
+                data = data.replace(self.file_prefix.encode(), self.s3_prefix.encode())
+            try:
+                if s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data:
+                    continue
+            except s3.exceptions.NoSuchKey:
+                pass
+            s3.put_object(
+                Bucket=BUCKET, Key=key, Body=data, ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=kms_key_arn,
+            )  # fmt: skip
+            pushed.append(key)
+        return pushed
+
+
+# --- what AWS would do with the requests moto only stores ---------------------------------------
+
+
+class SimulatedAws:
+    """The jobs behind the requests, run here on the requests' own arguments."""
+
+    def __init__(self, mirror: BucketMirror, work: Path, kms_key_arn: str) -> None:
+        self.mirror = mirror
+        self.work = work
+        self.kms_key_arn = kms_key_arn
+        self.spark_runs: list[dict] = []
+        self.best_training_jobs: dict[str, dict] = {}
+        self.completed_steps: set[str] = set()
+        self.rulesets: dict[str, dict] = {}
+        self.dq_runs: dict[str, dict] = {}
+        self.dq_results: dict[str, dict] = {}
+        self.transforms: list[str] = []
+        self.run_spark = True
+
+    def register(self, capture: RequestCapture) -> None:
+        capture.after.update(
+            {
+                ("glue", "StartJobRun"): self.glue_job_run,
+                ("emr-serverless", "StartJobRun"): self.emr_serverless_job_run,
+                ("emr", "AddJobFlowSteps"): self.emr_steps,
+                ("emr", "DescribeStep"): self.emr_step_state,
+                ("sagemaker", "CreateHyperParameterTuningJob"): self.tuning_job,
+                ("sagemaker", "DescribeHyperParameterTuningJob"): self.tuning_result,
+                ("sagemaker", "CreateTransformJob"): self.transform_job,
+            }
+        )
+        # moto implements none of these; each answer is what Glue returns.
+        capture.stubs.update(
+            {
+                ("glue", "CreateSecurityConfiguration"): lambda p: (200, {"Name": p["Name"]}),
+                ("glue", "GetDataQualityRuleset"): self.get_ruleset,
+                ("glue", "CreateDataQualityRuleset"): self.put_ruleset,
+                ("glue", "UpdateDataQualityRuleset"): self.put_ruleset,
+                ("glue", "StartDataQualityRulesetEvaluationRun"): self.start_dq_run,
+                ("glue", "GetDataQualityRulesetEvaluationRun"): lambda p: (
+                    200,
+                    self.dq_runs[p["RunId"]],
+                ),
+                ("glue", "GetDataQualityResult"): lambda p: (200, self.dq_results[p["ResultId"]]),
+            }
+        )
+
+    # Spark jobs: Glue, EMR Serverless, EMR steps -------------------------------------------
+
+    def _spark(self, engine: str, script_uri: str, argv: list[str]) -> None:
+        job = script_uri.rsplit("/", 1)[-1].removesuffix(".py")
+        self.spark_runs.append({"engine": engine, "job": job, "argv": argv})
+        if not self.run_spark:
+            return
+        import importlib
+
+        self.mirror.pull()
+        local_argv = self.mirror.to_local(argv)
+        module = importlib.import_module(f"spark_jobs.{job}")
+        code = module.main(local_argv)
+        assert code == 0, f"spark_jobs.{job} exited {code}"
+        self.mirror.push("lake", self.kms_key_arn)
+
+    def glue_job_run(self, params: dict, parsed: dict) -> None:
+        import boto3
+
+        job = boto3.client("glue", region_name=REGION).get_job(JobName=params["JobName"])["Job"]
+        arguments = {k: v for k, v in params["Arguments"].items() if k != "--headrace-run-key"}
+        argv = [item for pair in arguments.items() for item in pair]
+        self._spark("glue", job["Command"]["ScriptLocation"], argv)
+
+    def emr_serverless_job_run(self, params: dict, parsed: dict) -> None:
+        submit = params["jobDriver"]["sparkSubmit"]
+        self._spark("emr_serverless", submit["entryPoint"], submit.get("entryPointArguments", []))
+
+    def emr_steps(self, params: dict, parsed: dict) -> None:
+        for step, step_id in zip(params["Steps"], parsed["StepIds"], strict=True):
+            args = step["HadoopJarStep"]["Args"]
+            script = next(i for i, arg in enumerate(args) if arg.endswith(".py"))
+            self._spark("emr_ec2", args[script], args[script + 1 :])
+            self.completed_steps.add(step_id)
+
+    def emr_step_state(self, params: dict, parsed: dict) -> None:
+        # moto's steps stay RUNNING for ever; this one ran above.
+        if params["StepId"] in self.completed_steps:
+            parsed["Step"]["Status"]["State"] = "COMPLETED"
+
+    # SageMaker ----------------------------------------------------------------------------
+
+    def tuning_job(self, params: dict, parsed: dict) -> None:
+        """Run the tuning job with the local runtime on the request as sent, put the best
+        model where SageMaker would, and create that training job as SageMaker's tuner would."""
+        import boto3
+
+        from include.local_sagemaker import (
+            describe_training_job,
+            run_tuning_job,
+            trial_training_request,
+        )
+
+        self.mirror.pull()
+        work_root = self.work / "sagemaker"
+        result = run_tuning_job(self.mirror.to_local(params), work_root=work_root)
+        best = result["BestTrainingJob"]
+        description = describe_training_job(best["TrainingJobName"], work_root=work_root)
+        self.mirror.push("lake/models", self.kms_key_arn)
+        trial = trial_training_request(
+            self.mirror.to_local(params), best["TrainingJobName"], best["TunedHyperParameters"]
+        )
+        boto3.client("sagemaker", region_name=REGION).create_training_job(
+            **self.mirror.to_s3(trial)
+        )
+        self.best_training_jobs[params["HyperParameterTuningJobName"]] = {
+            "best": self.mirror.to_s3(best),
+            "counters": result.get("TrainingJobStatusCounters"),
+            "local_model": description["ModelArtifacts"]["S3ModelArtifacts"],
+        }
+
+    def tuning_result(self, params: dict, parsed: dict) -> None:
+        # moto reports a made-up best job ("FakeTrainingJobName"); this is the one that ran.
+        found = self.best_training_jobs.get(params["HyperParameterTuningJobName"])
+        if found:
+            parsed["BestTrainingJob"] = found["best"]
+            if found["counters"]:
+                parsed["TrainingJobStatusCounters"] = found["counters"]
+
+    def transform_job(self, params: dict, parsed: dict) -> None:
+        """Score with the local transform runtime on the request as sent (and the model's
+        CreateModel body as sent); upload the .out files where SageMaker writes them."""
+        from include.local_transform import run_transform_job
+
+        model = next(
+            r["params"]
+            for r in reversed(CAPTURE.requests)
+            if r["operation"] == "CreateModel" and r["params"]["ModelName"] == params["ModelName"]
+        )
+        self.mirror.pull()
+        run_transform_job(
+            self.mirror.to_local(params),
+            self.mirror.to_local(model),
+            work_root=self.work / "sagemaker",
+        )
+        self.transforms.append(params["TransformJobName"])
+        self.mirror.push("lake/predictions", self.kms_key_arn)
+
+    # Glue Data Quality --------------------------------------------------------------------
+
+    def get_ruleset(self, params: dict):
+        if params["Name"] not in self.rulesets:
+            return 400, {"Error": {"Code": "EntityNotFoundException", "Message": "no ruleset"}}
+        return 200, self.rulesets[params["Name"]]
+
+    def put_ruleset(self, params: dict):
+        self.rulesets[params["Name"]] = {**self.rulesets.get(params["Name"], {}), **params}
+        return 200, {"Name": params["Name"]}
+
+    def start_dq_run(self, params: dict):
+        """Evaluate the rulesets as Glue would: each DQDL rule's outcome is the local engine's
+        (Great Expectations) outcome of the same rule on the same partition."""
+        from include.dq.dqdl import compile_rulesets
+        from include.dq.gate import load_dataset_rules, resolved_rules_for, run_local_gate
+
+        run_id = "dqrun-" + hashlib.sha256(params["ClientToken"].encode()).hexdigest()[:12]
+        if run_id in self.dq_runs:  # the same ClientToken: Glue returns the first run
+            return 200, {"RunId": run_id}
+        table = params["DataSource"]["GlueTable"]["TableName"]
+        dataset = table.removesuffix("_curated")
+        ds = params["DataSource"]["GlueTable"]["AdditionalOptions"]["pushDownPredicate"]
+        ds = ds.split("'")[1]
+        self.mirror.pull()
+        rule_set = load_dataset_rules(dataset)
+        local_lake = f"{self.mirror.file_prefix}lake"
+        outcomes = {o.rule: o for o in run_local_gate(rule_set, local_lake, ds).outcomes}
+        compiled = compile_rulesets(resolved_rules_for(rule_set, local_lake, ds))
+        result_ids = []
+        for name in params["RulesetNames"]:
+            severity = name.rsplit("-", 1)[-1]
+            ruleset = compiled[severity]
+            assert self.rulesets[name]["Ruleset"] == ruleset.text, f"{name} differs"
+            result_id = f"dqresult-{run_id}-{severity}"
+            self.dq_results[result_id] = {
+                "ResultId": result_id,
+                "RulesetName": name,
+                "RuleResults": [
+                    {
+                        "Name": f"Rule_{number}",
+                        "Description": line,
+                        "Result": "FAIL" if outcomes[rule_id].status == "fail" else "PASS",
+                        "EvaluationMessage": outcomes[rule_id].detail or "",
+                    }
+                    for number, (line, rule_id) in enumerate(ruleset.lines, start=1)
+                ],
+            }
+            result_ids.append(result_id)
+        self.dq_runs[run_id] = {"RunId": run_id, "Status": "SUCCEEDED", "ResultIds": result_ids}
+        return 200, {"RunId": run_id}
+
+
+# --- the environment -------------------------------------------------------------------------
+
+
+def start_moto_and_configure(engine: str, recording: Path):
+    """A moto server recording what it receives, the aws settings, and what a deployment has
+    made before the DAGs run: the bucket, KMS key, network, secret, topic, engine, dataset spec."""
+    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
+    import boto3
+    from moto.moto_api import recorder
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # pragma: allowlist secret (moto's dummy credential)
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/credentials",
+        AWS_CONFIG_FILE="/nonexistent/config",
+    )
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    recorder.reset_recording()
+    recorder.start_recording()
+
+    def client(service: str):
+        return boto3.client(service, region_name=REGION)
+
+    client("s3").create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    kms_key_arn = client("kms").create_key(Description="headrace lake")["KeyMetadata"]["Arn"]
+    ec2 = client("ec2")
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(
+        VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}b"
+    )["Subnet"]["SubnetId"]
+    security_group_id = ec2.create_security_group(
+        GroupName="headrace-jobs", Description="headrace jobs", VpcId=vpc_id
+    )["GroupId"]
+    secret_arn = client("secretsmanager").create_secret(
+        Name="headrace/pii-salt", SecretString=PII_SALT
+    )["ARN"]
+    topic_arn = client("sns").create_topic(Name="headrace-alerts")["TopicArn"]
+    # The dataset spec ships beside the job code (make deploy); the jobs read it from S3.
+    client("s3").put_object(
+        Bucket=BUCKET,
+        Key="artifacts/datasets/churn.yaml",
+        Body=(REPO_ROOT / "include" / "datasets" / "churn.yaml").read_bytes(),
+    )
+    settings = {
+        "PIPELINE_TARGET": "aws",
+        "HEADRACE_BUCKET": BUCKET,
+        "HEADRACE_LAKE_ROOT": f"s3://{BUCKET}/lake",
+        "HEADRACE_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/headrace-sagemaker",
+        "HEADRACE_GLUE_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/headrace-glue",
+        "HEADRACE_EMR_SERVERLESS_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/headrace-emr",
+        "HEADRACE_KMS_KEY_ARN": kms_key_arn,
+        "HEADRACE_SUBNET_IDS": subnet_id,
+        "HEADRACE_SECURITY_GROUP_IDS": security_group_id,
+        "HEADRACE_PII_SALT_SECRET_ARN": secret_arn,
+        "HEADRACE_ALERTS_TOPIC_ARN": topic_arn,
+        "HEADRACE_SPARK_ENGINE": engine,
+        # Tiny jobs on a small machine; the request bodies keep their production shape.
+        "HEADRACE_SPARK_DRIVER_MEMORY": "1g",
+        "HEADRACE_SPARK_LOG_LEVEL": "ERROR",
+    }
+    if engine == "emr_serverless":
+        settings["HEADRACE_EMR_SERVERLESS_APPLICATION_ID"] = client(
+            "emr-serverless"
+        ).create_application(name="headrace", releaseLabel="emr-7.9.0", type="SPARK")[
+            "applicationId"
+        ]
+    elif engine == "emr_ec2":
+        settings["HEADRACE_EMR_CLUSTER_ID"] = client("emr").run_job_flow(
+            Name="headrace",
+            ReleaseLabel="emr-7.9.0",
+            Instances={
+                "MasterInstanceType": "m5.xlarge",
+                "InstanceCount": 1,
+                "KeepJobFlowAliveWhenNoSteps": True,
+            },
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+        )["JobFlowId"]
+    os.environ.update(settings)
+    return server, recorder, {"kms_key_arn": kms_key_arn, "topic_arn": topic_arn, **settings}
+
+
+def land_churn_days(mirror: BucketMirror, kms_key_arn: str) -> None:
+    """Two days of churn landing files, put in the landing zone as the producer does. The second
+    day's ``minutes_used`` drifts: a ``warn`` rule of the gate, so it passes the gate and is left
+    for the drift check to find."""
+    from include.datagen.churn import DriftPlan, GeneratorConfig, generate
+
+    landing = mirror.root / "lake" / "landing"
+    generate(
+        GeneratorConfig(
+            out=landing, start=date.fromisoformat(DAY_1), days=2, seed=11,
+            rows_per_day=ROWS_PER_DAY, rows_per_file=ROWS_PER_DAY, chunk_rows=ROWS_PER_DAY,
+            drift=DriftPlan(
+                days=(date.fromisoformat(DAY_2),), features=("minutes_used",), strength=2.0
+            ),
+        )
+    )  # fmt: skip
+    mirror.push("lake/landing", kms_key_arn)
+
+
+# --- the lifecycle ---------------------------------------------------------------------------
+
+
+def run_dag(bag, dag_id: str, conf: dict, outcome: dict) -> dict:
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise RuntimeError(f"no DAG {dag_id} in dags/; import errors: {list(bag.import_errors)}")
+    CAPTURE.actor = f"dag:{dag_id}"
+    try:
+        dag_run = dag.test(run_conf=conf)
+    finally:
+        CAPTURE.actor = "setup"
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    run = {
+        "dag_id": dag_id,
+        "conf": conf,
+        "state": str(dag_run.state),
+        "tasks": {task_id: str(ti.state) for task_id, ti in tis.items()},
+        "xcom": {task_id: _jsonable(ti.xcom_pull(task_ids=task_id)) for task_id, ti in tis.items()},
+    }
+    outcome["runs"].append(run)
+    if run["state"] != "success":
+        raise RuntimeError(f"{dag_id} run ended {run['state']}: {run['tasks']}")
+    return run
+
+
+def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") -> dict:
+    CAPTURE.install()
+    work = Path(tempfile.mkdtemp(prefix="headrace-contract-"))
+    server, recorder, env = start_moto_and_configure(engine, work / "moto-recording.jsonl")
+    mirror = BucketMirror(work / "bucket")
+    simulated = SimulatedAws(mirror, work, env["kms_key_arn"])
+    simulated.register(CAPTURE)
+    # EMR engines run ingestion only: no downstream stage reads what the job would write.
+    simulated.run_spark = engine == "glue"
+    outcome: dict[str, Any] = {"engine": engine, "runs": [], "settings": env}
+    try:
+        with CAPTURE.simulating():
+            land_churn_days(mirror, env["kms_key_arn"])
+
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.models.dagbag import DagBag
+
+        # The whole dags/ folder, as the dag-processor parses it; DAGs are found by id.
+        bag = DagBag(dag_folder=str(dags_folder), include_examples=False)
+        outcome["import_errors"] = {k: v[-500:] for k, v in bag.import_errors.items()}
+        DagBundlesManager().sync_bundles_to_db()
+        bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
+
+        run_dag(bag, "lake_setup", {}, outcome)
+        run_dag(bag, "churn_ingestion", {"ds": DAY_1}, outcome)
+        if engine == "glue":
+            run_dag(bag, "churn_validation", {"ds": DAY_1}, outcome)
+            run_dag(bag, "churn_ingestion", {"ds": DAY_2}, outcome)
+            run_dag(bag, "churn_validation", {"ds": DAY_2}, outcome)
+            tiny = {"ds": DAY_1, "max_trials": 1, "parallel_trials": 1, "epochs": 2}
+            run_dag(bag, "churn_training", tiny, outcome)
+            # The same data again cannot beat the champion by 0.2: it waits for a person.
+            second = run_dag(bag, "churn_training", {**tiny, "approval_margin": 0.2}, outcome)
+            version = int(second["xcom"]["register_model"]["version"])
+            run_dag(
+                bag, "churn_model_approval",
+                {"version": version, "decision": "Approved", "approver": "contract-test",
+                 "reason": "the contract suite approves the challenger"},
+                outcome,
+            )  # fmt: skip
+            run_dag(bag, "churn_scoring", {"ds": DAY_2}, outcome)
+            run_dag(bag, "churn_monitoring", {"ds": DAY_2}, outcome)
+    except Exception as error:  # reported in the outcome; the test names it
+        import traceback
+
+        outcome["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()[-6000:]}"
+    finally:
+        recorder.stop_recording()
+        server.stop()
+
+    with open(log_path, "w") as log:
+        for request in CAPTURE.requests:
+            log.write(json.dumps(request, sort_keys=True) + "\n")
+    received = [
+        json.loads(line)
+        for line in (work / "moto-recording.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    outcome["capture"] = {
+        "sessions_hooked": CAPTURE.sessions_hooked,
+        "clients_created": CAPTURE.clients_created,
+        "api_calls": len(CAPTURE.api_calls),
+        "api_call_sequence": [f"{s}:{o}" for s, o in CAPTURE.api_calls],
+        "recorded": len(CAPTURE.requests),
+        "recorded_sequence": [f"{r['service']}:{r['operation']}" for r in CAPTURE.requests],
+        "stubbed": sum(r["stubbed"] for r in CAPTURE.requests),
+        "moto_received": len(received),
+    }
+    outcome["simulated"] = {
+        "spark_runs": simulated.spark_runs,
+        "transforms": simulated.transforms,
+        "tuning": {
+            k: v["best"]["TrainingJobName"] for k, v in simulated.best_training_jobs.items()
+        },
+    }
+    return outcome
+
+
+if __name__ == "__main__":
+    result = main(sys.argv[1], Path(sys.argv[2]), *(Path(arg) for arg in sys.argv[3:4]))
+    print("OUTCOME " + json.dumps(result, sort_keys=True, default=str))

@@ -1,0 +1,375 @@
+"""The AWS contract, proven offline: the whole lifecycle on the aws target against moto.
+
+``aws_lifecycle_driver.py`` runs the real DAGs (found by dag id in a DagBag over the whole
+``dags/`` folder) with ``dag.test()`` against a moto server on 127.0.0.1 and records every AWS
+request. On Glue: lake setup, ingestion of two days, validation (Glue Data Quality) and features
+of each, training with tuning twice (the second version waits for a person), its approval,
+batch scoring of the second day and the drift check that finds the drift planted in it and
+publishes the SNS alert. On EMR Serverless and EMR on EC2: lake setup and ingestion. The request
+log stays as a test artifact: ``.local/test-artifacts/aws_requests-<engine>.jsonl``.
+
+What moto lacks, and what stands in for it (the driver's docstring has the mechanism):
+
+- It runs no job and writes no output. Glue, EMR Serverless and EMR runs, tuning jobs and
+  transform jobs are run here, on the arguments of the request the DAG sent (local Spark, the
+  local SageMaker runtime with training/train.py, the local transform runtime with
+  training/inference.py), and their output is uploaded where AWS would write it.
+- Its tuning jobs complete at once and name a best training job that does not exist
+  ("FakeTrainingJobName"); the best job the local tuner ran is reported instead, and created in
+  moto as SageMaker's tuner would.
+- Its EMR steps stay RUNNING for ever: DescribeStep of a step that ran reports COMPLETED.
+- It implements no Glue Data Quality API and no CreateSecurityConfiguration: answered on
+  ``before-call`` (the rule outcomes are Great Expectations' on the same partition).
+
+Which security members apply where (from botocore's SageMaker model, asserted below):
+CreateTrainingJob and a tuning job's TrainingJobDefinition carry all of VpcConfig,
+EnableNetworkIsolation, ResourceConfig.VolumeKmsKeyId, OutputDataConfig.KmsKeyId and
+StoppingCondition.MaxRuntimeInSeconds (plus MaxWaitTimeInSeconds and CheckpointConfig with spot);
+CreateModel carries VpcConfig and EnableNetworkIsolation (a transform job runs in its model's
+network); CreateTransformJob carries TransformResources.VolumeKmsKeyId and TransformOutput.KmsKeyId
+and has no runtime limit member (ModelClientConfig bounds each invocation instead).
+
+Durable jobs (re-attach on retry, stop on kill) are in test_aws_contract_durable_jobs.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from include.aws_validation import RequestValidationError, validate_request
+
+pytestmark = pytest.mark.e2e
+
+ENGINES = ("glue", "emr_serverless", "emr_ec2")
+BUCKET = "headrace-contract-lake"
+DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
+ARTIFACTS = Path(".local") / "test-artifacts"
+S3_URI = re.compile(r"s3[an]?://([^/\s'\",]*)")
+SAGEMAKER_JOBS = ("CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
+                  "CreateModel")  # fmt: skip
+
+_RUNS: dict[str, dict] = {}
+
+
+def _run_lifecycle(engine: str, airflow_home: Path, repo_root: Path) -> dict:
+    if engine in _RUNS:
+        return _RUNS[engine]
+    log_path = repo_root / ARTIFACTS / f"aws_requests-{engine}.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home)}
+    completed = subprocess.run(
+        [sys.executable, "tests/contract/aws_lifecycle_driver.py", engine, str(log_path)],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("OUTCOME ")]
+    assert lines, f"no outcome (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
+    outcome = json.loads(lines[-1].removeprefix("OUTCOME "))
+    assert "error" not in outcome, outcome["error"]
+    outcome["log_path"] = str(log_path)
+    outcome["requests"] = [json.loads(line) for line in log_path.read_text().splitlines()]
+    print(f"AWS request log ({engine}): {log_path}")
+    _RUNS[engine] = outcome
+    return outcome
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def lifecycle(request, migrated_airflow_home, repo_root) -> dict:
+    return _run_lifecycle(request.param, migrated_airflow_home, repo_root)
+
+
+@pytest.fixture(scope="module")
+def glue_lifecycle(migrated_airflow_home, repo_root) -> dict:
+    return _run_lifecycle("glue", migrated_airflow_home, repo_root)
+
+
+def dag_requests(outcome: dict, service: str | None = None, operation: str | None = None):
+    """What the DAGs sent (not the test's setup nor the stand-ins for AWS's jobs)."""
+    return [
+        r
+        for r in outcome["requests"]
+        if r["actor"].startswith("dag:")
+        and (service is None or r["service"] == service)
+        and (operation is None or r["operation"] == operation)
+    ]
+
+
+def strings_in(value):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, str):
+        yield value
+
+
+# --- every engine ----------------------------------------------------------------------------
+
+
+def test_lifecycle_completes_on_the_aws_target(lifecycle):
+    runs = [(run["dag_id"], run["conf"].get("ds"), run["state"]) for run in lifecycle["runs"]]
+    if lifecycle["engine"] == "glue":
+        assert runs == [
+            ("lake_setup", None, "success"),
+            ("churn_ingestion", DAY_1, "success"),
+            ("churn_validation", DAY_1, "success"),
+            ("churn_ingestion", DAY_2, "success"),
+            ("churn_validation", DAY_2, "success"),
+            ("churn_training", DAY_1, "success"),
+            ("churn_training", DAY_1, "success"),
+            ("churn_model_approval", None, "success"),
+            ("churn_scoring", DAY_2, "success"),
+            ("churn_monitoring", DAY_2, "success"),
+        ]
+    else:
+        assert runs == [("lake_setup", None, "success"), ("churn_ingestion", DAY_1, "success")]
+    for run in lifecycle["runs"]:
+        assert set(run["tasks"].values()) <= {"success", "skipped"}, run
+    ingest = lifecycle["runs"][1]["xcom"]["ingest"]
+    # One run per landing day (the ingest task may be mapped over the days).
+    runs_of_day = ingest if isinstance(ingest, list) else [ingest]
+    assert [run["engine"] for run in runs_of_day] == [lifecycle["engine"]]
+
+
+def test_every_request_is_valid_for_botocores_service_model(lifecycle):
+    errors = []
+    for request in lifecycle["requests"]:
+        try:
+            validate_request(request["service"], request["operation"], request["params"])
+        except RequestValidationError as error:
+            errors.append(f"#{request['seq']} {request['actor']}: {error}")
+    assert errors == []
+    assert len(dag_requests(lifecycle)) > 20
+
+
+def test_the_capture_misses_nothing(lifecycle):
+    """Three independent counts agree: the session-level event hooks, the one method every
+    botocore and aiobotocore call goes through, and the requests moto itself received."""
+    capture = lifecycle["capture"]
+    assert capture["recorded"] == capture["api_calls"] == len(lifecycle["requests"])
+    assert capture["recorded_sequence"] == capture["api_call_sequence"]
+    # Stubbed calls are answered on botocore's before-call event and never reach the server.
+    assert capture["moto_received"] == capture["recorded"] - capture["stubbed"]
+    # Clients of the provider's hooks and of the triggers (aiobotocore) came from hooked sessions.
+    assert (
+        capture["sessions_hooked"] >= 2 and capture["clients_created"] >= capture["sessions_hooked"]
+    )
+    services = {r["service"] for r in dag_requests(lifecycle)}
+    engine_service = {"glue": "glue", "emr_serverless": "emr-serverless", "emr_ec2": "emr"}
+    assert {"s3", engine_service[lifecycle["engine"]]} <= services
+
+
+def test_every_s3_uri_lies_in_the_lake_bucket(lifecycle):
+    outside = []
+    for request in dag_requests(lifecycle):
+        for text in strings_in(request["params"]):
+            outside += [
+                (request["seq"], request["operation"], match.group(0))
+                for match in S3_URI.finditer(text)
+                if match.group(1) != BUCKET
+            ]
+        bucket = request["params"].get("Bucket", BUCKET) if request["service"] == "s3" else BUCKET
+        if bucket != BUCKET:
+            outside.append((request["seq"], request["operation"], bucket))
+    assert outside == []
+    uris = [m.group(0) for r in dag_requests(lifecycle) for t in strings_in(r["params"])
+            for m in S3_URI.finditer(t)]  # fmt: skip
+    assert len(uris) >= 5  # the walk saw the URIs it should (code, spec, lake, logs)
+
+
+def test_the_spark_job_request_of_each_engine(lifecycle):
+    engine = lifecycle["engine"]
+    ingest_runs = [r for r in lifecycle["simulated"]["spark_runs"] if r["job"] == "ingest"]
+    argv = ingest_runs[0]["argv"]
+    options = dict(zip(argv[::2], argv[1::2], strict=True))
+    assert options["--ds"] == DAY_1
+    assert options["--lake-root"] == f"s3://{BUCKET}/lake"
+    assert options["--spec"] == f"s3://{BUCKET}/artifacts/datasets/churn.yaml"
+    assert options["--pii-salt-secret-id"] == lifecycle["settings"]["HEADRACE_PII_SALT_SECRET_ARN"]
+    kms = lifecycle["settings"]["kms_key_arn"]
+    if engine == "glue":
+        (job,) = dag_requests(lifecycle, "glue", "CreateJob")[:1]
+        params = job["params"]
+        assert params["Connections"]["Connections"][0].startswith("headrace-network-subnet-")
+        assert params["SecurityConfiguration"].startswith("headrace-kms-")
+        assert params["Timeout"] > 0 and params["MaxRetries"] == 0
+        (security,) = dag_requests(lifecycle, "glue", "CreateSecurityConfiguration")[:1]
+        encryption = security["params"]["EncryptionConfiguration"]
+        assert encryption["S3Encryption"] == [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": kms}]
+        starts = dag_requests(lifecycle, "glue", "StartJobRun")
+        assert [s["params"]["JobName"] for s in starts] == [
+            "headrace-ingest", "headrace-features", "headrace-ingest", "headrace-features",
+        ]  # fmt: skip
+        assert all(s["params"]["Timeout"] > 0 for s in starts)
+    elif engine == "emr_serverless":
+        (start,) = dag_requests(lifecycle, "emr-serverless", "StartJobRun")
+        monitoring = start["params"]["configurationOverrides"]["monitoringConfiguration"]
+        assert monitoring["s3MonitoringConfiguration"]["encryptionKeyArn"] == kms
+        assert start["params"]["executionTimeoutMinutes"] > 0
+    else:
+        (add,) = dag_requests(lifecycle, "emr", "AddJobFlowSteps")
+        (step,) = add["params"]["Steps"]
+        assert step["ActionOnFailure"] == "CONTINUE"
+        assert step["HadoopJarStep"]["Args"][:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    # The code went up once per object, encrypted with the lake's key.
+    code_puts = [
+        r["params"]
+        for r in dag_requests(lifecycle, "s3", "PutObject")
+        if r["params"]["Key"].startswith("artifacts/")
+    ]
+    assert code_puts and all(p["SSEKMSKeyId"] == kms for p in code_puts)
+    assert len({p["Key"] for p in code_puts}) == len(code_puts)
+
+
+# --- the whole lifecycle (Glue) --------------------------------------------------------------
+
+
+def _sagemaker_job_bodies(outcome: dict) -> list[tuple[str, dict]]:
+    """(what, body) of every SageMaker job request: tuning definitions, the training jobs the
+    tuner launched, transform jobs, models."""
+    bodies = []
+    for request in outcome["requests"]:
+        if request["service"] != "sagemaker" or request["operation"] not in SAGEMAKER_JOBS:
+            continue
+        if request["operation"] == "CreateHyperParameterTuningJob":
+            bodies.append(("TrainingJobDefinition", request["params"]["TrainingJobDefinition"]))
+        else:
+            bodies.append((request["operation"], request["params"]))
+    return bodies
+
+
+def test_security_members_apply_as_the_service_model_says():
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+
+    def members(operation=None, shape=None):
+        found = (
+            model.operation_model(operation).input_shape if operation else model.shape_for(shape)
+        )
+        return set(found.members)
+
+    training = {"VpcConfig", "EnableNetworkIsolation", "ResourceConfig", "OutputDataConfig",
+                "StoppingCondition", "CheckpointConfig", "EnableManagedSpotTraining"}  # fmt: skip
+    assert training <= members("CreateTrainingJob")
+    assert training <= members(shape="HyperParameterTrainingJobDefinition")
+    assert {"VpcConfig", "EnableNetworkIsolation"} <= members("CreateModel")
+    transform = members("CreateTransformJob")
+    assert not transform & {"VpcConfig", "EnableNetworkIsolation", "StoppingCondition"}
+    assert "VolumeKmsKeyId" in members(shape="TransformResources")
+    assert "KmsKeyId" in members(shape="TransformOutput")
+
+
+def test_every_sagemaker_job_request_carries_the_security_settings(glue_lifecycle):
+    settings = glue_lifecycle["settings"]
+    kms, subnet = settings["kms_key_arn"], settings["HEADRACE_SUBNET_IDS"]
+    vpc = {"SecurityGroupIds": [settings["HEADRACE_SECURITY_GROUP_IDS"]], "Subnets": [subnet]}
+    bodies = _sagemaker_job_bodies(glue_lifecycle)
+    kinds = sorted({what for what, _ in bodies})
+    assert kinds == ["CreateModel", "CreateTrainingJob", "CreateTransformJob",
+                     "TrainingJobDefinition"]  # fmt: skip
+    failures = []
+    for what, body in bodies:
+        if what in ("TrainingJobDefinition", "CreateTrainingJob"):
+            checks = {
+                "VpcConfig": body.get("VpcConfig") == vpc,
+                "EnableNetworkIsolation": body.get("EnableNetworkIsolation") is True,
+                "VolumeKmsKeyId": body["ResourceConfig"].get("VolumeKmsKeyId") == kms,
+                "OutputKmsKeyId": body["OutputDataConfig"].get("KmsKeyId") == kms,
+                "MaxRuntime": body["StoppingCondition"].get("MaxRuntimeInSeconds", 0) > 0,
+                "InterContainerEncryption": body.get("EnableInterContainerTrafficEncryption"),
+            }
+        elif what == "CreateModel":
+            checks = {
+                "VpcConfig": body.get("VpcConfig") == vpc,
+                "EnableNetworkIsolation": body.get("EnableNetworkIsolation") is True,
+            }
+        else:
+            checks = {
+                "VolumeKmsKeyId": body["TransformResources"].get("VolumeKmsKeyId") == kms,
+                "OutputKmsKeyId": body["TransformOutput"].get("KmsKeyId") == kms,
+                "InvocationTimeout": body["ModelClientConfig"]["InvocationsTimeoutInSeconds"] > 0,
+            }
+        failures += [(what, name) for name, ok in checks.items() if not ok]
+    assert failures == []
+    # Two tuning jobs (one per training run), the models of two versions, one transform.
+    counts = {kind: sum(what == kind for what, _ in bodies) for kind in kinds}
+    assert counts == {"CreateModel": 1, "CreateTrainingJob": 2, "CreateTransformJob": 1,
+                      "TrainingJobDefinition": 2}  # fmt: skip
+
+
+def test_every_spot_job_waits_longer_than_it_runs_and_checkpoints(glue_lifecycle):
+    spot = [
+        (what, body)
+        for what, body in _sagemaker_job_bodies(glue_lifecycle)
+        if body.get("EnableManagedSpotTraining")
+    ]
+    assert len(spot) == 4  # every training job here is a spot job (the default)
+    for what, body in spot:
+        stopping = body["StoppingCondition"]
+        assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"], what
+        checkpoint = body["CheckpointConfig"]["S3Uri"]
+        assert checkpoint.startswith(f"s3://{BUCKET}/lake/models/churn/checkpoints/"), what
+        assert body["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+
+
+def test_validation_runs_on_glue_data_quality_with_the_curated_partition(glue_lifecycle):
+    starts = dag_requests(glue_lifecycle, "glue", "StartDataQualityRulesetEvaluationRun")
+    assert [s["params"]["DataSource"]["GlueTable"]["AdditionalOptions"] for s in starts] == [
+        {"pushDownPredicate": f"ds='{DAY_1}'"}, {"pushDownPredicate": f"ds='{DAY_2}'"},
+    ]  # fmt: skip
+    rulesets = dag_requests(glue_lifecycle, "glue", "CreateDataQualityRuleset")
+    assert all(r["params"]["DataQualitySecurityConfiguration"].startswith("headrace-kms-")
+               for r in rulesets)  # fmt: skip
+    partitions = dag_requests(glue_lifecycle, "glue", "CreatePartition")
+    assert [p["params"]["PartitionInput"]["Values"] for p in partitions] == [[DAY_1], [DAY_2]]
+    gates = [r["xcom"]["quality_gate"] for r in glue_lifecycle["runs"]
+             if r["dag_id"] == "churn_validation"]  # fmt: skip
+    assert [(g["ds"], g["engine"], g["passed"]) for g in gates] == [
+        (DAY_1, "glue_data_quality", True), (DAY_2, "glue_data_quality", True),
+    ]  # fmt: skip
+    # The planted drift of day 2 is a warn rule's business: reported, not blocking.
+    assert gates[1]["counts"]["failed_warn"] >= 1 and gates[1]["counts"]["failed_error"] == 0
+
+
+def test_training_registers_versions_and_a_person_approves_the_second(glue_lifecycle):
+    runs = {(r["dag_id"], i): r for i, r in enumerate(glue_lifecycle["runs"])}
+    first, second = [r for (dag_id, _), r in runs.items() if dag_id == "churn_training"]
+    assert first["xcom"]["register_model"]["approval"] == "Approved"
+    assert second["xcom"]["register_model"]["approval"] == "PendingManualApproval"
+    tuned = glue_lifecycle["simulated"]["tuning"]
+    assert first["xcom"]["tune"]["job_name"] == tuned[first["xcom"]["tune"]["tuning_job_name"]]
+    assert first["xcom"]["tune"]["model_uri"].startswith(f"s3://{BUCKET}/lake/models/churn/jobs/")
+    packages = dag_requests(glue_lifecycle, "sagemaker", "CreateModelPackage")
+    assert [p["params"]["ModelApprovalStatus"] for p in packages] == [
+        "Approved", "PendingManualApproval",
+    ]  # fmt: skip
+    approval = next(r for r in glue_lifecycle["runs"] if r["dag_id"] == "churn_model_approval")
+    assert approval["xcom"]["decide"]["approval"] == "Approved"
+    assert approval["xcom"]["decide"]["approver"] == "contract-test"
+    updates = dag_requests(glue_lifecycle, "sagemaker", "UpdateModelPackage")
+    assert updates[-1]["params"]["ModelApprovalStatus"] == "Approved"
+
+
+def test_scoring_transforms_with_the_approved_version_and_drift_alerts_on_sns(glue_lifecycle):
+    scoring = next(r for r in glue_lifecycle["runs"] if r["dag_id"] == "churn_scoring")
+    (transform,) = dag_requests(glue_lifecycle, "sagemaker", "CreateTransformJob")
+    (model,) = dag_requests(glue_lifecycle, "sagemaker", "CreateModel")
+    assert transform["params"]["ModelName"] == model["params"]["ModelName"]
+    assert scoring["xcom"]["commit_predictions"]["model_version"] == "2"
+    assert scoring["xcom"]["commit_predictions"]["rows"] == scoring["xcom"]["scoring_input"]["rows"]
+    monitoring = next(r for r in glue_lifecycle["runs"] if r["dag_id"] == "churn_monitoring")
+    assert "minutes_used" in monitoring["xcom"]["drift_check"]["drifted_features"]
+    assert monitoring["tasks"]["alert"] == "success"
+    (publish,) = dag_requests(glue_lifecycle, "sns", "Publish")
+    assert publish["params"]["TopicArn"] == glue_lifecycle["settings"]["topic_arn"]
+    assert "minutes_used" in json.loads(publish["params"]["Message"])["drifted_features"]
