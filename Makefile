@@ -12,7 +12,7 @@ UV_VERSION := 0.13.8
 TORCH_SOURCE := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 STAMP := $(VENV)/.installed
 
-.PHONY: help prereqs venv test lint demo up down status lock bench clean package deploy audit new-pipeline
+.PHONY: help prereqs venv test lint browser demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
@@ -38,11 +38,14 @@ $(STAMP): requirements-dev.txt
 
 venv: $(STAMP)
 
+browser:
+	@scripts/install_browser.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(VPY) -m pytest
 
 demo: $(STAMP)
@@ -73,8 +76,10 @@ new-pipeline: $(STAMP)
 	$(VPY) scripts/new_pipeline.py "$(NAME)"
 
 # --- owned by the MWAA packaging work (issue 8) ---
+# The package is only good if it imports as MWAA will import it: the parity check gates it.
 package: $(STAMP)
 	$(VPY) scripts/package.py --out build/mwaa
+	$(VPY) scripts/mwaa_parity_check.py --package build/mwaa
 
 deploy: package
 	$(VPY) scripts/deploy.py --package build/mwaa $(if $(DRY_RUN),--dry-run)
