@@ -22,6 +22,9 @@ from include.spark_job_requests import ARTIFACTS_PREFIX
 
 DATASETS_DIR = REPO_ROOT / "include" / "datasets"
 LOCAL_PII_SALT_ENV = "HEADRACE_PII_SALT"
+# The ``path`` Param of an ingestion run: a folder of the lake's landing zone, relative to the
+# lake root, with no ``.``/``..`` segment, so a run can never read files outside the lake.
+LANDING_PATH_PATTERN = r"^landing(/(?!\.\.?(/|$))[A-Za-z0-9_.=-]+)+/?$"
 
 
 def ingestion_days(
@@ -78,11 +81,32 @@ def _describe_events(triggering_asset_events: Mapping[Any, Iterable[Any]]) -> st
     )
 
 
-def ingest_runs(settings: Settings, dataset: str, days: Iterable[str]) -> list[dict[str, Any]]:
+def landing_path_uri(settings: Settings, path: str) -> str:
+    """The URI of the ``path`` Param (a landing-zone folder relative to the lake root).
+
+    The Param's schema already refuses anything else at trigger time; this checks again, so
+    a run created some other way cannot point the job outside the lake either.
+    """
+    import re
+
+    if not re.match(LANDING_PATH_PATTERN, path or ""):
+        raise PartitionError(
+            f"params.path={path!r} is not a folder of the lake's landing zone (landing/…, "
+            f"relative to the lake root, no '..')"
+        )
+    return f"{settings.lake_root}/{path.rstrip('/')}"
+
+
+def ingest_runs(
+    settings: Settings, dataset: str, days: Iterable[str], landing_uri: str | None = None
+) -> list[dict[str, Any]]:
     """One ``SparkJobOperator`` mapping per day: its argv, and the extra its Asset events carry
     (the stages scheduled on the curated Asset read the partition from it)."""
     return [
-        {"job_args": ingest_job_args(settings, dataset, ds), "asset_extra": {"ds": ds}}
+        {
+            "job_args": ingest_job_args(settings, dataset, ds, landing_uri=landing_uri),
+            "asset_extra": {"ds": ds},
+        }
         for ds in days
     ]
 
@@ -98,11 +122,17 @@ def dataset_spec_uri(settings: Settings, dataset: str) -> str:
     )
 
 
-def ingest_job_args(settings: Settings, dataset: str, ds: str) -> list[str]:
-    """argv of ``spark_jobs.ingest`` for one day of one dataset."""
+def ingest_job_args(
+    settings: Settings, dataset: str, ds: str, *, landing_uri: str | None = None
+) -> list[str]:
+    """argv of ``spark_jobs.ingest`` for one day of one dataset.
+
+    :param landing_uri: where the day's files are, when not in the landing zone's
+        ``<dataset>/ds=<ds>/``: the day's folder, or a root holding ``<dataset>/ds=<ds>/``.
+    """
     args = [
         "--spec", dataset_spec_uri(settings, dataset),
-        "--landing-uri", settings.zone_uri("landing"),
+        "--landing-uri", landing_uri or settings.zone_uri("landing"),
         "--ds", check_partition_date(ds),
         "--lake-root", settings.lake_root,
     ]  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import DAG, AssetWatcher, dag, get_current_context, task
+from airflow.sdk import DAG, AssetWatcher, Param, dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -19,6 +19,7 @@ from headrace_operators.spark_job import SparkJobOperator
 from include.assets import curated_asset, landing_asset, quarantine_asset
 from include.config import Settings, get_settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
+from include.ingestion import LANDING_PATH_PATTERN
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
 
 STAGE = "ingestion"
@@ -138,6 +139,20 @@ def ingestion_dag(dataset: str) -> DAG:
                 "Day of landing files to ingest; empty: the days the landing events name, "
                 "else the day before the run's date",
             ),
+            "path": Param(
+                None,
+                type=["null", "string"],
+                pattern=LANDING_PATH_PATTERN,
+                maxLength=512,
+                title="Landing folder",
+                description=(
+                    "Optional, with a ds: read the day's files from this folder of the lake's "
+                    "landing zone instead of landing/<dataset>/ds=<ds>/ — given relative to the "
+                    "lake root, e.g. landing/redelivered/churn/ds=2026-01-05 (the day's folder) "
+                    "or landing/redelivered (a root holding <dataset>/ds=<ds>/). Paths outside "
+                    "the landing zone are refused."
+                ),
+            ),
         },
     )
     def ingestion():
@@ -146,11 +161,20 @@ def ingestion_dag(dataset: str) -> DAG:
             """The days this run ingests, each as the ``ingest`` task's arguments."""
             from airflow.exceptions import AirflowSkipException
 
-            from include.ingestion import ingest_runs, ingestion_days, landing_files
+            from include.ingestion import (
+                ingest_runs,
+                ingestion_days,
+                landing_files,
+                landing_path_uri,
+            )
+            from include.partitions import PartitionError
 
             context = get_current_context()
             dag_run = context["dag_run"]
             run_settings = get_settings()
+            path = context["params"].get("path")
+            if path and not context["params"]["ds"]:
+                raise PartitionError("params.path needs params.ds: the day its files belong to")
             days = ingestion_days(
                 dataset,
                 context["params"]["ds"],
@@ -168,7 +192,8 @@ def ingestion_dag(dataset: str) -> DAG:
                     f"{run_settings.zone_uri('landing')}/{dataset}/ds={days[0]}/: nothing to ingest"
                 )
             logging.getLogger(__name__).info("%s: ingesting %s", dataset, ", ".join(days))
-            return ingest_runs(run_settings, dataset, days)
+            landing_uri = landing_path_uri(run_settings, path) if path else None
+            return ingest_runs(run_settings, dataset, days, landing_uri=landing_uri)
 
         SparkJobOperator.partial(
             task_id="ingest",

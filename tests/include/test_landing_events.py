@@ -181,6 +181,53 @@ def test_each_day_gets_its_own_ingest_arguments_and_event_extra():
     assert argv["--pii-salt-env"] == "HEADRACE_PII_SALT"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "landing/redelivered",
+        "landing/redelivered/churn/ds=2026-01-07/",
+        "landing/churn/ds=2026-01-07",
+    ],
+)
+def test_a_landing_path_param_inside_the_landing_zone_becomes_the_jobs_landing_uri(path):
+    from include.ingestion import landing_path_uri
+
+    settings = load_settings({"HEADRACE_LAKE_ROOT": "file:///lake"})
+    uri = landing_path_uri(settings, path)
+    assert uri == f"file:///lake/{path.rstrip('/')}"
+    (run,) = ingest_runs(settings, "churn", ["2026-01-07"], landing_uri=uri)
+    argv = dict(zip(run["job_args"][::2], run["job_args"][1::2], strict=True))
+    assert argv["--landing-uri"] == uri
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "landing/churn/../../../etc",
+        "landing/..",
+        "landing/./churn",
+        "landing",
+        "curated/churn",
+        "s3://someone-elses-bucket/landing/churn/",
+        "file:///etc",
+        "/etc/passwd",
+        "landing/churn/ds=2026-01-07\nx",
+        "",
+    ],
+)
+def test_a_landing_path_outside_the_landing_zone_is_refused_naming_the_param(path):
+    import re
+
+    from include.ingestion import LANDING_PATH_PATTERN, landing_path_uri
+
+    # The Param's JSON schema (what the REST API and the UI form check) refuses it...
+    assert not re.search(LANDING_PATH_PATTERN, path)
+    # ...and so does the task, for a run created some other way.
+    settings = load_settings({"HEADRACE_LAKE_ROOT": "file:///lake"})
+    with pytest.raises(PartitionError, match=r"params\.path="):
+        landing_path_uri(settings, path)
+
+
 def test_the_sqs_filter_keeps_only_the_datasets_landing_notifications():
     """The JSONPath the watcher hands SqsSensorTrigger, run through the provider's own filter."""
     from airflow.providers.amazon.aws.utils.sqs import filter_messages
