@@ -104,6 +104,12 @@ def build_package_zip(package: str = JOBS_PACKAGE, repo_root: Path = REPO_ROOT) 
             continue
         entries[path.relative_to(repo_root).as_posix()] = path.read_bytes()
 
+    return deterministic_zip(entries)
+
+
+def deterministic_zip(entries: dict[str, bytes]) -> bytes:
+    """A zip of ``{name: bytes}`` with sorted entries, fixed timestamps and modes: the same
+    files always give the same bytes (and so the same content address)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(entries):

@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +47,12 @@ from include.sagemaker_requests import (
     TRAINING_PACKAGE,
     build_source_tarball,
 )
-from include.spark_job_requests import ARTIFACTS_PREFIX, JOBS_PACKAGE, build_package_zip
+from include.spark_job_requests import (
+    ARTIFACTS_PREFIX,
+    JOBS_PACKAGE,
+    build_package_zip,
+    deterministic_zip,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +74,6 @@ MWAA_PATHS = {
 }
 # 1980-01-01 UTC: the earliest time a zip entry can carry, used for every file and entry.
 FIXED_MTIME = 315532800
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _SKIPPED_DIRS = frozenset({"__pycache__", "tests", "test", "node_modules"})
 _SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo", ".ipynb"})
 _TEST_FILE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
@@ -99,18 +101,6 @@ def shipped_files(root: Path) -> Iterator[Path]:
         if path.suffix in _SKIPPED_SUFFIXES or _TEST_FILE.match(path.name):
             continue
         yield path
-
-
-def deterministic_zip(entries: dict[str, bytes]) -> bytes:
-    """A zip of ``{name: bytes}``: sorted entries, fixed timestamps and modes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name])
-    return buffer.getvalue()
 
 
 def spark_entry_points(jobs_dir: Path) -> list[str]:

@@ -29,6 +29,26 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="session")
+def start_moto_server():
+    """Starts a moto server on loopback and returns its endpoint URL; all are stopped at the end
+    of the session. Each test area keeps a server of its own, so no state crosses areas."""
+    from moto.server import ThreadedMotoServer
+
+    servers = []
+
+    def start() -> str:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        servers.append(server)
+        host, port = server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture
 def fresh_settings():
     """Clears the cached settings before and after a test that changes the environment."""

@@ -35,14 +35,8 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
-def contract_moto():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def contract_moto(start_moto_server):
+    return start_moto_server()
 
 
 def moto_api(endpoint: str, path: str, payload: dict | None = None) -> None:

@@ -26,15 +26,9 @@ def mwaa_manifest(mwaa_package) -> dict:
 
 
 @pytest.fixture(scope="session")
-def deploy_moto_server():
+def deploy_moto_server(start_moto_server):
     """One moto server for these tests, on loopback only; each test resets its state."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    return start_moto_server()
 
 
 @pytest.fixture

@@ -31,14 +31,8 @@ BUCKET = "headrace-registry-test"
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto_endpoint(start_moto_server):
+    return start_moto_server()
 
 
 @pytest.fixture

@@ -15,15 +15,9 @@ ACCOUNT = "123456789012"  # moto's default account: roles must belong to it
 
 
 @pytest.fixture(scope="session")
-def moto_server():
+def moto_server(start_moto_server):
     """One moto server for the session, on loopback only; each test resets its state."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    return start_moto_server()
 
 
 def _moto_api(endpoint: str, path: str, payload: dict | None = None) -> None:

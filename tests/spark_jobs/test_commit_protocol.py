@@ -26,15 +26,9 @@ STAGING = f"s3://{BUCKET}/curated/churn/_staging/ds=2026-01-01"
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint():
+def moto_endpoint(start_moto_server):
     """One moto server for this module, on loopback only."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    return start_moto_server()
 
 
 @pytest.fixture
