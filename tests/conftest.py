@@ -49,6 +49,23 @@ def start_moto_server():
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_api():
+    """``moto_api(endpoint, path, payload)``: a call to a moto server's control API (``reset``,
+    ``state-manager/set-transition`` …), for tests that steer moto's job states."""
+    import json
+    import urllib.request
+
+    def call(endpoint: str, path: str, payload: dict | None = None) -> None:
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/{path}", data=json.dumps(payload or {}).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    return call
+
+
 @pytest.fixture
 def fresh_settings():
     """Clears the cached settings before and after a test that changes the environment."""

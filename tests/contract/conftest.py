@@ -4,10 +4,8 @@ moto lacks), undone after each test. The lifecycle itself runs in a subprocess o
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,14 +37,6 @@ def contract_moto(start_moto_server):
     return start_moto_server()
 
 
-def moto_api(endpoint: str, path: str, payload: dict | None = None) -> None:
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/{path}", data=json.dumps(payload or {}).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-
-
 @pytest.fixture
 def recorded(monkeypatch) -> RequestCapture:
     """Every request of every botocore session created in the test (sync and async)."""
@@ -61,7 +51,7 @@ def recorded(monkeypatch) -> RequestCapture:
 
 
 @pytest.fixture
-def contract_target(contract_moto, monkeypatch, fresh_settings, recorded):
+def contract_target(contract_moto, moto_api, monkeypatch, fresh_settings, recorded):
     """``PIPELINE_TARGET=aws`` against a fresh moto, the engines' resources created in it."""
     import boto3
 

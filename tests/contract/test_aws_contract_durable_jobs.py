@@ -74,10 +74,8 @@ def spark_operator():
 
 @pytest.mark.parametrize("engine", sorted(SPARK_START))
 def test_spark_retry_reattaches_to_the_running_run_and_kill_stops_it(
-    engine, contract_target, recorded, task_context
+    engine, contract_target, recorded, task_context, moto_api
 ):
-    from conftest import moto_api
-
     contract_target.use(engine)
     recorded.stubs[("glue", "CreateSecurityConfiguration")] = lambda p: (200, {"Name": p["Name"]})
     recorded.stubs[("glue", "BatchStopJobRun")] = lambda p: (

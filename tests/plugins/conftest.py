@@ -3,8 +3,6 @@ recorder of every AWS request sent, and an Airflow task context."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -18,16 +16,6 @@ ACCOUNT = "123456789012"  # moto's default account: roles must belong to it
 def moto_server(start_moto_server):
     """One moto server for the session, on loopback only; each test resets its state."""
     return start_moto_server()
-
-
-def _moto_api(endpoint: str, path: str, payload: dict | None = None) -> None:
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/{path}",
-        data=json.dumps(payload or {}).encode(),
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
 
 
 @dataclass
@@ -88,7 +76,7 @@ def aws_calls(monkeypatch) -> AwsCallRecorder:
 
 
 @pytest.fixture
-def aws_target(moto_server, monkeypatch, fresh_settings):
+def aws_target(moto_server, moto_api, monkeypatch, fresh_settings):
     """``PIPELINE_TARGET=aws`` against a fresh moto: bucket, KMS key, subnet, security group.
 
     Returns a namespace with the ids, a boto3 client factory, and ``use(engine)`` that creates
@@ -98,7 +86,7 @@ def aws_target(moto_server, monkeypatch, fresh_settings):
 
     from include.config import get_settings
 
-    _moto_api(moto_server, "reset")
+    moto_api(moto_server, "reset")
     # moto accepts any credentials; these only keep boto3 from looking for real ones.
     fake_credentials = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "testing")
     for name, value in {
@@ -184,7 +172,7 @@ def aws_target(moto_server, monkeypatch, fresh_settings):
 
     def hold_glue_runs_starting() -> None:
         """moto finishes Glue runs on first sight; keep them STARTING, like a real queue."""
-        _moto_api(
+        moto_api(
             moto_server,
             "state-manager/set-transition",
             {
@@ -196,7 +184,7 @@ def aws_target(moto_server, monkeypatch, fresh_settings):
     target.use = use
     target.hold_glue_runs_starting = hold_glue_runs_starting
     yield target
-    _moto_api(moto_server, "state-manager/unset-transition", {"model_name": "glue::job_run"})
+    moto_api(moto_server, "state-manager/unset-transition", {"model_name": "glue::job_run"})
 
 
 @pytest.fixture
