@@ -106,32 +106,6 @@ class DevToolsPage:
             f"no enabled button {label!r} in {within}",
         )
 
-    def replace_editor_text(self, selector: str, text: str) -> None:
-        """Click into a code editor, select all and type ``text`` over it."""
-        box_js = (
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " if (!e) return null; e.scrollIntoView({block: 'center'});"
-            " const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()"
-        )
-        # The editor sits in a section that unfolds: click once it has stopped moving.
-        previous = None
-        deadline = time.monotonic() + 15
-        while (box := self.evaluate(box_js)) != previous or not box or box[3] < 20:
-            assert time.monotonic() < deadline, f"{selector} did not settle: {box}"
-            previous = box
-            time.sleep(0.3)
-        self.click_at(json.dumps([box[0] + 20, box[1] + 10]), f"{selector}")
-        key = {"key": "a", "code": "KeyA", "windowsVirtualKeyCode": 65, "modifiers": 2}
-        self.call("Input.dispatchKeyEvent", type="keyDown", commands=["selectAll"], **key)
-        self.call("Input.dispatchKeyEvent", type="keyUp", **key)
-        self.call("Input.insertText", text=text)
-        typed = json.dumps(text.replace(" ", ""))
-        self.wait_for(
-            f"document.querySelector({json.dumps(selector)}).innerText.replace(/\\s/g, '') === {typed}",
-            f"{selector} does not hold the typed text",
-            timeout=10,
-        )
-
     def response_body(self, url_part: str) -> dict:
         """The JSON body of the last finished response whose URL contains ``url_part``."""
         finished = {e["params"]["requestId"] for e in self.events if e["method"] == "Network.loadingFinished"}  # fmt: skip
@@ -258,28 +232,3 @@ def test_login_shows_every_parsed_dag_and_no_import_errors(browser, local_stack,
     assert ui_import_errors.get("total_entries") == 0, ui_import_errors
     assert re.fullmatch(r"\d+ Dags?", header_text), header_text
     assert screenshot.stat().st_size > 10_000
-
-
-def test_the_trigger_form_refuses_an_undeclared_conf_key(browser, local_stack, airflow_api):
-    """The UI's *Trigger DAG* form posts to the REST endpoint, so the headrace_api_guard
-    plugin's refusal shows in the form, naming the key, and no run is created."""
-    airflow_api.pause("churn_training")  # should the refusal fail, nothing heavy runs
-    before = {run["dag_run_id"] for run in airflow_api.dag_runs("churn_training")}
-    _log_in(browser, local_stack, "/dags/churn_training")
-    browser.click_button("Trigger")
-    browser.wait_for("!!document.querySelector('[role=dialog] input[name=element_max_trials]')", "no trigger form")  # fmt: skip
-    browser.click_button("Advanced Options", within="[role=dialog]")
-    conf = {"max_trials": 4, "colour": "red"}
-    browser.replace_editor_text("[role=dialog] .cm-content", json.dumps(conf))
-    browser.click_button("Trigger", within="[role=dialog]")
-
-    shown = browser.wait_for(
-        "[...document.querySelectorAll('[role=dialog]')].map(d => d.innerText)"
-        ".find(text => /400 Bad Request/.test(text))",
-        "the form showed no refusal",
-    )
-    screenshot = ARTIFACTS / "trigger_form_refusal.png"
-    browser.screenshot(screenshot)
-    print(f"\nbrowser test screenshot: {screenshot}")
-    assert "Invalid input for param colour: DAG 'churn_training' declares no such param" in shown
-    assert {run["dag_run_id"] for run in airflow_api.dag_runs("churn_training")} == before
