@@ -49,7 +49,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from include.config import REPO_ROOT
-from include.local_state import locked, process_matches, read_json, write_json
+from include.local_state import (
+    locked,
+    process_matches,
+    read_json,
+    start_detached,
+    write_json,
+)
 
 # Apart from .local/sagemaker/, which training/train.py uses when run by hand.
 DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
@@ -393,27 +399,12 @@ def start_training_job(
 
 
 def _start_supervisor(job_dir: Path) -> None:
-    import psutil
-
-    env = dict(os.environ)
-    python_path = [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    env["PYTHONPATH"] = os.pathsep.join(python_path)
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(job_dir / _LOG_FILE, "ab") as log:
-        # A session of its own: the job survives this worker, and killpg reaches all of it.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "include.local_sagemaker", "supervise", str(job_dir)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        create_time = psutil.Process(process.pid).create_time()
-    except psutil.NoSuchProcess:
-        create_time = None
+    process, create_time = start_detached(
+        [sys.executable, "-m", "include.local_sagemaker", "supervise", str(job_dir)],
+        log_path=job_dir / _LOG_FILE,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     _CHILDREN[str(job_dir)] = process
     write_json(
         job_dir / _PROCESS_FILE,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.config import REPO_ROOT, get_settings
-from include.local_state import process_matches, read_json, write_json
+from include.local_state import process_matches, read_json, start_detached, write_json
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
 
@@ -182,22 +182,14 @@ class LocalSparkRunner:
     def _start(
         self, module: str, argv: list[str], run_key: str, state_dir: Path, extra_env: Mapping
     ) -> None:
-        import psutil
-
-        env = dict(os.environ)
-        env.update(extra_env)
-        python_path = [str(self.repo_root)]
-        if env.get("PYTHONPATH"):
-            python_path.append(env["PYTHONPATH"])
-        env.update(
-            {
-                "PYTHONPATH": os.pathsep.join(python_path),
-                # Spark binds its driver and block manager to loopback, never the external NIC.
-                "SPARK_LOCAL_IP": "127.0.0.1",
-                "PYSPARK_PYTHON": sys.executable,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env = {
+            **os.environ,
+            **extra_env,
+            # Spark binds its driver and block manager to loopback, never the external NIC.
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "PYSPARK_PYTHON": sys.executable,
+            "PYTHONUNBUFFERED": "1",
+        }
         command = [sys.executable, "-m", module, *argv]
         supervisor = [
             sys.executable,
@@ -208,21 +200,9 @@ class LocalSparkRunner:
             "--",
             *command,
         ]
-        with open(state_dir / _LOG_FILE, "ab") as log:
-            # A session of its own: the job survives this worker, and killpg reaches all of it.
-            process = subprocess.Popen(
-                supervisor,
-                cwd=self.repo_root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            create_time = psutil.Process(process.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = None
+        process, create_time = start_detached(
+            supervisor, log_path=state_dir / _LOG_FILE, cwd=self.repo_root, env=env
+        )
         self._children[run_key] = process
         write_json(
             state_dir / _RUN_FILE,

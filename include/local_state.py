@@ -8,7 +8,8 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,43 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
+
+
+def start_detached(
+    command: Sequence[str],
+    *,
+    log_path: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen, float | None]:
+    """Start ``command`` in a session of its own, output appended to ``log_path``, with ``cwd``
+    first on ``PYTHONPATH`` (so ``python -m include.…`` resolves from the repository).
+
+    A session of its own: the job survives the Airflow worker that started it, and ``killpg``
+    reaches all of it and nothing else. Returns the process and its create time (``None`` if
+    it is already gone), which :func:`process_matches` later checks against pid reuse.
+    """
+    import psutil
+
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(cwd)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        create_time = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = None
+    return process, create_time
 
 
 def process_matches(pid: int, create_time: float | None) -> bool:

@@ -51,7 +51,13 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from include.config import REPO_ROOT
-from include.local_state import locked, process_matches, read_json, write_json
+from include.local_state import (
+    locked,
+    process_matches,
+    read_json,
+    start_detached,
+    write_json,
+)
 
 log = logging.getLogger("headrace.local_transform")
 
@@ -473,27 +479,11 @@ def _launch(
         (job_dir / stale).unlink(missing_ok=True)
     write_json(job_dir / _MODEL_FILE, dict(model_request))
     write_json(job_dir / _REQUEST_FILE, {**request, "_max_records": max_records})
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    process, create_time = start_detached(
+        [sys.executable, "-m", "include.local_transform", "run", str(job_dir)],
+        log_path=job_dir / _LOG_FILE,
+        cwd=REPO_ROOT,
     )
-    with open(job_dir / _LOG_FILE, "ab") as job_log:
-        # A session of its own: killpg reaches the job and nothing else.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "include.local_transform", "run", str(job_dir)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=job_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    import psutil
-
-    try:
-        create_time = psutil.Process(process.pid).create_time()
-    except psutil.NoSuchProcess:
-        create_time = None
     _CHILDREN[str(job_dir)] = process
     write_json(
         job_dir / _PROCESS_FILE,
