@@ -62,7 +62,11 @@ def local_conf(cores: int | None = None) -> dict[str, str]:
         "spark.driver.memory": os.environ.get("HEADRACE_SPARK_DRIVER_MEMORY", "4g"),
         # Out of the working directory: jobs use no tables, but Spark creates the folder anyway.
         "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "headrace-spark-warehouse"),
-        "spark.driver.extraJavaOptions": "-Djava.net.preferIPv4Stack=true",
+        # Compile generated methods over 8000 bytes too: validation's fused stage is one (see
+        # spark_jobs/ingest.py, HUGE_METHOD_LIMIT); without the JIT it would run interpreted.
+        "spark.driver.extraJavaOptions": (
+            "-Djava.net.preferIPv4Stack=true -XX:-DontCompileHugeMethods"
+        ),
         **JOB_SQL_CONF,
     }
 

@@ -50,3 +50,23 @@ def test_a_running_session_is_reused_with_the_job_settings(spark):
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", "2")
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+@pytest.mark.e2e
+def test_local_jvm_compiles_huge_methods_so_ingest_keeps_stages_fused(spark):
+    """Local Spark starts its JVM with the JIT flag, so ingest lifts the huge-method limit; a
+    cluster (tasks in other JVMs, whose flags this driver cannot see) keeps it."""
+    from spark_jobs import ingest
+
+    assert "-XX:-DontCompileHugeMethods" in local_conf()["spark.driver.extraJavaOptions"]
+    assert ingest.ingest_sql_conf(spark) == ingest.INGEST_SQL_CONF
+
+    class ClusterContext:
+        master = "yarn"
+
+    class ClusterSession:
+        sparkContext = ClusterContext()
+
+    conf = ingest.ingest_sql_conf(ClusterSession())
+    assert conf["spark.sql.codegen.hugeMethodLimit"] == "8000"
+    assert conf.items() >= ingest.INGEST_SQL_CONF.items()
