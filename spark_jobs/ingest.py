@@ -65,6 +65,7 @@ from spark_jobs.dataset_spec import (
     load_spec,
     parse_spec,
 )
+from spark_jobs.spark_session import COMPILE_HUGE_METHODS
 
 log = logging.getLogger("headrace.ingest")
 
@@ -87,7 +88,6 @@ INGEST_SQL_CONF = {
 # -XX:-DontCompileHugeMethods (spark_session.local_conf), where the fused stage is faster still
 # (1M rows: 15.2 s and 15.9 s against 17.4 s and 16.5 s, runs alternated), so there it is lifted.
 HUGE_METHOD_LIMIT = {"spark.sql.codegen.hugeMethodLimit": "8000"}
-COMPILES_HUGE_METHODS_FLAG = "-XX:-DontCompileHugeMethods"
 RAW_PREFIX = "raw__"
 TYPED_PREFIX = "t__"
 LANDING_SUFFIXES = {
@@ -1490,7 +1490,7 @@ def _tasks_compile_huge_methods(spark) -> bool:
         return False  # executors are other JVMs, started by the platform with its own flags
     try:
         runtime = context._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-        return COMPILES_HUGE_METHODS_FLAG in list(runtime.getInputArguments())
+        return COMPILE_HUGE_METHODS in list(runtime.getInputArguments())
     except Exception:  # no py4j view of the JVM: assume the default JVM
         return False
 

@@ -35,6 +35,8 @@ JOB_SQL_CONF: dict[str, str] = {
 }
 
 LOOPBACK = "127.0.0.1"
+# Lets the JIT compile generated methods over 8000 bytes of bytecode (see local_conf).
+COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 
 
 def is_platform_managed() -> bool:
@@ -64,9 +66,7 @@ def local_conf(cores: int | None = None) -> dict[str, str]:
         "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "headrace-spark-warehouse"),
         # Compile generated methods over 8000 bytes too: validation's fused stage is one (see
         # spark_jobs/ingest.py, HUGE_METHOD_LIMIT); without the JIT it would run interpreted.
-        "spark.driver.extraJavaOptions": (
-            "-Djava.net.preferIPv4Stack=true -XX:-DontCompileHugeMethods"
-        ),
+        "spark.driver.extraJavaOptions": f"-Djava.net.preferIPv4Stack=true {COMPILE_HUGE_METHODS}",
         **JOB_SQL_CONF,
     }
 

@@ -108,8 +108,9 @@ class RegexSampler:
         self._c = c
         self.where = where
         self.pattern = pattern
-        self.compiled = re.compile(_python_regex(pattern))
-        self.tree = _parser.parse(_python_regex(pattern))
+        python_pattern = _python_regex(pattern)
+        self.compiled = re.compile(python_pattern)
+        self.tree = _parser.parse(python_pattern)
 
     def sample(self, rng: random.Random) -> str:
         return "".join(self._emit(self.tree, rng))
