@@ -3,89 +3,123 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-PYTHON ?= python3.11
+# Three environments, each from its own pinned lock under envs/ (DESIGN.md "Environments like
+# AWS's"): the worker (MWAA 3.3.1 on Python 3.12), Spark (Glue 5.1 on Python 3.11) and training
+# (the SageMaker PyTorch container; the torch wheel here is for Python 3.11).
+WORKER_PYTHON ?= $(shell scripts/find_python.sh 3.12)
+JOB_PYTHON ?= $(shell scripts/find_python.sh 3.11)
 VENV := .venv
 VPY := $(VENV)/bin/python
-UV_VERSION := 0.13.8
+SPARK_VENV := .venv-spark
+TRAINING_VENV := .venv-training
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.12.3
+MWAA_DIR := infra/mwaa/3.3.1
 # torch==2.13.0+cpu comes from a wheel directory when PIP_FIND_LINKS names one (as on the
 # project's machines), otherwise from PyTorch's CPU index.
 TORCH_SOURCE := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
-STAMP := $(VENV)/.installed
+STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installed
 
-.PHONY: help prereqs venv test lint browser demo up down status lock bench clean package deploy audit new-pipeline
+.PHONY: help prereqs venv envs test test-jobs lint browser demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
 	@echo "make test    run the whole test suite (lint, unit, DAG integrity, end-to-end)"
 	@echo "make up      start the local Airflow stack on 127.0.0.1:8080;  make down  stops it"
 	@echo "make bench   run the benchmarks under bench/"
-	@echo "make lock    re-resolve requirements-dev.txt from requirements-dev.in"
+	@echo "make lock    re-resolve the three environment locks under envs/"
 	@echo "make new-pipeline NAME=x   scaffold the dataset spec (and rules) of a new pipeline"
 	@echo "make package build/mwaa/: the S3 layout MWAA and the jobs read;  make deploy uploads it"
 	@echo "make audit   pip-audit of requirements.txt (says 'not audited' when offline)"
 
 prereqs:
-	@PYTHON=$(PYTHON) scripts/check_prereqs.sh
+	@WORKER_PYTHON=$(WORKER_PYTHON) JOB_PYTHON=$(JOB_PYTHON) scripts/check_prereqs.sh
 
-# The stamp depends on the lock: editing requirements-dev.txt re-syncs the environment.
-$(STAMP): requirements-dev.txt
-	@PYTHON=$(PYTHON) scripts/check_prereqs.sh
-	@if [ ! -x $(VPY) ] || ! $(VPY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
-		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
+# Each stamp depends on its lock: editing a lock re-syncs that environment.
+$(VENV)/.installed: envs/worker.txt
+	@WORKER_PYTHON=$(WORKER_PYTHON) JOB_PYTHON=$(JOB_PYTHON) scripts/check_prereqs.sh
+	@if [ ! -x $(VPY) ] || ! $(VPY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
+		rm -rf $(VENV) && $(WORKER_PYTHON) -m venv $(VENV); fi
 	$(VPY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --python $(VPY) $(TORCH_SOURCE) requirements-dev.txt
-	@touch $(STAMP)
+	$(UV) pip sync --python $(VPY) envs/worker.txt
+	@touch $@
 
-venv: $(STAMP)
+$(SPARK_VENV)/.installed: envs/spark.txt $(VENV)/.installed
+	@if [ ! -x $(SPARK_VENV)/bin/python ]; then $(JOB_PYTHON) -m venv $(SPARK_VENV); fi
+	$(UV) pip sync --python $(SPARK_VENV)/bin/python envs/spark.txt
+	@touch $@
+
+$(TRAINING_VENV)/.installed: envs/training.txt $(VENV)/.installed
+	@if [ ! -x $(TRAINING_VENV)/bin/python ]; then $(JOB_PYTHON) -m venv $(TRAINING_VENV); fi
+	$(UV) pip sync --python $(TRAINING_VENV)/bin/python $(TORCH_SOURCE) envs/training.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+envs: $(STAMPS)
 
 browser:
 	@scripts/install_browser.sh
 
-lint: $(STAMP)
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint browser
-	$(VPY) -m pytest
+# The suite runs in the environment of the code under test: spark_jobs/ in Spark's, training/ in
+# training's, everything else (DAGs, operators, the stack) in the worker's.
+test: envs lint browser test-jobs
+	$(VPY) -m pytest --ignore=tests/spark_jobs --ignore=tests/training
 
-demo: $(STAMP)
+test-jobs: envs
+	$(SPARK_VENV)/bin/python -m pytest tests/spark_jobs
+	$(TRAINING_VENV)/bin/python -m pytest tests/training
+
+demo: envs
 	$(VPY) scripts/demo.py
 
-up: $(STAMP)
+up: envs
 	$(VPY) scripts/airflow_stack.py up
 
 down:
 	@if [ -x $(VPY) ]; then $(VPY) scripts/airflow_stack.py down; else $(PYTHON) scripts/airflow_stack.py down; fi
 
-status: $(STAMP)
+status: envs
 	$(VPY) scripts/airflow_stack.py status
 
-bench: $(STAMP)
+bench: envs
 	@for script in bench/*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
 
-# Re-resolve the lock. --exclude-newer keeps the resolution to what existed when Airflow 3.0.6
-# (the MWAA version) was current, so transitive pins match that release's ecosystem.
-lock: $(STAMP)
-	$(VENV)/bin/uv pip compile requirements-dev.in --python-version 3.11 $(TORCH_SOURCE) \
-		--exclude-newer 2025-09-15 --exclude-newer-package torch=2026-12-01 \
-		--custom-compile-command "make lock" -o requirements-dev.txt
+# Re-resolve the three locks. The worker's resolves under MWAA's constraints (less the pins that
+# envs/worker-overrides.txt overrides, each explained there) with requirements.txt beside
+# envs/worker.in (without its --constraint URL, which names the same file as $(MWAA_DIR)).
+lock: $(VENV)/.installed
+	@mkdir -p .local/lock
+	grep -v '^--constraint' requirements.txt > .local/lock/requirements-mwaa.txt
+	grep -v -f <(sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/^\1==/p' envs/worker-overrides.txt) \
+		$(MWAA_DIR)/airflow_constraints.txt > .local/lock/mwaa-constraints.txt
+	$(UV) pip compile envs/worker.in .local/lock/requirements-mwaa.txt --python-version 3.12 \
+		--constraint .local/lock/mwaa-constraints.txt --override envs/worker-overrides.txt \
+		--custom-compile-command "make lock" -o envs/worker.txt
+	$(UV) pip compile envs/spark.in --python-version 3.11 \
+		--custom-compile-command "make lock" -o envs/spark.txt
+	$(UV) pip compile envs/training.in --python-version 3.11 $(TORCH_SOURCE) \
+		--custom-compile-command "make lock" -o envs/training.txt
 
 # --- owned by the pipeline-factory work (issue 7) ---
-new-pipeline: $(STAMP)
+new-pipeline: envs
 	@test -n "$(NAME)" || { echo "usage: make new-pipeline NAME=<dataset>"; exit 2; }
 	$(VPY) scripts/new_pipeline.py "$(NAME)"
 
 # --- owned by the MWAA packaging work (issue 8) ---
 # The package is only good if it imports as MWAA will import it: the parity check gates it.
-package: $(STAMP)
+package: envs
 	$(VPY) scripts/package.py --out build/mwaa
 	$(VPY) scripts/mwaa_parity_check.py --package build/mwaa
 
 deploy: package
 	$(VPY) scripts/deploy.py --package build/mwaa $(if $(DRY_RUN),--dry-run)
 
-audit: $(STAMP)
+audit: envs
 	$(VPY) scripts/pip_audit.py requirements.txt
 
 clean: down
-	rm -rf .local $(VENV)
+	rm -rf .local $(VENV) $(SPARK_VENV) $(TRAINING_VENV)

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from include.config import REPO_ROOT
+from include.local_envs import training_python
 from include.local_state import (
     locked,
     process_matches,
@@ -342,7 +343,7 @@ def start_training_job(
     *,
     work_root: Path | str = DEFAULT_WORK_ROOT,
     entry_point_dir: Path | str = REPO_ROOT / "training",
-    python: str = sys.executable,
+    python: str | None = None,
     stop_grace_s: float = DEFAULT_STOP_GRACE_S,
     extra_env: Mapping[str, str] | None = None,
 ) -> tuple[dict, bool]:
@@ -354,7 +355,7 @@ def start_training_job(
     :param work_root: where job folders live.
     :param entry_point_dir: the source folder the entry point runs from (the repository's
         ``training/``, which SageMaker gets as ``sourcedir.tar.gz``).
-    :param python: the interpreter of the entry point.
+    :param python: the interpreter of the entry point (default: the training environment's).
     :param stop_grace_s: how long a stopped job may take to exit after SIGTERM.
     :param extra_env: variables for the entry point beyond the request's Environment.
     """
@@ -385,7 +386,7 @@ def start_training_job(
         write_json(
             job_dir / _SPEC_FILE,
             {
-                "command": _command(request, python, entry_point),
+                "command": _command(request, python or training_python(), entry_point),
                 "cwd": str(entry_point_dir),
                 "env": env,
                 "stop_grace_s": stop_grace_s,
@@ -503,7 +504,7 @@ def run_training_job(
     *,
     work_root: Path | str = DEFAULT_WORK_ROOT,
     entry_point_dir: Path | str = REPO_ROOT / "training",
-    python: str = sys.executable,
+    python: str | None = None,
     stop_grace_s: float = DEFAULT_STOP_GRACE_S,
     poll_interval: float = 1.0,
 ) -> dict:
@@ -826,7 +827,7 @@ def run_tuning_job(
     *,
     work_root: Path | str = DEFAULT_WORK_ROOT,
     entry_point_dir: Path | str = REPO_ROOT / "training",
-    python: str = sys.executable,
+    python: str | None = None,
     poll_interval: float = 1.0,
     stop_grace_s: float = DEFAULT_STOP_GRACE_S,
 ) -> dict:

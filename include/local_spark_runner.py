@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.config import REPO_ROOT, get_settings
+from include.local_envs import spark_python
 from include.local_state import process_matches, read_json, start_detached, write_json
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
@@ -187,10 +188,11 @@ class LocalSparkRunner:
             **extra_env,
             # Spark binds its driver and block manager to loopback, never the external NIC.
             "SPARK_LOCAL_IP": "127.0.0.1",
-            "PYSPARK_PYTHON": sys.executable,
+            # Driver and executors run the Spark environment's Python (like Glue 5.1's).
+            "PYSPARK_PYTHON": spark_python(),
             "PYTHONUNBUFFERED": "1",
         }
-        command = [sys.executable, "-m", module, *argv]
+        command = [spark_python(), "-m", module, *argv]
         supervisor = [
             sys.executable,
             "-m",

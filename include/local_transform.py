@@ -8,8 +8,9 @@ AWS, and the CreateModel body of its model, and honours them as SageMaker does:
   split into lines (``SplitType=Line``) and sent in mini-batches of at most ``MaxPayloadInMB``
   (``BatchStrategy=MultiRecord``; one line per request for ``SingleRecord``);
 - each mini-batch goes through ``DataProcessing``'s ``InputFilter``, then the model's own
-  handlers — ``input_fn`` → ``predict_fn`` → ``output_fn`` of ``training/inference.py``, the code
-  the SageMaker PyTorch container runs — then ``JoinSource=Input`` and ``OutputFilter``;
+  handlers — ``input_fn`` → ``predict_fn`` → ``output_fn`` of the ``code/inference.py`` packed in
+  the model's ``model.tar.gz``, the code the SageMaker PyTorch container runs (never the
+  repository's current ``training/``) — then ``JoinSource=Input`` and ``OutputFilter``;
 - the output lines go to ``<S3OutputPath>/<input file's path under the prefix>.out``, one line
   per record (``AssembleWith=Line``), written aside and renamed when the file is complete.
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import importlib.util
 import io
 import json
 import logging
@@ -51,6 +53,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from include.config import REPO_ROOT
+from include.local_envs import training_python
 from include.local_state import (
     locked,
     process_matches,
@@ -353,8 +356,7 @@ def transform(
 
     Returns ``{"files": n, "records": n, "output_uris": [...]}``.
     """
-    from training import inference as handlers
-
+    handlers = load_handlers(model_dir)
     model = handlers.model_fn(str(model_dir))
     out_root = local_path(request["TransformOutput"]["S3OutputPath"], "S3OutputPath")
     records = 0
@@ -366,6 +368,23 @@ def transform(
         records += count
         output_uris.append(f"file://{out_path}")
     return {"files": len(output_uris), "records": records, "output_uris": output_uris}
+
+
+def load_handlers(model_dir: str | Path) -> Any:
+    """The model's own serving handlers: ``code/inference.py`` of its unpacked ``model.tar.gz``,
+    imported as a top-level module with ``code/`` on ``sys.path``, as the serving container does."""
+    code_dir = Path(model_dir) / "code"
+    entry_point = code_dir / "inference.py"
+    if not entry_point.is_file():
+        raise FileNotFoundError(
+            f"{entry_point}: the model artifact carries no code/inference.py, so no serving "
+            "container could load it either"
+        )
+    sys.path.insert(0, str(code_dir))
+    spec = importlib.util.spec_from_file_location("inference", entry_point)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def extract_model(model_uri: str, into: Path) -> Path:
@@ -480,7 +499,8 @@ def _launch(
     write_json(job_dir / _MODEL_FILE, dict(model_request))
     write_json(job_dir / _REQUEST_FILE, {**request, "_max_records": max_records})
     process, create_time = start_detached(
-        [sys.executable, "-m", "include.local_transform", "run", str(job_dir)],
+        # The training environment's Python: like the SageMaker PyTorch container, not the worker.
+        [training_python(), "-m", "include.local_transform", "run", str(job_dir)],
         log_path=job_dir / _LOG_FILE,
         cwd=REPO_ROOT,
     )

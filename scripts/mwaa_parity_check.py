@@ -113,10 +113,10 @@ for entry in sorted(plugins.iterdir()):
     except Exception:
         report["plugin_errors"][str(entry)] = traceback.format_exc(limit=-3)
 
-from airflow.models.dagbag import DagBag
+from airflow.dag_processing.dagbag import DagBag
 from airflow.utils.file import list_py_file_paths
 report["dag_files"] = sorted(list_py_file_paths(str(dags), safe_mode=False))
-bag = DagBag(dag_folder=str(dags), include_examples=False, safe_mode=False)
+bag = DagBag(dag_folder=str(dags), safe_mode=False)
 report["import_errors"].update(bag.import_errors)
 report["dags"] = {dag_id: dag.fileloc for dag_id, dag in sorted(bag.dags.items())}
 

@@ -227,6 +227,12 @@ def validate_dataframe(
         .add_dataframe_asset(f"{suite_name}_partition")
         .add_batch_definition_whole_dataframe(f"{suite_name}_batch")
     )
+    import pandas as pd
+
+    # pandas 3 reads strings as its "str" dtype, which GE 1.24's type check matches under no
+    # name; as object columns GE checks them value by value (Python str), as on pandas 2.
+    strings = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    frame = frame.astype(dict.fromkeys(strings, object))
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     first = batch.validate(suite, result_format="BOOLEAN_ONLY")
     results = {_result_key(r.expectation_config): r for r in first.results}

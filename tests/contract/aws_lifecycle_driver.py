@@ -615,10 +615,10 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
             land_churn_days(mirror, env["kms_key_arn"])
 
         from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.models.dagbag import DagBag
+        from airflow.dag_processing.dagbag import DagBag
 
         # The whole dags/ folder, as the dag-processor parses it; DAGs are found by id.
-        bag = DagBag(dag_folder=str(dags_folder), include_examples=False)
+        bag = DagBag(dag_folder=str(dags_folder))
         outcome["import_errors"] = {k: v[-500:] for k, v in bag.import_errors.items()}
         DagBundlesManager().sync_bundles_to_db()
         bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)

@@ -50,12 +50,12 @@ def test_dags_folder_is_not_empty():
 
 @pytest.fixture(scope="module")
 def dagbags():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     # Safe mode on, as the dag-processor parses: a file that never mentions "airflow" and "dag"
     # is skipped there, and so it must be here too.
     return {
-        path: DagBag(dag_folder=str(path), include_examples=False, safe_mode=True)
+        path: DagBag(dag_folder=str(path), safe_mode=True)
         for path in DAG_FILES
     }
 
@@ -130,10 +130,10 @@ def test_every_dataset_gets_every_stage(dagbags):
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_start_date_is_fixed_across_parses(path):
     """A start_date computed from now() changes at every parse; two parses must agree."""
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
-    first = DagBag(dag_folder=str(path), include_examples=False).dags
-    second = DagBag(dag_folder=str(path), include_examples=False).dags
+    first = DagBag(dag_folder=str(path)).dags
+    second = DagBag(dag_folder=str(path)).dags
     assert first and sorted(first) == sorted(second)
     for dag_id, dag in first.items():
         assert dag.start_date == second[dag_id].start_date, dag_id
@@ -200,11 +200,11 @@ def test_probe_catches_a_heavy_import_and_a_client(tmp_path):
 def test_a_factory_file_without_the_safe_mode_words_is_caught(tmp_path):
     """The safe-mode check above must be able to fail: a file that builds its DAGs through a
     factory and never says "airflow" is skipped by the parser, so it defines no DAG."""
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     hidden = tmp_path / "validation_dags.py"
     hidden.write_text(
         "from include.pipelines.validation import validation_dag as build\n"
         "for name in ['churn']:\n    build(name)\n"
     )
-    assert DagBag(dag_folder=str(hidden), include_examples=False, safe_mode=True).dags == {}
+    assert DagBag(dag_folder=str(hidden), safe_mode=True).dags == {}

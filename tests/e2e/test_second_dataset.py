@@ -45,8 +45,8 @@ summary = generate(GeneratorConfig(
 
 import pendulum
 from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.models.dagbag import DagBag
-bag = DagBag(dag_folder=str(repo / "dags"), include_examples=False)
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=str(repo / "dags"))
 assert not bag.import_errors, bag.import_errors
 # What the dag-processor does: store the DAGs and activate their Assets (outlets must be active).
 DagBundlesManager().sync_bundles_to_db()

@@ -20,23 +20,22 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
 def main(dag_id: str, days: list[str]) -> dict:
     import pendulum
     from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.models.dag import DAG as SchedulerDAG
-    from airflow.models.dagbag import DagBag
-    from airflow.serialization.serialized_objects import SerializedDAG
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     # The whole folder: a DAG is found by its id, whichever file (or factory) defines it.
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"), include_examples=False)
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
     assert dag_id in bag.dags, f"no DAG {dag_id!r} in dags/ (it has {sorted(bag.dags)})"
     dag = bag.dags[dag_id]
     # What the dag processor does before a real run, and dag.test() does not: register the DAG
     # and its assets (a task can emit an event only for an active asset).
     DagBundlesManager().sync_bundles_to_db()
-    scheduler_dag = SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
-    SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag])
+    SerializedDAG.bulk_write_to_db("dags-folder", None, [LazyDeserializedDAG.from_dag(dag)])
     outcome = {}
     for index, ds in enumerate(days):
         run = dag.test(

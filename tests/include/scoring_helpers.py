@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 import tarfile
 from datetime import date
@@ -109,13 +110,19 @@ def write_curated_partition(curated_root: Path, ds: str, frame: pd.DataFrame) ->
 
 
 def train_model(features_partition: Path, run_dir: Path) -> Path:
-    """A small model trained in this process by training/train.py on the partition's splits."""
-    from training_helpers import run_train_in_process, sagemaker_env
+    """A small model trained by training/train.py on the partition's splits, in the training
+    environment (torch is not in the worker's), as a local training job runs it."""
+    from training_helpers import TRAIN_SCRIPT, sagemaker_env, subprocess_env
+
+    from include.local_envs import training_python
 
     channels = {name: features_partition / f"split={name}" for name, _, _ in SPLITS}
     env = sagemaker_env(run_dir, channels)
-    code, stdout = run_train_in_process(env, TINY_TRAINING_FLAGS)
-    assert code == 0, stdout[-3000:]
+    result = subprocess.run(
+        [training_python(), str(TRAIN_SCRIPT), *TINY_TRAINING_FLAGS],
+        env=subprocess_env(env), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return Path(env["SM_MODEL_DIR"])
 
 

@@ -1,4 +1,5 @@
-"""The local batch transform runtime on a model trained by train.py: the CreateTransformJob body
+"""The local batch transform runtime (it runs in the training environment, as here) on a model
+trained by train.py: the CreateTransformJob body
 of the aws target, honoured here in chunks through training/inference.py's handlers.
 
 Scores equal ``predict_fn`` on the whole frame, the ids come back by the DataProcessing join, a
@@ -30,7 +31,7 @@ from include.local_transform import (
 )
 from include.sagemaker_requests import build_model_request, build_transform_job_request
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "include"))
 import scoring_helpers as helpers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
