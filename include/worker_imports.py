@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.metadata
+import os
 import sys
 from collections.abc import Iterable
 from functools import cache
@@ -24,11 +25,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MWAA_BASE_PACKAGES = REPO_ROOT / "infra" / "mwaa" / "3.3.1" / "image_base_packages.txt"
+# What MWAA 3.3.1 installs and forces, copied from aws/amazon-mwaa-docker-images (README there).
+MWAA_DIR = REPO_ROOT / "infra" / "mwaa" / "3.3.1"
+MWAA_BASE_PACKAGES = MWAA_DIR / "image_base_packages.txt"
 MWAA_REQUIREMENTS = REPO_ROOT / "requirements.txt"
 
 # Local stand-ins of AWS services that run inside local worker tasks and never on MWAA, where
-# the service itself does the work. Each is allowed on top of what MWAA installs.
+# the service itself does the work. The repository may import each on top of what MWAA installs
+# (their own dependencies are theirs to import, not the repository's).
 LOCAL_COUNTERPARTS = {
     "mlflow": "the local model registry (SageMaker Model Registry on aws)",
     "great-expectations": "the local quality gate (Glue Data Quality on aws)",
@@ -74,13 +78,16 @@ def _closure(roots: Iterable[Requirement]) -> set[str]:
     return names
 
 
+def mwaa_distributions(requirements: Path = MWAA_REQUIREMENTS) -> frozenset[str]:
+    """The distributions an MWAA worker has: its base packages, ``requirements``, and their
+    dependencies (markers evaluated for this interpreter: Python 3.12 on Linux, like MWAA's)."""
+    return frozenset(_closure([*_requirements(MWAA_BASE_PACKAGES), *_requirements(requirements)]))
+
+
 @cache
-def worker_distributions() -> frozenset[str]:
-    """The distributions a task may import from: MWAA's base packages, ``requirements.txt``,
-    their dependencies, and the local counterparts of AWS services."""
-    roots = [*_requirements(MWAA_BASE_PACKAGES), *_requirements(MWAA_REQUIREMENTS)]
-    roots += [Requirement(name) for name in LOCAL_COUNTERPARTS]
-    return frozenset(_closure(roots))
+def _allowed_distributions() -> frozenset[str]:
+    """What the repository may import in a local task: MWAA's, and the local counterparts."""
+    return mwaa_distributions() | LOCAL_COUNTERPARTS.keys()
 
 
 @cache
@@ -90,20 +97,40 @@ def _module_distributions() -> dict[str, list[str]]:
 
 def undeclared_distributions(module: str) -> list[str] | None:
     """The distributions providing top-level ``module`` when none of them is declared, else
-    None (declared, the standard library, this repository, or no known distribution)."""
+    None (declared, a local counterpart, the standard library, this repository, or a module of
+    no known distribution)."""
     if module in sys.stdlib_module_names or module in REPO_MODULES:
         return None
     providers = _module_distributions().get(module)
     if not providers:
         return None
     names = sorted({canonicalize_name(name) for name in providers})
-    if any(name in worker_distributions() for name in names):
+    if any(name in _allowed_distributions() for name in names):
         return None
     return names
 
 
+# Code whose imports are checked: the repository's, not the environments inside it.
+_CHECKED_ROOT = f"{REPO_ROOT}{os.sep}"
+_UNCHECKED_ROOTS = tuple(
+    f"{REPO_ROOT / name}{os.sep}" for name in (".venv", ".venv-spark", ".venv-training")
+)
+
+
+def _importer_file() -> str:
+    """The file of the frame that runs the import statement (importlib's own frames skipped)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        frame = frame.f_back
+    return frame.f_code.co_filename if frame is not None else ""
+
+
 class UndeclaredImportFinder(importlib.abc.MetaPathFinder):
-    """Refuses top-level modules that an MWAA worker would not have."""
+    """Refuses, in this repository's code, top-level modules an MWAA worker would not have.
+
+    What an installed library imports in turn is that library's concern (its own dependencies,
+    or optional ``try: import``s), as it is on MWAA; the repository's import of it is checked.
+    """
 
     def __init__(self) -> None:
         self._checked: dict[str, list[str] | None] = {}
@@ -111,16 +138,20 @@ class UndeclaredImportFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if "." in fullname:
             return None  # a submodule: its top-level package was checked when it was imported
+        importer = _importer_file()
+        if not importer.startswith(_CHECKED_ROOT) or importer.startswith(_UNCHECKED_ROOTS):
+            return None
         if fullname not in self._checked:
             self._checked[fullname] = undeclared_distributions(fullname)
         undeclared = self._checked[fullname]
         if undeclared is None:
             return None
         raise ModuleNotFoundError(
-            f"No module named {fullname!r} on an MWAA worker: distribution "
-            f"{', '.join(undeclared)} is not in requirements.txt nor in MWAA's base packages "
-            f"({MWAA_BASE_PACKAGES.relative_to(REPO_ROOT)}). Declare it in requirements.txt, "
-            f"or run this work as a job (spark, training, transform) instead of in the worker.",
+            f"No module named {fullname!r} on an MWAA worker (imported by {importer}): "
+            f"distribution {', '.join(undeclared)} is not in requirements.txt nor in MWAA's "
+            f"base packages ({MWAA_BASE_PACKAGES.relative_to(REPO_ROOT)}). Declare it in "
+            f"requirements.txt, or run this work as a job (spark, training, transform) instead "
+            f"of in the worker.",
             name=fullname,
         )
 
@@ -129,7 +160,6 @@ def install_import_guard() -> None:
     """Put the guard first on ``sys.meta_path`` (once per process)."""
     if not any(isinstance(finder, UndeclaredImportFinder) for finder in sys.meta_path):
         # Computed now, not inside the first guarded import.
-        worker_distributions()
+        _allowed_distributions()
         _module_distributions()
         sys.meta_path.insert(0, UndeclaredImportFinder())
-

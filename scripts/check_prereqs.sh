@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Checks what `make` cannot install itself: Python 3.11, Java 17+, free disk. Exits 1 with a
+# Checks what `make` cannot install itself: Python 3.12 (the worker, like MWAA 3.3.1's), Python
+# 3.11 (the Spark and training jobs, like Glue 5.1's), Java 17+, free disk. Exits 1 with a
 # message that says what is missing and how to get it.
 set -euo pipefail
 
-PYTHON="${PYTHON:-python3.11}"
-MIN_FREE_GB="${MIN_FREE_GB:-6}"
+WORKER_PYTHON="${WORKER_PYTHON:-python3.12}"
+JOB_PYTHON="${JOB_PYTHON:-python3.11}"
+MIN_FREE_GB="${MIN_FREE_GB:-8}"
 fail() { echo "headrace: prerequisite missing: $*" >&2; exit 1; }
 
-command -v "$PYTHON" >/dev/null 2>&1 \
-  || fail "$PYTHON not found on PATH. Install Python 3.11 (Glue 5.1 and the local lock target it) or set PYTHON=/path/to/python3.11."
-py_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-[ "$py_version" = "3.11" ] \
-  || fail "$PYTHON is Python $py_version; headrace needs Python 3.11 (set PYTHON=/path/to/python3.11)."
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
-  || fail "$PYTHON has no venv/ensurepip module (on Debian: apt-get install python3.11-venv)."
+# check_python PATH X.Y WHAT: PATH runs, is Python X.Y, and can make virtualenvs.
+check_python() {
+  local python="$1" want="$2" what="$3" version
+  command -v "$python" >/dev/null 2>&1 \
+    || fail "${python:-python$want} not found. Install Python $want ($what) or set its path (WORKER_PYTHON / JOB_PYTHON)."
+  version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  [ "$version" = "$want" ] \
+    || fail "$python is Python $version; headrace needs Python $want for $what."
+  "$python" -c 'import venv, ensurepip' 2>/dev/null \
+    || fail "$python has no venv/ensurepip module (on Debian: apt-get install python$want-venv)."
+}
+check_python "$WORKER_PYTHON" 3.12 "the Airflow worker, as on MWAA 3.3.1"
+check_python "$JOB_PYTHON" 3.11 "the Spark and training jobs, as on Glue 5.1"
 
 command -v java >/dev/null 2>&1 \
   || fail "java not found on PATH. Local Spark needs Java 17 (on Debian: apt-get install openjdk-17-jre-headless)."
@@ -23,6 +31,6 @@ java_major=$(java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print
 
 free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
 [ "$free_kb" -ge $((MIN_FREE_GB * 1024 * 1024)) ] \
-  || fail "only $((free_kb / 1024 / 1024)) GB free on $(df -P . | awk 'NR == 2 {print $6}'); the environment and lake need ${MIN_FREE_GB} GB."
+  || fail "only $((free_kb / 1024 / 1024)) GB free on $(df -P . | awk 'NR == 2 {print $6}'); the three environments and the lake need ${MIN_FREE_GB} GB."
 
-echo "prerequisites ok: Python $py_version, Java $java_major, $((free_kb / 1024 / 1024)) GB free"
+echo "prerequisites ok: Python 3.12 and 3.11, Java $java_major, $((free_kb / 1024 / 1024)) GB free"

@@ -10,7 +10,8 @@ if command -v pyenv >/dev/null 2>&1; then
 fi
 for candidate in "${candidates[@]}"; do
   if path=$(command -v "$candidate" 2>/dev/null) && is_version "$path"; then
-    echo "$path"; exit 0
+    # The interpreter itself, not a launcher (a pyenv shim needs pyenv on PATH to run).
+    "$path" -c 'import sys; print(sys.executable)'; exit 0
   fi
 done
 echo "headrace: prerequisite missing: Python $want (python$want on PATH, or installed with pyenv)" >&2

@@ -38,21 +38,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# What MWAA installs before requirements.txt; its extra providers only widen what is allowed,
-# so checking against Airflow alone errs on the safe side.
-MWAA_BASE_DISTRIBUTIONS = ("apache-airflow",)
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from include.worker_imports import MWAA_DIR, mwaa_distributions  # noqa: E402
+
 # Never on an MWAA worker: they run on Glue/EMR and SageMaker.
 NEVER_ON_MWAA = frozenset({"torch", "pyspark"})
-# Markers are evaluated for MWAA's interpreter (Airflow 3.0.6 on MWAA runs Python 3.12).
-MWAA_MARKER_ENVIRONMENT = {
-    "python_version": "3.12",
-    "python_full_version": "3.12.0",
-    "implementation_name": "cpython",
-    "platform_python_implementation": "CPython",
-    "sys_platform": "linux",
-    "platform_system": "Linux",
-    "os_name": "posix",
-}
 # The example options the check starts the bundle with: valid in form, never sent anywhere.
 EXAMPLE_MWAA_OPTIONS = {
     "headrace.aws_region": "eu-west-1",
@@ -101,7 +93,7 @@ report = {"sys_path": list(sys.path), "plugin_errors": {}, "import_errors": {}}
 
 from airflow import plugins_manager
 plugins_manager.ensure_plugins_loaded()
-report["plugin_errors"].update(plugins_manager.import_errors)
+report["plugin_errors"].update(plugins_manager.get_import_errors())
 for entry in sorted(plugins.iterdir()):
     name = entry.stem if entry.suffix == ".py" else entry.name
     if entry.name.startswith((".", "_")) or not (
@@ -156,48 +148,59 @@ class ParityError(RuntimeError):
     """The package would not import on MWAA; the message lists every problem."""
 
 
-def requirement_lines(path: Path) -> list[str]:
-    """The requirement lines of a requirements file (options such as --constraint left out)."""
-    lines = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+def requirements_problems(requirements: Path, mwaa_dir: Path = MWAA_DIR) -> list[str]:
+    """How ``requirements`` breaks MWAA's install: a --constraint line that is not MWAA's file,
+    a pin the constraints pin differently (pip refuses the whole file), a pin of MWAA's
+    essential constraints changed (MWAA refuses it), or a line that is no requirement."""
+    constraints = _pins(mwaa_dir / "airflow_constraints.txt")
+    essential = _pins(mwaa_dir / "mwaa_essential_constraints.txt")
+    expected_url = constraints_url(mwaa_dir)
+    problems = []
+    constraint_lines = []
+    for number, raw in enumerate(requirements.read_text().splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
+        where = f"{requirements.name}:{number}"
+        if line.startswith("--constraint"):
+            constraint_lines.append(line)
+            if line.split(maxsplit=1)[-1].strip("\"'") != expected_url:
+                problems.append(f"{where}: {line!r} is not MWAA's constraints ({expected_url})")
+            continue
         if not line or line.startswith("-"):
             continue
         try:
-            Requirement(line)
+            requirement = Requirement(line)
         except InvalidRequirement as error:
-            raise ParityError(f"{path}:{number}: {line!r} is not a requirement: {error}") from None
-        lines.append(line)
-    return lines
-
-
-def allowed_distributions(requirements: list[str]) -> set[str]:
-    """Canonical names of the distributions ``requirements`` and MWAA's base image install.
-
-    Walks the installed metadata from each requirement, with its extras, evaluating markers
-    for MWAA's interpreter. A distribution that is not installed here ends its branch.
-    """
-    pending = [Requirement(line) for line in (*requirements, *MWAA_BASE_DISTRIBUTIONS)]
-    extras_seen: dict[str, set[str]] = {}
-    while pending:
-        requirement = pending.pop()
+            problems.append(f"{where}: {line!r} is not a requirement: {error}")
+            continue
         name = canonicalize_name(requirement.name)
-        extras = set(requirement.extras)
-        if name in extras_seen and extras <= extras_seen[name]:
-            continue
-        extras_seen.setdefault(name, set()).update(extras)
-        try:
-            distribution = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for line in distribution.requires or []:
-            dependency = Requirement(line)
-            if dependency.marker is None or any(
-                dependency.marker.evaluate({**MWAA_MARKER_ENVIRONMENT, "extra": extra})
-                for extra in ("", *sorted(extras_seen[name]))
-            ):
-                pending.append(dependency)
-    return set(extras_seen)
+        for pins, what in ((essential, "an essential MWAA pin"), (constraints, "the constraints")):
+            if name in pins and not requirement.specifier.contains(pins[name], prereleases=True):
+                problems.append(
+                    f"{where}: {line!r} conflicts with {what} ({name}=={pins[name]}, "
+                    f"{mwaa_dir.name})"
+                )
+                break
+    if not constraint_lines:
+        problems.append(f"{requirements.name}: no --constraint line (MWAA's is {expected_url})")
+    return problems
+
+
+def constraints_url(mwaa_dir: Path = MWAA_DIR) -> str:
+    """The URL the constraints file of ``mwaa_dir`` was copied from (its header says)."""
+    for line in (mwaa_dir / "airflow_constraints.txt").read_text().splitlines():
+        if line.startswith("# https://raw.githubusercontent.com/apache/airflow/constraints-"):
+            return line.removeprefix("# ").strip()
+    raise ParityError(f"{mwaa_dir / 'airflow_constraints.txt'} names no constraints URL")
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """name -> version of the ``name==version`` lines of a constraints file."""
+    pins = {}
+    for raw in path.read_text().splitlines():
+        name, sep, pinned = raw.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[canonicalize_name(name.split("[")[0])] = pinned.strip()
+    return pins
 
 
 def _example_environment(airflow_home: Path, dags: Path, plugins: Path) -> dict[str, str]:
@@ -290,7 +293,8 @@ def problems_in(report: dict, package: Path, workdir: Path) -> list[str]:
         if Path(entry).resolve() == REPO_ROOT:
             problems.append(f"the repository {REPO_ROOT} is on sys.path")
 
-    allowed = allowed_distributions(requirement_lines(package / "requirements.txt"))
+    problems.extend(requirements_problems(package / "requirements.txt"))
+    allowed = mwaa_distributions(package / "requirements.txt")
     top_level = importlib.metadata.packages_distributions()
     modules = report["modules"]
     bundle_roots = ((package / "dags").resolve(), (workdir / "plugins").resolve())
@@ -315,7 +319,7 @@ def problems_in(report: dict, package: Path, workdir: Path) -> list[str]:
             elif not distributions & allowed:
                 found = ", ".join(sorted(distributions)) or "no known distribution"
                 missing[top] = (
-                    f"imported{by}: {found} is in neither requirements.txt nor MWAA's base image"
+                    f"imported{by}: {found} is in neither requirements.txt nor MWAA's base packages"
                 )
     problems.extend(f"module {top} {why}" for top, why in sorted(missing.items()))
 

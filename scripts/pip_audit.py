@@ -113,7 +113,7 @@ def probe_service(service: str, requirement: Requirement, timeout_s: float) -> N
     version = next(spec.version for spec in requirement.specifier if spec.operator == "==")
     if service == "osv":
         body = json.dumps({"package": {"name": name, "ecosystem": "PyPI"}, "version": version})
-        request = urllib.request.Request(  # noqa: S310 (a constant https URL)
+        request = urllib.request.Request(
             OSV_QUERY_API, data=body.encode(), headers={"Content-Type": "application/json"}
         )
         answer = _fetch(request, "the OSV vulnerability API", timeout_s)

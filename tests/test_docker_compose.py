@@ -30,7 +30,7 @@ def test_airflow_service_runs_its_component_with_a_healthcheck(compose, service)
     spec = compose["services"][service]
     assert spec["command"][:2] == ["airflow", AIRFLOW_SERVICES[service]]
     assert re.fullmatch(
-        r"\$\{AIRFLOW_IMAGE_NAME:-apache/airflow:3\.0\.6-python3\.12\}", spec["image"]
+        r"\$\{AIRFLOW_IMAGE_NAME:-apache/airflow:3\.3\.1-python3\.12\}", spec["image"]
     )
     assert spec["healthcheck"]["test"], f"{service} has no health check"
     assert spec["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -42,7 +42,7 @@ def test_airflow_service_runs_its_component_with_a_healthcheck(compose, service)
 def test_image_airflow_version_matches_the_lock_and_the_mwaa_constraint(compose, repo_root):
     image = compose["services"]["airflow-scheduler"]["image"]
     version = re.search(r"apache/airflow:([\d.]+)-", image).group(1)
-    assert f"apache-airflow=={version}\n" in (repo_root / "requirements-dev.txt").read_text()
+    assert f"apache-airflow=={version}\n" in (repo_root / "envs" / "worker.txt").read_text()
     assert f"constraints-{version}/" in (repo_root / "requirements.txt").read_text()
 
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 
+def find_python(repo_root, version: str) -> str:
+    script = repo_root / "scripts" / "find_python.sh"
+    return subprocess.run(
+        [script, version], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def run_check(repo_root, **env_overrides) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable, **env_overrides}
+    env = {
+        **os.environ,
+        "WORKER_PYTHON": find_python(repo_root, "3.12"),
+        "JOB_PYTHON": find_python(repo_root, "3.11"),
+        **env_overrides,
+    }
     return subprocess.run(
         [shutil.which("bash"), str(repo_root / "scripts" / "check_prereqs.sh")],
         cwd=repo_root,
@@ -32,20 +43,26 @@ def fake_executable(directory, name: str, script: str) -> str:
 def test_passes_on_this_machine(repo_root):
     result = run_check(repo_root)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("prerequisites ok: Python 3.11, Java ")
+    assert result.stdout.startswith("prerequisites ok: Python 3.12 and 3.11, Java ")
 
 
-def test_missing_python_is_named(repo_root, tmp_path):
-    result = run_check(repo_root, PYTHON=str(tmp_path / "python3.11"))
+@pytest.mark.parametrize(
+    ("variable", "version"), [("WORKER_PYTHON", "3.12"), ("JOB_PYTHON", "3.11")]
+)
+def test_missing_python_is_named(repo_root, tmp_path, variable, version):
+    result = run_check(repo_root, **{variable: str(tmp_path / f"python{version}")})
     assert result.returncode == 1
-    assert "not found on PATH. Install Python 3.11" in result.stderr
+    assert f"not found. Install Python {version}" in result.stderr
 
 
-def test_wrong_python_version_is_named(repo_root, tmp_path):
+@pytest.mark.parametrize(
+    ("variable", "version"), [("WORKER_PYTHON", "3.12"), ("JOB_PYTHON", "3.11")]
+)
+def test_wrong_python_version_is_named(repo_root, tmp_path, variable, version):
     python = fake_executable(tmp_path, "python3", 'echo "3.10"')
-    result = run_check(repo_root, PYTHON=python)
+    result = run_check(repo_root, **{variable: python})
     assert result.returncode == 1
-    assert "is Python 3.10; headrace needs Python 3.11" in result.stderr
+    assert f"is Python 3.10; headrace needs Python {version}" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,15 @@
-"""requirements.txt (what MWAA installs) and requirements-dev.txt (the local lock) agree."""
+"""requirements.txt (what MWAA installs), MWAA's constraints and the three environment locks agree."""
 
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+MWAA = "infra/mwaa/3.3.1"
 
 
 def _pins(path) -> dict[str, str]:
@@ -24,66 +28,97 @@ def _pins(path) -> dict[str, str]:
     return pins
 
 
-def test_every_mwaa_pin_has_the_same_version_in_the_local_lock(repo_root):
-    mwaa = _pins(repo_root / "requirements.txt")
-    lock = _pins(repo_root / "requirements-dev.txt")
-    assert mwaa, "requirements.txt pins nothing"
-    mismatched = {
-        name: (version, lock.get(name))
-        for name, version in mwaa.items()
-        if lock.get(name) != version
-    }
-    assert mismatched == {}, f"requirements.txt vs requirements-dev.txt: {mismatched}"
+@pytest.fixture(scope="module")
+def mwaa_requirements(repo_root):
+    return _pins(repo_root / "requirements.txt")
 
 
-def test_requirements_txt_has_the_mwaa_constraint_line_for_the_locked_airflow(repo_root):
+@pytest.fixture(scope="module")
+def constraints(repo_root):
+    return _pins(repo_root / MWAA / "airflow_constraints.txt")
+
+
+@pytest.fixture(scope="module")
+def worker_lock(repo_root):
+    return _pins(repo_root / "envs" / "worker.txt")
+
+
+def test_requirements_txt_names_mwaas_constraints_file_for_the_locked_airflow(
+    repo_root, worker_lock
+):
     text = (repo_root / "requirements.txt").read_text()
     constraint = re.findall(
-        r'^--constraint "https://raw\.githubusercontent\.com/apache/airflow/constraints-([\d.]+)/constraints-3\.\d+\.txt"$',
+        r'^--constraint "https://raw\.githubusercontent\.com/apache/airflow/constraints-([\d.]+)/constraints-3\.12\.txt"$',
         text,
         flags=re.MULTILINE,
     )
-    lock = _pins(repo_root / "requirements-dev.txt")
-    assert constraint == [lock["apache-airflow"]]
+    assert constraint == [worker_lock["apache-airflow"]] == ["3.3.1"]
+    # The local copy of the constraints is the file that URL names.
+    header = (repo_root / MWAA / "airflow_constraints.txt").read_text()
+    assert "constraints-3.3.1/constraints-3.12.txt" in header
 
 
-def test_mwaa_requirements_carry_no_torch_and_no_pyspark(repo_root):
-    mwaa = _pins(repo_root / "requirements.txt")
-    assert not {"torch", "pyspark", "apache-airflow"} & set(mwaa)
+def test_requirements_txt_pins_nothing_the_constraints_pin_differently(
+    mwaa_requirements, constraints
+):
+    assert mwaa_requirements, "requirements.txt pins nothing"
+    differing = {
+        name: (pin, constraints[name])
+        for name, pin in mwaa_requirements.items()
+        if name in constraints and constraints[name] != pin
+    }
+    assert differing == {}
+    assert mwaa_requirements["apache-airflow-providers-amazon"] == "9.34.0"
 
 
-def test_local_lock_pins_the_stack_the_issue_names(repo_root):
-    lock = _pins(repo_root / "requirements-dev.txt")
-    assert lock["apache-airflow"].startswith("3.")
-    assert lock["torch"] == "2.13.0+cpu"
-    # Glue 5.1 and EMR 7 run Spark 3.5: the local pyspark must be the same minor version.
-    assert lock["pyspark"].startswith("3.5.")
-    for name in (
-        "apache-airflow-providers-amazon",
-        "aiobotocore",
-        "great-expectations",
-        "pydeequ",
-        "pandas",
-        "pyarrow",
-        "moto",
-        "pytest",
-        "ruff",
-        "detect-secrets",
-    ):
-        assert name in lock, f"{name} missing from requirements-dev.txt"
-    assert lock["great-expectations"].startswith("1.")
+def test_every_mwaa_pin_is_the_worker_environments_pin(mwaa_requirements, worker_lock):
+    mismatched = {
+        name: (pin, worker_lock.get(name))
+        for name, pin in mwaa_requirements.items()
+        if worker_lock.get(name) != pin
+    }
+    assert mismatched == {}, f"requirements.txt vs envs/worker.txt: {mismatched}"
 
 
-def test_installed_environment_matches_the_lock(repo_root):
+def test_the_worker_environment_is_mwaas_constraints_but_for_the_explained_overrides(
+    repo_root, worker_lock, constraints
+):
+    overrides = _pins(repo_root / "envs" / "worker-overrides.txt")
+    differing = {
+        name: (pin, constraints[name])
+        for name, pin in worker_lock.items()
+        if name in constraints and constraints[name] != pin
+    }
+    assert set(differing) == set(overrides)
+    for name in ("apache-airflow-providers-amazon", "pandas", "numpy", "pyarrow"):
+        assert worker_lock[name] == constraints[name], name
+    assert worker_lock["apache-airflow-providers-standard"] == "1.17.0"
+
+
+def test_mwaa_requirements_carry_no_torch_and_no_pyspark(mwaa_requirements, worker_lock):
+    assert not {"torch", "pyspark", "apache-airflow"} & set(mwaa_requirements)
+    # Nor does the worker environment: those run as jobs, in their own environments.
+    assert not {"torch", "pyspark"} & set(worker_lock)
+
+
+def test_the_job_environments_pin_their_aws_counterparts(repo_root):
+    spark = _pins(repo_root / "envs" / "spark.txt")
+    # Glue 5.1: Spark 3.5.6 and the Python modules it provides, at its versions.
+    assert spark["pyspark"] == "3.5.6"
+    assert (spark["pandas"], spark["numpy"], spark["pyarrow"]) == ("2.3.3", "2.3.4", "22.0.0")
+    training = _pins(repo_root / "envs" / "training.txt")
+    assert training["torch"] == "2.13.0+cpu"
+    assert "pyspark" not in training and "apache-airflow" not in training
+
+
+def test_installed_worker_environment_matches_its_lock(worker_lock):
     """The venv the tests run in is the lock, not whatever happened to be installed."""
-    from importlib.metadata import version
-
-    lock = _pins(repo_root / "requirements-dev.txt")
     for name in (
         "apache-airflow",
         "apache-airflow-providers-amazon",
-        "pyspark",
-        "torch",
+        "apache-airflow-providers-standard",
+        "pandas",
+        "pyarrow",
         "great-expectations",
     ):
-        assert version(name) == lock[name], name
+        assert version(name) == worker_lock[name], name

@@ -615,13 +615,13 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
             land_churn_days(mirror, env["kms_key_arn"])
 
         from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import DagBag
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
         # The whole dags/ folder, as the dag-processor parses it; DAGs are found by id.
         bag = DagBag(dag_folder=str(dags_folder))
         outcome["import_errors"] = {k: v[-500:] for k, v in bag.import_errors.items()}
         DagBundlesManager().sync_bundles_to_db()
-        bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
+        sync_bag_to_db(bag, "dags-folder", None)
 
         run_dag(bag, "lake_setup", {}, outcome)
         run_dag(bag, "churn_ingestion", {"ds": DAY_1}, outcome)

@@ -54,10 +54,7 @@ def dagbags():
 
     # Safe mode on, as the dag-processor parses: a file that never mentions "airflow" and "dag"
     # is skipped there, and so it must be here too.
-    return {
-        path: DagBag(dag_folder=str(path), safe_mode=True)
-        for path in DAG_FILES
-    }
+    return {path: DagBag(dag_folder=str(path), safe_mode=True) for path in DAG_FILES}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

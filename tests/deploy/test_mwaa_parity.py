@@ -10,7 +10,9 @@ import pytest
 from mwaa_deploy_helpers import REPO_ROOT, run_script
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from mwaa_parity_check import allowed_distributions, check_package
+from mwaa_parity_check import check_package, requirements_problems
+
+from include.worker_imports import mwaa_distributions
 
 # The DAG ids the pipeline's stages have, whichever files define them.
 LIFECYCLE_DAGS = {
@@ -85,10 +87,11 @@ def test_the_check_names_every_broken_file(broken_package):
     assert (
         "plugin plugins.zip:broken_plugin.py: No module named 'headrace_no_such_module'" in problems
     )
-    assert "module torch imported by dags/needs_torch.py" in problems
+    # torch is not in the worker environment either: the DAG file fails as it would on MWAA.
+    assert "DAG file dags/needs_torch.py: ModuleNotFoundError: No module named 'torch'" in problems
     assert (
         "module great_expectations imported by dags/include/uses_great_expectations.py: "
-        "great-expectations is in neither requirements.txt nor MWAA's base image" in problems
+        "great-expectations is in neither requirements.txt nor MWAA's base packages" in problems
     )
     assert (
         "dags/include/config.py would be parsed as a DAG file: "
@@ -98,12 +101,40 @@ def test_the_check_names_every_broken_file(broken_package):
     assert "module pandas" not in problems and "module scipy" not in problems
 
 
-def test_allowed_distributions_follow_requirements_and_airflow():
-    allowed = allowed_distributions(
-        ["apache-airflow-providers-amazon[aiobotocore]==9.12.0", "pyyaml==6.0.2"]
+def test_mwaa_distributions_follow_requirements_and_the_base_packages(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pyyaml==6.0.3\n")
+    allowed = mwaa_distributions(requirements)
+    # MWAA 3.3.1's base packages: Airflow with celery, the Amazon provider with aiobotocore…
+    assert {"apache-airflow-task-sdk", "celery", "psycopg2", "aiobotocore", "pyyaml"} <= allowed
+    # … and nothing the workers import for data: that is requirements.txt's to declare.
+    assert not {"torch", "pyspark", "great-expectations", "pandas", "mlflow"} & allowed
+    requirements.write_text("pandas==3.0.5\n")
+    assert {"pandas", "numpy"} <= mwaa_distributions(requirements)
+
+
+def test_requirements_that_mwaa_would_refuse_are_named_by_line(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.0.6/constraints-3.12.txt"\n'
+        "pandas==2.1.4\n"
+        "Flask==3.0.0\n"
+        "numpy==2.5.1\n"
     )
-    assert {"apache-airflow-core", "apache-airflow-task-sdk", "boto3", "aiobotocore"} <= allowed
-    assert {"pyyaml", "apache-airflow-providers-amazon"} <= allowed
-    assert not {"torch", "pyspark", "great-expectations", "pandas"} & allowed
-    # The aiobotocore extra is what brings aiobotocore in.
-    assert "aiobotocore" not in allowed_distributions(["apache-airflow-providers-amazon==9.12.0"])
+    problems = requirements_problems(requirements)
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("requirements.txt:1: ") and "constraints-3.3.1/" in problems[0]
+    assert problems[1] == (
+        "requirements.txt:2: 'pandas==2.1.4' conflicts with the constraints (pandas==3.0.5, 3.3.1)"
+    )
+    assert problems[2] == (
+        "requirements.txt:3: 'Flask==3.0.0' conflicts with an essential MWAA pin "
+        "(flask==3.1.3, 3.3.1)"
+    )
+    requirements.write_text("numpy==2.5.1\n")
+    assert requirements_problems(requirements) == [
+        "requirements.txt: no --constraint line (MWAA's is "
+        "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-3.12.txt)"
+    ]
+    # The repository's own requirements.txt passes.
+    assert requirements_problems(REPO_ROOT / "requirements.txt") == []

@@ -46,7 +46,7 @@ def test_audit_of_requirements_txt_reports_its_outcome():
 @pytest.mark.parametrize(
     ("service", "url"),
     [
-        ("pypi", "https://pypi.org/pypi/apache-airflow-providers-amazon/9.12.0/json"),
+        ("pypi", "https://pypi.org/pypi/apache-airflow-providers-amazon/9.34.0/json"),
         ("osv", "https://api.osv.dev/v1/query"),
     ],
 )

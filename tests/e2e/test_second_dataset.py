@@ -45,12 +45,12 @@ summary = generate(GeneratorConfig(
 
 import pendulum
 from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import DagBag
+from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 bag = DagBag(dag_folder=str(repo / "dags"))
 assert not bag.import_errors, bag.import_errors
 # What the dag-processor does: store the DAGs and activate their Assets (outlets must be active).
 DagBundlesManager().sync_bundles_to_db()
-bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
+sync_bag_to_db(bag, "dags-folder", None)
 
 runs = []
 def run(dag_id, conf):
