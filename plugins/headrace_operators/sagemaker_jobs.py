@@ -3,7 +3,8 @@
 The task names a dataset, the features partition (``ds``) and hyperparameters;
 :mod:`include.training_jobs` builds the CreateTrainingJob / CreateHyperParameterTuningJob body.
 On aws the body goes to SageMaker through the Amazon provider's hook and the wait is deferred
-to the triggerer (the provider's ``SageMakerTrigger``); locally :mod:`include.local_sagemaker`
+to the triggerer (the provider's ``SageMakerTrigger``, which our ``SageMakerJobTrigger`` extends
+to stop the job when the deferred task is killed); locally :mod:`include.local_sagemaker`
 runs the very same body on this machine.
 
 Durable: the job name is derived from the task instance (:mod:`include.job_names`), never from
@@ -193,16 +194,17 @@ class _SageMakerJobOperator(BaseOperator):
             return self.result(description)
         max_wait = self.max_wait_s(settings) * (1 + WAIT_ALLOWANCE)
         if self.deferrable:
-            from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+            from headrace_operators.job_triggers import SageMakerJobTrigger
 
             delay = max(1, int(self.poll_interval))
             self.defer(
-                trigger=SageMakerTrigger(
+                trigger=SageMakerJobTrigger(
                     job_name=name,
                     job_type=self.job_type,
-                    poke_interval=delay,
-                    max_attempts=max(1, math.ceil(max_wait / delay)),
+                    waiter_delay=delay,
+                    waiter_max_attempts=max(1, math.ceil(max_wait / delay)),
                     aws_conn_id=self.aws_conn_id,
+                    region_name=settings.aws.region,
                 ),
                 method_name="execute_complete",
                 kwargs={"job_name": name},

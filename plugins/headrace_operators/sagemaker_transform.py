@@ -8,7 +8,8 @@ and :func:`include.sagemaker_requests.build_model_request` the CreateModel body 
 
 - aws: the model is created once per registry version under a deterministic name (found again,
   never duplicated), then the transform job goes to SageMaker through the Amazon provider's hook,
-  and the wait is deferred to the triggerer (``SageMakerTrigger`` with ``job_type="transform"``).
+  and the wait is deferred to the triggerer (``SageMakerJobTrigger`` with
+  ``job_type="transform"``, which stops the job when the deferred task is killed).
 - local: :mod:`include.local_transform` runs the same two bodies on this machine, streaming the
   input through ``training/inference.py``'s handlers in a subprocess.
 

@@ -5,7 +5,9 @@ it runs (``PIPELINE_TARGET``, ``HEADRACE_SPARK_ENGINE``). Runs are durable: each
 has a deterministic run key (:mod:`include.job_names`), and a retried task finds the run an
 earlier try started — still running, so it waits on it, or finished, so it returns it — instead
 of starting a duplicate. Waiting on AWS is deferred to the triggerer with the Amazon provider's
-own triggers; ``on_kill`` stops the run. XCom gets small ids, never data.
+triggers (subclassed in :mod:`headrace_operators.job_triggers` where they cannot stop the run);
+``on_kill`` stops the run, and so does the trigger's when the deferred task is killed. XCom
+gets small ids, never data.
 """
 
 from __future__ import annotations
@@ -211,9 +213,9 @@ class _GlueEngine(_RemoteEngine):
         return replace(run, state=job_run["JobRunState"], reason=job_run.get("ErrorMessage", ""))
 
     def trigger(self, run: SparkJobRun, waiter_delay: int, max_attempts: int) -> BaseTrigger:
-        from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
+        from headrace_operators.job_triggers import GlueJobRunTrigger
 
-        return GlueJobCompleteTrigger(
+        return GlueJobRunTrigger(
             job_name=self.job_name,
             run_id=run.run_id,
             waiter_delay=waiter_delay,
@@ -296,12 +298,14 @@ class _EmrServerlessEngine(_RemoteEngine):
         from airflow.providers.amazon.aws.triggers.emr import EmrServerlessStartJobTrigger
 
         # This trigger takes no region: its hook uses the connection's (or AWS_DEFAULT_REGION).
+        # The provider's own on_kill cancels the run when the deferred task is killed.
         return EmrServerlessStartJobTrigger(
             application_id=self.application_id,
             job_id=run.run_id,
             waiter_delay=waiter_delay,
             waiter_max_attempts=max_attempts,
             aws_conn_id=self.operator.aws_conn_id,
+            cancel_on_kill=True,
         )
 
     def stop(self, run: SparkJobRun) -> None:
@@ -352,9 +356,9 @@ class _EmrStepEngine(_RemoteEngine):
         return replace(run, state=status["State"], reason=_step_reason(status))
 
     def trigger(self, run: SparkJobRun, waiter_delay: int, max_attempts: int) -> BaseTrigger:
-        from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
+        from headrace_operators.job_triggers import EmrStepTrigger
 
-        return EmrStepSensorTrigger(
+        return EmrStepTrigger(
             job_flow_id=self.cluster_id,
             step_id=run.run_id,
             waiter_delay=waiter_delay,

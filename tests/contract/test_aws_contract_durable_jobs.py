@@ -189,5 +189,5 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     assert first.value.kwargs == second.value.kwargs == {"job_name": name}
     assert [params[name_key] for params in recorded.of("sagemaker", create)] == [name]
     assert recorded.of("sagemaker", stop) == [{name_key: name}]
-    assert type(second.value.trigger).__name__ == "SageMakerTrigger"
+    assert type(second.value.trigger).__name__ == "SageMakerJobTrigger"
     assert second.value.trigger.job_type == kind

@@ -59,19 +59,28 @@ class AwsCallRecorder:
 
 @pytest.fixture
 def aws_calls(monkeypatch) -> AwsCallRecorder:
-    """Registers the recorder's event hooks on every botocore client created in the test."""
+    """Registers the recorder's event hooks on every botocore client created in the test, and on
+    every aiobotocore client (what the provider's triggers poll with)."""
+    from aiobotocore.client import AioClientCreator
     from botocore.client import ClientCreator
 
     recorder = AwsCallRecorder()
     create_client = ClientCreator.create_client
+    create_aio_client = AioClientCreator.create_client
 
-    def create_recorded_client(self, *args, **kwargs):
-        client = create_client(self, *args, **kwargs)
+    def hooked(client):
         client.meta.events.register("before-parameter-build", recorder._record)
         client.meta.events.register("before-call", recorder._answer)
         return client
 
+    def create_recorded_client(self, *args, **kwargs):
+        return hooked(create_client(self, *args, **kwargs))
+
+    async def create_recorded_aio_client(self, *args, **kwargs):
+        return hooked(await create_aio_client(self, *args, **kwargs))
+
     monkeypatch.setattr(ClientCreator, "create_client", create_recorded_client)
+    monkeypatch.setattr(AioClientCreator, "create_client", create_recorded_aio_client)
     return recorder
 
 

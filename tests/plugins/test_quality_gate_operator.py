@@ -476,7 +476,7 @@ def test_deequ_job_without_a_result_fails_the_gate(aws_target, aws_calls, task_c
 _DAG_TEST = r"""
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/plugins", sys.argv[1] + "/tests/include/dq"]
-from airflow.models.dagbag import DagBag
+from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from dq_partitions import DS, clean_frame, write_partition
 from include.dq.gate import load_dataset_rules
 types = load_dataset_rules("churn").curated_types()
@@ -485,10 +485,10 @@ if sys.argv[3] == "bad":
     frame.loc[8, "region"] = "mars"
 write_partition(sys.argv[2], frame, types)
 from airflow.dag_processing.bundles.manager import DagBundlesManager
-bag = DagBag(dag_folder=sys.argv[1] + "/dags", include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1] + "/dags")
 # What the dag-processor does: store the DAG and activate its Assets (outlets must be active).
 DagBundlesManager().sync_bundles_to_db()
-bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
+sync_bag_to_db(bag, "dags-folder", None)
 run = bag.dags["churn_validation"].test(run_conf={"ds": DS})
 tis = {t.task_id: t for t in run.get_task_instances()}
 ti = tis["quality_gate"]

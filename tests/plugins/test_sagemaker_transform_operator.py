@@ -110,7 +110,8 @@ def test_aws_running_job_is_deferred_to_the_sagemaker_trigger(aws_target, aws_ca
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(task_context(dag_id="churn_scoring", run_id="run-1", task_id="transform"))
     trigger = deferred.value.trigger
-    assert type(trigger).__name__ == "SageMakerTrigger"
+    # Ours, not the provider's SageMakerTrigger it extends: it stops the job on a kill.
+    assert type(trigger).__name__ == "SageMakerJobTrigger"
     assert (trigger.job_name, trigger.job_type) == (name, "transform")
     assert deferred.value.kwargs == {"job_name": name}
     assert aws_calls.of("sagemaker", "CreateTransformJob") == []

@@ -79,7 +79,8 @@ def test_glue_first_try_uploads_code_defines_job_and_defers(aws_target, aws_call
     glue = aws_target.client("glue")
     (job_run,) = glue.get_job_runs(JobName="headrace-sleepy_job")["JobRuns"]
     trigger = deferred.value.trigger
-    assert type(trigger).__name__ == "GlueJobCompleteTrigger"
+    # Ours, not the provider's GlueJobCompleteTrigger it extends: it stops the run on a kill.
+    assert type(trigger).__name__ == "GlueJobRunTrigger"
     assert trigger.job_name == "headrace-sleepy_job"
     assert trigger.run_id == job_run["Id"]
     # 30 minutes plus the queueing allowance, polled every second.
@@ -303,7 +304,14 @@ def test_emr_serverless_start_defers_and_the_trigger_completes_it(
     assert arguments["application_id"] == aws_target.application_id
     assert arguments["aws_conn_id"] is None
     event = run_trigger(trigger)
-    assert event == {"status": "success", "job_id": trigger_args(trigger)["job_id"]}
+    # Amazon provider 9.34 reports the run as job_details (it was job_id).
+    assert event == {
+        "status": "success",
+        "job_details": {
+            "application_id": aws_target.application_id,
+            "job_id": trigger_args(trigger)["job_id"],
+        },
+    }
     result = make_operator().execute_complete(context, event=event, **deferred.value.kwargs)
     assert result == {
         "engine": "emr_serverless",
@@ -390,7 +398,8 @@ def test_emr_step_is_added_once_and_a_retry_reattaches(aws_target, aws_calls, ta
     assert step["HadoopJarStep"]["Args"][-len(FIXTURE_JOB_ARGS) :] == FIXTURE_JOB_ARGS
 
     classpath, arguments = first.value.trigger.serialize()
-    assert classpath == "airflow.providers.amazon.aws.triggers.emr.EmrStepSensorTrigger"
+    # Ours, not the provider's EmrStepSensorTrigger it extends: it cancels the step on a kill.
+    assert classpath == "headrace_operators.job_triggers.EmrStepTrigger"
     assert arguments["job_flow_id"] == aws_target.cluster_id
     assert arguments["step_id"] == first.value.kwargs["run"]["run_id"]
     assert second.value.trigger.serialize() == first.value.trigger.serialize()
