@@ -24,7 +24,8 @@ DATASETS_DIR = REPO_ROOT / "include" / "datasets"
 LOCAL_PII_SALT_ENV = "HEADRACE_PII_SALT"
 # The ``path`` Param of an ingestion run: a folder of the lake's landing zone, relative to the
 # lake root, with no ``.``/``..`` segment, so a run can never read files outside the lake.
-LANDING_PATH_PATTERN = r"^landing(/(?!\.\.?(/|$))[A-Za-z0-9_.=-]+)+/?$"
+# ``$(?!\n)``: Python's ``$`` also matches before a final newline (``\Z`` is not ECMA-262).
+LANDING_PATH_PATTERN = r"^landing(/(?!\.\.?(/|$))[A-Za-z0-9_.=-]+)+/?$(?!\n)"
 
 
 def ingestion_days(

@@ -18,9 +18,9 @@ DATASETS = pipeline_datasets()
 
 @pytest.fixture(scope="module")
 def bag():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(include_examples=False)
+    bag = DagBag()
     assert bag.import_errors == {}, bag.import_errors
     return bag
 
@@ -105,3 +105,39 @@ def test_partition_stages_take_a_calendar_date_or_nothing(bag, dataset, stage):
     assert validated(dag, {})["ds"] is None
     assert validated(dag, {"ds": "2026-01-07"})["ds"] == "2026-01-07"
     assert "Invalid input for param ds" in refused(dag, {"ds": "2026-13-01"})
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize(
+    "path",
+    ["landing/redelivered\n", "landing/../curated", "/etc/passwd", "landing/x\nlanding/y"],
+    ids=["final-newline", "dot-dot", "absolute", "two-lines"],
+)
+def test_ingestion_path_is_a_landing_folder_and_nothing_more(bag, dataset, path):
+    """Airflow checks ``pattern`` with Python's ``re``, where ``$`` matched before a final
+    newline: the pattern must refuse that too, not only the api guard."""
+    dag = bag.dags[f"{dataset}_ingestion"]
+    good = {"ds": "2026-01-07", "path": "landing/redelivered"}
+    assert validated(dag, good)["path"] == "landing/redelivered"
+    message = refused(dag, {**good, "path": path})
+    assert "Invalid input for param path" in message and "does not match" in message, message
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"), [("abc", True), ("abc\n", False), ("ab$", False), ("\n", False)]
+)
+def test_text_param_patterns_end_at_the_end_of_the_text(value, accepted):
+    from airflow.sdk.definitions.param import ParamsDict, ParamValidationError
+
+    from include.dag_defaults import text_param
+
+    param = text_param(title="t", description="d", min_length=1, max_length=9, pattern="^[a-z]+$")
+    assert param.schema["pattern"] == "^[a-z]+$(?!\\n)"
+    params = ParamsDict({"name": param})
+    if accepted:
+        params.update({"name": value})
+        assert params.validate() == {"name": value}
+    else:
+        with pytest.raises(ParamValidationError, match="Invalid input for param name"):
+            params.update({"name": value})
+            params.validate()
