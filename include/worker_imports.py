@@ -110,8 +110,8 @@ def undeclared_distributions(module: str) -> list[str] | None:
     return names
 
 
-# Code whose imports are checked: the repository's, not the environments inside it.
-_CHECKED_ROOT = f"{REPO_ROOT}{os.sep}"
+# Code whose imports are checked: the repository's (and the dags and plugins folders Airflow is
+# pointed at), not the environments inside it.
 _UNCHECKED_ROOTS = tuple(
     f"{REPO_ROOT / name}{os.sep}" for name in (".venv", ".venv-spark", ".venv-training")
 )
@@ -134,12 +134,19 @@ class UndeclaredImportFinder(importlib.abc.MetaPathFinder):
 
     def __init__(self) -> None:
         self._checked: dict[str, list[str] | None] = {}
+        folders = [
+            REPO_ROOT,
+            *(os.environ.get(f"AIRFLOW__CORE__{name}_FOLDER") for name in ("DAGS", "PLUGINS")),
+        ]
+        self._checked_roots = tuple(
+            f"{Path(folder).resolve()}{os.sep}" for folder in folders if folder
+        )
 
     def find_spec(self, fullname, path=None, target=None):
         if "." in fullname:
             return None  # a submodule: its top-level package was checked when it was imported
         importer = _importer_file()
-        if not importer.startswith(_CHECKED_ROOT) or importer.startswith(_UNCHECKED_ROOTS):
+        if not importer.startswith(self._checked_roots) or importer.startswith(_UNCHECKED_ROOTS):
             return None
         if fullname not in self._checked:
             self._checked[fullname] = undeclared_distributions(fullname)

@@ -31,6 +31,7 @@ COMPONENTS = {
     "triggerer": ["triggerer", "--skip-serve-logs"],
 }
 ADMIN_USER = "admin"
+STACK_SETTINGS = REPO_ROOT / "scripts" / "stack_settings"
 
 
 def airflow_home() -> Path:
@@ -103,7 +104,11 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW_HOME": str(home),
             # One sys.path story: the repo root (include/, spark_jobs/, training/) is importable
             # here as the dags folder root is on MWAA; Airflow adds plugins/ itself.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+            # scripts/stack_settings holds the stack's airflow_local_settings.py: every component
+            # (and every task, a fork of one) imports only what an MWAA worker has.
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO_ROOT), str(STACK_SETTINGS), env.get("PYTHONPATH")])
+            ),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -115,6 +120,10 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__API__WORKERS": "1",
+            # MWAA's forced settings (infra/mwaa/README.md); the README lists what differs.
+            "AIRFLOW__API__SERVER_TYPE": "gunicorn",
+            "AIRFLOW__TRIGGERER__QUEUES_ENABLED": "False",
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(api_port()),
             "AIRFLOW__API__BASE_URL": api_url(),
