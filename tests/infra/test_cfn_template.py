@@ -195,7 +195,7 @@ def test_topic_queues_and_secret_are_encrypted_and_the_salt_is_generated(example
 def test_mwaa_runs_airflow_3_0_6_from_the_packaged_layout(example):
     parameters, resolver, _ = example
     env = resolver.resolve(resolver.resources["AirflowEnvironment"]["Properties"])
-    assert env["AirflowVersion"] == "3.0.6"
+    assert env["AirflowVersion"] == "3.3.1"
     assert env["SourceBucketArn"] == "arn:aws:s3:::example-headrace-lake"
     assert env["DagS3Path"] == "dags"
     assert env["PluginsS3Path"] == "plugins.zip"
