@@ -5,6 +5,14 @@ the try number or the clock: try 2 computes the name try 1 used and re-attaches 
 instead of starting a duplicate. Each AWS service has its own rule for names (length, allowed
 characters), so one identity renders one name per service; every rendering of the same identity
 ends in the same digest, which keeps names unique after truncation and easy to correlate.
+
+Why not Airflow 3.3's durable execution (``task_state_store`` and ``ResumableJobMixin``)? It
+persists the job id after the submit call returns, so a worker lost between the two starts a
+duplicate job (the mixin documents this window); it serves synchronous operators only, while
+ours defer; and it lives in the metadata database. A deterministic name closes the window at
+the service itself (SageMaker refuses a second job of the same name; Glue, EMR and local runs
+are found by it), holds for deferred tasks, and survives a lost metadata database. One
+mechanism, so the state store is not used.
 """
 
 from __future__ import annotations

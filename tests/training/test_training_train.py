@@ -178,9 +178,9 @@ def test_a_validation_file_missing_a_feature_names_file_and_column(
     )
 
 
-def test_training_requirements_are_pinned_to_the_local_lock():
+def test_training_requirements_are_pinned_to_the_training_environments_lock():
     lock = {}
-    for line in (REPO_ROOT / "requirements-dev.txt").read_text().splitlines():
+    for line in (REPO_ROOT / "envs" / "training.txt").read_text().splitlines():
         name, _, version = line.split("#", 1)[0].strip().partition("==")
         lock[name.lower()] = version
     pins = [
