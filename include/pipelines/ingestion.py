@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import logging
 
-from airflow.sdk import DAG, AssetWatcher, Param, dag, get_current_context, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import (
+    DAG,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
 from headrace_operators.spark_job import SparkJobOperator
 from include.assets import curated_asset, landing_asset, quarantine_asset
@@ -159,7 +166,7 @@ def ingestion_dag(dataset: str) -> DAG:
         @task
         def landing_days() -> list[dict]:
             """The days this run ingests, each as the ``ingest`` task's arguments."""
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             from include.ingestion import (
                 ingest_runs,

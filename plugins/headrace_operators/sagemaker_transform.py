@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 from headrace_operators.sagemaker_jobs import MAX_GENERATIONS, _SageMakerJobOperator
 from include.config import Settings
