@@ -8,12 +8,16 @@ the landing zone and the lake are on the current target, and how the job gets it
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from include.config import REPO_ROOT, Settings
 from include.partitions import (
+    LandingDays,
     PartitionError,
     check_partition_date,
     landing_partitions_from_asset_events,
@@ -33,34 +37,53 @@ def ingestion_days(
     param_ds: Any,
     triggering_asset_events: Mapping[Any, Iterable[Any]] | None,
     run_date: datetime | date | None,
-) -> list[str]:
-    """The days one ingestion run ingests, in order.
+) -> LandingDays:
+    """The days one ingestion run ingests, in order, and the triggering events it refused.
 
     - the ``ds`` param (a run triggered by hand or through the REST API): that day;
     - else the landing events that triggered the run: every day they name (several events, or
-      one SQS batch, may name several days, and none is dropped);
+      one SQS batch, may name several days, and none is dropped); an event naming a malformed
+      day is refused on its own, and the other events' days still go through;
     - else the run's date (its logical date, or when it was due to run): the day before it.
       Airflow 3's cron schedules stamp a daily run with the moment it fires (00:00 UTC), so the
       scheduled run of day D ingests day D-1, the day that has just ended.
 
-    :raises PartitionError: a malformed day, or an event-triggered run whose events name no
-        landing day of ``dataset`` (nothing to ingest is an error, not a guess).
+    :raises PartitionError: a malformed ``ds`` param, or an event-triggered run whose events
+        name no landing day of ``dataset`` and refuse none (nothing to ingest is an error, not a
+        guess).
     """
     if param_ds:
-        return [check_partition_date(param_ds, "params.ds")]
+        return LandingDays([check_partition_date(param_ds, "params.ds")])
     if triggering_asset_events:
-        days = landing_partitions_from_asset_events(triggering_asset_events, dataset)
-        if not days:
+        landing = landing_partitions_from_asset_events(triggering_asset_events, dataset)
+        if not landing.days and not landing.rejected:
             raise PartitionError(
                 f"the run was triggered by asset events, but none names a landing day of "
                 f"{dataset} (landing/{dataset}/ds=YYYY-MM-DD/…): "
                 f"{_describe_events(triggering_asset_events)}"
             )
-        return days
+        return landing
     if run_date is None:
         raise PartitionError("no ds param, no triggering landing event and no run date")
     day = run_date.date() if isinstance(run_date, datetime) else run_date
-    return [(day - timedelta(days=1)).isoformat()]
+    return LandingDays([(day - timedelta(days=1)).isoformat()])
+
+
+def quarantine_rejected_events(
+    settings: Settings, dataset: str, run_id: str, rejected: list[dict[str, Any]]
+) -> str:
+    """Log each refused landing event and keep them, with the reasons, in the quarantine zone
+    (``quarantine/<dataset>/_rejected_events/<run id>.json``); returns that file's URI."""
+    from include.storage import storage_for
+
+    log = logging.getLogger(__name__)
+    for entry in rejected:
+        log.error("%s: refused landing event %s: %s", dataset, entry["event"], entry["reason"])
+    safe_run_id = re.sub(r"[^A-Za-z0-9_.+-]+", "_", run_id)
+    uri = f"{settings.zone_uri('quarantine')}/{dataset}/_rejected_events/{safe_run_id}.json"
+    body = {"dataset": dataset, "run_id": run_id, "rejected_events": rejected}
+    storage_for(uri).write_bytes(uri, json.dumps(body, indent=2, sort_keys=True).encode())
+    return uri
 
 
 def landing_files(settings: Settings, dataset: str, ds: str) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import unquote_plus
@@ -124,9 +125,18 @@ def landing_partition_of_key(key: str, dataset: str) -> str | None:
     return check_partition_date(match.group(1), f"the day of landing object {key}")
 
 
+@dataclass(frozen=True)
+class LandingDays:
+    """The landing days asset events name, and the events that name no valid day."""
+
+    days: list[str]
+    # One entry per refused event: {"asset", "event", "reason"}, JSON-ready.
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
 def landing_partitions_from_asset_events(
     triggering_asset_events: Mapping[Any, Iterable[Any]] | None, dataset: str
-) -> list[str]:
+) -> LandingDays:
     """Every landing day the triggering Asset events name, sorted, each once.
 
     One run may consume several events (the scheduler hands a run every event since the
@@ -134,22 +144,52 @@ def landing_partitions_from_asset_events(
     ``{"ds"}`` extra (an event posted through the REST API), the local inbox trigger's payload
     and S3 notifications inside an ``SqsSensorTrigger`` payload.
 
-    :raises PartitionError: a named day is malformed (the message says which event and key).
+    An event that names a malformed day is refused on its own (``rejected`` says which and why)
+    and takes none of its days along: the other events' days still go through.
     """
     days: set[str] = set()
-    for events in (triggering_asset_events or {}).values():
+    rejected: list[dict[str, Any]] = []
+    for asset, events in (triggering_asset_events or {}).items():
         for event in events:
-            extra = getattr(event, "extra", None) or {}
-            if extra.get("ds"):
-                days.add(check_partition_date(extra["ds"], "the triggering asset event's ds extra"))
-            payload = extra.get("payload")
-            if not isinstance(payload, Mapping):
-                continue
-            if payload.get("ds") and payload.get("dataset", dataset) == dataset:
-                days.add(check_partition_date(payload["ds"], "the landing watcher's ds"))
-            for message in payload.get("message_batch") or []:
-                body = message.get("Body", "") if isinstance(message, Mapping) else message
-                for _bucket, key in s3_notification_keys(body):
-                    if day := landing_partition_of_key(key, dataset):
-                        days.add(day)
-    return sorted(days)
+            try:
+                days.update(_event_days(event, dataset))
+            except PartitionError as error:
+                rejected.append(
+                    {
+                        "asset": str(getattr(asset, "name", asset)),
+                        "event": _event_identity(event),
+                        "reason": str(error),
+                    }
+                )
+    return LandingDays(sorted(days), rejected)
+
+
+def _event_days(event: Any, dataset: str) -> set[str]:
+    """The landing days one asset event names; PartitionError when one is malformed."""
+    days = set()
+    extra = getattr(event, "extra", None) or {}
+    if extra.get("ds"):
+        days.add(check_partition_date(extra["ds"], "the triggering asset event's ds extra"))
+    payload = extra.get("payload")
+    if not isinstance(payload, Mapping):
+        return days
+    if payload.get("ds") and payload.get("dataset", dataset) == dataset:
+        days.add(check_partition_date(payload["ds"], "the landing watcher's ds"))
+    for message in payload.get("message_batch") or []:
+        body = message.get("Body", "") if isinstance(message, Mapping) else message
+        for _bucket, key in s3_notification_keys(body):
+            if day := landing_partition_of_key(key, dataset):
+                days.add(day)
+    return days
+
+
+def _event_identity(event: Any) -> dict[str, Any]:
+    """What names an asset event in a report: its id, source run and time, and its extra
+    (cut to 2,000 characters: a refused event may be arbitrarily large)."""
+    extra = getattr(event, "extra", None)
+    return {
+        "id": getattr(event, "id", None),
+        "source_run_id": getattr(event, "source_run_id", None),
+        "timestamp": str(getattr(event, "timestamp", "") or "") or None,
+        "extra": json.dumps(extra, default=str, sort_keys=True)[:2000],
+    }

@@ -173,6 +173,7 @@ def ingestion_dag(dataset: str) -> DAG:
                 ingestion_days,
                 landing_files,
                 landing_path_uri,
+                quarantine_rejected_events,
             )
             from include.partitions import PartitionError
 
@@ -182,12 +183,24 @@ def ingestion_dag(dataset: str) -> DAG:
             path = context["params"].get("path")
             if path and not context["params"]["ds"]:
                 raise PartitionError("params.path needs params.ds: the day its files belong to")
-            days = ingestion_days(
+            landing = ingestion_days(
                 dataset,
                 context["params"]["ds"],
                 context.get("triggering_asset_events"),
                 dag_run.logical_date or dag_run.run_after,
             )
+            # A malformed event is refused on its own, kept in the quarantine zone, and does
+            # not hold up the good days of the same run.
+            if landing.rejected:
+                where = quarantine_rejected_events(
+                    run_settings, dataset, dag_run.run_id, landing.rejected
+                )
+                if not landing.days:
+                    raise PartitionError(
+                        f"every triggering landing event was refused (kept in {where}): "
+                        + "; ".join(entry["reason"] for entry in landing.rejected)
+                    )
+            days = landing.days
             # The daily run is the backstop of the landing events: a day whose files have not
             # landed is not ingested yet (its landing event will start that), not a failure.
             # Runs by hand and by events ingest what they name and fail if it is missing.

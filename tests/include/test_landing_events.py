@@ -66,7 +66,9 @@ def sqs_message(body: str, number: int = 1) -> dict:
 
 
 def asset_event(extra: dict, minute: int = 0):
-    return SimpleNamespace(extra=extra, timestamp=datetime(2026, 1, 8, 0, minute, tzinfo=UTC))
+    return SimpleNamespace(
+        id=minute, extra=extra, timestamp=datetime(2026, 1, 8, 0, minute, tzinfo=UTC)
+    )
 
 
 def from_watcher(payload: dict, minute: int = 0):
@@ -140,26 +142,64 @@ def test_every_day_of_every_event_is_kept_once_and_sorted():
             asset_event({"ds": "2026-01-07"}, 4),  # posted through the REST API
         ]
     }
-    assert landing_partitions_from_asset_events(events, "churn") == [
-        "2026-01-05",
-        "2026-01-06",
-        "2026-01-07",
+    landing = landing_partitions_from_asset_events(events, "churn")
+    assert landing.days == ["2026-01-05", "2026-01-06", "2026-01-07"]
+    assert landing.rejected == []
+    assert landing_partitions_from_asset_events({}, "churn").days == []
+
+
+def test_a_malformed_event_is_refused_alone_and_the_good_days_go_through():
+    good = from_watcher({"dataset": "churn", "ds": "2026-01-07"}, 1)
+    bad_day = from_watcher({"dataset": "churn", "ds": "2026-02-30"}, 2)
+    # An SQS batch with one good day and one message that is not JSON: the event is refused
+    # whole (its good key included), as one unit of delivery.
+    bad_body = from_watcher(
+        {"message_batch": [sqs_message(s3_notification("lake/landing/churn/ds=2026-01-08/a.csv"), 3),
+                           {"MessageId": "m4", "Body": "{not json"}]},
+        3,
+    )  # fmt: skip
+    landing = landing_partitions_from_asset_events(
+        {"churn_landing": [good, bad_day, bad_body]}, "churn"
+    )
+    assert landing.days == ["2026-01-07"]
+    assert [(r["asset"], r["event"]["id"]) for r in landing.rejected] == [
+        ("churn_landing", 2),
+        ("churn_landing", 3),
     ]
-    assert landing_partitions_from_asset_events({}, "churn") == []
+    assert "the landing watcher's ds='2026-02-30'" in landing.rejected[0]["reason"]
+    assert "not JSON" in landing.rejected[1]["reason"]
 
 
-def test_a_malformed_watcher_day_is_named():
-    events = {"churn_landing": [from_watcher({"dataset": "churn", "ds": "2026-02-30"})]}
-    with pytest.raises(PartitionError, match="the landing watcher's ds='2026-02-30'"):
-        landing_partitions_from_asset_events(events, "churn")
+def test_refused_events_are_kept_in_the_quarantine_zone(tmp_path):
+    from include.ingestion import quarantine_rejected_events
+
+    settings = load_settings({"HEADRACE_LAKE_ROOT": tmp_path.as_uri()})
+    bad_day = from_watcher({"dataset": "churn", "ds": "2026-02-30"}, 7)
+    landing = ingestion_days("churn", None, {"churn_landing": [bad_day]}, None)
+    assert landing.days == []
+    uri = quarantine_rejected_events(
+        settings, "churn", "asset_triggered__2026-01-09T00:00", landing.rejected
+    )
+    path = (
+        tmp_path
+        / "quarantine"
+        / "churn"
+        / "_rejected_events"
+        / "asset_triggered__2026-01-09T00_00.json"
+    )
+    assert uri == path.as_uri()
+    kept = json.loads(path.read_text())
+    assert kept["run_id"] == "asset_triggered__2026-01-09T00:00"
+    assert kept["rejected_events"] == landing.rejected
+    assert kept["rejected_events"][0]["event"]["id"] == 7
 
 
 def test_the_days_of_a_run_come_from_param_then_events_then_the_day_before_the_run():
     events = {"churn_landing": [from_watcher({"dataset": "churn", "ds": "2026-01-07"})]}
     scheduled_at = datetime(2026, 1, 9, 0, 0, tzinfo=UTC)
-    assert ingestion_days("churn", "2026-01-03", events, scheduled_at) == ["2026-01-03"]
-    assert ingestion_days("churn", None, events, scheduled_at) == ["2026-01-07"]
-    assert ingestion_days("churn", "", {}, scheduled_at) == ["2026-01-08"]
+    assert ingestion_days("churn", "2026-01-03", events, scheduled_at).days == ["2026-01-03"]
+    assert ingestion_days("churn", None, events, scheduled_at).days == ["2026-01-07"]
+    assert ingestion_days("churn", "", {}, scheduled_at).days == ["2026-01-08"]
     with pytest.raises(PartitionError, match=r"params\.ds='yesterday'"):
         ingestion_days("churn", "yesterday", events, scheduled_at)
 

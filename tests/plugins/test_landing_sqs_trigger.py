@@ -91,7 +91,7 @@ def test_an_s3_landing_notification_starts_ingestion_of_its_day(landing_queue):
     assert record["eventName"].startswith("ObjectCreated")
     # What Airflow stores as the asset event's extra; the ingestion run reads its days from it.
     event = SimpleNamespace(extra={"from_trigger": True, "payload": payload})
-    assert ingestion_days("churn", None, {"churn_landing": [event]}, None) == ["2026-01-07"]
+    assert ingestion_days("churn", None, {"churn_landing": [event]}, None).days == ["2026-01-07"]
 
     # The churn message was deleted; the other dataset's (and S3's test event) were left for
     # their own watchers, not consumed.
