@@ -30,11 +30,15 @@ from include.local_envs import spark_python
 from include.local_state import process_matches, read_json, start_detached, write_json
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
+# Glue's default job timeout (48 hours), for runs started without one.
+DEFAULT_MAX_RUNTIME_S = 48 * 3600.0
 
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 KILLED = "KILLED"
+# Ran past its maximum runtime and was stopped by its supervisor (Glue's TIMEOUT).
+TIMEOUT = "TIMEOUT"
 # The supervisor is gone without recording a result: the machine rebooted or it was SIGKILLed.
 LOST = "LOST"
 # A run in one of these states is never started again for the same run key.
@@ -128,7 +132,9 @@ class LocalSparkRunner:
         result = read_json(state_dir / _RESULT_FILE)
         killed = (state_dir / _KILLED_FILE).exists()
         exit_code = result["exit_code"] if result else None
-        if result is not None:
+        if result is not None and result.get("timed_out"):
+            state = TIMEOUT
+        elif result is not None:
             state = SUCCEEDED if exit_code == 0 and not killed else KILLED if killed else FAILED
         elif process_matches(run["pid"], run.get("create_time")):
             state = RUNNING
@@ -150,6 +156,7 @@ class LocalSparkRunner:
         run_key: str,
         *,
         env: Mapping[str, str] | None = None,
+        max_runtime_s: float = DEFAULT_MAX_RUNTIME_S,
     ) -> tuple[LocalRunStatus, bool]:
         """The run of ``run_key``: the running or finished one, else a new one of ``module``.
 
@@ -159,6 +166,8 @@ class LocalSparkRunner:
         :param argv: its arguments, passed to ``main(argv)`` through ``sys.argv``.
         :param run_key: the run's deterministic key (:mod:`include.job_names`).
         :param env: variables added to this process's environment for the job.
+        :param max_runtime_s: the supervisor stops the job after this long, whoever is waiting
+            (Glue's ``Timeout``, EMR Serverless's ``executionTimeoutMinutes``).
         """
         with self._locked(run_key) as state_dir:
             current = self.status(run_key)
@@ -166,7 +175,7 @@ class LocalSparkRunner:
                 return current, False
             if current is not None:
                 self._archive(state_dir)
-            self._start(module, list(argv), run_key, state_dir, env or {})
+            self._start(module, list(argv), run_key, state_dir, env or {}, max_runtime_s)
         status = self.status(run_key)
         assert status is not None  # run.json was written under the lock
         return status, True
@@ -181,7 +190,13 @@ class LocalSparkRunner:
                 os.replace(state_dir / name, target / name)
 
     def _start(
-        self, module: str, argv: list[str], run_key: str, state_dir: Path, extra_env: Mapping
+        self,
+        module: str,
+        argv: list[str],
+        run_key: str,
+        state_dir: Path,
+        extra_env: Mapping,
+        max_runtime_s: float,
     ) -> None:
         env = {
             **os.environ,
@@ -199,6 +214,8 @@ class LocalSparkRunner:
             "include.local_spark_runner",
             "supervise",
             str(state_dir),
+            "--max-runtime-s",
+            str(max_runtime_s),
             "--",
             *command,
         ]
@@ -248,6 +265,7 @@ class LocalSparkRunner:
             FAILED: f"failed with exit code {status.exit_code}",
             KILLED: "was killed",
             LOST: "was lost (its supervisor ended without recording a result)",
+            TIMEOUT: "ran past its maximum runtime and was stopped",
         }[status.state]
         tail = log_tail(status.log_path) or "(the log is empty)"
         return (
@@ -284,25 +302,55 @@ class LocalSparkRunner:
         return True
 
 
-def _supervise(state_dir: Path, command: list[str]) -> int:
-    """Run ``command``, then record its exit code in ``result.json``; its own exit code too."""
+def _supervise(state_dir: Path, command: list[str], max_runtime_s: float) -> int:
+    """Run ``command``, stopping it after ``max_runtime_s``; record the outcome in
+    ``result.json``. Returns the job's exit code."""
     child = subprocess.Popen(command)
     # SIGTERM to the group reaches the job directly; the supervisor stays to record the outcome.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    exit_code = child.wait()
-    write_json(state_dir / _RESULT_FILE, {"exit_code": exit_code, "finished_at": _now()})
+    try:
+        exit_code = child.wait(timeout=max_runtime_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        exit_code = _stop_after_max_runtime(child)
+        timed_out = True
+    result = {"exit_code": exit_code, "finished_at": _now()}
+    if timed_out:
+        result.update({"timed_out": True, "max_runtime_s": max_runtime_s})
+    write_json(state_dir / _RESULT_FILE, result)
+    return exit_code
+
+
+def _stop_after_max_runtime(child: subprocess.Popen, grace_period: float = 10.0) -> int:
+    """SIGTERM to the job's process tree, SIGKILL to what is left after the grace period;
+    returns the job's exit code."""
+    import psutil
+
+    descendants = psutil.Process(child.pid).children(recursive=True)
+    child.terminate()
+    for process in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    try:
+        exit_code = child.wait(timeout=grace_period)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        exit_code = child.wait()
+    # Reaped by their own parents; only their exit matters here (a JVM ignoring SIGTERM).
+    _, alive = psutil.wait_procs(descendants, timeout=grace_period)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
     return exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 4 or args[0] != "supervise" or args[2] != "--":
-        print(
-            "usage: python -m include.local_spark_runner supervise STATE_DIR -- COMMAND...",
-            file=sys.stderr,
-        )
+    usage = "usage: python -m include.local_spark_runner supervise STATE_DIR --max-runtime-s S -- COMMAND..."
+    if len(args) < 6 or args[0] != "supervise" or args[2] != "--max-runtime-s" or args[4] != "--":
+        print(usage, file=sys.stderr)
         return 2
-    return _supervise(Path(args[1]), args[3:])
+    return _supervise(Path(args[1]), args[5:], float(args[3]))
 
 
 if __name__ == "__main__":

@@ -663,7 +663,11 @@ class SparkJobOperator(BaseOperator):
         self._local_run_key = run_key
         runner = self.local_runner
         module = f"{self.jobs_package}.{self.job}"
-        status, started = runner.start_or_attach(module, job_args, run_key)
+        # The job stops itself at the task's timeout, as Glue and EMR Serverless stop theirs,
+        # even when no task waits on it any more.
+        status, started = runner.start_or_attach(
+            module, job_args, run_key, max_runtime_s=self.timeout.total_seconds()
+        )
         if started:
             self.log.info("Started local Spark job %s (run key %s)", module, run_key)
         else:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from include.local_envs import spark_python
 from include.local_spark_runner import (
     FAILED,
     LOST,
     RUNNING,
     SUCCEEDED,
+    TIMEOUT,
     LocalSparkJobError,
     LocalSparkRunner,
 )
@@ -61,7 +62,8 @@ def test_the_job_runs_from_the_repo_with_loopback_spark(runner, tmp_path):
     seen = json.loads(Path(final.log_path).read_text().strip().splitlines()[-1])
     assert seen["SPARK_LOCAL_IP"] == "127.0.0.1"
     assert seen["PYTHONPATH"].split(os.pathsep) == [str(runner.repo_root), str(tmp_path)]
-    assert seen["PYSPARK_PYTHON"] == sys.executable
+    # The Spark environment's interpreter (like Glue 5.1's), not the worker's.
+    assert seen["PYSPARK_PYTHON"] == spark_python()
     assert seen["cwd"] == str(runner.repo_root)
 
 
@@ -112,6 +114,26 @@ def test_wait_timeout_leaves_the_run_going_and_kill_stops_it(runner, tmp_path):
     assert status.state == "KILLED"
     assert status.exit_code == -15  # SIGTERM reached the job itself
     assert runner.kill("run-d") is False  # nothing left to stop
+
+
+def test_a_run_past_its_maximum_runtime_is_stopped_and_reported_with_no_one_waiting(
+    runner, tmp_path
+):
+    marker = tmp_path / "marker"
+    runner.start_or_attach(
+        MODULE, ["--marker", str(marker), "--sleep", "120"], "run-t", max_runtime_s=1.5
+    )
+    # Nobody calls wait() or kill(): the supervisor itself ends the job, as Glue would.
+    deadline = time.monotonic() + 60
+    while runner.status("run-t").state == RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = runner.status("run-t")
+    assert status.state == TIMEOUT
+    assert status.exit_code == -15  # SIGTERM reached the job
+    result = json.loads((tmp_path / "runs" / "run-t" / "result.json").read_text())
+    assert result["timed_out"] is True and result["max_runtime_s"] == 1.5
+    with pytest.raises(LocalSparkJobError, match="ran past its maximum runtime and was stopped"):
+        runner.wait("run-t", timeout=5, poll_interval=0.05)
 
 
 def test_a_failed_run_reports_its_exit_code(runner, tmp_path):
