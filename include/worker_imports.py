@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# What MWAA 3.3.1 installs and forces, copied from aws/amazon-mwaa-docker-images (README there).
+# What MWAA 3.3.1 installs, copied from aws/amazon-mwaa-docker-images (infra/mwaa/README.md).
 MWAA_DIR = REPO_ROOT / "infra" / "mwaa" / "3.3.1"
 MWAA_BASE_PACKAGES = MWAA_DIR / "image_base_packages.txt"
 MWAA_REQUIREMENTS = REPO_ROOT / "requirements.txt"

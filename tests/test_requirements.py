@@ -122,3 +122,17 @@ def test_installed_worker_environment_matches_its_lock(worker_lock):
         "great-expectations",
     ):
         assert version(name) == worker_lock[name], name
+
+
+def test_the_vendored_mwaa_files_are_the_teams_reference_copy(repo_root):
+    """infra/mwaa/3.3.1/ is a copy of what MWAA installs; where the team's reference folder
+    (../shared/mwaa/3.3.1, beside a checkout) is present, the two are the same bytes."""
+    reference = repo_root.parent / "shared" / "mwaa" / "3.3.1"
+    if not reference.is_dir():
+        pytest.skip(f"no reference copy at {reference}")
+    for name in (
+        "airflow_constraints.txt",
+        "image_base_packages.txt",
+        "mwaa_essential_constraints.txt",
+    ):
+        assert (repo_root / MWAA / name).read_bytes() == (reference / name).read_bytes(), name
