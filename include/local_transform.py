@@ -380,6 +380,9 @@ def load_handlers(model_dir: str | Path) -> Any:
             f"{entry_point}: the model artifact carries no code/inference.py, so no serving "
             "container could load it either"
         )
+    # A process serves one model: handlers of another model's code/ loaded earlier go first.
+    for name in [n for n in sys.modules if n == "inference" or n.startswith("_headrace_serving")]:
+        del sys.modules[name]
     sys.path.insert(0, str(code_dir))
     spec = importlib.util.spec_from_file_location("inference", entry_point)
     module = importlib.util.module_from_spec(spec)

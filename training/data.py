@@ -104,7 +104,9 @@ def load_channel(
         for column in [*feature_names, label]:
             kind = table.schema.field(column).type
             if not (pat.is_integer(kind) or pat.is_floating(kind) or pat.is_boolean(kind)):
-                raise ChannelError(f"{where} column {column!r} is {kind}, not numeric")
+                # pandas 3 writes strings as large_string: the same kind to the reader.
+                shown = "string" if pat.is_string(kind) or pat.is_large_string(kind) else kind
+                raise ChannelError(f"{where} column {column!r} is {shown}, not numeric")
         block = np.empty((table.num_rows, len(feature_names)), dtype=np.float32)
         for index, column in enumerate(feature_names):
             block[:, index] = _finite(table.column(column), where=where, column=column)

@@ -40,11 +40,13 @@ def _labels_and_scores(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
     bad_labels = ~np.isin(labels, (0, 1))
     if bad_labels.any():
         row = int(np.flatnonzero(bad_labels)[0])
-        raise ValueError(f"y_true must hold 0/1 labels; row {row} is {labels[row]!r}")
+        raise ValueError(f"y_true must hold 0/1 labels; row {row} is {labels[row].item()!r}")
     bad_scores = ~np.isfinite(scores) | (scores < 0.0) | (scores > 1.0)
     if bad_scores.any():
         row = int(np.flatnonzero(bad_scores)[0])
-        raise ValueError(f"y_score must hold probabilities in [0, 1]; row {row} is {scores[row]!r}")
+        raise ValueError(
+            f"y_score must hold probabilities in [0, 1]; row {row} is {scores[row].item()!r}"
+        )
     return labels.astype(np.int64), scores
 
 

@@ -147,7 +147,9 @@ def test_code_dir_of_the_model_serves_as_a_top_level_module(
     """What the serving container does: code/ on sys.path, `import inference`."""
     code_dir = trained_run["model_dir"] / "code"
     monkeypatch.syspath_prepend(str(code_dir))
-    monkeypatch.delitem(sys.modules, "inference", raising=False)
+    # A fresh interpreter, as the container's: no handlers loaded by an earlier test.
+    for name in [n for n in sys.modules if n == "inference" or n.startswith("_headrace_serving")]:
+        monkeypatch.delitem(sys.modules, name)
     try:
         inference = importlib.import_module("inference")
         assert inference.__file__ == str(code_dir / "inference.py")
