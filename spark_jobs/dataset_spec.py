@@ -130,6 +130,17 @@ class PiiSpec:
     keep_last: int = 0
     lowercase: bool = False
 
+    @property
+    def detect_search(self) -> str:
+        """``detect`` as the Java regex to search text with (see :func:`search_pattern`)."""
+        return search_pattern(self.detect)
+
+    @property
+    def detect_partial(self) -> str:
+        """A Java regex finding a cut-off value of this kind at the end of a text (see
+        :func:`partial_detect_pattern`): what a truncated line leaves, e.g. ``+1-555-37``."""
+        return partial_detect_pattern(self.detect)
+
 
 @dataclass(frozen=True)
 class ColumnSpec:
@@ -637,6 +648,12 @@ class _Validator:
             )
             return None
         detect = self.regex(f"{where}.detect", spec.get("detect"))
+        if detect is not None:
+            try:
+                partial_detect_pattern(detect)
+            except ValueError as error:
+                self.fail(f"{where}.detect", str(error))
+                detect = None
         output = spec.get("output")
         if treatment == "hash":
             output = self.name(
@@ -792,3 +809,165 @@ class _Validator:
             ratios=tuple(ratios),
             sensitive_groups=sensitive_groups,
         )
+
+
+# --- partial PII: a value of a PII column's kind, cut off at the end of a text -------------------
+
+# A cut-off value shorter than this is not scrubbed: it identifies no one, and a shorter bound
+# would scrub the last number of every truncated line.
+PARTIAL_MIN_CHARS = 4
+_CATEGORIES = {
+    "CATEGORY_DIGIT": r"\d",
+    "CATEGORY_NOT_DIGIT": r"\D",
+    "CATEGORY_WORD": r"\w",
+    "CATEGORY_NOT_WORD": r"\W",
+    "CATEGORY_SPACE": r"\s",
+    "CATEGORY_NOT_SPACE": r"\S",
+}
+_ANCHORS = {
+    "AT_BOUNDARY": r"\b",
+    "AT_NON_BOUNDARY": r"\B",
+    "AT_BEGINNING": "^",
+    "AT_BEGINNING_STRING": r"\A",
+    "AT_END": "$",
+    "AT_END_STRING": r"\z",
+}
+
+
+def partial_detect_pattern(detect: str) -> str:
+    """A Java regex matching, at the end of a text and from the start of a token, a prefix of at
+    least :data:`PARTIAL_MIN_CHARS` characters of some match of ``detect``.
+
+    A truncated line ends in the middle of a value (``+1-555-37``, ``corpus.us``) that the full
+    ``detect`` regex no longer finds. The prefix language of a regex is regular too: for a
+    sequence ``e1 … en`` it is ``e1 … e(k-1)`` followed by a prefix of ``ek``, for some ``k``;
+    a repeat ``X{m,n}`` contributes ``X{0,n-1}`` then a prefix of ``X``. Built from Python's
+    parse of ``detect`` and written back in syntax Java and Python read alike; :class:`ValueError`
+    names a construct it cannot take (lookarounds, back references, inline flags).
+    """
+    import re._parser as sre  # the standard library's regex parser (sre_parse before 3.11)
+
+    try:
+        parsed = sre.parse(re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", detect))
+    except re.error as error:
+        raise ValueError(f"is not a valid regex: {error}") from None
+    prefixes = _prefix_of(list(parsed), sre)
+    # It starts a token (a cut-off value starts where the value did) and runs to the end.
+    return f"(?<![A-Za-z0-9])(?=[^\\n]{{{PARTIAL_MIN_CHARS}}})(?:{prefixes})$"
+
+
+def search_pattern(detect: str) -> str:
+    """``detect`` guarded so that searching a long text with it takes linear time.
+
+    A pattern opening with an unbounded run (``[A-Za-z0-9._%+-]+@…``) searched in a 200,000
+    character word re-scans the word from each of its positions: quadratic, minutes per record.
+    A match of such a pattern can only start where the previous match ended (``\\G``) or where
+    the run starts (the character before is not in it): anywhere else, starting one character
+    earlier would match too, and the search takes the leftmost. So the guard changes no match.
+    """
+    import re._parser as sre
+
+    parsed = list(sre.parse(re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", detect)))
+    if parsed and str(parsed[0][0]) in ("MAX_REPEAT", "POSSESSIVE_REPEAT"):
+        _, high, sub = parsed[0][1]
+        sub = list(sub)
+        if high == sre.MAXREPEAT and len(sub) == 1 and str(sub[0][0]) in ("IN", "LITERAL"):
+            atom = _emit(sub, sre)
+            return f"(?:\\G|(?<!{atom})){detect}"
+    return detect
+
+
+def _regex_char(code: int) -> str:
+    char = chr(code)
+    if char.isascii() and char.isalnum():
+        return char
+    if code < 128:
+        return "\\" + char  # Java and Python both take a backslash before any non-letter
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    raise ValueError(f"cannot derive a partial-value detector: character U+{code:X} in a class")
+
+
+def _emit(items: list, sre) -> str:
+    return "".join(_emit_item(op, av, sre) for op, av in items)
+
+
+def _atom(items: list, sre) -> str:
+    """``items`` as something a quantifier can follow."""
+    text = _emit(items, sre)
+    if len(items) == 1 and str(items[0][0]) in ("LITERAL", "NOT_LITERAL", "IN", "ANY"):
+        return text
+    return f"(?:{text})"
+
+
+def _emit_item(op, av, sre) -> str:
+    name = str(op)
+    if name == "LITERAL":
+        return _regex_char(av)
+    if name == "NOT_LITERAL":
+        return f"[^{_regex_char(av)}]"
+    if name == "ANY":
+        return "."
+    if name == "IN":
+        parts = []
+        for sub_op, sub_av in av:
+            sub = str(sub_op)
+            if sub == "NEGATE":
+                parts.append("^")
+            elif sub == "LITERAL":
+                parts.append(_regex_char(sub_av))
+            elif sub == "RANGE":
+                parts.append(f"{_regex_char(sub_av[0])}-{_regex_char(sub_av[1])}")
+            elif sub == "CATEGORY" and str(sub_av) in _CATEGORIES:
+                parts.append(_CATEGORIES[str(sub_av)])
+            else:
+                raise ValueError(f"cannot derive a partial-value detector: {sub} in a class")
+        return "[" + "".join(parts) + "]"
+    if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+        low, high, sub = av
+        bound = f"{{{low},}}" if high == sre.MAXREPEAT else f"{{{low},{high}}}"
+        return _atom(list(sub), sre) + bound
+    if name in ("SUBPATTERN", "ATOMIC_GROUP"):
+        sub = av[-1] if name == "SUBPATTERN" else av
+        if name == "SUBPATTERN" and (av[1] or av[2]):
+            raise ValueError("cannot derive a partial-value detector: inline flags")
+        return f"(?:{_emit(list(sub), sre)})"
+    if name == "BRANCH":
+        return "(?:" + "|".join(_emit(list(seq), sre) for seq in av[1]) + ")"
+    if name == "AT" and str(av) in _ANCHORS:
+        return _ANCHORS[str(av)]
+    raise ValueError(f"cannot derive a partial-value detector: {name} is not supported")
+
+
+def _prefix_of(items: list, sre) -> str:
+    """A regex for every prefix (empty and whole included) of a match of the sequence."""
+    alternatives = [
+        _emit(items[:k], sre) + _prefix_of_item(op, av, sre) for k, (op, av) in enumerate(items)
+    ]
+    alternatives = [a for a in dict.fromkeys(alternatives) if a]
+    if not alternatives:
+        return ""
+    return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+
+
+def _prefix_of_item(op, av, sre) -> str:
+    name = str(op)
+    if name in ("LITERAL", "NOT_LITERAL", "IN", "ANY"):
+        return _emit_item(op, av, sre) + "?"
+    if name == "AT":
+        _emit_item(op, av, sre)  # refuses what it cannot write
+        return ""
+    if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+        _, high, sub = av
+        if high == 0:
+            return ""
+        atom = _atom(list(sub), sre)
+        inner = _prefix_of(list(sub), sre)
+        head = f"{atom}*" if high == sre.MAXREPEAT else f"{atom}{{0,{high - 1}}}"
+        return f"{head}(?:{inner})" if inner else head
+    if name in ("SUBPATTERN", "ATOMIC_GROUP"):
+        _emit_item(op, av, sre)  # refuses inline flags
+        return _prefix_of(list(av[-1] if name == "SUBPATTERN" else av), sre)
+    if name == "BRANCH":
+        return "(?:" + "|".join(_prefix_of(list(seq), sre) for seq in av[1]) + ")"
+    raise ValueError(f"cannot derive a partial-value detector: {name} is not supported")

@@ -15,13 +15,19 @@ before anything is committed. A file that cannot be read at all (a truncated gzi
 naming it; it is never skipped. Records are parsed as strings with ``mode=PERMISSIVE`` and a
 corrupt-record column (never ``DROPMALFORMED``), then cast and checked column by column, so a
 bad value is quarantined under a reason naming its column (``type_mismatch:tenure_months``).
+A CSV file is read line by line (a stray quote spoils only its line) unless it holds a quoted
+field with a line break, then record by record (:class:`QuotedLineScanner`). A file without a
+single record (header only, blank lines, an empty gzip) gives a committed day of zero rows.
+The key of a line that did not parse is null (its fields cannot be trusted), and its raw text is
+scrubbed of whole PII values and of one cut off at its end (``…,+1-555-37``).
 
 Writes are atomic and idempotent: each zone is written to a staging folder, then swapped into
 place (``renameat2(RENAME_EXCHANGE)`` locally; on S3 the new files go in beside the old ones under
 names that carry their content hash, and the manifest, one object, is the commit point), so a run
 killed half-way leaves the previous partition readable, and a re-run rewrites the same bytes (one
-curated file per input split with rows in input order, quarantine sorted, content-addressed file
-names, no clocks or run ids in any output). Readers read exactly the files a partition's manifest
+curated file per input split with rows in input order, quarantine sorted, Parquet footers made
+canonical (:func:`canonical_parquet_footer`), content-addressed file names, no clocks or run ids
+in any output), in this process or another. Readers read exactly the files a partition's manifest
 names (:func:`partition_files`). Deduplication never shuffles the full data: only keys seen twice
 are ranked.
 
@@ -101,6 +107,11 @@ LANDING_SUFFIXES = {
     ".ndjson.gz": ("jsonl", "gzip"),
 }
 MIN_SALT_LENGTH = 16
+# univocity's default column limit: a line with more fields fails the task, not the record, so
+# files with wider lines are read with a higher limit (it sizes a per-task array); past this
+# bound the job refuses the file by name instead of allocating for it.
+CSV_DEFAULT_MAX_COLUMNS = 20_480
+MAX_CSV_FIELDS = 5_000_000
 
 # Strings a producer should never send: invalid UTF-8 (decoded as U+FFFD), NUL and other control
 # characters (tab is fine). Java regex syntax: Spark evaluates it.
@@ -408,6 +419,7 @@ def finalize_output_files(
         match = _PART_FILE.match(name)
         if not match:
             raise IngestError(f"unexpected file {relative!r} in staged output {staged_uri}")
+        canonicalize_parquet(fs, uri)
         digest, size = _sha256_of(fs, uri)
         stem = f"{match.group(1)}-{match.group(2)}"
         extension = ".snappy.parquet" if ".snappy." in name else ".parquet"
@@ -420,6 +432,154 @@ def finalize_output_files(
             entry["rows"] = rows.get(stem, 0)
         entries.append(entry)
     return sorted(entries, key=lambda entry: entry["path"])
+
+
+# --- deterministic Parquet footers ------------------------------------------------------------
+#
+# parquet-mr (1.13, Spark 3.5) writes each column chunk's ``encodings`` from a HashSet of enums,
+# whose iteration order follows identity hash codes: it differs from one JVM to the next, so the
+# same rows written by two runs differ in a few footer bytes (measured: 42 bytes of a 104 KB file,
+# all in reordered encoding lists). Sorting those lists makes the bytes a function of the data;
+# the list keeps its length, so the footer is patched in place.
+
+_THRIFT_STOP, _THRIFT_LIST, _THRIFT_SET, _THRIFT_MAP, _THRIFT_STRUCT = 0, 9, 10, 11, 12
+# FileMetaData.row_groups(4)[] → RowGroup.columns(1)[] → ColumnChunk.meta_data(3) →
+# ColumnMetaData.encodings(2): the lists to sort.
+_ENCODINGS_PATH = (4, 1, 3, 2)
+
+
+class _Thrift:
+    """Just enough of Thrift's compact protocol to walk a Parquet footer."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.lists: list[list[tuple[int, int]]] = []  # (start, end) of each element
+
+    def varint(self) -> int:
+        shift = result = 0
+        while True:
+            byte = self.data[self.pos]
+            self.pos += 1
+            result |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return result
+            shift += 7
+
+    def value(self, kind: int, path: tuple[int, ...]) -> None:
+        if kind in (1, 2):  # a boolean field carries its value in its type
+            return
+        if kind == 3:
+            self.pos += 1
+        elif kind in (4, 5, 6):
+            self.varint()
+        elif kind == 7:
+            self.pos += 8
+        elif kind == 8:
+            length = self.varint()  # read first: it moves pos
+            self.pos += length
+        elif kind in (_THRIFT_LIST, _THRIFT_SET):
+            header = self.data[self.pos]
+            self.pos += 1
+            size, element = header >> 4, header & 0x0F
+            if size == 15:
+                size = self.varint()
+            items = []
+            for _ in range(size):
+                start = self.pos
+                if element in (1, 2):
+                    self.pos += 1  # booleans inside a list are one byte each
+                else:
+                    self.value(element, path)
+                items.append((start, self.pos))
+            if path == _ENCODINGS_PATH and element == 5:
+                self.lists.append(items)
+        elif kind == _THRIFT_MAP:
+            size = self.varint()
+            if size:
+                types = self.data[self.pos]
+                self.pos += 1
+                for _ in range(size):
+                    self.value(types >> 4, ())
+                    self.value(types & 0x0F, ())
+        elif kind == _THRIFT_STRUCT:
+            self.struct(path)
+        else:
+            raise ValueError(f"unknown thrift type {kind} at byte {self.pos}")
+
+    def struct(self, path: tuple[int, ...] = ()) -> None:
+        field_id = 0
+        while True:
+            header = self.data[self.pos]
+            self.pos += 1
+            kind = header & 0x0F
+            if kind == _THRIFT_STOP:
+                return
+            delta = header >> 4
+            if delta:
+                field_id += delta
+            else:
+                raw = self.varint()
+                field_id = (raw >> 1) ^ -(raw & 1)
+            self.value(kind, (*path, field_id))
+
+
+def canonical_parquet_footer(footer: bytes) -> bytes:
+    """The footer with every column chunk's ``encodings`` list in ascending order."""
+    reader = _Thrift(footer)
+    reader.struct()
+    out = bytearray(footer)
+    for items in reader.lists:
+        if not items:
+            continue
+        chunks = []
+        for start, end in items:
+            raw = _Thrift(footer[start:end]).varint()
+            chunks.append(((raw >> 1) ^ -(raw & 1), footer[start:end]))
+        first, last = items[0][0], items[-1][1]
+        out[first:last] = b"".join(chunk for _, chunk in sorted(chunks))
+    return bytes(out)
+
+
+def canonicalize_parquet(fs: LocalFS | S3FS, uri: str) -> None:
+    """Rewrite a Parquet file's footer in canonical form (see :func:`canonical_parquet_footer`).
+
+    A file without a Parquet footer is left as it is: it has no encoding lists to order.
+    """
+    if isinstance(fs, LocalFS):
+        with open(fs.path(uri), "r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size < 12:
+                return
+            handle.seek(size - 8)
+            length = _footer_length(handle.read(8), size)
+            if length is None:
+                return
+            handle.seek(size - 8 - length)
+            footer = handle.read(length)
+            fixed = canonical_parquet_footer(footer)
+            if fixed != footer:
+                handle.seek(size - 8 - length)
+                handle.write(fixed)
+        return
+    # S3 objects cannot be patched: the (already staged) object is read and written back.
+    with fs.open(uri) as handle:
+        data = handle.read()
+    length = _footer_length(data[-8:], len(data))
+    if length is None:
+        return
+    footer = data[-8 - length : -8]
+    fixed = canonical_parquet_footer(footer)
+    if fixed != footer:
+        fs.write_bytes(uri, data[: -8 - length] + fixed + data[-8:])
+
+
+def _footer_length(tail: bytes, size: int) -> int | None:
+    """The footer length a Parquet file's last 8 bytes give, or None if they are not Parquet's."""
+    if len(tail) != 8 or tail[4:] != b"PAR1":
+        return None
+    length = int.from_bytes(tail[:4], "little")
+    return length if 0 < length <= size - 12 else None
 
 
 def _sha256_of(fs: LocalFS | S3FS, uri: str) -> tuple[str, int]:
@@ -578,6 +738,12 @@ class InputFile:
     sha256: str = ""
     uncompressed_bytes: int = 0
     physical_lines: int = 0
+    # Records whose quoted field spans lines (RFC 4180): the file is read record-wise, not
+    # line-wise, so each is one record (see QuotedLineScanner).
+    multiline_records: int = 0
+    # Delimiters on the file's widest line: past the CSV parser's column limit, one such line
+    # would fail the whole job (see read_landing).
+    max_delimiters: int = 0
     layout: Layout = field(default_factory=Layout)
 
     @property
@@ -648,6 +814,7 @@ def inspect_input(fs: LocalFS | S3FS, item: InputFile, spec: DatasetSpec) -> Non
     lines = 0
     last_byte = b"\n"
     decompressor = zlib.decompressobj(wbits=31) if item.compression == "gzip" else None
+    scanner = QuotedLineScanner(spec) if item.fmt == "csv" else None
     try:
         with fs.open(item.uri) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -659,6 +826,8 @@ def inspect_input(fs: LocalFS | S3FS, item: InputFile, spec: DatasetSpec) -> Non
                     decompressor = data[1]
                     data = data[0]
                 lines += data.count(b"\n")
+                if scanner is not None:
+                    scanner.feed(data)
                 last_byte = data[-1:] or last_byte
                 item.uncompressed_bytes += len(data)
                 if len(head) < 65536:
@@ -675,6 +844,123 @@ def inspect_input(fs: LocalFS | S3FS, item: InputFile, spec: DatasetSpec) -> Non
     # A last line without a terminator is a line too.
     item.physical_lines = lines + (0 if last_byte == b"\n" else 1)
     item.layout = sniff_layout(bytes(head), item.fmt, spec)
+    if scanner is not None:
+        item.multiline_records = scanner.finish()
+        item.max_delimiters = scanner.max_delimiters
+        if item.max_delimiters > MAX_CSV_FIELDS:
+            raise IngestError(
+                f"landing file {item.uri} has a line of {item.max_delimiters + 1} fields, more "
+                f"than the {MAX_CSV_FIELDS} the job reads; split or fix the file"
+            )
+
+
+class QuotedLineScanner:
+    """Counts the records of a CSV file whose quoted field holds a line break.
+
+    Spark reads a file either line-wise (splittable; a stray quote spoils only its own line) or
+    record-wise (``multiLine``: one task per file, and a stray quote swallows the lines up to the
+    next quote). Files are read line-wise unless this finds a real multi-line record: a line
+    with an odd number of quotes, closed by a later one (within :attr:`MAX_LINES`), the lines
+    between parsing as exactly one record of the header's width. Only lines holding a quote
+    are looked at, so a file without quotes costs one ``bytes.find`` per block.
+    """
+
+    MAX_LINES = 100
+    # A line shorter than this cannot hold more fields than the CSV parser's default limit.
+    LONG_LINE = 20_000
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.spec = spec
+        self.delimiter = spec.csv_delimiter.encode()
+        # Delimiters on the widest line (an upper bound of its fields, minus one), and so far on
+        # the line a block ended in.
+        self.max_delimiters = 0
+        self._line_delimiters = 0
+        self.quote = spec.csv_quote.encode()
+        # With another escape character a quote's parity says nothing: such files stay line-wise.
+        self.enabled = bool(self.quote) and spec.csv_escape == spec.csv_quote
+        self.carry = b""
+        self.width: int | None = None
+        self.open: list[bytes] | None = None
+        self.records = 0
+
+    def feed(self, data: bytes) -> None:
+        self._track_width(data)
+        if not self.enabled:
+            return
+        data = self.carry + data
+        cut = data.rfind(b"\n") + 1
+        complete, self.carry = data[:cut], data[cut:]
+        pos = 0
+        while pos < len(complete):
+            if self.open is None and self.width is not None:
+                found = complete.find(self.quote, pos)
+                if found < 0:
+                    return
+                pos = complete.rfind(b"\n", pos, found) + 1 or pos
+            end = complete.find(b"\n", pos) + 1
+            self.line(complete[pos:end])
+            pos = end
+
+    def _track_width(self, data: bytes) -> None:
+        parts = data.split(b"\n")
+        self._line_delimiters += parts[0].count(self.delimiter)
+        if len(parts) == 1:
+            return
+        widest = self._line_delimiters
+        if max(map(len, parts)) > self.LONG_LINE:
+            long_lines = (part for part in parts[1:-1] if len(part) > self.LONG_LINE)
+            widest = max([widest, *(part.count(self.delimiter) for part in long_lines)])
+        self.max_delimiters = max(self.max_delimiters, widest)
+        self._line_delimiters = parts[-1].count(self.delimiter)
+
+    def finish(self) -> int:
+        self.max_delimiters = max(self.max_delimiters, self._line_delimiters)
+        if self.enabled and self.carry:
+            self.line(self.carry)
+        return self.records
+
+    def line(self, line: bytes) -> None:
+        if self.width is None:
+            if line.strip():
+                self.width = len(self._fields(line) or [])
+            return
+        if self.open is None:
+            if line.count(self.quote) % 2:
+                self.open = [line]
+            return
+        self.open.append(line)
+        if line.count(self.quote) % 2:
+            lines, self.open = self.open, None
+            fields = self._fields(b"".join(lines))
+            if fields is not None and len(fields) == self.width:
+                self.records += 1
+                return
+            # Not a record: the first line had a stray quote. Read on from the line after it.
+            for rest in lines[1:]:
+                self.line(rest)
+        elif len(self.open) > self.MAX_LINES:
+            lines, self.open = self.open, None
+            for rest in lines[1:]:
+                self.line(rest)
+
+    def _fields(self, text: bytes) -> list[str] | None:
+        """The fields of ``text`` if it is exactly one well-formed CSV record, else None."""
+        import csv
+        import io
+
+        reader = csv.reader(
+            io.StringIO(text.decode("utf-8", errors="replace").lstrip("\ufeff"), newline=""),
+            delimiter=self.spec.csv_delimiter,
+            quotechar=self.spec.csv_quote,
+            doublequote=True,
+            strict=True,
+        )
+        try:
+            rows = [row for row in reader if row]
+        except csv.Error:
+            return None
+        return rows[0] if len(rows) == 1 else None
 
 
 def _gunzip_block(decompressor, block: bytes, uri: str):
@@ -751,7 +1037,12 @@ def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
     for item in inputs:
         if item.empty:
             continue
-        signature = (item.fmt, tuple(item.layout.source_columns), item.layout.header_mismatch)
+        signature = (
+            item.fmt,
+            tuple(item.layout.source_columns),
+            item.layout.header_mismatch,
+            item.multiline_records > 0,
+        )
         groups[signature if item.fmt == "csv" else ("jsonl",)].append(item)
 
     frames = []
@@ -777,7 +1068,13 @@ def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
             ]
             schema = T.StructType([*fields, T.StructField(CORRUPT_COLUMN, T.StringType())])
             frame = _csv_reader(
-                spark, spec, schema, sep=spec.csv_delimiter, quote=spec.csv_quote
+                spark,
+                spec,
+                schema,
+                sep=spec.csv_delimiter,
+                quote=spec.csv_quote,
+                multiline=signature[3],
+                max_columns=max(item.max_delimiters for item in items) + 2,
             ).load(paths)
             values = {
                 name: F.col(f"c{layout.mapping[name]}")
@@ -848,7 +1145,9 @@ def _quiet_header_check(spark) -> None:
         pass
 
 
-def _csv_reader(spark, spec: DatasetSpec, schema, *, sep: str, quote: str):
+def _csv_reader(
+    spark, spec: DatasetSpec, schema, *, sep: str, quote: str, multiline=False, max_columns=0
+):
     _quiet_header_check(spark)
     return (
         spark.read.format("csv")
@@ -858,12 +1157,14 @@ def _csv_reader(spark, spec: DatasetSpec, schema, *, sep: str, quote: str):
         .option("enforceSchema", "true")
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
-        # One physical line is one record: a stray quote can only spoil its own line.
-        .option("multiLine", "false")
+        # One physical line is one record, so a stray quote can only spoil its own line, unless
+        # the file holds quoted line breaks (QuotedLineScanner): then one record is one record.
+        .option("multiLine", "true" if multiline else "false")
         .option("sep", sep)
         .option("quote", quote)
         .option("escape", spec.csv_escape if quote else "\\")
         .option("encoding", "UTF-8")
+        .option("maxColumns", str(max(CSV_DEFAULT_MAX_COLUMNS, max_columns)))
     )
 
 
@@ -883,16 +1184,20 @@ def _cast(column: ColumnSpec):
     if column.type == "string":
         return raw
     cast = raw.cast(_SPARK_TYPES[column.type])
+    # The cast strips every character up to U+0020 from both ends (NUL and other controls
+    # included), so "58\x00" would read as 58: a value must start and end with a printable
+    # character. A control character inside a value already makes the cast fail.
+    clean_edges = (F.ascii(raw) > 32) & (F.ascii(F.substring(raw, -1, 1)) > 32)
     if column.type in ("int", "long"):
-        return F.when(F.instr(raw, ".") == 0, cast)
+        return F.when(clean_edges & (F.instr(raw, ".") == 0), cast)
     if column.type == "date":
         shaped = (
             (F.length(raw) == 10)
             & (F.substring(raw, 5, 1) == "-")
             & (F.substring(raw, 8, 1) == "-")
         )
-        return F.when(shaped, cast)
-    return cast
+        return F.when(clean_edges & shaped, cast)
+    return F.when(clean_edges, cast)
 
 
 def _typed(column: ColumnSpec):
@@ -921,7 +1226,7 @@ def _bound(value: Any, column: ColumnSpec, ds: date, *, upper: bool):
 
 
 def _pii_detect_pattern(spec: DatasetSpec) -> str | None:
-    patterns = [c.pii.detect for c in spec.pii_columns if c.pii]
+    patterns = [c.pii.detect_search for c in spec.pii_columns if c.pii]
     return "|".join(f"(?:{p})" for p in patterns) if patterns else None
 
 
@@ -1048,8 +1353,27 @@ def _scrubbed(text, spec: DatasetSpec):
     from pyspark.sql import functions as F
 
     for column in spec.pii_columns:
-        text = F.regexp_replace(text, column.pii.detect, f"[pii:{column.name}]")
+        text = F.regexp_replace(text, column.pii.detect_search, f"[pii:{column.name}]")
     return text
+
+
+def _scrubbed_line(text, spec: DatasetSpec):
+    """A line that did not parse, scrubbed: whole PII values, then a value of a PII kind cut off
+    at the end of the line (a truncated record ends in one: ``…,+1-555-37``)."""
+    from pyspark.sql import functions as F
+
+    # Control characters go first: a UTF-16 file read as UTF-8 puts a NUL between every two
+    # characters, which hides every value from the detect regexes but not from a reader.
+    controls = "[\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F]"
+    text = _scrubbed(F.regexp_replace(text, controls, ""), spec)
+    # Only the line's tail can end in a cut-off value; searching just the tail keeps a hostile
+    # line of any length from costing more than that.
+    tail_chars = 256
+    cut = F.greatest(F.length(text) - tail_chars, F.lit(0))
+    tail = text.substr(cut + 1, F.lit(tail_chars))
+    for column in spec.pii_columns:
+        tail = F.regexp_replace(tail, column.pii.detect_partial, f"[pii:{column.name}]")
+    return F.concat(text.substr(F.lit(1), cut), tail)
 
 
 def _record_json(spec: DatasetSpec, salt_sql: str, value) -> Any:
@@ -1085,7 +1409,10 @@ def invalid_record_columns(spec: DatasetSpec, salt_sql: str) -> list:
             F.struct(*(_raw(n).alias(n) for n in spec.column_names)), {"ignoreNullFields": "false"}
         ),
     )
-    redacted = F.coalesce(F.col("_corrupt"), _record_json(spec, salt_sql, lambda c: _raw(c.name)))
+    redacted = F.coalesce(
+        _scrubbed_line(F.col("_corrupt"), spec),
+        _scrubbed(_record_json(spec, salt_sql, lambda c: _raw(c.name)), spec),
+    )
     # A malformed line's fields are shifted: its "key" could be anyone's email. Keys are only
     # given for records that parsed, and scrubbed like the raw record all the same.
     parsed = F.col("_corrupt").isNull() & ~F.array_contains(
@@ -1095,7 +1422,7 @@ def invalid_record_columns(spec: DatasetSpec, salt_sql: str) -> list:
         parsed, F.concat_ws("|", *(F.coalesce(_raw(k), F.lit("")) for k in spec.primary_key))
     )
     return [
-        F.when(invalid, _scrubbed(redacted, spec)).alias("_q_record"),
+        F.when(invalid, redacted).alias("_q_record"),
         F.when(invalid, _salted_sha256(original, salt_sql)).alias("_q_record_sha256"),
         F.when(invalid, _scrubbed(key, spec)).alias("_q_key"),
     ]
@@ -1118,7 +1445,10 @@ def quarantine_columns(spec: DatasetSpec, salt_sql: str) -> list:
         F.col("_format").alias("source_format"),
         F.col("_reason").alias("reason"),
         F.col("_reasons").alias("reasons"),
-        F.coalesce(F.col("_q_key"), typed_key).alias("record_key"),
+        # A valid record (a duplicate) keys by its typed key; an invalid one by the scrubbed key
+        # computed while validating, which is null for a line that did not parse: its fields are
+        # shifted, so a "key" taken from them could be the whole raw line, PII and all.
+        F.when(F.col("_valid"), typed_key).otherwise(F.col("_q_key")).alias("record_key"),
         F.coalesce(F.col("_q_record"), _scrubbed(typed_record, spec)).alias("raw_record"),
         F.coalesce(F.col("_q_record_sha256"), _salted_sha256(typed_record, salt_sql)).alias(
             "raw_record_sha256"
@@ -1334,7 +1664,6 @@ def run_ingest(
 ) -> IngestResult:
     """Ingest one logical date; see the module docstring. Returns the committed manifest."""
     from pyspark import StorageLevel
-    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     logical_date = _parse_ds(ds)
@@ -1387,14 +1716,16 @@ def run_ingest(
         stats: dict[str, Counter] = defaultdict(Counter)
         part_rows: Counter = Counter()
         if raw_df is not None:
-            observed = Observation(f"ingest_{token}")
-            raw_df = raw_df.observe(observed, F.count(F.lit(1)).alias("rows"))
             with timer("validate"):
                 validated = validate(raw_df, spec, logical_date, salt_sql).persist(
                     StorageLevel.MEMORY_AND_DISK
                 )
                 cached.append(validated)
-                validated.select(F.count_if("_valid")).collect()
+                # The action that fills the cache also counts what the reader produced (one row
+                # per record, row-local so far). Not an Observation: when no record flows, AQE
+                # replaces the empty stage and the observed metrics never arrive, so
+                # Observation.get waits forever (a header-only or blank file hung the job).
+                observed_rows = validated.select(F.count(F.lit(1))).collect()[0][0]
             with timer("deduplicate"):
                 losers = deduplication_losers(validated, spec).persist(StorageLevel.MEMORY_AND_DISK)
                 cached.append(losers)
@@ -1411,7 +1742,6 @@ def run_ingest(
                 else:
                     stats[key]["rows_quarantined"] += row["count"]
                     stats[key][f"reason:{row['_reason']}"] += row["count"]
-            observed_rows = observed.get.get("rows", 0)
         else:
             observed_rows = 0
         manifest = build_manifest(spec, ds, landing_dir, inputs, ignored, stats, observed_rows)
@@ -1555,6 +1885,7 @@ def build_manifest(
             "sha256": item.sha256,
             "uncompressed_bytes": item.uncompressed_bytes,
             "physical_lines": item.physical_lines,
+            "multiline_records": item.multiline_records,
             "layout": item.layout.as_dict(),
             "rows_read": counts["rows_read"],
             "rows_accepted": counts["rows_accepted"],

@@ -37,7 +37,8 @@ DS = "2026-02-01"
 EXPECTED: dict[str, tuple[int, int, dict[str, int]] | None] = {
     "a_bom.csv": (3, 3, {}),
     "b_nul_bytes.csv": (3, 1, {"bad_encoding:device_model": 1, "type_mismatch:tenure_months": 1}),
-    "c_embedded_newline.csv": (3, 1, {"malformed_record": 2}),
+    # RFC 4180: one record (its line break is a control character in free text).
+    "c_embedded_newline.csv": (2, 1, {"bad_encoding:device_model": 1}),
     "d_semicolon.csv": (2, 0, {"header_mismatch": 2}),
     "e_formula.csv": (6, 1, {"formula_injection:device_model": 4, "pii_detected:device_model": 1}),
     "f_nonfinite.csv": (
@@ -120,7 +121,7 @@ def write_corpus(day_dir: Path) -> None:
     files["b_nul_bytes.csv"] = csv_text(
         [r(4), r(5, device_model="Pix\x00el"), r(6, tenure_months="5\x008")]
     ).encode()
-    # A quoted line break splits the record in two physical lines: both are malformed.
+    # A quoted line break: two physical lines, one record.
     files["c_embedded_newline.csv"] = csv_text([r(7), r(8, device_model="Pixel\n8 Pro")]).encode()
     files["d_semicolon.csv"] = (
         ";".join(COLUMNS)
