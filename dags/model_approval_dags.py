@@ -2,7 +2,8 @@
 ### Model approval DAGs, one per dataset
 
 For every dataset spec in `include/datasets/`, the `<dataset>_model_approval` DAG: a person
-approves or rejects a model version that waits for manual approval. Built by
+approves or rejects a model version that waits for manual approval, answering Airflow's
+human-in-the-loop request (*Required actions* in the UI). Built by
 `include/pipelines/model_approval.py`; each DAG's own docs in the Airflow UI say more.
 """
 

@@ -61,6 +61,15 @@ def model_asset(dataset: str) -> Asset:
     return Asset(name=f"{dataset}_model", uri=f"{get_settings().zone_uri('models')}/{dataset}")
 
 
+def model_pending_asset(dataset: str) -> Asset:
+    """A version of ``dataset``'s model registered as waiting for a person's approval; the
+    event's extra names it (``{"version": "3"}``) and schedules ``<dataset>_model_approval``."""
+    return Asset(
+        name=f"{dataset}_model_pending_approval",
+        uri=f"{get_settings().zone_uri('models')}/{dataset}/pending_approval",
+    )
+
+
 def predictions_asset(dataset: str) -> Asset:
     """Batch predictions of ``dataset``'s approved model, partitioned by ds."""
     return Asset(

@@ -355,3 +355,121 @@ def update_card_approval(card_uri: str, version) -> tuple[str, str]:
         status=version.approval, reason=version.approval_reason, approver=version.approver
     )
     return write_model_card(card, card_uri.removesuffix(".json"))
+
+
+# The metrics the approval request compares, in the order a reviewer reads them.
+_APPROVAL_METRICS = (
+    "roc_auc",
+    "f1",
+    "precision",
+    "recall",
+    "accuracy",
+    "log_loss",
+    "brier",
+    "calibration_ece",
+    "positive_rate",
+    "label_rate",
+    "rows",
+)
+# Neither better nor worse when they change: facts about the test split or the threshold.
+_NEUTRAL_METRICS = frozenset({"positive_rate", "label_rate", "rows"})
+_GAPS = (("positive_rate", "positive-rate gap"), ("recall", "recall gap"))
+
+
+def _change(name: str, new: Any, old: Any) -> str:
+    from include.model_selection import LOWER_IS_BETTER
+
+    if new is None or old is None:
+        return "n/a"
+    delta = float(new) - float(old)
+    if name == "rows":
+        return f"{int(delta):+d}"
+    if name in _NEUTRAL_METRICS or delta == 0:
+        return f"{delta:+.4f}"
+    better = delta < 0 if name in LOWER_IS_BETTER else delta > 0
+    return f"{delta:+.4f} ({'better' if better else 'worse'})"
+
+
+def _gap(card: Mapping[str, Any] | None, attribute: str, metric: str) -> str:
+    if card is None:
+        return "n/a (no card)"
+    gap = ((card.get("fairness") or {}).get(attribute) or {}).get(f"{metric}_difference") or {}
+    if gap.get("value") is None:
+        return "n/a"
+    flag = f" **over {LARGE_GROUP_GAP}**" if gap["value"] > LARGE_GROUP_GAP else ""
+    return f"{gap['value']:.4f} ({gap.get('highest')} vs {gap.get('lowest')}){flag}"
+
+
+def approval_summary(
+    challenger,
+    champion,
+    *,
+    challenger_card: Mapping[str, Any] | None,
+    champion_card: Mapping[str, Any] | None = None,
+) -> str:
+    """The model card summary a person reads before approving or rejecting a pending version
+    (Markdown, the body of the approval request in the Airflow UI).
+
+    :param challenger: the pending :class:`include.registry.ModelVersion`.
+    :param champion: the current champion's version, or None when there is none.
+    :param challenger_card: the challenger's card (:func:`build_model_card`), if written.
+    :param champion_card: the champion's card, for its group gaps.
+    """
+    name, version = challenger.dataset, challenger.version
+    keeps = f"version {champion.version} stays the champion" if champion else "no model serves"
+    out = [
+        f"**{name} model version {version}** waits for a decision. *Approve* makes it the "
+        f"champion that batch scoring uses; *Reject* keeps things as they are ({keeps}). "
+        "Say why in the reason: it is recorded in the registry with your name.",
+        "",
+        f"Why it was not approved automatically: {challenger.approval_reason or 'n/a'}",
+        "",
+        "#### Test metrics",
+        "",
+    ]
+    champion_metrics = champion.metrics if champion else {}
+    header = ["metric", f"version {version}"]
+    if champion:
+        header += [f"champion (version {champion.version})", "change"]
+    rows = []
+    for metric in _APPROVAL_METRICS:
+        new, old = challenger.metrics.get(metric), champion_metrics.get(metric)
+        if new is None and old is None:
+            continue
+        if metric == "rows":  # a count, stored as a float by the registry
+            new, old = (None if v is None else int(v) for v in (new, old))
+        rows.append([metric, new, old, _change(metric, new, old)] if champion else [metric, new])
+    out += [*_table(header, rows), ""]
+
+    attributes = sorted(
+        {
+            *((challenger_card or {}).get("fairness") or {}),
+            *((champion_card or {}).get("fairness") or {}),
+        }
+    )
+    out += ["#### Group gaps (test split)", ""]
+    if challenger_card is None:
+        out += [f"Version {version} has no model card yet, so its group gaps are unknown.", ""]
+    elif not attributes:
+        out += ["No sensitive attributes were configured.", ""]
+    else:
+        header = ["attribute", "gap", f"version {version}"]
+        if champion:
+            header.append(f"champion (version {champion.version})")
+        gap_rows = []
+        for attribute in attributes:
+            for metric, label in _GAPS:
+                row = [attribute, label, _gap(challenger_card, attribute, metric)]
+                if champion:
+                    row.append(_gap(champion_card, attribute, metric))
+                gap_rows.append(row)
+        out += [*_table(header, gap_rows), ""]
+
+    limitations = (challenger_card or {}).get("limitations") or []
+    if limitations:
+        out += ["#### Limitations (from the model card)", "", *(f"- {n}" for n in limitations), ""]
+    out += [
+        f"Model card: `{challenger.card_uri or 'not written'}`; model: `{challenger.model_uri}`; "
+        f"registry: `{challenger.registry_ref}`.",
+    ]
+    return "\n".join(out)

@@ -12,7 +12,9 @@ The champion of a dataset is its newest ``Approved`` version (SageMaker's conven
 picks the latest approved package by creation time). Rejecting the champion therefore rolls back
 to the previous approved version, on both backends. A new version is approved automatically when
 it beats the champion (:mod:`include.model_selection`); otherwise it waits for a person, who
-approves or rejects it with :func:`approve_pending_version` (the ``churn_model_approval`` DAG).
+approves or rejects it in the ``churn_model_approval`` DAG: Airflow's human-in-the-loop request
+(:func:`approval_request` writes its text), whose answer :func:`record_approval_response` records
+with :func:`approve_pending_version`.
 
 Why MLflow locally: it has a real registry (versions, tags, aliases) that runs in-process on a
 SQLite file, with no server to start, and its UI reads the same file when someone wants to look.
@@ -58,8 +60,19 @@ HEADLINE_METRICS = (
 _DATASET = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
+# The options of the human-in-the-loop approval request, and the status each one records.
+APPROVE_OPTION = "Approve"
+REJECT_OPTION = "Reject"
+STATUS_OF_OPTION = {APPROVE_OPTION: APPROVED, REJECT_OPTION: REJECTED}
+REASON_FIELD = "reason"
+
+
 class RegistryError(ValueError):
     """A registry request is invalid or names a version that does not exist."""
+
+
+class NotPendingError(RegistryError):
+    """The version is not waiting for manual approval (decided already, or approved on merit)."""
 
 
 @dataclass(frozen=True)
@@ -879,7 +892,7 @@ def approve_pending_version(
     decision: str = APPROVED,
     registry: ModelRegistry | None = None,
 ) -> dict[str, Any]:
-    """A person's decision on a version waiting for manual approval (``churn_model_approval``).
+    """A person's decision on a version waiting for manual approval.
 
     Only a ``PendingManualApproval`` version can be decided here, so a mistyped version number
     cannot silently demote the champion; the version's model card is rewritten with the
@@ -901,7 +914,7 @@ def approve_pending_version(
         # The same decision already recorded: a retried task whose first try got this far.
         return current.to_dict()
     if current.approval != PENDING:
-        raise RegistryError(
+        raise NotPendingError(
             f"{dataset} version {version} is {current.approval}, not {PENDING}: "
             "only a pending version can be decided here"
         )
@@ -913,3 +926,91 @@ def approve_pending_version(
 
         update_card_approval(updated.card_uri, updated)
     return updated.to_dict()
+
+
+def approval_request(
+    dataset: str, version: str, *, registry: ModelRegistry | None = None
+) -> dict[str, Any]:
+    """The subject and Markdown body of the request a person answers for a pending version.
+
+    The body is the model card's summary: test metrics of the version against the current
+    champion's, the group gaps of both, and the card's limitations (see
+    :func:`include.model_card.approval_summary`).
+
+    :raises NotPendingError: the version is not ``PendingManualApproval``.
+    """
+    from include.model_card import approval_summary
+
+    registry = registry or registry_for()
+    challenger = registry.get_version(dataset, str(version))
+    if challenger.approval != PENDING:
+        raise NotPendingError(
+            f"{dataset} version {version} is {challenger.approval}, not {PENDING}: "
+            "there is nothing to decide"
+        )
+    champion = registry.approved_version(dataset)
+    body = approval_summary(
+        challenger,
+        champion,
+        challenger_card=_read_card(challenger),
+        champion_card=_read_card(champion) if champion else None,
+    )
+    return {
+        "dataset": dataset,
+        "version": challenger.version,
+        "champion_version": champion.version if champion else None,
+        "subject": f"Approve {dataset} model version {challenger.version}?",
+        "body": body,
+    }
+
+
+def _read_card(version: ModelVersion) -> dict[str, Any] | None:
+    """The version's model card (JSON), or None when it has none yet."""
+    if not version.card_uri:
+        return None
+    from include.storage import storage_for
+
+    return json.loads(storage_for(version.card_uri).read_bytes(version.card_uri))
+
+
+def decision_of_response(response: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``(status, approver, reason)`` of the approval request's answer: the return value of
+    Airflow's ``HITLOperator`` (``chosen_options``, ``params_input``, ``responded_by_user``).
+
+    Refuses an answer nobody gave (a timeout's default), one option other than Approve or
+    Reject, or no reason: a registry decision always names who made it and why.
+    """
+    user = response.get("responded_by_user") or {}
+    approver = str(user.get("name") or "").strip()
+    if response.get("timedout") or not approver:
+        raise RegistryError(
+            "the approval request has no responding user (responded_by_user is empty): "
+            "nothing is decided without a person"
+        )
+    chosen = list(response.get("chosen_options") or [])
+    if len(chosen) != 1 or chosen[0] not in STATUS_OF_OPTION:
+        raise RegistryError(
+            f"chosen_options {chosen!r} must be exactly one of {', '.join(STATUS_OF_OPTION)}"
+        )
+    reason = (response.get("params_input") or {}).get(REASON_FIELD)
+    if not isinstance(reason, str) or not reason.strip():
+        raise RegistryError(
+            f"params_input.{REASON_FIELD} is empty: {approver} must say why the version is "
+            f"{STATUS_OF_OPTION[chosen[0]].lower()}"
+        )
+    return STATUS_OF_OPTION[chosen[0]], approver, reason.strip()
+
+
+def record_approval_response(
+    dataset: str,
+    version: str,
+    response: Mapping[str, Any],
+    *,
+    registry: ModelRegistry | None = None,
+) -> dict[str, Any]:
+    """Record the answer to the approval request on the version: the status, the person who
+    answered (``responded_by_user``) as the approver, and their reason; the card follows."""
+    status, approver, reason = decision_of_response(response)
+    return approve_pending_version(
+        dataset, str(version), approver, reason, decision=status, registry=registry
+    )

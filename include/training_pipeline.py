@@ -177,3 +177,18 @@ def register_job_model(
         code_version_id=code_version_of(settings, job),
         margin=margin,
     )
+
+
+def pending_approval_extra(registered: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The extra of the ``<dataset>_model_pending_approval`` asset event for a registration
+    (``register_job_model``'s result), or None when the version needs no person's approval."""
+    from include.registry import PENDING
+
+    if registered["approval"] != PENDING:
+        return None
+    return {
+        "dataset": registered["dataset"],
+        "version": registered["version"],
+        "champion_version": registered.get("champion_version"),
+        "reason": registered.get("reason", ""),
+    }

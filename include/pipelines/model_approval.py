@@ -1,25 +1,125 @@
 """DAG factory of the model-approval stage: a person's decision on a pending model version.
 
 ``model_approval_dag("churn")`` builds the DAG ``churn_model_approval`` (DAG ids are
-``<dataset>_<stage>``; ``dags/model_approval_dags.py`` builds one per dataset spec).
+``<dataset>_<stage>``; ``dags/model_approval_dags.py`` builds one per dataset spec). The person
+answers Airflow's human-in-the-loop request (the UI's *Required actions*, or the REST API's
+``hitlDetails``); the answer is recorded in the registry with who gave it and why.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, dag, get_current_context, task
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
 
-from include.assets import model_asset
-from include.dag_defaults import (
-    DEFAULT_ARGS,
-    START_DATE,
-    choice_param,
-    integer_param,
-    text_param,
-)
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import DAG, Param, dag, get_current_context, task
+
+from include.assets import model_asset, model_pending_asset
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, integer_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
+from include.registry import REASON_FIELD
 
 STAGE = "model_approval"
-DECISIONS = ["Approved", "Rejected"]
+DECIDE_TASK = "decide"
+REQUEST_TASK = "approval_request"
+TIMEOUT_PARAM = "response_timeout_minutes"
+# A week to answer by default; the request then fails and the version stays pending.
+DEFAULT_TIMEOUT_MINUTES = 7 * 24 * 60
+
+
+class ApprovalRequestError(ValueError):
+    """The run cannot tell which version to ask about."""
+
+
+def requested_version(
+    param_version: Any, triggering_asset_events: Mapping[Any, Iterable[Any]] | None
+) -> tuple[str, bool]:
+    """``(version, from_param)``: the ``version`` param if set, else the newest version the
+    triggering asset events name in their ``version`` extra.
+
+    One run may consume several events (two trainings registered pending versions before the
+    scheduler started it): the newest version is asked about; an older one can still be
+    decided by triggering the DAG by hand with its number.
+    """
+    if param_version is not None:
+        return str(int(param_version)), True
+    named = set()
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            version = (getattr(event, "extra", None) or {}).get("version")
+            if version is not None:
+                if not str(version).isdigit() or int(version) < 1:
+                    raise ApprovalRequestError(
+                        f"the triggering asset event's extra names version {version!r}, "
+                        "not a registry version number"
+                    )
+                named.add(int(version))
+    if not named:
+        raise ApprovalRequestError(
+            "no version to decide: the 'version' param is empty and no triggering asset event "
+            "has a 'version' in its extra"
+        )
+    return str(max(named)), False
+
+
+def reason_param() -> Param:
+    """The request's one form field: the reason, recorded with the decision.
+
+    Nullable: the worker validates a task's Params when the task starts, before anyone
+    answered, and a Param without a value fails that; the answer's reason is checked when it
+    arrives (:meth:`ModelApprovalOperator.execute_complete`).
+    """
+    return Param(
+        None,
+        type=["null", "string"],
+        minLength=5,
+        maxLength=1000,
+        pattern=r"\S",
+        title="Reason",
+        description="Required: why you approve or reject this version. Recorded in the model "
+        "registry and the model card with your name.",
+    )
+
+
+class ModelApprovalOperator(HITLOperator):
+    """Approve or Reject a pending version, with a reason: Airflow's human-in-the-loop request.
+
+    The deadline is the run's ``response_timeout_minutes`` param. Past it, the task fails
+    without retrying and records nothing: the version stays ``PendingManualApproval``. No
+    option is a default, so a timeout never decides for a person.
+
+    Takes :class:`HITLOperator`'s arguments but the options: ``subject`` and ``body``
+    (templated), and ``params={"reason": reason_param()}``, the form a person fills in.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        from include.registry import APPROVE_OPTION, REJECT_OPTION
+
+        super().__init__(
+            options=[APPROVE_OPTION, REJECT_OPTION], multiple=False, defaults=None, **kwargs
+        )
+
+    def execute(self, context):
+        self.response_timeout = timedelta(minutes=int(context["params"][TIMEOUT_PARAM]))
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.registry import PENDING, decision_of_response
+
+        if event.get("error_type") == "timeout":
+            # Not retried: a retry would ask again at once, and the run would never end.
+            raise AirflowFailException(
+                f"no decision within {context['params'][TIMEOUT_PARAM]} minutes: the version "
+                f"stays {PENDING}, nothing is approved by default. Clear this task to ask again."
+            )
+        response = super().execute_complete(context, event)
+        # An answer without a reason fails here, so the retry asks again while the request is
+        # fresh, instead of the registry task failing on every retry.
+        decision_of_response(response)
+        return response
 
 
 def _doc(dataset: PipelineDataset) -> str:
@@ -31,79 +131,96 @@ def _doc(dataset: PipelineDataset) -> str:
 
 A person's decision on a {name} model version that did not beat the champion by the margin and
 so waits in the registry as `PendingManualApproval`. Approving it makes it the champion that
-batch scoring uses; rejecting it keeps the current champion. The decision, the approver and the
-reason are recorded on the version and in its model card.
+batch scoring uses; rejecting it keeps the current champion. The decision, the person who made
+it and their reason are recorded on the version in the registry and in its model card.
 
-**For** the model owner, from the Airflow UI: *Trigger DAG* with the version number (shown in the
-`{name}_training` run's `register_model` result and in the model card), the decision and a
-reason. Only a pending version can be decided here, so a mistyped number cannot demote the
-champion.
+**For** the model owner: the request appears in the Airflow UI under *Required actions*, with
+the model card's summary (test metrics against the champion's, group gaps, limitations).
+Choose *Approve* or *Reject* and write the reason. Only a pending version can be decided, so a
+mistyped number cannot demote the champion.
 
-**Triggered** by hand only.
+**Timeout**: without an answer within `{TIMEOUT_PARAM}` (a week by default) the `decide` task
+fails and the version stays pending; nothing is approved by default. Clear `decide` to ask
+again.
+
+**Triggered** by `{name}_training` when it registers a version that waits for approval (the
+`{name}_model_pending_approval` asset event names the version), or by hand with the `version`
+param.
 
 *Built by `include/pipelines/model_approval.py` from `{dataset.spec_file}`.*
 """
 
 
 def model_approval_dag(dataset: str) -> DAG:
-    """The ``<dataset>_model_approval`` DAG: approve or reject one pending version."""
+    """The ``<dataset>_model_approval`` DAG: ask a person about one pending version, record it."""
     info = pipeline_dataset(dataset)
+    request_value = f"ti.xcom_pull(task_ids='{REQUEST_TASK}')"
 
     @dag(
         dag_id=f"{dataset}_{STAGE}",
-        schedule=None,
+        schedule=model_pending_asset(dataset),
         start_date=START_DATE,
         catchup=False,
         default_args=DEFAULT_ARGS,
         tags=["headrace", "training"],
         doc_md=_doc(info),
         params={
-            "version": integer_param(
+            "version": Param(
                 None,
-                title="Model version",
-                description="The pending version to decide (a registry version number).",
+                type=["null", "integer"],
                 minimum=1,
                 maximum=1_000_000,
+                title="Model version",
+                description="The pending version to decide (a registry version number); "
+                "empty: the version the triggering asset event names.",
             ),
-            "decision": choice_param(
-                "Approved",
-                title="Decision",
-                description="Approved makes the version the champion; Rejected keeps the current one.",
-                choices=DECISIONS,
-            ),
-            "approver": text_param(
-                title="Approver",
-                description="Who decides (name or e-mail).",
-                min_length=1,
-                max_length=128,
-                # Something readable, not blanks: it is the audit trail of the decision.
-                pattern=r"\S",
-            ),
-            "reason": text_param(
-                title="Reason",
-                description="Why; recorded on the version and in its model card.",
-                min_length=5,
-                max_length=1000,
-                pattern=r"\S",
+            TIMEOUT_PARAM: integer_param(
+                DEFAULT_TIMEOUT_MINUTES,
+                title="Decision deadline (minutes)",
+                description="How long the request waits for a person. Then the run fails and "
+                "the version stays pending: it is never approved by default.",
+                minimum=1,
+                maximum=30 * 24 * 60,
             ),
         },
     )
     def model_approval():
-        # multiple_outputs=False: the version facts hold None values, which Airflow 3.0 cannot
-        # push as XComs of their own (apache/airflow#55062).
+        @task(task_id=REQUEST_TASK, multiple_outputs=False)
+        def approval_request() -> dict:
+            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+            from include.registry import NotPendingError, approval_request
+
+            context = get_current_context()
+            try:
+                version, from_param = requested_version(
+                    context["params"]["version"], context.get("triggering_asset_events")
+                )
+            except ApprovalRequestError as error:
+                raise AirflowFailException(str(error)) from error
+            try:
+                return approval_request(dataset, version)
+            except NotPendingError as error:
+                if from_param:  # a person asked about the wrong version: tell them
+                    raise AirflowFailException(str(error)) from error
+                # The event's version was decided before this run started: nothing to ask.
+                raise AirflowSkipException(str(error)) from error
+
+        decide = ModelApprovalOperator(
+            task_id=DECIDE_TASK,
+            subject=f"{{{{ {request_value}['subject'] }}}}",
+            body=f"{{{{ {request_value}['body'] }}}}",
+            params={REASON_FIELD: reason_param()},
+        )
+
         @task(outlets=[model_asset(dataset)], multiple_outputs=False)
-        def decide() -> dict:
-            from include.registry import approve_pending_version
+        def record_decision(request: dict, response: dict) -> dict:
+            from include.registry import record_approval_response
 
-            params = get_current_context()["params"]
-            return approve_pending_version(
-                dataset,
-                str(params["version"]),
-                params["approver"],
-                params["reason"],
-                decision=params["decision"],
-            )
+            return record_approval_response(dataset, request["version"], response)
 
-        decide()
+        request = approval_request()
+        request >> decide
+        record_decision(request, decide.output)
 
     return model_approval()

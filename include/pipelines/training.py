@@ -11,7 +11,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, dag, get_current_context, task
 
 from headrace_operators.sagemaker_jobs import SageMakerTuningJobOperator
-from include.assets import drift_asset, features_asset, model_asset
+from include.assets import drift_asset, features_asset, model_asset, model_pending_asset
 from include.dag_defaults import (
     DEFAULT_ARGS,
     START_DATE,
@@ -44,8 +44,9 @@ its job instead of starting another. The label, id columns and fairness groups c
 `{dataset.spec_file}`.
 
 **Registry**: the new version is approved automatically when it beats the current champion's
-test ROC AUC by the margin; otherwise it waits for a person (`{name}_model_approval`). MLflow
-(SQLite) locally, SageMaker Model Registry on AWS.
+test ROC AUC by the margin; otherwise it waits for a person: `request_approval` then emits
+`{name}_model_pending_approval`, which starts `{name}_model_approval` (skipped when the version
+was approved). MLflow (SQLite) locally, SageMaker Model Registry on AWS.
 
 **Triggered** by new validated features (`{name}_features`) or by drift over threshold
 (`{name}_drift`), or by hand. The partition is the `ds` parameter, else the triggering event's,
@@ -138,6 +139,24 @@ def training_dag(dataset: str) -> DAG:
                 get_settings(), dataset, job, margin=params["approval_margin"]
             )
 
+        @task(outlets=[model_pending_asset(dataset)])
+        def request_approval(registered: dict) -> str:
+            """An asset event naming the version when it waits for a person; it schedules
+            ``<dataset>_model_approval``. Skipped (no event) when the version was approved."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from include.training_pipeline import pending_approval_extra
+
+            extra = pending_approval_extra(registered)
+            if extra is None:
+                raise AirflowSkipException(
+                    f"version {registered['version']} is {registered['approval']}: "
+                    "no approval to ask for"
+                )
+            outlet_events = get_current_context()["outlet_events"]
+            outlet_events[model_pending_asset(dataset)].extra = extra
+            return registered["version"]
+
         ds = training_partition()
         tune = SageMakerTuningJobOperator(
             task_id="tune",
@@ -147,6 +166,7 @@ def training_dag(dataset: str) -> DAG:
             max_jobs="{{ params.max_trials }}",
             max_parallel_jobs="{{ params.parallel_trials }}",
         )
-        register_model(tune.output, monitoring_baseline(ds, tune.output))
+        registered = register_model(tune.output, monitoring_baseline(ds, tune.output))
+        request_approval(registered)
 
     return training()

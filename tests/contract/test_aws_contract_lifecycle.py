@@ -126,7 +126,6 @@ def test_lifecycle_completes_on_the_aws_target(lifecycle):
             ("churn_validation", DAY_2, "success"),
             ("churn_training", DAY_1, "success"),
             ("churn_training", DAY_1, "success"),
-            ("churn_model_approval", None, "success"),
             ("churn_scoring", DAY_2, "success"),
             ("churn_monitoring", DAY_2, "success"),
         ]
@@ -353,9 +352,9 @@ def test_training_registers_versions_and_a_person_approves_the_second(glue_lifec
     assert [p["params"]["ModelApprovalStatus"] for p in packages] == [
         "Approved", "PendingManualApproval",
     ]  # fmt: skip
-    approval = next(r for r in glue_lifecycle["runs"] if r["dag_id"] == "churn_model_approval")
-    assert approval["xcom"]["decide"]["approval"] == "Approved"
-    assert approval["xcom"]["decide"]["approver"] == "contract-test"
+    approval = glue_lifecycle["approval"]
+    assert approval["approval"] == "Approved"
+    assert approval["approver"] == "contract-test"
     updates = dag_requests(glue_lifecycle, "sagemaker", "UpdateModelPackage")
     assert updates[-1]["params"]["ModelApprovalStatus"] == "Approved"
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from include.model_card import (
+    approval_summary,
     build_model_card,
     render_markdown,
     update_card_approval,
@@ -182,3 +183,66 @@ def test_written_card_is_rewritten_with_a_persons_decision(tmp_path):
     assert rewritten["approval"]["approver"] == "ada"
     assert rewritten["metrics"] == card["metrics"]
     assert "- Approval: **Approved** by ada" in (tmp_path / "churn/3/model_card.md").read_text()
+
+
+CHAMPION = replace(
+    VERSION,
+    version="2",
+    approval=APPROVED,
+    metrics={"roc_auc": 0.9, "log_loss": 0.5, "rows": 300.0, "positive_rate": 0.4},
+    approval_reason="no champion",
+    registry_ref="models:/headrace-churn/2",
+)
+
+
+def _pending(**metrics) -> ModelVersion:
+    return replace(
+        VERSION,
+        metrics=metrics,
+        card_uri="file:///lake/models/churn/3/model_card.json",
+    )
+
+
+def test_approval_summary_compares_the_challenger_with_the_champion():
+    challenger = _pending(roc_auc=0.875, log_loss=0.45, rows=8.0, positive_rate=0.5)
+    card = build_model_card(version=challenger, manifest=MANIFEST, evaluation=_evaluation())
+    champion_card = build_model_card(version=CHAMPION, manifest=MANIFEST, evaluation={
+        "metrics": _evaluation()["metrics"],
+        "groups": {"region": {"positive_rate_difference": {"value": 0.05, "highest": "eu",
+                                                           "lowest": "us"},
+                              "recall_difference": {"value": None}}},
+    })  # fmt: skip
+
+    summary = approval_summary(
+        challenger, CHAMPION, challenger_card=card, champion_card=champion_card
+    )
+
+    assert summary.startswith("**churn model version 3** waits for a decision.")
+    assert "(version 2 stays the champion)" in summary
+    assert f"not approved automatically: {VERSION.approval_reason}" in summary
+    assert "| metric | version 3 | champion (version 2) | change |" in summary
+    # Higher ROC AUC is better, lower log loss is better; the rest are facts, not verdicts.
+    assert "| roc_auc | 0.8750 | 0.9000 | -0.0250 (worse) |" in summary
+    assert "| log_loss | 0.4500 | 0.5000 | -0.0500 (better) |" in summary
+    assert "| rows | 8 | 300 | -292 |" in summary
+    assert "| positive_rate | 0.5000 | 0.4000 | +0.1000 |" in summary
+    # A metric neither version has is left out.
+    assert "| brier |" not in summary
+    assert "| attribute | gap | version 3 | champion (version 2) |" in summary
+    assert (
+        "| region | positive-rate gap | 0.6667 (us vs ap) **over 0.1** | 0.0500 (eu vs us) |"
+        in (summary)
+    )
+    assert "| region | recall gap | 0.5000 (us vs eu) **over 0.1** | n/a |" in summary
+    assert "- The test split has only 8 rows" in summary
+    assert "Model card: `file:///lake/models/churn/3/model_card.json`" in summary
+
+
+def test_approval_summary_without_a_champion_or_a_card_says_so():
+    summary = approval_summary(_pending(roc_auc=0.7), None, challenger_card=None)
+
+    assert "(no model serves)" in summary
+    assert "| metric | version 3 |" in summary and "| roc_auc | 0.7000 |" in summary
+    assert "champion" not in summary.split("#### Test metrics")[1]
+    assert "Version 3 has no model card yet, so its group gaps are unknown." in summary
+    assert "#### Limitations" not in summary
