@@ -319,13 +319,23 @@ class SimulatedAws:
         self.spark_runs.append({"engine": engine, "job": job, "argv": argv})
         if not self.run_spark:
             return
-        import importlib
+        import subprocess
+
+        from include.local_envs import spark_python
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
-        module = importlib.import_module(f"spark_jobs.{job}")
-        code = module.main(local_argv)
-        assert code == 0, f"spark_jobs.{job} exited {code}"
+        # In the Spark environment (like Glue's), as the service would run it: not this process.
+        result = subprocess.run(
+            [spark_python(), "-m", f"spark_jobs.{job}", *local_argv],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        output = (result.stdout + result.stderr)[-4000:]
+        assert result.returncode == 0, f"spark_jobs.{job} exited {result.returncode}:\n{output}"
         self.mirror.push("lake", self.kms_key_arn)
 
     def glue_job_run(self, params: dict, parsed: dict) -> None:
