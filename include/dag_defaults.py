@@ -16,6 +16,8 @@ from datetime import timedelta
 
 import pendulum
 
+from include.param_patterns import end_anchored
+
 # A fixed start date: a moving one (``now()``) changes the DAG at every parse.
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -94,40 +96,11 @@ def choice_param(default: str, *, title: str, description: str, choices: list[st
     return Param(default, type="string", enum=list(choices), title=title, description=description)
 
 
-def end_anchored(pattern: str) -> str:
-    """``pattern`` with each end anchor ``$`` (outside a character class) written ``$(?!\\n)``.
-
-    Airflow checks a Param's ``pattern`` with Python's ``re``, where ``$`` also matches before a
-    final newline, so ``^[a-z]+$`` would take ``"abc\\n"``; JSON Schema (and the UI form) read
-    it as ECMA-262, where ``$`` is the end of the text. ``$(?!\\n)`` means the latter in both;
-    ``\\Z`` would not (ECMA-262 has no ``\\Z``).
-    """
-    out: list[str] = []
-    in_class = False
-    i = 0
-    while i < len(pattern):
-        piece = pattern[i : i + 2] if pattern[i] == "\\" else pattern[i]
-        i += len(piece)
-        if in_class:
-            in_class = piece != "]"
-        elif piece == "[":
-            in_class = True
-            # A ']' first in a class (after an optional '^') is a literal, not its end.
-            for lead in ("^", "]"):
-                if pattern[i : i + 1] == lead:
-                    piece += lead
-                    i += 1
-        elif piece == "$" and not pattern.startswith("(?!\\n)", i):
-            piece = "$(?!\\n)"
-        out.append(piece)
-    return "".join(out)
-
-
 def text_param(
     *, title: str, description: str, min_length: int, max_length: int, pattern: str | None = None
 ):
     """A required string of bounded length (and, with ``pattern``, shape: see
-    :func:`end_anchored` for how a ``$`` in it is written)."""
+    :func:`include.param_patterns.end_anchored` for how a ``$`` in it is written)."""
     from airflow.sdk import Param
 
     schema = {"pattern": end_anchored(pattern)} if pattern else {}

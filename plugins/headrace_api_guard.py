@@ -24,7 +24,6 @@ Every Airflow component imports the plugins folder, so nothing heavy is imported
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -32,6 +31,8 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from include.param_patterns import ecma_regex
 
 # The guarded endpoints, under any root path the api-server is mounted at.
 TRIGGER_PATH = re.compile(r"(?:^|/)api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?\Z")
@@ -71,40 +72,6 @@ def undeclared_keys_message(dag_id: str, undeclared: list[str], declared: Collec
         f"Invalid input for {noun} {names}: DAG '{dag_id}' declares no such {noun} "
         f"(its params: {accepted}); nothing was triggered"
     )
-
-
-def ecma_regex(pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled with the meaning JSON Schema gives it (ECMA-262, no flags) where
-    Python's differs: ``$`` outside a class is ``\\Z`` (Python's ``$`` also matches before a
-    final newline), and ``\\d``/``\\w`` are ASCII (Python's match any Unicode digit/letter)."""
-    return _ecma_regex(pattern)
-
-
-@functools.lru_cache(maxsize=256)
-def _ecma_regex(pattern: str) -> re.Pattern[str]:
-    outside = {"$": r"\Z", r"\d": "[0-9]", r"\D": "[^0-9]", r"\w": "[A-Za-z0-9_]"}
-    outside[r"\W"] = "[^A-Za-z0-9_]"
-    inside = {r"\d": "0-9", r"\w": "A-Za-z0-9_"}
-    out: list[str] = []
-    in_class = False
-    i = 0
-    while i < len(pattern):
-        piece = pattern[i : i + 2] if pattern[i] == "\\" else pattern[i]
-        i += len(piece)
-        if not in_class and piece == "[":
-            in_class = True
-            out.append(piece)
-            # A ']' first in a class (after an optional '^') is a literal, not its end.
-            for lead in ("^", "]"):
-                if pattern[i : i + 1] == lead:
-                    out.append(lead)
-                    i += 1
-        elif in_class:
-            in_class = piece != "]"
-            out.append(inside.get(piece, piece))
-        else:
-            out.append(outside.get(piece, piece))
-    return re.compile("".join(out))
 
 
 def _strict_validator(schema: Mapping[str, Any]):

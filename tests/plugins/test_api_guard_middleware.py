@@ -14,7 +14,6 @@ from headrace_api_guard import (
     UndeclaredConfKeysGuard,
     conf_errors,
     credential_count,
-    ecma_regex,
     json_depth,
     undeclared_conf_keys,
     undeclared_keys_message,
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from include.param_patterns import ecma_regex
 from tests.plugins.fixtures.api_server import api_server
 
 INT = {"type": "integer", "minimum": 1, "maximum": 50}
