@@ -325,11 +325,25 @@ class SimulatedAws:
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
+        env = {**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"}
+        if "--pii-salt-secret-id" in local_argv:
+            # The job's read of its salt secret goes through this process's recorded clients
+            # (the capture counts every request moto receives); the job gets the value in its
+            # environment, never as an argument.
+            import boto3
+
+            at = local_argv.index("--pii-salt-secret-id")
+            secret_id = local_argv[at + 1]
+            client = boto3.client("secretsmanager", region_name=REGION)
+            env["HEADRACE_CONTRACT_PII_SALT"] = client.get_secret_value(SecretId=secret_id)[
+                "SecretString"
+            ]
+            local_argv[at : at + 2] = ["--pii-salt-env", "HEADRACE_CONTRACT_PII_SALT"]
         # In the Spark environment (like Glue's), as the service would run it: not this process.
         result = subprocess.run(
             [spark_python(), "-m", f"spark_jobs.{job}", *local_argv],
             cwd=REPO_ROOT,
-            env={**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"},
+            env=env,
             capture_output=True,
             text=True,
             timeout=600,
@@ -648,6 +662,7 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
             # cannot answer: the answer is recorded as its record_decision task records it.
             from include.registry import record_approval_response
 
+            CAPTURE.actor = "dag:churn_model_approval"  # its record_decision task's call
             outcome["approval"] = record_approval_response(
                 "churn",
                 str(version),
@@ -657,6 +672,7 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
                     "responded_by_user": {"id": "contract-test", "name": "contract-test"},
                 },
             )
+            CAPTURE.actor = "setup"
             run_dag(bag, "churn_scoring", {"ds": DAY_2}, outcome)
             run_dag(bag, "churn_monitoring", {"ds": DAY_2}, outcome)
     except Exception as error:  # reported in the outcome; the test names it
