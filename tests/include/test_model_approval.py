@@ -324,7 +324,7 @@ def sagemaker_registry(monkeypatch, start_moto_server):
     for name, value in {
         "AWS_ENDPOINT_URL": start_moto_server(),
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (moto's dummy credential)
         "AWS_DEFAULT_REGION": "eu-west-1",
     }.items():
         monkeypatch.setenv(name, value)
