@@ -51,6 +51,7 @@ from urllib.parse import urlparse
 from include.config import REPO_ROOT
 from include.local_envs import training_python
 from include.local_state import (
+    end_process_tree,
     locked,
     process_matches,
     read_json,
@@ -605,24 +606,6 @@ def _package_outputs(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Any
     return outputs
 
 
-def _end_process_tree(process: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the trainer and its children; SIGKILL whatever is left after ``grace``."""
-    import psutil
-
-    try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for member in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=grace)
-    for member in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 def _supervise(job_dir: Path) -> int:
     """Run the entry point under the request's stopping condition and record the outcome."""
     request = json.loads((job_dir / _REQUEST_FILE).read_text())
@@ -652,7 +635,7 @@ def _supervise(job_dir: Path) -> int:
             secondary = "MaxRuntimeExceeded"
         if secondary is not None:
             print(f"[local-sagemaker] stopping the job: {secondary}", flush=True)
-            _end_process_tree(trainer, grace)
+            end_process_tree(trainer, grace)
             break
         time.sleep(0.2)
     exit_code = trainer.wait()

@@ -27,7 +27,13 @@ from pathlib import Path
 
 from include.config import REPO_ROOT, get_settings
 from include.local_envs import spark_python
-from include.local_state import process_matches, read_json, start_detached, write_json
+from include.local_state import (
+    end_process_tree,
+    process_matches,
+    read_json,
+    start_detached,
+    write_json,
+)
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
 # Glue's default job timeout (48 hours), for runs started without one.
@@ -198,16 +204,17 @@ class LocalSparkRunner:
         extra_env: Mapping,
         max_runtime_s: float,
     ) -> None:
+        python = spark_python()
         env = {
             **os.environ,
             **extra_env,
             # Spark binds its driver and block manager to loopback, never the external NIC.
             "SPARK_LOCAL_IP": "127.0.0.1",
             # Driver and executors run the Spark environment's Python (like Glue 5.1's).
-            "PYSPARK_PYTHON": spark_python(),
+            "PYSPARK_PYTHON": python,
             "PYTHONUNBUFFERED": "1",
         }
-        command = [spark_python(), "-m", module, *argv]
+        command = [python, "-m", module, *argv]
         supervisor = [
             sys.executable,
             "-m",
@@ -312,35 +319,12 @@ def _supervise(state_dir: Path, command: list[str], max_runtime_s: float) -> int
         exit_code = child.wait(timeout=max_runtime_s)
         timed_out = False
     except subprocess.TimeoutExpired:
-        exit_code = _stop_after_max_runtime(child)
+        exit_code = end_process_tree(child, grace=10.0)
         timed_out = True
     result = {"exit_code": exit_code, "finished_at": _now()}
     if timed_out:
         result.update({"timed_out": True, "max_runtime_s": max_runtime_s})
     write_json(state_dir / _RESULT_FILE, result)
-    return exit_code
-
-
-def _stop_after_max_runtime(child: subprocess.Popen, grace_period: float = 10.0) -> int:
-    """SIGTERM to the job's process tree, SIGKILL to what is left after the grace period;
-    returns the job's exit code."""
-    import psutil
-
-    descendants = psutil.Process(child.pid).children(recursive=True)
-    child.terminate()
-    for process in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    try:
-        exit_code = child.wait(timeout=grace_period)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        exit_code = child.wait()
-    # Reaped by their own parents; only their exit matters here (a JVM ignoring SIGTERM).
-    _, alive = psutil.wait_procs(descendants, timeout=grace_period)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
     return exit_code
 
 

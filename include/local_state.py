@@ -1,6 +1,7 @@
 """What the local runtimes (Spark jobs, SageMaker training and tuning, batch transform) share
-about the processes they start: a job folder's start lock, state files written atomically, and
-whether a recorded process is still the one that was started."""
+about the processes they start: a job folder's start lock, state files written atomically,
+whether a recorded process is still the one that was started, and how a job's process tree is
+stopped."""
 
 from __future__ import annotations
 
@@ -89,3 +90,30 @@ def process_matches(pid: int, create_time: float | None) -> bool:
         return create_time is None or abs(process.create_time() - create_time) < 1.0
     except psutil.NoSuchProcess:
         return False
+
+
+def end_process_tree(process: subprocess.Popen, grace: float) -> int:
+    """SIGTERM a job's process and its descendants, SIGKILL what is left after ``grace``;
+    returns the job's exit code (``-15`` when SIGTERM ended it)."""
+    import psutil  # an Airflow dependency; imported late to keep this module cheap to import
+
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    process.terminate()
+    for member in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    try:
+        exit_code = process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        exit_code = process.wait()
+    # The job is reaped by Popen (psutil would reap it first and hide its exit code); its
+    # descendants are their parents' to reap, only their end matters (a JVM ignoring SIGTERM).
+    _, alive = psutil.wait_procs(descendants, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    return exit_code

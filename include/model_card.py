@@ -346,11 +346,16 @@ def write_model_card(card: Mapping[str, Any], base_uri: str) -> tuple[str, str]:
     return json_uri, markdown_uri
 
 
-def update_card_approval(card_uri: str, version) -> tuple[str, str]:
-    """Rewrite a version's card (JSON and Markdown) after a person's approval decision."""
+def read_model_card(card_uri: str) -> dict[str, Any]:
+    """A version's model card (its JSON) from the lake."""
     from include.storage import storage_for
 
-    card = json.loads(storage_for(card_uri).read_bytes(card_uri))
+    return json.loads(storage_for(card_uri).read_bytes(card_uri))
+
+
+def update_card_approval(card_uri: str, version) -> tuple[str, str]:
+    """Rewrite a version's card (JSON and Markdown) after a person's approval decision."""
+    card = read_model_card(card_uri)
     card["approval"].update(
         status=version.approval, reason=version.approval_reason, approver=version.approver
     )

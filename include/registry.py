@@ -939,7 +939,7 @@ def approval_request(
 
     :raises NotPendingError: the version is not ``PendingManualApproval``.
     """
-    from include.model_card import approval_summary
+    from include.model_card import approval_summary, read_model_card
 
     registry = registry or registry_for()
     challenger = registry.get_version(dataset, str(version))
@@ -949,11 +949,12 @@ def approval_request(
             "there is nothing to decide"
         )
     champion = registry.approved_version(dataset)
+    champion_has_card = champion is not None and champion.card_uri
     body = approval_summary(
         challenger,
         champion,
-        challenger_card=_read_card(challenger),
-        champion_card=_read_card(champion) if champion else None,
+        challenger_card=read_model_card(challenger.card_uri) if challenger.card_uri else None,
+        champion_card=read_model_card(champion.card_uri) if champion_has_card else None,
     )
     return {
         "dataset": dataset,
@@ -962,15 +963,6 @@ def approval_request(
         "subject": f"Approve {dataset} model version {challenger.version}?",
         "body": body,
     }
-
-
-def _read_card(version: ModelVersion) -> dict[str, Any] | None:
-    """The version's model card (JSON), or None when it has none yet."""
-    if not version.card_uri:
-        return None
-    from include.storage import storage_for
-
-    return json.loads(storage_for(version.card_uri).read_bytes(version.card_uri))
 
 
 def decision_of_response(response: Mapping[str, Any]) -> tuple[str, str, str]:

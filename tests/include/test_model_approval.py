@@ -15,12 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from include.pipelines.model_approval import (
-    ApprovalRequestError,
-    ModelApprovalOperator,
-    reason_param,
-    requested_version,
-)
+from headrace_operators.model_approval import ModelApprovalOperator, reason_param
+from include.pipelines.model_approval import ApprovalRequestError, requested_version
 from include.registry import (
     APPROVED,
     PENDING,

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -57,6 +58,17 @@ def record(n: int, ds: str, **overrides: str | None) -> dict[str, str | None]:
     }
     values.update(overrides)
     return values
+
+
+def ingest_command(landing: str, ds: str, lake_root: str, *extra: str) -> list[str]:
+    """``python -m spark_jobs.ingest`` on the churn spec, as a job service starts it, with the
+    PII salt read from ``HEADRACE_PII_SALT`` (the caller's environment sets it)."""
+    return [
+        sys.executable, "-m", "spark_jobs.ingest",
+        "--spec", str(REPO_ROOT / "include" / "datasets" / "churn.yaml"),
+        "--landing-uri", landing, "--ds", ds, "--lake-root", lake_root,
+        "--pii-salt-env", "HEADRACE_PII_SALT", *extra,
+    ]  # fmt: skip
 
 
 def csv_field(value: str | None) -> str:

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from lake_helpers import REPO_ROOT, TEST_SALT, csv_text, lake_paths, record, tree_digest
+from lake_helpers import (
+    REPO_ROOT,
+    TEST_SALT,
+    csv_text,
+    ingest_command,
+    lake_paths,
+    record,
+    tree_digest,
+)
 
 import spark_jobs.ingest as ingest
 from spark_jobs.ingest import (
@@ -125,21 +132,7 @@ def test_a_run_in_another_process_writes_the_same_bytes(spark, spec, tmp_path):
     before = {zone: tree_digest(paths[zone]) for zone in paths}
     env = {**os.environ, "HEADRACE_PII_SALT": TEST_SALT, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spark_jobs.ingest",
-            "--spec",
-            str(REPO_ROOT / "include" / "datasets" / "churn.yaml"),
-            "--landing-uri",
-            str(day),
-            "--ds",
-            DS,
-            "--lake-root",
-            str(lake),
-            "--pii-salt-env",
-            "HEADRACE_PII_SALT",
-        ],
+        ingest_command(str(day), DS, str(lake)),
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

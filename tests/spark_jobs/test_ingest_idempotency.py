@@ -7,13 +7,20 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import pytest
-from lake_helpers import REPO_ROOT, TEST_SALT, lake_paths, read_rows, sorted_rows_hash, tree_digest
+from lake_helpers import (
+    REPO_ROOT,
+    TEST_SALT,
+    ingest_command,
+    lake_paths,
+    read_rows,
+    sorted_rows_hash,
+    tree_digest,
+)
 
 import spark_jobs.ingest as ingest
 from include.datagen.churn import GeneratorConfig, generate
@@ -180,21 +187,7 @@ def test_killing_the_job_process_mid_write_keeps_the_previous_partition(
     big = make_landing(tmp_path / "big", 120_000, seed=5)
 
     env = {**os.environ, "HEADRACE_PII_SALT": TEST_SALT, "PYTHONPATH": str(REPO_ROOT)}
-    command = [
-        sys.executable,
-        "-m",
-        "spark_jobs.ingest",
-        "--spec",
-        str(REPO_ROOT / "include" / "datasets" / "churn.yaml"),
-        "--landing-uri",
-        str(big),
-        "--ds",
-        DS,
-        "--lake-root",
-        lake.as_uri(),
-        "--pii-salt-env",
-        "HEADRACE_PII_SALT",
-    ]
+    command = ingest_command(str(big), DS, lake.as_uri())
     # Its own process group: the kill reaches the Python driver and its JVM together.
     job = subprocess.Popen(
         command,

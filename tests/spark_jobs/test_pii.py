@@ -9,11 +9,18 @@ import io
 import json
 import os
 import subprocess
-import sys
 from datetime import date
 
 import pytest
-from lake_helpers import REPO_ROOT, TEST_SALT, all_text, lake_paths, planted_pii, read_rows
+from lake_helpers import (
+    REPO_ROOT,
+    TEST_SALT,
+    all_text,
+    ingest_command,
+    lake_paths,
+    planted_pii,
+    read_rows,
+)
 
 from include.datagen.churn import GeneratorConfig, generate
 from spark_jobs.ingest import IngestError, resolve_pii_salt
@@ -47,24 +54,8 @@ def job_run(tmp_path_factory):
         "HEADRACE_SPARK_LOG_LEVEL": "INFO",
     }
     process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spark_jobs.ingest",
-            "--spec",
-            str(REPO_ROOT / "include" / "datasets" / "churn.yaml"),
-            "--landing-uri",
-            str(landing),
-            "--ds",
-            DS,
-            "--lake-root",
-            lake.as_uri(),
-            "--pii-salt-env",
-            "HEADRACE_PII_SALT",
-            # What Glue adds to every run: ignored, not refused.
-            "--JOB_RUN_ID",
-            "jr_0123",
-        ],
+        # --JOB_RUN_ID is what Glue adds to every run: ignored, not refused.
+        ingest_command(str(landing), DS, lake.as_uri(), "--JOB_RUN_ID", "jr_0123"),
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
