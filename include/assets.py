@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow.sdk import Asset, AssetWatcher
+from airflow.sdk import Asset, AssetWatcher, PartitionedAssetTimetable
+from airflow.sdk.definitions.asset import BaseAsset
 
 from include.config import get_settings
+
+
+def per_partition(assets: BaseAsset) -> PartitionedAssetTimetable:
+    """A schedule of one run per partition key of ``assets``' events: per day for the stages
+    after ingestion (the upstream task emits the day it wrote), per version for approvals.
+
+    Events for the same key that arrive before the run is created make one run; keys never
+    merge, so five days landing at once give five runs (queued, ``max_active_runs`` at a time).
+    """
+    return PartitionedAssetTimetable(assets=assets)
 
 
 def lake_asset() -> Asset:

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from include.config import REPO_ROOT, Settings
+from include.landing import IngestPlan
 from include.partitions import (
     LandingDays,
     PartitionError,
@@ -69,6 +70,70 @@ def ingestion_days(
     return LandingDays([(day - timedelta(days=1)).isoformat()])
 
 
+def plan_run(settings: Settings, dataset: str, context: Mapping[str, Any]) -> IngestPlan:
+    """The days one ingestion run ingests (:func:`include.landing.plan_ingestion`), from its
+    ``ds``/``path`` params, its landing events or its date (:func:`ingestion_days`).
+
+    Refused events are kept in the quarantine zone and do not hold up the good days. A day the
+    run names that is not complete yet waits (its completing file starts another run); a run
+    by hand for such a day fails, saying what the day is waiting for. A run with nothing to
+    ingest is skipped, with the reasons.
+
+    :raises PartitionError: bad params, or every event refused.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.landing import plan_ingestion
+    from spark_jobs.dataset_spec import load_spec
+
+    log = logging.getLogger(__name__)
+    dag_run, params = context["dag_run"], context["params"]
+    if params.get("path"):
+        if not params["ds"]:
+            raise PartitionError("params.path needs params.ds: the day its files belong to")
+        # A redelivery folder named by a person: ingested as it is, no completeness rule.
+        return IngestPlan([check_partition_date(params["ds"], "params.ds")])
+    named = ingestion_days(
+        dataset,
+        params["ds"],
+        context.get("triggering_asset_events"),
+        dag_run.logical_date or dag_run.run_after,
+    )
+    if named.rejected:
+        where = quarantine_rejected_events(settings, dataset, dag_run.run_id, named.rejected)
+        if not named.days:
+            raise PartitionError(
+                f"every triggering landing event was refused (kept in {where}): "
+                + "; ".join(entry["reason"] for entry in named.rejected)
+            )
+    spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
+    plan = plan_ingestion(
+        settings,
+        dataset,
+        named.days,
+        rule=spec.landing_complete_when,
+        sweep_days=spec.landing_sweep_days,
+    )
+    for ds, reason in plan.waiting.items():
+        log.warning("%s: not ingesting %s yet: %s", dataset, ds, reason)
+    if plan.swept:
+        log.warning(
+            "%s: ingesting %s too: complete, and never ingested or changed since (no landing "
+            "event named them to this run)",
+            dataset,
+            ", ".join(plan.swept),
+        )
+    if params["ds"] and plan.waiting:
+        raise PartitionError(
+            f"{dataset} ds={params['ds']} is not complete: {plan.waiting[params['ds']]}"
+        )
+    if not plan.days:
+        waiting = "; ".join(f"{ds}: {reason}" for ds, reason in plan.waiting.items())
+        raise AirflowSkipException(f"no complete {dataset} day to ingest ({waiting})")
+    log.info("%s: ingesting %s", dataset, ", ".join(plan.days))
+    return plan
+
+
 def quarantine_rejected_events(
     settings: Settings, dataset: str, run_id: str, rejected: list[dict[str, Any]]
 ) -> str:
@@ -84,18 +149,6 @@ def quarantine_rejected_events(
     body = {"dataset": dataset, "run_id": run_id, "rejected_events": rejected}
     storage_for(uri).write_bytes(uri, json.dumps(body, indent=2, sort_keys=True).encode())
     return uri
-
-
-def landing_files(settings: Settings, dataset: str, ds: str) -> list[str]:
-    """URIs of the data files in ``landing/<dataset>/ds=<ds>/`` (no hidden or marker files)."""
-    from include.storage import storage_for
-
-    day_uri = f"{settings.zone_uri('landing')}/{dataset}/ds={check_partition_date(ds)}"
-    return [
-        uri
-        for uri in storage_for(day_uri).list_uris(day_uri)
-        if not uri.rsplit("/", 1)[-1].startswith((".", "_"))
-    ]
 
 
 def _describe_events(triggering_asset_events: Mapping[Any, Iterable[Any]]) -> str:
@@ -124,12 +177,13 @@ def landing_path_uri(settings: Settings, path: str) -> str:
 def ingest_runs(
     settings: Settings, dataset: str, days: Iterable[str], landing_uri: str | None = None
 ) -> list[dict[str, Any]]:
-    """One ``SparkJobOperator`` mapping per day: its argv, and the extra its Asset events carry
-    (the stages scheduled on the curated Asset read the partition from it)."""
+    """One ``SparkJobOperator`` mapping per day: its argv, and its Asset events' extra and
+    partition key (the stages scheduled per partition of the curated Asset run once per day)."""
     return [
         {
             "job_args": ingest_job_args(settings, dataset, ds, landing_uri=landing_uri),
             "asset_extra": {"ds": ds},
+            "partition_key": ds,
         }
         for ds in days
     ]
@@ -168,12 +222,12 @@ def ingest_job_args(
 def features_job_args(settings: Settings, dataset: str, ds: str) -> list[str]:
     """argv of ``spark_jobs.features`` for one dataset; ``ds`` may be a template.
 
-    Missing days in the lookback window are allowed: a new dataset has no history yet, and a
-    day lost upstream shows in the manifest's inputs rather than stopping training.
+    The job reads only the lookback days that passed the gate; a past day that is missing or
+    not validated is left out and named in the features manifest's ``window`` (a new dataset
+    has no history yet), while ``ds`` itself must have passed.
     """
     return [
         "--spec", dataset_spec_uri(settings, dataset),
         "--lake-root", settings.lake_root,
         "--ds", ds,
-        "--allow-missing-days", "true",
     ]  # fmt: skip

@@ -25,6 +25,10 @@ class LakeStorage(Protocol):
         """Every object URI under ``prefix_uri``, sorted."""
         ...
 
+    def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
+        """Every object under ``prefix_uri`` as ``(uri, size in bytes)``, sorted by URI."""
+        ...
+
 
 class LocalStorage:
     """``file://`` URIs on this machine."""
@@ -57,12 +61,17 @@ class LocalStorage:
         return self._path(uri).exists()
 
     def list_uris(self, prefix_uri: str) -> list[str]:
+        return [uri for uri, _size in self.list_sizes(prefix_uri)]
+
+    def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
         root = self._path(prefix_uri)
         if not root.exists():
             return []
         # Spelled like every lake URI (f"{lake_root}/curated/…"), not Path.as_uri(), which
         # percent-encodes the "=" of ds= folders into URIs that would not match or read back.
-        return sorted(f"file://{p.as_posix()}" for p in root.rglob("*") if p.is_file())
+        return sorted(
+            (f"file://{p.as_posix()}", p.stat().st_size) for p in root.rglob("*") if p.is_file()
+        )
 
 
 class S3Storage:
@@ -105,15 +114,17 @@ class S3Storage:
         return any(obj["Key"] == key for obj in response.get("Contents", []))
 
     def list_uris(self, prefix_uri: str) -> list[str]:
+        return [uri for uri, _size in self.list_sizes(prefix_uri)]
+
+    def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
         bucket, prefix = self._split(prefix_uri)
         prefix = prefix.rstrip("/") + "/"
         paginator = self.client.get_paginator("list_objects_v2")
-        keys = [
-            obj["Key"]
+        return sorted(
+            (f"s3://{bucket}/{obj['Key']}", obj["Size"])
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
             for obj in page.get("Contents", [])
-        ]
-        return sorted(f"s3://{bucket}/{key}" for key in keys)
+        )
 
 
 def storage_for(uri: str) -> LakeStorage:

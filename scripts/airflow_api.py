@@ -135,12 +135,16 @@ class AirflowApi:
         logical_date: str | None = None,
         run_id: str | None = None,
         note: str | None = None,
+        partition_key: str | None = None,
     ) -> dict:
         """``POST /api/v2/dags/{dag_id}/dagRuns``: the created run. Airflow 3 requires the
-        ``logical_date`` key; None means a run with no logical date (the usual manual run)."""
+        ``logical_date`` key; None means a run with no logical date (the usual manual run).
+        ``partition_key``: the day (or version) a per-partition DAG's run works on."""
         body: dict = {"logical_date": logical_date, "conf": conf or {}}
         if run_id is not None:
             body["dag_run_id"] = run_id
+        if partition_key is not None:
+            body["partition_key"] = partition_key
         if note is not None:
             body["note"] = note
         return self.post(f"/api/v2/dags/{urllib.parse.quote(dag_id, safe='')}/dagRuns", body)
@@ -162,10 +166,16 @@ class AirflowApi:
             raise LookupError(f"{problem} named {name_or_uri!r} (by name or URI)")
         return next(iter(found.values()))
 
-    def post_asset_event(self, asset_id: int, extra: dict | None = None) -> dict:
+    def post_asset_event(
+        self, asset_id: int, extra: dict | None = None, partition_key: str | None = None
+    ) -> dict:
         """``POST /api/v2/assets/events``: the created event (the scheduler then creates the runs
-        of the DAGs scheduled on the asset)."""
-        return self.post("/api/v2/assets/events", {"asset_id": asset_id, "extra": extra or {}})
+        of the DAGs scheduled on the asset). The per-day DAGs are scheduled per partition: their
+        assets' events need the day as ``partition_key`` (the version, for approvals)."""
+        body: dict = {"asset_id": asset_id, "extra": extra or {}}
+        if partition_key is not None:
+            body["partition_key"] = partition_key
+        return self.post("/api/v2/assets/events", body)
 
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]

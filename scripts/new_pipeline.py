@@ -56,6 +56,12 @@ landing:
   encoding: UTF-8
   csv: {{delimiter: ",", quote: '"', escape: '"', header: true}}
   null_tokens: ["NULL", "null"]
+  # When a landing day is complete and flows downstream (include/landing.py), one of:
+  #   files: N          once N data files have landed (one file per day: 1)
+  #   marker: _SUCCESS  once the producer writes this marker after the day's last file
+  #   cutoff_hours: H   H hours after the day ends (UTC), with whatever has landed
+  # A file landing after that re-ingests the day.
+  complete_when: {{files: 1}}   # TODO how your producer delivers a day
 
 columns:
   - name: record_id

@@ -118,7 +118,12 @@ def _conf(args) -> dict:
 def trigger_dag(args) -> int:
     api = _api(args)
     run = api.trigger_run(
-        args.dag_id, _conf(args), logical_date=args.logical_date, run_id=args.run_id, note=args.note
+        args.dag_id,
+        _conf(args),
+        logical_date=args.logical_date,
+        run_id=args.run_id,
+        note=args.note,
+        partition_key=args.partition_key,
     )
     run_id = run["dag_run_id"]
     print(json.dumps(run) if args.json else run_id, flush=True)
@@ -145,7 +150,7 @@ def post_asset_event(args) -> int:
     except LookupError as error:
         raise CliError(REQUEST_REFUSED, str(error)) from None
     extra = _json_object(args.extra, "--extra") if args.extra else {}
-    event = api.post_asset_event(asset["id"], extra)
+    event = api.post_asset_event(asset["id"], extra, partition_key=args.partition_key)
     print(json.dumps(event) if args.json else event["id"], flush=True)
     print(
         f"trigger: event {event['id']} posted on asset {asset['name']} ({asset['uri']}); "
@@ -195,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dag.add_argument("--run-id", help="the run id; default: Airflow makes one")
     dag.add_argument("--note", help="a note shown on the run in the UI")
+    dag.add_argument("--partition-key", help="the day (YYYY-MM-DD) a per-day DAG's run works on")
     dag.add_argument("--wait", action="store_true", help="follow the run until it finishes")
     dag.add_argument(
         "--wait-timeout", type=float, default=3600.0, help="seconds --wait waits (default 3600)"
@@ -205,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     asset = commands.add_parser("asset", help="post an asset event: POST /api/v2/assets/events")
     asset.add_argument("asset", help="the asset's name or URI")
     asset.add_argument("--extra", help="the event's extra as a JSON object")
+    asset.add_argument(
+        "--partition-key",
+        help="the day (YYYY-MM-DD) the event is for: the per-day DAGs scheduled on the asset run "
+        "once for it (without it, they do not run)",
+    )
     asset.set_defaults(handler=post_asset_event)
     return parser
 

@@ -69,7 +69,11 @@ _TOP_KEYS = {
     "columns",
     "features",
 }
-_LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens"}
+_LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens", "complete_when", "sweep_days"}
+# When a landing day is complete: exactly one of these rules (include/landing.py applies it).
+LANDING_COMPLETE_RULES = ("files", "marker", "cutoff_hours")
+DEFAULT_COMPLETE_WHEN = ("files", 1)
+DEFAULT_SWEEP_DAYS = 31
 _CSV_KEYS = {"delimiter", "quote", "escape", "header"}
 _COLUMN_KEYS = {
     "name",
@@ -221,6 +225,11 @@ class DatasetSpec:
     csv_header: bool = True
     encoding: str = "UTF-8"
     null_tokens: tuple[str, ...] = ("",)
+    # (rule, value): ("files", N), ("marker", "_SUCCESS") or ("cutoff_hours", H).
+    landing_complete_when: tuple[str, Any] = DEFAULT_COMPLETE_WHEN
+    # How many days back from the newest landed day an ingestion run looks for complete days
+    # that were never ingested (a lost landing event); older days are ingested when named.
+    landing_sweep_days: int = DEFAULT_SWEEP_DAYS
     features: FeatureSpec | None = None
     _by_name: Mapping[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
 
@@ -507,7 +516,48 @@ class _Validator:
             self.fail("landing.null_tokens", f"must be a list of strings, got {tokens!r}")
         else:
             out["null_tokens"] = tuple(dict.fromkeys(["", *tokens]))
+        if "complete_when" in landing:
+            rule = self.complete_when(landing["complete_when"])
+            if rule is not None:
+                out["landing_complete_when"] = rule
+        sweep = landing.get("sweep_days", DEFAULT_SWEEP_DAYS)
+        if isinstance(sweep, bool) or not isinstance(sweep, int) or not 1 <= sweep <= 366:
+            self.fail("landing.sweep_days", f"must be a whole number of days 1..366, got {sweep!r}")
+        else:
+            out["landing_sweep_days"] = sweep
         return out
+
+    def complete_when(self, raw: Any) -> tuple[str, Any] | None:
+        """``landing.complete_when``: one rule saying when a landing day is complete."""
+        where = "landing.complete_when"
+        rule = self.mapping(where, raw)
+        self.unknown_keys(where, rule, set(LANDING_COMPLETE_RULES))
+        given = [key for key in LANDING_COMPLETE_RULES if key in rule]
+        if len(given) != 1:
+            self.fail(where, f"needs exactly one of {', '.join(LANDING_COMPLETE_RULES)}")
+            return None
+        key = given[0]
+        value = rule[key]
+        if key == "files" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            self.fail(f"{where}.files", f"must be a whole number of files >= 1, got {value!r}")
+        elif key == "marker" and not (
+            isinstance(value, str) and re.fullmatch(r"[_.][A-Za-z0-9_.-]{1,63}", value)
+        ):
+            # Data files never start with "_" or ".", so a marker can never be read as data.
+            self.fail(
+                f"{where}.marker",
+                f"must be a file name starting with '_' or '.' (like _SUCCESS), got {value!r}",
+            )
+        elif key == "cutoff_hours" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 168
+        ):
+            self.fail(
+                f"{where}.cutoff_hours",
+                f"must be hours after the day ends (UTC), 0..168, got {value!r}",
+            )
+        else:
+            return key, value
+        return None
 
     def columns(self, raw: Any) -> list[ColumnSpec]:
         if not isinstance(raw, list) or not raw:

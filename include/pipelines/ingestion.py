@@ -9,8 +9,6 @@ provider's ``SqsSensorTrigger`` on the queue S3 notifies for the landing prefix.
 
 from __future__ import annotations
 
-import logging
-
 from airflow.sdk import (
     DAG,
     AssetOrTimeSchedule,
@@ -166,59 +164,20 @@ def ingestion_dag(dataset: str) -> DAG:
         @task
         def landing_days() -> list[dict]:
             """The days this run ingests, each as the ``ingest`` task's arguments."""
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            from include.ingestion import (
-                ingest_runs,
-                ingestion_days,
-                landing_files,
-                landing_path_uri,
-                quarantine_rejected_events,
-            )
-            from include.partitions import PartitionError
+            from include.ingestion import ingest_runs, landing_path_uri, plan_run
 
             context = get_current_context()
-            dag_run = context["dag_run"]
             run_settings = get_settings()
+            plan = plan_run(run_settings, dataset, context)
             path = context["params"].get("path")
-            if path and not context["params"]["ds"]:
-                raise PartitionError("params.path needs params.ds: the day its files belong to")
-            landing = ingestion_days(
-                dataset,
-                context["params"]["ds"],
-                context.get("triggering_asset_events"),
-                dag_run.logical_date or dag_run.run_after,
-            )
-            # A malformed event is refused on its own, kept in the quarantine zone, and does
-            # not hold up the good days of the same run.
-            if landing.rejected:
-                where = quarantine_rejected_events(
-                    run_settings, dataset, dag_run.run_id, landing.rejected
-                )
-                if not landing.days:
-                    raise PartitionError(
-                        f"every triggering landing event was refused (kept in {where}): "
-                        + "; ".join(entry["reason"] for entry in landing.rejected)
-                    )
-            days = landing.days
-            # The daily run is the backstop of the landing events: a day whose files have not
-            # landed is not ingested yet (its landing event will start that), not a failure.
-            # Runs by hand and by events ingest what they name and fail if it is missing.
-            if dag_run.run_type == "scheduled" and not landing_files(
-                run_settings, dataset, days[0]
-            ):
-                raise AirflowSkipException(
-                    f"no {dataset} landing files for {days[0]} yet in "
-                    f"{run_settings.zone_uri('landing')}/{dataset}/ds={days[0]}/: nothing to ingest"
-                )
-            logging.getLogger(__name__).info("%s: ingesting %s", dataset, ", ".join(days))
             landing_uri = landing_path_uri(run_settings, path) if path else None
-            return ingest_runs(run_settings, dataset, days, landing_uri=landing_uri)
+            return ingest_runs(run_settings, dataset, plan.days, landing_uri=landing_uri)
 
         SparkJobOperator.partial(
             task_id="ingest",
             job="ingest",
             outlets=[curated_asset(dataset), quarantine_asset(dataset)],
+            # Each day's events carry the day as partition key: one validation run per day.
             # One Spark job at a time: each takes the whole machine locally.
             max_active_tis_per_dagrun=1,
         ).expand_kwargs(landing_days())

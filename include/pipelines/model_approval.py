@@ -8,13 +8,12 @@ answers Airflow's human-in-the-loop request (the UI's *Required actions*, or the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow.sdk import DAG, Param, dag, get_current_context, task
 
 from headrace_operators.model_approval import TIMEOUT_PARAM, ModelApprovalOperator, reason_param
-from include.assets import model_asset, model_pending_asset
+from include.assets import model_asset, model_pending_asset, per_partition
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, integer_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
 from include.registry import REASON_FIELD
@@ -30,35 +29,25 @@ class ApprovalRequestError(ValueError):
     """The run cannot tell which version to ask about."""
 
 
-def requested_version(
-    param_version: Any, triggering_asset_events: Mapping[Any, Iterable[Any]] | None
-) -> tuple[str, bool]:
-    """``(version, from_param)``: the ``version`` param if set, else the newest version the
-    triggering asset events name in their ``version`` extra.
+def requested_version(param_version: Any, partition_key: str | None) -> tuple[str, bool]:
+    """``(version, from_param)``: the ``version`` param if set, else the run's partition key.
 
-    One run may consume several events (two trainings registered pending versions before the
-    scheduler started it): the newest version is asked about; an older one can still be
-    decided by triggering the DAG by hand with its number.
+    The training run emits each pending version's event with the version as partition key, so
+    the scheduler makes one approval run per version: two versions pending at once are two
+    requests, and neither is dropped.
     """
     if param_version is not None:
         return str(int(param_version)), True
-    named = set()
-    for events in (triggering_asset_events or {}).values():
-        for event in events:
-            version = (getattr(event, "extra", None) or {}).get("version")
-            if version is not None:
-                if not str(version).isdigit() or int(version) < 1:
-                    raise ApprovalRequestError(
-                        f"the triggering asset event's extra names version {version!r}, "
-                        "not a registry version number"
-                    )
-                named.add(int(version))
-    if not named:
+    if partition_key is None:
         raise ApprovalRequestError(
-            "no version to decide: the 'version' param is empty and no triggering asset event "
-            "has a 'version' in its extra"
+            "no version to decide: the 'version' param is empty and the run has no partition "
+            "key (the pending-approval event carries the version as its partition key)"
         )
-    return str(max(named)), False
+    if not partition_key.isdigit() or int(partition_key) < 1:
+        raise ApprovalRequestError(
+            f"the run's partition key {partition_key!r} is not a registry version number"
+        )
+    return str(int(partition_key)), False
 
 
 def _doc(dataset: PipelineDataset) -> str:
@@ -82,9 +71,9 @@ mistyped number cannot demote the champion.
 fails and the version stays pending; nothing is approved by default. Clear `decide` to ask
 again.
 
-**Triggered** by `{name}_training` when it registers a version that waits for approval (the
-`{name}_model_pending_approval` asset event names the version), or by hand with the `version`
-param.
+**Triggered** once per pending version: `{name}_training` emits the
+`{name}_model_pending_approval` event with the version as partition key when it registers a
+version that waits for approval. By hand: the `version` param.
 
 *Built by `include/pipelines/model_approval.py` from `{dataset.spec_file}`.*
 """
@@ -97,7 +86,7 @@ def model_approval_dag(dataset: str) -> DAG:
 
     @dag(
         dag_id=f"{dataset}_{STAGE}",
-        schedule=model_pending_asset(dataset),
+        schedule=per_partition(model_pending_asset(dataset)),
         start_date=START_DATE,
         catchup=False,
         default_args=DEFAULT_ARGS,
@@ -111,7 +100,7 @@ def model_approval_dag(dataset: str) -> DAG:
                 maximum=1_000_000,
                 title="Model version",
                 description="The pending version to decide (a registry version number); "
-                "empty: the version the triggering asset event names.",
+                "empty: the run's partition key (the version the pending event names).",
             ),
             TIMEOUT_PARAM: integer_param(
                 DEFAULT_TIMEOUT_MINUTES,
@@ -133,7 +122,7 @@ def model_approval_dag(dataset: str) -> DAG:
             context = get_current_context()
             try:
                 version, from_param = requested_version(
-                    context["params"]["version"], context.get("triggering_asset_events")
+                    context["params"]["version"], context["dag_run"].partition_key
                 )
             except ApprovalRequestError as error:
                 raise AirflowFailException(str(error)) from error

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, chain, dag, get_current_context, task
 
-from include.assets import drift_asset, predictions_asset
+from include.assets import drift_asset, per_partition, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
 
@@ -40,7 +40,8 @@ alert (an SNS message on AWS when `HEADRACE_ALERTS_TOPIC_ARN` is set; a log line
 file under `monitoring/{name}/alerts/` on both). Without drift, neither happens: the tasks after
 the check are skipped, and a skipped task emits no asset event.
 
-**Triggered** by new predictions (`{name}_predictions`), or by hand with a `ds`.
+**Triggered** once per day of new predictions (`{name}_predictions`, partitioned by day), or by
+hand with a `ds` (or the day as the run's partition key).
 
 *Built by `include/pipelines/monitoring.py` from `{dataset.spec_file}`.*
 """
@@ -52,7 +53,7 @@ def monitoring_dag(dataset: str) -> DAG:
 
     @dag(
         dag_id=f"{dataset}_{STAGE}",
-        schedule=predictions_asset(dataset),
+        schedule=per_partition(predictions_asset(dataset)),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -62,7 +63,7 @@ def monitoring_dag(dataset: str) -> DAG:
         params={
             "ds": partition_param(
                 "Day to check",
-                "Predictions partition to check; empty: from the triggering event, else the newest",
+                "Predictions partition to check; empty: the run's partition key",
             ),
         },
     )
@@ -71,17 +72,12 @@ def monitoring_dag(dataset: str) -> DAG:
         def drift_check() -> dict:
             """Drift metrics of the day against the scoring model's baseline; logs the verdict."""
             from include.config import get_settings
-            from include.partitions import resolve_partition
-            from include.scoring_pipeline import check_batch_drift, predictions_root
+            from include.partitions import run_partition
+            from include.scoring_pipeline import check_batch_drift
 
-            settings = get_settings()
             context = get_current_context()
-            ds = resolve_partition(
-                context["params"]["ds"],
-                context.get("triggering_asset_events"),
-                predictions_root(settings, dataset),
-            )
-            return check_batch_drift(settings, dataset, ds)
+            ds = run_partition(context["params"]["ds"], context["dag_run"])
+            return check_batch_drift(get_settings(), dataset, ds)
 
         @task.short_circuit
         def drift_found(result: dict) -> bool:
@@ -93,7 +89,9 @@ def monitoring_dag(dataset: str) -> DAG:
             from include.scoring_pipeline import drift_event_extra
 
             extra = drift_event_extra(result)
-            get_current_context()["outlet_events"][drift_asset(dataset)].extra = extra
+            event = get_current_context()["outlet_events"][drift_asset(dataset)]
+            event.extra = extra
+            event.add_partitions(result["ds"])
             return extra
 
         @task(multiple_outputs=False)

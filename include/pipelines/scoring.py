@@ -9,7 +9,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, chain, dag, get_current_context, task
 
 from headrace_operators.sagemaker_transform import SageMakerTransformOperator
-from include.assets import features_asset, predictions_asset
+from include.assets import features_asset, per_partition, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
 
@@ -35,9 +35,8 @@ replaced as a whole on a re-run. For the people who act on the scores and for dr
 version) or, locally, the same request body through the local transform runtime, which streams
 the input through the same handlers with bounded memory. A retried task re-attaches to its job.
 
-**Triggered** by new features (`{name}_features`: features are rebuilt for every new curated
-day), or by hand with a `ds`. The partition is the `ds` parameter, else the triggering event's,
-else the newest features partition.
+**Triggered** once per day of new features (`{name}_features`, partitioned by day: features are
+built for every validated day), or by hand with a `ds` (or the day as the run's partition key).
 
 *Built by `include/pipelines/scoring.py` from `{dataset.spec_file}`.*
 """
@@ -49,7 +48,7 @@ def scoring_dag(dataset: str) -> DAG:
 
     @dag(
         dag_id=f"{dataset}_{STAGE}",
-        schedule=features_asset(dataset),
+        schedule=per_partition(features_asset(dataset)),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -59,7 +58,7 @@ def scoring_dag(dataset: str) -> DAG:
         params={
             "ds": partition_param(
                 "Day to score",
-                "Features partition to score; empty: from the triggering event, else the newest",
+                "Features partition to score; empty: the run's partition key",
             ),
         },
     )
@@ -68,16 +67,12 @@ def scoring_dag(dataset: str) -> DAG:
         def scoring_input() -> dict:
             """The day, the champion model, and the transform's input lines."""
             from include.config import get_settings
-            from include.partitions import resolve_partition
+            from include.partitions import run_partition
             from include.scoring_pipeline import champion_model, prepare_scoring_input
 
             settings = get_settings()
             context = get_current_context()
-            ds = resolve_partition(
-                context["params"]["ds"],
-                context.get("triggering_asset_events"),
-                f"{settings.zone_uri('features')}/{dataset}",
-            )
+            ds = run_partition(context["params"]["ds"], context["dag_run"])
             model = champion_model(settings, dataset)
             prepared = prepare_scoring_input(settings, dataset, ds, model)
             return {"ds": ds, "model": model, **prepared}
@@ -93,10 +88,9 @@ def scoring_dag(dataset: str) -> DAG:
                 get_settings(), dataset, day, output_uri=job["output_uri"], model=model,
                 expected_rows=rows,
             )  # fmt: skip
-            get_current_context()["outlet_events"][predictions_asset(dataset)].extra = {
-                "ds": day,
-                "model_version": committed["model_version"],
-            }
+            event = get_current_context()["outlet_events"][predictions_asset(dataset)]
+            event.extra = {"ds": day, "model_version": committed["model_version"]}
+            event.add_partitions(day)
             return committed
 
         inputs = scoring_input()

@@ -11,7 +11,13 @@ from __future__ import annotations
 from airflow.sdk import DAG, dag, get_current_context, task
 
 from headrace_operators.sagemaker_jobs import SageMakerTuningJobOperator
-from include.assets import drift_asset, features_asset, model_asset, model_pending_asset
+from include.assets import (
+    drift_asset,
+    features_asset,
+    model_asset,
+    model_pending_asset,
+    per_partition,
+)
 from include.dag_defaults import (
     DEFAULT_ARGS,
     START_DATE,
@@ -48,9 +54,12 @@ test ROC AUC by the margin; otherwise it waits for a person: `request_approval` 
 `{name}_model_pending_approval`, which starts `{name}_model_approval` (skipped when the version
 was approved). MLflow (SQLite) locally, SageMaker Model Registry on AWS.
 
-**Triggered** by new validated features (`{name}_features`) or by drift over threshold
-(`{name}_drift`), or by hand. The partition is the `ds` parameter, else the triggering event's,
-else the newest features partition.
+**Triggered** per day: by a day's new validated features (`{name}_features`) or by drift over
+threshold on a day (`{name}_drift`); a features and a drift event of the same day that arrive
+before the run starts make one run. By hand: the `ds` parameter (or the day as partition key).
+The day names the training window: the features partition of that day, whose rolling features
+span the spec's lookback of validated days. Training does not run once per day on its own
+data: each run trains on the window that ends on its day.
 
 *Built by `include/pipelines/training.py` from `{dataset.spec_file}`.*
 """
@@ -62,7 +71,7 @@ def training_dag(dataset: str) -> DAG:
 
     @dag(
         dag_id=f"{dataset}_{STAGE}",
-        schedule=(features_asset(dataset) | drift_asset(dataset)),
+        schedule=per_partition(features_asset(dataset) | drift_asset(dataset)),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -72,7 +81,7 @@ def training_dag(dataset: str) -> DAG:
         params={
             "ds": partition_param(
                 "Features partition",
-                "Features partition to train on; empty: from the triggering event, else the newest",
+                "Features partition to train on; empty: the run's partition key",
             ),
             "max_trials": integer_param(
                 4,
@@ -108,15 +117,10 @@ def training_dag(dataset: str) -> DAG:
     def training():
         @task
         def training_partition() -> str:
-            from include.config import get_settings
-            from include.partitions import resolve_partition
+            from include.partitions import run_partition
 
             context = get_current_context()
-            return resolve_partition(
-                context["params"]["ds"],
-                context.get("triggering_asset_events"),
-                f"{get_settings().zone_uri('features')}/{dataset}",
-            )
+            return run_partition(context["params"]["ds"], context["dag_run"])
 
         # multiple_outputs=False: a dict return would be split into one XCom per key, and
         # Airflow 3.0 cannot push a None value (apache/airflow#55062). The partition argument is
@@ -153,8 +157,10 @@ def training_dag(dataset: str) -> DAG:
                     f"version {registered['version']} is {registered['approval']}: "
                     "no approval to ask for"
                 )
-            outlet_events = get_current_context()["outlet_events"]
-            outlet_events[model_pending_asset(dataset)].extra = extra
+            event = get_current_context()["outlet_events"][model_pending_asset(dataset)]
+            event.extra = extra
+            # Keyed by version: the approval DAG runs once per pending version.
+            event.add_partitions(str(registered["version"]))
             return registered["version"]
 
         ds = training_partition()

@@ -11,7 +11,7 @@ from airflow.sdk import DAG, dag
 
 from headrace_operators.quality_gate import DataQualityGateOperator
 from headrace_operators.spark_job import SparkJobOperator
-from include.assets import curated_asset, features_asset, validated_asset
+from include.assets import curated_asset, features_asset, per_partition, validated_asset
 from include.config import get_settings
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.ingestion import features_job_args
@@ -46,9 +46,9 @@ with a message naming each failing rule, column and observed value, and updates 
 train/validation/test split by a hash of the split key) under `features/{name}/ds=YYYY-MM-DD/`,
 and updates the `{name}_features` Asset, which schedules training and batch scoring.
 
-**Triggered** by every update of the `{name}_curated` Asset, or by hand with the `ds` parameter.
-Without `ds` the partition is the triggering event's `ds` extra (ingestion puts it there), else
-the newest committed curated partition.
+**Triggered** once per curated day: ingestion emits each day's `{name}_curated` event with the
+day as partition key, and the scheduler makes one run per day (days that arrive together queue
+as separate runs). By hand: the `ds` parameter, or a run triggered with the day as partition key.
 
 *Built by `include/pipelines/validation.py` from `{dataset.spec_file}`.*
 """
@@ -60,7 +60,7 @@ def validation_dag(dataset: str) -> DAG:
 
     @dag(
         dag_id=f"{dataset}_{STAGE}",
-        schedule=[curated_asset(dataset)],
+        schedule=per_partition(curated_asset(dataset)),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -70,7 +70,7 @@ def validation_dag(dataset: str) -> DAG:
         params={
             "ds": partition_param(
                 "Partition date",
-                "Curated partition to check; empty: the triggering event's, else the newest",
+                "Curated partition to check; empty: the run's partition key",
             ),
         },
     )
@@ -88,6 +88,7 @@ def validation_dag(dataset: str) -> DAG:
             job_args=features_job_args(get_settings(), dataset, validated_ds),
             outlets=[features_asset(dataset)],
             asset_extra={"ds": validated_ds},
+            partition_key=validated_ds,
         )
         gate >> features
 

@@ -114,13 +114,12 @@ class DataQualityGateOperator(BaseOperator):
     # --- the partition ---------------------------------------------------------------------
 
     def resolve_partition(self, context: Context) -> str:
-        """The ``ds`` param, else the triggering Asset event's ``ds`` extra, else the newest
-        committed curated partition (:func:`include.partitions.resolve_partition`)."""
-        from include.partitions import PartitionError, resolve_partition
+        """The ``ds`` param, else the run's partition key
+        (:func:`include.partitions.run_partition`)."""
+        from include.partitions import PartitionError, run_partition
 
-        dataset_uri = f"{get_settings().zone_uri('curated')}/{self.dataset}"
         try:
-            return resolve_partition(self.ds, context.get("triggering_asset_events"), dataset_uri)
+            return run_partition(self.ds, context.get("dag_run"))
         except PartitionError as error:
             raise AirflowException(str(error)) from None
 
@@ -169,6 +168,7 @@ class DataQualityGateOperator(BaseOperator):
         if outlet_events is not None:
             for asset in self.outlets or []:
                 outlet_events[asset].extra = {"ds": ds, "result_uri": uris["result_uri"]}
+                outlet_events[asset].add_partitions(ds)
         return summary
 
     def on_kill(self) -> None:

@@ -415,11 +415,12 @@ class SparkJobOperator(BaseOperator):
     :param aws_conn_id: the Airflow connection for AWS credentials; ``None`` for boto3's
         default chain (MWAA's execution role).
     :param asset_extra: the ``extra`` of every outlet Asset event the task emits on success,
-        e.g. ``{"ds": "{{ params.ds }}"}``, so a DAG scheduled on the Asset knows which
-        partition changed. (templated)
+        e.g. ``{"ds": "{{ params.ds }}"}``. (templated)
+    :param partition_key: the partition key of every outlet Asset event (the day a job wrote),
+        so the DAGs scheduled per partition on the Asset run once for that day. (templated)
     """
 
-    template_fields: Sequence[str] = ("job", "job_args", "asset_extra")
+    template_fields: Sequence[str] = ("job", "job_args", "asset_extra", "partition_key")
     template_fields_renderers = {"job_args": "json", "asset_extra": "json"}
     ui_color = "#f4e3c1"
 
@@ -436,12 +437,14 @@ class SparkJobOperator(BaseOperator):
         poll_interval: float = 30,
         aws_conn_id: str | None = "aws_default",
         asset_extra: dict[str, Any] | None = None,
+        partition_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.job = job
         self.job_args = job_args or []
         self.asset_extra = asset_extra or {}
+        self.partition_key = partition_key
         self.timeout = timeout
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -513,9 +516,11 @@ class SparkJobOperator(BaseOperator):
 
     def _set_asset_extra(self, context: Context) -> None:
         # Emitted only if the task succeeds; set again after a deferral (a new context).
-        if self.asset_extra:
-            for outlet in self.outlets:
+        for outlet in self.outlets:
+            if self.asset_extra:
                 context["outlet_events"][outlet].extra = dict(self.asset_extra)
+            if self.partition_key:
+                context["outlet_events"][outlet].add_partitions(self.partition_key)
 
     def execute(self, context: Context) -> dict[str, str]:
         self._set_asset_extra(context)

@@ -133,11 +133,13 @@ def test_a_drift_event_posted_to_the_api_schedules_retraining(api, stack):
     assets = api.get("/api/v2/assets", name_pattern="churn_drift")["assets"]
     (drift,) = [asset for asset in assets if asset["name"] == "churn_drift"]
     extra = {"ds": "2026-01-07", "model_version": "1", "drifted_features": ["sessions"]}
-    api.post("/api/v2/assets/events", {"asset_id": drift["id"], "extra": extra})
+    api.post_asset_event(drift["id"], extra, partition_key="2026-01-07")
 
     run_id = api.wait_for_new_run("churn_training", known, timeout=120)
     assert run_id is not None, "no churn_training run was scheduled by the drift event"
     assert run_id.startswith("asset_triggered__")
+    # Scheduled per partition: the run is for the event's day.
+    assert api.dag_run("churn_training", run_id)["partition_key"] == "2026-01-07"
     quoted = urllib.parse.quote(run_id, safe="")
     (event,) = api.get(f"/api/v2/dags/churn_training/dagRuns/{quoted}/upstreamAssetEvents")[
         "asset_events"

@@ -233,7 +233,9 @@ def test_the_pending_version_event_starts_the_request(
     known = {run["dag_run_id"] for run in airflow_api.dag_runs(DAG_ID)}
 
     asset = airflow_api.asset(PENDING_ASSET)
-    airflow_api.post_asset_event(asset["id"], {"dataset": DATASET, "version": version})
+    airflow_api.post_asset_event(
+        asset["id"], {"dataset": DATASET, "version": version}, partition_key=str(version)
+    )
     run_id = airflow_api.wait_for_new_run(DAG_ID, known, timeout=120)
     assert run_id is not None, f"no {DAG_ID} run after a {PENDING_ASSET} event"
     request = _wait_for_request(airflow_api, run_id)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from include.config import load_settings
-from include.ingestion import ingest_runs, ingestion_days, landing_files
+from include.ingestion import ingest_runs, ingestion_days
 from include.partitions import (
     PartitionError,
     landing_partition_of_key,
@@ -214,6 +214,7 @@ def test_each_day_gets_its_own_ingest_arguments_and_event_extra():
     settings = load_settings({"HEADRACE_LAKE_ROOT": "file:///lake"})
     runs = ingest_runs(settings, "churn", ["2026-01-06", "2026-01-07"])
     assert [run["asset_extra"] for run in runs] == [{"ds": "2026-01-06"}, {"ds": "2026-01-07"}]
+    assert [run["partition_key"] for run in runs] == ["2026-01-06", "2026-01-07"]
     argv = dict(zip(runs[1]["job_args"][::2], runs[1]["job_args"][1::2], strict=True))
     assert argv["--ds"] == "2026-01-07"
     assert argv["--landing-uri"] == "file:///lake/landing"
@@ -287,13 +288,3 @@ def test_the_sqs_filter_keeps_only_the_datasets_landing_notifications():
     ]
     kept = filter_messages(messages, "jsonpath-ext", None, expression)
     assert [m["ReceiptHandle"] for m in kept] == ["receipt-1", "receipt-2", "receipt-6"]
-
-
-def test_the_landed_files_of_a_day_leave_out_hidden_and_marker_files(tmp_path):
-    settings = load_settings({"HEADRACE_LAKE_ROOT": tmp_path.as_uri()})
-    day = tmp_path / "landing" / "churn" / "ds=2026-01-07"
-    day.mkdir(parents=True)
-    for name in ("part-0.csv", ".part-1.csv.landing.tmp", "_SUCCESS"):
-        (day / name).write_text("x")
-    assert landing_files(settings, "churn", "2026-01-07") == [f"file://{day}/part-0.csv"]
-    assert landing_files(settings, "churn", "2026-01-08") == []

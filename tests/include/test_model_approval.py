@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -47,39 +46,25 @@ def _answer(option: str = "Approve", reason: str | None = "recall is better", **
     }
 
 
-def _event(extra: dict, minute: int = 0):
-    # What a run's triggering_asset_events hold: objects with the event's extra and timestamp.
-    return SimpleNamespace(extra=extra, timestamp=datetime(2026, 1, 9, 0, minute, tzinfo=UTC))
-
-
 # --- which version a run asks about -----------------------------------------------------------
 
 
-def test_the_version_param_wins_over_the_events():
-    events = {"churn_model_pending_approval": [_event({"version": "4"})]}
-
-    assert requested_version(3, events) == ("3", True)
-    assert requested_version(None, events) == ("4", False)
-
-
-def test_of_several_events_the_newest_version_is_asked_about():
-    events = {"a": [_event({"version": "9"}, 1), _event({"version": "12"}, 0)], "b": [_event({})]}
-
-    assert requested_version(None, events) == ("12", False)
+def test_the_version_param_wins_over_the_partition_key():
+    assert requested_version(3, "4") == ("3", True)
+    assert requested_version(None, "4") == ("4", False)
 
 
 @pytest.mark.parametrize(
-    ("events", "message"),
+    ("partition_key", "message"),
     [
-        (None, "the 'version' param is empty and no triggering asset event"),
-        ({"a": [_event({"ds": "2026-01-07"})]}, "has a 'version' in its extra"),
-        ({"a": [_event({"version": "latest"})]}, "names version 'latest', not a registry"),
-        ({"a": [_event({"version": 0})]}, "names version 0, not a registry"),
+        (None, "the 'version' param is empty and the run has no partition key"),
+        ("latest", "partition key 'latest' is not a registry version number"),
+        ("0", "partition key '0' is not a registry version number"),
     ],
 )
-def test_a_run_without_a_usable_version_is_refused(events, message):
+def test_a_run_without_a_usable_version_is_refused(partition_key, message):
     with pytest.raises(ApprovalRequestError, match=message):
-        requested_version(None, events)
+        requested_version(None, partition_key)
 
 
 # --- the answer ---------------------------------------------------------------------------------

@@ -1,53 +1,31 @@
-"""Which partition a run works on: the ds param, the triggering Asset event, the newest one."""
+"""Which day a per-day run works on: its ds param, else its partition key, never a guess."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
-from include.partitions import (
-    PartitionError,
-    latest_committed_partition,
-    partition_from_asset_events,
-    resolve_partition,
-)
+from include.partitions import PartitionError, run_partition
 
 
-def event(ds: str | None, minute: int):
-    return SimpleNamespace(
-        extra={"ds": ds} if ds else {}, timestamp=datetime(2026, 1, 9, 0, minute, tzinfo=UTC)
-    )
+def run(partition_key: str | None):
+    return SimpleNamespace(partition_key=partition_key)
 
 
-def test_the_newest_event_with_a_ds_wins():
-    events = {
-        "churn_features": [event("2026-01-07", 1), event("2026-01-08", 5)],
-        "churn_drift": [event(None, 9)],
-    }
-    assert partition_from_asset_events(events) == "2026-01-08"
-    assert partition_from_asset_events({}) is None
+def test_the_param_wins_over_the_partition_key():
+    assert run_partition("2026-01-05", run("2026-01-06")) == "2026-01-05"
+    assert run_partition(None, run("2026-01-06")) == "2026-01-06"
+    assert run_partition("", run("2026-01-06")) == "2026-01-06"
 
 
-def test_a_malformed_event_ds_is_named():
-    with pytest.raises(PartitionError, match="triggering asset event's ds extra='2026-13-01'"):
-        partition_from_asset_events({"a": [event("2026-13-01", 1)]})
+def test_a_run_that_names_no_day_fails_instead_of_picking_one():
+    with pytest.raises(PartitionError, match="names no day: set the ds param"):
+        run_partition(None, run(None))
 
 
-def test_param_then_event_then_newest_committed_partition(tmp_path):
-    dataset = tmp_path / "features" / "churn"
-    for ds, committed in (("2026-01-06", True), ("2026-01-07", True), ("2026-01-08", False)):
-        (dataset / f"ds={ds}" / "split=train").mkdir(parents=True)
-        if committed:
-            (dataset / f"ds={ds}" / "_manifest.json").write_text("{}")
-    uri = dataset.as_uri()
-    # 2026-01-08 has no manifest: an uncommitted (or half-written) partition is never picked.
-    assert latest_committed_partition(uri) == "2026-01-07"
-    assert resolve_partition(None, {}, uri) == "2026-01-07"
-    assert resolve_partition(None, {"a": [event("2026-01-06", 1)]}, uri) == "2026-01-06"
-    assert resolve_partition("2026-01-05", {"a": [event("2026-01-06", 1)]}, uri) == "2026-01-05"
-    with pytest.raises(PartitionError, match=r"params\.ds='5 Jan'"):
-        resolve_partition("5 Jan", {}, uri)
-    with pytest.raises(PartitionError, match="no committed partition under"):
-        resolve_partition(None, {}, (tmp_path / "empty").as_uri())
+def test_malformed_days_are_named_with_where_they_came_from():
+    with pytest.raises(PartitionError, match=r"params\.ds='5 Jan' is not a date"):
+        run_partition("5 Jan", run(None))
+    with pytest.raises(PartitionError, match="the run's partition key='2026-13-01'"):
+        run_partition(None, run("2026-13-01"))

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.execution_time.context import OutletEventAccessors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "include" / "dq"))
@@ -53,17 +54,10 @@ def local_lake(tmp_path, monkeypatch, fresh_settings) -> str:
     return lake
 
 
-class OutletEvents(dict):
-    """Airflow's outlet event accessors, reduced to what the gate uses: ``[asset].extra``."""
-
-    def __getitem__(self, asset):
-        return self.setdefault(asset.name, SimpleNamespace(extra=None))
-
-
-def gate_context(task_context, events=None):
+def gate_context(task_context, partition_key=None):
     context = task_context(dag_id="churn_validation", task_id="quality_gate")
-    context["outlet_events"] = OutletEvents()
-    context["triggering_asset_events"] = events or {}
+    context["outlet_events"] = OutletEventAccessors()
+    context["dag_run"] = SimpleNamespace(partition_key=partition_key)
     return context
 
 
@@ -114,6 +108,8 @@ def test_clean_partition_passes_and_marks_the_validated_asset(
         "ds": DS,
         "result_uri": summary["result_uri"],
     }
+    # The validated day is the event's partition key: features and scoring run once for it.
+    assert context["outlet_events"][validated_asset("churn")].partition_keys == {DS}
     assert Path(summary["report_uri"].removeprefix("file://")).read_text().count("<tr") == 26
 
 
@@ -216,24 +212,18 @@ def test_a_partition_never_committed_fails_naming_its_manifest(local_lake, task_
         make_gate().execute(gate_context(task_context))
 
 
-def test_partition_comes_from_param_then_event_extra_then_newest_partition(
+def test_partition_comes_from_the_param_then_the_run_partition_key(
     local_lake, curated_types, task_context
 ):
     gate = make_gate(ds="")
-    older = SimpleNamespace(extra={"ds": "2026-01-03"}, timestamp=datetime(2026, 1, 4, tzinfo=UTC))
-    newer = SimpleNamespace(extra={"ds": "2026-01-05"}, timestamp=datetime(2026, 1, 6, tzinfo=UTC))
-    no_extra = SimpleNamespace(extra={}, timestamp=datetime(2026, 1, 7, tzinfo=UTC))
-    events = {"churn_curated": [older, newer, no_extra]}
+    keyed = gate_context(task_context, partition_key="2026-01-05")
 
-    assert (
-        make_gate(ds="2026-01-01").resolve_partition(gate_context(task_context, events=events))
-        == "2026-01-01"
-    )
-    assert gate.resolve_partition(gate_context(task_context, events=events)) == "2026-01-05"
-    with pytest.raises(AirflowException, match="no committed partition under"):
-        gate.resolve_partition(gate_context(task_context))
+    assert make_gate(ds="2026-01-01").resolve_partition(keyed) == "2026-01-01"
+    assert gate.resolve_partition(keyed) == "2026-01-05"
+    # No day named: the gate fails rather than checking "the newest" partition.
     write_partition(local_lake, clean_frame(curated_types), curated_types)
-    assert gate.resolve_partition(gate_context(task_context)) == DS
+    with pytest.raises(AirflowException, match="names no day"):
+        gate.resolve_partition(gate_context(task_context))
     with pytest.raises(AirflowException, match="'2026-1-5' is not a date"):
         make_gate(ds="2026-1-5").execute(gate_context(task_context))
 

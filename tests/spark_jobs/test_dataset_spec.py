@@ -167,3 +167,40 @@ def test_spark_jobs_import_nothing_from_the_other_trees():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (None, ("files", 1)),
+        ({"files": 3}, ("files", 3)),
+        ({"marker": "_SUCCESS"}, ("marker", "_SUCCESS")),
+        ({"cutoff_hours": 2.5}, ("cutoff_hours", 2.5)),
+    ],
+)
+def test_the_landing_completeness_rule(churn_yaml, rule, expected):
+    raw = copy.deepcopy(churn_yaml)
+    raw["landing"].pop("complete_when", None)
+    if rule is not None:
+        raw["landing"]["complete_when"] = rule
+    assert spec_from_mapping(raw, source="ok.yaml").landing_complete_when == expected
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({}, "landing.complete_when: needs exactly one of files, marker, cutoff_hours"),
+        ({"files": 2, "marker": "_SUCCESS"}, "needs exactly one of"),
+        ({"files": 0}, "landing.complete_when.files: must be a whole number of files >= 1"),
+        ({"marker": "done.txt"}, "landing.complete_when.marker: must be a file name starting"),
+        ({"cutoff_hours": "2h"}, "landing.complete_when.cutoff_hours: must be hours"),
+        ({"when": 1}, "landing.complete_when"),
+    ],
+)
+def test_a_bad_completeness_rule_is_named(churn_yaml, rule, message):
+    assert message in broken(churn_yaml, lambda raw: raw["landing"].update(complete_when=rule))
+
+
+def test_sweep_days_is_checked(churn_yaml):
+    message = broken(churn_yaml, lambda raw: raw["landing"].update(sweep_days=0))
+    assert "landing.sweep_days: must be a whole number of days 1..366, got 0" in message
