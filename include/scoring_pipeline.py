@@ -131,20 +131,29 @@ def champion_model(settings: Settings, dataset: str, registry=None) -> dict[str,
 
 
 def _features_files(settings: Settings, dataset: str, ds: str) -> tuple[list[str], bytes]:
+    """The files the features manifest of ``ds`` lists, and the manifest's bytes.
+
+    Never a folder listing: the folder can hold files of an earlier or unfinished commit.
+    """
+    from include.storage import storage_for
+    from spark_jobs.ingest import IngestError, listed_files
+
     partition = features_partition_uri(settings, dataset, ds)
     manifest_uri = f"{partition}/{MANIFEST_NAME}"
-    from include.storage import storage_for
-
     storage = storage_for(manifest_uri)
     if not storage.exists(manifest_uri):
         raise ScoringError(
             f"{manifest_uri} does not exist: the features partition of {ds} was never committed "
             "(the features job runs after ingestion and validation)"
         )
-    files = [u for u in _list(partition) if "/split=" in u and u.endswith(".parquet")]
+    manifest_bytes = storage.read_bytes(manifest_uri)
+    try:
+        files = listed_files(json.loads(manifest_bytes), partition)
+    except (ValueError, IngestError) as error:
+        raise ScoringError(f"cannot read the files of {manifest_uri}: {error}") from None
     if not files:
-        raise ScoringError(f"the features partition {partition} holds no split=*/ parquet files")
-    return files, storage.read_bytes(manifest_uri)
+        raise ScoringError(f"the features manifest {manifest_uri} lists no files")
+    return files, manifest_bytes
 
 
 def _open_parquet(uri: str):
@@ -470,28 +479,19 @@ def raise_drift_alert(
 
     The alert is written as JSON under ``monitoring/<dataset>/alerts/ds=<D>.json`` on both
     targets (an audit trail); on aws it is also published to the SNS topic ``topic_arn`` (a
-    warning is logged when none is configured); locally it is logged as a warning line.
+    warning is logged when none is configured); locally it is logged as a warning line
+    (:func:`include.alerts.send_alert`, the path every alert takes).
     """
-    from include.storage import storage_for
+    from include.alerts import send_alert
 
     dataset, ds = result["dataset"], result["ds"]
-    subject = f"headrace: {dataset} drift on {ds}"[:100]
     alert = {**drift_event_extra(result), "dataset": dataset, "verdict": result["verdict"],
              "report": result.get("uris", {}).get("html")}  # fmt: skip
-    uri = alerts_uri(settings, dataset, ds)
-    storage_for(uri).write_bytes(uri, _json_bytes(alert))
-    published = None
-    if settings.is_local:
-        log.warning("ALERT %s: %s (%s)", subject, result["verdict"], uri)
-    elif topic_arn:
-        import boto3
-
-        client = boto3.client("sns", region_name=settings.aws.region)
-        published = client.publish(
-            TopicArn=topic_arn, Subject=subject, Message=json.dumps(alert, indent=2)
-        )["MessageId"]
-        log.warning("ALERT %s: published to %s as %s", subject, topic_arn, published)
-    else:
-        log.warning("ALERT %s: %s (no SNS topic configured; written to %s)", subject,
-                    result["verdict"], uri)  # fmt: skip
-    return {"alert_uri": uri, "sns_message_id": published}
+    return send_alert(
+        settings,
+        uri=alerts_uri(settings, dataset, ds),
+        subject=f"headrace: {dataset} drift on {ds}",
+        body=alert,
+        summary=result["verdict"],
+        topic_arn=topic_arn,
+    )

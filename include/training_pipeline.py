@@ -22,8 +22,12 @@ MANIFEST_NAME = "_manifest.json"
 
 
 # What train.py writes into SM_OUTPUT_DATA_DIR (output.tar.gz beside model.tar.gz): every
-# training-partition row's ids with the final model's score.
+# training-partition row's ids with its split and the final model's score.
 BASELINE_SCORES_FILE = "baseline_scores.parquet"
+# The splits the model did not train on: the score's reference distribution comes from these
+# alone (a model scores its own training rows more confidently than new data).
+TRAINING_SPLIT = "train"
+HELD_OUT_SPLITS = ("validation", "test")
 
 
 def baseline_uri(settings: Settings, dataset: str, ds: str, job_name: str) -> str:
@@ -51,7 +55,10 @@ def write_training_baseline(
 
     The reference is curated partition ``ds`` (the columns the model reads, before one-hot) joined
     on the split key with the scores the model gave those rows (``baseline_scores.parquet`` from
-    the job's output), so batches are checked for prediction drift as well as feature drift.
+    the job's output), so batches are checked for prediction drift as well as feature drift. The
+    features' reference is the whole partition; the score's distribution comes from the
+    validation and test rows only (see :data:`HELD_OUT_SPLITS`), its missing rate from every row.
+    The profile's ``metadata.score_reference`` says which rows and how many.
     Idempotent: the baseline is deterministic, so a retry writes the same bytes.
     """
     from include.dq.gate import (
@@ -61,7 +68,11 @@ def write_training_baseline(
         read_partition_frame,
     )
     from include.ingestion import DATASETS_DIR
-    from include.monitoring.baseline import write_baseline
+    from include.monitoring.baseline import (
+        MIN_REFERENCE_ROWS_PER_PSI_BIN,
+        min_score_reference_rows,
+        write_baseline,
+    )
     from include.monitoring.columns import monitored_columns
     from include.monitoring.thresholds import load_monitoring_config
     from spark_jobs.dataset_spec import load_spec
@@ -74,44 +85,75 @@ def write_training_baseline(
 
     scores_uri = output_data_uri(job["model_uri"])
     key, score = spec.features.split_key, config.score_column
-    joined = frame
+    metadata = {
+        "dataset": dataset,
+        "ds": ds,
+        "training_job": job["job_name"],
+        "curated_manifest": f"{partition}/{MANIFEST_NAME}",
+        "scores": scores_uri,
+    }
+    joined, held_out = frame, None
     if score:  # the monitoring config may switch prediction drift off (score_column: null)
-        joined = _with_baseline_scores(frame, scores_uri, key, score)
+        joined, split = _with_baseline_scores(frame, scores_uri, key, score)
+        held_out = split.isin(HELD_OUT_SPLITS).to_numpy()
+        rows = {name: int((split == name).sum()) for name in (TRAINING_SPLIT, *HELD_OUT_SPLITS)}
+        minimum = min_score_reference_rows(config)
+        if int(held_out.sum()) < minimum:
+            counts = ", ".join(f"{name} {count}" for name, count in rows.items())
+            raise ValueError(
+                f"{dataset} ds={ds}, training job {job['job_name']}: the score reference needs "
+                f"at least {minimum} held-out rows ({MIN_REFERENCE_ROWS_PER_PSI_BIN} per PSI bin, "
+                f"psi_bins={config.psi_bins} in {config.source}), the partition has "
+                f"{int(held_out.sum())} ({counts} of {len(frame)} curated rows); train on a "
+                "larger partition or lower psi_bins"
+            )
+        metadata["score_reference"] = {
+            "column": score,
+            "splits": list(HELD_OUT_SPLITS),
+            "rows": int(held_out.sum()),
+            "rows_by_split": rows,
+            "unscored_rows": int(split.isna().sum()),
+        }
     columns = monitored_columns(spec, joined.columns, score_column=score)
     return write_baseline(
         joined,
         columns,
         baseline_uri(settings, dataset, ds, job["job_name"]),
         config,
-        metadata={
-            "dataset": dataset,
-            "ds": ds,
-            "training_job": job["job_name"],
-            "curated_manifest": f"{partition}/{MANIFEST_NAME}",
-            "scores": scores_uri,
-        },
+        metadata=metadata,
+        score_rows=held_out,
     )
 
 
 def _with_baseline_scores(frame, scores_uri: str, key: str, score: str):
-    """``frame`` left-joined on ``key`` with the job's baseline scores as column ``score``."""
+    """``(frame left-joined on key with the job's baseline scores as column score, the split of
+    each row)``; the split is missing where a row has no score."""
     import pandas as pd
 
     scores = pd.read_parquet(io.BytesIO(read_tar_member(scores_uri, BASELINE_SCORES_FILE)))
-    if key not in scores.columns or "score" not in scores.columns:
+    expected = [key, "split", "score"]
+    if any(name not in scores.columns for name in expected):
         raise ValueError(
             f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {list(scores.columns)}, "
-            f"not the split key {key!r} and 'score'"
+            f"not the split key {key!r}, 'split' and 'score'"
         )
     if scores[key].duplicated().any():
         raise ValueError(f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once")
-    scores = scores[[key, "score"]].rename(columns={"score": score})
+    unknown = sorted(set(scores["split"].dropna().astype(str)) - {TRAINING_SPLIT, *HELD_OUT_SPLITS})
+    if unknown or scores["split"].isna().any():
+        raise ValueError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds {unknown or ['null']}, "
+            f"expected only {', '.join((TRAINING_SPLIT, *HELD_OUT_SPLITS))}"
+        )
+    split_column = "__baseline_split"  # not a curated column name: the spec's are identifiers
+    scores = scores[expected].rename(columns={"score": score, "split": split_column})
     scores[key] = scores[key].astype(str)
     frame = frame.copy()
     frame[key] = frame[key].astype(str)
     # Left join: a curated row the features job left out shows up as a missing score, as in the
     # scored batches (scoring_pipeline.check_batch_drift joins the same way).
-    return frame.merge(scores, on=key, how="left", validate="one_to_one")
+    joined = frame.merge(scores, on=key, how="left", validate="one_to_one")
+    return joined.drop(columns=split_column), joined[split_column]
 
 
 def read_tar_member(tarball_uri: str, name: str) -> bytes:

@@ -1,8 +1,8 @@
 """Model features and a deterministic train/validation/test split from curated snapshots.
 
 For ``--ds D`` the job reads the curated partitions of the spec's lookback window
-(``D - lookback + 1`` … ``D``), takes each entity's snapshot on ``D`` as the row, and derives
-the features the spec's ``features:`` block declares:
+(``D - lookback + 1`` … ``D``) that passed the quality gate, takes each entity's snapshot on
+``D`` as the row, and derives the features the spec's ``features:`` block declares:
 
 - ``numeric``: as doubles, nulls as 0.0 with a ``<name>_missing`` 0/1 flag for nullable columns;
 - ``categorical``: one-hot over the column's allowed values (``plan__premium``…), so the feature
@@ -15,11 +15,21 @@ Rows are assigned to splits by a salted hash of the split key (``xxhash64`` of
 ``split_seed|key``, mod 100, against the spec's percentages): the same entity always lands in
 the same split, on every day and every re-run, so no entity leaks between training and test.
 Output: ``<lake>/features/<dataset>/ds=D/split=<train|validation|test>/part-*.parquet`` and a
-``_manifest.json`` (inputs with their manifests' checksums, feature list, rows and label rate
-per split), committed atomically like the ingest job's partitions.
+``_manifest.json`` (inputs with their manifests' checksums, the window's days used and left
+out with the reason for each, feature list, rows and label rate per split), committed
+atomically like the ingest job's partitions.
+
+Validated data only: a day of the window is read only if its curated partition is committed
+(``_manifest.json``; exactly the files it lists) and the gate's verdict
+``reports/<dataset>/quality/ds=<day>/result.json`` says every error rule passed. A past day
+with no partition, no verdict or a failed verdict is left out and named in the manifest's
+``window`` (``missing``, ``not_validated``, ``failed_gate``, ``reasons``): rolling features
+then cover the days that remain, and ``days_present_<N>d`` shows it. Day ``D`` itself must be
+committed and have passed (the validation DAG runs its gate right before this job), else the
+job fails.
 
     python -m spark_jobs.features --spec include/datasets/churn.yaml \\
-        --lake-root file:///…/lake --ds 2026-01-07 [--lookback-days 7] [--allow-missing-days false]
+        --lake-root file:///…/lake --ds 2026-01-07 [--lookback-days 7]
 """
 
 from __future__ import annotations
@@ -57,6 +67,12 @@ log = logging.getLogger("headrace.features")
 MANIFEST_VERSION = 1
 # One output file per split per this many rows (a training channel reads them all).
 ROWS_PER_FILE = 1_000_000
+# The quality gate's result document (include/dq/results.py RESULT_FORMAT and layout): a Spark
+# job ships without include/, so the format is named here and read as plain JSON.
+QUALITY_RESULT_FORMAT = "headrace-quality-result/1"
+QUALITY_RESULT_NAME = "result.json"
+# What became of a day of the window.
+USED, MISSING, NOT_VALIDATED, FAILED_GATE = "used", "missing", "not_validated", "failed_gate"
 
 
 class FeaturesError(IngestError):
@@ -67,6 +83,15 @@ class FeaturesError(IngestError):
 class FeaturesResult:
     manifest: dict
     features_uri: str
+
+
+@dataclass
+class GateVerdict:
+    """The gate's verdict on one day: ``used`` (passed), ``not_validated`` or ``failed_gate``."""
+
+    status: str
+    reason: str = ""
+    result_sha256: str | None = None
 
 
 def _value_name(value) -> str:
@@ -175,6 +200,62 @@ def curated_partitions(
     return [(d.isoformat(), join_uri(base, f"ds={d.isoformat()}")) for d in days]
 
 
+def quality_result_uri(lake_root: str, dataset: str, day: str) -> str:
+    """Where the gate writes its verdict on a day (``include.dq.gate.quality_report_uri``)."""
+    return join_uri(lake_root, "reports", dataset, "quality", f"ds={day}", QUALITY_RESULT_NAME)
+
+
+def gate_verdict(lake_fs, lake_root: str, dataset: str, day: str) -> GateVerdict:
+    """Whether the day's gate result says every error rule passed, and if not, why.
+
+    No result, or one that cannot be read as this day's result, is ``not_validated``; a result
+    with a failed error rule (or ``passed`` not true) is ``failed_gate``. Failed warn rules do
+    not block, as in the gate itself.
+    """
+    uri = quality_result_uri(lake_root, dataset, day)
+    if not lake_fs.exists(uri):
+        return GateVerdict(NOT_VALIDATED, f"no quality result {uri}: the gate never checked it")
+    with lake_fs.open(uri) as handle:
+        data = handle.read()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        document = json.loads(data)
+    except ValueError as error:
+        return GateVerdict(NOT_VALIDATED, f"{uri} is not valid JSON: {error}", digest)
+    if not isinstance(document, dict) or document.get("format") != QUALITY_RESULT_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        return GateVerdict(
+            NOT_VALIDATED,
+            f"{uri} is not a quality result (format {found!r}, expected {QUALITY_RESULT_FORMAT!r})",
+            digest,
+        )
+    if (document.get("dataset"), document.get("ds")) != (dataset, day):
+        return GateVerdict(
+            NOT_VALIDATED,
+            f"{uri} holds the result of {document.get('dataset')} ds={document.get('ds')}, "
+            f"not {dataset} ds={day}",
+            digest,
+        )
+    results = document.get("results")
+    if not isinstance(results, list):
+        return GateVerdict(NOT_VALIDATED, f"{uri} lists no rule results", digest)
+    blocking = [
+        str(item.get("rule"))
+        for item in results
+        if isinstance(item, dict)
+        and item.get("status") == "fail"
+        and item.get("severity") == "error"
+    ]
+    if blocking or document.get("passed") is not True:
+        rules = ", ".join(blocking) if blocking else "none named, but passed is not true"
+        return GateVerdict(
+            FAILED_GATE,
+            f"the quality gate failed on {document.get('engine', '?')}: error rules {rules} ({uri})",
+            digest,
+        )
+    return GateVerdict(USED, "", digest)
+
+
 def run_features(
     spark,
     spec: DatasetSpec,
@@ -182,9 +263,8 @@ def run_features(
     lake_root: str,
     ds: str,
     lookback_days: int | None = None,
-    allow_missing_days: bool = False,
 ) -> FeaturesResult:
-    """Build and atomically commit the features partition of ``ds``."""
+    """Build and atomically commit the features partition of ``ds`` from validated days only."""
     from pyspark.sql import functions as F
 
     features = _features_spec(spec)
@@ -198,12 +278,35 @@ def run_features(
     lake_root = to_uri(lake_root)
     lake_fs = fs_for(lake_root)
 
-    # Only committed partitions count: the curated manifest is written last by the ingest job.
-    inputs, missing, paths = [], [], []
-    for day, uri in curated_partitions(lake_root, spec, logical_date, lookback):
+    # Only committed, validated partitions count: the curated manifest is written last by the
+    # ingest job, the gate's result after it checked exactly the files that manifest lists.
+    inputs, paths = [], []
+    window: dict[str, list[str]] = {USED: [], MISSING: [], NOT_VALIDATED: [], FAILED_GATE: []}
+    reasons: dict[str, str] = {}
+    days = curated_partitions(lake_root, spec, logical_date, lookback)
+    for day, uri in days:
         manifest_uri = join_uri(uri, MANIFEST_NAME)
         if not lake_fs.exists(manifest_uri):
-            missing.append(day)
+            if day == ds:
+                raise FeaturesError(
+                    f"the curated partition of {spec.dataset} ds={ds} is missing ({manifest_uri} "
+                    "does not exist); ingest and validate it first"
+                )
+            window[MISSING].append(day)
+            reasons[day] = f"no committed curated partition ({manifest_uri} does not exist)"
+            continue
+        verdict = gate_verdict(lake_fs, lake_root, spec.dataset, day)
+        if verdict.status != USED:
+            if day == ds:
+                raise FeaturesError(
+                    f"{spec.dataset} ds={ds} has not passed the quality gate: {verdict.reason}; "
+                    "features are built from validated days only (run its validation first)"
+                )
+            window[verdict.status].append(day)
+            reasons[day] = verdict.reason
+            log.warning(
+                "features %s ds=%s: leaving out ds=%s: %s", spec.dataset, ds, day, verdict.reason
+            )
             continue
         with lake_fs.open(manifest_uri) as handle:
             manifest_bytes = handle.read()
@@ -212,21 +315,17 @@ def run_features(
         # prefix can also hold files of a commit in flight; stray files are never data.
         files = listed_files(ingest_manifest, uri)
         paths.extend(files)
+        window[USED].append(day)
         inputs.append(
             {
                 "ds": day,
                 "uri": uri,
                 "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                "quality_result_sha256": verdict.result_sha256,
                 "schema_version": ingest_manifest.get("schema_version"),
                 "rows": ingest_manifest.get("totals", {}).get("rows_accepted"),
                 "files": [name[len(uri) + 1 :] for name in files],
             }
-        )
-    if ds in missing or (missing and not allow_missing_days):
-        raise FeaturesError(
-            f"curated partitions missing for {spec.dataset}: {', '.join(f'ds={d}' for d in missing)} "
-            f"(under {join_uri(lake_root, 'curated', spec.dataset)}); ingest them first"
-            + ("" if ds in missing else " or pass --allow-missing-days true")
         )
     versions = {i["schema_version"] for i in inputs}
     if versions != {spec.schema_version}:
@@ -274,7 +373,9 @@ def run_features(
         "spec_fingerprint": spec.fingerprint,
         "lookback_days": lookback,
         "inputs": inputs,
-        "missing_days": missing,
+        # Every window day whose rows are not in these features, whatever the reason.
+        "missing_days": sorted(reasons),
+        "window": {"days": [day for day, _ in days], **window, "reasons": reasons},
         "key": features.split_key,
         "label": spec.label,
         "features": feature_columns(spec, lookback),
@@ -299,15 +400,6 @@ def run_features(
     return FeaturesResult(manifest=manifest, features_uri=target)
 
 
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     # Every option takes a value: Glue passes job arguments only as --key value pairs.
     parser = argparse.ArgumentParser(
@@ -322,9 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ds", required=True, help="logical date, YYYY-MM-DD (the anchor day)")
     parser.add_argument(
         "--lookback-days", type=int, help="window length (default: the spec's lookback_days)"
-    )
-    parser.add_argument(
-        "--allow-missing-days", type=_bool, default=False, help="true: tolerate missing past days"
     )
     return parser
 
@@ -346,7 +435,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         lake_root=args.lake_root,
         ds=args.ds,
         lookback_days=args.lookback_days,
-        allow_missing_days=args.allow_missing_days,
     )
     summary = {
         "dataset": spec.dataset,

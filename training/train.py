@@ -93,9 +93,12 @@ CHANNELS = ("train", "validation", "test")
 LOCAL_ROOT = Path(".local") / "sagemaker"
 EVALUATION_FILE = "evaluation.json"
 HISTORY_FILE = "history.json"
-# Every row of the three channels with its ids and the final model's score (SM_OUTPUT_DATA_DIR,
-# so output.tar.gz on SageMaker): the prediction-score half of the monitoring baseline, scored
-# here because the Airflow worker has no torch.
+# Every row of the three channels with its ids, its split and the final model's score
+# (SM_OUTPUT_DATA_DIR, so output.tar.gz on SageMaker): the prediction-score half of the monitoring
+# baseline, scored here because the Airflow worker has no torch. The baseline takes the score's
+# distribution from the validation and test rows only (a model scores its own training rows more
+# confidently than new data); the training rows are here so that it can tell a training row from
+# a curated row that was never scored.
 BASELINE_SCORES_FILE = "baseline_scores.parquet"
 SCORE_COLUMN = "score"
 # Permutation importance re-scores the test rows once per feature and repeat: a sample bounds it.
@@ -603,8 +606,9 @@ def write_baseline_scores(
     """The final model's score of every row of ``channels``, beside the row's ids and split.
 
     Scored with the same computation the served model runs (standardize, then
-    :func:`predict_scores`), so the baseline's score distribution is the one batch scoring
-    produces on data like the training partition's. Returns the rows written.
+    :func:`predict_scores`), so the baseline's score distribution (from the held-out splits) is
+    the one batch scoring produces on data like the training partition's. Returns the rows
+    written.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -2,8 +2,18 @@
 
 Glue Data Quality evaluates DQDL rulesets against a Glue Data Catalog table, so the gate keeps a
 catalog table over the curated zone (``headrace.<dataset>_curated``, Parquet, partitioned by
-``ds``, columns from the dataset spec) and registers each partition before it is checked. The
-rules become two rulesets per partition (``headrace-<dataset>-ds-<D>-error`` and ``…-warn``,
+``ds``, columns from the dataset spec) and registers each partition before it is checked.
+
+A catalog partition is a folder, and Glue reads every file in it, while a curated partition is
+exactly the files its ``_manifest.json`` lists (the folder can also hold files of an earlier or
+unfinished commit). So the partition the run checks points at a prefix of its own, named after
+the manifest's digest, under the day's quality reports
+(``reports/<dataset>/quality/ds=<D>/glue-input/<digest>/``): :func:`stage_manifest_partition`
+copies exactly the listed files there (server-side, checksums compared with the manifest's)
+and points the catalog partition at it. Symlink tables (``SymlinkTextInputFormat``) would list
+files without copying them, but Glue's Spark reader does not read them as Parquet.
+
+The rules become two rulesets per partition (``headrace-<dataset>-ds-<D>-error`` and ``…-warn``,
 see :mod:`include.dq.dqdl`): per partition because ``row_count_change`` and ``freshness`` make the
 thresholds differ from day to day, so two partitions checked at once never overwrite each
 other's ruleset. Both are evaluated in one ``StartDataQualityRulesetEvaluationRun`` restricted
@@ -15,14 +25,23 @@ Every body is checked against botocore's service model before it leaves this mod
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 from include.aws_validation import validate_request
 from include.config import Settings
 from include.dq.dqdl import CompiledRuleset
+from include.dq.gate import (
+    MANIFEST_NAME,
+    GateInputError,
+    curated_partition_uri,
+    quality_report_uri,
+)
 from include.dq.results import FAIL, PASS, RuleOutcome, _jsonable, skipped_outcome
 from include.dq.rules import Rule, RuleSet
 from include.spark_job_requests import _aws, glue_security_configuration_name, timeout_minutes
@@ -49,6 +68,8 @@ PARQUET_STORAGE = {
     },
 }
 DEFAULT_WORKERS = 2
+# The folder, under a day's quality reports, of the manifest-scoped copies Glue reads.
+GLUE_INPUT_DIR = "glue-input"
 # States of an evaluation run (GetDataQualityRulesetEvaluationRun.Status).
 RUNNING_STATES = frozenset({"STARTING", "RUNNING", "STOPPING"})
 SUCCEEDED = "SUCCEEDED"
@@ -97,22 +118,129 @@ def build_curated_table_request(settings: Settings, rule_set: RuleSet) -> dict:
     return body
 
 
-def build_create_partition_request(settings: Settings, rule_set: RuleSet, ds: str) -> dict:
-    """CreatePartition: register ``ds=<D>`` (its folder holds exactly the manifest's files on S3)."""
+def glue_input_uri(settings: Settings, dataset: str, ds: str, manifest: Mapping[str, Any]) -> str:
+    """The prefix that holds exactly the manifest's files for Glue: one per committed manifest,
+    so a re-ingested day gets a new one and a retried run finds its own."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(canonical).hexdigest()[:16]
+    return f"{quality_report_uri(settings.lake_root, dataset, ds)}/{GLUE_INPUT_DIR}/{digest}"
+
+
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise GateInputError(f"Glue Data Quality reads s3:// partitions, got {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def manifest_files(manifest: Mapping[str, Any], partition_uri: str) -> list[dict[str, Any]]:
+    """The curated files the manifest lists: ``{path, uri, sha256}`` (``sha256`` may be None)."""
+    try:
+        entries = manifest["outputs"]["curated"]["files"]
+        return [
+            {
+                "path": entry["path"],
+                "uri": f"{partition_uri}/{entry['path']}",
+                "sha256": entry.get("sha256"),
+            }
+            for entry in entries
+        ]
+    except (KeyError, TypeError) as error:
+        raise GateInputError(
+            f"manifest {partition_uri}/{MANIFEST_NAME} lacks outputs.curated.files ({error})"
+        ) from None
+
+
+def build_copy_requests(
+    settings: Settings, manifest: Mapping[str, Any], partition_uri: str, input_uri: str
+) -> list[dict]:
+    """CopyObject bodies: each file the manifest lists, into ``input_uri`` under its own path
+    (server-side, with the lake's KMS key and an SHA-256 checksum to compare)."""
+    aws = _aws(settings)
+    bodies = []
+    for item in manifest_files(manifest, partition_uri):
+        source_bucket, source_key = _bucket_and_key(item["uri"])
+        bucket, key = _bucket_and_key(f"{input_uri}/{item['path']}")
+        body = {
+            "Bucket": bucket,
+            "Key": key,
+            # "bucket/key", the model's type (botocore percent-encodes the key when sending).
+            "CopySource": f"{source_bucket}/{source_key}",
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": aws.kms_key_arn,
+            "ChecksumAlgorithm": "SHA256",
+        }
+        validate_request("s3", "CopyObject", body)
+        bodies.append(body)
+    return bodies
+
+
+def _partition_input(rule_set: RuleSet, ds: str, location: str) -> dict:
+    return {
+        "Values": [ds],
+        "StorageDescriptor": {
+            "Columns": curated_columns_input(rule_set),
+            "Location": location.rstrip("/") + "/",
+            **PARQUET_STORAGE,
+        },
+    }
+
+
+def build_create_partition_request(
+    settings: Settings, rule_set: RuleSet, ds: str, location: str | None = None
+) -> dict:
+    """CreatePartition: register ``ds=<D>`` at ``location`` (:func:`glue_input_uri`; the
+    curated folder where none is given)."""
+    location = location or curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
     body = {
         "DatabaseName": GLUE_DATABASE,
         "TableName": curated_table_name(rule_set.dataset),
-        "PartitionInput": {
-            "Values": [ds],
-            "StorageDescriptor": {
-                "Columns": curated_columns_input(rule_set),
-                "Location": f"{settings.zone_uri('curated')}/{rule_set.dataset}/{PARTITION_KEY}={ds}/",
-                **PARQUET_STORAGE,
-            },
-        },
+        "PartitionInput": _partition_input(rule_set, ds, location),
     }
     validate_request("glue", "CreatePartition", body)
     return body
+
+
+def build_update_partition_request(
+    settings: Settings, rule_set: RuleSet, ds: str, location: str
+) -> dict:
+    """UpdatePartition: point an existing ``ds=<D>`` at ``location``."""
+    body = {
+        "DatabaseName": GLUE_DATABASE,
+        "TableName": curated_table_name(rule_set.dataset),
+        "PartitionValueList": [ds],
+        "PartitionInput": _partition_input(rule_set, ds, location),
+    }
+    validate_request("glue", "UpdatePartition", body)
+    return body
+
+
+def stage_manifest_partition(
+    glue, s3, settings: Settings, rule_set: RuleSet, ds: str, manifest: Mapping[str, Any]
+) -> str:
+    """Copy exactly the files the curated manifest of ``ds`` lists to the run's input prefix
+    and point the catalog partition ``ds=<D>`` at it; returns the prefix.
+
+    ``glue`` and ``s3`` are boto3 clients. Idempotent: a retry copies the same bytes to the
+    same keys. A copy whose SHA-256 differs from the manifest's fails the gate's input.
+    """
+    partition_uri = curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
+    input_uri = glue_input_uri(settings, rule_set.dataset, ds, manifest)
+    files = manifest_files(manifest, partition_uri)
+    requests = build_copy_requests(settings, manifest, partition_uri, input_uri)
+    for item, body in zip(files, requests, strict=True):
+        copied = s3.copy_object(**body)["CopyObjectResult"].get("ChecksumSHA256")
+        digest = base64.b64decode(copied).hex() if copied else None
+        if item["sha256"] and digest and digest != item["sha256"]:
+            raise GateInputError(
+                f"{item['uri']} does not match its manifest (sha256 {digest}, manifest "
+                f"{item['sha256']}): the file changed after the partition was committed"
+            )
+    try:
+        glue.create_partition(**build_create_partition_request(settings, rule_set, ds, input_uri))
+    except glue.exceptions.AlreadyExistsException:
+        glue.update_partition(**build_update_partition_request(settings, rule_set, ds, input_uri))
+    return input_uri + "/"
 
 
 def ruleset_name(dataset: str, ds: str, severity: str) -> str:

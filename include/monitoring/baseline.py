@@ -12,6 +12,10 @@ holds:
   ``reference_sample_rows`` training rows. The Kolmogorov-Smirnov statistic is exact against this
   sample (against the whole partition when it is smaller); PSI bins and shares are computed on
   the whole partition.
+
+The prediction score is the exception: its distribution (statistics, PSI bins, KS sample) comes
+only from rows the model did not train on (``score_rows``), since a model scores its own training
+rows more confidently than new data; its missing rate still counts every row.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
 PROFILE_FILE = "reference_profile.json"
 SAMPLE_FILE = "reference_sample.parquet"
+# A PSI bin's reference share from fewer rows than this is noise (the usual "5 per cell" rule of
+# chi-square-like statistics): a score reference built from a subset of rows needs this many
+# rows per bin (:func:`min_score_reference_rows`).
+MIN_REFERENCE_ROWS_PER_PSI_BIN = 5
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ def build_baseline(
     config: MonitoringConfig | None = None,
     *,
     metadata: Mapping | None = None,
+    score_rows: np.ndarray | pd.Series | None = None,
 ) -> tuple[Baseline, pd.DataFrame]:
     """The baseline of ``frame`` (the training partition) and its reference sample.
 
@@ -110,6 +119,10 @@ def build_baseline(
     :param columns: the monitored columns (:func:`include.monitoring.columns.monitored_columns`).
     :param config: sample size, PSI bins, domains and Model Monitor's ``monitoring_config``.
     :param metadata: stored in the profile as is (model version, data version, ...).
+    :param score_rows: a boolean mask over ``frame``'s rows: those whose ``config.score_column``
+        makes the score's reference distribution (the held-out rows the model did not train on).
+        The score's missing rate still counts every row of ``frame``, as a batch's left join
+        does. None: every row.
     """
     config = config or MonitoringConfig()
     config.check_features(c.name for c in columns)
@@ -119,7 +132,8 @@ def build_baseline(
     if absent:
         raise ValueError(f"the baseline frame lacks monitored columns: {', '.join(absent)}")
     item_count = len(frame)
-    sample = _reference_sample(frame, columns, config)
+    score_mask = _score_mask(frame, columns, config, score_rows)
+    sample = _reference_sample(frame, columns, config, score_mask)
 
     statistics_features, constraint_features, profile_features = [], [], []
     references: dict[str, NumericReference | CategoricalReference] = {}
@@ -134,8 +148,18 @@ def build_baseline(
                     f"value(s) that are not finite numbers, the first at row {row} "
                     f"(counting from 0): {value!r}"
                 )
-            stats = numeric_feature_statistics(column, values)
-            edges, shares = psi_bins(values.sorted_values, config.psi_bins)
+            if score_mask is not None and column.name == config.score_column:
+                reference_rows = int(score_mask.sum())
+                distribution = numeric_values(series[score_mask])
+                if not distribution.present:
+                    raise ValueError(
+                        f"score_rows selects {reference_rows} rows, none with a "
+                        f"{column.name!r} value: no score reference to build"
+                    )
+            else:
+                reference_rows, distribution = item_count, values
+            stats = numeric_feature_statistics(column, distribution)
+            edges, shares = psi_bins(distribution.sorted_values, config.psi_bins)
             reference = NumericReference(
                 column=column,
                 missing_rate=values.missing / item_count,
@@ -146,12 +170,14 @@ def build_baseline(
             profile_features.append(
                 {
                     **column.as_dict(),
+                    "reference_rows": reference_rows,
                     "missing_rate": reference.missing_rate,
                     "psi_edges": edges.tolist(),
                     "psi_shares": shares.tolist(),
                 }
             )
         else:
+            reference_rows = item_count
             counts, missing = category_counts(series)
             stats = string_feature_statistics(column, counts, missing)
             present = sum(counts.values())
@@ -165,6 +191,7 @@ def build_baseline(
             profile_features.append(
                 {
                     **column.as_dict(),
+                    "reference_rows": reference_rows,
                     "missing_rate": reference.missing_rate,
                     "categories": list(counts),
                     "shares": shares.tolist(),
@@ -172,9 +199,10 @@ def build_baseline(
             )
         references[column.name] = reference
         statistics_features.append(stats)
+        # Over the rows the statistics describe, so completeness agrees with statistics.json.
         constraint_features.append(
             feature_constraints(
-                column, stats, item_count, domain_max_values=config.domain_max_values
+                column, stats, reference_rows, domain_max_values=config.domain_max_values
             )
         )
 
@@ -208,14 +236,18 @@ def write_baseline(
     config: MonitoringConfig | None = None,
     *,
     metadata: Mapping | None = None,
+    score_rows: np.ndarray | pd.Series | None = None,
 ) -> dict[str, str]:
-    """Compute the baseline of ``frame`` and store its four files under ``out_uri``.
+    """Compute the baseline of ``frame`` (see :func:`build_baseline`) and store its four files
+    under ``out_uri``.
 
     Deterministic (no timestamps, a seeded sample), so re-running it for a model version writes
     the same bytes. Returns ``{"statistics": uri, "constraints": uri, "reference_profile": uri,
     "reference_sample": uri}``.
     """
-    baseline, sample = build_baseline(frame, columns, config, metadata=metadata)
+    baseline, sample = build_baseline(
+        frame, columns, config, metadata=metadata, score_rows=score_rows
+    )
     root = out_uri.rstrip("/")
     storage = storage_for(root)
     buffer = io.BytesIO()
@@ -296,8 +328,41 @@ def bin_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / n if n else counts.astype(np.float64)
 
 
+def min_score_reference_rows(config: MonitoringConfig) -> int:
+    """The fewest held-out rows a score reference is built from: 5 per PSI bin (50 at 10 bins)."""
+    return MIN_REFERENCE_ROWS_PER_PSI_BIN * config.psi_bins
+
+
+def _score_mask(
+    frame: pd.DataFrame,
+    columns: Sequence[MonitoredColumn],
+    config: MonitoringConfig,
+    score_rows: np.ndarray | pd.Series | None,
+) -> np.ndarray | None:
+    """``score_rows`` as a numpy boolean array, checked against ``frame`` and the columns."""
+    if score_rows is None:
+        return None
+    monitored = {c.name: c for c in columns}
+    score = config.score_column
+    if not score or score not in monitored or monitored[score].kind != NUMERIC:
+        raise ValueError(
+            f"score_rows given, but the baseline monitors no numeric score column "
+            f"(score_column: {score!r})"
+        )
+    mask = np.asarray(score_rows)
+    if mask.dtype != np.bool_ or mask.shape != (len(frame),):
+        raise ValueError(
+            f"score_rows must be a boolean mask of the frame's {len(frame)} rows, got "
+            f"dtype {mask.dtype} and shape {mask.shape}"
+        )
+    return mask
+
+
 def _reference_sample(
-    frame: pd.DataFrame, columns: Sequence[MonitoredColumn], config: MonitoringConfig
+    frame: pd.DataFrame,
+    columns: Sequence[MonitoredColumn],
+    config: MonitoringConfig,
+    score_mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The numeric columns of at most ``reference_sample_rows`` rows, picked by a seeded draw and
     kept in their original order (so the same partition always gives the same sample)."""
@@ -309,9 +374,13 @@ def _reference_sample(
         rows = np.sort(rng.choice(len(frame), config.reference_sample_rows, replace=False))
     # Stored as float64 with NaN for missing: the parquet file then reads back exactly as the KS
     # reference was computed.
-    return pd.DataFrame(
-        {name: _as_float64(frame[name].iloc[rows]) for name in numeric}, index=range(len(rows))
-    )
+    sample = {name: _as_float64(frame[name].iloc[rows]) for name in numeric}
+    if score_mask is not None:
+        # The score's KS reference is its sampled rows inside the mask; NaN elsewhere is skipped
+        # like a missing value, so the file keeps one row per sampled record.
+        score = config.score_column
+        sample[score] = np.where(score_mask[rows], sample[score], np.nan)
+    return pd.DataFrame(sample, index=range(len(rows)))
 
 
 def _as_float64(series: pd.Series) -> np.ndarray:

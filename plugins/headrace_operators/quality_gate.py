@@ -60,8 +60,8 @@ class DataQualityGateOperator(BaseOperator):
     """Validate one curated partition; mark its validated Asset only when no ``error`` rule fails.
 
     :param dataset: the dataset whose ``include/datasets/<dataset>.quality.yaml`` applies. (templated)
-    :param ds: the partition date, YYYY-MM-DD. Empty: the ``ds`` in the extra of the newest
-        triggering Asset event, else the newest committed curated partition. (templated)
+    :param ds: the partition date, YYYY-MM-DD. Empty: the run's partition key (the scheduler
+        runs the validation DAG once per curated day). (templated)
     :param rules_dir: the folder holding the dataset spec and its rules file.
     :param timeout: how long a remote run (Glue Data Quality, the Deequ job) may take; it is
         stopped after that.

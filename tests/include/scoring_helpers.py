@@ -9,6 +9,7 @@ seconds per test for nothing the scoring reads.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -81,16 +82,30 @@ def _split_of(keys: pd.Series) -> np.ndarray:
 
 
 def write_features_partition(features_root: Path, ds: str, features: pd.DataFrame) -> Path:
-    """``<features_root>/churn/ds=D/split=*/part-00000.parquet`` and ``_manifest.json``."""
+    """``<features_root>/churn/ds=D/split=*/part-00000.parquet`` and a ``_manifest.json`` that
+    lists them as the features job's does (``outputs.files``: path, size, SHA-256)."""
     partition = features_root / "churn" / f"ds={ds}"
     split = _split_of(features["customer_id"])
+    files = []
     for name, _, _ in SPLITS:
         folder = partition / f"split={name}"
         folder.mkdir(parents=True, exist_ok=True)
-        features[split == name].reset_index(drop=True).to_parquet(
-            folder / "part-00000.parquet", index=False
+        path = folder / "part-00000.parquet"
+        features[split == name].reset_index(drop=True).to_parquet(path, index=False)
+        data = path.read_bytes()
+        files.append(
+            {
+                "path": path.relative_to(partition).as_posix(),
+                "size_bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
         )
-    (partition / "_manifest.json").write_text(json.dumps({"dataset": "churn", "ds": ds}))
+    manifest = {
+        "dataset": "churn",
+        "ds": ds,
+        "outputs": {"uri": f"file://{partition}", "files": files},
+    }
+    (partition / "_manifest.json").write_text(json.dumps(manifest))
     return partition
 
 

@@ -166,6 +166,42 @@ def test_scoring_input_lines_are_ids_then_the_models_features_and_layouts_never_
     assert (lines[model["features"]].to_numpy() == expected.to_numpy()).all()
 
 
+def test_only_the_files_the_features_manifest_lists_are_scored(lake):
+    from include.scoring_pipeline import champion_model, prepare_scoring_input
+
+    settings = lake["settings"]
+    features_root = Path(settings.zone_uri("features").removeprefix("file://"))
+    calm = pd.read_parquet(features_root / "churn" / f"ds={CALM_DS}").drop(columns="split")
+    ds = "2026-01-04"
+    partition = helpers.write_features_partition(features_root, ds, calm.iloc[:500])
+    # A file of an earlier or unfinished commit, beside the committed ones: not in the manifest.
+    calm.iloc[500:800].to_parquet(partition / "split=train" / "part-00001.parquet", index=False)
+
+    model = champion_model(settings, "churn")
+    prepared = prepare_scoring_input(settings, "churn", ds, model)
+
+    assert prepared["rows"] == 500
+    files = sorted(Path(prepared["input_uri"].removeprefix("file://")).iterdir())
+    lines = pd.concat(
+        [pd.read_csv(f, header=None, names=[*model["id_columns"], *model["features"]])
+         for f in files], ignore_index=True,
+    )  # fmt: skip
+    assert sorted(lines["customer_id"]) == sorted(calm["customer_id"].iloc[:500])
+
+
+def test_a_features_manifest_without_a_file_list_fails_naming_it(lake):
+    from include.scoring_pipeline import ScoringError, champion_model, prepare_scoring_input
+
+    settings = lake["settings"]
+    features_root = Path(settings.zone_uri("features").removeprefix("file://"))
+    partition = features_root / "churn" / "ds=2026-01-05"
+    (partition / "split=train").mkdir(parents=True)
+    pd.DataFrame({"customer_id": ["C1"]}).to_parquet(partition / "split=train" / "part-0.parquet")
+    (partition / "_manifest.json").write_text(json.dumps({"dataset": "churn"}))
+    with pytest.raises(ScoringError, match=r"ds=2026-01-05/_manifest.json: .*has no outputs"):
+        prepare_scoring_input(settings, "churn", "2026-01-05", champion_model(settings, "churn"))
+
+
 def test_recommitting_the_same_output_writes_identical_bytes(lake, scored):
     from include.scoring_pipeline import commit_predictions, transform_output_uri
 

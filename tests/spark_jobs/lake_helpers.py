@@ -154,3 +154,25 @@ def lake_paths(lake: Path, ds: str, dataset: str = "churn") -> dict[str, Path]:
 
 def manifest(lake: Path, ds: str, zone: str = "curated") -> dict:
     return json.loads((lake_paths(lake, ds)[zone] / "_manifest.json").read_text())
+
+
+def write_quality_result(
+    lake: Path, ds: str, *, failed_errors: tuple[str, ...] = (), failed_warns: tuple[str, ...] = ()
+) -> Path:
+    """The gate's ``result.json`` for a day, written by the gate's own writer: every rule
+    passes but ``failed_errors`` (which fail the day) and ``failed_warns`` (which do not)."""
+    from include.dq.gate import RESULT_NAME, quality_report_uri, write_gate_outputs
+    from include.dq.results import FAIL, PASS, GateResult, RuleOutcome
+
+    def outcome(rule: str, severity: str, status: str) -> RuleOutcome:
+        return RuleOutcome(
+            rule=rule, kind="range", column="minutes_used", severity=severity, status=status,
+            expected={"min": 0}, observed={"min": -1 if status == FAIL else 0},
+        )  # fmt: skip
+
+    outcomes = [outcome("schema", "error", PASS), outcome("range_minutes_used", "error", PASS)]
+    outcomes += [outcome(rule, "error", FAIL) for rule in failed_errors]
+    outcomes += [outcome(rule, "warn", FAIL) for rule in failed_warns]
+    result = GateResult(dataset="churn", ds=ds, engine="great_expectations", outcomes=outcomes)
+    write_gate_outputs(result, f"file://{lake}")
+    return Path(quality_report_uri(str(lake), "churn", ds)) / RESULT_NAME

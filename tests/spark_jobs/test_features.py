@@ -1,17 +1,26 @@
 """The features job: values match a hand computation from curated data, the split is stable per
-customer and proportional, re-runs are identical, and missing inputs fail loudly."""
+customer and proportional, re-runs are identical, only days that passed the quality gate are
+read (the others are named in the manifest), and a missing or unvalidated day itself fails."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections import defaultdict
 from datetime import date, timedelta
 
 import pytest
-from lake_helpers import TEST_SALT, lake_paths, read_rows, tree_digest
+from lake_helpers import (
+    TEST_SALT,
+    lake_paths,
+    read_rows,
+    tree_digest,
+    write_quality_result,
+)
 
 from include.datagen.churn import GeneratorConfig, generate
-from spark_jobs.features import FeaturesError, feature_columns, run_features
-from spark_jobs.ingest import run_ingest
+from spark_jobs.features import FeaturesError, feature_columns, gate_verdict, run_features
+from spark_jobs.ingest import LocalFS, run_ingest
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +41,8 @@ def lake(spark, spec, tmp_path_factory):
         run_ingest(
             spark, spec, landing_uri=str(config.out), ds=ds, lake_root=str(lake), pii_salt=TEST_SALT
         )
+        # Every day passed the gate, as the validation DAG runs it before features.
+        write_quality_result(lake, ds)
     return lake
 
 
@@ -133,15 +144,124 @@ def test_rerun_is_identical_and_inputs_are_traced(spark, spec, lake, last_day):
     assert not (lake / "features" / "churn" / "_staging" / f"ds={DAYS[-1]}").exists()
 
 
-def test_missing_inputs_fail_unless_allowed(spark, spec, lake):
-    with pytest.raises(FeaturesError, match=r"missing for churn: ds=2026-06-04"):
+def test_missing_past_days_are_left_out_and_reported_but_the_day_itself_is_required(
+    spark, spec, lake
+):
+    with pytest.raises(FeaturesError, match=r"curated partition of churn ds=2026-06-04 is missing"):
         run_features(spark, spec, lake_root=str(lake), ds="2026-06-04", lookback_days=1)
-    with pytest.raises(
-        FeaturesError, match=r"ds=2026-05-30, ds=2026-05-31.*--allow-missing-days true"
-    ):
-        run_features(spark, spec, lake_root=str(lake), ds=DAYS[-1], lookback_days=5)
-    result = run_features(
-        spark, spec, lake_root=str(lake), ds=DAYS[-1], lookback_days=5, allow_missing_days=True
-    )
+    result = run_features(spark, spec, lake_root=str(lake), ds=DAYS[-1], lookback_days=5)
+    window = result.manifest["window"]
+    assert window["days"] == ["2026-05-30", "2026-05-31", *DAYS]
+    assert window["used"] == DAYS
+    assert window["missing"] == ["2026-05-30", "2026-05-31"]
+    assert window["failed_gate"] == window["not_validated"] == []
+    assert "no committed curated partition" in window["reasons"]["2026-05-30"]
     assert result.manifest["missing_days"] == ["2026-05-30", "2026-05-31"]
     assert "minutes_used_mean_5d" in result.manifest["features"]
+
+
+@pytest.fixture
+def gated_lake(lake, tmp_path):
+    """A copy of the lake whose first day failed the gate and whose second day was never
+    validated; the anchor day passed with a failed warn rule (which does not block)."""
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    shutil.rmtree(copy / "features", ignore_errors=True)  # what other tests built
+    write_quality_result(copy, DAYS[0], failed_errors=("range_minutes_used_strict",))
+    (copy / "reports" / "churn" / "quality" / f"ds={DAYS[1]}" / "result.json").unlink()
+    write_quality_result(copy, DAYS[2], failed_warns=("mean_churned",))
+    return copy
+
+
+def test_days_that_did_not_pass_the_gate_are_left_out_and_reported(spark, spec, gated_lake):
+    result = run_features(spark, spec, lake_root=str(gated_lake), ds=DAYS[2], lookback_days=3)
+
+    window = result.manifest["window"]
+    assert window["days"] == DAYS
+    assert window["used"] == [DAYS[2]]
+    assert window["failed_gate"] == [DAYS[0]]
+    assert window["not_validated"] == [DAYS[1]]
+    assert window["missing"] == []
+    assert "range_minutes_used_strict" in window["reasons"][DAYS[0]]
+    assert "no quality result" in window["reasons"][DAYS[1]]
+    assert set(window["reasons"]) == {DAYS[0], DAYS[1]}
+    assert result.manifest["missing_days"] == [DAYS[0], DAYS[1]]
+    assert [i["ds"] for i in result.manifest["inputs"]] == [DAYS[2]]
+    written = json.loads(
+        (gated_lake / "features" / "churn" / f"ds={DAYS[2]}" / "_manifest.json").read_text()
+    )
+    assert written["window"] == window
+
+    # The rolling features come from the anchor day alone: the other days' rows are not read.
+    anchor = {r["customer_id"]: r for r in read_rows(lake_paths(gated_lake, DAYS[2])["curated"])}
+    earlier = defaultdict(list)
+    for ds in DAYS[:2]:
+        for row in read_rows(lake_paths(gated_lake, ds)["curated"]):
+            earlier[row["customer_id"]].append(row["minutes_used"])
+    rows = [r for split in split_rows(gated_lake, DAYS[2]).values() for r in split]
+    assert {r["customer_id"] for r in rows} == set(anchor)
+    for row in rows:
+        assert row["days_present_3d"] == 1.0
+        assert row["minutes_used_mean_3d"] == pytest.approx(
+            anchor[row["customer_id"]]["minutes_used"] or 0.0
+        )
+    # ...and reading them would have changed the means (so the check above can fail).
+    assert (
+        sum(
+            1
+            for r in rows
+            if earlier[r["customer_id"]]
+            and any(
+                v != anchor[r["customer_id"]]["minutes_used"] for v in earlier[r["customer_id"]]
+            )
+        )
+        > len(rows) // 2
+    )
+
+
+def test_the_day_itself_must_have_passed_the_gate(spark, spec, gated_lake):
+    target = gated_lake / "features" / "churn" / f"ds={DAYS[0]}"
+    with pytest.raises(
+        FeaturesError,
+        match=rf"churn ds={DAYS[0]} has not passed the quality gate: .*range_minutes_used_strict",
+    ):
+        run_features(spark, spec, lake_root=str(gated_lake), ds=DAYS[0], lookback_days=1)
+    with pytest.raises(
+        FeaturesError, match=rf"churn ds={DAYS[1]} has not passed the quality gate: no quality"
+    ):
+        run_features(spark, spec, lake_root=str(gated_lake), ds=DAYS[1], lookback_days=2)
+    assert not target.exists()
+    assert not (gated_lake / "features" / "churn" / f"ds={DAYS[1]}").exists()
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "reason"),
+    [
+        (None, "not_validated", "no quality result"),
+        ("{not json", "not_validated", "is not valid JSON"),
+        ({"format": "other/1"}, "not_validated", "is not a quality result"),
+        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-02",
+          "passed": True, "results": []}, "not_validated", "holds the result of churn ds=2026-06-02"),
+        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
+          "passed": True}, "not_validated", "lists no rule results"),
+        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
+          "passed": False, "results": []}, "failed_gate", "passed is not true"),
+        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
+          "passed": True, "engine": "deequ", "results": [
+              {"rule": "unique_key", "status": "fail", "severity": "error"}]},
+         "failed_gate", "failed on deequ: error rules unique_key"),
+        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
+          "passed": True, "results": [{"rule": "mean", "status": "fail", "severity": "warn"}]},
+         "used", ""),
+    ],
+)  # fmt: skip
+def test_gate_verdict_names_why_a_day_is_not_validated(tmp_path, document, status, reason):
+    folder = tmp_path / "reports" / "churn" / "quality" / "ds=2026-06-01"
+    if document is not None:
+        folder.mkdir(parents=True)
+        text = document if isinstance(document, str) else json.dumps(document)
+        (folder / "result.json").write_text(text)
+    verdict = gate_verdict(LocalFS(), f"file://{tmp_path}", "churn", "2026-06-01")
+    assert verdict.status == status
+    assert reason in verdict.reason
+    assert (verdict.result_sha256 is None) == (document is None)

@@ -1,8 +1,11 @@
 """Glue Data Quality request bodies: each validates against botocore's model and carries the
-settings; results map back to rules by their DQDL text."""
+settings; the partition a run reads holds exactly the manifest's files (on a moto server); results
+map back to rules by their DQDL text."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,6 +14,7 @@ from include.aws_validation import RequestValidationError, validate_request
 from include.config import load_settings
 from include.dq import glue_data_quality as gdq
 from include.dq.dqdl import compile_rulesets
+from include.dq.gate import GateInputError
 from include.dq.rules import resolve_rules
 
 AWS_ENV = {
@@ -122,3 +126,157 @@ def test_results_map_back_to_rules_and_missing_ones_fail(rulesets):
     # The warn ruleset returned nothing: its rules fail, saying so, rather than pass silently.
     assert outcomes["mean_churned"].status == "fail"
     assert outcomes["mean_churned"].detail == "Glue Data Quality returned no result for this rule"
+
+
+# --- the partition Glue reads is exactly the manifest's files ---------------------------------
+
+CURATED = f"s3://headrace-test-lake/lake/curated/churn/ds={DS}"
+
+
+def curated_manifest(files: dict[str, bytes]) -> dict:
+    """An ingest-style manifest listing ``files`` (name → bytes) with their SHA-256."""
+    return {
+        "dataset": "churn",
+        "ds": DS,
+        "outputs": {
+            "curated": {
+                "uri": CURATED,
+                "files": [
+                    {
+                        "path": name,
+                        "size_bytes": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                    }
+                    for name, data in files.items()
+                ],
+            }
+        },
+    }
+
+
+def test_copy_and_partition_requests_cover_exactly_the_manifests_files(churn_rules):
+    manifest = curated_manifest({"part-00000-aaaa.parquet": b"a", "part-00001-bbbb.parquet": b"b"})
+    input_uri = gdq.glue_input_uri(SETTINGS, "churn", DS, manifest)
+    assert input_uri.startswith(
+        f"s3://headrace-test-lake/lake/reports/churn/quality/ds={DS}/glue-input/"
+    )
+    # One prefix per committed manifest: the same manifest finds it again, another gets its own.
+    assert gdq.glue_input_uri(SETTINGS, "churn", DS, json.loads(json.dumps(manifest))) == input_uri
+    other = curated_manifest({"part-00000-cccc.parquet": b"c"})
+    assert gdq.glue_input_uri(SETTINGS, "churn", DS, other) != input_uri
+
+    copies = gdq.build_copy_requests(SETTINGS, manifest, CURATED, input_uri)
+    for body in copies:
+        validate_request("s3", "CopyObject", body)
+    prefix = input_uri.removeprefix("s3://headrace-test-lake/")
+    source = f"headrace-test-lake/lake/curated/churn/ds={DS}"
+    assert [(c["CopySource"], c["Key"]) for c in copies] == [
+        (f"{source}/part-00000-aaaa.parquet", f"{prefix}/part-00000-aaaa.parquet"),
+        (f"{source}/part-00001-bbbb.parquet", f"{prefix}/part-00001-bbbb.parquet"),
+    ]
+    assert {c["SSEKMSKeyId"] for c in copies} == {AWS_ENV["HEADRACE_KMS_KEY_ARN"]}
+
+    create = gdq.build_create_partition_request(SETTINGS, churn_rules, DS, input_uri)
+    update = gdq.build_update_partition_request(SETTINGS, churn_rules, DS, input_uri)
+    for body in (create, update):
+        assert body["PartitionInput"]["StorageDescriptor"]["Location"] == input_uri + "/"
+        assert body["PartitionInput"]["Values"] == [DS]
+    assert update["PartitionValueList"] == [DS]
+
+    with pytest.raises(GateInputError, match=r"lacks outputs.curated.files"):
+        gdq.build_copy_requests(SETTINGS, {"outputs": {}}, CURATED, input_uri)
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(start_moto_server):
+    return start_moto_server()
+
+
+@pytest.fixture
+def moto_aws(moto_endpoint, moto_api, churn_rules):
+    """boto3 S3 and Glue clients on a reset moto server, the lake bucket, a KMS key, and the
+    curated catalog table the gate creates before it registers a partition."""
+    import boto3
+
+    # moto keeps one state per process, whichever server serves it: start each test clean.
+    moto_api(moto_endpoint, "reset")
+    endpoint = moto_endpoint
+    options = {"endpoint_url": endpoint, "region_name": "eu-west-1",
+               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
+    s3, glue = boto3.client("s3", **options), boto3.client("glue", **options)
+    s3.create_bucket(
+        Bucket="headrace-test-lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    key = boto3.client("kms", **options).create_key()["KeyMetadata"]["Arn"]
+    settings = load_settings({**AWS_ENV, "HEADRACE_KMS_KEY_ARN": key})
+    glue.create_database(**gdq.build_create_database_request())
+    glue.create_table(**gdq.build_curated_table_request(settings, churn_rules))
+    return s3, glue, settings
+
+
+def put_partition(s3, files: dict[str, bytes], stray: dict[str, bytes]) -> dict:
+    """Files and a manifest listing ``files``; ``stray`` files sit in the folder unlisted."""
+    folder = CURATED.removeprefix("s3://headrace-test-lake/")
+    for name, data in {**files, **stray}.items():
+        s3.put_object(Bucket="headrace-test-lake", Key=f"{folder}/{name}", Body=data)
+    manifest = curated_manifest(files)
+    s3.put_object(
+        Bucket="headrace-test-lake", Key=f"{folder}/_manifest.json", Body=json.dumps(manifest)
+    )
+    return manifest
+
+
+def objects_under(s3, uri: str) -> dict[str, bytes]:
+    prefix = uri.removeprefix("s3://headrace-test-lake/")
+    listed = s3.list_objects_v2(Bucket="headrace-test-lake", Prefix=prefix).get("Contents", [])
+    return {
+        item["Key"].removeprefix(prefix): s3.get_object(
+            Bucket="headrace-test-lake", Key=item["Key"]
+        )["Body"].read()
+        for item in listed
+    }
+
+
+def catalog_location(glue) -> str:
+    partition = glue.get_partition(
+        DatabaseName="headrace", TableName="churn_curated", PartitionValues=[DS]
+    )
+    return partition["Partition"]["StorageDescriptor"]["Location"]
+
+
+def test_the_catalog_partition_holds_only_the_manifests_files(moto_aws, churn_rules):
+    s3, glue, settings = moto_aws
+    files = {"part-00000-aaaa.parquet": b"rows 0", "part-00001-bbbb.parquet": b"rows 1"}
+    stale = {"part-00000-old.parquet": b"an earlier commit", "part-00002-x.parquet": b"in flight"}
+    manifest = put_partition(s3, files, stale)
+
+    location = gdq.stage_manifest_partition(glue, s3, settings, churn_rules, DS, manifest)
+
+    assert catalog_location(glue) == location
+    assert "/reports/churn/quality/" in location and "/curated/" not in location
+    assert objects_under(s3, location) == files
+
+    # The day is re-ingested: a new manifest, a new prefix, and the partition follows it.
+    again = {"part-00000-cccc.parquet": b"rows 0, with the late file"}
+    manifest = put_partition(s3, again, {})
+    moved = gdq.stage_manifest_partition(glue, s3, settings, churn_rules, DS, manifest)
+    assert moved != location
+    assert catalog_location(glue) == moved
+    assert objects_under(s3, moved) == again
+    # A retry of the same run finds the same prefix and copies the same bytes.
+    assert gdq.stage_manifest_partition(glue, s3, settings, churn_rules, DS, manifest) == moved
+    assert objects_under(s3, moved) == again
+
+
+def test_a_listed_file_that_changed_after_the_commit_fails_the_input(moto_aws, churn_rules):
+    s3, glue, settings = moto_aws
+    manifest = put_partition(s3, {"part-00000-aaaa.parquet": b"rows 0"}, {})
+    s3.put_object(
+        Bucket="headrace-test-lake",
+        Key=f"{CURATED.removeprefix('s3://headrace-test-lake/')}/part-00000-aaaa.parquet",
+        Body=b"other rows",
+    )
+    with pytest.raises(
+        GateInputError, match=r"part-00000-aaaa.parquet does not match its manifest"
+    ):
+        gdq.stage_manifest_partition(glue, s3, settings, churn_rules, DS, manifest)
