@@ -76,6 +76,12 @@ DLC_ACCOUNTS = {
 }
 
 
+# The reconciliation report's default for how long a day may sit at one stage before it is
+# called stuck (HEADRACE_STUCK_AFTER_HOURS), and the range allowed: 6 minutes to 30 days.
+DEFAULT_STUCK_AFTER_HOURS = 6.0
+STUCK_AFTER_HOURS_RANGE = (0.1, 720.0)
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names every offending variable."""
 
@@ -150,6 +156,9 @@ class Settings:
     # Seconds between two looks at the local inbox; a file is taken once its size and
     # modification time are the same at two consecutive looks.
     landing_poll_s: float = 2.0
+    # The reconciliation report calls a day stuck once it has sat at one stage (landed,
+    # curated, validated, …) this long without moving on; its DAG alerts on stuck days.
+    stuck_after_hours: float = DEFAULT_STUCK_AFTER_HOURS
 
     @property
     def is_local(self) -> bool:
@@ -191,6 +200,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     errors.extend(_lake_root_errors(lake_root, target, aws))
     training = _load_training(env, aws.region if aws else "", errors)
     landing_inbox_uri, landing_poll_s = _load_landing(env, lake_root, errors)
+    stuck_after_hours = _load_stuck_after_hours(env, errors)
 
     if errors:
         raise ConfigError("invalid headrace settings:\n  - " + "\n  - ".join(errors))
@@ -202,6 +212,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         training=training,
         landing_inbox_uri=landing_inbox_uri,
         landing_poll_s=landing_poll_s,
+        stuck_after_hours=stuck_after_hours,
     )
 
 
@@ -225,6 +236,24 @@ def _load_landing(env: Mapping[str, str], lake_root: str, errors: list[str]) -> 
                 errors.append(f"HEADRACE_LANDING_POLL_S={poll_s} must be between 0.1 and 3600")
                 poll_s = 2.0
     return inbox, poll_s
+
+
+def _load_stuck_after_hours(env: Mapping[str, str], errors: list[str]) -> float:
+    """``HEADRACE_STUCK_AFTER_HOURS``: hours at one stage before the reconciliation report calls
+    a day stuck (default 6)."""
+    raw = env.get("HEADRACE_STUCK_AFTER_HOURS", "").strip()
+    if not raw:
+        return DEFAULT_STUCK_AFTER_HOURS
+    try:
+        hours = float(raw)
+    except ValueError:
+        errors.append(f"HEADRACE_STUCK_AFTER_HOURS={raw!r} is not a number of hours")
+        return DEFAULT_STUCK_AFTER_HOURS
+    low, high = STUCK_AFTER_HOURS_RANGE
+    if not low <= hours <= high:  # also refuses nan
+        errors.append(f"HEADRACE_STUCK_AFTER_HOURS={hours} must be between {low} and {high} hours")
+        return DEFAULT_STUCK_AFTER_HOURS
+    return hours
 
 
 _TRUE = ("1", "true", "yes", "on")

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from stat import S_ISREG
+from typing import NamedTuple, Protocol
 from urllib.parse import urlparse
+
+
+class LakeObject(NamedTuple):
+    """One stored object as a listing gives it."""
+
+    uri: str
+    size: int
+    modified: datetime  # when it was last written, timezone-aware UTC
 
 
 class LakeStorage(Protocol):
@@ -27,6 +37,10 @@ class LakeStorage(Protocol):
 
     def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
         """Every object under ``prefix_uri`` as ``(uri, size in bytes)``, sorted by URI."""
+        ...
+
+    def list_objects(self, prefix_uri: str) -> list[LakeObject]:
+        """Every object under ``prefix_uri`` with its size and modification time, sorted by URI."""
         ...
 
 
@@ -64,14 +78,24 @@ class LocalStorage:
         return [uri for uri, _size in self.list_sizes(prefix_uri)]
 
     def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
+        return [(item.uri, item.size) for item in self.list_objects(prefix_uri)]
+
+    def list_objects(self, prefix_uri: str) -> list[LakeObject]:
         root = self._path(prefix_uri)
         if not root.exists():
             return []
-        # Spelled like every lake URI (f"{lake_root}/curated/…"), not Path.as_uri(), which
-        # percent-encodes the "=" of ds= folders into URIs that would not match or read back.
-        return sorted(
-            (f"file://{p.as_posix()}", p.stat().st_size) for p in root.rglob("*") if p.is_file()
-        )
+        found = []
+        for path in root.rglob("*"):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue  # moved or deleted since the walk saw it (a commit, the inbox watcher)
+            if S_ISREG(info.st_mode):
+                # Spelled like every lake URI (f"{lake_root}/curated/…"), not Path.as_uri(), which
+                # percent-encodes the "=" of ds= folders into URIs that would not match or read back.
+                modified = datetime.fromtimestamp(info.st_mtime, UTC)
+                found.append(LakeObject(f"file://{path.as_posix()}", info.st_size, modified))
+        return sorted(found)
 
 
 class S3Storage:
@@ -117,11 +141,14 @@ class S3Storage:
         return [uri for uri, _size in self.list_sizes(prefix_uri)]
 
     def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
+        return [(item.uri, item.size) for item in self.list_objects(prefix_uri)]
+
+    def list_objects(self, prefix_uri: str) -> list[LakeObject]:
         bucket, prefix = self._split(prefix_uri)
         prefix = prefix.rstrip("/") + "/"
         paginator = self.client.get_paginator("list_objects_v2")
         return sorted(
-            (f"s3://{bucket}/{obj['Key']}", obj["Size"])
+            LakeObject(f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["LastModified"])
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
             for obj in page.get("Contents", [])
         )

@@ -32,6 +32,7 @@ HEADRACE_MWAA_SETTINGS=(
     emr_cluster_id
     alerts_topic_arn
     landing_queue_url
+    stuck_after_hours
     training_instance_type
     training_instance_count
     training_volume_gb

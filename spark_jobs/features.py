@@ -205,8 +205,11 @@ def quality_result_uri(lake_root: str, dataset: str, day: str) -> str:
     return join_uri(lake_root, "reports", dataset, "quality", f"ds={day}", QUALITY_RESULT_NAME)
 
 
-def gate_verdict(lake_fs, lake_root: str, dataset: str, day: str) -> GateVerdict:
-    """Whether the day's gate result says every error rule passed, and if not, why.
+def gate_verdict(
+    lake_fs, lake_root: str, dataset: str, day: str, manifest_sha256: str
+) -> GateVerdict:
+    """Whether the day's gate result says every error rule passed on the ingest whose curated
+    manifest has ``manifest_sha256``, and if not, why.
 
     No result, or one that cannot be read as this day's result, is ``not_validated``; a result
     with a failed error rule (or ``passed`` not true) is ``failed_gate``. Failed warn rules do
@@ -246,6 +249,16 @@ def gate_verdict(lake_fs, lake_root: str, dataset: str, day: str) -> GateVerdict
         and item.get("status") == "fail"
         and item.get("severity") == "error"
     ]
+    checked = (document.get("partition") or {}).get("manifest_sha256")
+    if checked != manifest_sha256:
+        # The gate checked another ingest of the day (a late file re-ingested it since), or the
+        # result does not say which: the current rows are not validated yet.
+        return GateVerdict(
+            NOT_VALIDATED,
+            f"{uri} is the verdict on curated manifest sha256 {checked}, the day's manifest is "
+            f"now {manifest_sha256}: the day was re-ingested after the gate checked it",
+            digest,
+        )
     if blocking or document.get("passed") is not True:
         rules = ", ".join(blocking) if blocking else "none named, but passed is not true"
         return GateVerdict(
@@ -295,7 +308,10 @@ def run_features(
             window[MISSING].append(day)
             reasons[day] = f"no committed curated partition ({manifest_uri} does not exist)"
             continue
-        verdict = gate_verdict(lake_fs, lake_root, spec.dataset, day)
+        with lake_fs.open(manifest_uri) as handle:
+            manifest_bytes = handle.read()
+        manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
+        verdict = gate_verdict(lake_fs, lake_root, spec.dataset, day, manifest_sha256)
         if verdict.status != USED:
             if day == ds:
                 raise FeaturesError(
@@ -308,8 +324,6 @@ def run_features(
                 "features %s ds=%s: leaving out ds=%s: %s", spec.dataset, ds, day, verdict.reason
             )
             continue
-        with lake_fs.open(manifest_uri) as handle:
-            manifest_bytes = handle.read()
         ingest_manifest = json.loads(manifest_bytes)
         # Read exactly the files this manifest names (as ingest.partition_files does): on S3 the
         # prefix can also hold files of a commit in flight; stray files are never data.
@@ -320,7 +334,7 @@ def run_features(
             {
                 "ds": day,
                 "uri": uri,
-                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                "manifest_sha256": manifest_sha256,
                 "quality_result_sha256": verdict.result_sha256,
                 "schema_version": ingest_manifest.get("schema_version"),
                 "rows": ingest_manifest.get("totals", {}).get("rows_accepted"),

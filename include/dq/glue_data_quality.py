@@ -187,11 +187,9 @@ def _partition_input(rule_set: RuleSet, ds: str, location: str) -> dict:
 
 
 def build_create_partition_request(
-    settings: Settings, rule_set: RuleSet, ds: str, location: str | None = None
+    settings: Settings, rule_set: RuleSet, ds: str, location: str
 ) -> dict:
-    """CreatePartition: register ``ds=<D>`` at ``location`` (:func:`glue_input_uri`; the
-    curated folder where none is given)."""
-    location = location or curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
+    """CreatePartition: register ``ds=<D>`` at ``location`` (:func:`glue_input_uri`)."""
     body = {
         "DatabaseName": GLUE_DATABASE,
         "TableName": curated_table_name(rule_set.dataset),

@@ -37,8 +37,8 @@ from include.dq.gate import (
     GateInputError,
     curated_partition_uri,
     load_dataset_rules,
+    load_manifest,
     quality_report_uri,
-    read_manifest,
     resolved_rules_for,
     run_local_gate,
     write_gate_outputs,
@@ -188,11 +188,11 @@ class DataQualityGateOperator(BaseOperator):
 
         settings = get_settings()
         partition_uri = curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
-        manifest = read_manifest(partition_uri)
+        manifest, manifest_sha256 = load_manifest(partition_uri)
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
         rulesets = compile_rulesets(rules)
         client = self.hook.conn
-        self._ensure_catalog_partition(client, rule_set, ds)
+        glue_input_uri = self._ensure_catalog_partition(client, rule_set, ds, manifest)
         self._ensure_security_configuration(client)
         for ruleset in rulesets.values():
             self._put_ruleset(client, rule_set.dataset, ds, ruleset)
@@ -229,8 +229,10 @@ class DataQualityGateOperator(BaseOperator):
             partition={
                 "uri": partition_uri,
                 "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
+                "manifest_sha256": manifest_sha256,
                 "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
                 "glue_run_id": run_id,
+                "glue_input_uri": glue_input_uri,
             },
         )
 
@@ -250,8 +252,12 @@ class DataQualityGateOperator(BaseOperator):
             self.log.info("Glue Data Quality run %s is %s", run_id, run["Status"])
             time.sleep(self.poll_interval)
 
-    def _ensure_catalog_partition(self, client, rule_set: RuleSet, ds: str) -> None:
-        """The catalog database, the curated table and this partition, created where absent."""
+    def _ensure_catalog_partition(
+        self, client, rule_set: RuleSet, ds: str, manifest: dict[str, Any]
+    ) -> str:
+        """The catalog database and curated table, created where absent, and this partition
+        pointed at a copy of exactly the manifest's files (a Glue partition is a folder, and the
+        curated folder may hold files no manifest lists); returns that copy's prefix."""
         from include.dq import glue_data_quality as gdq
 
         settings = get_settings()
@@ -259,8 +265,10 @@ class DataQualityGateOperator(BaseOperator):
             client.create_database(**gdq.build_create_database_request())
         with contextlib.suppress(client.exceptions.AlreadyExistsException):
             client.create_table(**gdq.build_curated_table_request(settings, rule_set))
-        with contextlib.suppress(client.exceptions.AlreadyExistsException):
-            client.create_partition(**gdq.build_create_partition_request(settings, rule_set, ds))
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=settings.aws.region).conn
+        return gdq.stage_manifest_partition(client, s3, settings, rule_set, ds, manifest)
 
     def _ensure_security_configuration(self, client) -> None:
         from include.spark_job_requests import build_glue_security_configuration_request
@@ -296,7 +304,9 @@ class DataQualityGateOperator(BaseOperator):
         from include.storage import storage_for
 
         settings = get_settings()
-        read_manifest(curated_partition_uri(settings.lake_root, rule_set.dataset, ds))
+        _, manifest_sha256 = load_manifest(
+            curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
+        )
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
         checks = build_deequ_checks(
             rules, dataset=rule_set.dataset, ds=ds, key_columns=rule_set.key_columns
@@ -334,4 +344,7 @@ class DataQualityGateOperator(BaseOperator):
                 f"{result_uri} holds a {result.engine} result for {result.dataset} ds={result.ds}, "
                 f"not the Deequ job's for {rule_set.dataset} ds={ds}"
             )
+        # The manifest as this task read it before the job: a re-ingest in between emits a new
+        # curated event, whose validation run replaces this result.
+        result.partition["manifest_sha256"] = manifest_sha256
         return result

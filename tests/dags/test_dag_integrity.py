@@ -32,7 +32,15 @@ FACTORY_SUFFIX = "_dags"
 HEAVY_MODULES = ("torch", "pyspark", "pandas", "great_expectations")
 DATASETS = pipeline_datasets()
 # The stages every dataset gets from a factory file.
-FACTORY_STAGES = ("ingestion", "validation", "training", "model_approval", "scoring", "monitoring")
+FACTORY_STAGES = (
+    "ingestion",
+    "validation",
+    "training",
+    "model_approval",
+    "scoring",
+    "monitoring",
+    "reconciliation",
+)
 
 
 def expected_dag_ids(path: Path) -> list[str]:

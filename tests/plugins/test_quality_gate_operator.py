@@ -252,6 +252,12 @@ def _put_s3_partition(aws_target, rows: int = 40) -> None:
         "totals": {"rows_accepted": rows},
         "outputs": {"curated": {"uri": uri, "files": [{"path": "part-00000.snappy.parquet"}]}},
     }
+    # The data file itself: the gate copies exactly the listed files for Glue to read.
+    s3.put_object(
+        Bucket=aws_target.bucket,
+        Key=f"lake/curated/churn/ds={DS}/part-00000.snappy.parquet",
+        Body=b"PAR1 stand-in: Glue Data Quality is answered by the stub, not run",
+    )
     s3.put_object(
         Bucket=aws_target.bucket,
         Key=f"lake/curated/churn/ds={DS}/_manifest.json",
@@ -338,9 +344,14 @@ def test_glue_data_quality_run_passes_and_writes_the_result_to_s3(
     partition = glue.get_partition(
         DatabaseName="headrace", TableName="churn_curated", PartitionValues=[DS]
     )
-    assert partition["Partition"]["StorageDescriptor"]["Location"].endswith(
-        f"/curated/churn/ds={DS}/"
+    location = partition["Partition"]["StorageDescriptor"]["Location"]
+    assert f"/reports/churn/quality/ds={DS}/glue-input/" in location
+    staged = aws_target.client("s3").list_objects_v2(
+        Bucket=aws_target.bucket, Prefix=location.split(f"{aws_target.bucket}/", 1)[1]
     )
+    assert [obj["Key"].rsplit("/", 1)[1] for obj in staged["Contents"]] == [
+        "part-00000.snappy.parquet"
+    ]
 
     created = {body["Name"]: body for body in aws_calls.of("glue", "CreateDataQualityRuleset")}
     assert set(created) == {f"headrace-churn-ds-{DS}-error", f"headrace-churn-ds-{DS}-warn"}

@@ -173,6 +173,12 @@ def write_quality_result(
     outcomes = [outcome("schema", "error", PASS), outcome("range_minutes_used", "error", PASS)]
     outcomes += [outcome(rule, "error", FAIL) for rule in failed_errors]
     outcomes += [outcome(rule, "warn", FAIL) for rule in failed_warns]
-    result = GateResult(dataset="churn", ds=ds, engine="great_expectations", outcomes=outcomes)
+    # The verdict is on the day's current ingest, named by its curated manifest's digest.
+    curated_manifest = lake_paths(lake, ds)["curated"] / "_manifest.json"
+    checked = hashlib.sha256(curated_manifest.read_bytes()).hexdigest()
+    result = GateResult(
+        dataset="churn", ds=ds, engine="great_expectations", outcomes=outcomes,
+        partition={"manifest_sha256": checked},
+    )  # fmt: skip
     write_gate_outputs(result, f"file://{lake}")
     return Path(quality_report_uri(str(lake), "churn", ds)) / RESULT_NAME

@@ -234,25 +234,30 @@ def test_the_day_itself_must_have_passed_the_gate(spark, spec, gated_lake):
     assert not (gated_lake / "features" / "churn" / f"ds={DAYS[1]}").exists()
 
 
+RESULT = {"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
+          "partition": {"manifest_sha256": "m1"}}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("document", "status", "reason"),
     [
         (None, "not_validated", "no quality result"),
         ("{not json", "not_validated", "is not valid JSON"),
         ({"format": "other/1"}, "not_validated", "is not a quality result"),
-        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-02",
-          "passed": True, "results": []}, "not_validated", "holds the result of churn ds=2026-06-02"),
-        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
-          "passed": True}, "not_validated", "lists no rule results"),
-        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
-          "passed": False, "results": []}, "failed_gate", "passed is not true"),
-        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
-          "passed": True, "engine": "deequ", "results": [
-              {"rule": "unique_key", "status": "fail", "severity": "error"}]},
+        ({**RESULT, "ds": "2026-06-02", "passed": True, "results": []},
+         "not_validated", "holds the result of churn ds=2026-06-02"),
+        ({**RESULT, "passed": True}, "not_validated", "lists no rule results"),
+        ({**RESULT, "passed": False, "results": []}, "failed_gate", "passed is not true"),
+        ({**RESULT, "passed": True, "engine": "deequ", "results": [
+            {"rule": "unique_key", "status": "fail", "severity": "error"}]},
          "failed_gate", "failed on deequ: error rules unique_key"),
-        ({"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
-          "passed": True, "results": [{"rule": "mean", "status": "fail", "severity": "warn"}]},
-         "used", ""),
+        ({**RESULT, "passed": True, "results": [
+            {"rule": "mean", "status": "fail", "severity": "warn"}]}, "used", ""),
+        # A pass on an earlier ingest of the day says nothing about the rows there now.
+        ({**RESULT, "partition": {"manifest_sha256": "m0"}, "passed": True, "results": []},
+         "not_validated", "the day was re-ingested after the gate checked it"),
+        ({**RESULT, "partition": {}, "passed": True, "results": []},
+         "not_validated", "verdict on curated manifest sha256 None"),
     ],
 )  # fmt: skip
 def test_gate_verdict_names_why_a_day_is_not_validated(tmp_path, document, status, reason):
@@ -261,7 +266,7 @@ def test_gate_verdict_names_why_a_day_is_not_validated(tmp_path, document, statu
         folder.mkdir(parents=True)
         text = document if isinstance(document, str) else json.dumps(document)
         (folder / "result.json").write_text(text)
-    verdict = gate_verdict(LocalFS(), f"file://{tmp_path}", "churn", "2026-06-01")
+    verdict = gate_verdict(LocalFS(), f"file://{tmp_path}", "churn", "2026-06-01", "m1")
     assert verdict.status == status
     assert reason in verdict.reason
     assert (verdict.result_sha256 is None) == (document is None)

@@ -51,12 +51,10 @@ def test_catalog_table_and_partition_over_the_curated_zone(churn_rules):
     assert {"Name": "event_ts", "Type": "timestamp"} in descriptor["Columns"]
     assert table["TableInput"]["PartitionKeys"] == [{"Name": "ds", "Type": "string"}]
 
-    partition = gdq.build_create_partition_request(SETTINGS, churn_rules, DS)
+    staged = f"s3://headrace-test-lake/lake/reports/churn/quality/ds={DS}/glue-input/abc"
+    partition = gdq.build_create_partition_request(SETTINGS, churn_rules, DS, staged)
     assert partition["PartitionInput"]["Values"] == [DS]
-    assert (
-        partition["PartitionInput"]["StorageDescriptor"]["Location"]
-        == f"s3://headrace-test-lake/lake/curated/churn/ds={DS}/"
-    )
+    assert partition["PartitionInput"]["StorageDescriptor"]["Location"] == f"{staged}/"
 
 
 def test_rulesets_per_partition_and_severity(rulesets):
