@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from include.config import REPO_ROOT, Settings
@@ -106,16 +106,25 @@ def plan_run(settings: Settings, dataset: str, context: Mapping[str, Any]) -> In
                 f"every triggering landing event was refused (kept in {where}): "
                 + "; ".join(entry["reason"] for entry in named.rejected)
             )
+    if params["ds"]:
+        asked: dict[str, datetime | None] = dict.fromkeys(named.days)  # a person asked
+    elif named.named_at:
+        asked = dict(named.named_at)  # landing events, each with its time
+    else:
+        # The daily backstop names the day that just ended: ingested only if it changed.
+        asked = dict.fromkeys(named.days, datetime.min.replace(tzinfo=UTC))
     spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
     plan = plan_ingestion(
         settings,
         dataset,
-        named.days,
+        asked,
         rule=spec.landing_complete_when,
         sweep_days=spec.landing_sweep_days,
     )
     for ds, reason in plan.waiting.items():
         log.warning("%s: not ingesting %s yet: %s", dataset, ds, reason)
+    for ds, reason in plan.served.items():
+        log.info("%s: not ingesting %s again: %s", dataset, ds, reason)
     if plan.swept:
         log.warning(
             "%s: ingesting %s too: complete, and never ingested or changed since (no landing "
@@ -128,8 +137,8 @@ def plan_run(settings: Settings, dataset: str, context: Mapping[str, Any]) -> In
             f"{dataset} ds={params['ds']} is not complete: {plan.waiting[params['ds']]}"
         )
     if not plan.days:
-        waiting = "; ".join(f"{ds}: {reason}" for ds, reason in plan.waiting.items())
-        raise AirflowSkipException(f"no complete {dataset} day to ingest ({waiting})")
+        reasons = "; ".join(f"{ds}: {why}" for ds, why in {**plan.waiting, **plan.served}.items())
+        raise AirflowSkipException(f"no {dataset} day to ingest ({reasons})")
     log.info("%s: ingesting %s", dataset, ", ".join(plan.days))
     return plan
 

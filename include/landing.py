@@ -16,15 +16,18 @@ the same bytes).
 
 An ingestion run ingests the days its landing events (or its ``ds`` param) name, plus every
 complete day of the last ``landing.sweep_days`` that was never ingested or has changed since:
-a lost or coalesced landing event delays a day until the next run, and never drops it.
-Only listings and the small curated manifests are read here, never a data file.
+a lost or coalesced landing event delays a day until the next run, and never drops it. An event
+that an earlier run's sweep already served (the day's last ingest is newer than the event and
+took the same files) is not served twice; an event after the last ingest (the same file dropped
+again) re-runs the day. Only listings and the small curated manifests are read here, never a
+data file.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -55,8 +58,10 @@ class IngestPlan:
     """The days one ingestion run ingests, and the days it leaves, each with the reason."""
 
     days: list[str]
-    # {day: reason} for named or swept days that are not ingested now (incomplete, no files).
+    # {day: reason} for named days that are not ingested now (incomplete, no files).
     waiting: dict[str, str] = field(default_factory=dict)
+    # {day: reason} for named days whose event an earlier ingest already served.
+    served: dict[str, str] = field(default_factory=dict)
     # Days the sweep found (complete, never ingested or changed since), not named by any event.
     swept: list[str] = field(default_factory=list)
 
@@ -93,7 +98,7 @@ def landing_days(
 
     root = landing_root(settings, dataset)
     found: dict[str, tuple[list, list]] = {}
-    for uri, size in storage_for(root).list_sizes(root):
+    for uri, size, _modified in storage_for(root).list_objects(root):
         match = _DAY_FOLDER.search(uri[len(root) :])
         if match is None:
             continue  # a file outside any ds= folder is not a day's
@@ -122,51 +127,74 @@ def day_state(key: str, files: list, markers: list, rule: tuple[str, object],
     return LandingDay(key, tuple(sorted(files)), tuple(sorted(markers)), waiting_for=waiting)
 
 
-def ingested_inputs(settings: Settings, dataset: str, ds: str) -> set[tuple[str, int]] | None:
-    """``(name, size)`` of the landing files the curated manifest of ``ds`` says were ingested;
-    None when the day has no curated manifest."""
+def last_ingest(
+    settings: Settings, dataset: str, ds: str
+) -> tuple[set[tuple[str, int]], datetime] | None:
+    """``(name, size)`` of the landing files the curated manifest of ``ds`` says were ingested,
+    and when that manifest was committed; None when the day was never ingested."""
     from include.storage import storage_for
 
-    uri = f"{settings.zone_uri('curated')}/{dataset}/ds={ds}/{MANIFEST_NAME}"
-    storage = storage_for(uri)
-    if not storage.exists(uri):
+    folder = f"{settings.zone_uri('curated')}/{dataset}/ds={ds}"
+    uri = f"{folder}/{MANIFEST_NAME}"
+    committed = [item for item in storage_for(folder).list_objects(folder) if item.uri == uri]
+    if not committed:
         return None
-    manifest = json.loads(storage.read_bytes(uri))
-    return {(item["name"], int(item["size_bytes"])) for item in manifest.get("inputs", [])}
+    manifest = json.loads(storage_for(uri).read_bytes(uri))
+    inputs = {(item["name"], int(item["size_bytes"])) for item in manifest.get("inputs", [])}
+    return inputs, committed[0].modified
+
+
+def needs_ingest(
+    settings: Settings, dataset: str, day: LandingDay, asked_at: datetime | None = None
+) -> bool:
+    """Whether complete ``day`` should be ingested: never ingested, its files changed since, or
+    ``asked_at`` (a landing event's time) is after its last ingest."""
+    last = last_ingest(settings, dataset, day.key)
+    if last is None:
+        return True
+    inputs, committed_at = last
+    return inputs != set(day.files) or (asked_at is not None and asked_at > committed_at)
 
 
 def plan_ingestion(
     settings: Settings,
     dataset: str,
-    named_days: Iterable[str],
+    named: Mapping[str, datetime | None],
     *,
     rule: tuple[str, object],
     sweep_days: int,
     now: datetime | None = None,
 ) -> IngestPlan:
-    """The days to ingest: the complete ``named_days`` (always: re-dropping a day re-runs it),
-    then every complete day of the sweep window whose landing files differ from what was last
-    ingested (or that was never ingested)."""
+    """The days to ingest: the complete ``named`` days, then every complete day of the sweep
+    window that was never ingested or whose landing files changed since.
+
+    ``named`` maps a day to why it is named: None, a person asked for it (always ingested);
+    a time, the newest landing event naming it (ingested unless the day's last ingest came
+    after that event with the same files: an earlier run's sweep served it).
+    """
     now = now or datetime.now(UTC)
     days = landing_days(settings, dataset, rule, now)
     plan: dict[str, None] = {}
     waiting: dict[str, str] = {}
-    for ds in named_days:
+    served: dict[str, str] = {}
+    for ds, asked_at in named.items():
         day = days.get(ds)
         if day is None:
             waiting[ds] = "no data file has landed"
-        elif day.complete:
+        elif not day.complete:
+            waiting[ds] = day.problem or day.waiting_for
+        elif asked_at is None or needs_ingest(settings, dataset, day, asked_at):
             plan[ds] = None
         else:
-            waiting[ds] = day.problem or day.waiting_for
+            served[ds] = "ingested after its landing event, with the same files"
     valid = [key for key, day in days.items() if not day.problem]
     swept = []
     if valid:
         oldest = (date.fromisoformat(max(valid)) - timedelta(days=sweep_days - 1)).isoformat()
         for key in valid:
             day = days[key]
-            if key in plan or key < oldest or not day.complete:
+            if key in plan or key in named or key < oldest or not day.complete:
                 continue
-            if ingested_inputs(settings, dataset, key) != set(day.files):
+            if needs_ingest(settings, dataset, day):
                 swept.append(key)
-    return IngestPlan(sorted({*plan, *swept}), waiting, swept)
+    return IngestPlan(sorted({*plan, *swept}), waiting, served, swept)

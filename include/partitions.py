@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -102,6 +102,9 @@ class LandingDays:
     days: list[str]
     # One entry per refused event: {"asset", "event", "reason"}, JSON-ready.
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # The newest event naming each day, when Airflow recorded it: an event older than the day's
+    # last ingest was already served by it (include/landing.py plan_ingestion).
+    named_at: dict[str, datetime] = field(default_factory=dict)
 
 
 def landing_partitions_from_asset_events(
@@ -117,12 +120,12 @@ def landing_partitions_from_asset_events(
     An event that names a malformed day is refused on its own (``rejected`` says which and why)
     and takes none of its days along: the other events' days still go through.
     """
-    days: set[str] = set()
+    named_at: dict[str, datetime] = {}
     rejected: list[dict[str, Any]] = []
     for asset, events in (triggering_asset_events or {}).items():
         for event in events:
             try:
-                days.update(_event_days(event, dataset))
+                event_days = _event_days(event, dataset)
             except PartitionError as error:
                 rejected.append(
                     {
@@ -131,7 +134,21 @@ def landing_partitions_from_asset_events(
                         "reason": str(error),
                     }
                 )
-    return LandingDays(sorted(days), rejected)
+                continue
+            at = _event_time(event)
+            for day in event_days:
+                named_at[day] = max(named_at.get(day, at), at)
+    return LandingDays(sorted(named_at), rejected, named_at)
+
+
+def _event_time(event: Any) -> datetime:
+    """When Airflow recorded ``event`` (UTC); an event without a time counts as the newest."""
+    stamp = getattr(event, "timestamp", None)
+    if isinstance(stamp, str):
+        stamp = datetime.fromisoformat(stamp)
+    if not isinstance(stamp, datetime):
+        return datetime.max.replace(tzinfo=UTC)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _event_days(event: Any, dataset: str) -> set[str]:

@@ -35,10 +35,6 @@ class LakeStorage(Protocol):
         """Every object URI under ``prefix_uri``, sorted."""
         ...
 
-    def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
-        """Every object under ``prefix_uri`` as ``(uri, size in bytes)``, sorted by URI."""
-        ...
-
     def list_objects(self, prefix_uri: str) -> list[LakeObject]:
         """Every object under ``prefix_uri`` with its size and modification time, sorted by URI."""
         ...
@@ -75,10 +71,7 @@ class LocalStorage:
         return self._path(uri).exists()
 
     def list_uris(self, prefix_uri: str) -> list[str]:
-        return [uri for uri, _size in self.list_sizes(prefix_uri)]
-
-    def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
-        return [(item.uri, item.size) for item in self.list_objects(prefix_uri)]
+        return [item.uri for item in self.list_objects(prefix_uri)]
 
     def list_objects(self, prefix_uri: str) -> list[LakeObject]:
         root = self._path(prefix_uri)
@@ -138,10 +131,7 @@ class S3Storage:
         return any(obj["Key"] == key for obj in response.get("Contents", []))
 
     def list_uris(self, prefix_uri: str) -> list[str]:
-        return [uri for uri, _size in self.list_sizes(prefix_uri)]
-
-    def list_sizes(self, prefix_uri: str) -> list[tuple[str, int]]:
-        return [(item.uri, item.size) for item in self.list_objects(prefix_uri)]
+        return [item.uri for item in self.list_objects(prefix_uri)]
 
     def list_objects(self, prefix_uri: str) -> list[LakeObject]:
         bucket, prefix = self._split(prefix_uri)

@@ -53,6 +53,7 @@ from spark_jobs.ingest import (
     clear_stale_staging,
     commit_partition,
     configure_logging,
+    curated_content_digest,
     finalize_output_files,
     fs_for,
     join_uri,
@@ -206,10 +207,11 @@ def quality_result_uri(lake_root: str, dataset: str, day: str) -> str:
 
 
 def gate_verdict(
-    lake_fs, lake_root: str, dataset: str, day: str, manifest_sha256: str
+    lake_fs, lake_root: str, dataset: str, day: str, content_sha256: str
 ) -> GateVerdict:
-    """Whether the day's gate result says every error rule passed on the ingest whose curated
-    manifest has ``manifest_sha256``, and if not, why.
+    """Whether the day's gate result says every error rule passed on the curated rows whose
+    digest is ``content_sha256`` (:func:`spark_jobs.ingest.curated_content_digest`), and if
+    not, why.
 
     No result, or one that cannot be read as this day's result, is ``not_validated``; a result
     with a failed error rule (or ``passed`` not true) is ``failed_gate``. Failed warn rules do
@@ -249,14 +251,14 @@ def gate_verdict(
         and item.get("status") == "fail"
         and item.get("severity") == "error"
     ]
-    checked = (document.get("partition") or {}).get("manifest_sha256")
-    if checked != manifest_sha256:
-        # The gate checked another ingest of the day (a late file re-ingested it since), or the
-        # result does not say which: the current rows are not validated yet.
+    checked = (document.get("partition") or {}).get("content_sha256")
+    if checked != content_sha256:
+        # The gate checked other rows of the day (a late file re-ingested it since), or the
+        # result does not say which: the rows there now are not validated yet.
         return GateVerdict(
             NOT_VALIDATED,
-            f"{uri} is the verdict on curated manifest sha256 {checked}, the day's manifest is "
-            f"now {manifest_sha256}: the day was re-ingested after the gate checked it",
+            f"{uri} is the verdict on curated content sha256 {checked}, the day's content is "
+            f"now {content_sha256}: the day was re-ingested after the gate checked it",
             digest,
         )
     if blocking or document.get("passed") is not True:
@@ -310,8 +312,10 @@ def run_features(
             continue
         with lake_fs.open(manifest_uri) as handle:
             manifest_bytes = handle.read()
-        manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
-        verdict = gate_verdict(lake_fs, lake_root, spec.dataset, day, manifest_sha256)
+        ingest_manifest = json.loads(manifest_bytes)
+        verdict = gate_verdict(
+            lake_fs, lake_root, spec.dataset, day, curated_content_digest(ingest_manifest)
+        )
         if verdict.status != USED:
             if day == ds:
                 raise FeaturesError(
@@ -324,7 +328,6 @@ def run_features(
                 "features %s ds=%s: leaving out ds=%s: %s", spec.dataset, ds, day, verdict.reason
             )
             continue
-        ingest_manifest = json.loads(manifest_bytes)
         # Read exactly the files this manifest names (as ingest.partition_files does): on S3 the
         # prefix can also hold files of a commit in flight; stray files are never data.
         files = listed_files(ingest_manifest, uri)
@@ -334,7 +337,7 @@ def run_features(
             {
                 "ds": day,
                 "uri": uri,
-                "manifest_sha256": manifest_sha256,
+                "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
                 "quality_result_sha256": verdict.result_sha256,
                 "schema_version": ingest_manifest.get("schema_version"),
                 "rows": ingest_manifest.get("totals", {}).get("rows_accepted"),

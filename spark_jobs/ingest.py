@@ -635,6 +635,21 @@ def listed_files(manifest: dict, partition_uri: str) -> list[str]:
         ) from None
 
 
+def curated_content_digest(manifest: dict) -> str:
+    """What a curated partition holds, as one SHA-256: over its files' relative paths and
+    checksums, so the same rows give the same digest wherever the lake lives (the manifest's
+    URIs differ between S3 and a local copy). The quality gate records it with its verdict, and
+    the features job uses a verdict only for the digest it was given: a day re-ingested with
+    other rows is not validated until the gate checks it again."""
+    curated = (manifest.get("outputs") or {}).get("curated") or {}
+    files = sorted(
+        (str(entry.get("path")), str(entry.get("sha256")))
+        for entry in curated.get("files") or []
+        if isinstance(entry, dict)
+    )
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
 def partition_files(fs: LocalFS | S3FS, partition_uri: str) -> list[str]:
     """The files to read for a committed partition: exactly those its manifest names.
 

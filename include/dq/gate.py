@@ -13,7 +13,6 @@ partition is never checked. Results go to ``<lake>/reports/<dataset>/quality/ds=
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -73,9 +72,12 @@ def read_manifest(partition_uri: str) -> dict[str, Any]:
 
 
 def load_manifest(partition_uri: str) -> tuple[dict[str, Any], str]:
-    """A curated partition's run manifest and the SHA-256 of its bytes: the identity of the
-    ingest the gate checks, recorded in its result so that the features job can tell a verdict
-    on an earlier ingest of the day (a late file re-ingested it) from one on the current data."""
+    """A curated partition's run manifest and the digest of what it holds
+    (:func:`spark_jobs.ingest.curated_content_digest`), recorded with the gate's verdict so that
+    the features job can tell a verdict on other rows of the day (a late file re-ingested it)
+    from one on the rows there now."""
+    from spark_jobs.ingest import curated_content_digest
+
     uri = f"{partition_uri}/{MANIFEST_NAME}"
     storage = storage_for(uri)
     if not storage.exists(uri):
@@ -83,11 +85,11 @@ def load_manifest(partition_uri: str) -> tuple[dict[str, Any], str]:
             f"{uri} does not exist: the curated partition was never committed by ingest "
             "(run the ingestion DAG for this date first)"
         )
-    data = storage.read_bytes(uri)
     try:
-        return json.loads(data), hashlib.sha256(data).hexdigest()
+        manifest = json.loads(storage.read_bytes(uri))
     except ValueError as error:
         raise GateInputError(f"{uri} is not valid JSON: {error}") from None
+    return manifest, curated_content_digest(manifest)
 
 
 # Another stage will offer one public helper for reading a partition's files from its manifest
@@ -165,7 +167,7 @@ def run_local_gate(rule_set: RuleSet, lake_root: str, ds: str) -> GateResult:
 
     check_partition_date(ds)
     partition_uri = curated_partition_uri(lake_root, rule_set.dataset, ds)
-    manifest, manifest_sha256 = load_manifest(partition_uri)
+    manifest, content_sha256 = load_manifest(partition_uri)
     files = manifest_file_uris(manifest, f"{partition_uri}/{MANIFEST_NAME}")
     rules = resolved_rules_for(rule_set, lake_root, ds)
     frame = read_partition_frame(files, rule_set.curated_types())
@@ -178,7 +180,7 @@ def run_local_gate(rule_set: RuleSet, lake_root: str, ds: str) -> GateResult:
         engine="great_expectations",
         outcomes=outcomes,
         partition=partition_summary(
-            partition_uri, manifest, manifest_sha256, files, rows=len(frame)
+            partition_uri, manifest, content_sha256, files, rows=len(frame)
         ),
     )
 
@@ -186,14 +188,14 @@ def run_local_gate(rule_set: RuleSet, lake_root: str, ds: str) -> GateResult:
 def partition_summary(
     partition_uri: str,
     manifest: dict[str, Any],
-    manifest_sha256: str,
+    content_sha256: str,
     files: Sequence[str],
     rows: int | None = None,
 ) -> dict[str, Any]:
     summary = {
         "uri": partition_uri,
         "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
-        "manifest_sha256": manifest_sha256,
+        "content_sha256": content_sha256,
         "files": len(files),
         "spec_fingerprint": manifest.get("spec_fingerprint"),
         "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),

@@ -188,7 +188,7 @@ class DataQualityGateOperator(BaseOperator):
 
         settings = get_settings()
         partition_uri = curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
-        manifest, manifest_sha256 = load_manifest(partition_uri)
+        manifest, content_sha256 = load_manifest(partition_uri)
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
         rulesets = compile_rulesets(rules)
         client = self.hook.conn
@@ -229,7 +229,7 @@ class DataQualityGateOperator(BaseOperator):
             partition={
                 "uri": partition_uri,
                 "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
-                "manifest_sha256": manifest_sha256,
+                "content_sha256": content_sha256,
                 "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
                 "glue_run_id": run_id,
                 "glue_input_uri": glue_input_uri,
@@ -304,7 +304,7 @@ class DataQualityGateOperator(BaseOperator):
         from include.storage import storage_for
 
         settings = get_settings()
-        _, manifest_sha256 = load_manifest(
+        _, content_sha256 = load_manifest(
             curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
         )
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
@@ -346,5 +346,5 @@ class DataQualityGateOperator(BaseOperator):
             )
         # The manifest as this task read it before the job: a re-ingest in between emits a new
         # curated event, whose validation run replaces this result.
-        result.partition["manifest_sha256"] = manifest_sha256
+        result.partition["content_sha256"] = content_sha256
         return result

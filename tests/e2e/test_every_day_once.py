@@ -29,7 +29,7 @@ BAD_DAY = AT_ONCE[2]  # its monthly charges are 2.5 times too high: the gate's m
 REDROP_DAY = AT_ONCE[0]
 ROWS_PER_DAY = 400
 STAGES = ("churn_ingestion", "churn_validation", "churn_scoring", "churn_monitoring")
-ALL_CHURN_DAGS = (*STAGES, "churn_training", "churn_model_approval")
+ALL_CHURN_DAGS = (*STAGES, "churn_training", "churn_model_approval", "churn_reconciliation")
 SETTLE_TIMEOUT_S = 1500
 
 
@@ -201,6 +201,21 @@ def test_five_days_at_once_each_reach_every_stage_once(local_stack, churn_dags, 
         reruns = runs_by_day(api, dag_id)[REDROP_DAY]
         assert [run["state"] for run in reruns] == ["success", "success"], (dag_id, reruns)
     assert outputs_of(lake, REDROP_DAY) == before
+
+    # The reconciliation report tells each day's story: the bad day failed at the gate, with
+    # the rule; every other day is done.
+    api.unpause("churn_reconciliation")
+    reconcile = api.trigger("churn_reconciliation")
+    assert api.wait_for_run("churn_reconciliation", reconcile, timeout=300)["state"] == "success"
+    report = json.loads(
+        (lake / "reports" / "churn" / "reconciliation" / "reconciliation.json").read_text()
+    )
+    rows = {row["ds"]: row for row in report["days"]}
+    assert rows[BAD_DAY]["status"] == "failed", rows[BAD_DAY]
+    assert "gate failed" in rows[BAD_DAY]["reason"] and "monthly_charge" in rows[BAD_DAY]["reason"]
+    for day in good:
+        assert rows[day]["status"] == "done", rows[day]
+        assert rows[day]["scored"]["rows"] == rows[day]["features"]["rows"], rows[day]
 
     timeline = {
         "dropped_five_days_after_s": round(dropped_at - started, 1),

@@ -5,7 +5,7 @@ drops it)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +13,7 @@ from include.config import load_settings
 from include.landing import landing_days, plan_ingestion
 
 NOW = datetime(2026, 1, 10, 12, tzinfo=UTC)
+EVENT_AT = datetime(2026, 1, 10, 11, tzinfo=UTC)
 ONE_FILE = ("files", 1)
 
 
@@ -80,7 +81,7 @@ def test_a_day_key_that_is_not_a_date_is_reported_not_ingested(lake, settings):
     days = landing_days(settings, "churn", ONE_FILE, NOW)
     assert "not a date" in days["2026-13-45"].problem
     assert "not YYYY-MM-DD" in days["20260107"].problem
-    plan = plan_ingestion(settings, "churn", [], rule=ONE_FILE, sweep_days=31, now=NOW)
+    plan = plan_ingestion(settings, "churn", {}, rule=ONE_FILE, sweep_days=31, now=NOW)
     assert plan.days == []
 
 
@@ -89,39 +90,61 @@ def test_days_no_event_named_are_swept_up_and_ingested_days_are_not(lake, settin
     for ds in ("2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"):
         land(lake, ds, "a.csv")
     mark_ingested(lake, "2026-01-05")
-    plan = plan_ingestion(settings, "churn", ["2026-01-06"], rule=ONE_FILE, sweep_days=31, now=NOW)
+    named = {"2026-01-06": EVENT_AT}
+    plan = plan_ingestion(settings, "churn", named, rule=ONE_FILE, sweep_days=31, now=NOW)
     assert plan.days == ["2026-01-06", "2026-01-07", "2026-01-08"]
     assert plan.swept == ["2026-01-07", "2026-01-08"]
 
 
-def test_a_named_day_is_ingested_again_even_when_unchanged(lake, settings):
-    """Re-dropping a day re-runs it (idempotent downstream)."""
+def test_an_event_after_the_last_ingest_re_runs_the_day_even_when_unchanged(lake, settings):
+    """Re-dropping a day re-runs it (idempotent downstream); so does a person asking for it."""
     land(lake, "2026-01-05", "a.csv")
     mark_ingested(lake, "2026-01-05")
-    plan = plan_ingestion(settings, "churn", ["2026-01-05"], rule=ONE_FILE, sweep_days=31, now=NOW)
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    for asked_at in (later, None):
+        plan = plan_ingestion(
+            settings, "churn", {"2026-01-05": asked_at}, rule=ONE_FILE, sweep_days=31, now=NOW
+        )
+        assert (plan.days, plan.swept) == (["2026-01-05"], [])
+
+
+def test_an_event_an_earlier_sweep_already_served_is_not_served_twice(lake, settings):
+    """The event of a day landed before the run whose sweep ingested it: the day's last ingest
+    is newer than the event and took the same files."""
+    land(lake, "2026-01-05", "a.csv")
+    before_the_ingest = datetime.now(UTC) - timedelta(seconds=5)
+    mark_ingested(lake, "2026-01-05")
+    plan = plan_ingestion(
+        settings, "churn", {"2026-01-05": before_the_ingest}, rule=ONE_FILE, sweep_days=31, now=NOW
+    )
+    assert plan.days == []
+    assert "ingested after its landing event" in plan.served["2026-01-05"]
+    # Unless a file landed since: then the day changed, whenever the event was.
+    land(lake, "2026-01-05", "b.csv")
+    plan = plan_ingestion(
+        settings, "churn", {"2026-01-05": before_the_ingest}, rule=ONE_FILE, sweep_days=31, now=NOW
+    )
     assert plan.days == ["2026-01-05"]
-    assert plan.swept == []
 
 
 def test_a_late_file_makes_an_ingested_day_pending_again(lake, settings):
     land(lake, "2026-01-05", "a.csv")
     mark_ingested(lake, "2026-01-05")
     land(lake, "2026-01-05", "b.csv")
-    plan = plan_ingestion(settings, "churn", [], rule=ONE_FILE, sweep_days=31, now=NOW)
+    plan = plan_ingestion(settings, "churn", {}, rule=ONE_FILE, sweep_days=31, now=NOW)
     assert plan.swept == ["2026-01-05"]
     # The same file name with other bytes (a redelivery) is a change too.
     mark_ingested(lake, "2026-01-05")
     land(lake, "2026-01-05", "b.csv", data="a,b\n1,2\n3,4\n")
-    assert plan_ingestion(settings, "churn", [], rule=ONE_FILE, sweep_days=31, now=NOW).swept == [
+    assert plan_ingestion(settings, "churn", {}, rule=ONE_FILE, sweep_days=31, now=NOW).swept == [
         "2026-01-05"
     ]
 
 
 def test_incomplete_days_wait_with_the_reason(lake, settings):
     land(lake, "2026-01-07", "a.csv")
-    plan = plan_ingestion(
-        settings, "churn", ["2026-01-07", "2026-01-09"], rule=("files", 2), sweep_days=31, now=NOW
-    )
+    named = {"2026-01-07": EVENT_AT, "2026-01-09": EVENT_AT}
+    plan = plan_ingestion(settings, "churn", named, rule=("files", 2), sweep_days=31, now=NOW)
     assert plan.days == []
     assert "1 of 2 expected files" in plan.waiting["2026-01-07"]
     assert plan.waiting["2026-01-09"] == "no data file has landed"
@@ -130,5 +153,5 @@ def test_incomplete_days_wait_with_the_reason(lake, settings):
 def test_the_sweep_looks_back_sweep_days_from_the_newest_landed_day(lake, settings):
     for ds in ("2026-01-01", "2026-01-08", "2026-01-09"):
         land(lake, ds, "a.csv")
-    plan = plan_ingestion(settings, "churn", [], rule=ONE_FILE, sweep_days=2, now=NOW)
+    plan = plan_ingestion(settings, "churn", {}, rule=ONE_FILE, sweep_days=2, now=NOW)
     assert plan.swept == ["2026-01-08", "2026-01-09"]

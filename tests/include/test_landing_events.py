@@ -145,6 +145,12 @@ def test_every_day_of_every_event_is_kept_once_and_sorted():
     landing = landing_partitions_from_asset_events(events, "churn")
     assert landing.days == ["2026-01-05", "2026-01-06", "2026-01-07"]
     assert landing.rejected == []
+    # Each day with its newest event's time: 2026-01-07 was named at minutes 2 and 4.
+    assert {day: at.minute for day, at in landing.named_at.items()} == {
+        "2026-01-05": 1,
+        "2026-01-06": 1,
+        "2026-01-07": 4,
+    }
     assert landing_partitions_from_asset_events({}, "churn").days == []
 
 

@@ -465,7 +465,7 @@ def test_both_backends_list_objects_with_size_and_utc_modification_time(moto_s3,
             (f"{root}/curated/churn/ds=2026-01-06/_manifest.json", 3),
         ]
         assert all(o.modified.tzinfo is not None and o.modified >= before for o in listed)
-        assert storage.list_sizes(f"{root}/curated") == [(o.uri, o.size) for o in listed]
+        assert storage.list_uris(f"{root}/curated") == [o.uri for o in listed]
 
 
 # --- the DAG in Airflow's own task runner --------------------------------------------------

@@ -163,6 +163,7 @@ def write_quality_result(
     passes but ``failed_errors`` (which fail the day) and ``failed_warns`` (which do not)."""
     from include.dq.gate import RESULT_NAME, quality_report_uri, write_gate_outputs
     from include.dq.results import FAIL, PASS, GateResult, RuleOutcome
+    from spark_jobs.ingest import curated_content_digest
 
     def outcome(rule: str, severity: str, status: str) -> RuleOutcome:
         return RuleOutcome(
@@ -173,12 +174,11 @@ def write_quality_result(
     outcomes = [outcome("schema", "error", PASS), outcome("range_minutes_used", "error", PASS)]
     outcomes += [outcome(rule, "error", FAIL) for rule in failed_errors]
     outcomes += [outcome(rule, "warn", FAIL) for rule in failed_warns]
-    # The verdict is on the day's current ingest, named by its curated manifest's digest.
-    curated_manifest = lake_paths(lake, ds)["curated"] / "_manifest.json"
-    checked = hashlib.sha256(curated_manifest.read_bytes()).hexdigest()
+    # The verdict is on the day's rows as ingested now, named by their content digest.
+    checked = curated_content_digest(manifest(lake, ds))
     result = GateResult(
         dataset="churn", ds=ds, engine="great_expectations", outcomes=outcomes,
-        partition={"manifest_sha256": checked},
+        partition={"content_sha256": checked},
     )  # fmt: skip
     write_gate_outputs(result, f"file://{lake}")
     return Path(quality_report_uri(str(lake), "churn", ds)) / RESULT_NAME

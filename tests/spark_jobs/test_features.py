@@ -235,7 +235,7 @@ def test_the_day_itself_must_have_passed_the_gate(spark, spec, gated_lake):
 
 
 RESULT = {"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026-06-01",
-          "partition": {"manifest_sha256": "m1"}}  # fmt: skip
+          "partition": {"content_sha256": "m1"}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -254,10 +254,10 @@ RESULT = {"format": "headrace-quality-result/1", "dataset": "churn", "ds": "2026
         ({**RESULT, "passed": True, "results": [
             {"rule": "mean", "status": "fail", "severity": "warn"}]}, "used", ""),
         # A pass on an earlier ingest of the day says nothing about the rows there now.
-        ({**RESULT, "partition": {"manifest_sha256": "m0"}, "passed": True, "results": []},
+        ({**RESULT, "partition": {"content_sha256": "m0"}, "passed": True, "results": []},
          "not_validated", "the day was re-ingested after the gate checked it"),
         ({**RESULT, "partition": {}, "passed": True, "results": []},
-         "not_validated", "verdict on curated manifest sha256 None"),
+         "not_validated", "verdict on curated content sha256 None"),
     ],
 )  # fmt: skip
 def test_gate_verdict_names_why_a_day_is_not_validated(tmp_path, document, status, reason):
