@@ -1,5 +1,11 @@
 """Feature standardization, fitted on the train split and saved beside the model as JSON.
 
+A feature that is constant on the train split (``days_present_7d`` on the first day of data, a
+one-hot value the train split never saw) taught the model nothing: its input was 0 at every
+step, so the weights it feeds kept their random initial values. Any other value later would move
+the scores through those untrained weights, so such a feature is held at 0 (its training input)
+whatever it becomes; ``preprocessing.json`` names it in ``constant_features``.
+
 numpy only: this module ships in ``model.tar.gz`` for the serving container, which need not have
 pandas or pyarrow.
 """
@@ -14,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 PREPROCESSING_FILE = "preprocessing.json"
-PREPROCESSING_VERSION = 1
-# A feature with a smaller spread on the train split (a one-hot value train never saw) is only
-# centred: dividing by ~0 would turn any later value into a huge input.
+PREPROCESSING_VERSION = 2
+# Version 1 has no constant_features; its models still load and score as they always did.
+READABLE_VERSIONS = (1, 2)
+# A feature whose standard deviation on the train split is at most this is constant there (a
+# float64 std of equal values can be a rounding error above 0).
 MIN_SCALE = 1e-12
 
 
@@ -26,11 +34,17 @@ class PreprocessingError(ValueError):
 
 @dataclass(frozen=True)
 class Standardizer:
-    """``(x - mean) / scale`` per feature, in the model's feature order."""
+    """``(x - mean) / scale`` per feature, in the model's feature order; 0 for a feature that
+    was constant on the train split (``constant``, a boolean per feature)."""
 
     features: tuple[str, ...]
     mean: np.ndarray
     scale: np.ndarray
+    constant: np.ndarray
+
+    @property
+    def constant_features(self) -> list[str]:
+        return [name for name, held in zip(self.features, self.constant, strict=True) if held]
 
     @classmethod
     def fit(cls, features: Sequence[str], matrix: np.ndarray) -> Standardizer:
@@ -44,8 +58,8 @@ class Standardizer:
         # Fitted in float64: a float32 sum over millions of rows loses digits.
         mean = matrix.mean(axis=0, dtype=np.float64)
         std = matrix.std(axis=0, dtype=np.float64)
-        scale = np.where(std > MIN_SCALE, std, 1.0)
-        return cls(tuple(features), mean, scale)
+        constant = std <= MIN_SCALE
+        return cls(tuple(features), mean, np.where(constant, 1.0, std), constant)
 
     def transform(self, matrix: np.ndarray) -> np.ndarray:
         """The standardized float32 matrix (float32 arithmetic: training and serving agree)."""
@@ -55,6 +69,7 @@ class Standardizer:
             )
         out = np.asarray(matrix, dtype=np.float32) - self.mean.astype(np.float32)
         out /= self.scale.astype(np.float32)
+        out[:, self.constant] = 0.0
         return out
 
     def to_dict(self) -> dict:
@@ -64,14 +79,16 @@ class Standardizer:
             "features": list(self.features),
             "mean": [float(v) for v in self.mean],
             "scale": [float(v) for v in self.scale],
+            "constant_features": self.constant_features,
         }
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "preprocessing") -> Standardizer:
-        if data.get("version") != PREPROCESSING_VERSION or data.get("method") != "standardize":
+        version = data.get("version")
+        if version not in READABLE_VERSIONS or data.get("method") != "standardize":
             raise PreprocessingError(
-                f"{source}: expected version {PREPROCESSING_VERSION} method 'standardize', got "
-                f"version {data.get('version')!r} method {data.get('method')!r}"
+                f"{source}: expected version {' or '.join(map(str, READABLE_VERSIONS))} method "
+                f"'standardize', got version {version!r} method {data.get('method')!r}"
             )
         features = data.get("features")
         mean, scale = data.get("mean"), data.get("scale")
@@ -85,7 +102,14 @@ class Standardizer:
         scale_array = np.asarray(scale, dtype=np.float64)
         if not np.all(np.isfinite(scale_array)) or np.any(scale_array <= 0):
             raise PreprocessingError(f"{source}: every 'scale' must be a positive number")
-        return cls(tuple(features), np.asarray(mean, dtype=np.float64), scale_array)
+        # Version 1 predates holding constant features: none is held, so its scores do not change.
+        held = data.get("constant_features") if version >= 2 else []
+        if not isinstance(held, list) or not all(name in features for name in held):
+            raise PreprocessingError(
+                f"{source}: 'constant_features' must list names of 'features', got {held!r}"
+            )
+        constant = np.array([name in held for name in features], dtype=bool)
+        return cls(tuple(features), np.asarray(mean, dtype=np.float64), scale_array, constant)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / PREPROCESSING_FILE

@@ -352,6 +352,13 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
     )
 
     standardizer = Standardizer.fit(features, train_data.features)
+    if standardizer.constant_features:
+        # Typical of the first day of data (days_present_<N>d is 1 for everyone): the model
+        # learns nothing from these, so serving holds them at their training value.
+        log.warning(
+            "constant on the train split, held at their training value when scoring: %s",
+            ", ".join(standardizer.constant_features),
+        )
     tensors = place_training_tensors(
         standardizer.transform(train_data.features), train_data.labels, device
     )

@@ -3,8 +3,11 @@
 For every monitored column (the features and the prediction score):
 
 - numeric: PSI on the baseline's quantile bins and the two-sample Kolmogorov-Smirnov statistic,
-  exact against the baseline's reference sample (with the asymptotic Kolmogorov p-value, for
-  information: thresholds are on the statistic, because at a million rows every p-value is tiny);
+  exact against the baseline's reference sample, with its asymptotic Kolmogorov p-value. KS is
+  drift when the statistic is over its threshold (a change big enough to matter: at a million
+  rows every p-value is tiny) and the p-value is below ``ks_alpha`` (not sampling noise: 600
+  held-out rows and a 2,000-row batch from one distribution are more than 0.05 apart about one
+  time in five);
 - categorical: PSI on the categories, Jensen-Shannon distance (base 2) and the L-infinity
   distance (Model Monitor's ``LInfinity``) of the category shares, and the share of values the
   baseline never saw;
@@ -145,7 +148,8 @@ def ks_statistic(reference: np.ndarray, current: np.ndarray) -> float:
 
 def ks_pvalue(statistic: float, n_reference: int, n_current: int) -> float:
     """Asymptotic two-sided p-value: Kolmogorov's limiting distribution at ``sqrt(en) * D`` with
-    ``en = n m / (n + m)`` (what ``scipy.special.kolmogorov`` computes). For information only."""
+    ``en = n m / (n + m)`` (what ``scipy.special.kolmogorov`` computes). Close to the exact
+    two-sample p-value from a few hundred rows up; conservative (too large) for tied values."""
     if math.isnan(statistic) or n_reference == 0 or n_current == 0:
         return math.nan
     x = math.sqrt(n_reference * n_current / (n_reference + n_current)) * statistic
@@ -219,6 +223,8 @@ class FeatureDrift:
     thresholds: dict = field(default_factory=dict)
     # (metric, value, threshold) for each metric over its threshold, in the kind's metric order.
     exceeded: list[tuple[str, float, float]] = field(default_factory=list)
+    # Over its threshold but not significant (KS at p >= ks_alpha): not drift, said so.
+    within_noise: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     plot: dict | None = None
 
@@ -242,6 +248,7 @@ class FeatureDrift:
             "metrics": self.metrics,
             "thresholds": self.thresholds,
             "violations": [v.as_dict() for v in self.violations],
+            "within_sampling_noise": self.within_noise,
         }
 
 
@@ -252,6 +259,7 @@ class DriftReport:
     features: list[FeatureDrift]
     statistics: dict
     metadata: dict = field(default_factory=dict)
+    ks_alpha: float | None = None
 
     @property
     def violations(self) -> list[Violation]:
@@ -289,6 +297,7 @@ class DriftReport:
             "reference_item_count": self.reference_item_count,
             "metadata": self.metadata,
             "psi_epsilon": PSI_EPSILON,
+            "ks_alpha": self.ks_alpha,
             "features": [f.as_dict() for f in self.features],
         }
 
@@ -343,13 +352,14 @@ def check_drift(
         else:
             stats = _check_categorical(drift, reference, series, item_count)
         statistics_features.append(stats)
-        _judge(drift)
+        _judge(drift, config.ks_alpha)
     return DriftReport(
         item_count=item_count,
         reference_item_count=reference_profile.item_count,
         features=features,
         statistics=statistics_document(item_count, statistics_features),
         metadata=dict(metadata or {}),
+        ks_alpha=config.ks_alpha,
     )
 
 
@@ -437,8 +447,10 @@ def _check_categorical(
     return string_feature_statistics(column, counts, missing)
 
 
-def _judge(drift: FeatureDrift) -> None:
-    """Record every metric over its threshold and the Model Monitor violations they make."""
+def _judge(drift: FeatureDrift, ks_alpha: float | None) -> None:
+    """Record every metric over its threshold and the Model Monitor violations they make; KS
+    over its threshold counts only with a p-value below ``ks_alpha`` (None: the statistic
+    alone decides)."""
     by_check: dict[str, list[str]] = {}
     for metric in METRICS_BY_KIND[drift.kind]:
         threshold = drift.thresholds.get(metric)
@@ -447,11 +459,17 @@ def _judge(drift: FeatureDrift) -> None:
             continue
         # The missing rate may move either way; both are a change in what the model is fed.
         measured = abs(value) if metric == "missing_rate_change" else value
-        if measured > threshold:
-            drift.exceeded.append((metric, measured, threshold))
-            by_check.setdefault(_CHECK_OF_METRIC[metric], []).append(
-                f"{metric}={_fmt(measured)}>{_fmt(threshold)}"
-            )
+        if measured <= threshold:
+            continue
+        exceeded = f"{metric}={_fmt(measured)}>{_fmt(threshold)}"
+        if metric == "ks" and ks_alpha is not None:
+            pvalue = drift.metrics["ks_pvalue"]
+            if not pvalue < ks_alpha:
+                drift.within_noise.append(f"{exceeded} at p={_fmt(pvalue)}>={_fmt(ks_alpha)}")
+                continue
+            exceeded += f" at p={_fmt(pvalue)}<{_fmt(ks_alpha)}"
+        drift.exceeded.append((metric, measured, threshold))
+        by_check.setdefault(_CHECK_OF_METRIC[metric], []).append(exceeded)
     for check, exceeded in by_check.items():
         drift.violations.append(
             Violation(drift.name, check, _describe(drift, check, ", ".join(exceeded)))

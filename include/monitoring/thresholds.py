@@ -1,8 +1,9 @@
 """Drift thresholds per feature, read from a dataset's ``<dataset>.monitoring.yaml``.
 
 Defaults per kind of column (numeric, categorical) and per-feature overrides; a metric above its
-threshold is a violation and a null threshold switches the metric off. Every problem in the file
-is reported at once, each naming the file and the key.
+threshold is a violation and a null threshold switches the metric off. KS also needs its p-value
+below ``ks_alpha``: a few hundred rows from one distribution are often 0.05 apart by chance. Every
+problem in the file is reported at once, each naming the file and the key.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _MONITORING_KEYS = {
     "reference_sample_rows",
     "reference_sample_seed",
     "psi_bins",
+    "ks_alpha",
     "domain_max_values",
     "thresholds",
     "features",
@@ -44,6 +46,9 @@ _MODEL_MONITOR_CHOICES = {
 }
 
 
+# KS is drift only when a batch this far from the reference would come from the reference's own
+# distribution less often than this (the same as churn.monitoring.yaml's).
+DEFAULT_KS_ALPHA = 0.01
 # The thresholds when no monitoring config is given (the same as churn.monitoring.yaml's).
 DEFAULT_THRESHOLDS: dict[str, dict[str, float | None]] = {
     NUMERIC: {"psi": 0.2, "ks": 0.1, "missing_rate_change": 0.05},
@@ -97,6 +102,7 @@ class MonitoringConfig:
     reference_sample_rows: int = 200_000
     reference_sample_seed: int = 0
     psi_bins: int = 10
+    ks_alpha: float | None = DEFAULT_KS_ALPHA
     domain_max_values: int = 50
     model_monitor: Mapping[str, Any] = field(default_factory=lambda: dict(_MODEL_MONITOR_DEFAULTS))
 
@@ -225,6 +231,15 @@ def parse_monitoring_config(text: str, source: str = "<monitoring config>") -> M
             out[key] = float(value)
         return out
 
+    ks_alpha = section.get("ks_alpha", DEFAULT_KS_ALPHA)
+    if ks_alpha is not None and (
+        isinstance(ks_alpha, bool) or not isinstance(ks_alpha, int | float) or not 0 < ks_alpha < 1
+    ):
+        problems.append(
+            f"monitoring.ks_alpha: must be a number in (0, 1) or null, got {ks_alpha!r}"
+        )
+        ks_alpha = None
+
     score_column = section.get("score_column", "score")
     if score_column is not None and (not isinstance(score_column, str) or not score_column):
         problems.append(
@@ -291,6 +306,7 @@ def parse_monitoring_config(text: str, source: str = "<monitoring config>") -> M
         defaults=defaults,
         overrides=overrides,
         score_column=score_column,
+        ks_alpha=None if ks_alpha is None else float(ks_alpha),
         model_monitor=model_monitor,
         **config_kwargs,
     )

@@ -132,22 +132,40 @@ def test_null_in_an_integer_column_and_empty_channels(tmp_path):
         load_channel("test", tmp_path / "absent", label="churned", id_columns=IDS)
 
 
-def test_standardizer_fits_mean_and_std_and_keeps_constant_columns_finite(tmp_path):
+def test_standardizer_fits_mean_and_std_and_holds_constant_columns_at_zero(tmp_path):
     matrix = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 0.0], [5.0, 5.0, 1.0], [7.0, 5.0, 1.0]])
     standardizer = Standardizer.fit(["a", "b", "c"], matrix)
     np.testing.assert_allclose(standardizer.mean, [4.0, 5.0, 0.5])
     np.testing.assert_allclose(standardizer.scale, [np.sqrt(5.0), 1.0, 0.5])
+    assert standardizer.constant_features == ["b"]
     out = standardizer.transform(matrix)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[:, 0], (matrix[:, 0] - 4) / np.sqrt(5), rtol=1e-6)
     np.testing.assert_array_equal(out[:, 1], 0.0)
+    # Later values of the constant column are held at its training input, the others move.
+    later = matrix + np.array([1.0, 3.0, 0.0])
+    np.testing.assert_array_equal(standardizer.transform(later)[:, 1], 0.0)
+    np.testing.assert_allclose(
+        standardizer.transform(later)[:, 0], (later[:, 0] - 4) / np.sqrt(5), atol=1e-6
+    )
 
     standardizer.save(tmp_path)
+    assert json.loads((tmp_path / "preprocessing.json").read_text())["constant_features"] == ["b"]
     loaded = Standardizer.load(tmp_path)
     assert loaded.features == ("a", "b", "c")
-    np.testing.assert_array_equal(loaded.transform(matrix), out)
+    np.testing.assert_array_equal(loaded.transform(later), standardizer.transform(later))
     with pytest.raises(PreprocessingError, match="expected 3 feature columns"):
         loaded.transform(matrix[:, :2])
+
+
+def test_version_1_preprocessing_holds_nothing(tmp_path):
+    """A model saved before constant features were held keeps scoring as it always did."""
+    data = Standardizer.fit(["a", "b"], np.array([[1.0, 5.0], [3.0, 5.0]])).to_dict()
+    del data["constant_features"]
+    (tmp_path / "preprocessing.json").write_text(json.dumps({**data, "version": 1}))
+    loaded = Standardizer.load(tmp_path)
+    assert loaded.constant_features == []
+    np.testing.assert_array_equal(loaded.transform(np.array([[1.0, 7.0]])), [[-1.0, 2.0]])
 
 
 def test_broken_preprocessing_json_is_named(tmp_path):
@@ -155,6 +173,16 @@ def test_broken_preprocessing_json_is_named(tmp_path):
     data["scale"] = [1.0]
     (tmp_path / "preprocessing.json").write_text(json.dumps(data))
     with pytest.raises(PreprocessingError, match=r"preprocessing\.json: 'scale' must list 2"):
+        Standardizer.load(tmp_path)
+    data = {**Standardizer.fit(["a", "b"], np.eye(2)).to_dict(), "constant_features": ["c"]}
+    (tmp_path / "preprocessing.json").write_text(json.dumps(data))
+    with pytest.raises(
+        PreprocessingError, match=r"'constant_features' must list names of 'features', got \['c'\]"
+    ):
+        Standardizer.load(tmp_path)
+    del data["constant_features"]
+    (tmp_path / "preprocessing.json").write_text(json.dumps(data))
+    with pytest.raises(PreprocessingError, match="'constant_features' must list names"):
         Standardizer.load(tmp_path)
     with pytest.raises(PreprocessingError, match="is missing"):
         Standardizer.load(tmp_path / "nowhere")

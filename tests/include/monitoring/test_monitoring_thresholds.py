@@ -18,6 +18,7 @@ def test_shipped_config_loads(monitoring_config):
     assert monitoring_config.score_column == "score"
     assert monitoring_config.reference_sample_rows == 200_000
     assert monitoring_config.psi_bins == 10
+    assert monitoring_config.ks_alpha == 0.01
     monthly = monitoring_config.thresholds_for(
         MonitoredColumn("monthly_charge", NUMERIC, FRACTIONAL)
     )
@@ -50,6 +51,7 @@ def test_every_problem_is_reported_with_file_and_key():
 dataset: churn
 monitoring:
   psi_bins: 1
+  ks_alpha: 1.0
   sample_rows: 10
   thresholds:
     numeric: {psi: -0.1, ks: 1.5, wasserstein: 0.2}
@@ -66,6 +68,7 @@ monitoring:
     for expected in (
         "bad.monitoring.yaml: monitoring.sample_rows: unknown key",
         "bad.monitoring.yaml: monitoring.psi_bins: must be an integer >= 2, got 1",
+        "bad.monitoring.yaml: monitoring.ks_alpha: must be a number in (0, 1) or null, got 1.0",
         "bad.monitoring.yaml: monitoring.thresholds.numeric.psi: must be a finite number >= 0 or null, got -0.1",
         "bad.monitoring.yaml: monitoring.thresholds.numeric.ks: must be within [0, 1] or null, got 1.5",
         "bad.monitoring.yaml: monitoring.thresholds.numeric.wasserstein: unknown metric",
@@ -75,7 +78,7 @@ monitoring:
         "bad.monitoring.yaml: monitoring.model_monitor.comparison_method: must be one of Robust, Simple, got 'Fancy'",
     ):
         assert expected in message
-    assert len(error.value.problems) == 9
+    assert len(error.value.problems) == 10
 
 
 def test_null_switches_a_metric_off():
@@ -89,6 +92,10 @@ monitoring:
     config = parse_monitoring_config(text)
     thresholds = config.thresholds_for(MonitoredColumn("x", NUMERIC, FRACTIONAL))
     assert thresholds.ks is None and thresholds.psi == 0.2
+    # ks_alpha defaults to 0.01; null leaves KS to its threshold alone.
+    assert config.ks_alpha == 0.01
+    assert parse_monitoring_config(text + "  ks_alpha: null\n").ks_alpha is None
+    assert parse_monitoring_config(text + "  ks_alpha: 0.001\n").ks_alpha == 0.001
 
 
 def test_unreadable_and_malformed_files_are_named(tmp_path):
