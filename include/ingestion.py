@@ -74,8 +74,9 @@ def plan_run(settings: Settings, dataset: str, context: Mapping[str, Any]) -> In
     """The days one ingestion run ingests (:func:`include.landing.plan_ingestion`), from its
     ``ds``/``path`` params, its landing events or its date (:func:`ingestion_days`).
 
-    Refused events are kept in the quarantine zone and do not hold up the good days. A day the
-    run names that is not complete yet waits (its completing file starts another run); a run
+    Refused events are kept in the quarantine zone and do not hold up the good days. Runs by
+    events or the schedule also sweep up complete days no event named; a run by hand does not.
+    A day the run names that is not complete yet waits (its completing file starts another run); a run
     by hand for such a day fails, saying what the day is waiting for. A run with nothing to
     ingest is skipped, with the reasons.
 
@@ -120,6 +121,9 @@ def plan_run(settings: Settings, dataset: str, context: Mapping[str, Any]) -> In
         asked,
         rule=spec.landing_complete_when,
         sweep_days=spec.landing_sweep_days,
+        # A run by hand ingests the day a person asked for, nothing else; the automatic runs
+        # (landing events, the daily backstop) also sweep up days no event named.
+        sweep=not params["ds"],
     )
     for ds, reason in plan.waiting.items():
         log.warning("%s: not ingesting %s yet: %s", dataset, ds, reason)

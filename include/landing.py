@@ -163,10 +163,11 @@ def plan_ingestion(
     *,
     rule: tuple[str, object],
     sweep_days: int,
+    sweep: bool = True,
     now: datetime | None = None,
 ) -> IngestPlan:
-    """The days to ingest: the complete ``named`` days, then every complete day of the sweep
-    window that was never ingested or whose landing files changed since.
+    """The days to ingest: the complete ``named`` days, then (with ``sweep``) every complete
+    day of the sweep window that was never ingested or whose landing files changed since.
 
     ``named`` maps a day to why it is named: None, a person asked for it (always ingested);
     a time, the newest landing event naming it (ingested unless the day's last ingest came
@@ -189,7 +190,7 @@ def plan_ingestion(
             served[ds] = "ingested after its landing event, with the same files"
     valid = [key for key, day in days.items() if not day.problem]
     swept = []
-    if valid:
+    if valid and sweep:
         oldest = (date.fromisoformat(max(valid)) - timedelta(days=sweep_days - 1)).isoformat()
         for key in valid:
             day = days[key]

@@ -3,7 +3,9 @@
 The local counterpart of SageMaker: :func:`start_training_job` takes the very CreateTrainingJob
 body that :mod:`include.sagemaker_requests` builds for AWS and honours it the way a SageMaker
 script-mode container does. It lays out the job folder like ``/opt/ml``
-(``input/data/<channel>``, ``input/config/*.json``, ``model``, ``output/data``, ``checkpoints``),
+(``input/data/<channel>``, ``input/config/*.json``, ``model``, ``output/data``, ``checkpoints``;
+a ``ManifestFile`` channel holds exactly the files its manifest lists, an ``S3Prefix`` one the
+whole folder),
 sets the ``SM_*`` environment of the sagemaker-training toolkit, runs the entry point with the
 request's hyperparameters as ``--name value`` flags, stops it at ``MaxRuntimeInSeconds``
 (SIGTERM, then SIGKILL after a grace period), reads the final value of every
@@ -227,6 +229,60 @@ def _link_channel(source: Path, target: Path, channel: str) -> None:
         (target / source.name).symlink_to(source)
 
 
+def manifest_file_objects(manifest_uri: str, channel: str) -> list[tuple[str, Path]]:
+    """``(key, local file)`` of every object a SageMaker manifest file lists.
+
+    The format SageMaker documents: ``[{"prefix": "<uri>/"}, "relative/key", …]``; each object is
+    the prefix followed by the key, and lands in the channel folder under its key.
+    """
+    path = _local_path(manifest_uri, f"channel {channel!r}")
+    where = f"channel {channel!r}: manifest file {path}"
+    try:
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where} does not exist") from None
+    except ValueError as error:
+        raise ValueError(f"{where} is not JSON: {error}") from None
+    if not (
+        isinstance(entries, list)
+        and entries
+        and isinstance(entries[0], dict)
+        and isinstance(entries[0].get("prefix"), str)
+    ):
+        raise ValueError(f'{where} does not start with {{"prefix": "<uri>"}}')
+    prefix, keys = entries[0]["prefix"], entries[1:]
+    if not keys:
+        raise ValueError(f"{where} lists no objects after its prefix")
+    objects = []
+    for index, key in enumerate(keys, start=1):
+        if not isinstance(key, str) or not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"{where}: entry {index} ({key!r}) is not a key relative to {prefix}")
+        source = _local_path(prefix + key, f"{where}: entry {index}")
+        if not source.is_file():
+            raise FileNotFoundError(f"{where}: entry {index} names {source}, which does not exist")
+        objects.append((key, source))
+    return objects
+
+
+def _fill_manifest_channel(manifest_uri: str, target: Path, channel: str) -> None:
+    """Put the objects a manifest file lists into ``target`` (``input/data/<channel>``) by key.
+
+    Hard links rather than symlinks: File mode hands the container a snapshot, and a re-commit of
+    the partition while the job runs (a day re-flows after a late file) deletes the files the old
+    manifest listed; a link keeps the job's copy without doubling the bytes on disk. Across
+    filesystems, where no hard link can be made, a copy.
+    """
+    objects = manifest_file_objects(manifest_uri, channel)
+    target.mkdir(parents=True)
+    for key, source in objects:
+        destination = target / key
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+
+
 def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Path]:
     paths = {
         "input": job_dir / "input",
@@ -241,8 +297,23 @@ def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Pat
         paths[key].mkdir(parents=True, exist_ok=True)
     for channel in request.get("InputDataConfig") or []:
         name = channel["ChannelName"]
-        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        _link_channel(_local_path(uri, f"channel {name!r}"), paths["data"] / name, name)
+        source = channel["DataSource"]["S3DataSource"]
+        data_type = source.get("S3DataType", "S3Prefix")
+        target = paths["data"] / name
+        # Left by a start that failed on a later channel (before request.json was written).
+        if target.is_symlink():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+        if data_type == "S3Prefix":
+            _link_channel(_local_path(source["S3Uri"], f"channel {name!r}"), target, name)
+        elif data_type == "ManifestFile":
+            _fill_manifest_channel(source["S3Uri"], target, name)
+        else:
+            raise ValueError(
+                f"channel {name!r}: S3DataType {data_type!r} is not supported by the local "
+                "runtime (S3Prefix, ManifestFile)"
+            )
 
     # Checkpoints outlive the job like CheckpointConfig.S3Uri does: a retried job finds the
     # checkpoints of the try before and resumes, as a spot job does on SageMaker.

@@ -20,6 +20,10 @@ and no credentials, so it cannot fetch the tarball from S3 itself; as the SageMa
 does in that case, the tarball travels as an input channel named ``code`` (SageMaker's own agent
 downloads channels, outside the container), and ``sagemaker_submit_directory`` points at
 ``/opt/ml/input/data/code/sourcedir.tar.gz``.
+
+A data channel is a folder (``S3Prefix``: every object under it) or a SageMaker manifest file
+(``ManifestFile``, :func:`channel_manifest`: exactly the objects it lists); the training DAG uses
+manifest files, so a job reads a committed partition's files and never a stray one beside them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import math
 import re
 import tarfile
@@ -55,6 +60,9 @@ OBJECTIVE_TYPE = "Maximize"
 
 TRAINING_CHANNELS = ("train", "validation", "test")
 CHANNEL_CONTENT_TYPE = "application/x-parquet"
+# S3DataType of a data channel: every object under a prefix, or exactly a manifest file's list.
+S3_PREFIX = "S3Prefix"
+MANIFEST_FILE = "ManifestFile"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 CODE_CHANNEL = "code"
 SOURCE_TARBALL = "sourcedir.tar.gz"
@@ -206,6 +214,24 @@ def _prefix(uri: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
+def channel_manifest(prefix_uri: str, keys: Sequence[str]) -> bytes:
+    """A ``ManifestFile`` channel's manifest, in the format SageMaker documents:
+    ``[{"prefix": "s3://bucket/some/prefix/"}, "relative/key-1", …]``.
+
+    The channel holds exactly ``prefix + key`` for each key; SageMaker downloads each object under
+    the channel folder by its key. The bytes depend only on the arguments, so writing the same
+    channel again writes the same object.
+    """
+    if not prefix_uri.endswith("/"):
+        raise ValueError(f"manifest prefix {prefix_uri!r} must end with '/' (a folder, not a key)")
+    if not keys:
+        raise ValueError(f"a manifest under {prefix_uri} needs at least one key")
+    bad = [key for key in keys if not key or key.startswith("/") or ".." in key.split("/")]
+    if bad:
+        raise ValueError(f"manifest keys {bad} are not relative to the prefix {prefix_uri}")
+    return (json.dumps([{"prefix": prefix_uri}, *keys], indent=2) + "\n").encode()
+
+
 def _check_stopping(settings: Settings) -> None:
     training = settings.training
     if training.use_spot and training.max_wait_s < training.max_runtime_s:
@@ -224,6 +250,7 @@ def build_training_job_request(
     output_uri: str,
     checkpoint_uri: str,
     source_uri: str | None = None,
+    channel_data_type: str = S3_PREFIX,
     entry_point: str = ENTRY_POINT,
     metric_names: Sequence[str] = TRAINING_METRICS,
     environment: Mapping[str, str] | None = None,
@@ -237,12 +264,15 @@ def build_training_job_request(
     :param hyperparameters: the entry point's flags without dashes, e.g. ``{"epochs": 20}``;
         values become strings.
     :param channels: channel name → URI of a folder of parquet files, e.g.
-        ``{"train": ".../features/churn/ds=2026-01-07/split=train"}``.
+        ``{"train": ".../features/churn/ds=2026-01-07/split=train"}``, or of a manifest file
+        listing them (:func:`channel_manifest`), as ``channel_data_type`` says.
     :param output_uri: where SageMaker writes ``<job_name>/output/model.tar.gz``.
     :param checkpoint_uri: where checkpoints in ``/opt/ml/checkpoints`` are kept, so an
         interrupted spot job resumes.
     :param source_uri: the ``sourcedir.tar.gz`` (:func:`training_source_artifact`); required on
         aws, optional locally (the local runtime runs the repository's ``training/``).
+    :param channel_data_type: ``S3Prefix`` (every object under each folder) or ``ManifestFile``
+        (exactly the objects each manifest lists).
     :param entry_point: the script in the tarball that script mode runs.
     :param metric_names: metrics the job prints as ``name=value``, tracked by regex.
     :param environment: extra environment variables of the container.
@@ -257,6 +287,11 @@ def build_training_job_request(
         raise ValueError(f"channel name {CODE_CHANNEL!r} is reserved for the source tarball")
     if aws is not None and not source_uri:
         raise ValueError("source_uri (the sourcedir.tar.gz in S3) is required on the aws target")
+    if channel_data_type not in (S3_PREFIX, MANIFEST_FILE):
+        raise ValueError(
+            f"channel_data_type {channel_data_type!r} is not supported; use {S3_PREFIX} or "
+            f"{MANIFEST_FILE}"
+        )
 
     user_hyperparameters = {
         str(name): hyperparameter_value(str(name), value) for name, value in hyperparameters.items()
@@ -281,8 +316,8 @@ def build_training_job_request(
             "ChannelName": name,
             "DataSource": {
                 "S3DataSource": {
-                    "S3DataType": "S3Prefix",
-                    "S3Uri": _prefix(_check_uri(settings, uri, f"channel {name!r}")),
+                    "S3DataType": channel_data_type,
+                    "S3Uri": _channel_uri(settings, uri, name, channel_data_type),
                     "S3DataDistributionType": "FullyReplicated",
                 }
             },
@@ -356,6 +391,15 @@ def build_training_job_request(
         }
     validate_request("sagemaker", "CreateTrainingJob", _as_sent(body))
     return body
+
+
+def _channel_uri(settings: Settings, uri: str, name: str, data_type: str) -> str:
+    uri = _check_uri(settings, uri, f"channel {name!r}")
+    if data_type == MANIFEST_FILE:
+        if uri.endswith("/"):
+            raise ValueError(f"channel {name!r}: a ManifestFile channel names a file, got {uri!r}")
+        return uri
+    return _prefix(uri)
 
 
 def _as_sent(body: Any) -> Any:

@@ -6,6 +6,12 @@ the features splits as the ``train`` / ``validation`` / ``test`` channels, model
 ``models/<dataset>/jobs/``, checkpoints under ``models/<dataset>/checkpoints/<job name>/`` (one
 folder per job, so a job never resumes from another's checkpoints), and the training code.
 
+Each channel is a SageMaker manifest file listing exactly the split's files that the features
+partition's ``_manifest.json`` lists (:func:`write_training_channels`), never the split's folder:
+the folder can hold files of an earlier or unfinished commit. The manifests sit at
+``models/<dataset>/input/ds=<ds>/<digest of the features manifest>/<split>.manifest.json``:
+a new commit of the partition gets new manifests, and a job's manifest never changes under it.
+
 What differs between datasets reaches ``training/train.py`` as hyperparameters read from the
 dataset spec (:func:`dataset_hyperparameters`): the label, the id columns the features job
 writes, and the categorical features that group the fairness metrics, so a new dataset needs
@@ -14,16 +20,24 @@ no change to the training code.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from include.config import Settings
 from include.sagemaker_requests import (
+    MANIFEST_FILE,
     TRAINING_CHANNELS,
     build_training_job_request,
     build_tuning_job_request,
+    channel_manifest,
     training_source_artifact,
 )
+
+# A committed partition's manifest, as spark_jobs/ingest.py names it.
+MANIFEST_NAME = "_manifest.json"
+CHANNEL_MANIFEST_SUFFIX = ".manifest.json"
 
 # The hyperparameters a run starts from; tuning searches around them (training/train.py flags).
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -68,10 +82,77 @@ def features_partition_uri(settings: Settings, dataset: str, ds: str) -> str:
     return f"{settings.zone_uri('features')}/{dataset}/ds={ds}"
 
 
-def training_channels(settings: Settings, dataset: str, ds: str) -> dict[str, str]:
-    """One channel per split of the features partition."""
+def features_files(settings: Settings, dataset: str, ds: str) -> tuple[list[str], bytes]:
+    """The files the features manifest of ``ds`` lists, and the manifest's bytes.
+
+    Never a folder listing: the folder can hold files of an earlier or unfinished commit.
+    """
+    from include.storage import storage_for
+    from spark_jobs.ingest import IngestError, listed_files
+
     partition = features_partition_uri(settings, dataset, ds)
-    return {split: f"{partition}/split={split}" for split in TRAINING_CHANNELS}
+    manifest_uri = f"{partition}/{MANIFEST_NAME}"
+    storage = storage_for(manifest_uri)
+    if not storage.exists(manifest_uri):
+        raise FileNotFoundError(
+            f"{manifest_uri} does not exist: the features partition of {ds} was never committed "
+            "(the features job runs after ingestion and validation)"
+        )
+    manifest_bytes = storage.read_bytes(manifest_uri)
+    try:
+        files = listed_files(json.loads(manifest_bytes), partition)
+    except (ValueError, IngestError) as error:
+        raise ValueError(f"cannot read the files of {manifest_uri}: {error}") from None
+    return files, manifest_bytes
+
+
+def training_inputs_uri(settings: Settings, dataset: str, ds: str, digest: str) -> str:
+    """Where the channel manifests of one commit of the features partition ``ds`` live."""
+    return f"{settings.zone_uri('models')}/{dataset}/input/ds={ds}/{digest}"
+
+
+def training_channel_manifests(
+    settings: Settings, dataset: str, ds: str
+) -> dict[str, tuple[str, bytes]]:
+    """Split → ``(URI, bytes)`` of its SageMaker manifest file: the prefix is the split's folder,
+    the keys the files of that split the features manifest lists, sorted.
+
+    Reads only the features manifest (no data). The URI holds the features manifest's digest, so
+    the same commit always gives the same URIs and bytes.
+    """
+    files, manifest_bytes = features_files(settings, dataset, ds)
+    partition = features_partition_uri(settings, dataset, ds)
+    inputs = training_inputs_uri(
+        settings, dataset, ds, hashlib.sha256(manifest_bytes).hexdigest()[:16]
+    )
+    manifests = {}
+    for split in TRAINING_CHANNELS:
+        prefix = f"{partition}/split={split}/"
+        keys = sorted(uri[len(prefix) :] for uri in files if uri.startswith(prefix))
+        if not keys:
+            raise ValueError(
+                f"the features manifest {partition}/{MANIFEST_NAME} lists no files under "
+                f"split={split}/: the {split} channel would be empty"
+            )
+        manifests[split] = (
+            f"{inputs}/{split}{CHANNEL_MANIFEST_SUFFIX}",
+            channel_manifest(prefix, keys),
+        )
+    return manifests
+
+
+def write_training_channels(settings: Settings, dataset: str, ds: str) -> dict[str, str]:
+    """Write the channel manifests of the features partition ``ds``; split → manifest URI.
+
+    Idempotent: a retried task writes the same bytes to the same objects.
+    """
+    from include.storage import storage_for
+
+    channels = {}
+    for split, (uri, data) in training_channel_manifests(settings, dataset, ds).items():
+        storage_for(uri).write_bytes(uri, data)
+        channels[split] = uri
+    return channels
 
 
 def jobs_output_uri(settings: Settings, dataset: str) -> str:
@@ -101,8 +182,9 @@ def training_job_request(
 ) -> dict:
     """CreateTrainingJob for ``dataset`` on the features partition of ``ds``.
 
-    Hyperparameters: the defaults, then the dataset's (:func:`dataset_hyperparameters`), then
-    ``hyperparameters`` (the task's overrides).
+    Writes the channel manifests the body names (:func:`write_training_channels`), so the body
+    is ready to send. Hyperparameters: the defaults, then the dataset's
+    (:func:`dataset_hyperparameters`), then ``hyperparameters`` (the task's overrides).
     """
     return build_training_job_request(
         settings,
@@ -112,7 +194,8 @@ def training_job_request(
             **dataset_hyperparameters(dataset),
             **(hyperparameters or {}),
         },
-        channels=training_channels(settings, dataset, ds),
+        channels=write_training_channels(settings, dataset, ds),
+        channel_data_type=MANIFEST_FILE,
         output_uri=jobs_output_uri(settings, dataset),
         checkpoint_uri=checkpoint_uri(settings, dataset, job_name),
         source_uri=source_uri,
@@ -131,7 +214,8 @@ def tuning_job_request(
     max_jobs: int | None = None,
     max_parallel_jobs: int | None = None,
 ) -> dict:
-    """CreateHyperParameterTuningJob: a Bayesian search over training jobs of ``dataset``."""
+    """CreateHyperParameterTuningJob: a Bayesian search over training jobs of ``dataset``; every
+    trial reads the channels :func:`training_job_request` writes."""
     training = training_job_request(
         settings,
         dataset=dataset,

@@ -36,12 +36,18 @@ gives, and the stop calls moto lacks are answered by stubs — the request sent 
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from airflow.exceptions import TaskDeferred
 
 from include.job_names import TaskRunIdentity
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import commit_s3_features
 
 DS = "2026-01-07"
 
@@ -176,6 +182,9 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     recorded.stubs[("sagemaker", stop)] = lambda params: (200, {})  # moto has no Stop*Job
     task_id = {"training": "train", "tuning": "tune", "transform": "transform"}[kind]
     context = task_context("churn_contract", task_id)
+    if kind != "transform":
+        # Training reads the committed features partition: its manifest names the channels' files.
+        commit_s3_features(contract_target.client("s3"), contract_target.bucket, ds=DS)
 
     with pytest.raises(TaskDeferred) as first:
         sagemaker_operator(kind, contract_target.bucket).execute(context)
@@ -189,5 +198,16 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     assert first.value.kwargs == second.value.kwargs == {"job_name": name}
     assert [params[name_key] for params in recorded.of("sagemaker", create)] == [name]
     assert recorded.of("sagemaker", stop) == [{name_key: name}]
+    if kind != "transform":
+        # The one job sent reads manifest files, which the first try wrote before creating it.
+        sent = created[name].get("TrainingJobDefinition", created[name])["InputDataConfig"]
+        train = next(c for c in sent if c["ChannelName"] == "train")["DataSource"]
+        uri = train["S3DataSource"]["S3Uri"]
+        assert train["S3DataSource"]["S3DataType"] == "ManifestFile"
+        assert uri.startswith(f"s3://{contract_target.bucket}/lake/models/churn/input/ds={DS}/")
+        key = uri.removeprefix(f"s3://{contract_target.bucket}/")
+        body = contract_target.client("s3").get_object(Bucket=contract_target.bucket, Key=key)
+        features = f"s3://{contract_target.bucket}/lake/features/churn/ds={DS}"
+        assert json.loads(body["Body"].read())[0] == {"prefix": f"{features}/split=train/"}
     assert type(second.value.trigger).__name__ == "SageMakerJobTrigger"
     assert second.value.trigger.job_type == kind

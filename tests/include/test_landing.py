@@ -94,6 +94,11 @@ def test_days_no_event_named_are_swept_up_and_ingested_days_are_not(lake, settin
     plan = plan_ingestion(settings, "churn", named, rule=ONE_FILE, sweep_days=31, now=NOW)
     assert plan.days == ["2026-01-06", "2026-01-07", "2026-01-08"]
     assert plan.swept == ["2026-01-07", "2026-01-08"]
+    # A run by hand ingests what a person asked for, and nothing else.
+    plan = plan_ingestion(
+        settings, "churn", {"2026-01-06": None}, rule=ONE_FILE, sweep_days=31, sweep=False, now=NOW
+    )
+    assert (plan.days, plan.swept) == (["2026-01-06"], [])
 
 
 def test_an_event_after_the_last_ingest_re_runs_the_day_even_when_unchanged(lake, settings):

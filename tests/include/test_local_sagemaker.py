@@ -90,9 +90,17 @@ if args.fail == "true":
 POLL = 0.1
 
 
+def commit_features_manifest(features: Path) -> list[str]:
+    """The features job's ``_manifest.json`` listing every parquet file now in the partition."""
+    listed = sorted(path.relative_to(features).as_posix() for path in features.rglob("*.parquet"))
+    manifest = {"outputs": {"uri": f"file://{features}", "files": [{"path": p} for p in listed]}}
+    (features / "_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return listed
+
+
 @pytest.fixture
 def local(tmp_path):
-    """Local settings, a small feature partition, the fixture trainer and a work root."""
+    """Local settings, a small committed feature partition, the fixture trainer and a work root."""
     lake = tmp_path / "lake"
     settings = load_settings({"HEADRACE_LAKE_ROOT": lake.as_uri()})
     features = lake / "features" / "churn" / "ds=2026-01-07"
@@ -107,6 +115,7 @@ def local(tmp_path):
             }
         )
         frame.to_parquet(folder / "part-00000.parquet", index=False)
+    commit_features_manifest(features)
     code = tmp_path / "code"
     code.mkdir()
     (code / "train.py").write_text(FIXTURE_TRAINER)
@@ -226,6 +235,75 @@ def test_a_training_job_honours_the_request(local):
     # Checkpoints are kept where CheckpointConfig.S3Uri says, beyond the job folder.
     kept = Path(request["CheckpointConfig"]["S3Uri"].removeprefix("file://"))
     assert (kept / "last_epoch.txt").read_text() == "2"
+
+
+def manifest_request(local, job_name="headrace-test-manifest-train", settings=None, **hps):
+    """A training request whose channels are the manifest files training_jobs writes."""
+    from include.training_jobs import write_training_channels
+
+    settings = settings or local["settings"]
+    lake = local["lake"]
+    return requests.build_training_job_request(
+        settings,
+        job_name=job_name,
+        hyperparameters={"marker": str(local["marker"]), **hps},
+        channels=write_training_channels(settings, "churn", "2026-01-07"),
+        channel_data_type="ManifestFile",
+        output_uri=f"{lake}/models/churn/training",
+        checkpoint_uri=f"{lake}/models/churn/checkpoints/{job_name}",
+    )
+
+
+def test_a_manifest_channel_holds_exactly_the_files_the_manifest_lists(local):
+    features = local["features"]
+    # A second committed file, in a subfolder, and a stale file the manifest does not list.
+    nested = features / "split=train" / "bucket=1"
+    nested.mkdir()
+    (nested / "part-00001.parquet").write_bytes(
+        (features / "split=train" / "part-00000.parquet").read_bytes()
+    )
+    commit_features_manifest(features)
+    stale = features / "split=train" / "part-00009-stale.parquet"
+    stale.write_bytes(b"left by an earlier commit")
+
+    request = manifest_request(local)
+    described = run(local, request)
+    assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
+    job_dir = local["work_root"] / "training-jobs" / request["TrainingJobName"]
+    seen = json.loads((job_dir / "output" / "data" / "env.json").read_text())
+
+    # Each file by its key relative to the split's folder; the stale one is not there.
+    assert seen["channel_files"] == {
+        "train": ["bucket=1/part-00001.parquet", "part-00000.parquet"],
+        "validation": ["part-00000.parquet"],
+        "test": ["part-00000.parquet"],
+    }
+    assert seen["SM_CHANNEL_TRAIN"] == str(job_dir / "input" / "data" / "train")
+    # The channel is a snapshot: the job's files outlive a re-commit that deletes the lake's.
+    channel_file = job_dir / "input" / "data" / "validation" / "part-00000.parquet"
+    (features / "split=validation" / "part-00000.parquet").unlink()
+    assert pd.read_parquet(channel_file)["churned"].tolist() == [0, 1, 0, 1]
+
+
+def test_a_manifest_naming_a_missing_file_stops_the_start_and_a_retry_recovers(local):
+    features = local["features"]
+    request = manifest_request(local)
+    missing = features / "split=test" / "part-00000.parquet"
+    missing.rename(missing.with_suffix(".moved"))
+
+    with pytest.raises(FileNotFoundError) as raised:
+        runtime.start_training_job(
+            request, work_root=local["work_root"], entry_point_dir=local["code"]
+        )
+    assert "channel 'test': manifest file" in str(raised.value)
+    assert f"entry 1 names {missing}, which does not exist" in str(raised.value)
+    assert (
+        runtime.find_training_job(request["TrainingJobName"], work_root=local["work_root"]) is None
+    )
+
+    # The channels linked before the failure do not stand in the way of the retry.
+    missing.with_suffix(".moved").rename(missing)
+    assert run(local, request)["TrainingJobStatus"] == "Completed"
 
 
 def test_a_finished_job_is_returned_not_run_again(local):
@@ -458,8 +536,11 @@ def test_early_stopping_stops_trials_below_the_median(local):
 
 
 def test_a_tiny_real_tuning_job_through_training_train_py(local, repo_root):
-    """The real trainer on a few rows: two trials, the contract's metrics and model files."""
+    """The real trainer on a few rows, through manifest channels: two trials, the contract's
+    metrics and model files."""
     import numpy as np
+
+    from include.training_jobs import write_training_channels
 
     rng = np.random.default_rng(0)
     for split, rows in (("train", 64), ("validation", 32), ("test", 32)):
@@ -478,15 +559,18 @@ def test_a_tiny_real_tuning_job_through_training_train_py(local, repo_root):
                 "split": split,
             }
         ).to_parquet(folder / "part-00000.parquet", index=False)
+    commit_features_manifest(local["features"])
+    for split in requests.TRAINING_CHANNELS:
+        # Not parquet: the trainer fails if its channel holds this file the manifest leaves out.
+        stale = local["features"] / f"split={split}" / "part-00009-stale.parquet"
+        stale.write_bytes(b"half-written by a killed commit")
     settings = with_training(local["settings"], tuning_max_jobs=2, tuning_max_parallel_jobs=1)
     training = requests.build_training_job_request(
         settings,
         job_name="headrace-real-train",
         hyperparameters={"epochs": 2, "batch-size": 16, "patience": 2, "hidden-width": 8},
-        channels={
-            split: f"{local['lake']}/features/churn/ds=2026-01-07/split={split}"
-            for split in requests.TRAINING_CHANNELS
-        },
+        channels=write_training_channels(settings, "churn", "2026-01-07"),
+        channel_data_type="ManifestFile",
         output_uri=f"{local['lake']}/models/churn/training",
         checkpoint_uri=f"{local['lake']}/models/churn/checkpoints/real",
     )

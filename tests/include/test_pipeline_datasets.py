@@ -5,7 +5,10 @@ training settings come from its spec."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,9 @@ from include.pipelines.datasets import (
     pipeline_datasets,
 )
 from spark_jobs.dataset_spec import SpecError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import features_manifest
 
 
 @pytest.fixture
@@ -93,9 +99,24 @@ def test_training_settings_come_from_the_spec():
     }
 
 
-def test_the_training_request_carries_the_dataset_settings(fresh_settings):
+def test_the_training_request_carries_the_dataset_settings(fresh_settings, tmp_path, monkeypatch):
     from include.config import get_settings
     from include.training_jobs import training_job_request
+
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("HEADRACE_LAKE_ROOT", lake.as_uri())
+    # The dataset's committed features partition: its files, then the manifest listing them.
+    partition = lake / "features" / "benefit_claims" / "ds=2026-03-01"
+    files = {
+        f"split={split}/part-00000.parquet": f"PAR1 {split}".encode()
+        for split in ("train", "validation", "test")
+    }
+    for path, data in files.items():
+        (partition / path).parent.mkdir(parents=True)
+        (partition / path).write_bytes(data)
+    (partition / "_manifest.json").write_bytes(
+        features_manifest(f"file://{partition}", files, dataset="benefit_claims", ds="2026-03-01")
+    )
 
     body = training_job_request(
         get_settings(), dataset="benefit_claims", ds="2026-03-01", job_name="bc-1",
@@ -106,6 +127,14 @@ def test_the_training_request_carries_the_dataset_settings(fresh_settings):
     assert hps["sensitive-groups"] == "region,employment_status"
     # The task's own overrides win over the spec's.
     assert hps["label"] == "overridden-by-the-task"
-    assert body["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].endswith(
-        "/features/benefit_claims/ds=2026-03-01/split=train/"
-    )
+    # Each channel is a manifest file of the dataset's own partition, listing that split's file.
+    sources = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in body["InputDataConfig"]}
+    inputs = f"{lake.as_uri()}/models/benefit_claims/input/ds=2026-03-01/"
+    for split in ("train", "validation", "test"):
+        assert sources[split]["S3DataType"] == "ManifestFile"
+        uri = sources[split]["S3Uri"]
+        assert uri.startswith(inputs) and uri.endswith(f"/{split}.manifest.json"), uri
+        assert json.loads(Path(uri.removeprefix("file://")).read_text()) == [
+            {"prefix": f"file://{partition}/split={split}/"},
+            "part-00000.parquet",
+        ]

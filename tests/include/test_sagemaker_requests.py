@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import io
+import json
 import re
 import tarfile
 
@@ -12,23 +14,31 @@ import pytest
 from aws_test_env import AWS_ENV, KMS_KEY_ARN
 
 from include import sagemaker_requests as requests
+from include import training_jobs
 from include.aws_validation import RequestValidationError, validate_request
 from include.config import ConfigError, load_settings
 
 SETTINGS = load_settings(AWS_ENV)
 LAKE = "s3://headrace-test-lake/lake"
-FEATURES = f"{LAKE}/features/churn/ds=2026-01-07"
+DS = "2026-01-07"
+FEATURES = f"{LAKE}/features/churn/ds={DS}"
 SOURCE = "s3://headrace-test-lake/artifacts/training/0123456789abcdef/sourcedir.tar.gz"
 # The training contract's metric regex, spelled out rather than derived.
 CONTRACT_AUC_REGEX = r"validation:auc=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
+def channel_manifest_uris(lake=LAKE):
+    """Channel manifests as training_jobs writes them (one per split of a features commit)."""
+    inputs = f"{lake}/models/churn/input/ds={DS}/0123456789abcdef"
+    return {split: f"{inputs}/{split}.manifest.json" for split in requests.TRAINING_CHANNELS}
+
+
 def training_request(settings=SETTINGS, lake=LAKE, source=SOURCE, **overrides):
-    features = f"{lake}/features/churn/ds=2026-01-07"
     arguments = {
         "job_name": "headrace-churn-training-train-0123456789abcdef",
         "hyperparameters": {"epochs": 20, "learning-rate": 0.001, "amp": "auto"},
-        "channels": {split: f"{features}/split={split}" for split in requests.TRAINING_CHANNELS},
+        "channels": channel_manifest_uris(lake),
+        "channel_data_type": "ManifestFile",
         "output_uri": f"{lake}/models/churn/training",
         "checkpoint_uri": f"{lake}/models/churn/checkpoints/headrace-churn-training-train",
         "source_uri": source,
@@ -93,12 +103,44 @@ def test_script_mode_hyperparameters_are_strings_and_the_code_is_a_channel():
     assert channels["code"]["DataSource"]["S3DataSource"]["S3Uri"] == SOURCE
     train = channels["train"]
     assert train["DataSource"]["S3DataSource"] == {
+        # Exactly the files the manifest file lists, not every object under a folder.
+        "S3DataType": "ManifestFile",
+        "S3Uri": f"{LAKE}/models/churn/input/ds={DS}/0123456789abcdef/train.manifest.json",
+        "S3DataDistributionType": "FullyReplicated",
+    }
+    assert train["ContentType"] == "application/x-parquet"
+
+
+def test_folder_channels_are_prefixes_that_end_in_a_slash():
+    folders = {split: f"{FEATURES}/split={split}" for split in requests.TRAINING_CHANNELS}
+    body = training_request(channels=folders, channel_data_type="S3Prefix")
+    validate_request("sagemaker", "CreateTrainingJob", body)
+    assert body["InputDataConfig"][0]["DataSource"]["S3DataSource"] == {
         "S3DataType": "S3Prefix",
         # The trailing slash keeps split=train from also matching split=train_old.
         "S3Uri": f"{FEATURES}/split=train/",
         "S3DataDistributionType": "FullyReplicated",
     }
-    assert train["ContentType"] == "application/x-parquet"
+    with pytest.raises(ValueError, match="a ManifestFile channel names a file, got"):
+        training_request(channels={"train": f"{FEATURES}/split=train/"})
+    with pytest.raises(ValueError, match="channel_data_type 'AugmentedManifestFile' is not"):
+        training_request(channel_data_type="AugmentedManifestFile")
+
+
+def test_a_channel_manifest_is_the_format_sagemaker_documents():
+    prefix = f"{FEATURES}/split=train/"
+    data = requests.channel_manifest(prefix, ["part-00000-a.parquet", "part-00001-b.parquet"])
+    # [{"prefix": …}, "key", …]: the same arguments always give the same bytes.
+    assert data == (
+        b'[\n  {\n    "prefix": "' + prefix.encode() + b'"\n  },\n'
+        b'  "part-00000-a.parquet",\n  "part-00001-b.parquet"\n]\n'
+    )
+    with pytest.raises(ValueError, match="must end with '/'"):
+        requests.channel_manifest(f"{FEATURES}/split=train", ["part-00000-a.parquet"])
+    with pytest.raises(ValueError, match="needs at least one key"):
+        requests.channel_manifest(f"{FEATURES}/split=train/", [])
+    with pytest.raises(ValueError, match=r"\['\.\./split=test/x\.parquet'\] are not relative"):
+        requests.channel_manifest(f"{FEATURES}/split=train/", ["../split=test/x.parquet"])
 
 
 def test_metric_definitions_follow_the_training_contract():
@@ -369,3 +411,153 @@ def test_source_tarball_is_deterministic_and_rooted_at_the_package(tmp_path):
     )
     (package / "model.py").write_text("WIDTH = 128\n")
     assert requests.training_source_artifact(SETTINGS, repo_root=tmp_path)[0] != uri
+
+
+# --- the training DAG's requests: channels from the features manifest ------------------------
+
+BUCKET = "headrace-test-lake"
+TRAIN_FILES = [
+    "part-00000-0a0a0a0a0a0a0a0a.snappy.parquet",
+    "part-00001-1b1b1b1b1b1b1b1b.snappy.parquet",
+]
+HELD_OUT_FILE = "part-00000-2c2c2c2c2c2c2c2c.snappy.parquet"
+
+
+@pytest.fixture
+def aws_lake(monkeypatch, fresh_settings):
+    """The aws target's settings, with the lake bucket in moto (in this process)."""
+    import boto3
+    from moto import mock_aws
+
+    from include.config import get_settings
+
+    monkeypatch.delenv("HEADRACE_LAKE_ROOT", raising=False)
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        get_settings.cache_clear()
+        yield get_settings(), s3
+
+
+def commit_features(s3, *, stale: bool = True) -> bytes:
+    """A features partition as spark_jobs/features.py commits it; returns its manifest's bytes.
+
+    With ``stale``, split=train also holds a file the manifest does not list (left by an earlier
+    commit), which a folder channel would pick up.
+    """
+    prefix = f"lake/features/churn/ds={DS}"
+    listed = [f"split=train/{name}" for name in TRAIN_FILES] + [
+        f"split={split}/{HELD_OUT_FILE}" for split in ("validation", "test")
+    ]
+    for path in listed:
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{path}", Body=b"PAR1")
+    if stale:
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{prefix}/split=train/part-00007-stale.parquet", Body=b"x"
+        )
+    manifest = {
+        "dataset": "churn",
+        "ds": DS,
+        "outputs": {
+            "uri": f"s3://{BUCKET}/{prefix}",
+            "files": [{"path": path, "size_bytes": 4, "sha256": "0" * 64} for path in listed],
+        },
+    }
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/_manifest.json", Body=data)
+    return data
+
+
+def read_object(s3, uri: str):
+    key = uri.removeprefix(f"s3://{BUCKET}/")
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_training_channels_are_manifest_files_of_exactly_the_committed_files(aws_lake):
+    settings, s3 = aws_lake
+    manifest_bytes = commit_features(s3)
+    body = training_jobs.training_job_request(
+        settings, dataset="churn", ds=DS, job_name="headrace-churn-train-1", source_uri=SOURCE
+    )
+    # The body as it goes to SageMaker (s3:// URIs, no local spelling) fits botocore's model.
+    validate_request("sagemaker", "CreateTrainingJob", body)
+
+    digest = hashlib.sha256(manifest_bytes).hexdigest()[:16]
+    inputs = f"s3://{BUCKET}/lake/models/churn/input/ds={DS}/{digest}"
+    sources = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in body["InputDataConfig"]}
+    for split in requests.TRAINING_CHANNELS:
+        assert sources[split] == {
+            "S3DataType": "ManifestFile",
+            "S3Uri": f"{inputs}/{split}.manifest.json",
+            "S3DataDistributionType": "FullyReplicated",
+        }
+    assert sources["code"]["S3DataType"] == "S3Prefix"
+    # What SageMaker reads: the split's folder as prefix, then the files the manifest lists;
+    # the stale file beside them is not among them.
+    assert read_object(s3, sources["train"]["S3Uri"]) == [
+        {"prefix": f"{FEATURES}/split=train/"},
+        *TRAIN_FILES,
+    ]
+    assert read_object(s3, sources["test"]["S3Uri"]) == [
+        {"prefix": f"{FEATURES}/split=test/"},
+        HELD_OUT_FILE,
+    ]
+
+    # A retried task writes the same objects with the same bytes.
+    key = sources["train"]["S3Uri"].removeprefix(f"s3://{BUCKET}/")
+    before = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    again = training_jobs.training_job_request(
+        settings, dataset="churn", ds=DS, job_name="headrace-churn-train-1", source_uri=SOURCE
+    )
+    assert again == body
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == before
+    # Written like every lake object on aws: encrypted with the lake's key.
+    assert s3.head_object(Bucket=BUCKET, Key=key)["SSEKMSKeyId"] == KMS_KEY_ARN
+
+    # The tuning job's training jobs read the same channels.
+    tuning = training_jobs.tuning_job_request(
+        settings, dataset="churn", ds=DS, tuning_job_name="headrace-churn-tune-1",
+        source_uri=SOURCE,
+    )  # fmt: skip
+    validate_request("sagemaker", "CreateHyperParameterTuningJob", tuning)
+    assert tuning["TrainingJobDefinition"]["InputDataConfig"] == body["InputDataConfig"]
+
+
+def test_a_new_commit_of_the_partition_gets_new_channel_manifests(aws_lake):
+    settings, s3 = aws_lake
+    commit_features(s3)
+    first = training_jobs.write_training_channels(settings, "churn", DS)
+    commit_features(s3, stale=False)  # the same files; the manifest's bytes are the same too
+    assert training_jobs.write_training_channels(settings, "churn", DS) == first
+
+    manifest_key = f"lake/features/churn/ds={DS}/_manifest.json"
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
+    manifest["outputs"]["files"] = manifest["outputs"]["files"][1:]  # a re-commit: one file less
+    s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=json.dumps(manifest).encode())
+    second = training_jobs.write_training_channels(settings, "churn", DS)
+    assert second["train"] != first["train"]
+    assert read_object(s3, second["train"])[1:] == TRAIN_FILES[1:]
+    # The old commit's manifest is left as it was, for a job that still reads it.
+    assert read_object(s3, first["train"])[1:] == TRAIN_FILES
+
+
+def test_training_on_an_uncommitted_or_incomplete_partition_is_refused(aws_lake):
+    settings, s3 = aws_lake
+    with pytest.raises(
+        FileNotFoundError, match=rf"features/churn/ds={DS}/_manifest\.json does not"
+    ):
+        training_jobs.training_job_request(
+            settings, dataset="churn", ds=DS, job_name="headrace-churn-train-1", source_uri=SOURCE
+        )
+    manifest = {"outputs": {"files": [{"path": f"split=train/{TRAIN_FILES[0]}"}]}}
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"lake/features/churn/ds={DS}/_manifest.json",
+        Body=json.dumps(manifest).encode(),
+    )
+    with pytest.raises(ValueError, match="lists no files under split=validation/"):
+        training_jobs.write_training_channels(settings, "churn", DS)

@@ -8,8 +8,11 @@ test, and so does a listed exception that no longer matches anything (a stale en
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from infra_policy_checks import (
@@ -31,6 +34,9 @@ from infra import policy_documents as cfn
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # parliament imports pkg_resources
     from parliament import analyze_policy_string
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from training_helpers import commit_s3_features
 
 BUCKET = cfn.EXAMPLE_PARAMETERS["BucketName"]
 ROLES = ("MwaaExecutionRole", "SageMakerExecutionRole", "GlueJobRole", "EmrServerlessJobRole")
@@ -365,11 +371,42 @@ def _sagemaker_arn(kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{cfn.REGION}:{cfn.ACCOUNT_ID}:{kind}/{name}"
 
 
-def test_training_job_requests_are_allowed_only_with_their_security_settings(aws_settings):
+@pytest.fixture
+def aws_lake(aws_settings, config_option_map, monkeypatch):
+    """The deployment's lake bucket in moto (in this process), with a committed features
+    partition of churn; the worker's settings (``get_settings``) are the deployment's too, as
+    include/storage.py reads them. Yields ``aws_settings``' triple plus the partition's manifest
+    bytes and split → listed file names."""
+    import boto3
+    from moto import mock_aws
+
+    from include.config import get_settings
+
+    settings, resolver, documents = aws_settings
+    options = resolver.resolve(
+        resolver.resources["AirflowEnvironment"]["Properties"]["AirflowConfigurationOptions"]
+    )
+    for option, value in options.items():
+        monkeypatch.setenv(config_option_map[option], value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", cfn.REGION)
+    get_settings.cache_clear()
+    assert get_settings() == settings
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=cfn.REGION)
+        bucket = settings.aws.bucket
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": cfn.REGION}
+        )
+        manifest, files = commit_s3_features(s3, bucket)
+        yield settings, resolver, documents, manifest, files
+
+
+def test_training_job_requests_are_allowed_only_with_their_security_settings(aws_lake):
     from include.sagemaker_requests import training_source_artifact
+    from include.storage import storage_for
     from include.training_jobs import training_job_request
 
-    settings, _, documents = aws_settings
+    settings, _, documents, features_manifest, features_files = aws_lake
     identity = TaskRunIdentity("churn_training", "manual__2026-01-08T00:00:00+00:00", "train")
     job_name = identity.name_for("sagemaker")
     source_uri, _ = training_source_artifact(settings)
@@ -408,12 +445,35 @@ def test_training_job_requests_are_allowed_only_with_their_security_settings(aws
         mwaa, "sagemaker:CreateTrainingJob", _sagemaker_arn("training-job", "x"), context
     )
 
-    # The job's own role reads every channel and the code, writes the model and checkpoints.
+    # The job's own role reads the code, every channel's manifest file and each file it lists
+    # (SageMaker reads both with the job's role), writes the model and checkpoints.
     sagemaker = role_documents(documents, "SageMakerExecutionRole")
-    for channel in request["InputDataConfig"]:
-        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        target = uri if uri.endswith(".tar.gz") else uri + "part-00000.parquet"
-        assert allows(sagemaker, "s3:GetObject", s3_object_arn(target)), uri
+    sources = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]
+    }
+    assert sources["code"]["S3Uri"] == source_uri
+    assert allows(sagemaker, "s3:GetObject", s3_object_arn(source_uri))
+    lake = f"s3://{settings.aws.bucket}/lake"
+    digest = hashlib.sha256(features_manifest).hexdigest()[:16]
+    features = f"{lake}/features/churn/ds=2026-01-07"
+    for split, names in features_files.items():
+        manifest_uri = f"{lake}/models/churn/input/ds=2026-01-07/{digest}/{split}.manifest.json"
+        assert sources[split] == {
+            "S3DataType": "ManifestFile",
+            "S3Uri": manifest_uri,
+            "S3DataDistributionType": "FullyReplicated",
+        }
+        assert allows(sagemaker, "s3:GetObject", s3_object_arn(manifest_uri)), manifest_uri
+        prefix, *keys = json.loads(storage_for(manifest_uri).read_bytes(manifest_uri))
+        assert prefix == {"prefix": f"{features}/split={split}/"} and keys == names
+        for key in keys:
+            data_file = s3_object_arn(prefix["prefix"] + key)
+            assert allows(sagemaker, "s3:GetObject", data_file), data_file
+        # MWAA wrote the channel manifest while building the request.
+        assert allows(mwaa, "s3:PutObject", s3_object_arn(manifest_uri)), manifest_uri
+    # …having checked and read the features manifest to learn the files.
+    assert allows(mwaa, "s3:ListBucket", f"arn:aws:s3:::{settings.aws.bucket}")
+    assert allows(mwaa, "s3:GetObject", s3_object_arn(f"{features}/_manifest.json"))
     output = request["OutputDataConfig"]["S3OutputPath"] + f"/{job_name}/output/model.tar.gz"
     assert allows(sagemaker, "s3:PutObject", s3_object_arn(output))
     checkpoint = s3_object_arn(request["CheckpointConfig"]["S3Uri"] + "/checkpoint-200.pt")
@@ -426,8 +486,9 @@ def test_training_job_requests_are_allowed_only_with_their_security_settings(aws
     assert not allows(
         sagemaker,
         "s3:DeleteObject",
-        s3_object_arn(request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] + "x"),
+        s3_object_arn(f"{features}/split=train/{features_files['train'][0]}"),
     )
+    assert not allows(sagemaker, "s3:DeleteObject", s3_object_arn(sources["train"]["S3Uri"]))
     # MWAA uploads the code tarball the job reads.
     assert allows(mwaa, "s3:PutObject", s3_object_arn(source_uri))
 

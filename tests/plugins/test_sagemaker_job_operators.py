@@ -1,13 +1,16 @@
 """SageMakerTrainingJobOperator / SageMakerTuningJobOperator on both targets.
 
-aws: against the moto server. moto completes a training job the moment it is created and has
-no StopTrainingJob or StopHyperParameterTuningJob, so those answers are stubbed (see conftest)
-and the requests the operator sent are asserted. local: the real training/train.py through the
-local runtime, on a small features partition with a planted signal.
+aws: against the moto server, on a features partition committed there. moto completes a
+training job the moment it is created and has no StopTrainingJob or StopHyperParameterTuningJob,
+so those answers are stubbed (see conftest) and the requests the operator sent are asserted.
+local: the real training/train.py through the local runtime, on a small committed features
+partition with a planted signal.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -22,9 +25,16 @@ from include.aws_validation import validate_request
 from include.job_names import TaskRunIdentity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from training_helpers import write_feature_channels
+from training_helpers import commit_s3_features, write_feature_channels
 
 DS = "2026-01-07"
+
+
+@pytest.fixture
+def aws_features(aws_target):
+    """A committed features partition of churn in moto: its manifest's bytes and split → the
+    names of the files it lists (an unlisted file of an earlier commit lies beside them)."""
+    return commit_s3_features(aws_target.client("s3"), aws_target.bucket, ds=DS)
 
 
 def training_operator(**overrides) -> SageMakerTrainingJobOperator:
@@ -41,7 +51,7 @@ def training_operator(**overrides) -> SageMakerTrainingJobOperator:
 
 
 def test_aws_training_sends_one_valid_create_and_a_retry_reattaches(
-    aws_target, aws_calls, task_context
+    aws_target, aws_features, aws_calls, task_context
 ):
     context = task_context(dag_id="churn_training", task_id="train")
     first = training_operator().execute(context)
@@ -62,23 +72,44 @@ def test_aws_training_sends_one_valid_create_and_a_retry_reattaches(
     assert request["ResourceConfig"]["VolumeKmsKeyId"] == aws_target.kms_key_arn
     stopping = request["StoppingCondition"]
     assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
-    channels = {
-        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-        for c in request["InputDataConfig"]
+    sources = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]
     }
-    assert channels["train"] == f"s3://{aws_target.bucket}/lake/features/churn/ds={DS}/split=train/"
+    # Each data channel is a manifest file of exactly the files the features manifest lists,
+    # under a folder named by that manifest's digest; the unlisted file is not among them.
+    manifest, files = aws_features
+    lake = f"s3://{aws_target.bucket}/lake"
+    inputs = f"lake/models/churn/input/ds={DS}/{hashlib.sha256(manifest).hexdigest()[:16]}"
+    s3 = aws_target.client("s3")
+    for split, names in files.items():
+        key = f"{inputs}/{split}.manifest.json"
+        assert sources[split] == {
+            "S3DataType": "ManifestFile",
+            "S3Uri": f"s3://{aws_target.bucket}/{key}",
+            "S3DataDistributionType": "FullyReplicated",
+        }
+        listed = json.loads(s3.get_object(Bucket=aws_target.bucket, Key=key)["Body"].read())
+        assert listed == [{"prefix": f"{lake}/features/churn/ds={DS}/split={split}/"}, *names]
+    # Written once (the retry built no request), encrypted like every lake object.
+    manifest_puts = [p for p in aws_calls.of("s3", "PutObject") if p["Key"].startswith(inputs)]
+    assert sorted(p["Key"] for p in manifest_puts) == sorted(
+        f"{inputs}/{split}.manifest.json" for split in files
+    )
+    assert {p["SSEKMSKeyId"] for p in manifest_puts} == {aws_target.kms_key_arn}
     assert request["HyperParameters"]["epochs"] == "2"
     # The training code went up once, encrypted, and the retry found it unchanged.
     puts = [p for p in aws_calls.of("s3", "PutObject") if p["Key"].endswith("sourcedir.tar.gz")]
     assert len(puts) == 1 and puts[0]["SSEKMSKeyId"] == aws_target.kms_key_arn
-    assert channels["code"] == f"s3://{aws_target.bucket}/{puts[0]['Key']}"
+    assert sources["code"]["S3Uri"] == f"s3://{aws_target.bucket}/{puts[0]['Key']}"
     assert first["model_uri"] == second["model_uri"]
     assert first["model_uri"].startswith(
         f"s3://{aws_target.bucket}/lake/models/churn/jobs/{expected_name}/"
     )
 
 
-def test_aws_on_kill_stops_the_job_it_attached_to(aws_target, aws_calls, task_context):
+def test_aws_on_kill_stops_the_job_it_attached_to(
+    aws_target, aws_features, aws_calls, task_context
+):
     aws_calls.stubs[("sagemaker", "StopTrainingJob")] = (200, {})  # moto has no StopTrainingJob
     operator = training_operator()
     result = operator.execute(task_context(dag_id="churn_training", task_id="train"))
@@ -87,7 +118,7 @@ def test_aws_on_kill_stops_the_job_it_attached_to(aws_target, aws_calls, task_co
 
 
 def test_aws_tuning_request_is_valid_and_named_within_32_characters(
-    aws_target, aws_calls, task_context
+    aws_target, aws_features, aws_calls, task_context
 ):
     operator = SageMakerTuningJobOperator(
         task_id="tune", dataset="churn", ds=DS, aws_conn_id=None, max_jobs=4, max_parallel_jobs=2,
@@ -108,6 +139,19 @@ def test_aws_tuning_request_is_valid_and_named_within_32_characters(
         "Type": "Maximize",
         "MetricName": "validation:auc",
     }
+    # Every trial reads the manifest files of the committed partition.
+    manifest, files = aws_features
+    inputs = (
+        f"s3://{aws_target.bucket}/lake/models/churn/input/ds={DS}/"
+        f"{hashlib.sha256(manifest).hexdigest()[:16]}"
+    )
+    sources = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]
+        for c in request["TrainingJobDefinition"]["InputDataConfig"]
+    }
+    for split in files:
+        assert sources[split]["S3DataType"] == "ManifestFile"
+        assert sources[split]["S3Uri"] == f"{inputs}/{split}.manifest.json"
 
 
 def test_bad_ds_is_refused_with_the_parameter_named(task_context):
@@ -148,4 +192,14 @@ def test_local_training_runs_the_real_trainer_and_a_retry_returns_the_same_job(
     assert Path(first["model_uri"].removeprefix("file://")).stat().st_size > 0
     # The planted signal is learnt: well above chance on held-out data.
     assert first["final_metrics"]["test:auc"] > 0.75
+    # The channels were the committed partition's manifest files: each held exactly the split's
+    # two listed parquet files, not the _SUCCESS marker beside them in the folder.
+    job_dir = log.parent
+    sent = json.loads((job_dir / "request.json").read_text())["InputDataConfig"]
+    sources = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in sent}
+    for split in ("train", "validation", "test"):
+        assert sources[split]["S3DataType"] == "ManifestFile"
+        assert sources[split]["S3Uri"].endswith(f"/{split}.manifest.json")
+        held = sorted(p.name for p in (job_dir / "input" / "data" / split).iterdir())
+        assert held == ["part-00000.parquet", "part-00001.parquet"], split
     assert first["hyperparameters"]["epochs"] == "3"
