@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from include.config import Settings
-from include.training_jobs import features_partition_uri
 
 log = logging.getLogger("headrace.scoring")
 
@@ -131,28 +130,16 @@ def champion_model(settings: Settings, dataset: str, registry=None) -> dict[str,
 
 
 def _features_files(settings: Settings, dataset: str, ds: str) -> tuple[list[str], bytes]:
-    """The files the features manifest of ``ds`` lists, and the manifest's bytes.
+    """The files the features manifest of ``ds`` lists (the one reader training uses too),
+    and the manifest's bytes; a :class:`ScoringError` when there are none to score."""
+    from include.training_jobs import features_files
 
-    Never a folder listing: the folder can hold files of an earlier or unfinished commit.
-    """
-    from include.storage import storage_for
-    from spark_jobs.ingest import IngestError, listed_files
-
-    partition = features_partition_uri(settings, dataset, ds)
-    manifest_uri = f"{partition}/{MANIFEST_NAME}"
-    storage = storage_for(manifest_uri)
-    if not storage.exists(manifest_uri):
-        raise ScoringError(
-            f"{manifest_uri} does not exist: the features partition of {ds} was never committed "
-            "(the features job runs after ingestion and validation)"
-        )
-    manifest_bytes = storage.read_bytes(manifest_uri)
     try:
-        files = listed_files(json.loads(manifest_bytes), partition)
-    except (ValueError, IngestError) as error:
-        raise ScoringError(f"cannot read the files of {manifest_uri}: {error}") from None
+        files, manifest_bytes = features_files(settings, dataset, ds)
+    except (FileNotFoundError, ValueError) as error:
+        raise ScoringError(str(error)) from None
     if not files:
-        raise ScoringError(f"the features manifest {manifest_uri} lists no files")
+        raise ScoringError(f"the features manifest of {dataset} ds={ds} lists no files")
     return files, manifest_bytes
 
 
