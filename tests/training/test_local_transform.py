@@ -307,7 +307,7 @@ def test_memory_stays_bounded_while_streaming_300k_rows(trained, tmp_path):
           f"{growth_mb:.0f} MB")  # fmt: skip
     assert growth_mb < CHUNKED_RSS_GROWTH_BOUND_MB
     # Streaming holds a chunk, never the frame: well under half of it. (A quarter was too tight:
-    # this machine measured 12.0–12.6 MB against 12.2 MB, the same code passing and failing.)
+    # this machine measured 12.0 to 12.6 MB against 12.2 MB, the same code passing and failing.)
     assert growth_mb < frame_mb / 2
     out = read_output(tmp_path / "chunked")
     assert out["customer_id"].equals(frame["customer_id"])
