@@ -1,5 +1,6 @@
-"""Every landed day reaches every stage exactly once, on the real scheduler (the shared local
-stack): five days dropped at once while a validation run is active each get one validation
+"""Every landed day reaches every stage exactly once, on the real scheduler (a local stack of
+this module's own: it trains and approves a real model, which the shared stack's tests must not
+find in their registry): five days dropped at once while a validation run is active each get one validation
 (+ features), one scoring and one monitoring run; a day that fails the gate does not block the
 days after it; re-dropping a day re-runs it with identical outputs.
 
@@ -20,6 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import _SharedStack
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,22 +106,27 @@ def outputs_of(lake: Path, day: str) -> dict:
     return {zone: digests(zone) for zone in ("curated", "features", "predictions")}
 
 
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory):
+    stack = _SharedStack(tmp_path_factory.mktemp("every-day-once-stack"))
+    try:
+        yield stack.get()
+    finally:
+        stack.stop()
+
+
 @pytest.fixture
-def churn_dags(airflow_api):
-    """Every churn DAG paused before and after: the test unpauses what each step needs."""
+def churn_dags(own_stack):
+    """Every churn DAG paused first: the test unpauses what each step needs."""
+    api = own_stack.api()
     for dag_id in ALL_CHURN_DAGS:
-        airflow_api.pause(dag_id)
-    yield airflow_api
-    # The shared stack stops after the last test that uses it, possibly before this teardown:
-    # then there is nothing left to pause.
-    with contextlib.suppress(OSError):
-        for dag_id in ALL_CHURN_DAGS:
-            airflow_api.pause(dag_id)
+        api.pause(dag_id)
+    return api
 
 
 @pytest.mark.timeout(2400)
-def test_five_days_at_once_each_reach_every_stage_once(local_stack, churn_dags, tmp_path):
-    api, lake = churn_dags, local_stack.lake
+def test_five_days_at_once_each_reach_every_stage_once(own_stack, churn_dags, tmp_path):
+    api, lake = churn_dags, own_stack.lake
     inbox = lake / "landing" / "_inbox"
     generate(tmp_path)
     started = time.monotonic()
