@@ -44,25 +44,6 @@ def test_storage_for_refuses_unknown_schemes():
         storage_for("gs://bucket/x")
 
 
-@pytest.fixture
-def moto_s3(monkeypatch):
-    """A real moto server on loopback, and a bucket in it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    boto3.client("s3", region_name="eu-west-1").create_bucket(
-        Bucket="headrace-lake-test", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-    )
-    yield "headrace-lake-test"
-    server.stop()
-
-
 def test_s3_storage_round_trip_against_moto(moto_s3):
     storage = S3Storage(region_name="eu-west-1")
     uri = f"s3://{moto_s3}/lake/reports/a.json"

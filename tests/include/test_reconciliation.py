@@ -430,25 +430,6 @@ def test_the_stuck_threshold_is_a_validated_setting():
             load_settings({"HEADRACE_STUCK_AFTER_HOURS": raw})
 
 
-@pytest.fixture
-def moto_s3(monkeypatch):
-    """A real moto server on loopback, and a bucket in it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    boto3.client("s3", region_name="eu-west-1").create_bucket(
-        Bucket="headrace-lake-test", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-    )
-    yield "headrace-lake-test"
-    server.stop()
-
-
 def test_both_backends_list_objects_with_size_and_utc_modification_time(moto_s3, tmp_path):
     from include.storage import LocalStorage, S3Storage
 

@@ -1,0 +1,31 @@
+"""Fixtures shared by the tests of ``include/``."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A real moto server on loopback, and an empty bucket of this test's own in it.
+
+    moto keeps its state per process, not per server: a fixed bucket name would already exist
+    (with the objects of an earlier test) when a second test of the session creates it.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    bucket = f"headrace-lake-test-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    yield bucket
+    server.stop()
