@@ -72,6 +72,11 @@ TRAINING_PACKAGE = "training"
 # The code artifact's prefix in the lake bucket; the key holds the tarball's digest, so a code
 # change gets a new object and an unchanged package uploads nothing.
 SOURCE_PREFIX = "artifacts/training"
+# Files at the source directory's root that make the SageMaker training toolkit pip-install at
+# job start (requirements.txt: ``pip install -r``; setup.py: ``pip install .``), which a job with
+# network isolation cannot do. What training/ imports comes from the image instead
+# (training/image_packages.txt), so the tarball carries neither.
+INSTALL_TRIGGERS = ("requirements.txt", "setup.py")
 # Script mode's own hyperparameters (sagemaker-training-toolkit's params.py): read by the
 # container, never passed to the entry point. Tuning jobs add _tuning_objective_metric.
 SCRIPT_MODE_HYPERPARAMETERS = frozenset(
@@ -149,12 +154,20 @@ def build_source_tarball(package: str = TRAINING_PACKAGE, repo_root: Path = REPO
 
     Byte-for-byte deterministic (sorted entries, fixed times, owners and modes, gzip without a
     timestamp), so its digest says whether the code changed. Caches, tests and notebooks stay out.
+    A package with an :data:`INSTALL_TRIGGERS` file is refused: the job could not install it.
     """
     package_dir = repo_root / package
     if not (package_dir / ENTRY_POINT).is_file():
         raise FileNotFoundError(
             f"training package has no entry point at {package_dir / ENTRY_POINT}"
         )
+    for name in INSTALL_TRIGGERS:
+        if (package_dir / name).exists():
+            raise ValueError(
+                f"{package_dir / name} would make the training job pip-install at start, which "
+                "it cannot do with network isolation: use what the training image has "
+                f"({package}/image_packages.txt) or change the image"
+            )
     files = sorted(
         path
         for path in package_dir.rglob("*")

@@ -178,22 +178,6 @@ def test_a_validation_file_missing_a_feature_names_file_and_column(
     )
 
 
-def test_training_requirements_are_pinned_to_the_training_environments_lock():
-    lock = {}
-    for line in (REPO_ROOT / "envs" / "training.txt").read_text().splitlines():
-        name, _, version = line.split("#", 1)[0].strip().partition("==")
-        lock[name.lower()] = version
-    pins = [
-        line.split("#", 1)[0].strip()
-        for line in (REPO_ROOT / "training" / "requirements.txt").read_text().splitlines()
-    ]
-    pins = [pin for pin in pins if pin]
-    assert pins, "training/requirements.txt pins nothing"
-    for pin in pins:
-        name, _, version = pin.partition("==")
-        assert lock.get(name.lower()) == version, pin
-
-
 def test_train_py_runs_from_a_folder_named_code_as_sagemaker_lays_it_out(tmp_path):
     """SageMaker unpacks the source tarball into /opt/ml/code and runs `python train.py`."""
     code_dir = tmp_path / "code"

@@ -1,0 +1,160 @@
+"""What training/ imports, the training image has: the network-isolated job installs nothing.
+
+Every import statement of every ``.py`` under training/ (at any depth, inside functions too)
+names the standard library, a module of training/ itself, or a module that
+``training/image_packages.txt`` lists as the image's. The standard library's names are those of
+the interpreter running this test: the training environment's Python 3.11, the image's. The
+serving files (``code/`` in model.tar.gz) need only torch and numpy.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRAINING = REPO_ROOT / "training"
+MANIFEST_NAME = "image_packages.txt"
+# What the serving container needs beyond the standard library (training/README.md, Serving).
+SERVING_PROVIDED = frozenset({"torch", "numpy"})
+
+
+def image_modules(manifest: Path) -> dict[str, str]:
+    """Import name -> the distribution that provides it in the image, from the manifest."""
+    modules = {}
+    for number, raw in enumerate(manifest.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(
+                f"{manifest}:{number}: expected '<import name> <distribution>', got {raw!r}"
+            )
+        modules[fields[0]] = fields[1]
+    return modules
+
+
+def own_modules(package: Path) -> set[str]:
+    """Top-level names the package's own code answers to: the package itself, and each module
+    or subpackage beside train.py (SageMaker runs train.py from /opt/ml/code, where they import
+    by their own names)."""
+    names = {package.name}
+    for path in package.iterdir():
+        if path.suffix == ".py":
+            names.add(path.stem)
+        elif path.is_dir() and (path / "__init__.py").is_file():
+            names.add(path.name)
+    return names
+
+
+def imports(path: Path, relative: bool = False) -> list[tuple[int, str]]:
+    """``(line, top-level module)`` of every absolute import in a file; with ``relative``, of
+    every relative one instead (``from .model import x`` -> ``model``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import) and not relative:
+            found.extend((node.lineno, alias.name.partition(".")[0]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.level > 0) == relative:
+            if node.module:
+                found.append((node.lineno, node.module.partition(".")[0]))
+            else:  # from . import model
+                found.extend((node.lineno, alias.name) for alias in node.names)
+    return sorted(found)
+
+
+def unprovided_imports(
+    package: Path, files: list[Path], own: set[str], provided: set[str], what: str
+) -> list[str]:
+    """One line per import in ``files`` of a module neither the standard library, in ``own``
+    (the package's), nor in ``provided``: ``file:line: imports 'module', ...``."""
+    problems = []
+    for path in files:
+        for line, module in imports(path):
+            if module in sys.stdlib_module_names or module in own or module in provided:
+                continue
+            problems.append(
+                f"{path.relative_to(package.parent)}:{line}: imports {module!r}, which is neither "
+                f"the standard library, a module of {package.name}/, nor in {what}"
+            )
+    return problems
+
+
+def python_files(package: Path) -> list[Path]:
+    return sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def check_training_imports(package: Path) -> list[str]:
+    manifest = package / MANIFEST_NAME
+    return unprovided_imports(
+        package,
+        python_files(package),
+        own_modules(package),
+        set(image_modules(manifest)),
+        f"the training image ({manifest.relative_to(package.parent)})",
+    )
+
+
+def test_training_imports_only_what_the_training_image_has():
+    assert python_files(TRAINING), f"no .py files under {TRAINING}"
+    assert check_training_imports(TRAINING) == []
+
+
+def test_an_import_the_image_lacks_fails_naming_file_line_and_module(tmp_path):
+    package = tmp_path / "training"
+    shutil.copytree(TRAINING, package, ignore=shutil.ignore_patterns("__pycache__"))
+    data = package / "data.py"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([*lines, "import polars", "from xml.etree import ElementTree", ""]))
+    (package / "extra").mkdir()
+    (package / "extra" / "__init__.py").write_text("import json\nfrom extra import helpers\n")
+    (package / "extra" / "helpers.py").write_text("def read():\n    import duckdb.query\n")
+
+    assert check_training_imports(package) == [
+        f"training/data.py:{len(lines) + 1}: imports 'polars', which is neither the standard "
+        "library, a module of training/, nor in the training image (training/image_packages.txt)",
+        "training/extra/helpers.py:2: imports 'duckdb', which is neither the standard library, "
+        "a module of training/, nor in the training image (training/image_packages.txt)",
+    ]
+
+
+def test_a_malformed_manifest_line_is_named(tmp_path):
+    manifest = tmp_path / MANIFEST_NAME
+    manifest.write_text("# comment\ntorch torch==2.5.1  # pip\npyarrow\n")
+    try:
+        image_modules(manifest)
+    except ValueError as error:
+        assert str(error) == (
+            f"{manifest}:3: expected '<import name> <distribution>', got 'pyarrow'"
+        )
+    else:
+        raise AssertionError("a line without a distribution was accepted")
+
+
+def test_what_the_image_has_the_training_environment_has_too():
+    """So the tests here run training/ against the same libraries (at other versions)."""
+    modules = image_modules(TRAINING / MANIFEST_NAME)
+    assert {"torch", "numpy", "sklearn", "pyarrow"} <= modules.keys()
+    assert [name for name in modules if importlib.util.find_spec(name) is None] == []
+
+
+def test_serving_files_import_only_torch_and_numpy():
+    from training.train import SERVING_FILES
+
+    files = [TRAINING / name for name in SERVING_FILES]
+    shipped = {Path(name).stem for name in SERVING_FILES} | {TRAINING.name}
+    assert unprovided_imports(TRAINING, files, shipped, set(SERVING_PROVIDED), "torch, numpy") == []
+    # Their relative imports stay among the files that ship with them in code/.
+    outside = [
+        f"{path.name}:{line}: .{module}"
+        for path in files
+        for line, module in imports(path, relative=True)
+        if module not in shipped
+    ]
+    assert outside == []
+    assert ("serving.py", "model") in {
+        (path.name, module) for path in files for _, module in imports(path, relative=True)
+    }
