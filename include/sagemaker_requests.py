@@ -41,7 +41,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from include.aws_validation import validate_request
-from include.config import REPO_ROOT, ConfigError, Settings
+from include.config import (
+    REPO_ROOT,
+    TRAINING_IMAGE_REPOSITORY,
+    TRAINING_IMAGE_TAG,
+    ConfigError,
+    Settings,
+)
 
 # One metric value as the training code prints it: ``validation:auc=0.812345``.
 METRIC_VALUE_PATTERN = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -792,4 +798,167 @@ def build_transform_job_request(
         ],
     }
     validate_request("sagemaker", "CreateTransformJob", _as_sent(body))
+    return body
+
+
+# --- CreateProcessingJob -----------------------------------------------------------------------
+
+# Where a processing container finds its inputs and leaves its outputs (SageMaker Processing's
+# convention; the local runtime lays out the same folders).
+PROCESSING_ROOT = "/opt/ml/processing"
+PROCESSING_CODE_INPUT = "code"
+PROCESSING_INSTANCE_TYPE = "ml.m5.xlarge"
+PROCESSING_MAX_RUNTIME_S = 3600
+PROCESSING_VOLUME_GB = 30
+# CreateProcessingJob requires an image; locally it is only a label (the job runs in the training
+# environment this image stands for).
+LOCAL_PROCESSING_IMAGE = f"{TRAINING_IMAGE_REPOSITORY}:{TRAINING_IMAGE_TAG}"
+
+
+def processing_local_path(kind: str, name: str) -> str:
+    """The container folder of input or output ``name`` (``kind`` is ``input`` or ``output``)."""
+    return f"{PROCESSING_ROOT}/{kind}/{name}"
+
+
+def processing_entrypoint(entry_point: str, root: str = PROCESSING_ROOT) -> list[str]:
+    """The container command: unpack the source tarball (the very one training ships) under
+    ``root``, then run ``entry_point`` from it with the job's arguments.
+
+    SageMaker Processing copies inputs but never unpacks them; the SageMaker Python SDK's
+    FrameworkProcessor does the same unpack-and-run in a shell script it uploads. ``root`` is
+    ``/opt/ml/processing`` in the container; the local runtime passes its job folder.
+    """
+    code = f"{root}/input/{PROCESSING_CODE_INPUT}/{SOURCE_TARBALL}"
+    source = f"{root}/source"
+    script = (
+        f"set -e; mkdir -p {source}; tar -xzf {code} -C {source}; "
+        f'cd {source}; exec python3 {entry_point} "$@"'
+    )
+    # The last item is the script's $0; the job's ContainerArguments become "$@".
+    return ["/bin/sh", "-c", script, "headrace-processing"]
+
+
+def build_processing_job_request(
+    settings: Settings,
+    *,
+    job_name: str,
+    entry_point: str,
+    source_uri: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    manifest_inputs: Mapping[str, str] | None = None,
+    arguments: Sequence[str] = (),
+    instance_type: str = PROCESSING_INSTANCE_TYPE,
+    instance_count: int = 1,
+    volume_size_gb: int = PROCESSING_VOLUME_GB,
+    max_runtime_s: int = PROCESSING_MAX_RUNTIME_S,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dict:
+    """CreateProcessingJob: one entry point of the training source tarball, in the training image.
+
+    Network-isolated, with the lake's KMS key on its volume and outputs and the job in the lake's
+    VPC on aws, as training is.
+
+    :param job_name: the deterministic job name (:mod:`include.job_names`, rule ``sagemaker``).
+    :param entry_point: the script in the tarball to run, e.g. ``monitor.py``.
+    :param source_uri: the ``sourcedir.tar.gz`` (:func:`training_source_artifact`).
+    :param inputs: input name → URI of a folder; the container sees it under
+        ``/opt/ml/processing/input/<name>``.
+    :param outputs: output name → URI of a folder; what the job leaves in
+        ``/opt/ml/processing/output/<name>`` is uploaded there when it ends.
+    :param manifest_inputs: input name → URI of a manifest file (:func:`channel_manifest`): the
+        input holds exactly the objects it lists.
+    :param arguments: the entry point's command-line arguments.
+    """
+    aws = settings.aws
+    manifest_inputs = dict(manifest_inputs or {})
+    names = [*inputs, *manifest_inputs]
+    if PROCESSING_CODE_INPUT in names:
+        raise ValueError(f"input name {PROCESSING_CODE_INPUT!r} is reserved for the source tarball")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"input names {duplicated} are given both as folders and as manifests")
+    if not outputs:
+        raise ValueError("a processing job needs at least one output")
+    if not 1 <= instance_count <= 100:
+        raise ValueError(f"instance_count={instance_count} must be between 1 and 100")
+    if not 1 <= max_runtime_s <= 777600:
+        raise ValueError(f"max_runtime_s={max_runtime_s} must be between 1 and 777600 (9 days)")
+
+    def s3_input(name: str, uri: str, data_type: str) -> dict:
+        if data_type == S3_PREFIX:
+            uri = _prefix(_check_uri(settings, uri, f"input {name!r}"))
+        else:
+            uri = _channel_uri(settings, uri, name, MANIFEST_FILE)
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": processing_local_path("input", name),
+                "S3DataType": data_type,
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+                "S3CompressionType": "None",
+            },
+        }
+
+    processing_inputs = [
+        s3_input(PROCESSING_CODE_INPUT, source_uri.rsplit("/", 1)[0], S3_PREFIX),
+        *(s3_input(name, uri, S3_PREFIX) for name, uri in inputs.items()),
+        *(s3_input(name, uri, MANIFEST_FILE) for name, uri in manifest_inputs.items()),
+    ]
+    if not source_uri.endswith(f"/{SOURCE_TARBALL}"):
+        raise ValueError(f"source_uri {source_uri!r} must name a {SOURCE_TARBALL}")
+    output_config: dict[str, Any] = {
+        "Outputs": [
+            {
+                "OutputName": name,
+                "S3Output": {
+                    "S3Uri": _prefix(_check_uri(settings, uri, f"output {name!r}")),
+                    "LocalPath": processing_local_path("output", name),
+                    "S3UploadMode": "EndOfJob",
+                },
+            }
+            for name, uri in outputs.items()
+        ]
+    }
+    cluster: dict[str, Any] = {
+        "InstanceCount": instance_count,
+        "InstanceType": instance_type,
+        "VolumeSizeInGB": volume_size_gb,
+    }
+    network: dict[str, Any] = {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+    }
+    body: dict[str, Any] = {
+        "ProcessingJobName": job_name,
+        "ProcessingInputs": processing_inputs,
+        "ProcessingOutputConfig": output_config,
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "AppSpecification": {
+            "ImageUri": settings.training.image_uri or LOCAL_PROCESSING_IMAGE,
+            "ContainerEntrypoint": processing_entrypoint(entry_point),
+            "ContainerArguments": [str(argument) for argument in arguments],
+        },
+        "Environment": dict(environment or {}),
+        "NetworkConfig": network,
+        "RoleArn": aws.sagemaker_role_arn if aws else LOCAL_ROLE_ARN,
+        "Tags": [
+            {"Key": key, "Value": value}
+            for key, value in {"project": "headrace", **(tags or {})}.items()
+        ],
+    }
+    if not body["AppSpecification"]["ContainerArguments"]:
+        del body["AppSpecification"]["ContainerArguments"]
+    if aws is not None:
+        output_config["KmsKeyId"] = aws.kms_key_arn
+        cluster["VolumeKmsKeyId"] = aws.kms_key_arn
+        network["VpcConfig"] = {
+            "SecurityGroupIds": list(aws.security_group_ids),
+            "Subnets": list(aws.subnet_ids),
+        }
+    validate_request("sagemaker", "CreateProcessingJob", _as_sent(body))
     return body
