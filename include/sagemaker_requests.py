@@ -804,7 +804,8 @@ def build_transform_job_request(
 # --- CreateProcessingJob -----------------------------------------------------------------------
 
 # Where a processing container finds its inputs and leaves its outputs (SageMaker Processing's
-# convention; the local runtime lays out the same folders).
+# convention). A local runtime lays out the same folders under a root of its own and passes that
+# root to processing_entrypoint.
 PROCESSING_ROOT = "/opt/ml/processing"
 PROCESSING_CODE_INPUT = "code"
 PROCESSING_INSTANCE_TYPE = "ml.m5.xlarge"
@@ -826,7 +827,7 @@ def processing_entrypoint(entry_point: str, root: str = PROCESSING_ROOT) -> list
 
     SageMaker Processing copies inputs but never unpacks them; the SageMaker Python SDK's
     FrameworkProcessor does the same unpack-and-run in a shell script it uploads. ``root`` is
-    ``/opt/ml/processing`` in the container; the local runtime passes its job folder.
+    ``/opt/ml/processing`` in the container; a local runtime passes its job folder.
     """
     code = f"{root}/input/{PROCESSING_CODE_INPUT}/{SOURCE_TARBALL}"
     source = f"{root}/source"
