@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from include.config import REPO_ROOT
 from include.local_envs import training_python
@@ -133,11 +133,12 @@ def _log_tail(path: Path, max_chars: int) -> str:
     return "\n".join(tail)
 
 
-def _local_path(uri: str, what: str) -> Path:
+def local_file_path(uri: str, what: str) -> Path:
+    """The file a file:// URI names (percent-escapes decoded, as ``Path.as_uri`` writes ``=``)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file" or not parsed.path.startswith("/"):
         raise ValueError(f"{what} {uri!r} must be an absolute file:// URI for the local runtime")
-    return Path(parsed.path)
+    return Path(unquote(parsed.path))
 
 
 def training_job_dir(work_root: Path | str, job_name: str) -> Path:
@@ -212,7 +213,7 @@ def _count_gpus() -> int:
     return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
 
 
-def _link_channel(source: Path, target: Path, channel: str) -> None:
+def link_channel(source: Path, target: Path, channel: str) -> None:
     """Make ``source`` appear at ``target`` (``input/data/<channel>``).
 
     A symlink instead of a copy: File mode hands the container a read-only snapshot, and the lake
@@ -235,7 +236,7 @@ def manifest_file_objects(manifest_uri: str, channel: str) -> list[tuple[str, Pa
     The format SageMaker documents: ``[{"prefix": "<uri>/"}, "relative/key", …]``; each object is
     the prefix followed by the key, and lands in the channel folder under its key.
     """
-    path = _local_path(manifest_uri, f"channel {channel!r}")
+    path = local_file_path(manifest_uri, f"channel {channel!r}")
     where = f"channel {channel!r}: manifest file {path}"
     try:
         entries = json.loads(path.read_text())
@@ -257,14 +258,14 @@ def manifest_file_objects(manifest_uri: str, channel: str) -> list[tuple[str, Pa
     for index, key in enumerate(keys, start=1):
         if not isinstance(key, str) or not key or key.startswith("/") or ".." in key.split("/"):
             raise ValueError(f"{where}: entry {index} ({key!r}) is not a key relative to {prefix}")
-        source = _local_path(prefix + key, f"{where}: entry {index}")
+        source = local_file_path(prefix + key, f"{where}: entry {index}")
         if not source.is_file():
             raise FileNotFoundError(f"{where}: entry {index} names {source}, which does not exist")
         objects.append((key, source))
     return objects
 
 
-def _fill_manifest_channel(manifest_uri: str, target: Path, channel: str) -> None:
+def fill_manifest_channel(manifest_uri: str, target: Path, channel: str) -> None:
     """Put the objects a manifest file lists into ``target`` (``input/data/<channel>``) by key.
 
     Hard links rather than symlinks: File mode hands the container a snapshot, and a re-commit of
@@ -306,9 +307,9 @@ def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Pat
         elif target.exists():
             shutil.rmtree(target)
         if data_type == "S3Prefix":
-            _link_channel(_local_path(source["S3Uri"], f"channel {name!r}"), target, name)
+            link_channel(local_file_path(source["S3Uri"], f"channel {name!r}"), target, name)
         elif data_type == "ManifestFile":
-            _fill_manifest_channel(source["S3Uri"], target, name)
+            fill_manifest_channel(source["S3Uri"], target, name)
         else:
             raise ValueError(
                 f"channel {name!r}: S3DataType {data_type!r} is not supported by the local "
@@ -319,7 +320,7 @@ def _prepare_job_dir(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Pat
     # checkpoints of the try before and resumes, as a spot job does on SageMaker.
     checkpoint = request.get("CheckpointConfig") or {}
     if checkpoint.get("S3Uri"):
-        kept = _local_path(checkpoint["S3Uri"], "CheckpointConfig.S3Uri")
+        kept = local_file_path(checkpoint["S3Uri"], "CheckpointConfig.S3Uri")
         kept.mkdir(parents=True, exist_ok=True)
         if not paths["checkpoints"].is_symlink():
             paths["checkpoints"].symlink_to(kept, target_is_directory=True)

@@ -804,9 +804,10 @@ def build_transform_job_request(
 # --- CreateProcessingJob -----------------------------------------------------------------------
 
 # Where a processing container finds its inputs and leaves its outputs (SageMaker Processing's
-# convention). A local runtime lays out the same folders under a root of its own and passes that
-# root to processing_entrypoint.
+# convention). The local runtime (include/local_processing.py) lays out the same folders under the
+# job's folder and reads every /opt/ml/processing in the body as that folder.
 PROCESSING_ROOT = "/opt/ml/processing"
+PROCESSING_ROOT_VARIABLE = "HEADRACE_PROCESSING_ROOT"
 PROCESSING_CODE_INPUT = "code"
 PROCESSING_INSTANCE_TYPE = "ml.m5.xlarge"
 PROCESSING_MAX_RUNTIME_S = 3600
@@ -827,7 +828,7 @@ def processing_entrypoint(entry_point: str, root: str = PROCESSING_ROOT) -> list
 
     SageMaker Processing copies inputs but never unpacks them; the SageMaker Python SDK's
     FrameworkProcessor does the same unpack-and-run in a shell script it uploads. ``root`` is
-    ``/opt/ml/processing`` in the container; a local runtime passes its job folder.
+    ``/opt/ml/processing`` in the container.
     """
     code = f"{root}/input/{PROCESSING_CODE_INPUT}/{SOURCE_TARBALL}"
     source = f"{root}/source"
@@ -944,7 +945,9 @@ def build_processing_job_request(
             "ContainerEntrypoint": processing_entrypoint(entry_point),
             "ContainerArguments": [str(argument) for argument in arguments],
         },
-        "Environment": dict(environment or {}),
+        # Where the entry point finds its inputs and leaves its outputs: /opt/ml/processing in
+        # the container, the job folder under the local runtime.
+        "Environment": {PROCESSING_ROOT_VARIABLE: PROCESSING_ROOT, **(environment or {})},
         "NetworkConfig": network,
         "RoleArn": aws.sagemaker_role_arn if aws else LOCAL_ROLE_ARN,
         "Tags": [

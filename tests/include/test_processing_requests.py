@@ -54,6 +54,7 @@ def test_processing_job_is_isolated_encrypted_and_in_the_vpc():
     # The training image: processing runs in the environment the training code is built for.
     assert body["AppSpecification"]["ImageUri"] == SETTINGS.training.image_uri
     assert {"Key": "project", "Value": "headrace"} in body["Tags"]
+    assert body["Environment"] == {"HEADRACE_PROCESSING_ROOT": "/opt/ml/processing"}
 
 
 def test_inputs_are_the_code_folders_and_manifests_under_opt_ml_processing():
