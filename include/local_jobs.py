@@ -62,7 +62,18 @@ _RESULT_FILE = "result.json"
 _STATUS_FILE = "status.json"
 _STOP_FILE = "stop.json"
 _LOG_FILE = "output.log"
-_STATE_FILES = (_REQUEST_FILE, _SPEC_FILE, _PROCESS_FILE, _RESULT_FILE, _STATUS_FILE, _STOP_FILE)
+# Like SageMaker's /opt/ml/output/failure: what a failing step writes here becomes the job's
+# FailureReason, instead of the log's tail.
+_FAILURE_FILE = "failure"
+_STATE_FILES = (
+    _REQUEST_FILE,
+    _SPEC_FILE,
+    _PROCESS_FILE,
+    _RESULT_FILE,
+    _STATUS_FILE,
+    _STOP_FILE,
+    _FAILURE_FILE,
+)
 
 # Supervisors this process started: polling them reaps their exit, which a pid check alone would
 # take for a live process (a zombie).
@@ -157,6 +168,8 @@ def describe(work_root: Path | str, kind: str, name: str) -> dict | None:
         description["Starting"] = True
     else:
         description["Status"] = STOPPED if stop_requested else FAILED
+        # Lost: nothing recorded how it ended (the machine restarted, or the supervisor was killed).
+        description["Lost"] = not stop_requested
         description["FailureReason"] = (
             "stopped"
             if stop_requested
@@ -349,29 +362,35 @@ def _supervise(folder: Path) -> int:
                 f"MaxRuntimeInSeconds={int(max_runtime)}",
             )
         elif exit_code != 0:
-            reason = f"{step} step exited with code {exit_code}; log tail:\n"
-            status.update(
-                Status=FAILED,
-                FailureReason=reason
-                + log_tail(folder / _LOG_FILE, FAILURE_REASON_MAX - len(reason)),
-            )
+            status.update(Status=FAILED, FailureReason=_failure_reason(folder, step, exit_code))
         if status["Status"] != COMPLETED:
             break
     if spec["finalize"]:
         env[OUTCOME_VARIABLE] = status["Status"]
         exit_code, _ = run("finalize", spec["finalize"], bounded=False)
         if exit_code != 0 and status["Status"] == COMPLETED:
-            reason = f"finalize step exited with code {exit_code}; log tail:\n"
             status.update(
-                Status=FAILED,
-                FailureReason=reason
-                + log_tail(folder / _LOG_FILE, FAILURE_REASON_MAX - len(reason)),
+                Status=FAILED, FailureReason=_failure_reason(folder, "finalize", exit_code)
             )
     status["EndTime"] = now()
     status["RuntimeInSeconds"] = int(time.monotonic() - started)
     write_json(folder / _STATUS_FILE, status)
     print(f"[local-job] {status['Status']}", flush=True)
     return 0 if status["Status"] == COMPLETED else 1
+
+
+def _failure_reason(folder: Path, step: str, exit_code: int) -> str:
+    """What the failed step wrote with :func:`write_failure`, else its exit code and log tail."""
+    written = folder / _FAILURE_FILE
+    if written.exists():
+        return written.read_text(errors="replace")[:FAILURE_REASON_MAX]
+    reason = f"{step} step exited with code {exit_code}; log tail:\n"
+    return reason + log_tail(folder / _LOG_FILE, FAILURE_REASON_MAX - len(reason))
+
+
+def write_failure(folder: Path | str, reason: str) -> None:
+    """Record why the job fails (called by a step before it exits non-zero)."""
+    (Path(folder) / _FAILURE_FILE).write_text(reason[:FAILURE_REASON_MAX])
 
 
 def write_result(folder: Path | str, **fields: Any) -> None:

@@ -18,11 +18,11 @@ Only one mini-batch is in memory at a time, so memory stays flat however large t
 ``max_records`` caps the records of a mini-batch below what the payload size allows (a local
 knob: SageMaker has none).
 
-A job runs in a subprocess of its own session (the Airflow worker stays responsive and
-``on_kill`` can stop it); its state lives in ``<work_root>/transform-jobs/<name>/``
-(``request.json``, ``model.json``, ``process.json``, ``status.json`` once finished,
-``output.log``). A retried task asking for the same job name waits on the running job or returns
-the completed one instead of scoring twice; a failed or stopped job starts afresh.
+A job runs under the one local supervisor (:mod:`include.local_jobs`), in a session of its own
+(the Airflow worker stays responsive and ``on_kill`` can stop it), its state in
+``<work_root>/transform-jobs/<name>/``. A retried task asking for the same job name waits on the
+running job or returns the completed one instead of scoring twice; a failed or stopped job
+starts afresh.
 
 JSONPath filters: the subset SageMaker documents for batch transform that CSV rows and JSON
 objects need — ``$``, ``$[i:j]``, ``$[i,j,-1]`` (CSV columns), ``$.key`` and ``$['a','b']``
@@ -31,7 +31,6 @@ objects need — ``$``, ``$[i:j]``, ``$[i,j,-1]`` (CSV columns), ``$.key`` and `
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import importlib.util
@@ -41,35 +40,21 @@ import logging
 import operator
 import os
 import re
-import signal
-import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from include.config import REPO_ROOT
+from include import local_jobs
 from include.local_envs import training_python
-from include.local_state import (
-    locked,
-    process_matches,
-    read_json,
-    start_detached,
-    write_json,
-)
+from include.local_state import read_json
 
 log = logging.getLogger("headrace.local_transform")
 
-# SageMaker's TransformJobStatus values.
-IN_PROGRESS = "InProgress"
-COMPLETED = "Completed"
-FAILED = "Failed"
-STOPPED = "Stopped"
-TERMINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
+# SageMaker's TransformJobStatus values: the local supervisor's.
+COMPLETED = local_jobs.COMPLETED
 OUTPUT_SUFFIX = ".out"
 MB = 1024 * 1024
 # The scoring operator's default cap on a local mini-batch. A 6 MB mini-batch of churn lines
@@ -77,26 +62,10 @@ MB = 1024 * 1024
 # scoring 1M rows peaked 31 MB above torch and the model, and ran faster (bench/scoring.py).
 DEFAULT_MAX_RECORDS = 5_000
 DEFAULT_STOP_GRACE_S = 15.0
-_FAILURE_REASON_MAX = 1024
-
-_REQUEST_FILE = "request.json"
-_MODEL_FILE = "model.json"
-_PROCESS_FILE = "process.json"
-_STATUS_FILE = "status.json"
-_STOP_FILE = "stop.json"
-_LOG_FILE = "output.log"
 
 
 class TransformError(RuntimeError):
     """A transform cannot go on; the message names the input file and line, or the setting."""
-
-
-class LocalTransformJobError(RuntimeError):
-    """A local transform job did not complete; the message carries its FailureReason."""
-
-    def __init__(self, message: str, description: dict):
-        super().__init__(message)
-        self.description = description
 
 
 # --- JSONPath filters --------------------------------------------------------------------------
@@ -398,59 +367,42 @@ def extract_model(model_uri: str, into: Path) -> Path:
     return into
 
 
-# --- durable jobs ------------------------------------------------------------------------------
+# --- durable jobs: on the one local supervisor (include/local_jobs.py) --------------------------
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+KIND = "transform"
 
 
 def transform_job_dir(work_root: Path | str, job_name: str) -> Path:
-    return Path(work_root) / "transform-jobs" / job_name
+    return local_jobs.job_dir(work_root, KIND, job_name)
 
 
 def find_transform_job(name: str, *, work_root: Path | str) -> dict | None:
     """Like DescribeTransformJob, or ``None`` if no job of that name was started here."""
-    job_dir = transform_job_dir(work_root, name)
-    request = read_json(job_dir / _REQUEST_FILE)
-    if request is None:
+    description = local_jobs.describe(work_root, KIND, name)
+    if description is None:
         return None
-    child = _CHILDREN.get(str(job_dir))
-    if child is not None:
-        child.poll()
-    process = read_json(job_dir / _PROCESS_FILE) or {}
-    status = read_json(job_dir / _STATUS_FILE)
-    description: dict[str, Any] = {
+    # request.json holds {"TransformJob": body, "Model": CreateModel body}; a bare body is a
+    # start that died before the supervisor existed (see start_transform_job).
+    request = description["Request"].get("TransformJob", description["Request"])
+    out: dict[str, Any] = {
         "TransformJobName": name,
+        "TransformJobStatus": description["Status"],
         "ModelName": request.get("ModelName"),
         "TransformInput": request.get("TransformInput"),
         "TransformOutput": request.get("TransformOutput"),
         "DataProcessing": request.get("DataProcessing"),
-        "TransformStartTime": process.get("started_at"),
-        "LocalJobDir": str(job_dir),
-        "LogPath": str(job_dir / _LOG_FILE),
-        "Pid": process.get("pid"),
+        "TransformStartTime": description.get("StartTime"),
+        "LocalJobDir": description["JobDir"],
+        "LogPath": description["LogPath"],
+        "Pid": description.get("Pid"),
+        **description["Result"],
     }
-    if status is not None:
-        description.update(status)
-    elif process and process_matches(process["pid"], process.get("create_time")):
-        description["TransformJobStatus"] = IN_PROGRESS
-    elif not process and not (job_dir / _STOP_FILE).exists():
-        # The request is written and the process not yet recorded: a start is under way (or
-        # its caller died there, which start_transform_job sees under the start lock).
-        description["TransformJobStatus"] = IN_PROGRESS
-        description["Starting"] = True
-    else:
-        stopped = (job_dir / _STOP_FILE).exists()
-        description["TransformJobStatus"] = STOPPED if stopped else FAILED
-        description["FailureReason"] = (
-            "stopped" if stopped else "the local transform ended without recording a result"
-        )
-    return description
-
-
-# Job processes this process started: polling them reaps their exit.
-_CHILDREN: dict[str, subprocess.Popen] = {}
+    for key, renamed in (("EndTime", "TransformEndTime"), ("FailureReason", "FailureReason")):
+        if key in description:
+            out[renamed] = description[key]
+    if description.get("Starting"):
+        out["Starting"] = True
+    return out
 
 
 def start_transform_job(
@@ -459,6 +411,7 @@ def start_transform_job(
     *,
     work_root: Path | str,
     max_records: int | None = None,
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
 ) -> tuple[dict, bool]:
     """The local job named by ``request``: the running or completed one, else a new one.
 
@@ -474,66 +427,32 @@ def start_transform_job(
             f"{model_request.get('ModelName')!r}"
         )
     name = request["TransformJobName"]
-    job_dir = transform_job_dir(work_root, name)
-    with locked(job_dir):
-        current = find_transform_job(name, work_root=work_root)
-        # "Starting" seen under the lock means the call that was starting it died before the
-        # process was recorded: nothing will ever run it, so it starts afresh.
-        if (
-            current is not None
-            and current["TransformJobStatus"] in (IN_PROGRESS, COMPLETED)
-            and not current.get("Starting")
-        ):
-            return current, False
-        _launch(job_dir, request, model_request, max_records)
-    return find_transform_job(name, work_root=work_root), True
-
-
-def _launch(
-    job_dir: Path,
-    request: Mapping[str, Any],
-    model_request: Mapping[str, Any],
-    max_records: int | None,
-) -> None:
-    """Write the job's request and start its process (the caller holds the start lock)."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (_STATUS_FILE, _PROCESS_FILE, _STOP_FILE):
-        (job_dir / stale).unlink(missing_ok=True)
-    write_json(job_dir / _MODEL_FILE, dict(model_request))
-    write_json(job_dir / _REQUEST_FILE, {**request, "_max_records": max_records})
-    process, create_time = start_detached(
+    steps = local_jobs.JobSteps(
         # The training environment's Python: like the SageMaker PyTorch container, not the worker.
-        [training_python(), "-m", "include.local_transform", "run", str(job_dir)],
-        log_path=job_dir / _LOG_FILE,
-        cwd=REPO_ROOT,
+        command=[
+            training_python(),
+            "-m",
+            "include.local_transform",
+            "run",
+            str(transform_job_dir(work_root, name)),
+        ],
+        stop_grace_s=stop_grace_s,
     )
-    _CHILDREN[str(job_dir)] = process
-    write_json(
-        job_dir / _PROCESS_FILE,
-        {"pid": process.pid, "create_time": create_time, "started_at": _now()},
-    )
+    stored = {
+        "TransformJob": dict(request),
+        "Model": dict(model_request),
+        "MaxRecords": max_records,
+    }
+    _, started = local_jobs.start(work_root, KIND, name, stored, steps)
+    return find_transform_job(name, work_root=work_root), started
 
 
 def wait_for_transform_job(
     name: str, *, work_root: Path | str, poll_interval: float = 0.5, timeout: float | None = None
 ) -> dict:
-    """Block until the job ends; its Completed description, else :class:`LocalTransformJobError`."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        description = find_transform_job(name, work_root=work_root)
-        if description is None:
-            raise LookupError(f"no local transform job named {name!r} under {work_root}")
-        state = description["TransformJobStatus"]
-        if state in TERMINAL_STATES:
-            if state != COMPLETED:
-                raise LocalTransformJobError(
-                    f"local transform job {name} is {state}: {description.get('FailureReason')}",
-                    description,
-                )
-            return description
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"local transform job {name} still {state} after {timeout:.0f}s")
-        time.sleep(poll_interval)
+    """Block until the job ends; its Completed description, else :class:`LocalJobError`."""
+    local_jobs.wait(work_root, KIND, name, timeout=timeout, poll_interval=poll_interval)
+    return find_transform_job(name, work_root=work_root)
 
 
 def run_transform_job(
@@ -556,74 +475,24 @@ def run_transform_job(
 def stop_transform_job(
     name: str, *, work_root: Path | str, grace_period: float = DEFAULT_STOP_GRACE_S
 ) -> bool:
-    """Stop a running job, like StopTransformJob: SIGTERM to its process group, SIGKILL after
-    the grace period. Returns whether a running job was signalled."""
-    description = find_transform_job(name, work_root=work_root)
-    if description is None or description["TransformJobStatus"] != IN_PROGRESS:
-        return False
-    job_dir = Path(description["LocalJobDir"])
-    write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
-    pid = description.get("Pid")
-    if pid is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_period
-    while time.monotonic() < deadline:
-        if find_transform_job(name, work_root=work_root)["TransformJobStatus"] != IN_PROGRESS:
-            break
-        time.sleep(0.1)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    if not (job_dir / _STATUS_FILE).exists():
-        write_json(
-            job_dir / _STATUS_FILE,
-            {"TransformJobStatus": STOPPED, "FailureReason": "stopped", "TransformEndTime": _now()},
-        )
-    child = _CHILDREN.get(str(job_dir))
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=grace_period)
-    return True
+    """Stop a running job, like StopTransformJob. Returns whether a running job was signalled."""
+    return local_jobs.stop(work_root, KIND, name, grace_period=grace_period)
 
 
 def _run_job(job_dir: Path) -> int:
-    """The job's subprocess: unpack the model, transform, record the outcome."""
-    request = read_json(job_dir / _REQUEST_FILE)
-    model_request = read_json(job_dir / _MODEL_FILE)
-
-    def stopped(signum, frame):
-        write_json(
-            job_dir / _STATUS_FILE,
-            {"TransformJobStatus": STOPPED, "FailureReason": "stopped", "TransformEndTime": _now()},
-        )
-        os._exit(143)
-
-    signal.signal(signal.SIGTERM, stopped)
+    """The job's command: unpack the model, transform, report the outcome to the supervisor."""
+    stored = read_json(job_dir / "request.json")
+    request, model_request = stored["TransformJob"], stored["Model"]
     try:
         model_uri = model_request["PrimaryContainer"]["ModelDataUrl"]
         model_dir = extract_model(model_uri, job_dir / "model")
-        result = transform(request, model_dir, max_records=request.get("_max_records"))
+        result = transform(request, model_dir, max_records=stored.get("MaxRecords"))
     except Exception as error:  # recorded as the job's FailureReason, as SageMaker does
         log.exception("transform job %s failed", request.get("TransformJobName"))
-        write_json(
-            job_dir / _STATUS_FILE,
-            {
-                "TransformJobStatus": FAILED,
-                "FailureReason": f"{type(error).__name__}: {error}"[:_FAILURE_REASON_MAX],
-                "TransformEndTime": _now(),
-            },
-        )
+        local_jobs.write_failure(job_dir, f"{type(error).__name__}: {error}")
         return 1
-    write_json(
-        job_dir / _STATUS_FILE,
-        {
-            "TransformJobStatus": COMPLETED,
-            "TransformEndTime": _now(),
-            "RecordsWritten": result["records"],
-            "OutputUris": result["output_uris"],
-        },
+    local_jobs.write_result(
+        job_dir, RecordsWritten=result["records"], OutputUris=result["output_uris"]
     )
     return 0
 

@@ -158,6 +158,7 @@ def test_a_lost_supervisor_is_a_failed_job_that_starts_again(tmp_path):
     os.killpg(description["Pid"], signal.SIGKILL)
     wait_until(lambda: local_jobs.describe(tmp_path, KIND, "job-6")["Status"] == local_jobs.FAILED)
     lost = local_jobs.describe(tmp_path, KIND, "job-6")
+    assert lost["Lost"] is True
     assert "ended without recording a result" in lost["FailureReason"]
 
     quick = local_jobs.JobSteps(command=python("pass"))
@@ -179,3 +180,20 @@ def test_an_environment_value_of_none_removes_the_variable(tmp_path):
     local_jobs.start(tmp_path, KIND, "job-7", {}, steps)
     local_jobs.wait(tmp_path, KIND, "job-7", timeout=60)
     assert json.loads(seen.read_text()) == [None, "kept"]
+
+
+def test_a_step_names_its_own_failure_reason(tmp_path):
+    folder = local_jobs.job_dir(tmp_path, KIND, "job-8")
+    steps = local_jobs.JobSteps(
+        command=python(
+            "import sys; from include.local_jobs import write_failure; "
+            "print('Traceback (most recent call last): ...'); "
+            f"write_failure({str(folder)!r}, 'ValueError: part-00000.csv line 38: score is NaN'); "
+            "sys.exit(1)"
+        )
+    )
+    local_jobs.start(tmp_path, KIND, "job-8", {}, steps)
+    ended = local_jobs.wait(tmp_path, KIND, "job-8", timeout=60, raise_on_failure=False)
+    assert ended["Status"] == local_jobs.FAILED
+    assert ended["FailureReason"] == "ValueError: part-00000.csv line 38: score is NaN"
+    assert "Lost" not in ended
