@@ -1,8 +1,9 @@
 """One supervisor for local jobs: a job outlives the Airflow worker that started it, a retried task
 finds it again by name, and stopping it ends all of it.
 
-A job is a kind and a deterministic name (:mod:`include.job_names`); everything about it lives in
-``<work_root>/<kind>-jobs/<name>/``: ``request.json`` (the service request it honours),
+A job is a folder named by the job's deterministic name (:mod:`include.job_names`; each
+runtime places it, e.g. ``<work_root>/training-jobs/<name>/``), and everything about it lives
+there: ``request.json`` (the service request it honours),
 ``spec.json`` (what runs), ``process.json`` (the supervisor's pid), ``output.log``, ``result.json``
 (what the job's steps report: output URIs, counts), ``status.json`` once it ended and
 ``stop.json`` when stopped on purpose. A job runs as up to three steps, each a command in its own
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,9 +90,14 @@ class LocalJobError(RuntimeError):
 
 @dataclass(frozen=True)
 class JobSteps:
-    """What a job runs: commands (argv lists) and the environment and folder they run in.
+    """What a job runs: commands (argv lists), and the environment and folder of ``command``.
 
-    ``env`` adds to the supervisor's environment; a ``None`` value removes that variable.
+    ``command`` is the job's own work (the container's, on AWS): ``env`` adds to the supervisor's
+    environment for it (a ``None`` value removes that variable) and it runs in ``cwd``.
+    ``prepare`` and ``finalize`` are the platform's part (what SageMaker's agent does around the
+    container): they run in the repository with the supervisor's environment.
+    ``failure_reason`` says how a failed ``command`` is reported (``{exit_code}`` filled in, the
+    log's tail after it) unless the command wrote its own (:func:`write_failure`).
     """
 
     command: Sequence[str]
@@ -102,6 +107,7 @@ class JobSteps:
     cwd: Path = REPO_ROOT
     max_runtime_s: float = 24 * 3600.0
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
+    failure_reason: str = "command step exited with code {exit_code}"
 
 
 def now() -> str:
@@ -109,7 +115,7 @@ def now() -> str:
 
 
 def job_dir(work_root: Path | str, kind: str, name: str) -> Path:
-    """The folder of local job ``name`` of ``kind``."""
+    """The usual folder of local job ``name`` of ``kind``: ``<work_root>/<kind>-jobs/<name>``."""
     return Path(work_root) / f"{kind}-jobs" / name
 
 
@@ -130,14 +136,13 @@ def log_tail(path: Path, max_chars: int) -> str:
     return "\n".join(tail)
 
 
-def describe(work_root: Path | str, kind: str, name: str) -> dict | None:
+def describe(folder: Path) -> dict | None:
     """The job's state, like a Describe call, or ``None`` if no job of that name was started.
 
     Keys: ``Name``, ``Kind``, ``Status``, ``FailureReason`` (unless completed), ``StartTime``,
     ``EndTime``, ``JobDir``, ``LogPath``, ``Pid``, ``Request``, ``Result`` (what the steps
     reported in ``result.json``).
     """
-    folder = job_dir(work_root, kind, name)
     request = read_json(folder / _REQUEST_FILE)
     if request is None:
         return None
@@ -147,8 +152,7 @@ def describe(work_root: Path | str, kind: str, name: str) -> dict | None:
     process = read_json(folder / _PROCESS_FILE) or {}
     stop_requested = (folder / _STOP_FILE).exists()
     description: dict[str, Any] = {
-        "Name": name,
-        "Kind": kind,
+        "Name": folder.name,
         "StartTime": process.get("started_at"),
         "JobDir": str(folder),
         "LogPath": str(folder / _LOG_FILE),
@@ -180,15 +184,25 @@ def describe(work_root: Path | str, kind: str, name: str) -> dict | None:
 
 
 def start(
-    work_root: Path | str, kind: str, name: str, request: Mapping[str, Any], steps: JobSteps
+    folder: Path,
+    request: Mapping[str, Any],
+    steps: JobSteps,
+    *,
+    lay_out: Callable[[Path], Mapping[str, str | None] | None] | None = None,
+    archived: Sequence[str] = (),
 ) -> tuple[dict, bool]:
     """The job ``name``: the one in progress or completed, else a new one running ``steps``.
 
     Returns its description and whether this call started it.
+
+    :param lay_out: called with the job folder before a new job starts, under the start lock; an
+        error it raises (an input that does not exist) stops the start and reaches the caller.
+        What it returns is added to ``steps.env`` (variables that name what it laid out).
+    :param archived: the kind's own files and folders in the job folder that an earlier try's
+        ``history/<n>/`` keeps, beside the supervisor's.
     """
-    folder = job_dir(work_root, kind, name)
     with locked(folder):
-        current = describe(work_root, kind, name)
+        current = describe(folder)
         if (
             current is not None
             and current["Status"] in REUSABLE_STATES
@@ -196,7 +210,10 @@ def start(
         ):
             return current, False
         if current is not None:
-            _archive(folder)
+            _archive(folder, archived)
+        env = dict(steps.env or {})
+        if lay_out is not None:
+            env.update(lay_out(folder) or {})
         write_json(folder / _REQUEST_FILE, dict(request))
         write_json(
             folder / _SPEC_FILE,
@@ -204,10 +221,11 @@ def start(
                 "command": list(steps.command),
                 "prepare": list(steps.prepare),
                 "finalize": list(steps.finalize),
-                "env": dict(steps.env or {}),
+                "env": env,
                 "cwd": str(steps.cwd),
                 "max_runtime_s": steps.max_runtime_s,
                 "stop_grace_s": steps.stop_grace_s,
+                "failure_reason": steps.failure_reason,
             },
         )
         process, create_time = start_detached(
@@ -221,15 +239,13 @@ def start(
             folder / _PROCESS_FILE,
             {"pid": process.pid, "create_time": create_time, "started_at": now()},
         )
-    description = describe(work_root, kind, name)
+    description = describe(folder)
     assert description is not None  # request.json was written under the lock
     return description, True
 
 
 def wait(
-    work_root: Path | str,
-    kind: str,
-    name: str,
+    folder: Path,
     *,
     timeout: float | None = None,
     poll_interval: float = 0.5,
@@ -242,33 +258,30 @@ def wait(
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        description = describe(work_root, kind, name)
+        description = describe(folder)
         if description is None:
-            raise LookupError(f"no local {kind} job named {name!r} under {work_root}")
+            raise LookupError(f"no local job was started in {folder}")
         state = description["Status"]
         if state in TERMINAL_STATES:
             if state != COMPLETED and raise_on_failure:
                 raise LocalJobError(
-                    f"local {kind} job {name} is {state}: {description.get('FailureReason', '')}",
+                    f"local job {folder.name} is {state}: {description.get('FailureReason', '')}",
                     description,
                 )
             return description
         if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"local {kind} job {name} still {state} after {timeout:.0f}s")
+            raise TimeoutError(f"local job {folder.name} still {state} after {timeout:.0f}s")
         time.sleep(poll_interval)
 
 
-def stop(
-    work_root: Path | str, kind: str, name: str, *, grace_period: float = DEFAULT_STOP_GRACE_S
-) -> bool:
+def stop(folder: Path, *, grace_period: float = DEFAULT_STOP_GRACE_S) -> bool:
     """Stop a running job: SIGTERM to its supervisor, which ends the running step (SIGKILL after
     the job's grace period), runs ``finalize`` and records ``Stopped``. Signals go to the recorded
     supervisor only, never to processes found by name. Returns whether a running job was signalled.
     """
-    description = describe(work_root, kind, name)
+    description = describe(folder)
     if description is None or description["Status"] not in (IN_PROGRESS, STOPPING):
         return False
-    folder = Path(description["JobDir"])
     write_json(folder / _STOP_FILE, {"requested_at": now()})
     pid = description.get("Pid")
     if pid is None:
@@ -277,7 +290,7 @@ def stop(
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_period + 15
     while time.monotonic() < deadline:
-        if describe(work_root, kind, name)["Status"] in TERMINAL_STATES:
+        if describe(folder)["Status"] in TERMINAL_STATES:
             break
         time.sleep(0.1)
     else:
@@ -299,14 +312,14 @@ def stop(
     return True
 
 
-def _archive(folder: Path) -> None:
+def _archive(folder: Path, archived: Sequence[str]) -> None:
     """Move an ended job's files under ``history/<n>/`` so a new start begins clean."""
     history = folder / "history"
     target = history / str(len(list(history.glob("*"))) + 1 if history.exists() else 1)
     target.mkdir(parents=True)
-    for name in (*_STATE_FILES, _LOG_FILE):
-        if (folder / name).exists():
-            shutil.move(folder / name, target / name)
+    for name in (*_STATE_FILES, _LOG_FILE, *archived):
+        if (folder / name).exists() or (folder / name).is_symlink():
+            os.replace(folder / name, target / name)
 
 
 # --- the supervisor ------------------------------------------------------------------------------
@@ -324,16 +337,23 @@ def _supervise(folder: Path) -> int:
         stop_signalled = True
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    platform_env = dict(os.environ)
     # A variable set to None in the spec is removed (e.g. the worker's PYTHONPATH for code that
     # must import only its own package, as in a container).
-    env = {**os.environ, **spec["env"]}
-    env = {key: value for key, value in env.items() if value is not None}
+    command_env = {**os.environ, **spec["env"]}
+    command_env = {key: value for key, value in command_env.items() if value is not None}
     started = time.monotonic()
 
-    def run(step: str, command: list[str], bounded: bool) -> tuple[int, str | None]:
+    def run(step: str, bounded: bool) -> tuple[int, str | None]:
         """A step's exit code, and why it was ended early (``None`` if it was not)."""
-        print(f"[local-job] {step}: {' '.join(command)}", flush=True)
-        process = subprocess.Popen(command, cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL)
+        print(f"[local-job] {step}: {' '.join(spec[step])}", flush=True)
+        own = step == "command"
+        process = subprocess.Popen(
+            spec[step],
+            cwd=spec["cwd"] if own else REPO_ROOT,
+            env=command_env if own else platform_env,
+            stdin=subprocess.DEVNULL,
+        )
         while process.poll() is None:
             ended = None
             if bounded and (stop_signalled or (folder / _STOP_FILE).exists()):
@@ -351,7 +371,7 @@ def _supervise(folder: Path) -> int:
     for step in ("prepare", "command"):
         if not spec[step]:
             continue
-        exit_code, ended = run(step, spec[step], bounded=True)
+        exit_code, ended = run(step, bounded=True)
         status["ExitCode"] = exit_code
         if ended == STOPPED:
             status.update(Status=STOPPED, FailureReason="stopped")
@@ -359,32 +379,38 @@ def _supervise(folder: Path) -> int:
             status.update(
                 Status=STOPPED,
                 FailureReason=f"MaxRuntimeExceeded: the job ran longer than "
-                f"MaxRuntimeInSeconds={int(max_runtime)}",
+                f"MaxRuntimeInSeconds={max_runtime:g}",
             )
         elif exit_code != 0:
-            status.update(Status=FAILED, FailureReason=_failure_reason(folder, step, exit_code))
+            template = spec["failure_reason"] if step == "command" else _STEP_FAILED
+            status.update(
+                Status=FAILED, FailureReason=_failure_reason(folder, template, step, exit_code)
+            )
         if status["Status"] != COMPLETED:
             break
     if spec["finalize"]:
-        env[OUTCOME_VARIABLE] = status["Status"]
-        exit_code, _ = run("finalize", spec["finalize"], bounded=False)
+        platform_env[OUTCOME_VARIABLE] = status["Status"]
+        exit_code, _ = run("finalize", bounded=False)
         if exit_code != 0 and status["Status"] == COMPLETED:
             status.update(
-                Status=FAILED, FailureReason=_failure_reason(folder, "finalize", exit_code)
+                Status=FAILED,
+                FailureReason=_failure_reason(folder, _STEP_FAILED, "finalize", exit_code),
             )
     status["EndTime"] = now()
     status["RuntimeInSeconds"] = int(time.monotonic() - started)
     write_json(folder / _STATUS_FILE, status)
-    print(f"[local-job] {status['Status']}", flush=True)
     return 0 if status["Status"] == COMPLETED else 1
 
 
-def _failure_reason(folder: Path, step: str, exit_code: int) -> str:
-    """What the failed step wrote with :func:`write_failure`, else its exit code and log tail."""
+_STEP_FAILED = "{step} step exited with code {exit_code}"
+
+
+def _failure_reason(folder: Path, template: str, step: str, exit_code: int) -> str:
+    """What the failed step wrote with :func:`write_failure`, else ``template`` and the log tail."""
     written = folder / _FAILURE_FILE
     if written.exists():
         return written.read_text(errors="replace")[:FAILURE_REASON_MAX]
-    reason = f"{step} step exited with code {exit_code}; log tail:\n"
+    reason = template.format(step=step, exit_code=exit_code) + "; log tail:\n"
     return reason + log_tail(folder / _LOG_FILE, FAILURE_REASON_MAX - len(reason))
 
 

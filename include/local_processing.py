@@ -73,13 +73,13 @@ def start_processing_job(
         max_runtime_s=float(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
         stop_grace_s=stop_grace_s,
     )
-    description, started = local_jobs.start(work_root, KIND, name, request, steps)
+    description, started = local_jobs.start(folder, request, steps)
     return _as_processing(description), started
 
 
 def describe_processing_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict:
     """Like DescribeProcessingJob; raises ``LookupError`` for a job never started here."""
-    description = local_jobs.describe(work_root, KIND, name)
+    description = local_jobs.describe(local_jobs.job_dir(work_root, KIND, name))
     if description is None:
         raise LookupError(f"no local processing job named {name!r} under {work_root}")
     return _as_processing(description)
@@ -93,7 +93,9 @@ def wait_for_processing_job(
     poll_interval: float = 0.5,
 ) -> dict:
     """Block until the job ends; its Completed description, else :class:`local_jobs.LocalJobError`."""
-    local_jobs.wait(work_root, KIND, name, timeout=timeout, poll_interval=poll_interval)
+    local_jobs.wait(
+        local_jobs.job_dir(work_root, KIND, name), timeout=timeout, poll_interval=poll_interval
+    )
     return describe_processing_job(name, work_root=work_root)
 
 
@@ -104,7 +106,7 @@ def stop_processing_job(
     grace_period: float = local_jobs.DEFAULT_STOP_GRACE_S,
 ) -> bool:
     """Like StopProcessingJob; returns whether a running job was signalled."""
-    return local_jobs.stop(work_root, KIND, name, grace_period=grace_period)
+    return local_jobs.stop(local_jobs.job_dir(work_root, KIND, name), grace_period=grace_period)
 
 
 def _as_processing(description: Mapping[str, Any]) -> dict:

@@ -12,10 +12,9 @@ request's hyperparameters as ``--name value`` flags, stops it at ``MaxRuntimeInS
 ``MetricDefinitions`` regex from its log, and packages the model folder into
 ``<S3OutputPath>/<TrainingJobName>/output/model.tar.gz`` through :mod:`include.storage`.
 
-A job runs under a small supervisor in a process group of its own, so it outlives the Airflow
-worker that started it; everything about it lives in ``<work_root>/training-jobs/<name>/``
-(``request.json``, ``process.json``, ``output.log``, ``status.json`` once finished,
-``stop.json`` when stopped on purpose). A retried task asking for the same job name re-attaches
+A job runs under the one local supervisor (:mod:`include.local_jobs`), in a process group of
+its own, so it outlives the Airflow worker that started it; everything about it lives in
+``<work_root>/training-jobs/<name>/``. A retried task asking for the same job name re-attaches
 to a job that is still running or returns the finished one instead of starting a second; a job
 that failed, was stopped or was lost (its machine rebooted) starts afresh, the old files kept
 under ``history/``.
@@ -38,7 +37,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -50,29 +48,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from include import local_jobs
 from include.config import REPO_ROOT
 from include.local_envs import training_python
 from include.local_state import (
-    end_process_tree,
     locked,
-    process_matches,
     read_json,
-    start_detached,
     write_json,
 )
 
 # Apart from .local/sagemaker/, which training/train.py uses when run by hand.
 DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
 
-# SageMaker's TrainingJobStatus values.
-IN_PROGRESS = "InProgress"
-COMPLETED = "Completed"
-FAILED = "Failed"
-STOPPING = "Stopping"
-STOPPED = "Stopped"
-# A job in one of these states is never started again under the same name.
-REUSABLE_STATES = frozenset({IN_PROGRESS, STOPPING, COMPLETED})
-TERMINAL_STATES = frozenset({COMPLETED, FAILED, STOPPED})
+# SageMaker's TrainingJobStatus values: the local supervisor's.
+IN_PROGRESS = local_jobs.IN_PROGRESS
+COMPLETED = local_jobs.COMPLETED
+FAILED = local_jobs.FAILED
+STOPPING = local_jobs.STOPPING
+STOPPED = local_jobs.STOPPED
+TERMINAL_STATES = local_jobs.TERMINAL_STATES
 
 # Script mode's own hyperparameters: read by the container, never passed to the entry point
 # (sagemaker-training toolkit, params.SAGEMAKER_HYPERPARAMETERS).
@@ -96,11 +90,8 @@ DEFAULT_STOP_GRACE_S = 30.0
 _FAILURE_REASON_MAX = 1024
 
 _REQUEST_FILE = "request.json"
-_SPEC_FILE = "spec.json"
-_PROCESS_FILE = "process.json"
 _STATUS_FILE = "status.json"
 _STOP_FILE = "stop.json"
-_LOG_FILE = "output.log"
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -114,23 +105,6 @@ class LocalTrainingJobError(RuntimeError):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _log_tail(path: Path, max_chars: int) -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 4 * max_chars))
-            text = log.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-    lines = [line for line in text.splitlines() if line.strip()]
-    tail: list[str] = []
-    for line in reversed(lines):
-        if sum(len(kept) + 1 for kept in tail) + len(line) > max_chars:
-            break
-        tail.insert(0, line)
-    return "\n".join(tail)
 
 
 def local_file_path(uri: str, what: str) -> Path:
@@ -390,27 +364,6 @@ def _command(request: Mapping[str, Any], python: str, entry_point: str) -> list[
     return argv
 
 
-def _archive(job_dir: Path) -> None:
-    """Move the previous try's files under ``history/<n>/``; checkpoints stay for the next try."""
-    history = job_dir / "history"
-    history.mkdir(exist_ok=True)
-    target = history / str(len(list(history.iterdir())) + 1)
-    target.mkdir()
-    for name in (
-        _REQUEST_FILE,
-        _SPEC_FILE,
-        _PROCESS_FILE,
-        _STATUS_FILE,
-        _STOP_FILE,
-        _LOG_FILE,
-        "input",
-        "model",
-        "output",
-    ):
-        if (job_dir / name).exists() or (job_dir / name).is_symlink():
-            os.replace(job_dir / name, target / name)
-
-
 def start_training_job(
     request: Mapping[str, Any],
     *,
@@ -423,6 +376,9 @@ def start_training_job(
     """The local job named by ``request``: the running or finished one, else a new one.
 
     Returns its description (:func:`describe_training_job`) and whether this call started it.
+    The job runs on the one local supervisor (:mod:`include.local_jobs`): the entry point is its
+    command; its ``finalize`` step reads the metrics from the log and packages the model (a
+    stopped job's too, as SageMaker does).
 
     :param request: a CreateTrainingJob body with file:// URIs.
     :param work_root: where job folders live.
@@ -440,97 +396,73 @@ def start_training_job(
     entry_point_dir = Path(entry_point_dir).resolve()
     if not (entry_point_dir / entry_point).is_file():
         raise FileNotFoundError(f"entry point {entry_point!r} not found in {entry_point_dir}")
-    with locked(job_dir):
-        current = find_training_job(name, work_root=work_root)
-        # "Starting" under this lock means the call that was starting it died before the
-        # supervisor ran: nothing will ever run it, so it starts afresh.
-        if (
-            current is not None
-            and current["TrainingJobStatus"] in REUSABLE_STATES
-            and current.get("SecondaryStatus") != "Starting"
-        ):
-            return current, False
-        if current is not None:
-            _archive(job_dir)
-        paths = _prepare_job_dir(job_dir, request)
-        env = _job_environment(request, paths, entry_point)
-        env.update(extra_env or {})
-        write_json(job_dir / _REQUEST_FILE, dict(request))
-        write_json(
-            job_dir / _SPEC_FILE,
-            {
-                "command": _command(request, python or training_python(), entry_point),
-                "cwd": str(entry_point_dir),
-                "env": env,
-                "stop_grace_s": stop_grace_s,
-                "created_at": _now(),
-            },
-        )
-        _start_supervisor(job_dir)
-    description = find_training_job(name, work_root=work_root)
-    assert description is not None  # request.json was written under the lock
-    return description, True
 
+    def lay_out(folder: Path) -> dict[str, str | None]:
+        env: dict[str, str | None] = {
+            **_job_environment(request, _prepare_job_dir(folder, request), entry_point),
+            **(extra_env or {}),
+        }
+        # The entry point sees only the container's variables, not the Airflow worker's
+        # PYTHONPATH: it must import nothing but its own package, as it would in SageMaker.
+        env["PYTHONPATH"] = None
+        return env
 
-def _start_supervisor(job_dir: Path) -> None:
-    process, create_time = start_detached(
-        [sys.executable, "-m", "include.local_sagemaker", "supervise", str(job_dir)],
-        log_path=job_dir / _LOG_FILE,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    steps = local_jobs.JobSteps(
+        command=_command(request, python or training_python(), entry_point),
+        finalize=[sys.executable, "-m", "include.local_sagemaker", "finalize", str(job_dir)],
+        cwd=entry_point_dir,
+        max_runtime_s=float(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)),
+        stop_grace_s=stop_grace_s,
+        failure_reason=f"AlgorithmError: {entry_point} exited with code {{exit_code}}",
     )
-    _CHILDREN[str(job_dir)] = process
-    write_json(
-        job_dir / _PROCESS_FILE,
-        {"pid": process.pid, "create_time": create_time, "started_at": _now()},
+    _, started = local_jobs.start(
+        job_dir,
+        request,
+        steps,
+        lay_out=lay_out,
+        # An earlier try's folders; checkpoints stay for the next try to resume from.
+        archived=("input", "model", "output"),
     )
-
-
-# Supervisors this process started: polling them reaps their exit, which a pid check alone
-# would see as a zombie that is still alive.
-_CHILDREN: dict[str, subprocess.Popen] = {}
+    return describe_training_job(name, work_root=work_root), started
 
 
 def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict | None:
     """Like DescribeTrainingJob, or ``None`` if no job of that name was ever started here."""
-    job_dir = training_job_dir(work_root, name)
-    request = read_json(job_dir / _REQUEST_FILE)
-    if request is None:
+    description = local_jobs.describe(training_job_dir(work_root, name))
+    if description is None:
         return None
-    child = _CHILDREN.get(str(job_dir))
-    if child is not None:
-        child.poll()
-    process = read_json(job_dir / _PROCESS_FILE) or {}
-    status = read_json(job_dir / _STATUS_FILE)
-    stop_requested = (job_dir / _STOP_FILE).exists()
-    description: dict[str, Any] = {
+    request = description["Request"]
+    status = description["Status"]
+    reason = description.get("FailureReason", "")
+    if status == IN_PROGRESS:
+        secondary = "Starting" if description.get("Starting") else "Training"
+    elif status == STOPPED and reason.startswith("MaxRuntimeExceeded"):
+        secondary = "MaxRuntimeExceeded"
+    else:
+        secondary = status
+    out: dict[str, Any] = {
         "TrainingJobName": name,
+        "TrainingJobStatus": status,
+        "SecondaryStatus": secondary,
         "HyperParameters": request.get("HyperParameters", {}),
         "AlgorithmSpecification": request.get("AlgorithmSpecification", {}),
         "OutputDataConfig": request.get("OutputDataConfig", {}),
         "StoppingCondition": request.get("StoppingCondition", {}),
-        "TrainingStartTime": process.get("started_at"),
-        "LocalJobDir": str(job_dir),
-        "LogPath": str(job_dir / _LOG_FILE),
-        "Pid": process.get("pid"),
+        "TrainingStartTime": description.get("StartTime"),
+        "LocalJobDir": description["JobDir"],
+        "LogPath": description["LogPath"],
+        "Pid": description.get("Pid"),
+        **description["Result"],
     }
-    if status is not None:
-        description.update(status)
-    elif process and process_matches(process["pid"], process.get("create_time")):
-        description["TrainingJobStatus"] = STOPPING if stop_requested else IN_PROGRESS
-        description["SecondaryStatus"] = "Stopping" if stop_requested else "Training"
-    elif not process and not stop_requested:
-        # Between request.json and process.json, under the start lock.
-        description["TrainingJobStatus"] = IN_PROGRESS
-        description["SecondaryStatus"] = "Starting"
-    else:
-        description["TrainingJobStatus"] = STOPPED if stop_requested else FAILED
-        description["SecondaryStatus"] = STOPPED if stop_requested else FAILED
-        description["FailureReason"] = (
-            "the local supervisor ended without recording a result (the machine restarted or "
-            "it was killed)"
-        )
-    return description
+    for key, renamed in (
+        ("FailureReason", "FailureReason"),
+        ("ExitCode", "ExitCode"),
+        ("EndTime", "TrainingEndTime"),
+        ("RuntimeInSeconds", "TrainingTimeInSeconds"),
+    ):
+        if key in description:
+            out[renamed] = description[key]
+    return out
 
 
 def describe_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict:
@@ -554,22 +486,20 @@ def wait_for_training_job(
     :raises LocalTrainingJobError: it failed or was stopped (with ``raise_on_failure``).
     :raises TimeoutError: still running after ``timeout`` seconds (it is left running).
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        description = describe_training_job(name, work_root=work_root)
-        state = description["TrainingJobStatus"]
-        if state in TERMINAL_STATES:
-            if state != COMPLETED and raise_on_failure:
-                raise LocalTrainingJobError(
-                    f"local training job {name} is {state} "
-                    f"({description.get('SecondaryStatus')}): "
-                    f"{description.get('FailureReason', '')}",
-                    description,
-                )
-            return description
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"local training job {name} still {state} after {timeout:.0f}s")
-        time.sleep(poll_interval)
+    local_jobs.wait(
+        training_job_dir(work_root, name),
+        timeout=timeout,
+        poll_interval=poll_interval,
+        raise_on_failure=False,
+    )
+    description = describe_training_job(name, work_root=work_root)
+    if description["TrainingJobStatus"] != COMPLETED and raise_on_failure:
+        raise LocalTrainingJobError(
+            f"local training job {name} is {description['TrainingJobStatus']} "
+            f"({description['SecondaryStatus']}): {description.get('FailureReason', '')}",
+            description,
+        )
+    return description
 
 
 def run_training_job(
@@ -604,46 +534,11 @@ def stop_training_job(
     grace_period: float = DEFAULT_STOP_GRACE_S,
 ) -> bool:
     """Stop a running job, like StopTrainingJob: SIGTERM to the trainer, SIGKILL after the grace
-    period, the model so far still packaged. Signals go to the recorded supervisor's process
-    group only, never to processes found by name. Returns whether a running job was signalled.
-    """
-    description = find_training_job(name, work_root=work_root)
-    if description is None or description["TrainingJobStatus"] not in (IN_PROGRESS, STOPPING):
-        return False
-    job_dir = Path(description["LocalJobDir"])
-    pid = description.get("Pid")
-    write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
-    if pid is None:
-        return False
-    # The supervisor catches SIGTERM, passes it on to the trainer, and records the outcome.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_period + 15
-    while time.monotonic() < deadline:
-        if describe_training_job(name, work_root=work_root)["TrainingJobStatus"] in TERMINAL_STATES:
-            break
-        time.sleep(0.1)
-    else:
-        # The supervisor itself did not finish: end the whole group and record it here.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        write_json(
-            job_dir / _STATUS_FILE,
-            {
-                "TrainingJobStatus": STOPPED,
-                "SecondaryStatus": STOPPED,
-                "FailureReason": "stopped: the job did not exit in time and was killed",
-                "TrainingEndTime": _now(),
-            },
-        )
-    child = _CHILDREN.get(str(job_dir))
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=grace_period)
-    return True
+    period, the model so far still packaged. Returns whether a running job was signalled."""
+    return local_jobs.stop(training_job_dir(work_root, name), grace_period=grace_period)
 
 
-# --- the supervisor ------------------------------------------------------------------------------
+# --- the finalize step ---------------------------------------------------------------------------
 
 
 def _tar_gz(folder: Path) -> bytes:
@@ -678,83 +573,28 @@ def _package_outputs(job_dir: Path, request: Mapping[str, Any]) -> dict[str, Any
     return outputs
 
 
-def _supervise(job_dir: Path) -> int:
-    """Run the entry point under the request's stopping condition and record the outcome."""
-    request = json.loads((job_dir / _REQUEST_FILE).read_text())
-    spec = json.loads((job_dir / _SPEC_FILE).read_text())
-    max_runtime = float(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
-    grace = float(spec["stop_grace_s"])
-    stop_signalled = False
-
-    def on_sigterm(signum, frame):
-        nonlocal stop_signalled
-        stop_signalled = True
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    # The entry point sees only the container's variables, not the Airflow worker's PYTHONPATH:
-    # it must import nothing but its own package, as it would in SageMaker.
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(spec["env"])
-    started = time.monotonic()
-    print(f"[local-sagemaker] starting {' '.join(spec['command'])}", flush=True)
-    trainer = subprocess.Popen(spec["command"], cwd=spec["cwd"], env=env, stdin=subprocess.DEVNULL)
-
-    secondary = None
-    while trainer.poll() is None:
-        if stop_signalled or (job_dir / _STOP_FILE).exists():
-            secondary = STOPPED
-        elif time.monotonic() - started > max_runtime:
-            secondary = "MaxRuntimeExceeded"
-        if secondary is not None:
-            print(f"[local-sagemaker] stopping the job: {secondary}", flush=True)
-            end_process_tree(trainer, grace)
-            break
-        time.sleep(0.2)
-    exit_code = trainer.wait()
-
-    log_text = (job_dir / _LOG_FILE).read_text(errors="replace")
+def _finalize(job_dir: Path, outcome: str) -> int:
+    """After the entry point: its final metrics from the log, and the model packaged when the job
+    completed or was stopped with a model written so far, as SageMaker uploads it."""
+    request = read_json(job_dir / "request.json")
+    log_text = Path(job_dir / "output.log").read_text(errors="replace")
     metric_definitions = request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
-    status: dict[str, Any] = {
-        "ExitCode": exit_code,
+    result: dict[str, Any] = {
         "FinalMetricDataList": [
             {**metric, "Timestamp": _now()}
             for metric in final_metrics(log_text, metric_definitions)
-        ],
-        "TrainingEndTime": _now(),
-        "TrainingTimeInSeconds": int(time.monotonic() - started),
+        ]
     }
-    if secondary is not None:
-        status.update(TrainingJobStatus=STOPPED, SecondaryStatus=secondary)
-        if secondary == "MaxRuntimeExceeded":
-            status["FailureReason"] = (
-                f"MaxRuntimeExceeded: the job ran longer than MaxRuntimeInSeconds={int(max_runtime)}"
-            )
-    elif exit_code == 0:
-        status.update(TrainingJobStatus=COMPLETED, SecondaryStatus=COMPLETED)
-    else:
-        reason = f"AlgorithmError: {spec['command'][1]} exited with code {exit_code}; log tail:\n"
-        status.update(
-            TrainingJobStatus=FAILED,
-            SecondaryStatus=FAILED,
-            FailureReason=reason
-            + _log_tail(job_dir / _LOG_FILE, _FAILURE_REASON_MAX - len(reason)),
-        )
-    # Like SageMaker, a stopped job still uploads the model it had written so far.
-    if status["TrainingJobStatus"] == COMPLETED or any((job_dir / "model").iterdir()):
+    exit_code = 0
+    if outcome == COMPLETED or any((job_dir / "model").iterdir()):
         try:
-            status.update(_package_outputs(job_dir, request))
+            result.update(_package_outputs(job_dir, request))
         except Exception as error:
             # Any upload failure fails the job, with its reason, as on SageMaker.
-            status.update(
-                TrainingJobStatus=FAILED,
-                SecondaryStatus=FAILED,
-                FailureReason=f"ClientError: uploading the model failed: {error}"[
-                    :_FAILURE_REASON_MAX
-                ],
-            )
-    write_json(job_dir / _STATUS_FILE, status)
-    print(f"[local-sagemaker] {status['TrainingJobStatus']}", flush=True)
-    return 0 if status["TrainingJobStatus"] == COMPLETED else 1
+            local_jobs.write_failure(job_dir, f"ClientError: uploading the model failed: {error}")
+            exit_code = 1
+    local_jobs.write_result(job_dir, **result)
+    return exit_code
 
 
 # --- tuning jobs ---------------------------------------------------------------------------------
@@ -1095,10 +935,10 @@ def _tuning_result(study, request: Mapping[str, Any], work_root, *, stopped: boo
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] != "supervise":
-        print("usage: python -m include.local_sagemaker supervise JOB_DIR", file=sys.stderr)
+    if len(args) != 2 or args[0] != "finalize":
+        print("usage: python -m include.local_sagemaker finalize JOB_DIR", file=sys.stderr)
         return 2
-    return _supervise(Path(args[1]))
+    return _finalize(Path(args[1]), os.environ.get(local_jobs.OUTCOME_VARIABLE, ""))
 
 
 if __name__ == "__main__":

@@ -1,39 +1,29 @@
 """Run a Spark job entry point on this machine, durably: one process per run key, however often asked.
 
-The local counterpart of Glue/EMR runs. ``python -m spark_jobs.<job> <argv>`` runs in its own
-process group (Spark's JVM included), under a small supervisor that records its exit code, so a
-job outlives the Airflow worker that started it. Everything about a run lives in a state folder
-named by its run key (``<repo>/.local/spark_runs/<run_key>/``): ``run.json`` (what runs, its pid),
-``output.log`` (stdout and stderr), ``result.json`` (exit code, once finished) and ``killed.json``
-(when stopped on purpose). A retried task asking for the same run key therefore re-attaches to a
-job that is still running, or gets the finished result, instead of starting a second one; a run
-that failed, was killed or was lost (its machine rebooted) is started afresh, the old files kept
-under ``history/``.
+The local counterpart of Glue/EMR runs. ``python -m spark_jobs.<job> <argv>`` runs under the one
+local supervisor (:mod:`include.local_jobs`), in a process group of its own (Spark's JVM
+included), so a job outlives the Airflow worker that started it. Its folder is named by its run
+key (``<repo>/.local/spark_runs/<run_key>/``). A retried task asking for the same run key
+therefore re-attaches to a job that is still running, or gets the finished result, instead of
+starting a second one; a run that failed, was killed or was lost (its machine rebooted) is
+started afresh, the old files kept under ``history/``.
+
+A run's state is told in Glue's words (``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``STOPPED`` as
+``KILLED``, ``TIMEOUT``; ``LOST`` for a run nothing recorded the end of), read from the
+supervisor's one vocabulary.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from include import local_jobs
 from include.config import REPO_ROOT, get_settings
 from include.local_envs import spark_python
-from include.local_state import (
-    end_process_tree,
-    process_matches,
-    read_json,
-    start_detached,
-    write_json,
-)
 
 DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
 # Glue's default job timeout (48 hours), for runs started without one.
@@ -43,17 +33,12 @@ RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 KILLED = "KILLED"
-# Ran past its maximum runtime and was stopped by its supervisor (Glue's TIMEOUT).
+# Stopped by the supervisor at its maximum runtime (Glue's TIMEOUT).
 TIMEOUT = "TIMEOUT"
-# The supervisor is gone without recording a result: the machine rebooted or it was SIGKILLed.
+# Started, but its supervisor is gone without a result (a reboot, a killed container).
 LOST = "LOST"
-# A run in one of these states is never started again for the same run key.
+# A run in one of these states is returned rather than started again.
 REUSABLE_STATES = frozenset({RUNNING, SUCCEEDED})
-
-_RUN_FILE = "run.json"
-_RESULT_FILE = "result.json"
-_KILLED_FILE = "killed.json"
-_LOG_FILE = "output.log"
 
 
 class LocalSparkJobError(RuntimeError):
@@ -76,10 +61,6 @@ class LocalRunStatus:
     log_path: str
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def log_tail(path: Path | str, max_lines: int = 40, max_bytes: int = 16_384) -> str:
     """The last lines of a log, for an error message; empty if there is no log."""
     try:
@@ -92,11 +73,24 @@ def log_tail(path: Path | str, max_lines: int = 40, max_bytes: int = 16_384) -> 
     return "\n".join(data.decode(errors="replace").splitlines()[-max_lines:])
 
 
-class LocalSparkRunner:
-    """Starts, finds, waits on and stops local Spark job runs, one state folder per run key.
+def _glue_state(description: Mapping) -> str:
+    """The supervisor's state of a run in Glue's words."""
+    status = description["Status"]
+    if status in (local_jobs.IN_PROGRESS, local_jobs.STOPPING):
+        return RUNNING
+    if status == local_jobs.COMPLETED:
+        return SUCCEEDED
+    if status == local_jobs.STOPPED:
+        reason = description.get("FailureReason", "")
+        return TIMEOUT if reason.startswith("MaxRuntimeExceeded") else KILLED
+    return LOST if description.get("Lost") else FAILED
 
-    :param state_root: where run state folders live (default: ``HEADRACE_LOCAL_RUNS_DIR``,
-        which the local stack sets under its Airflow home, else ``<repo>/.local/spark_runs``).
+
+class LocalSparkRunner:
+    """Starts, finds, waits on and stops local Spark job runs, one folder per run key.
+
+    :param state_root: where run folders live (default: ``HEADRACE_LOCAL_RUNS_DIR``, which the
+        local stack sets under its Airflow home, else ``<repo>/.local/spark_runs``).
     :param repo_root: the working directory and ``PYTHONPATH`` of every job.
     """
 
@@ -105,54 +99,24 @@ class LocalSparkRunner:
             state_root = get_settings().local_runs_dir or DEFAULT_STATE_ROOT
         self.state_root = Path(state_root)
         self.repo_root = Path(repo_root)
-        # Supervisors this runner started: polling them reaps their exit, which pid checks alone
-        # would see as a zombie that is still "alive".
-        self._children: dict[str, subprocess.Popen] = {}
 
     def state_dir(self, run_key: str) -> Path:
         if not run_key or "/" in run_key or run_key.startswith("."):
             raise ValueError(f"run key {run_key!r} cannot name a state folder")
         return self.state_root / run_key
 
-    @contextlib.contextmanager
-    def _locked(self, run_key: str) -> Iterator[Path]:
-        """Exclusive access to a run's state: two attempts never both decide to start it."""
-        state_dir = self.state_dir(run_key)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with open(state_dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield state_dir
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def status(self, run_key: str) -> LocalRunStatus | None:
         """The run's state, or ``None`` if it was never started."""
-        state_dir = self.state_dir(run_key)
-        run = read_json(state_dir / _RUN_FILE)
-        if run is None:
+        description = local_jobs.describe(self.state_dir(run_key))
+        if description is None:
             return None
-        child = self._children.get(run_key)
-        if child is not None:
-            child.poll()
-        result = read_json(state_dir / _RESULT_FILE)
-        killed = (state_dir / _KILLED_FILE).exists()
-        exit_code = result["exit_code"] if result else None
-        if result is not None and result.get("timed_out"):
-            state = TIMEOUT
-        elif result is not None:
-            state = SUCCEEDED if exit_code == 0 and not killed else KILLED if killed else FAILED
-        elif process_matches(run["pid"], run.get("create_time")):
-            state = RUNNING
-        else:
-            state = KILLED if killed else LOST
         return LocalRunStatus(
             run_key=run_key,
-            state=state,
-            module=run["module"],
-            pid=run["pid"],
-            exit_code=exit_code,
-            log_path=str(state_dir / _LOG_FILE),
+            state=_glue_state(description),
+            module=description["Request"].get("module", ""),
+            pid=description.get("Pid"),
+            exit_code=description.get("ExitCode"),
+            log_path=description["LogPath"],
         )
 
     def start_or_attach(
@@ -175,72 +139,32 @@ class LocalSparkRunner:
         :param max_runtime_s: the supervisor stops the job after this long, whoever is waiting
             (Glue's ``Timeout``, EMR Serverless's ``executionTimeoutMinutes``).
         """
-        with self._locked(run_key) as state_dir:
-            current = self.status(run_key)
-            if current is not None and current.state in REUSABLE_STATES:
-                return current, False
-            if current is not None:
-                self._archive(state_dir)
-            self._start(module, list(argv), run_key, state_dir, env or {}, max_runtime_s)
-        status = self.status(run_key)
-        assert status is not None  # run.json was written under the lock
-        return status, True
-
-    def _archive(self, state_dir: Path) -> None:
-        history = state_dir / "history"
-        history.mkdir(exist_ok=True)
-        target = history / str(len(list(history.iterdir())) + 1)
-        target.mkdir()
-        for name in (_RUN_FILE, _RESULT_FILE, _KILLED_FILE, _LOG_FILE):
-            if (state_dir / name).exists():
-                os.replace(state_dir / name, target / name)
-
-    def _start(
-        self,
-        module: str,
-        argv: list[str],
-        run_key: str,
-        state_dir: Path,
-        extra_env: Mapping,
-        max_runtime_s: float,
-    ) -> None:
         python = spark_python()
-        env = {
-            **os.environ,
-            **extra_env,
+        extra = dict(env or {})
+        job_env = {
+            **extra,
+            # The repository first, then what the caller adds.
+            "PYTHONPATH": os.pathsep.join(
+                [str(self.repo_root)] + ([extra["PYTHONPATH"]] if extra.get("PYTHONPATH") else [])
+            ),
             # Spark binds its driver and block manager to loopback, never the external NIC.
             "SPARK_LOCAL_IP": "127.0.0.1",
             # Driver and executors run the Spark environment's Python (like Glue 5.1's).
             "PYSPARK_PYTHON": python,
             "PYTHONUNBUFFERED": "1",
         }
-        command = [python, "-m", module, *argv]
-        supervisor = [
-            sys.executable,
-            "-m",
-            "include.local_spark_runner",
-            "supervise",
-            str(state_dir),
-            "--max-runtime-s",
-            str(max_runtime_s),
-            "--",
-            *command,
-        ]
-        process, create_time = start_detached(
-            supervisor, log_path=state_dir / _LOG_FILE, cwd=self.repo_root, env=env
+        steps = local_jobs.JobSteps(
+            command=[python, "-m", module, *argv],
+            env=job_env,
+            cwd=self.repo_root,
+            max_runtime_s=max_runtime_s,
+            stop_grace_s=10.0,
         )
-        self._children[run_key] = process
-        write_json(
-            state_dir / _RUN_FILE,
-            {
-                "run_key": run_key,
-                "module": module,
-                "argv": argv,
-                "pid": process.pid,
-                "create_time": create_time,
-                "started_at": _now(),
-            },
-        )
+        request = {"run_key": run_key, "module": module, "argv": list(argv)}
+        _, started = local_jobs.start(self.state_dir(run_key), request, steps)
+        status = self.status(run_key)
+        assert status is not None  # request.json was written under the lock
+        return status, started
 
     def wait(
         self, run_key: str, *, timeout: float | None = None, poll_interval: float = 0.5
@@ -281,61 +205,6 @@ class LocalSparkRunner:
         )
 
     def kill(self, run_key: str, *, grace_period: float = 10.0) -> bool:
-        """Stop the run's whole process group: SIGTERM, then SIGKILL after ``grace_period``.
-
-        Returns whether a running process was signalled.
-        """
-        status = self.status(run_key)
-        if status is None or status.state != RUNNING or status.pid is None:
-            return False
-        state_dir = self.state_dir(run_key)
-        write_json(state_dir / _KILLED_FILE, {"killed_at": _now()})
-        # The supervisor leads the group (start_new_session), so its pid is the group id.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(status.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_period
-        while time.monotonic() < deadline:
-            current = self.status(run_key)
-            if current is None or current.state != RUNNING:
-                break
-            time.sleep(0.1)
-        # Whatever is left of the group (a JVM ignoring SIGTERM, a grandchild) goes now.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(status.pid, signal.SIGKILL)
-        child = self._children.get(run_key)
-        if child is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=grace_period)
-        return True
-
-
-def _supervise(state_dir: Path, command: list[str], max_runtime_s: float) -> int:
-    """Run ``command``, stopping it after ``max_runtime_s``; record the outcome in
-    ``result.json``. Returns the job's exit code."""
-    child = subprocess.Popen(command)
-    # SIGTERM to the group reaches the job directly; the supervisor stays to record the outcome.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    try:
-        exit_code = child.wait(timeout=max_runtime_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        exit_code = end_process_tree(child, grace=10.0)
-        timed_out = True
-    result = {"exit_code": exit_code, "finished_at": _now()}
-    if timed_out:
-        result.update({"timed_out": True, "max_runtime_s": max_runtime_s})
-    write_json(state_dir / _RESULT_FILE, result)
-    return exit_code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m include.local_spark_runner supervise STATE_DIR --max-runtime-s S -- COMMAND..."
-    if len(args) < 6 or args[0] != "supervise" or args[2] != "--max-runtime-s" or args[4] != "--":
-        print(usage, file=sys.stderr)
-        return 2
-    return _supervise(Path(args[1]), args[5:], float(args[3]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        """Stop the run: SIGTERM to the job and its children (Spark's JVM), SIGKILL after
+        ``grace_period``. Returns whether a running process was signalled."""
+        return local_jobs.stop(self.state_dir(run_key), grace_period=grace_period)

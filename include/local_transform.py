@@ -378,7 +378,7 @@ def transform_job_dir(work_root: Path | str, job_name: str) -> Path:
 
 def find_transform_job(name: str, *, work_root: Path | str) -> dict | None:
     """Like DescribeTransformJob, or ``None`` if no job of that name was started here."""
-    description = local_jobs.describe(work_root, KIND, name)
+    description = local_jobs.describe(transform_job_dir(work_root, name))
     if description is None:
         return None
     # request.json holds {"TransformJob": body, "Model": CreateModel body}; a bare body is a
@@ -443,7 +443,7 @@ def start_transform_job(
         "Model": dict(model_request),
         "MaxRecords": max_records,
     }
-    _, started = local_jobs.start(work_root, KIND, name, stored, steps)
+    _, started = local_jobs.start(transform_job_dir(work_root, name), stored, steps)
     return find_transform_job(name, work_root=work_root), started
 
 
@@ -451,7 +451,9 @@ def wait_for_transform_job(
     name: str, *, work_root: Path | str, poll_interval: float = 0.5, timeout: float | None = None
 ) -> dict:
     """Block until the job ends; its Completed description, else :class:`LocalJobError`."""
-    local_jobs.wait(work_root, KIND, name, timeout=timeout, poll_interval=poll_interval)
+    local_jobs.wait(
+        transform_job_dir(work_root, name), timeout=timeout, poll_interval=poll_interval
+    )
     return find_transform_job(name, work_root=work_root)
 
 
@@ -476,7 +478,7 @@ def stop_transform_job(
     name: str, *, work_root: Path | str, grace_period: float = DEFAULT_STOP_GRACE_S
 ) -> bool:
     """Stop a running job, like StopTransformJob. Returns whether a running job was signalled."""
-    return local_jobs.stop(work_root, KIND, name, grace_period=grace_period)
+    return local_jobs.stop(transform_job_dir(work_root, name), grace_period=grace_period)
 
 
 def _run_job(job_dir: Path) -> int:

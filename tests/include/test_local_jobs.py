@@ -14,8 +14,6 @@ import pytest
 
 from include import local_jobs
 
-KIND = "test"
-
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
@@ -47,21 +45,21 @@ def test_steps_run_in_order_and_a_second_start_returns_the_same_job(tmp_path):
                 f"open({str(trace)!r}, 'a').write('command\\n'); "
                 "write_result(sys.argv[1], RecordsWritten=42)",
             ),
-            str(local_jobs.job_dir(tmp_path, KIND, "job-1")),
+            str(tmp_path / "job-1"),
         ],
         finalize=appender(trace, "finalize"),
     )
 
-    _, started = local_jobs.start(tmp_path, KIND, "job-1", {"Name": "job-1"}, steps)
+    _, started = local_jobs.start(tmp_path / "job-1", {"Name": "job-1"}, steps)
     assert started
-    done = local_jobs.wait(tmp_path, KIND, "job-1", timeout=60)
+    done = local_jobs.wait(tmp_path / "job-1", timeout=60)
 
     assert done["Status"] == local_jobs.COMPLETED
     assert done["ExitCode"] == 0
     assert done["Result"] == {"RecordsWritten": 42}
     assert done["Request"] == {"Name": "job-1"}
     assert trace.read_text() == "prepare:-\ncommand\nfinalize:Completed\n"
-    again, started_again = local_jobs.start(tmp_path, KIND, "job-1", {"Name": "job-1"}, steps)
+    again, started_again = local_jobs.start(tmp_path / "job-1", {"Name": "job-1"}, steps)
     assert not started_again
     assert again["Status"] == local_jobs.COMPLETED
     assert trace.read_text().count("command") == 1
@@ -74,8 +72,8 @@ def test_a_failed_step_fails_the_job_with_its_log_and_a_new_start_runs_again(tmp
         command=appender(trace, "command"),
         finalize=appender(trace, "finalize"),
     )
-    local_jobs.start(tmp_path, KIND, "job-2", {}, steps)
-    failed = local_jobs.wait(tmp_path, KIND, "job-2", timeout=60, raise_on_failure=False)
+    local_jobs.start(tmp_path / "job-2", {}, steps)
+    failed = local_jobs.wait(tmp_path / "job-2", timeout=60, raise_on_failure=False)
 
     assert failed["Status"] == local_jobs.FAILED
     assert failed["FailureReason"].startswith("prepare step exited with code 3; log tail:\n")
@@ -83,13 +81,13 @@ def test_a_failed_step_fails_the_job_with_its_log_and_a_new_start_runs_again(tmp
     # The command never ran; finalize did, and saw the outcome.
     assert trace.read_text() == "finalize:Failed\n"
     with pytest.raises(local_jobs.LocalJobError, match="job-2 is Failed: prepare step exited"):
-        local_jobs.wait(tmp_path, KIND, "job-2", timeout=5)
+        local_jobs.wait(tmp_path / "job-2", timeout=5)
 
     fixed = local_jobs.JobSteps(command=appender(trace, "command"))
-    _, started = local_jobs.start(tmp_path, KIND, "job-2", {}, fixed)
+    _, started = local_jobs.start(tmp_path / "job-2", {}, fixed)
     assert started
-    assert local_jobs.wait(tmp_path, KIND, "job-2", timeout=60)["Status"] == local_jobs.COMPLETED
-    history = local_jobs.job_dir(tmp_path, KIND, "job-2") / "history" / "1"
+    assert local_jobs.wait(tmp_path / "job-2", timeout=60)["Status"] == local_jobs.COMPLETED
+    history = tmp_path / "job-2" / "history" / "1"
     assert json.loads((history / "status.json").read_text())["Status"] == local_jobs.FAILED
 
 
@@ -105,19 +103,19 @@ def test_stop_ends_the_running_step_and_its_children_then_finalizes(tmp_path):
     steps = local_jobs.JobSteps(
         command=command, finalize=appender(trace, "finalize"), stop_grace_s=2
     )
-    local_jobs.start(tmp_path, KIND, "job-3", {}, steps)
+    local_jobs.start(tmp_path / "job-3", {}, steps)
     wait_until(pids.exists)
-    assert local_jobs.describe(tmp_path, KIND, "job-3")["Status"] == local_jobs.IN_PROGRESS
+    assert local_jobs.describe(tmp_path / "job-3")["Status"] == local_jobs.IN_PROGRESS
 
-    assert local_jobs.stop(tmp_path, KIND, "job-3", grace_period=2)
+    assert local_jobs.stop(tmp_path / "job-3", grace_period=2)
 
-    stopped = local_jobs.describe(tmp_path, KIND, "job-3")
+    stopped = local_jobs.describe(tmp_path / "job-3")
     assert stopped["Status"] == local_jobs.STOPPED
     assert stopped["FailureReason"] == "stopped"
     assert trace.read_text() == "finalize:Stopped\n"
     (grandchild,) = json.loads(pids.read_text())
     wait_until(lambda: not psutil.pid_exists(grandchild) or _zombie(grandchild), timeout=10)
-    assert not local_jobs.stop(tmp_path, KIND, "job-3")
+    assert not local_jobs.stop(tmp_path / "job-3")
 
 
 def _zombie(pid: int) -> bool:
@@ -131,8 +129,8 @@ def test_max_runtime_stops_the_job_and_says_so(tmp_path):
     steps = local_jobs.JobSteps(
         command=python("import time; time.sleep(120)"), max_runtime_s=1, stop_grace_s=2
     )
-    local_jobs.start(tmp_path, KIND, "job-4", {}, steps)
-    ended = local_jobs.wait(tmp_path, KIND, "job-4", timeout=60, raise_on_failure=False)
+    local_jobs.start(tmp_path / "job-4", {}, steps)
+    ended = local_jobs.wait(tmp_path / "job-4", timeout=60, raise_on_failure=False)
     assert ended["Status"] == local_jobs.STOPPED
     assert ended["FailureReason"] == (
         "MaxRuntimeExceeded: the job ran longer than MaxRuntimeInSeconds=1"
@@ -144,8 +142,8 @@ def test_a_failed_finalize_fails_a_completed_job(tmp_path):
         command=python("pass"),
         finalize=python("import sys; print('upload refused: AccessDenied'); sys.exit(1)"),
     )
-    local_jobs.start(tmp_path, KIND, "job-5", {}, steps)
-    ended = local_jobs.wait(tmp_path, KIND, "job-5", timeout=60, raise_on_failure=False)
+    local_jobs.start(tmp_path / "job-5", {}, steps)
+    ended = local_jobs.wait(tmp_path / "job-5", timeout=60, raise_on_failure=False)
     assert ended["Status"] == local_jobs.FAILED
     assert ended["FailureReason"].startswith("finalize step exited with code 1")
     assert "upload refused: AccessDenied" in ended["FailureReason"]
@@ -153,18 +151,18 @@ def test_a_failed_finalize_fails_a_completed_job(tmp_path):
 
 def test_a_lost_supervisor_is_a_failed_job_that_starts_again(tmp_path):
     steps = local_jobs.JobSteps(command=python("import time; time.sleep(120)"), stop_grace_s=1)
-    description, _ = local_jobs.start(tmp_path, KIND, "job-6", {}, steps)
+    description, _ = local_jobs.start(tmp_path / "job-6", {}, steps)
     # The machine "restarts": the supervisor and its job vanish without recording anything.
     os.killpg(description["Pid"], signal.SIGKILL)
-    wait_until(lambda: local_jobs.describe(tmp_path, KIND, "job-6")["Status"] == local_jobs.FAILED)
-    lost = local_jobs.describe(tmp_path, KIND, "job-6")
+    wait_until(lambda: local_jobs.describe(tmp_path / "job-6")["Status"] == local_jobs.FAILED)
+    lost = local_jobs.describe(tmp_path / "job-6")
     assert lost["Lost"] is True
     assert "ended without recording a result" in lost["FailureReason"]
 
     quick = local_jobs.JobSteps(command=python("pass"))
-    _, started = local_jobs.start(tmp_path, KIND, "job-6", {}, quick)
+    _, started = local_jobs.start(tmp_path / "job-6", {}, quick)
     assert started
-    assert local_jobs.wait(tmp_path, KIND, "job-6", timeout=60)["Status"] == local_jobs.COMPLETED
+    assert local_jobs.wait(tmp_path / "job-6", timeout=60)["Status"] == local_jobs.COMPLETED
 
 
 def test_an_environment_value_of_none_removes_the_variable(tmp_path):
@@ -177,13 +175,13 @@ def test_an_environment_value_of_none_removes_the_variable(tmp_path):
         ),
         env={"PYTHONPATH": None, "HEADRACE_TEST_VALUE": "kept"},
     )
-    local_jobs.start(tmp_path, KIND, "job-7", {}, steps)
-    local_jobs.wait(tmp_path, KIND, "job-7", timeout=60)
+    local_jobs.start(tmp_path / "job-7", {}, steps)
+    local_jobs.wait(tmp_path / "job-7", timeout=60)
     assert json.loads(seen.read_text()) == [None, "kept"]
 
 
 def test_a_step_names_its_own_failure_reason(tmp_path):
-    folder = local_jobs.job_dir(tmp_path, KIND, "job-8")
+    folder = tmp_path / "job-8"
     steps = local_jobs.JobSteps(
         command=python(
             "import sys; from include.local_jobs import write_failure; "
@@ -192,8 +190,8 @@ def test_a_step_names_its_own_failure_reason(tmp_path):
             "sys.exit(1)"
         )
     )
-    local_jobs.start(tmp_path, KIND, "job-8", {}, steps)
-    ended = local_jobs.wait(tmp_path, KIND, "job-8", timeout=60, raise_on_failure=False)
+    local_jobs.start(tmp_path / "job-8", {}, steps)
+    ended = local_jobs.wait(tmp_path / "job-8", timeout=60, raise_on_failure=False)
     assert ended["Status"] == local_jobs.FAILED
     assert ended["FailureReason"] == "ValueError: part-00000.csv line 38: score is NaN"
     assert "Lost" not in ended

@@ -38,11 +38,11 @@ def test_a_run_records_its_process_environment_and_result(runner, tmp_path):
     assert final.exit_code == 0
 
     state_dir = tmp_path / "runs" / "run-a"
-    run = json.loads((state_dir / "run.json").read_text())
+    run = json.loads((state_dir / "request.json").read_text())
     assert run["module"] == MODULE
     assert run["argv"] == ["--marker", str(marker)]
-    assert run["pid"] == status.pid
-    assert json.loads((state_dir / "result.json").read_text())["exit_code"] == 0
+    assert json.loads((state_dir / "process.json").read_text())["pid"] == status.pid
+    assert json.loads((state_dir / "status.json").read_text())["ExitCode"] == 0
     log = (state_dir / "output.log").read_text()
     assert f"sleepy job {(marker / 'job.pid').read_text()} started" in log
     # The supervisor leads a process group of its own, which the job runs in.
@@ -82,9 +82,8 @@ def test_a_lost_run_is_started_again(runner, tmp_path):
     # A supervisor that vanished without a result (a reboot): a pid that no longer exists.
     state_dir = tmp_path / "runs" / "run-c"
     state_dir.mkdir(parents=True)
-    (state_dir / "run.json").write_text(
-        json.dumps({"module": MODULE, "argv": [], "pid": 2**22 + 7, "create_time": 1.0})
-    )
+    (state_dir / "request.json").write_text(json.dumps({"module": MODULE, "argv": []}))
+    (state_dir / "process.json").write_text(json.dumps({"pid": 2**22 + 7, "create_time": 1.0}))
     (state_dir / "output.log").write_text("the lost run's log\n")
     assert runner.status("run-c").state == LOST
     with pytest.raises(LocalSparkJobError, match="was lost"):
@@ -130,8 +129,8 @@ def test_a_run_past_its_maximum_runtime_is_stopped_and_reported_with_no_one_wait
     status = runner.status("run-t")
     assert status.state == TIMEOUT
     assert status.exit_code == -15  # SIGTERM reached the job
-    result = json.loads((tmp_path / "runs" / "run-t" / "result.json").read_text())
-    assert result["timed_out"] is True and result["max_runtime_s"] == 1.5
+    result = json.loads((tmp_path / "runs" / "run-t" / "status.json").read_text())
+    assert result["FailureReason"].startswith("MaxRuntimeExceeded")
     with pytest.raises(LocalSparkJobError, match="ran past its maximum runtime and was stopped"):
         runner.wait("run-t", timeout=5, poll_interval=0.05)
 
