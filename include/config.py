@@ -13,7 +13,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from spark_jobs.dataset_spec import Capacity, InstanceCapacity
 
 TARGETS = ("local", "aws")
 # Where Spark jobs run on the aws target; the local target always uses local Spark.
@@ -452,3 +456,45 @@ def _lake_root_errors(lake_root: str, target: str, aws: AwsSettings | None) -> l
 def get_settings() -> Settings:
     """Settings of this process, read once (tests call ``get_settings.cache_clear()``)."""
     return load_settings()
+
+
+# --- per-dataset capacity ----------------------------------------------------------------------
+
+DATASETS_DIR = REPO_ROOT / "include" / "datasets"
+
+
+def dataset_capacity(dataset: str, datasets_dir: Path = DATASETS_DIR) -> Capacity:
+    """The ``capacity:`` block of ``<datasets_dir>/<dataset>.yaml``, today's sizes where it is
+    silent (:class:`spark_jobs.dataset_spec.Capacity`).
+
+    :raises spark_jobs.dataset_spec.SpecError: the spec is missing or invalid, naming the field.
+    """
+    from spark_jobs.dataset_spec import load_spec
+
+    return load_spec(Path(datasets_dir) / f"{dataset}.yaml").capacity
+
+
+def with_training_capacity(settings: Settings, capacity: InstanceCapacity) -> Settings:
+    """``settings`` with a dataset's training capacity (its spec's ``capacity.training``).
+
+    What the spec sets wins over ``HEADRACE_TRAINING_INSTANCE_TYPE`` / ``_INSTANCE_COUNT`` /
+    ``_MAX_RUNTIME_S``; what it leaves out keeps the deployment's setting. A runtime above the
+    deployment's spot wait gets a wait of twice the runtime, as an unset
+    ``HEADRACE_TRAINING_MAX_WAIT_S`` does.
+    """
+    from dataclasses import replace
+
+    training = settings.training
+    changes: dict[str, object] = {}
+    if capacity.instance_type is not None:
+        changes["instance_type"] = capacity.instance_type
+    if capacity.instance_count is not None:
+        changes["instance_count"] = capacity.instance_count
+    if capacity.max_runtime_minutes is not None:
+        runtime_s = capacity.max_runtime_minutes * 60
+        changes["max_runtime_s"] = runtime_s
+        if training.max_wait_s < runtime_s:
+            changes["max_wait_s"] = 2 * runtime_s
+    if not changes:
+        return settings
+    return replace(settings, training=replace(training, **changes))

@@ -6,6 +6,10 @@ body carries the security settings from config: the Glue job runs in the configu
 security groups and encrypts S3, logs and bookmarks with the configured KMS key; EMR Serverless
 encrypts its logs with it; all three have a maximum runtime.
 
+A run's size is its dataset's (``capacity.spark`` in the dataset spec,
+:class:`spark_jobs.dataset_spec.SparkCapacity`): Glue workers go in StartJobRun, since the Glue job
+definition is shared by every dataset; EMR executors go in the run's Spark properties.
+
 The code ships as two objects under the lake bucket's ``artifacts/spark_jobs/`` prefix: the
 entry-point script (``<job>.py``) and a zip of the whole jobs package for its imports
 (``--extra-py-files`` on Glue, ``--py-files`` on EMR). :func:`spark_job_artifacts` builds both
@@ -27,6 +31,13 @@ from pathlib import Path
 from include.aws_validation import validate_request
 from include.config import REPO_ROOT, AwsSettings, ConfigError, Settings
 from include.job_names import NAMING_RULES, sanitize
+from spark_jobs.dataset_spec import (
+    DEFAULT_GLUE_WORKER_TYPE,
+    DEFAULT_GLUE_WORKERS,
+    DEFAULT_SPARK_MAX_RUNTIME_MINUTES,
+    ExecutorCapacity,
+    GlueCapacity,
+)
 
 # Glue 5.1 runs Spark 3.5.6 on Python 3.11: the pyspark pinned for local runs and tests.
 GLUE_VERSION = "5.1"
@@ -38,7 +49,10 @@ GLUE_RUN_KEY_ARGUMENT = "--headrace-run-key"
 _GLUE_RESERVED_ARGUMENTS = frozenset(
     {GLUE_RUN_KEY_ARGUMENT, "--extra-py-files", "--job-language", "--TempDir", "--conf"}
 )
-DEFAULT_TIMEOUT = timedelta(hours=2)
+DEFAULT_TIMEOUT = timedelta(minutes=DEFAULT_SPARK_MAX_RUNTIME_MINUTES)
+# A run of a dataset whose spec sets no capacity: Glue's smallest job, EMR's own executor defaults.
+DEFAULT_GLUE_CAPACITY = GlueCapacity()
+DEFAULT_EXECUTORS = ExecutorCapacity()
 # EMR Serverless refuses run timeouts under five minutes.
 EMR_SERVERLESS_MIN_TIMEOUT_MINUTES = 5
 
@@ -202,11 +216,14 @@ def build_glue_job_request(
     *,
     package: str = JOBS_PACKAGE,
     timeout: timedelta = DEFAULT_TIMEOUT,
-    worker_type: str = "G.1X",
-    number_of_workers: int = 2,
+    worker_type: str = DEFAULT_GLUE_WORKER_TYPE,
+    number_of_workers: int = DEFAULT_GLUE_WORKERS,
     max_concurrent_runs: int = 10,
 ) -> dict:
     """CreateJob: the Glue job definition of one entry point.
+
+    Shared by every dataset's runs, so its worker type and count are only the fallback: each
+    run carries its dataset's (:func:`build_glue_start_job_run_request`).
 
     ``Description`` ends in a digest of the rest of the body, so comparing descriptions tells
     whether an existing job needs an UpdateJob, without second-guessing the defaults Glue fills in.
@@ -285,12 +302,19 @@ def build_glue_start_job_run_request(
     run_key: str,
     *,
     timeout: timedelta = DEFAULT_TIMEOUT,
+    capacity: GlueCapacity = DEFAULT_GLUE_CAPACITY,
 ) -> dict:
-    """StartJobRun: the job's argv as arguments, plus the run key a retry finds this run by."""
+    """StartJobRun: the job's argv as arguments, plus the run key a retry finds this run by.
+
+    :param capacity: the run's workers (the dataset spec's ``capacity.spark.glue``); they
+        override the shared job definition's for this run only.
+    """
     body = {
         "JobName": glue_job_name(job),
         "Arguments": {**glue_arguments(job_args), GLUE_RUN_KEY_ARGUMENT: run_key},
         "Timeout": timeout_minutes(timeout),
+        "WorkerType": capacity.worker_type,
+        "NumberOfWorkers": capacity.number_of_workers,
         "SecurityConfiguration": glue_security_configuration_name(settings),
     }
     validate_request("glue", "StartJobRun", body)
@@ -298,6 +322,15 @@ def build_glue_start_job_run_request(
 
 
 # --- EMR Serverless ----------------------------------------------------------------------
+
+
+def executor_conf_arguments(executors: ExecutorCapacity) -> list[str]:
+    """``--conf key=value`` arguments of spark-submit carrying the run's executor sizes."""
+    return [
+        argument
+        for key, value in executors.spark_conf().items()
+        for argument in ("--conf", f"{key}={value}")
+    ]
 
 
 def build_emr_serverless_start_job_run_request(
@@ -310,12 +343,17 @@ def build_emr_serverless_start_job_run_request(
     package: str = JOBS_PACKAGE,
     timeout: timedelta = DEFAULT_TIMEOUT,
     spark_submit_parameters: str = "",
+    executors: ExecutorCapacity = DEFAULT_EXECUTORS,
 ) -> dict:
     """StartJobRun on the configured application.
 
     ``client_token`` makes a repeated start return the first run instead of a second one;
     ``name`` is how a retry lists this task's runs. The subnets and security groups are the
     application's (EMR Serverless sets the network per application, not per run).
+
+    :param executors: the run's executors (the dataset spec's ``capacity.spark.emr_serverless``).
+        StartJobRun has no capacity member: the application's maximum capacity bounds all its
+        runs, and ``spark.dynamicAllocation.maxExecutors`` with the executor size bounds this one.
     """
     aws = _aws(settings)
     if not aws.emr_serverless_application_id:
@@ -326,7 +364,9 @@ def build_emr_serverless_start_job_run_request(
             f"executionTimeoutMinutes must be at least {EMR_SERVERLESS_MIN_TIMEOUT_MINUTES} "
             f"on EMR Serverless, got {minutes} (timeout {timeout})"
         )
-    submit = f"--py-files {package_uri(settings, package)}"
+    submit = " ".join(
+        ["--py-files", package_uri(settings, package), *executor_conf_arguments(executors)]
+    )
     if spark_submit_parameters:
         submit = f"{submit} {spark_submit_parameters}"
     spark_submit: dict = {"entryPoint": script_uri(settings, job), "sparkSubmitParameters": submit}
@@ -363,11 +403,16 @@ def build_emr_add_steps_request(
     *,
     step_name: str,
     package: str = JOBS_PACKAGE,
+    executors: ExecutorCapacity = DEFAULT_EXECUTORS,
 ) -> dict:
     """AddJobFlowSteps: one ``spark-submit`` step on the configured cluster.
 
     ``ActionOnFailure=CONTINUE``: a failed job fails its task, never the shared cluster.
-    ``step_name`` is how a retry lists this task's step.
+    ``step_name`` is how a retry lists this task's step. A step has no runtime limit of its own
+    (the operator stops it after its timeout).
+
+    :param executors: the step's executors (the dataset spec's ``capacity.spark.emr_step``),
+        within what the cluster's instances hold.
     """
     aws = _aws(settings)
     if not aws.emr_cluster_id:
@@ -378,6 +423,7 @@ def build_emr_add_steps_request(
         "cluster",
         "--py-files",
         package_uri(settings, package),
+        *executor_conf_arguments(executors),
         script_uri(settings, job),
         *(str(arg) for arg in job_args),
     ]

@@ -104,6 +104,52 @@ features:
   categorical: [category]
   # Categorical features whose groups the model card reports fairness metrics for.
   sensitive_groups: [category]
+
+# How big each job of this dataset runs on AWS (the local target runs every job on this machine;
+# of this block only the Spark and training runtimes apply there). Every value here is the
+# default: a spec without this block runs at exactly these sizes. Checked by
+# spark_jobs/dataset_spec.py (instance and worker types against botocore's service models), each
+# error naming this file and the field.
+# What the defaults are sized for, and the basis; nothing here was measured on AWS:
+#   spark    2 x G.1X = the driver plus one executor of 4 vCPU / 16 GB (AWS's worker sizes).
+#            Sized for ~1M rows a day, the scale measured here: the ingest job takes 15.5 s per
+#            1M rows (191 MiB of CSV) on 2 local cores (bench/ingestion.py, README "Ingestion
+#            speed"), i.e. ~31 core-seconds per 1M rows. More rows: add workers in proportion to
+#            rows (an estimate from that local rate: deduplication's shuffle grows faster than
+#            linear, so leave headroom), or a bigger type (G.2X: 8 vCPU / 32 GB per worker).
+#   quality  Glue Data Quality on 2 G.1X workers (AWS's own default is 5): the smallest Spark
+#            run, a driver and one executor, like the Spark jobs. Not measured.
+#   training / transform: the training instance follows the deployment's HEADRACE_TRAINING_*
+#            settings unless set here (here wins); transform runs on one ml.m5.xlarge (4 vCPU,
+#            16 GB). Neither is measured per row count.
+capacity:   # TODO size for your rows a day; these are the defaults
+  spark:                       # ingest and features (and the Deequ quality job on EMR)
+    max_runtime_minutes: 120   # 5..10079; Glue Timeout, EMR Serverless executionTimeoutMinutes
+    glue:                      # per run (StartJobRun): the Glue job definition is shared
+      worker_type: G.1X        # G.1X, G.2X, G.4X, G.8X (Glue's WorkerType)
+      number_of_workers: 2     # >= 2: one worker is the driver
+    emr_serverless:            # per run, as Spark properties; null: EMR's defaults, bounded by
+      max_executors: null      # the application's maximum capacity
+      executor_cores: null     # 1, 2, 4, 8 or 16, with executor_memory_gb
+      executor_memory_gb: null # heap; plus 10% overhead it must fit the worker size
+    emr_step:                  # the same, for a step on the EMR cluster
+      max_executors: null
+      executor_cores: null
+      executor_memory_gb: null
+  quality:
+    max_runtime_minutes: 60    # the gate's remote run (Glue Data Quality or the Deequ job)
+    glue_data_quality:
+      number_of_workers: 2     # G.1X workers, >= 2
+  training:                    # training and every tuning trial; null: HEADRACE_TRAINING_*
+    instance_type: null        # e.g. ml.g5.xlarge (SageMaker's TrainingInstanceType)
+    instance_count: null
+    max_runtime_minutes: null  # StoppingCondition; a longer one than the spot wait doubles it
+  transform:                   # batch scoring
+    instance_type: ml.m5.xlarge  # SageMaker's TransformInstanceType
+    instance_count: 1
+    # The operator stops the job after this (SageMaker has no limit of its own for a transform);
+    # null: HEADRACE_TRAINING_MAX_WAIT_S.
+    max_runtime_minutes: null
 """
 
 QUALITY_TEMPLATE = """\

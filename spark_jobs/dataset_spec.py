@@ -4,7 +4,9 @@ A spec declares the schema (names, types, nullability, legacy aliases), the prim
 event-time and partition columns, the label, the PII columns with their treatment (a salted
 SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex
 patterns, maximum lengths) and how features are built (with the categorical features whose
-groups the model's fairness metrics compare). The ingest and features jobs read it;
+groups the model's fairness metrics compare) and how big each job of the dataset runs on AWS
+(``capacity:``: Glue workers, EMR executors, Glue Data Quality workers, SageMaker instances and
+every kind's maximum runtime). The ingest and features jobs read it;
 so can the DAGs and tests (``include/`` may import this module, never the other way round).
 
 Pure Python plus PyYAML: this module ships to Glue/EMR inside the ``spark_jobs`` package and must
@@ -15,6 +17,7 @@ naming the file and the field, e.g. ``churn.yaml: columns[4] (plan).allowed: mus
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -68,6 +71,7 @@ _TOP_KEYS = {
     "landing",
     "columns",
     "features",
+    "capacity",
 }
 _LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens", "complete_when", "sweep_days"}
 # When a landing day is complete: exactly one of these rules (include/landing.py applies it).
@@ -104,6 +108,35 @@ _FEATURE_KEYS = {
     "sensitive_groups",
 }
 _SPLITS = ("train", "validation", "test")
+
+# --- capacity: how big each job of the dataset runs on AWS --------------------------------------
+# The sizes every job ran at before specs had a capacity: block; a spec that says nothing still
+# runs at these.
+DEFAULT_GLUE_WORKER_TYPE = "G.1X"
+DEFAULT_GLUE_WORKERS = 2
+DEFAULT_SPARK_MAX_RUNTIME_MINUTES = 120
+DEFAULT_GLUE_DATA_QUALITY_WORKERS = 2
+DEFAULT_QUALITY_MAX_RUNTIME_MINUTES = 60
+DEFAULT_TRANSFORM_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_TRANSFORM_INSTANCE_COUNT = 1
+# One ceiling for every kind's runtime: Glue's (StartJobRun ``Timeout`` must be under 7 days).
+MAX_RUNTIME_MINUTES_LIMIT = 7 * 24 * 60 - 1
+# Worker types botocore's Glue model lists that cannot run a Glue 5 Spark ETL job.
+GLUE_WORKER_TYPES_NOT_FOR_SPARK_ETL = {
+    "Standard": "a Glue 1.0 worker type (MaxCapacity jobs)",
+    "Z.2X": "for Ray jobs only",
+    "G.025X": "for streaming jobs only",
+}
+# EMR Serverless worker sizes (AWS, "Supported worker configurations"): vCPUs → (min, max) GB of
+# worker memory. The worker holds the executor's heap plus Spark's overhead (10%, >= 384 MB).
+EMR_SERVERLESS_WORKER_MEMORY_GB = {1: (2, 8), 2: (4, 16), 4: (8, 30), 8: (16, 60), 16: (32, 120)}
+_CAPACITY_KEYS = {"spark", "quality", "training", "transform"}
+_SPARK_CAPACITY_KEYS = {"max_runtime_minutes", "glue", "emr_serverless", "emr_step"}
+_GLUE_CAPACITY_KEYS = {"worker_type", "number_of_workers"}
+_EXECUTOR_CAPACITY_KEYS = {"max_executors", "executor_cores", "executor_memory_gb"}
+_QUALITY_CAPACITY_KEYS = {"max_runtime_minutes", "glue_data_quality"}
+_GDQ_CAPACITY_KEYS = {"number_of_workers"}
+_INSTANCE_CAPACITY_KEYS = {"instance_type", "instance_count", "max_runtime_minutes"}
 
 
 class SpecError(ValueError):
@@ -207,6 +240,76 @@ class FeatureSpec:
 
 
 @dataclass(frozen=True)
+class GlueCapacity:
+    """Glue workers of one Spark job run (StartJobRun ``WorkerType`` / ``NumberOfWorkers``)."""
+
+    worker_type: str = DEFAULT_GLUE_WORKER_TYPE
+    number_of_workers: int = DEFAULT_GLUE_WORKERS
+
+
+@dataclass(frozen=True)
+class ExecutorCapacity:
+    """Spark executors of one run on EMR (Serverless or a cluster step); ``None``: Spark's and
+    the application's / cluster's own default."""
+
+    max_executors: int | None = None
+    executor_cores: int | None = None
+    executor_memory_gb: int | None = None
+
+    def spark_conf(self) -> dict[str, str]:
+        """The ``--conf`` properties that carry these sizes, only those set."""
+        conf = {}
+        if self.max_executors is not None:
+            conf["spark.dynamicAllocation.maxExecutors"] = str(self.max_executors)
+        if self.executor_cores is not None:
+            conf["spark.executor.cores"] = str(self.executor_cores)
+        if self.executor_memory_gb is not None:
+            conf["spark.executor.memory"] = f"{self.executor_memory_gb}g"
+        return conf
+
+
+@dataclass(frozen=True)
+class SparkCapacity:
+    """The Spark jobs of a dataset (ingest, features; the Deequ quality job on EMR)."""
+
+    max_runtime_minutes: int = DEFAULT_SPARK_MAX_RUNTIME_MINUTES
+    glue: GlueCapacity = GlueCapacity()
+    emr_serverless: ExecutorCapacity = ExecutorCapacity()
+    emr_step: ExecutorCapacity = ExecutorCapacity()
+
+
+@dataclass(frozen=True)
+class QualityCapacity:
+    """The data-quality gate's remote run (Glue Data Quality; the Deequ job's runtime)."""
+
+    max_runtime_minutes: int = DEFAULT_QUALITY_MAX_RUNTIME_MINUTES
+    glue_data_quality_workers: int = DEFAULT_GLUE_DATA_QUALITY_WORKERS
+
+
+@dataclass(frozen=True)
+class InstanceCapacity:
+    """SageMaker instances of one job; ``None``: the deployment's setting (training) or the
+    operator's default (transform)."""
+
+    instance_type: str | None = None
+    instance_count: int | None = None
+    max_runtime_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How big each job kind of a dataset runs on AWS (the spec's ``capacity:`` block)."""
+
+    spark: SparkCapacity = SparkCapacity()
+    quality: QualityCapacity = QualityCapacity()
+    training: InstanceCapacity = InstanceCapacity()
+    transform: InstanceCapacity = InstanceCapacity(
+        instance_type=DEFAULT_TRANSFORM_INSTANCE_TYPE,
+        instance_count=DEFAULT_TRANSFORM_INSTANCE_COUNT,
+    )
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     dataset: str
     schema_version: int
@@ -231,6 +334,7 @@ class DatasetSpec:
     # that were never ingested (a lost landing event); older days are ingested when named.
     landing_sweep_days: int = DEFAULT_SWEEP_DAYS
     features: FeatureSpec | None = None
+    capacity: Capacity = Capacity()
     _by_name: Mapping[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
 
     def column(self, name: str) -> ColumnSpec:
@@ -266,6 +370,19 @@ class DatasetSpec:
             for alias in column.aliases:
                 mapping[alias] = column.name
         return mapping
+
+
+@functools.cache
+def aws_enum_values(service: str, shape: str) -> tuple[str, ...] | None:
+    """The values botocore's ``service`` model allows for the enum ``shape``; ``None`` where
+    botocore is not installed (a Spark job's environment: the Airflow worker, which builds the
+    requests, always has it and checks the spec there first)."""
+    try:
+        import botocore.session  # slow to import; only a value that is not today's default needs it
+    except ImportError:
+        return None
+    model = botocore.session.get_session().get_service_model(service)
+    return tuple(model.shape_for(shape).enum)
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
@@ -428,13 +545,16 @@ class _Validator:
 
         landing = self.landing(top.get("landing", {}))
         features = self.features(top.get("features"), by_name, label) if "features" in top else None
+        capacity = self.capacity(top.get("capacity"))
         description = top.get("description", "")
         if not isinstance(description, str):
             self.fail("description", "must be a string")
             description = ""
         if self.problems:
             return None
-        canonical = json.dumps(raw, sort_keys=True, default=str, separators=(",", ":"))
+        # Capacity sizes the jobs, not the data: resizing a job is not a new spec version.
+        shape = {key: value for key, value in raw.items() if key != "capacity"}
+        canonical = json.dumps(shape, sort_keys=True, default=str, separators=(",", ":"))
         return DatasetSpec(
             dataset=dataset,
             schema_version=version,
@@ -447,6 +567,7 @@ class _Validator:
             fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
             description=description,
             features=features,
+            capacity=capacity,
             _by_name=by_name,
             **landing,
         )
@@ -558,6 +679,183 @@ class _Validator:
         else:
             return key, value
         return None
+
+    # --- capacity ---------------------------------------------------------------------------
+
+    def whole(self, where: str, value: Any, minimum: int, maximum: int | None = None) -> int | None:
+        """A whole number in ``minimum..maximum``, or ``None`` after reporting it."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(where, f"must be an integer >= {minimum}, got {value!r}")
+            return None
+        if maximum is not None and value > maximum:
+            self.fail(where, f"must be an integer {minimum}..{maximum}, got {value!r}")
+            return None
+        return value
+
+    def aws_enum(
+        self, where: str, value: Any, service: str, shape: str, default: str | None
+    ) -> str | None:
+        """A value of an enum of botocore's ``service`` model (e.g. Glue ``WorkerType``)."""
+        if not isinstance(value, str) or not value:
+            self.fail(where, f"must be a string, got {value!r}")
+            return None
+        if value == default:
+            return value  # what runs today: no need to load the service model for it
+        allowed = aws_enum_values(service, shape)
+        if allowed is not None and value not in allowed:
+            close = difflib.get_close_matches(value, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.fail(
+                where,
+                f"{value!r} is not a {service} {shape}{hint}; botocore's model allows "
+                f"{', '.join(allowed) if len(allowed) <= 12 else f'{len(allowed)} values'}",
+            )
+            return None
+        return value
+
+    def capacity(self, raw: Any) -> Capacity:
+        if raw is None:
+            return Capacity()
+        top = self.mapping("capacity", raw)
+        self.unknown_keys("capacity", top, _CAPACITY_KEYS)
+        default = Capacity()
+        return Capacity(
+            spark=self.spark_capacity(top.get("spark"), default.spark),
+            quality=self.quality_capacity(top.get("quality"), default.quality),
+            training=self.instance_capacity(
+                "capacity.training", top.get("training"), default.training, "TrainingInstanceType"
+            ),
+            transform=self.instance_capacity(
+                "capacity.transform",
+                top.get("transform"),
+                default.transform,
+                "TransformInstanceType",
+            ),
+        )
+
+    def max_runtime(self, where: str, block: Mapping, default: Any, minimum: int = 1) -> Any:
+        if block.get("max_runtime_minutes") is None:
+            return default
+        value = self.whole(
+            f"{where}.max_runtime_minutes",
+            block["max_runtime_minutes"],
+            minimum,
+            MAX_RUNTIME_MINUTES_LIMIT,
+        )
+        return default if value is None else value
+
+    def spark_capacity(self, raw: Any, default: SparkCapacity) -> SparkCapacity:
+        where = "capacity.spark"
+        block = self.mapping(where, raw) if raw is not None else {}
+        self.unknown_keys(where, block, _SPARK_CAPACITY_KEYS)
+        glue = self.mapping(f"{where}.glue", block["glue"]) if block.get("glue") is not None else {}
+        self.unknown_keys(f"{where}.glue", glue, _GLUE_CAPACITY_KEYS)
+        worker_type = default.glue.worker_type
+        if glue.get("worker_type") is not None:
+            checked = self.aws_enum(
+                f"{where}.glue.worker_type", glue["worker_type"], "glue", "WorkerType", worker_type
+            )
+            if checked in GLUE_WORKER_TYPES_NOT_FOR_SPARK_ETL:
+                self.fail(
+                    f"{where}.glue.worker_type",
+                    f"{checked!r} is {GLUE_WORKER_TYPES_NOT_FOR_SPARK_ETL[checked]}, not a Glue "
+                    "Spark ETL job's worker",
+                )
+            elif checked is not None:
+                worker_type = checked
+        workers = default.glue.number_of_workers
+        if glue.get("number_of_workers") is not None:
+            # Glue's minimum: one worker runs the Spark driver, the others the executors.
+            workers = self.whole(f"{where}.glue.number_of_workers", glue["number_of_workers"], 2)
+        # EMR Serverless has no per-run capacity limit (the application's maximum capacity is
+        # its own); a run's share is bounded by its executors.
+        emr_serverless = self.executor_capacity(
+            f"{where}.emr_serverless", block.get("emr_serverless"), serverless=True
+        )
+        emr_step = self.executor_capacity(f"{where}.emr_step", block.get("emr_step"))
+        return SparkCapacity(
+            # EMR Serverless refuses run timeouts under five minutes.
+            max_runtime_minutes=self.max_runtime(where, block, default.max_runtime_minutes, 5),
+            glue=GlueCapacity(worker_type, workers or default.glue.number_of_workers),
+            emr_serverless=emr_serverless,
+            emr_step=emr_step,
+        )
+
+    def executor_capacity(self, where: str, raw: Any, serverless: bool = False) -> ExecutorCapacity:
+        block = self.mapping(where, raw) if raw is not None else {}
+        self.unknown_keys(where, block, _EXECUTOR_CAPACITY_KEYS)
+        values: dict[str, int | None] = {}
+        for key in sorted(_EXECUTOR_CAPACITY_KEYS):
+            values[key] = (
+                self.whole(f"{where}.{key}", block[key], 1) if block.get(key) is not None else None
+            )
+        cores, memory = values["executor_cores"], values["executor_memory_gb"]
+        if (block.get("executor_cores") is None) != (block.get("executor_memory_gb") is None):
+            # One without the other meets the engine's default for the other, which may not fit.
+            self.fail(
+                where, "executor_cores and executor_memory_gb go together: set both or neither"
+            )
+        elif serverless and cores is not None and memory is not None:
+            if cores not in EMR_SERVERLESS_WORKER_MEMORY_GB:
+                self.fail(
+                    f"{where}.executor_cores",
+                    f"must be one of {sorted(EMR_SERVERLESS_WORKER_MEMORY_GB)} (EMR Serverless "
+                    f"worker vCPUs), got {cores}",
+                )
+            else:
+                low, high = EMR_SERVERLESS_WORKER_MEMORY_GB[cores]
+                worker_gb = memory + max(0.384, 0.1 * memory)
+                if not low <= worker_gb <= high:
+                    self.fail(
+                        f"{where}.executor_memory_gb",
+                        f"{memory} GB plus Spark's overhead ({worker_gb:.1f} GB) does not fit an "
+                        f"EMR Serverless worker of {cores} vCPU ({low}..{high} GB)",
+                    )
+        return ExecutorCapacity(**values)
+
+    def quality_capacity(self, raw: Any, default: QualityCapacity) -> QualityCapacity:
+        where = "capacity.quality"
+        block = self.mapping(where, raw) if raw is not None else {}
+        self.unknown_keys(where, block, _QUALITY_CAPACITY_KEYS)
+        gdq = block.get("glue_data_quality")
+        gdq = self.mapping(f"{where}.glue_data_quality", gdq) if gdq is not None else {}
+        self.unknown_keys(f"{where}.glue_data_quality", gdq, _GDQ_CAPACITY_KEYS)
+        workers = default.glue_data_quality_workers
+        if gdq.get("number_of_workers") is not None:
+            checked = self.whole(
+                f"{where}.glue_data_quality.number_of_workers", gdq["number_of_workers"], 2
+            )
+            workers = checked or workers
+        return QualityCapacity(
+            max_runtime_minutes=self.max_runtime(where, block, default.max_runtime_minutes),
+            glue_data_quality_workers=workers,
+        )
+
+    def instance_capacity(
+        self, where: str, raw: Any, default: InstanceCapacity, enum_shape: str
+    ) -> InstanceCapacity:
+        block = self.mapping(where, raw) if raw is not None else {}
+        self.unknown_keys(where, block, _INSTANCE_CAPACITY_KEYS)
+        instance_type = default.instance_type
+        if block.get("instance_type") is not None:
+            instance_type = (
+                self.aws_enum(
+                    f"{where}.instance_type",
+                    block["instance_type"],
+                    "sagemaker",
+                    enum_shape,
+                    default.instance_type,
+                )
+                or instance_type
+            )
+        count = default.instance_count
+        if block.get("instance_count") is not None:
+            count = self.whole(f"{where}.instance_count", block["instance_count"], 1) or count
+        return InstanceCapacity(
+            instance_type=instance_type,
+            instance_count=count,
+            max_runtime_minutes=self.max_runtime(where, block, default.max_runtime_minutes),
+        )
 
     def columns(self, raw: Any) -> list[ColumnSpec]:
         if not isinstance(raw, list) or not raw:

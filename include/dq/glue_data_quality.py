@@ -45,6 +45,7 @@ from include.dq.gate import (
 from include.dq.results import FAIL, PASS, RuleOutcome, _jsonable, skipped_outcome
 from include.dq.rules import Rule, RuleSet
 from include.spark_job_requests import _aws, glue_security_configuration_name, timeout_minutes
+from spark_jobs.dataset_spec import DEFAULT_GLUE_DATA_QUALITY_WORKERS
 
 # The Data Catalog database of headrace's tables. A setting would be the place for it if a
 # deployment needs another name (include/config.py has none yet).
@@ -67,7 +68,6 @@ PARQUET_STORAGE = {
         "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
     },
 }
-DEFAULT_WORKERS = 2
 # The folder, under a day's quality reports, of the manifest-scoped copies Glue reads.
 GLUE_INPUT_DIR = "glue-input"
 # States of an evaluation run (GetDataQualityRulesetEvaluationRun.Status).
@@ -186,30 +186,22 @@ def _partition_input(rule_set: RuleSet, ds: str, location: str) -> dict:
     }
 
 
-def build_create_partition_request(
-    settings: Settings, rule_set: RuleSet, ds: str, location: str
-) -> dict:
-    """CreatePartition: register ``ds=<D>`` at ``location`` (:func:`glue_input_uri`)."""
-    body = {
+PARTITION_OPERATIONS = ("CreatePartition", "UpdatePartition")
+
+
+def build_partition_request(operation: str, rule_set: RuleSet, ds: str, location: str) -> dict:
+    """``CreatePartition`` (register ``ds=<D>``) or ``UpdatePartition`` (point the existing one)
+    at ``location`` (:func:`glue_input_uri`): the same partition either way."""
+    if operation not in PARTITION_OPERATIONS:
+        raise ValueError(f"operation must be one of {PARTITION_OPERATIONS}, got {operation!r}")
+    body: dict[str, Any] = {
         "DatabaseName": GLUE_DATABASE,
         "TableName": curated_table_name(rule_set.dataset),
         "PartitionInput": _partition_input(rule_set, ds, location),
     }
-    validate_request("glue", "CreatePartition", body)
-    return body
-
-
-def build_update_partition_request(
-    settings: Settings, rule_set: RuleSet, ds: str, location: str
-) -> dict:
-    """UpdatePartition: point an existing ``ds=<D>`` at ``location``."""
-    body = {
-        "DatabaseName": GLUE_DATABASE,
-        "TableName": curated_table_name(rule_set.dataset),
-        "PartitionValueList": [ds],
-        "PartitionInput": _partition_input(rule_set, ds, location),
-    }
-    validate_request("glue", "UpdatePartition", body)
+    if operation == "UpdatePartition":
+        body["PartitionValueList"] = [ds]
+    validate_request("glue", operation, body)
     return body
 
 
@@ -235,9 +227,9 @@ def stage_manifest_partition(
                 f"{item['sha256']}): the file changed after the partition was committed"
             )
     try:
-        glue.create_partition(**build_create_partition_request(settings, rule_set, ds, input_uri))
+        glue.create_partition(**build_partition_request("CreatePartition", rule_set, ds, input_uri))
     except glue.exceptions.AlreadyExistsException:
-        glue.update_partition(**build_update_partition_request(settings, rule_set, ds, input_uri))
+        glue.update_partition(**build_partition_request("UpdatePartition", rule_set, ds, input_uri))
     return input_uri + "/"
 
 
@@ -285,9 +277,13 @@ def build_start_evaluation_run_request(
     client_token: str,
     results_prefix: str,
     timeout: timedelta,
-    number_of_workers: int = DEFAULT_WORKERS,
+    number_of_workers: int = DEFAULT_GLUE_DATA_QUALITY_WORKERS,
 ) -> dict:
-    """StartDataQualityRulesetEvaluationRun over one partition of the curated table."""
+    """StartDataQualityRulesetEvaluationRun over one partition of the curated table.
+
+    :param number_of_workers: G.1X workers of the run (the dataset spec's
+        ``capacity.quality.glue_data_quality.number_of_workers``).
+    """
     aws = _aws(settings)
     body = {
         "DataSource": {

@@ -176,6 +176,7 @@ def ingestion_dag(dataset: str) -> DAG:
         SparkJobOperator.partial(
             task_id="ingest",
             job="ingest",
+            dataset=dataset,
             outlets=[curated_asset(dataset), quarantine_asset(dataset)],
             # Each day's events carry the day as partition key: one validation run per day.
             # One Spark job at a time: each takes the whole machine locally.

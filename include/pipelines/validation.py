@@ -85,6 +85,7 @@ def validation_dag(dataset: str) -> DAG:
         features = SparkJobOperator(
             task_id="features",
             job="features",
+            dataset=dataset,
             job_args=features_job_args(get_settings(), dataset, validated_ds),
             outlets=[features_asset(dataset)],
             asset_extra={"ds": validated_ds},

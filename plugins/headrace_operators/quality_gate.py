@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from include.dq.results import GateResult
     from include.dq.rules import RuleSet
+    from spark_jobs.dataset_spec import Capacity
 
 DEEQU_JOB = "quality_deequ"
 DEEQU_CHECKS_NAME = "deequ_checks.json"
@@ -64,7 +65,8 @@ class DataQualityGateOperator(BaseOperator):
         runs the validation DAG once per curated day). (templated)
     :param rules_dir: the folder holding the dataset spec and its rules file.
     :param timeout: how long a remote run (Glue Data Quality, the Deequ job) may take; it is
-        stopped after that.
+        stopped after that. ``None``: the dataset spec's ``capacity.quality.max_runtime_minutes``
+        (which also sizes the run: Glue Data Quality workers, the Deequ job's EMR executors).
     :param poll_interval: seconds between status checks of a remote run.
     :param aws_conn_id: the Airflow connection for AWS credentials; ``None`` for boto3's
         default chain (MWAA's execution role).
@@ -79,7 +81,7 @@ class DataQualityGateOperator(BaseOperator):
         dataset: str,
         ds: str | None = None,
         rules_dir: str | Path = DATASETS_DIR,
-        timeout: timedelta = timedelta(hours=1),
+        timeout: timedelta | None = None,
         poll_interval: float = 30,
         aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
@@ -102,6 +104,20 @@ class DataQualityGateOperator(BaseOperator):
         if settings.is_local:
             return "great_expectations"
         return "glue_data_quality" if settings.aws.spark_engine == "glue" else "deequ"
+
+    @cached_property
+    def capacity(self) -> Capacity:
+        """The dataset's ``capacity:`` block (its spec beside the rules)."""
+        from include.config import dataset_capacity
+
+        return dataset_capacity(self.dataset, Path(self.rules_dir))
+
+    @property
+    def run_timeout(self) -> timedelta:
+        """The remote run's maximum runtime: ``timeout`` if given, else the dataset's."""
+        if self.timeout is not None:
+            return self.timeout
+        return timedelta(minutes=self.capacity.quality.max_runtime_minutes)
 
     @cached_property
     def hook(self) -> GlueDataQualityHook:
@@ -206,7 +222,8 @@ class DataQualityGateOperator(BaseOperator):
             # The same token on a retry returns the run the first try started.
             client_token=identity.run_key,
             results_prefix=f"{quality_report_uri(settings.lake_root, rule_set.dataset, ds)}/glue-row-level/",
-            timeout=self.timeout,
+            timeout=self.run_timeout,
+            number_of_workers=self.capacity.quality.glue_data_quality_workers,
         )
         run_id = client.start_data_quality_ruleset_evaluation_run(**request)["RunId"]
         self._glue_run_id = run_id
@@ -239,7 +256,7 @@ class DataQualityGateOperator(BaseOperator):
     def _wait_for_glue_run(self, client, run_id: str) -> dict:
         from include.dq.glue_data_quality import RUNNING_STATES
 
-        deadline = time.monotonic() + self.timeout.total_seconds() * 1.25
+        deadline = time.monotonic() + self.run_timeout.total_seconds() * 1.25
         while True:
             run = client.get_data_quality_ruleset_evaluation_run(RunId=run_id)
             if run["Status"] not in RUNNING_STATES:
@@ -247,7 +264,7 @@ class DataQualityGateOperator(BaseOperator):
             if time.monotonic() >= deadline:
                 client.cancel_data_quality_ruleset_evaluation_run(RunId=run_id)
                 raise AirflowException(
-                    f"Glue Data Quality run {run_id} still {run['Status']} after {self.timeout}; cancelled it"
+                    f"Glue Data Quality run {run_id} still {run['Status']} after {self.run_timeout}; cancelled it"
                 )
             self.log.info("Glue Data Quality run %s is %s", run_id, run["Status"])
             time.sleep(self.poll_interval)
@@ -330,7 +347,9 @@ class DataQualityGateOperator(BaseOperator):
             task_id=self.task_id,
             job=DEEQU_JOB,
             job_args=job_args,
-            timeout=self.timeout,
+            # Sized by the dataset's capacity.spark (EMR executors), bounded by the gate's runtime.
+            dataset=rule_set.dataset,
+            timeout=self.run_timeout,
             deferrable=False,
             poll_interval=self.poll_interval,
             aws_conn_id=self.aws_conn_id,

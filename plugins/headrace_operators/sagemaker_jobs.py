@@ -29,11 +29,19 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from include import training_jobs
-from include.config import Settings, get_settings
+from include.config import (
+    DATASETS_DIR,
+    Settings,
+    dataset_capacity,
+    get_settings,
+    with_training_capacity,
+)
 from include.job_names import TaskRunIdentity
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from spark_jobs.dataset_spec import Capacity
 
 # The most generations a task may start: a job that fails this often needs a person, not a retry.
 MAX_GENERATIONS = 10
@@ -77,6 +85,8 @@ class _SageMakerJobOperator(BaseOperator):
     # SageMaker's status member, Describe/Create/Stop verbs of the job type.
     status_key: ClassVar[str]
     running_states: ClassVar[frozenset[str]] = frozenset({"InProgress", "Stopping"})
+    # Where the dataset specs are; tests point it at their own.
+    datasets_dir: ClassVar[Path] = DATASETS_DIR
 
     template_fields: Sequence[str] = ("dataset", "ds", "hyperparameters")
     template_fields_renderers: ClassVar[dict[str, str]] = {"hyperparameters": "json"}
@@ -94,7 +104,8 @@ class _SageMakerJobOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         """
-        :param dataset: the dataset whose features the job trains on (``include/datasets/``).
+        :param dataset: the dataset whose features the job trains on (``include/datasets/``);
+            its spec's ``capacity:`` block sizes the job (:meth:`job_settings`).
         :param ds: the features partition, YYYY-MM-DD. (templated)
         :param hyperparameters: overrides of :data:`include.training_jobs.DEFAULT_HYPERPARAMETERS`,
             as training/train.py flags without dashes. (templated)
@@ -117,6 +128,12 @@ class _SageMakerJobOperator(BaseOperator):
     def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
         raise NotImplementedError
 
+    def job_settings(self, settings: Settings) -> Settings:
+        """The settings this job is built and waited on with: the process settings with the
+        dataset's ``capacity.training`` (instance type, count, runtime), which wins over
+        ``HEADRACE_TRAINING_*`` where the spec sets it."""
+        return with_training_capacity(settings, self.capacity.training)
+
     def run_local(self, request: dict, work_root: Path) -> dict:
         raise NotImplementedError
 
@@ -136,6 +153,11 @@ class _SageMakerJobOperator(BaseOperator):
         raise NotImplementedError
 
     # --- shared --------------------------------------------------------------------------
+
+    @cached_property
+    def capacity(self) -> Capacity:
+        """The dataset spec's ``capacity:`` block."""
+        return dataset_capacity(self.dataset, self.datasets_dir)
 
     @cached_property
     def hook(self):
@@ -171,7 +193,7 @@ class _SageMakerJobOperator(BaseOperator):
         return identity.name_for(self.naming_rule, suffix=suffix)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = get_settings()
+        settings = self.job_settings(get_settings())
         self.ds = self._check_ds()
         identity = TaskRunIdentity.from_context(context)
         if settings.is_local:

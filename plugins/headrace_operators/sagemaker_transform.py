@@ -44,7 +44,9 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
     local transform runtime locally. Returns ``{job_name, model_name, model_version,
     output_uri, ds}``.
 
-    :param dataset: the dataset being scored (``include/datasets/``).
+    :param dataset: the dataset being scored (``include/datasets/``); its spec's
+        ``capacity.transform`` sets the instance type and count, and how long the job may run
+        before the operator stops it (default: ``HEADRACE_TRAINING_MAX_WAIT_S``).
     :param ds: the day, YYYY-MM-DD. (templated)
     :param model: the model version to score with: ``{version, model_uri, model_name,
         id_columns}`` (:func:`include.scoring_pipeline.champion_model`). (templated)
@@ -82,6 +84,15 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
 
     # --- the request bodies ----------------------------------------------------------------
 
+    def job_settings(self, settings: Settings) -> Settings:
+        """The process settings: a transform's size is in its request, not in settings."""
+        return settings
+
+    def max_wait_s(self, settings: Settings) -> float:
+        # A transform job has no runtime limit of its own on SageMaker: the operator stops it.
+        runtime = self.capacity.transform.max_runtime_minutes
+        return super().max_wait_s(settings) if runtime is None else runtime * 60
+
     def _checked_model(self) -> dict[str, Any]:
         if not isinstance(self.model, dict) or any(k not in self.model for k in MODEL_KEYS):
             raise AirflowException(
@@ -118,6 +129,8 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
             output_uri=self.output_uri(settings, name),
             id_columns=model["id_columns"],
             content_type=self.content_type,
+            instance_type=self.capacity.transform.instance_type,
+            instance_count=self.capacity.transform.instance_count,
             tags={"dataset": self.dataset, "ds": self.ds, "model-version": str(model["version"])},
         )
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -26,9 +27,10 @@ from airflow.sdk.exceptions import AirflowException
 
 from include import spark_job_requests
 from include.artifact_upload import upload_if_changed
-from include.config import Settings, get_settings
+from include.config import DATASETS_DIR, Settings, dataset_capacity, get_settings
 from include.job_names import TaskRunIdentity
 from include.local_spark_runner import LocalSparkJobError, LocalSparkRunner
+from spark_jobs.dataset_spec import SparkCapacity
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -161,7 +163,9 @@ class _GlueEngine(_RemoteEngine):
             settings,
             self.operator.job,
             package=self.operator.jobs_package,
-            timeout=self.operator.timeout,
+            # Not the dataset's: every dataset shares this definition, and each run carries its
+            # own Timeout and workers (a per-dataset value would rewrite it run after run).
+            timeout=self.operator.timeout or spark_job_requests.DEFAULT_TIMEOUT,
         )
         try:
             existing = self.client.get_job(JobName=self.job_name)["Job"]
@@ -201,7 +205,8 @@ class _GlueEngine(_RemoteEngine):
             self.operator.job,
             job_args,
             identity.run_key,
-            timeout=self.operator.timeout,
+            timeout=self.operator.run_timeout,
+            capacity=self.operator.capacity.glue,
         )
         run_id = self.client.start_job_run(**request)["JobRunId"]
         return self.make_run(identity, run_id, self.initial_state)
@@ -283,7 +288,8 @@ class _EmrServerlessEngine(_RemoteEngine):
             name=name,
             client_token=identity.name_for("emr_serverless_client_token", suffix=str(attempt)),
             package=self.operator.jobs_package,
-            timeout=self.operator.timeout,
+            timeout=self.operator.run_timeout,
+            executors=self.operator.capacity.emr_serverless,
         )
         run_id = self.client.start_job_run(**request)["jobRunId"]
         return self.make_run(identity, run_id, self.initial_state)
@@ -345,6 +351,7 @@ class _EmrStepEngine(_RemoteEngine):
             job_args,
             step_name=identity.name_for("emr_step"),
             package=self.operator.jobs_package,
+            executors=self.operator.capacity.emr_step,
         )
         step_id = self.client.add_job_flow_steps(**request)["StepIds"][0]
         return self.make_run(identity, step_id, self.initial_state)
@@ -406,9 +413,12 @@ class SparkJobOperator(BaseOperator):
     :param job: module name under ``spark_jobs/``, e.g. ``"ingest"``. (templated)
     :param job_args: the job's argv, e.g. ``["--ds", "{{ ds }}"]``; on Glue it must be
         ``--key value`` pairs. (templated)
+    :param dataset: the dataset the job works on: its spec's ``capacity.spark`` sizes the run
+        (Glue workers, EMR executors) and gives its maximum runtime. ``None``: today's smallest
+        sizes and a two-hour runtime.
     :param timeout: the job's maximum runtime; AWS stops it after this (Glue ``Timeout``, EMR
         Serverless ``executionTimeoutMinutes``), and the operator stops an EMR step or local
-        job that runs longer.
+        job that runs longer. ``None``: the dataset's ``capacity.spark.max_runtime_minutes``.
     :param deferrable: wait on AWS in the triggerer rather than in a worker slot. The local
         target always waits in the worker, on a subprocess.
     :param poll_interval: seconds between status checks of an AWS run.
@@ -426,13 +436,16 @@ class SparkJobOperator(BaseOperator):
 
     # The package entry points are modules of; tests point it at their fixture jobs.
     jobs_package: ClassVar[str] = spark_job_requests.JOBS_PACKAGE
+    # Where the dataset specs are; tests point it at their own.
+    datasets_dir: ClassVar[Path] = DATASETS_DIR
 
     def __init__(
         self,
         *,
         job: str,
         job_args: Sequence[str] | None = None,
-        timeout: timedelta = spark_job_requests.DEFAULT_TIMEOUT,
+        dataset: str | None = None,
+        timeout: timedelta | None = None,
         deferrable: bool = True,
         poll_interval: float = 30,
         aws_conn_id: str | None = "aws_default",
@@ -443,6 +456,7 @@ class SparkJobOperator(BaseOperator):
         super().__init__(**kwargs)
         self.job = job
         self.job_args = job_args or []
+        self.dataset = dataset
         self.asset_extra = asset_extra or {}
         self.partition_key = partition_key
         self.timeout = timeout
@@ -494,6 +508,20 @@ class SparkJobOperator(BaseOperator):
         ).conn
 
     @cached_property
+    def capacity(self) -> SparkCapacity:
+        """The run's size: the dataset spec's ``capacity.spark``, or today's defaults."""
+        if not self.dataset:
+            return SparkCapacity()
+        return dataset_capacity(self.dataset, self.datasets_dir).spark
+
+    @property
+    def run_timeout(self) -> timedelta:
+        """The job's maximum runtime: ``timeout`` if given, else the dataset's."""
+        if self.timeout is not None:
+            return self.timeout
+        return timedelta(minutes=self.capacity.max_runtime_minutes)
+
+    @cached_property
     def _engine(self) -> _RemoteEngine:
         return _ENGINES[self.engine_name](self, get_settings())
 
@@ -512,7 +540,7 @@ class SparkJobOperator(BaseOperator):
         return [str(arg) for arg in self.job_args]
 
     def _max_wait(self) -> float:
-        return self.timeout.total_seconds() * (1 + WAIT_ALLOWANCE)
+        return self.run_timeout.total_seconds() * (1 + WAIT_ALLOWANCE)
 
     def _set_asset_extra(self, context: Context) -> None:
         # Emitted only if the task succeeds; set again after a deferral (a new context).
@@ -523,6 +551,8 @@ class SparkJobOperator(BaseOperator):
                 context["outlet_events"][outlet].add_partitions(self.partition_key)
 
     def execute(self, context: Context) -> dict[str, str]:
+        # A bad capacity block in the dataset's spec fails here, before anything starts.
+        _ = self.capacity
         self._set_asset_extra(context)
         identity = TaskRunIdentity.from_context(context)
         job_args = self._checked_args()
@@ -587,7 +617,7 @@ class SparkJobOperator(BaseOperator):
                 engine.stop(run)
                 raise AirflowException(
                     f"{engine.name} run {run.run_id} of {self.job} still {run.state} after "
-                    f"{self._max_wait():.0f}s (timeout {self.timeout}); stopped it"
+                    f"{self._max_wait():.0f}s (timeout {self.run_timeout}); stopped it"
                 )
             self.log.info("%s run %s of %s is %s", engine.name, run.run_id, self.job, run.state)
             time.sleep(self.poll_interval)
@@ -671,7 +701,7 @@ class SparkJobOperator(BaseOperator):
         # The job stops itself at the task's timeout, as Glue and EMR Serverless stop theirs,
         # even when no task waits on it any more.
         status, started = runner.start_or_attach(
-            module, job_args, run_key, max_runtime_s=self.timeout.total_seconds()
+            module, job_args, run_key, max_runtime_s=self.run_timeout.total_seconds()
         )
         if started:
             self.log.info("Started local Spark job %s (run key %s)", module, run_key)
@@ -685,11 +715,11 @@ class SparkJobOperator(BaseOperator):
         self.log.info("Log of the job: %s", status.log_path)
         try:
             final = runner.wait(
-                run_key, timeout=self.timeout.total_seconds(), poll_interval=LOCAL_POLL_INTERVAL
+                run_key, timeout=self.run_timeout.total_seconds(), poll_interval=LOCAL_POLL_INTERVAL
             )
         except TimeoutError as error:
             runner.kill(run_key)
-            raise AirflowException(f"{error} (timeout {self.timeout}); stopped it") from None
+            raise AirflowException(f"{error} (timeout {self.run_timeout}); stopped it") from None
         except LocalSparkJobError as error:
             raise AirflowException(str(error)) from None
         return {

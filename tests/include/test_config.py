@@ -293,3 +293,48 @@ def test_the_landing_queue_is_optional_on_aws_and_must_be_an_sqs_url():
     assert settings.aws.landing_queue_url == url
     with pytest.raises(ConfigError, match="HEADRACE_LANDING_QUEUE_URL='headrace-landing' is not"):
         load_settings({**VALID_AWS, "HEADRACE_LANDING_QUEUE_URL": "headrace-landing"})
+
+
+# --- a dataset's training capacity over the deployment's settings ---------------------------
+
+
+def test_the_datasets_training_capacity_wins_over_the_settings_where_it_is_set():
+    from include.config import with_training_capacity
+    from spark_jobs.dataset_spec import InstanceCapacity
+
+    settings = load_settings(
+        {
+            **VALID_AWS,
+            "HEADRACE_TRAINING_INSTANCE_TYPE": "ml.g5.2xlarge",
+            "HEADRACE_TRAINING_INSTANCE_COUNT": "3",
+            "HEADRACE_TRAINING_MAX_RUNTIME_S": "3600",
+            "HEADRACE_TRAINING_MAX_WAIT_S": "7200",
+        }
+    )
+    # A spec that says nothing: the settings as they are.
+    assert with_training_capacity(settings, InstanceCapacity()) is settings
+
+    sized = with_training_capacity(
+        settings, InstanceCapacity(instance_type="ml.m5.4xlarge", max_runtime_minutes=90)
+    ).training
+    assert (sized.instance_type, sized.instance_count) == ("ml.m5.4xlarge", 3)
+    # 90 minutes still fit the deployment's two-hour spot wait.
+    assert (sized.max_runtime_s, sized.max_wait_s) == (5400, 7200)
+    # The rest of the settings are untouched.
+    assert sized.volume_size_gb == settings.training.volume_size_gb
+
+    longer = with_training_capacity(
+        settings, InstanceCapacity(instance_count=2, max_runtime_minutes=180)
+    ).training
+    assert (longer.instance_type, longer.instance_count) == ("ml.g5.2xlarge", 2)
+    # Three hours outlast the wait: it becomes twice the runtime, as with no wait setting.
+    assert (longer.max_runtime_s, longer.max_wait_s) == (10800, 21600)
+
+
+def test_dataset_capacity_reads_the_spec_and_names_a_missing_one(tmp_path):
+    from include.config import dataset_capacity
+    from spark_jobs.dataset_spec import Capacity, SpecError
+
+    assert dataset_capacity("churn") == Capacity()
+    with pytest.raises(SpecError, match=r"nope\.yaml: cannot read the file"):
+        dataset_capacity("nope", tmp_path)

@@ -561,3 +561,32 @@ def test_training_on_an_uncommitted_or_incomplete_partition_is_refused(aws_lake)
     )
     with pytest.raises(ValueError, match="lists no files under split=validation/"):
         training_jobs.write_training_channels(settings, "churn", DS)
+
+
+def test_training_job_carries_the_datasets_capacity_over_the_settings(tmp_path):
+    import yaml
+
+    from include.config import DATASETS_DIR, dataset_capacity, with_training_capacity
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    raw["capacity"] = {
+        "training": {
+            "instance_type": "ml.g5.12xlarge",
+            "instance_count": 2,
+            "max_runtime_minutes": 60,
+        }
+    }
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(raw))
+    capacity = dataset_capacity("churn", tmp_path).training
+
+    body = training_request(with_training_capacity(SETTINGS, capacity))
+    validate_request("sagemaker", "CreateTrainingJob", body)
+    assert (body["ResourceConfig"]["InstanceType"], body["ResourceConfig"]["InstanceCount"]) == (
+        "ml.g5.12xlarge",
+        2,
+    )
+    assert body["StoppingCondition"]["MaxRuntimeInSeconds"] == 3600
+    # A spec that says nothing keeps HEADRACE_TRAINING_*.
+    silent = training_request(with_training_capacity(SETTINGS, dataset_capacity("churn").training))
+    assert silent["ResourceConfig"]["InstanceType"] == SETTINGS.training.instance_type
+    assert silent["StoppingCondition"] == training_request()["StoppingCondition"]

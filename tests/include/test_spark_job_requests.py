@@ -93,6 +93,9 @@ def test_glue_start_job_run_carries_the_argv_and_the_run_key():
             "--headrace-run-key": "ingest-daily-ingest-0123456789abcdef",
         },
         "Timeout": 120,
+        # Today's size, the job definition's too, unless the dataset's capacity says otherwise.
+        "WorkerType": "G.1X",
+        "NumberOfWorkers": 2,
         "SecurityConfiguration": requests.glue_security_configuration_name(SETTINGS),
     }
 
@@ -190,6 +193,137 @@ def test_emr_add_steps():
             }
         ],
     }
+
+
+# --- capacity: the dataset spec's capacity.spark sizes every engine's run -------------------
+
+
+def churn_capacity(folder, capacity: dict):
+    """The churn spec's capacity with ``capacity`` as its block (a copy in ``folder``)."""
+    import yaml
+
+    from include.config import DATASETS_DIR, dataset_capacity
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    (folder / "churn.yaml").write_text(yaml.safe_dump({**raw, "capacity": capacity}))
+    return dataset_capacity("churn", folder)
+
+
+BIG_SPARK = {
+    "spark": {
+        "max_runtime_minutes": 240,
+        "glue": {"worker_type": "G.2X", "number_of_workers": 20},
+        "emr_serverless": {"max_executors": 50, "executor_cores": 8, "executor_memory_gb": 50},
+        "emr_step": {"max_executors": 30, "executor_cores": 4, "executor_memory_gb": 20},
+    }
+}
+
+
+def test_the_repo_specs_keep_todays_sizes():
+    from include.config import dataset_capacity
+
+    for dataset in ("churn", "benefit_claims"):
+        spark = dataset_capacity(dataset).spark
+        assert (spark.glue.worker_type, spark.glue.number_of_workers) == ("G.1X", 2)
+        assert timedelta(minutes=spark.max_runtime_minutes) == requests.DEFAULT_TIMEOUT
+        assert spark.emr_serverless.spark_conf() == {} and spark.emr_step.spark_conf() == {}
+
+
+def test_glue_run_carries_the_datasets_workers_and_runtime(tmp_path):
+    spark = churn_capacity(tmp_path, BIG_SPARK).spark
+    body = requests.build_glue_start_job_run_request(
+        SETTINGS,
+        "ingest",
+        JOB_ARGS,
+        "ingest-daily-ingest-0123456789abcdef",
+        timeout=timedelta(minutes=spark.max_runtime_minutes),
+        capacity=spark.glue,
+    )
+    validate_request("glue", "StartJobRun", body)
+    assert (body["WorkerType"], body["NumberOfWorkers"], body["Timeout"]) == ("G.2X", 20, 240)
+    # The shared job definition keeps today's size: the run overrides it.
+    definition = requests.build_glue_job_request(SETTINGS, "ingest")
+    assert (definition["WorkerType"], definition["NumberOfWorkers"]) == ("G.1X", 2)
+
+
+def test_emr_runs_carry_the_datasets_executors(tmp_path):
+    spark = churn_capacity(tmp_path, BIG_SPARK).spark
+    serverless = requests.build_emr_serverless_start_job_run_request(
+        SETTINGS,
+        "ingest",
+        JOB_ARGS,
+        name="n",
+        client_token="t",
+        timeout=timedelta(minutes=spark.max_runtime_minutes),
+        executors=spark.emr_serverless,
+    )
+    assert serverless["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"] == (
+        f"--py-files {ARTIFACTS}/spark_jobs.zip"
+        " --conf spark.dynamicAllocation.maxExecutors=50"
+        " --conf spark.executor.cores=8 --conf spark.executor.memory=50g"
+    )
+    assert serverless["executionTimeoutMinutes"] == 240
+    step = requests.build_emr_add_steps_request(
+        SETTINGS, "ingest", JOB_ARGS, step_name="s", executors=spark.emr_step
+    )
+    args = step["Steps"][0]["HadoopJarStep"]["Args"]
+    # spark-submit reads its options before the script; after it they would be the job's argv.
+    assert args[5 : args.index(f"{ARTIFACTS}/ingest.py")] == [
+        "--conf",
+        "spark.dynamicAllocation.maxExecutors=30",
+        "--conf",
+        "spark.executor.cores=4",
+        "--conf",
+        "spark.executor.memory=20g",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("capacity", "problem"),
+    [
+        (
+            {"spark": {"glue": {"number_of_workers": 1}}},
+            "capacity.spark.glue.number_of_workers: must be an integer >= 2, got 1",
+        ),
+        (
+            {"spark": {"glue": {"worker_type": "G.3X"}}},
+            "capacity.spark.glue.worker_type: 'G.3X' is not a glue WorkerType",
+        ),
+        (
+            {"spark": {"glue": {"worker_type": "Z.2X"}}},
+            "capacity.spark.glue.worker_type: 'Z.2X' is for Ray jobs only",
+        ),
+        (
+            {"spark": {"max_runtime_minutes": 4}},
+            "capacity.spark.max_runtime_minutes: must be an integer >= 5, got 4",
+        ),
+        (
+            {"spark": {"emr_serverless": {"executor_cores": 3, "executor_memory_gb": 8}}},
+            "capacity.spark.emr_serverless.executor_cores: must be one of [1, 2, 4, 8, 16]",
+        ),
+        (
+            {"spark": {"emr_serverless": {"executor_cores": 4, "executor_memory_gb": 30}}},
+            "capacity.spark.emr_serverless.executor_memory_gb: 30 GB plus Spark's overhead",
+        ),
+        (
+            {"spark": {"emr_step": {"executor_cores": 4}}},
+            "capacity.spark.emr_step: executor_cores and executor_memory_gb go together",
+        ),
+        (
+            {"spark": {"emr_serverless": {"max_executors": 0}}},
+            "capacity.spark.emr_serverless.max_executors: must be an integer >= 1, got 0",
+        ),
+        ({"spark": {"glue": {"workers": 4}}}, "capacity.spark.glue.workers: unknown key"),
+    ],
+)
+def test_bad_spark_capacity_fails_naming_the_spec_and_field(tmp_path, capacity, problem):
+    from spark_jobs.dataset_spec import SpecError
+
+    with pytest.raises(SpecError) as raised:
+        churn_capacity(tmp_path, capacity)
+    (found,) = raised.value.problems
+    assert found.startswith(problem)
+    assert f"{tmp_path / 'churn.yaml'}: {problem}" in str(raised.value)
 
 
 def test_builders_need_the_aws_target_and_a_module_name():

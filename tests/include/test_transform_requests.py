@@ -131,3 +131,33 @@ def test_bad_arguments_are_refused_naming_the_parameter(overrides, message):
 def test_a_job_name_sagemaker_would_refuse_fails_here():
     with pytest.raises(RequestValidationError, match="TransformJobName"):
         transform_request(job_name="scoring_job_with_underscores")
+
+
+def test_transform_job_carries_the_datasets_instances(tmp_path):
+    import yaml
+
+    from include.config import DATASETS_DIR, dataset_capacity
+
+    assert transform_request()["TransformResources"] == {
+        "InstanceType": "ml.m5.xlarge",  # today's size, what a silent spec gets
+        "InstanceCount": 1,
+        "VolumeKmsKeyId": KMS_KEY_ARN,
+    }
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    raw["capacity"] = {"transform": {"instance_type": "ml.c5.4xlarge", "instance_count": 4}}
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(raw))
+    transform = dataset_capacity("churn", tmp_path).transform
+    body = transform_request(
+        instance_type=transform.instance_type, instance_count=transform.instance_count
+    )
+    validate_request("sagemaker", "CreateTransformJob", body)
+    assert (
+        body["TransformResources"]["InstanceType"],
+        body["TransformResources"]["InstanceCount"],
+    ) == (
+        "ml.c5.4xlarge",
+        4,
+    )
+    # The builder still refuses what SageMaker would, naming the member.
+    with pytest.raises(RequestValidationError, match=r"TransformResources\.InstanceType"):
+        transform_request(instance_type="ml.c5.huge")

@@ -402,6 +402,31 @@ def test_glue_data_quality_failure_names_the_rule_and_metric(aws_target, aws_cal
     assert "FAIL: Value: 0.975 does not meet the constraint requirement!" in message
 
 
+def test_glue_data_quality_run_is_sized_by_the_datasets_capacity(
+    tmp_path, aws_target, aws_calls, task_context
+):
+    _put_s3_partition(aws_target)
+    _stub_glue_data_quality(aws_calls, passing=True)
+    make_gate().execute(gate_context(task_context))
+    # Nothing in the spec: today's two workers and one hour.
+    (default,) = aws_calls.of("glue", "StartDataQualityRulesetEvaluationRun")
+    assert (default["NumberOfWorkers"], default["Timeout"]) == (2, 60)
+
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    shutil.copy(REPO_ROOT / "include" / "datasets" / "churn.quality.yaml", folder)
+    raw = yaml.safe_load((REPO_ROOT / "include" / "datasets" / "churn.yaml").read_text())
+    raw["capacity"] = {
+        "quality": {"max_runtime_minutes": 30, "glue_data_quality": {"number_of_workers": 12}}
+    }
+    (folder / "churn.yaml").write_text(yaml.safe_dump(raw))
+    aws_calls.calls.clear()
+    _stub_glue_data_quality(aws_calls, passing=True)
+    make_gate(rules_dir=folder).execute(gate_context(task_context))
+    (sized,) = aws_calls.of("glue", "StartDataQualityRulesetEvaluationRun")
+    assert (sized["NumberOfWorkers"], sized["Timeout"]) == (12, 30)
+
+
 # --- aws: Deequ on EMR Serverless -----------------------------------------------------------
 
 

@@ -154,6 +154,85 @@ def test_aws_tuning_request_is_valid_and_named_within_32_characters(
         assert sources[split]["S3Uri"] == f"{inputs}/{split}.manifest.json"
 
 
+def sized_specs(folder: Path, capacity: dict) -> Path:
+    """A datasets folder whose churn spec has ``capacity`` as its capacity block."""
+    import yaml
+
+    from include.config import DATASETS_DIR
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    (folder / "churn.yaml").write_text(yaml.safe_dump({**raw, "capacity": capacity}))
+    return folder
+
+
+def test_aws_training_is_sized_by_the_datasets_capacity_over_the_setting(
+    tmp_path, aws_target, aws_features, aws_calls, task_context, monkeypatch
+):
+    from include.config import get_settings
+
+    # The deployment's setting: what a dataset whose spec is silent gets.
+    monkeypatch.setenv("HEADRACE_TRAINING_INSTANCE_TYPE", "ml.g5.2xlarge")
+    get_settings.cache_clear()
+    settings = get_settings()
+    training = {"instance_type": "ml.m5.4xlarge", "instance_count": 2, "max_runtime_minutes": 300}
+
+    class SizedTraining(SageMakerTrainingJobOperator):
+        datasets_dir = sized_specs(tmp_path, {"training": training})
+
+    SizedTraining(
+        task_id="train", dataset="churn", ds=DS, aws_conn_id=None, poll_interval=1
+    ).execute(task_context(dag_id="churn_training", task_id="train"))
+    training_operator().execute(task_context(dag_id="churn_training", task_id="train", run_id="b"))
+
+    sized, silent = aws_calls.of("sagemaker", "CreateTrainingJob")
+    assert (sized["ResourceConfig"]["InstanceType"], sized["ResourceConfig"]["InstanceCount"]) == (
+        "ml.m5.4xlarge",
+        2,
+    )
+    # 300 minutes outlast the deployment's spot wait: the wait grows to twice the runtime.
+    assert sized["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": 18000,
+        "MaxWaitTimeInSeconds": 36000,
+    }
+    assert silent["ResourceConfig"]["InstanceType"] == settings.training.instance_type
+    assert silent["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    assert silent["StoppingCondition"]["MaxRuntimeInSeconds"] == settings.training.max_runtime_s
+
+
+def test_aws_tuning_trials_are_sized_by_the_datasets_capacity(
+    tmp_path, aws_target, aws_features, aws_calls, task_context
+):
+    class SizedTuning(SageMakerTuningJobOperator):
+        datasets_dir = sized_specs(
+            tmp_path, {"training": {"instance_type": "ml.c5.2xlarge", "instance_count": 1}}
+        )
+
+    operator = SizedTuning(
+        task_id="tune", dataset="churn", ds=DS, aws_conn_id=None, max_jobs=2,
+        max_parallel_jobs=1, deferrable=False, poll_interval=0,
+    )  # fmt: skip
+    with pytest.raises(AirflowException, match="FakeTrainingJobName"):  # moto's made-up best job
+        operator.execute(task_context(dag_id="churn_training", task_id="tune"))
+    (request,) = aws_calls.of("sagemaker", "CreateHyperParameterTuningJob")
+    resources = request["TrainingJobDefinition"]["ResourceConfig"]
+    assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.c5.2xlarge", 1)
+
+
+def test_a_bad_training_instance_type_fails_naming_the_spec_and_field(tmp_path, task_context):
+    from spark_jobs.dataset_spec import SpecError
+
+    class SizedTraining(SageMakerTrainingJobOperator):
+        datasets_dir = sized_specs(tmp_path, {"training": {"instance_type": "ml.g5.huge"}})
+
+    with pytest.raises(SpecError) as raised:
+        SizedTraining(task_id="train", dataset="churn", ds=DS).execute(task_context())
+    (problem,) = raised.value.problems
+    assert problem.startswith(
+        "capacity.training.instance_type: 'ml.g5.huge' is not a sagemaker TrainingInstanceType"
+    )
+    assert str(tmp_path / "churn.yaml") in str(raised.value)
+
+
 def test_bad_ds_is_refused_with_the_parameter_named(task_context):
     with pytest.raises(AirflowException, match="ds='yesterday'"):
         training_operator(ds="yesterday").execute(task_context())

@@ -127,6 +127,46 @@ def test_aws_on_kill_stops_the_transform_job(aws_target, aws_calls, task_context
     ]
 
 
+def test_aws_transform_is_sized_by_the_datasets_capacity(
+    tmp_path, aws_target, aws_calls, task_context
+):
+    import yaml
+
+    from include.config import DATASETS_DIR
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    raw["capacity"] = {
+        "transform": {
+            "instance_type": "ml.m5.2xlarge",
+            "instance_count": 3,
+            "max_runtime_minutes": 90,
+        }
+    }
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(raw))
+
+    class SizedTransform(SageMakerTransformOperator):
+        datasets_dir = tmp_path
+
+    model = aws_model(aws_target.bucket)
+    input_uri = f"s3://{aws_target.bucket}/lake/predictions/churn/input/ds={DS}/abc"
+    transform_operator(model, input_uri).execute(task_context(dag_id="churn_scoring", run_id="a"))
+    sized = SizedTransform(
+        task_id="transform", dataset="churn", ds=DS, model=model, input_uri=input_uri,
+        aws_conn_id=None, poll_interval=1,
+    )  # fmt: skip
+    sized.execute(task_context(dag_id="churn_scoring", run_id="b"))
+
+    default, request = aws_calls.of("sagemaker", "CreateTransformJob")
+    validate_request("sagemaker", "CreateTransformJob", request)
+    resources = request["TransformResources"]
+    assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.m5.2xlarge", 3)
+    # A spec that says nothing: today's one ml.m5.xlarge.
+    today = default["TransformResources"]
+    assert (today["InstanceType"], today["InstanceCount"]) == ("ml.m5.xlarge", 1)
+    # SageMaker has no runtime limit for a transform job: the operator's wait is the limit.
+    assert sized.max_wait_s(None) == 90 * 60
+
+
 def test_an_incomplete_model_argument_is_refused_naming_the_keys(task_context):
     with pytest.raises(AirflowException, match="model must be a dict with version, model_uri"):
         transform_operator({"version": "1"}, "file:///in").execute(task_context())

@@ -460,3 +460,107 @@ def test_emr_step_failure_names_the_reason_and_log(aws_target, aws_calls, task_c
     with pytest.raises(AirflowException, match=rf"emr_ec2 run {step_id} .* ended FAILED: Unknown"):
         make_operator(deferrable=False, poll_interval=0.01).execute(context)
     assert len(aws_calls.of("emr", "AddJobFlowSteps")) == 1
+
+
+# --- capacity: the dataset spec sizes the run --------------------------------------------------
+
+BIG_SPARK = {
+    "max_runtime_minutes": 240,
+    "glue": {"worker_type": "G.2X", "number_of_workers": 20},
+    "emr_serverless": {"max_executors": 50, "executor_cores": 8, "executor_memory_gb": 50},
+    "emr_step": {"max_executors": 30, "executor_cores": 4, "executor_memory_gb": 20},
+}
+
+
+def sized_operator(tmp_path, **overrides) -> FixtureSparkJobOperator:
+    """The fixture operator for dataset ``churn``, whose spec (a copy in ``tmp_path``) sets
+    ``capacity.spark`` to :data:`BIG_SPARK`."""
+    import yaml
+
+    from include.config import DATASETS_DIR
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump({**raw, "capacity": {"spark": BIG_SPARK}}))
+
+    class SizedOperator(FixtureSparkJobOperator):
+        datasets_dir = tmp_path
+
+    arguments = {"task_id": "ingest", "job": "sleepy_job", "job_args": FIXTURE_JOB_ARGS}
+    arguments.update(aws_conn_id=None, poll_interval=1, dataset="churn", **overrides)
+    return SizedOperator(**arguments)
+
+
+def test_glue_run_gets_the_datasets_workers_and_runtime(
+    tmp_path, aws_target, aws_calls, task_context
+):
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+
+    with pytest.raises(TaskDeferred) as deferred:
+        sized_operator(tmp_path).execute(task_context())
+
+    (start,) = aws_calls.of("glue", "StartJobRun")
+    assert (start["WorkerType"], start["NumberOfWorkers"], start["Timeout"]) == ("G.2X", 20, 240)
+    # The job definition every dataset shares keeps today's size and runtime.
+    job = aws_target.client("glue").get_job(JobName="headrace-sleepy_job")["Job"]
+    assert (job["WorkerType"], job["NumberOfWorkers"], job["Timeout"]) == ("G.1X", 2, 120)
+    # 240 minutes plus the queueing allowance, polled every second.
+    assert deferred.value.trigger.attempts == 18000
+
+
+def test_an_explicit_timeout_wins_over_the_datasets(tmp_path, aws_target, aws_calls, task_context):
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+
+    with pytest.raises(TaskDeferred):
+        sized_operator(tmp_path, timeout=timedelta(minutes=30)).execute(task_context())
+
+    (start,) = aws_calls.of("glue", "StartJobRun")
+    assert (start["NumberOfWorkers"], start["Timeout"]) == (20, 30)
+
+
+def test_emr_runs_get_the_datasets_executors(tmp_path, aws_target, aws_calls, task_context):
+    aws_target.use("emr_serverless")
+    with pytest.raises(TaskDeferred):
+        sized_operator(tmp_path).execute(task_context())
+    (start,) = aws_calls.of("emr-serverless", "StartJobRun")
+    submit = start["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
+    assert submit.endswith(
+        " --conf spark.dynamicAllocation.maxExecutors=50"
+        " --conf spark.executor.cores=8 --conf spark.executor.memory=50g"
+    )
+    assert start["executionTimeoutMinutes"] == 240
+
+
+def test_emr_step_gets_the_datasets_executors(tmp_path, aws_target, aws_calls, task_context):
+    aws_target.use("emr_ec2")
+    with pytest.raises(TaskDeferred):
+        sized_operator(tmp_path).execute(task_context())
+    (add_steps,) = aws_calls.of("emr", "AddJobFlowSteps")
+    args = add_steps["Steps"][0]["HadoopJarStep"]["Args"]
+    assert "spark.dynamicAllocation.maxExecutors=30" in args
+    assert args[args.index("spark.executor.memory=20g") - 1] == "--conf"
+    # Options before the script: spark-submit hands whatever follows it to the job.
+    assert args.index("spark.executor.memory=20g") < args.index(
+        f"s3://{aws_target.bucket}/artifacts/spark_jobs/sleepy_job.py"
+    )
+
+
+def test_a_bad_capacity_fails_the_task_naming_the_spec_and_field(
+    tmp_path, aws_target, aws_calls, task_context
+):
+    from spark_jobs.dataset_spec import SpecError
+
+    aws_target.hold_glue_runs_starting()
+    operator = sized_operator(tmp_path)
+    spec = tmp_path / "churn.yaml"
+    spec.write_text(spec.read_text().replace("number_of_workers: 20", "number_of_workers: 1"))
+
+    with pytest.raises(
+        SpecError,
+        match=re.escape(
+            f"{spec}: capacity.spark.glue.number_of_workers: must be an integer >= 2, got 1"
+        ),
+    ):
+        operator.execute(task_context())
+    assert aws_calls.of("glue", "StartJobRun") == []

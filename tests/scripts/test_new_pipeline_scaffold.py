@@ -91,3 +91,13 @@ def test_an_existing_dataset_is_refused_and_left_alone(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["churn.yaml"]
     # The repository's own datasets are refused too (the default --datasets-dir).
     assert "exists already" in new_pipeline("benefit_claims").stderr
+
+
+def test_the_scaffold_states_todays_capacity(tmp_path):
+    from spark_jobs.dataset_spec import Capacity, load_spec
+
+    assert new_pipeline("meter_readings", "--datasets-dir", str(tmp_path)).returncode == 0
+    text = (tmp_path / "meter_readings.yaml").read_text()
+    # The block is there to edit, with the basis of its sizes, and says what runs today.
+    assert "capacity:" in text and "bench/ingestion.py" in text
+    assert load_spec(tmp_path / "meter_readings.yaml").capacity == Capacity()

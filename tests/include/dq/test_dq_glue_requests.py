@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from include.aws_validation import RequestValidationError, validate_request
-from include.config import load_settings
+from include.config import DATASETS_DIR, load_settings
 from include.dq import glue_data_quality as gdq
 from include.dq.dqdl import compile_rulesets
 from include.dq.gate import GateInputError
@@ -35,6 +36,16 @@ SETTINGS = load_settings(AWS_ENV)
 DS = "2026-01-10"
 
 
+def churn_with_capacity(folder: Path, capacity: dict) -> Path:
+    """A copy of the churn spec in ``folder`` with ``capacity`` as its capacity block."""
+    import yaml
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    path = folder / "churn.yaml"
+    path.write_text(yaml.safe_dump({**raw, "capacity": capacity}))
+    return path
+
+
 @pytest.fixture(scope="module")
 def rulesets(churn_rules):
     rules = resolve_rules(churn_rules.rules, DS, 1000)
@@ -52,7 +63,7 @@ def test_catalog_table_and_partition_over_the_curated_zone(churn_rules):
     assert table["TableInput"]["PartitionKeys"] == [{"Name": "ds", "Type": "string"}]
 
     staged = f"s3://headrace-test-lake/lake/reports/churn/quality/ds={DS}/glue-input/abc"
-    partition = gdq.build_create_partition_request(SETTINGS, churn_rules, DS, staged)
+    partition = gdq.build_partition_request("CreatePartition", churn_rules, DS, staged)
     assert partition["PartitionInput"]["Values"] == [DS]
     assert partition["PartitionInput"]["StorageDescriptor"]["Location"] == f"{staged}/"
 
@@ -87,6 +98,43 @@ def test_evaluation_run_reads_one_partition_with_a_deterministic_token(rulesets)
     assert body["Role"] == AWS_ENV["HEADRACE_GLUE_ROLE_ARN"]
     assert body["Timeout"] == 45
     assert body["ClientToken"] == "churn-validation-quality-gate-run-key"
+    # Today's size unless the dataset's capacity says otherwise.
+    assert body["NumberOfWorkers"] == 2
+
+
+def test_evaluation_run_carries_the_datasets_workers(tmp_path):
+    from include.config import dataset_capacity
+
+    churn_with_capacity(
+        tmp_path,
+        {"quality": {"max_runtime_minutes": 30, "glue_data_quality": {"number_of_workers": 12}}},
+    )
+    quality = dataset_capacity("churn", tmp_path).quality
+    body = gdq.build_start_evaluation_run_request(
+        SETTINGS,
+        "churn",
+        DS,
+        ["headrace-churn-ds-2026-01-10-error"],
+        client_token="churn-validation-quality-gate-run-key",
+        results_prefix="s3://headrace-test-lake/lake/reports/churn/quality/ds=2026-01-10/x/",
+        timeout=timedelta(minutes=quality.max_runtime_minutes),
+        number_of_workers=quality.glue_data_quality_workers,
+    )
+    validate_request("glue", "StartDataQualityRulesetEvaluationRun", body)
+    assert (body["NumberOfWorkers"], body["Timeout"]) == (12, 30)
+
+
+def test_too_few_glue_data_quality_workers_fail_naming_the_spec_and_field(tmp_path):
+    from include.config import dataset_capacity
+    from spark_jobs.dataset_spec import SpecError
+
+    churn_with_capacity(tmp_path, {"quality": {"glue_data_quality": {"number_of_workers": 1}}})
+    with pytest.raises(SpecError) as raised:
+        dataset_capacity("churn", tmp_path)
+    assert raised.value.problems == [
+        "capacity.quality.glue_data_quality.number_of_workers: must be an integer >= 2, got 1"
+    ]
+    assert f"{tmp_path / 'churn.yaml'}: capacity.quality.glue_data_quality" in str(raised.value)
 
 
 def test_a_bad_body_fails_naming_the_parameter():
@@ -174,12 +222,16 @@ def test_copy_and_partition_requests_cover_exactly_the_manifests_files(churn_rul
     ]
     assert {c["SSEKMSKeyId"] for c in copies} == {AWS_ENV["HEADRACE_KMS_KEY_ARN"]}
 
-    create = gdq.build_create_partition_request(SETTINGS, churn_rules, DS, input_uri)
-    update = gdq.build_update_partition_request(SETTINGS, churn_rules, DS, input_uri)
+    create = gdq.build_partition_request("CreatePartition", churn_rules, DS, input_uri)
+    update = gdq.build_partition_request("UpdatePartition", churn_rules, DS, input_uri)
     for body in (create, update):
         assert body["PartitionInput"]["StorageDescriptor"]["Location"] == input_uri + "/"
         assert body["PartitionInput"]["Values"] == [DS]
     assert update["PartitionValueList"] == [DS]
+    assert "PartitionValueList" not in create
+    assert create["PartitionInput"] == update["PartitionInput"]
+    with pytest.raises(ValueError, match="'DeletePartition'"):
+        gdq.build_partition_request("DeletePartition", churn_rules, DS, input_uri)
 
     with pytest.raises(GateInputError, match=r"lacks outputs.curated.files"):
         gdq.build_copy_requests(SETTINGS, {"outputs": {}}, CURATED, input_uri)
