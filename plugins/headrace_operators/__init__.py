@@ -6,6 +6,7 @@ Airflow puts ``plugins/`` on ``sys.path`` (locally, on MWAA from ``plugins.zip``
 
 from headrace_operators.quality_gate import DataQualityGateOperator
 from headrace_operators.sagemaker_jobs import (
+    SageMakerProcessingJobOperator,
     SageMakerTrainingJobOperator,
     SageMakerTuningJobOperator,
 )
@@ -13,6 +14,7 @@ from headrace_operators.spark_job import SparkJobOperator, SparkJobRun
 
 __all__ = [
     "DataQualityGateOperator",
+    "SageMakerProcessingJobOperator",
     "SageMakerTrainingJobOperator",
     "SageMakerTuningJobOperator",
     "SparkJobOperator",

@@ -26,6 +26,7 @@ SAGEMAKER_STOP_CALLS: dict[str, tuple[str, str]] = {
     "training": ("stop_training_job", "TrainingJobName"),
     "tuning": ("stop_hyper_parameter_tuning_job", "HyperParameterTuningJobName"),
     "transform": ("stop_transform_job", "TransformJobName"),
+    "processing": ("stop_processing_job", "ProcessingJobName"),
 }
 
 
@@ -108,7 +109,8 @@ class EmrStepTrigger(_StopsJobOnKill, EmrStepSensorTrigger):
 
 class SageMakerJobTrigger(_StopsJobOnKill, SageMakerTrigger):
     """The provider's ``SageMakerTrigger`` for a training, tuning or transform job, stopping the
-    job (StopTrainingJob / StopHyperParameterTuningJob / StopTransformJob) on kill."""
+    job (StopTrainingJob / StopHyperParameterTuningJob / StopTransformJob / StopProcessingJob)
+    on kill."""
 
     def __init__(self, job_name: str, job_type: str, *, cancel_on_kill: bool = True, **kwargs):
         if job_type.lower() not in SAGEMAKER_STOP_CALLS:

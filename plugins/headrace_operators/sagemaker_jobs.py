@@ -1,4 +1,5 @@
-"""SageMaker training and tuning jobs with one interface on both targets, durable on retry.
+"""SageMaker training, tuning and processing jobs with one interface on both targets, durable on
+retry.
 
 The task names a dataset, the features partition (``ds``) and hyperparameters;
 :mod:`include.training_jobs` builds the CreateTrainingJob / CreateHyperParameterTuningJob body.
@@ -152,6 +153,10 @@ class _SageMakerJobOperator(BaseOperator):
     def result(self, description: dict) -> dict[str, Any]:
         raise NotImplementedError
 
+    def source_artifact(self, settings: Settings) -> tuple[str | None, bytes | None]:
+        """The code tarball to upload on aws (``(None, None)``: none)."""
+        return training_jobs.source_artifact(settings)
+
     # --- shared --------------------------------------------------------------------------
 
     @cached_property
@@ -247,7 +252,7 @@ class _SageMakerJobOperator(BaseOperator):
             name = self._name(identity, generation)
             description = self.describe(name)
             if description is None:
-                source_uri, source = training_jobs.source_artifact(settings)
+                source_uri, source = self.source_artifact(settings)
                 if source_uri is not None:
                     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -473,4 +478,138 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
             "tuning_job_name": description["HyperParameterTuningJobName"],
             "objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}),
             "trials": description.get("TrainingJobStatusCounters", {}),
+        }
+
+
+class SageMakerProcessingJobOperator(_SageMakerJobOperator):
+    """Run one entry point of the training source tarball over lake data: a SageMaker Processing
+    job on aws (network-isolated, in the training image, KMS and VPC as training), the local
+    runtime (:mod:`include.local_processing`) locally. Durable like training: the job name comes
+    from the task instance, a retry re-attaches, ``on_kill`` stops it. Returns ``{job_name, ds,
+    outputs: {name: uri}}``.
+
+    :param entry_point: the script in the tarball, e.g. ``monitor.py``. (templated)
+    :param outputs: output name → lake folder the job's ``/opt/ml/processing/output/<name>`` is
+        uploaded to when it completes. (templated)
+    :param inputs: input name → lake folder, seen under ``/opt/ml/processing/input/<name>``.
+        (templated)
+    :param manifest_inputs: input name → manifest file: the input holds exactly the objects it
+        lists. (templated)
+    :param arguments: the entry point's arguments. (templated)
+    """
+
+    job_type = "processing"
+    naming_rule = "sagemaker"
+    status_key = "ProcessingJobStatus"
+    # The folder (under the repository) whose tarball the job runs from; tests point it at a
+    # fixture package.
+    source_package: ClassVar[str] = "training"
+    template_fields: Sequence[str] = (
+        *_SageMakerJobOperator.template_fields,
+        "entry_point",
+        "inputs",
+        "manifest_inputs",
+        "outputs",
+        "arguments",
+    )
+
+    def __init__(
+        self,
+        *,
+        entry_point: str,
+        outputs: dict[str, str],
+        inputs: dict[str, str] | None = None,
+        manifest_inputs: dict[str, str] | None = None,
+        arguments: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.entry_point = entry_point
+        self.outputs = outputs
+        self.inputs = inputs or {}
+        self.manifest_inputs = manifest_inputs or {}
+        self.arguments = list(arguments)
+
+    def job_settings(self, settings: Settings) -> Settings:
+        # A processing job is sized by its request's defaults; the spec has no processing block.
+        return settings
+
+    def max_wait_s(self, settings: Settings) -> float:
+        from include.sagemaker_requests import PROCESSING_MAX_RUNTIME_S
+
+        return PROCESSING_MAX_RUNTIME_S
+
+    def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
+        from include.config import REPO_ROOT
+        from include.sagemaker_requests import build_processing_job_request
+
+        if not (REPO_ROOT / self.source_package / self.entry_point).is_file():
+            raise AirflowException(
+                f"entry_point={self.entry_point!r} is not a file of {self.source_package}/, "
+                "the package the processing job runs from"
+            )
+        if source_uri is None:
+            # Locally too the job runs from the tarball (the runtime unpacks it as the container
+            # does): it is put in the local lake, at its content-addressed key, once.
+            from include.storage import storage_for
+
+            source_uri, tarball = self.source_artifact(settings)
+            storage = storage_for(source_uri)
+            if not storage.exists(source_uri):
+                storage.write_bytes(source_uri, tarball)
+        return build_processing_job_request(
+            settings,
+            job_name=name,
+            entry_point=self.entry_point,
+            source_uri=source_uri,
+            inputs=self.inputs,
+            manifest_inputs=self.manifest_inputs,
+            outputs=self.outputs,
+            arguments=self.arguments,
+            tags={"dataset": self.dataset},
+        )
+
+    def source_artifact(self, settings: Settings) -> tuple[str, bytes]:
+        # On both targets: the local runtime unpacks the tarball as the container does.
+        from include.sagemaker_requests import training_source_artifact
+
+        return training_source_artifact(settings, self.source_package)
+
+    def run_local(self, request: dict, work_root: Path) -> dict:
+        from include.local_processing import start_processing_job, wait_for_processing_job
+
+        start_processing_job(request, work_root=work_root)
+        return wait_for_processing_job(
+            request["ProcessingJobName"], work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL
+        )
+
+    def stop_local(self, name: str, work_root: Path) -> None:
+        from include.local_processing import stop_processing_job
+
+        stop_processing_job(name, work_root=work_root)
+
+    def describe(self, name: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.hook.conn.describe_processing_job(ProcessingJobName=name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+
+    def create(self, request: dict) -> None:
+        self.hook.conn.create_processing_job(**request)
+
+    def stop(self, name: str) -> None:
+        self.hook.conn.stop_processing_job(ProcessingJobName=name)
+
+    def result(self, description: dict) -> dict[str, Any]:
+        return {
+            "job_name": description["ProcessingJobName"],
+            "ds": self.ds,
+            "outputs": {
+                output["OutputName"]: output["S3Output"]["S3Uri"]
+                for output in description["ProcessingOutputConfig"]["Outputs"]
+            },
         }

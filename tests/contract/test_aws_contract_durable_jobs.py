@@ -23,6 +23,9 @@ SageMaker tuning      here: ``…[tuning]`` (running) — was a gap      here: s
 SageMaker transform   here: ``…[transform]`` (running); plugins:     here: same test (StopTransformJob); plugins:
                       test_aws_creates_the_model_and_one_valid_      test_aws_on_kill_stops_the_transform_job
                       transform_job_and_a_retry_reattaches
+SageMaker processing  here: ``…[processing]`` (running); plugins:    here: same test (StopProcessingJob); plugins:
+                      test_aws_sends_one_valid_isolated_create_and_  test_aws_on_kill_stops_the_job_it_attached_to
+                      a_retry_reattaches (finished)
 ====================  ============================================  ===========================================
 
 Each test here starts the job with one operator instance, runs a second instance of the same
@@ -122,7 +125,7 @@ def test_spark_retry_reattaches_to_the_running_run_and_kill_stops_it(
     assert stops == [expected_stop]
 
 
-# --- SageMaker training, tuning, transform ---------------------------------------------------------
+# --- SageMaker training, tuning, transform, processing ------------------------------------------
 
 SAGEMAKER = {
     # kind: (Create, Describe, Stop, name member, status member)
@@ -133,6 +136,8 @@ SAGEMAKER = {
                "HyperParameterTuningJobStatus"),
     "transform": ("CreateTransformJob", "DescribeTransformJob", "StopTransformJob",
                   "TransformJobName", "TransformJobStatus"),
+    "processing": ("CreateProcessingJob", "DescribeProcessingJob", "StopProcessingJob",
+                   "ProcessingJobName", "ProcessingJobStatus"),
 }  # fmt: skip
 
 
@@ -144,6 +149,18 @@ def sagemaker_operator(kind: str, bucket: str):
     from headrace_operators.sagemaker_transform import SageMakerTransformOperator
 
     common = {"dataset": "churn", "ds": DS, "aws_conn_id": None, "poll_interval": 1}
+    if kind == "processing":
+        from headrace_operators.sagemaker_jobs import SageMakerProcessingJobOperator
+
+        class FixtureProcessingJobOperator(SageMakerProcessingJobOperator):
+            source_package = "tests/plugins/fixtures/processing_package"
+
+        lake = f"s3://{bucket}/lake"
+        return FixtureProcessingJobOperator(
+            task_id="profile", entry_point="probe.py",
+            inputs={"features": f"{lake}/features/churn/ds={DS}"},
+            outputs={"report": f"{lake}/monitoring/churn/profile/ds={DS}"}, **common,
+        )  # fmt: skip
     if kind == "training":
         return SageMakerTrainingJobOperator(task_id="train", **common)
     if kind == "tuning":
@@ -180,9 +197,10 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     recorded.after[("sagemaker", create)] = remember
     recorded.stubs[("sagemaker", describe)] = in_progress
     recorded.stubs[("sagemaker", stop)] = lambda params: (200, {})  # moto has no Stop*Job
-    task_id = {"training": "train", "tuning": "tune", "transform": "transform"}[kind]
+    task_id = {"training": "train", "tuning": "tune", "transform": "transform",
+               "processing": "profile"}[kind]  # fmt: skip
     context = task_context("churn_contract", task_id)
-    if kind != "transform":
+    if kind in ("training", "tuning"):
         # Training reads the committed features partition: its manifest names the channels' files.
         commit_s3_features(contract_target.client("s3"), contract_target.bucket, ds=DS)
 
@@ -198,7 +216,7 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     assert first.value.kwargs == second.value.kwargs == {"job_name": name}
     assert [params[name_key] for params in recorded.of("sagemaker", create)] == [name]
     assert recorded.of("sagemaker", stop) == [{name_key: name}]
-    if kind != "transform":
+    if kind in ("training", "tuning"):
         # The one job sent reads manifest files, which the first try wrote before creating it.
         sent = created[name].get("TrainingJobDefinition", created[name])["InputDataConfig"]
         train = next(c for c in sent if c["ChannelName"] == "train")["DataSource"]
