@@ -3,10 +3,10 @@
 Airflow 3.3 calls a trigger's ``async on_kill()`` when the user marks its deferred task failed or
 success, or clears it — never when the triggerer restarts, shuts down or hands the trigger to
 another triggerer. The Amazon provider (9.34) implements ``on_kill`` only for EMR Serverless
-(``EmrServerlessStartJobTrigger``, used as is); its Glue job, EMR step and SageMaker triggers
-have none, so a killed task left its job running and billing. These subclasses add the missing
-``on_kill``: one Stop call for the job the trigger waits on, and nothing else changes — they wait
-exactly as the provider's triggers do.
+(``EmrServerlessStartJobTrigger``, used as is); its Glue job, Glue Data Quality, EMR step and
+SageMaker triggers have none, so a killed task left its job running and billing. These subclasses
+add the missing ``on_kill``: one Stop call for the job the trigger waits on, and nothing else
+changes — they wait exactly as the provider's triggers do.
 
 Each takes ``cancel_on_kill`` (default ``True``, like the provider's own) and serializes it, so the
 triggerer re-creates the trigger with it.
@@ -18,7 +18,10 @@ import asyncio
 from typing import Any
 
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-from airflow.providers.amazon.aws.triggers.glue import GlueJobCompleteTrigger
+from airflow.providers.amazon.aws.triggers.glue import (
+    GlueDataQualityRuleSetEvaluationRunCompleteTrigger,
+    GlueJobCompleteTrigger,
+)
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
 # The SageMaker call that stops each job type, and the name of its job-name parameter.
@@ -75,6 +78,24 @@ class GlueJobRunTrigger(_StopsJobOnKill, GlueJobCompleteTrigger):
         errors = [error.get("ErrorDetail") for error in response.get("Errors", [])]
         if errors:
             raise RuntimeError(f"Glue refused to stop run {self.run_id}: {errors}")
+
+
+class GlueDataQualityRunTrigger(
+    _StopsJobOnKill, GlueDataQualityRuleSetEvaluationRunCompleteTrigger
+):
+    """The provider's Glue Data Quality evaluation-run trigger, cancelling the run on kill."""
+
+    def __init__(self, evaluation_run_id: str, *, cancel_on_kill: bool = True, **kwargs: Any):
+        super().__init__(evaluation_run_id=evaluation_run_id, **kwargs)
+        self.evaluation_run_id = evaluation_run_id
+        self.cancel_on_kill = cancel_on_kill
+        self.serialized_fields["cancel_on_kill"] = cancel_on_kill
+
+    def describe_job(self) -> str:
+        return f"Glue Data Quality run {self.evaluation_run_id}"
+
+    def stop_job(self) -> None:
+        self.hook().conn.cancel_data_quality_ruleset_evaluation_run(RunId=self.evaluation_run_id)
 
 
 class EmrStepTrigger(_StopsJobOnKill, EmrStepSensorTrigger):

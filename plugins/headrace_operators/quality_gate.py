@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -68,6 +69,8 @@ class DataQualityGateOperator(BaseOperator):
         stopped after that. ``None``: the dataset spec's ``capacity.quality.max_runtime_minutes``
         (which also sizes the run: Glue Data Quality workers, the Deequ job's EMR executors).
     :param poll_interval: seconds between status checks of a remote run.
+    :param deferrable: wait on a Glue Data Quality run in the triggerer rather than in a worker
+        slot. (The Deequ job is a nested SparkJobOperator, which cannot defer: it waits here.)
     :param aws_conn_id: the Airflow connection for AWS credentials; ``None`` for boto3's
         default chain (MWAA's execution role).
     """
@@ -83,6 +86,7 @@ class DataQualityGateOperator(BaseOperator):
         rules_dir: str | Path = DATASETS_DIR,
         timeout: timedelta | None = None,
         poll_interval: float = 30,
+        deferrable: bool = True,
         aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
@@ -92,6 +96,7 @@ class DataQualityGateOperator(BaseOperator):
         self.rules_dir = rules_dir
         self.timeout = timeout
         self.poll_interval = poll_interval
+        self.deferrable = deferrable
         self.aws_conn_id = aws_conn_id
         # State kept for on_kill, set by execute.
         self._glue_run_id: str | None = None
@@ -161,6 +166,31 @@ class DataQualityGateOperator(BaseOperator):
                 result = self._run_deequ(context, rule_set, ds)
         except GateInputError as error:
             raise AirflowException(str(error)) from None
+        return self._finish(context, result, ds)
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        ds: str | None = None,
+        run_id: str | None = None,
+        partition: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Resume after the Glue Data Quality run ended: read its results, judge, publish."""
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
+        validate_execute_complete_event(event)
+        self._glue_run_id = run_id
+        rule_set = load_dataset_rules(self.dataset, Path(self.rules_dir))
+        try:
+            result = self._glue_gate_result(rule_set, ds, run_id, partition)
+        except GateInputError as error:
+            raise AirflowException(str(error)) from None
+        return self._finish(context, result, ds)
+
+    def _finish(self, context: Context, result: GateResult, ds: str) -> dict[str, Any]:
+        """Write the result and report; fail on a failed error rule, else mark the Asset."""
+        settings = get_settings()
         uris = write_gate_outputs(result, settings.lake_root)
         counts = result.counts()
         self.log.info("Quality result %s: %s", uris["result_uri"], counts)
@@ -200,7 +230,6 @@ class DataQualityGateOperator(BaseOperator):
     def _run_glue_data_quality(self, context: Context, rule_set: RuleSet, ds: str) -> GateResult:
         from include.dq import glue_data_quality as gdq
         from include.dq.dqdl import compile_rulesets
-        from include.dq.results import GateResult
 
         settings = get_settings()
         partition_uri = curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
@@ -208,7 +237,15 @@ class DataQualityGateOperator(BaseOperator):
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
         rulesets = compile_rulesets(rules)
         client = self.hook.conn
-        glue_input_uri = self._ensure_catalog_partition(client, rule_set, ds, manifest)
+        # What the run checks, recorded as read now: a re-ingest while it runs changes the
+        # manifest, not what this run saw.
+        partition = {
+            "uri": partition_uri,
+            "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
+            "content_sha256": content_sha256,
+            "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
+            "glue_input_uri": self._ensure_catalog_partition(client, rule_set, ds, manifest),
+        }
         self._ensure_security_configuration(client)
         for ruleset in rulesets.values():
             self._put_ruleset(client, rule_set.dataset, ds, ruleset)
@@ -228,7 +265,38 @@ class DataQualityGateOperator(BaseOperator):
         run_id = client.start_data_quality_ruleset_evaluation_run(**request)["RunId"]
         self._glue_run_id = run_id
         self.log.info("Glue Data Quality run %s checks %s ds=%s", run_id, rule_set.dataset, ds)
-        run = self._wait_for_glue_run(client, run_id)
+        if self.deferrable:
+            from headrace_operators.job_triggers import GlueDataQualityRunTrigger
+
+            delay = max(1, int(self.poll_interval))
+            self.defer(
+                trigger=GlueDataQualityRunTrigger(
+                    evaluation_run_id=run_id,
+                    waiter_delay=delay,
+                    waiter_max_attempts=max(
+                        1, math.ceil(self.run_timeout.total_seconds() * 1.25 / delay)
+                    ),
+                    aws_conn_id=self.aws_conn_id,
+                ),
+                method_name="execute_complete",
+                kwargs={"ds": ds, "run_id": run_id, "partition": partition},
+            )
+        self._wait_for_glue_run(client, run_id)
+        return self._glue_gate_result(rule_set, ds, run_id, partition)
+
+    def _glue_gate_result(
+        self, rule_set: RuleSet, ds: str, run_id: str, partition: dict[str, Any]
+    ) -> GateResult:
+        """The gate's result from an ended Glue Data Quality run of ``ds`` over ``partition``."""
+        from include.dq import glue_data_quality as gdq
+        from include.dq.dqdl import compile_rulesets
+        from include.dq.results import GateResult
+
+        settings = get_settings()
+        rules = resolved_rules_for(rule_set, settings.lake_root, ds)
+        rulesets = compile_rulesets(rules)
+        client = self.hook.conn
+        run = client.get_data_quality_ruleset_evaluation_run(RunId=run_id)
         if run["Status"] != gdq.SUCCEEDED:
             raise AirflowException(
                 f"Glue Data Quality run {run_id} for {rule_set.dataset} ds={ds} ended "
@@ -243,14 +311,7 @@ class DataQualityGateOperator(BaseOperator):
             ds=ds,
             engine="glue_data_quality",
             outcomes=gdq.outcomes_from_glue_results(rules, rulesets, results),
-            partition={
-                "uri": partition_uri,
-                "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
-                "content_sha256": content_sha256,
-                "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
-                "glue_run_id": run_id,
-                "glue_input_uri": glue_input_uri,
-            },
+            partition={**partition, "glue_run_id": run_id},
         )
 
     def _wait_for_glue_run(self, client, run_id: str) -> dict:

@@ -1,4 +1,4 @@
-"""Killing a deferred task stops its remote job, for all six job kinds; a triggerer restart does not.
+"""Killing a deferred task stops its remote job, for every job kind; a triggerer restart does not.
 
 Each test starts the job through its operator against moto, takes the trigger the task defers
 with, and runs it through Airflow 3.3.1's own triggerer code: the trigger row
@@ -25,6 +25,7 @@ without the user-action message (the task is still DEFERRED on a restart).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from airflow.jobs import triggerer_job_runner
 from airflow.jobs.triggerer_job_runner import TriggerRunner
 
 from headrace_operators import (
+    DataQualityGateOperator,
+    SageMakerProcessingJobOperator,
     SageMakerTrainingJobOperator,
     SageMakerTuningJobOperator,
     SparkJobOperator,
@@ -84,7 +87,36 @@ KINDS = {
     "transform": Kind("churn_scoring", "transform", ("sagemaker", "DescribeTransformJob"),
                       ("sagemaker", "StopTransformJob"),
                       "headrace_operators.job_triggers.SageMakerJobTrigger"),
+    "processing": Kind("churn_monitoring", "profile", ("sagemaker", "DescribeProcessingJob"),
+                       ("sagemaker", "StopProcessingJob"),
+                       "headrace_operators.job_triggers.SageMakerJobTrigger"),
+    "glue_data_quality": Kind("churn_validation", "quality_gate",
+                              ("glue", "GetDataQualityRulesetEvaluationRun"),
+                              ("glue", "CancelDataQualityRulesetEvaluationRun"),
+                              "headrace_operators.job_triggers.GlueDataQualityRunTrigger"),
 }  # fmt: skip
+
+
+class FixtureProcessingJobOperator(SageMakerProcessingJobOperator):
+    """The operator with a fixture package (a probe entry point) as its code."""
+
+    source_package = "tests/plugins/fixtures/processing_package"
+
+
+def put_curated_partition(aws_target) -> None:
+    """A committed curated partition of churn in moto: its manifest and the one file it lists."""
+    s3 = aws_target.client("s3")
+    uri = f"s3://{aws_target.bucket}/lake/curated/churn/ds={DS}"
+    manifest = {
+        "spec_fingerprint": "test",
+        "totals": {"rows_accepted": 40},
+        "outputs": {"curated": {"uri": uri, "files": [{"path": "part-00000.snappy.parquet"}]}},
+    }
+    prefix = f"lake/curated/churn/ds={DS}"
+    s3.put_object(Bucket=aws_target.bucket, Key=f"{prefix}/part-00000.snappy.parquet", Body=b"x")
+    s3.put_object(
+        Bucket=aws_target.bucket, Key=f"{prefix}/_manifest.json", Body=json.dumps(manifest)
+    )
 
 
 def defer(kind: str, aws_target, aws_calls, context) -> tuple[TaskDeferred, dict]:
@@ -125,6 +157,30 @@ def defer(kind: str, aws_target, aws_calls, context) -> tuple[TaskDeferred, dict
         aws_calls.stubs[("sagemaker", "DescribeHyperParameterTuningJob")] = (200, running)
         aws_calls.stubs[("sagemaker", "StopHyperParameterTuningJob")] = (200, {})
         operator = SageMakerTuningJobOperator(task_id="tune", **sagemaker)
+    elif kind == "processing":
+        running = {"ProcessingJobName": name, "ProcessingJobStatus": "InProgress"}
+        aws_calls.stubs[("sagemaker", "DescribeProcessingJob")] = (200, running)
+        aws_calls.stubs[("sagemaker", "StopProcessingJob")] = (200, {})
+        lake = f"s3://{aws_target.bucket}/lake"
+        operator = FixtureProcessingJobOperator(
+            task_id="profile", entry_point="probe.py",
+            outputs={"report": f"{lake}/monitoring/churn/profile/ds={DS}"}, **sagemaker,
+        )  # fmt: skip
+    elif kind == "glue_data_quality":
+        put_curated_partition(aws_target)
+        not_found = (400, {"Error": {"Code": "EntityNotFoundException", "Message": "none"}})
+        aws_calls.stubs.update({
+            ("glue", "CreateSecurityConfiguration"): (200, {"Name": "stubbed"}),
+            ("glue", "GetDataQualityRuleset"): not_found,
+            ("glue", "CreateDataQualityRuleset"): (200, {"Name": "stubbed"}),
+            ("glue", "StartDataQualityRulesetEvaluationRun"): (200, {"RunId": "dqrun-0123"}),
+            ("glue", "GetDataQualityRulesetEvaluationRun"): (
+                200, {"RunId": "dqrun-0123", "Status": "RUNNING"}),
+            ("glue", "CancelDataQualityRulesetEvaluationRun"): (200, {}),
+        })  # fmt: skip
+        operator = DataQualityGateOperator(
+            task_id="quality_gate", dataset="churn", ds=DS, aws_conn_id=None, poll_interval=1
+        )
     else:
         bucket = aws_target.bucket
         running = {"TransformJobName": name, "TransformJobStatus": "InProgress", "ModelName": "m",
@@ -151,9 +207,12 @@ def defer(kind: str, aws_target, aws_calls, context) -> tuple[TaskDeferred, dict
     elif kind == "emr_ec2":
         expected = {"ClusterId": aws_target.cluster_id, "StepIds": [kwargs["run"]["run_id"]],
                     "StepCancellationOption": "SEND_INTERRUPT"}  # fmt: skip
+    elif kind == "glue_data_quality":
+        expected = {"RunId": "dqrun-0123"}
     else:
         parameter = {"training": "TrainingJobName", "tuning": "HyperParameterTuningJobName",
-                     "transform": "TransformJobName"}[kind]  # fmt: skip
+                     "transform": "TransformJobName",
+                     "processing": "ProcessingJobName"}[kind]  # fmt: skip
         expected = {parameter: kwargs["job_name"]}
     return deferred.value, expected
 
@@ -274,8 +333,8 @@ def test_cancel_on_kill_off_leaves_the_job_running(aws_target, aws_calls, task_c
 def test_a_sagemaker_trigger_for_a_job_type_it_cannot_stop_is_refused():
     from headrace_operators.job_triggers import SageMakerJobTrigger
 
-    with pytest.raises(ValueError, match="job_type='processing'"):
-        SageMakerJobTrigger(job_name="x", job_type="processing")
+    with pytest.raises(ValueError, match="job_type='endpoint'"):
+        SageMakerJobTrigger(job_name="x", job_type="endpoint")
 
 
 def test_the_triggerer_cancels_with_the_user_action_message_on_kill_expects():
