@@ -244,6 +244,22 @@ class MLflowModelRegistry:
             )
         return self._client_instance
 
+    def remove_dataset(self, dataset: str) -> int:
+        """Delete the dataset's registered model and every version of it (the local registry
+        only: ``make demo`` starts each run from an empty registry). Returns how many versions
+        there were."""
+        from mlflow.exceptions import MlflowException
+
+        name = registered_model_name(dataset)
+        try:
+            versions = len(self.list_versions(dataset))
+            self._client.delete_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return 0
+        return versions
+
     def _ensure_registered_model(self, name: str, dataset: str) -> None:
         from mlflow.exceptions import MlflowException
 

@@ -287,6 +287,30 @@ def print_summary(rows: list[StageRow], problems: list[str], wall_s: float, tota
     )
 
 
+def reset_dataset(settings: Settings) -> None:
+    """Start from an empty churn lake and registry, so every run tells the same story.
+
+    A previous run leaves its champion behind: the model retrained on the drifted last day, which
+    would judge the calm days as drift and the drifted one as calm. The demo's data is generated,
+    so nothing of value is lost; other datasets are left alone.
+    """
+    from include.config import LAKE_ZONES
+    from include.registry import MLflowModelRegistry
+
+    removed = []
+    for zone in LAKE_ZONES:
+        folder = Path(settings.zone_uri(zone).removeprefix("file://")) / DATASET
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(zone)
+    versions = MLflowModelRegistry(settings.zone_uri("models")).remove_dataset(DATASET)
+    if removed or versions:
+        print(
+            f"demo: starting afresh: removed the previous run's {DATASET} data "
+            f"({', '.join(removed) or 'no zones'}) and {versions} registered model version(s)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-up", action="store_true", help="leave the Airflow stack running")
@@ -302,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     settings = load_settings(airflow_stack.airflow_env())
+    reset_dataset(settings)
     staging = airflow_stack.airflow_home() / "demo-staging"
     days = [(DEMO_START + timedelta(days=i)).isoformat() for i in range(args.days)]
     generator = start_generating(settings, staging, args.days, args.rows)

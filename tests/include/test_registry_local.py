@@ -160,6 +160,21 @@ def test_rejecting_the_only_approved_version_leaves_no_champion(registry):
     assert "champion" not in client.get_registered_model("headrace-reg-alone").aliases
 
 
+def test_removing_a_dataset_deletes_its_versions_and_nothing_else(registry):
+    _register(registry, "reg_gone", auc=0.8, approval=APPROVED)
+    _register(registry, "reg_gone", auc=0.9, approval=APPROVED, model="m2")
+    _register(registry, "reg_kept", auc=0.7, approval=APPROVED)
+
+    assert registry.remove_dataset("reg_gone") == 2
+
+    assert registry.list_versions("reg_gone") == []
+    assert registry.approved_version("reg_gone") is None
+    assert [v.version for v in registry.list_versions("reg_kept")] == ["1"]
+    assert registry.remove_dataset("reg_gone") == 0
+    # A new registration starts the dataset over at version 1.
+    assert _register(registry, "reg_gone", auc=0.8, approval=APPROVED).version == "1"
+
+
 def test_bad_requests_name_the_problem(registry):
     with pytest.raises(RegistryError, match="approval 'Maybe' is not one of"):
         _register(registry, "reg_bad", auc=0.8, approval="Maybe")
