@@ -213,6 +213,19 @@ def training_source_artifact(
 # --- CreateTrainingJob ---------------------------------------------------------------------
 
 
+def _tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
+    """SageMaker's ``Tags``: ``project=headrace`` and the caller's."""
+    return [
+        {"Key": key, "Value": value}
+        for key, value in {"project": "headrace", **(tags or {})}.items()
+    ]
+
+
+def _vpc_config(aws) -> dict[str, list[str]]:
+    """A job's ``VpcConfig``: the lake's subnets and security groups."""
+    return {"SecurityGroupIds": list(aws.security_group_ids), "Subnets": list(aws.subnet_ids)}
+
+
 def _check_uri(settings: Settings, uri: str, what: str) -> str:
     """``uri`` if the target may use it: in the lake bucket on aws, an absolute file:// locally."""
     parsed = urlparse(uri)
@@ -396,18 +409,12 @@ def build_training_job_request(
         "EnableNetworkIsolation": True,
         "EnableInterContainerTrafficEncryption": True,
         "Environment": dict(environment or {}),
-        "Tags": [
-            {"Key": key, "Value": value}
-            for key, value in {"project": "headrace", **(tags or {})}.items()
-        ],
+        "Tags": _tag_list(tags),
     }
     if aws is not None:
         output["KmsKeyId"] = aws.kms_key_arn
         resources["VolumeKmsKeyId"] = aws.kms_key_arn
-        body["VpcConfig"] = {
-            "SecurityGroupIds": list(aws.security_group_ids),
-            "Subnets": list(aws.subnet_ids),
-        }
+        body["VpcConfig"] = _vpc_config(aws)
     validate_request("sagemaker", "CreateTrainingJob", _as_sent(body))
     return body
 
@@ -572,10 +579,7 @@ def build_tuning_job_request(
             "RandomSeed": random_seed,
         },
         "TrainingJobDefinition": definition,
-        "Tags": [
-            {"Key": key, "Value": value}
-            for key, value in {"project": "headrace", **(tags or {})}.items()
-        ],
+        "Tags": _tag_list(tags),
     }
     validate_request("sagemaker", "CreateHyperParameterTuningJob", _as_sent(body))
     return body
@@ -655,16 +659,10 @@ def build_model_request(
         "PrimaryContainer": container,
         "ExecutionRoleArn": aws.sagemaker_role_arn if aws else LOCAL_MODEL_ROLE_ARN,
         "EnableNetworkIsolation": True,
-        "Tags": [
-            {"Key": key, "Value": value}
-            for key, value in {"project": "headrace", **(tags or {})}.items()
-        ],
+        "Tags": _tag_list(tags),
     }
     if aws is not None:
-        body["VpcConfig"] = {
-            "SecurityGroupIds": list(aws.security_group_ids),
-            "Subnets": list(aws.subnet_ids),
-        }
+        body["VpcConfig"] = _vpc_config(aws)
     validate_request("sagemaker", "CreateModel", _as_sent(body))
     return body
 
@@ -792,10 +790,7 @@ def build_transform_job_request(
         "TransformOutput": output,
         "TransformResources": resources,
         "DataProcessing": transform_data_processing(content_type, id_columns),
-        "Tags": [
-            {"Key": key, "Value": value}
-            for key, value in {"project": "headrace", **(tags or {})}.items()
-        ],
+        "Tags": _tag_list(tags),
     }
     validate_request("sagemaker", "CreateTransformJob", _as_sent(body))
     return body
@@ -950,19 +945,13 @@ def build_processing_job_request(
         "Environment": {PROCESSING_ROOT_VARIABLE: PROCESSING_ROOT, **(environment or {})},
         "NetworkConfig": network,
         "RoleArn": aws.sagemaker_role_arn if aws else LOCAL_ROLE_ARN,
-        "Tags": [
-            {"Key": key, "Value": value}
-            for key, value in {"project": "headrace", **(tags or {})}.items()
-        ],
+        "Tags": _tag_list(tags),
     }
     if not body["AppSpecification"]["ContainerArguments"]:
         del body["AppSpecification"]["ContainerArguments"]
     if aws is not None:
         output_config["KmsKeyId"] = aws.kms_key_arn
         cluster["VolumeKmsKeyId"] = aws.kms_key_arn
-        network["VpcConfig"] = {
-            "SecurityGroupIds": list(aws.security_group_ids),
-            "Subnets": list(aws.subnet_ids),
-        }
+        network["VpcConfig"] = _vpc_config(aws)
     validate_request("sagemaker", "CreateProcessingJob", _as_sent(body))
     return body
