@@ -387,15 +387,12 @@ def check_batch_drift(settings: Settings, dataset: str, ds: str, registry=None) 
     ``reports/<dataset>/drift/ds=<D>/``, logs the one-line verdict, and returns small facts for
     XCom: ``{ds, model_version, drifted, drifted_features, verdict, uris}``.
     """
-    from include.dq.gate import (
-        curated_partition_uri,
-        manifest_file_uris,
-        read_manifest,
-        read_partition_frame,
-    )
+    import pandas as pd
+
+    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
     from include.ingestion import DATASETS_DIR
     from include.monitoring.baseline import load_baseline
-    from include.monitoring.drift import check_drift
+    from include.monitoring.drift import check_drift_from_parquet
     from include.monitoring.report import write_drift_outputs
     from include.monitoring.thresholds import load_monitoring_config
     from include.registry import registry_for
@@ -403,7 +400,9 @@ def check_batch_drift(settings: Settings, dataset: str, ds: str, registry=None) 
 
     spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
     config = load_monitoring_config(DATASETS_DIR / f"{dataset}.monitoring.yaml")
-    manifest, predictions = read_predictions(settings, dataset, ds)
+    key = spec.features.split_key
+    # Only the key and the score: the curated rows are streamed, not held (see below).
+    manifest, predictions = read_predictions(settings, dataset, ds, columns=[key, SCORE_COLUMN])
     model_version = manifest["model_version"]
     version = (registry or registry_for(settings)).get_version(dataset, model_version)
     if not version.baseline_uri:
@@ -412,23 +411,24 @@ def check_batch_drift(settings: Settings, dataset: str, ds: str, registry=None) 
 
     partition = curated_partition_uri(settings.lake_root, dataset, ds)
     curated_manifest = read_manifest(partition)
-    frame = read_partition_frame(
-        manifest_file_uris(curated_manifest, f"{partition}/{MANIFEST_NAME}"), {}
-    )
-    key = spec.features.split_key
     if key not in predictions.columns:
         raise ScoringError(f"the predictions of {ds} lack the key column {key!r}")
-    scores = predictions[[key, SCORE_COLUMN]]
-    if scores[key].duplicated().any():
+    if predictions[key].duplicated().any():
         raise ScoringError(f"the predictions of {ds} hold {key} values more than once")
-    frame[key] = frame[key].astype(str)
-    # Left join: a curated row without a score shows up as the score's missing rate.
-    joined = frame.merge(scores, on=key, how="left", validate="one_to_one")
-    report = check_drift(
+    # Left join on the key (as text), a record batch of the curated day at a time: a curated row
+    # without a score shows up as the score's missing rate. The day's keys and scores are held.
+    scores = pd.DataFrame(
+        {SCORE_COLUMN: predictions[SCORE_COLUMN].to_numpy()},
+        index=pd.Index(predictions[key].astype(str), name=key),
+    )
+    report = check_drift_from_parquet(
         baseline,
-        joined,
+        manifest_file_uris(curated_manifest, f"{partition}/{MANIFEST_NAME}"),
         config,
         metadata={"dataset": dataset, "ds": ds, "model_version": model_version},
+        scores=scores,
+        key=key,
+        score_column=SCORE_COLUMN,
     )
     uris = write_drift_outputs(
         report,

@@ -1,9 +1,11 @@
 """The small steps of the training DAG around the training job: the monitoring baseline of the
 training partition, and registering the trained model with its lineage.
 
-Both are light (a day of curated rows into pandas; a model.tar.gz of a few MB), so they run in
-the Airflow task itself on both targets; the heavy work — training and tuning — runs in
-SageMaker or the local runtime.
+Both run in the Airflow task itself on both targets: the baseline streams the curated day's
+Parquet record batches (include/monitoring/streaming.py), so its memory does not grow with the
+day's rows, but the training scores' keys are still held whole for the join (moving it into a
+processing job is still to do); registration reads a model.tar.gz of a few MB. The heavy work —
+training and tuning — runs in SageMaker or the local runtime.
 """
 
 from __future__ import annotations
@@ -59,21 +61,22 @@ def write_training_baseline(
     features' reference is the whole partition; the score's distribution comes from the
     validation and test rows only (see :data:`HELD_OUT_SPLITS`), its missing rate from every row.
     The profile's ``metadata.score_reference`` says which rows and how many.
+    The curated files are streamed a record batch at a time
+    (:func:`include.monitoring.baseline.build_baseline_from_parquet`); the scores, joined to each
+    batch by key, are held whole (key, split and score of each row).
     Idempotent: the baseline is deterministic, so a retry writes the same bytes.
     """
-    from include.dq.gate import (
-        curated_partition_uri,
-        manifest_file_uris,
-        read_manifest,
-        read_partition_frame,
-    )
+    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
     from include.ingestion import DATASETS_DIR
     from include.monitoring.baseline import (
         MIN_REFERENCE_ROWS_PER_PSI_BIN,
+        SCORE_ROWS_COLUMN,
+        build_baseline_from_parquet,
         min_score_reference_rows,
-        write_baseline,
+        store_baseline,
     )
     from include.monitoring.columns import monitored_columns
+    from include.monitoring.streaming import parquet_columns, parquet_source, run_pass
     from include.monitoring.thresholds import load_monitoring_config
     from spark_jobs.dataset_spec import load_spec
 
@@ -81,7 +84,8 @@ def write_training_baseline(
     config = load_monitoring_config(DATASETS_DIR / f"{dataset}.monitoring.yaml")
     partition = curated_partition_uri(settings.lake_root, dataset, ds)
     manifest = read_manifest(partition)
-    frame = read_partition_frame(manifest_file_uris(manifest, f"{partition}/{MANIFEST_NAME}"), {})
+    paths = manifest_file_uris(manifest, f"{partition}/{MANIFEST_NAME}")
+    curated_columns = parquet_columns(paths)
 
     scores_uri = output_data_uri(job["model_uri"])
     key, score = spec.features.split_key, config.score_column
@@ -92,42 +96,42 @@ def write_training_baseline(
         "curated_manifest": f"{partition}/{MANIFEST_NAME}",
         "scores": scores_uri,
     }
-    joined, held_out = frame, None
+    scores = None
     if score:  # the monitoring config may switch prediction drift off (score_column: null)
-        joined, split = _with_baseline_scores(frame, scores_uri, key, score)
-        held_out = split.isin(HELD_OUT_SPLITS).to_numpy()
-        rows = {name: int((split == name).sum()) for name in (TRAINING_SPLIT, *HELD_OUT_SPLITS)}
+        scores = _baseline_scores(scores_uri, key, score)
+        counter = _SplitCounter(scores, key)
+        run_pass(parquet_source(paths, [key]), [counter])
+        rows, unscored, total = counter.rows, counter.unscored, counter.total
+        held_out = sum(rows[name] for name in HELD_OUT_SPLITS)
         minimum = min_score_reference_rows(config)
-        if int(held_out.sum()) < minimum:
+        if held_out < minimum:
             counts = ", ".join(f"{name} {count}" for name, count in rows.items())
             raise ValueError(
                 f"{dataset} ds={ds}, training job {job['job_name']}: the score reference needs "
                 f"at least {minimum} held-out rows ({MIN_REFERENCE_ROWS_PER_PSI_BIN} per PSI bin, "
                 f"psi_bins={config.psi_bins} in {config.source}), the partition has "
-                f"{int(held_out.sum())} ({counts} of {len(frame)} curated rows); train on a "
+                f"{held_out} ({counts} of {total} curated rows); train on a "
                 "larger partition or lower psi_bins"
             )
         metadata["score_reference"] = {
             "column": score,
             "splits": list(HELD_OUT_SPLITS),
-            "rows": int(held_out.sum()),
+            "rows": held_out,
             "rows_by_split": rows,
-            "unscored_rows": int(split.isna().sum()),
+            "unscored_rows": unscored,
         }
-    columns = monitored_columns(spec, joined.columns, score_column=score)
-    return write_baseline(
-        joined,
-        columns,
-        baseline_uri(settings, dataset, ds, job["job_name"]),
-        config,
-        metadata=metadata,
-        score_rows=held_out,
+        scores = scores.assign(**{SCORE_ROWS_COLUMN: scores["split"].isin(HELD_OUT_SPLITS)})
+        curated_columns = [*curated_columns, score]
+    columns = monitored_columns(spec, curated_columns, score_column=score)
+    baseline, sample = build_baseline_from_parquet(
+        paths, columns, config, metadata=metadata, scores=scores, key=key
     )
+    return store_baseline(baseline, sample, baseline_uri(settings, dataset, ds, job["job_name"]))
 
 
-def _with_baseline_scores(frame, scores_uri: str, key: str, score: str):
-    """``(frame left-joined on key with the job's baseline scores as column score, the split of
-    each row)``; the split is missing where a row has no score."""
+def _baseline_scores(scores_uri: str, key: str, score: str):
+    """The job's baseline scores indexed by key (as text): columns ``score`` (named ``score``)
+    and ``split``, checked."""
     import pandas as pd
 
     scores = pd.read_parquet(io.BytesIO(read_tar_member(scores_uri, BASELINE_SCORES_FILE)))
@@ -145,15 +149,30 @@ def _with_baseline_scores(frame, scores_uri: str, key: str, score: str):
             f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds {unknown or ['null']}, "
             f"expected only {', '.join((TRAINING_SPLIT, *HELD_OUT_SPLITS))}"
         )
-    split_column = "__baseline_split"  # not a curated column name: the spec's are identifiers
-    scores = scores[expected].rename(columns={"score": score, "split": split_column})
-    scores[key] = scores[key].astype(str)
-    frame = frame.copy()
-    frame[key] = frame[key].astype(str)
-    # Left join: a curated row the features job left out shows up as a missing score, as in the
-    # scored batches (scoring_pipeline.check_batch_drift joins the same way).
-    joined = frame.merge(scores, on=key, how="left", validate="one_to_one")
-    return joined.drop(columns=split_column), joined[split_column]
+    # Left join by key as text: a curated row the features job left out shows up as a missing
+    # score, as in the scored batches (scoring_pipeline.check_batch_drift joins the same way).
+    index = pd.Index(scores[key].astype(str), name=key)
+    return pd.DataFrame(
+        {score: scores["score"].to_numpy(), "split": scores["split"].astype(str).to_numpy()},
+        index=index,
+    )
+
+
+class _SplitCounter:
+    """Curated rows per split of their score (a pass over the key column only)."""
+
+    def __init__(self, scores, key: str):
+        self.splits = scores["split"].to_numpy()
+        self.index, self.key = scores.index, key
+        self.rows = dict.fromkeys((TRAINING_SPLIT, *HELD_OUT_SPLITS), 0)
+        self.unscored = self.total = 0
+
+    def __call__(self, offset: int, chunk) -> None:
+        position = self.index.get_indexer(chunk[self.key].astype(str))
+        for name in self.rows:
+            self.rows[name] += int((self.splits[position[position >= 0]] == name).sum())
+        self.unscored += int((position < 0).sum())
+        self.total += len(chunk)
 
 
 def read_tar_member(tarball_uri: str, name: str) -> bytes:

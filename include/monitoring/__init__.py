@@ -7,7 +7,10 @@
 - ``drift``: the drift metrics (PSI, KS, Jensen-Shannon, L-infinity, missing rate, unseen
   categories) of a batch against a baseline, and the verdict;
 - ``report``: ``constraint_violations.json``, the batch's statistics, ``drift_report.json`` and an
-  HTML report with a plot per drifted feature.
+  HTML report with a plot per drifted feature;
+- ``streaming``: the statistics of both as merges of per-chunk statistics over Parquet record
+  batches (exact order statistics by counting passes), so memory does not grow with rows; an
+  in-memory frame is one chunk.
 
 Everything is numpy and pandas (matplotlib for the report's plots, imported when one is drawn);
 scipy is only the tests' oracle.

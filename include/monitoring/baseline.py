@@ -32,15 +32,29 @@ from include.monitoring.columns import (
     CATEGORICAL,
     NUMERIC,
     MonitoredColumn,
-    category_counts,
+    NumericValues,
     numeric_values,
 )
 from include.monitoring.statistics import (
+    ask_numeric_statistics,
     constraints_document,
     feature_constraints,
     numeric_feature_statistics,
     statistics_document,
     string_feature_statistics,
+)
+from include.monitoring.streaming import (
+    DEFAULT_BATCH_ROWS,
+    KEEP_VALUES,
+    CategoryCounter,
+    ChunkSource,
+    NumericStream,
+    frame_source,
+    parquet_source,
+    quantile_ranks,
+    quantiles,
+    resolve,
+    run_pass,
 )
 from include.monitoring.thresholds import MonitoringConfig
 from include.storage import storage_for
@@ -54,6 +68,9 @@ SAMPLE_FILE = "reference_sample.parquet"
 # chi-square-like statistics): a score reference built from a subset of rows needs this many
 # rows per bin (:func:`min_score_reference_rows`).
 MIN_REFERENCE_ROWS_PER_PSI_BIN = 5
+# The chunks' boolean column marking the score's reference rows (not a curated column name: the
+# spec's are identifiers).
+SCORE_ROWS_COLUMN = "__score_rows"
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,8 @@ def build_baseline(
         makes the score's reference distribution (the held-out rows the model did not train on).
         The score's missing rate still counts every row of ``frame``, as a batch's left join
         does. None: every row.
+
+    The frame is one chunk of :func:`build_baseline_from_source` (everything kept in memory).
     """
     config = config or MonitoringConfig()
     config.check_features(c.name for c in columns)
@@ -131,41 +150,156 @@ def build_baseline(
     absent = [c.name for c in columns if c.name not in frame.columns]
     if absent:
         raise ValueError(f"the baseline frame lacks monitored columns: {', '.join(absent)}")
-    item_count = len(frame)
     score_mask = _score_mask(frame, columns, config, score_rows)
-    sample = _reference_sample(frame, columns, config, score_mask)
+    if score_mask is not None:
+        frame = frame.assign(**{SCORE_ROWS_COLUMN: score_mask})
+    return build_baseline_from_source(
+        frame_source(frame),
+        columns,
+        config,
+        metadata=metadata,
+        score_rows=score_mask is not None,
+        keep_values=None,
+    )
+
+
+def build_baseline_from_parquet(
+    paths: Sequence[str],
+    columns: Sequence[MonitoredColumn],
+    config: MonitoringConfig | None = None,
+    *,
+    metadata: Mapping | None = None,
+    scores: pd.DataFrame | None = None,
+    key: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    keep_values: int = KEEP_VALUES,
+) -> tuple[Baseline, pd.DataFrame]:
+    """The baseline of the curated files ``paths`` streamed a record batch at a time: the same
+    baseline as :func:`build_baseline` of their rows, in memory bounded by the batch.
+
+    :param scores: the model's scores of those rows, indexed by the ``key`` column's value as
+        text, with columns ``config.score_column`` and :data:`SCORE_ROWS_COLUMN` (the held-out
+        mask); joined to each batch on ``key`` (a row without a score has a missing score and is
+        not a score-reference row). None: the score, if monitored, is a column of the files.
+    :param keep_values: a numeric column with at most this many present values is kept whole
+        (one pass); a larger one takes the passes of exact order statistics.
+    """
+    config = config or MonitoringConfig()
+    if scores is None:
+        source = parquet_source(paths, [c.name for c in columns], batch_rows=batch_rows)
+    else:
+        score = config.score_column
+        join = ScoreJoin(scores, key, [score, SCORE_ROWS_COLUMN], fill={SCORE_ROWS_COLUMN: False})
+        source = parquet_source(
+            paths,
+            [c.name for c in columns if c.name != score],
+            batch_rows=batch_rows,
+            transform=join,
+            transform_reads=[key],
+            transform_makes=[score, SCORE_ROWS_COLUMN],
+        )
+    return build_baseline_from_source(
+        source,
+        columns,
+        config,
+        metadata=metadata,
+        score_rows=scores is not None,
+        keep_values=keep_values,
+    )
+
+
+def build_baseline_from_source(
+    source: ChunkSource,
+    columns: Sequence[MonitoredColumn],
+    config: MonitoringConfig,
+    *,
+    metadata: Mapping | None = None,
+    score_rows: bool = False,
+    keep_values: int | None = KEEP_VALUES,
+) -> tuple[Baseline, pd.DataFrame]:
+    """The baseline of the rows of ``source`` (see :func:`build_baseline`): one pass for the
+    counts, category counts, sums and the reference sample, then the passes the exact order
+    statistics and quantile bins need (:func:`include.monitoring.streaming.resolve`).
+
+    :param score_rows: the chunks have a boolean :data:`SCORE_ROWS_COLUMN`: the rows of the
+        score's reference distribution.
+    """
+    config.check_features(c.name for c in columns)
+    item_count = source.rows
+    if item_count == 0:
+        raise ValueError("cannot compute a monitoring baseline from an empty frame")
+    score = config.score_column if score_rows else None
+    streams: dict[str, NumericStream] = {}
+    distributions: dict[str, NumericStream] = {}
+    counters: dict[str, CategoryCounter] = {}
+    for column in columns:
+        if column.kind == NUMERIC:
+            streams[column.name] = NumericStream(column.name, item_count, keep_values=keep_values)
+            distributions[column.name] = streams[column.name]
+            if column.name == score:
+                # Its missing rate over every row, its distribution over the score rows.
+                streams[column.name] = NumericStream(column.name, item_count, counts_only=True)
+                distributions[column.name] = NumericStream(
+                    column.name,
+                    item_count,
+                    keep_values=keep_values,
+                    select=lambda chunk, name=column.name: chunk[name][chunk[SCORE_ROWS_COLUMN]],
+                    columns=(column.name, SCORE_ROWS_COLUMN),
+                )
+        else:
+            counters[column.name] = CategoryCounter(column.name)
+    sample = ReferenceSample(
+        item_count, [c.name for c in columns if c.kind == NUMERIC], config, score
+    )
+    visitors = [*streams.values(), *counters.values(), sample]
+    if score:
+        visitors.append(distributions[score])
+    run_pass(source, visitors)
+
+    for column in columns:
+        stream = streams.get(column.name)
+        if stream is not None and stream.invalid:
+            row, value = stream.first_invalid
+            raise ValueError(
+                f"column {column.name!r} ({column.inferred_type}) has {stream.invalid} "
+                f"value(s) that are not finite numbers, the first at row {row} "
+                f"(counting from 0): {value!r}"
+            )
+    if score and score in distributions and not distributions[score].n:
+        raise ValueError(
+            f"score_rows selects {sample.score_rows} rows, none with a {score!r} value: no "
+            "score reference to build"
+        )
+    probabilities = np.arange(1, config.psi_bins) / config.psi_bins
+    for stream in distributions.values():
+        ask_numeric_statistics(stream)
+        if stream.n:
+            stream.ask(ranks=quantile_ranks(stream.n, probabilities))
+    resolve(source, list(distributions.values()))
+    edges_of = {
+        name: np.unique(quantiles(stream, probabilities)) if stream.n else np.array([])
+        for name, stream in distributions.items()
+    }
+    for name, stream in distributions.items():
+        stream.ask(values=edges_of[name])
+    resolve(source, list(distributions.values()))
+    sample_frame = sample.frame()
 
     statistics_features, constraint_features, profile_features = [], [], []
     references: dict[str, NumericReference | CategoricalReference] = {}
     for column in columns:
-        series = frame[column.name]
         if column.kind == NUMERIC:
-            values = numeric_values(series)
-            if values.invalid:
-                row, value = values.first_invalid
-                raise ValueError(
-                    f"column {column.name!r} ({column.inferred_type}) has {values.invalid} "
-                    f"value(s) that are not finite numbers, the first at row {row} "
-                    f"(counting from 0): {value!r}"
-                )
-            if score_mask is not None and column.name == config.score_column:
-                reference_rows = int(score_mask.sum())
-                distribution = numeric_values(series[score_mask])
-                if not distribution.present:
-                    raise ValueError(
-                        f"score_rows selects {reference_rows} rows, none with a "
-                        f"{column.name!r} value: no score reference to build"
-                    )
-            else:
-                reference_rows, distribution = item_count, values
+            distribution = distributions[column.name]
+            reference_rows = sample.score_rows if column.name == score else item_count
             stats = numeric_feature_statistics(column, distribution)
-            edges, shares = psi_bins(distribution.sorted_values, config.psi_bins)
+            edges = edges_of[column.name]
+            shares = _shares([distribution.count_below(e) for e in edges], distribution.n)
             reference = NumericReference(
                 column=column,
-                missing_rate=values.missing / item_count,
+                missing_rate=streams[column.name].missing / item_count,
                 psi_edges=edges,
                 psi_shares=shares,
-                sample_sorted=numeric_values(sample[column.name]).sorted_values,
+                sample_sorted=numeric_values(sample_frame[column.name]).sorted_values,
             )
             profile_features.append(
                 {
@@ -178,7 +312,7 @@ def build_baseline(
             )
         else:
             reference_rows = item_count
-            counts, missing = category_counts(series)
+            counts, missing = counters[column.name].result()
             stats = string_feature_statistics(column, counts, missing)
             present = sum(counts.values())
             shares = np.array([counts[c] / present for c in counts]) if present else np.array([])
@@ -214,7 +348,7 @@ def build_baseline(
         "psi_bins": config.psi_bins,
         "reference_sample": {
             "file": SAMPLE_FILE,
-            "rows": len(sample),
+            "rows": len(sample_frame),
             "seed": config.reference_sample_seed,
         },
         "features": profile_features,
@@ -226,7 +360,7 @@ def build_baseline(
         constraints=constraints_document(constraint_features, config.monitoring_config()),
         profile=profile,
     )
-    return baseline, sample
+    return baseline, sample_frame
 
 
 def write_baseline(
@@ -248,6 +382,11 @@ def write_baseline(
     baseline, sample = build_baseline(
         frame, columns, config, metadata=metadata, score_rows=score_rows
     )
+    return store_baseline(baseline, sample, out_uri)
+
+
+def store_baseline(baseline: Baseline, sample: pd.DataFrame, out_uri: str) -> dict[str, str]:
+    """Store a computed baseline's four files under ``out_uri`` (the profile last)."""
     root = out_uri.rstrip("/")
     storage = storage_for(root)
     buffer = io.BytesIO()
@@ -315,16 +454,20 @@ def psi_bins(sorted_values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarr
     share of values in each bin ``(-inf, e0), [e0, e1), ..., [ek, inf)``."""
     if sorted_values.size == 0:
         return np.array([]), np.array([])
-    probabilities = np.arange(1, bins) / bins
-    edges = np.unique(np.quantile(sorted_values, probabilities))
+    stream = NumericStream("values", sorted_values.size, keep_values=None)
+    stream.add(NumericValues(sorted_values=np.asarray(sorted_values, np.float64), missing=0))
+    edges = np.unique(quantiles(stream, np.arange(1, bins) / bins))
     return edges, bin_shares(sorted_values, edges)
 
 
 def bin_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Share of ``sorted_values`` in each bin ``(-inf, e0), [e0, e1), ..., [ek, inf)``."""
-    n = int(sorted_values.size)
-    below = np.searchsorted(sorted_values, edges, side="left")
-    counts = np.diff(np.concatenate(([0], below, [n])))
+    return _shares(np.searchsorted(sorted_values, edges, side="left"), int(sorted_values.size))
+
+
+def _shares(below: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """Each bin's share from the counts below its inner edges."""
+    counts = np.diff(np.concatenate(([0], np.asarray(below, dtype=np.int64), [n])))
     return counts / n if n else counts.astype(np.float64)
 
 
@@ -358,29 +501,84 @@ def _score_mask(
     return mask
 
 
-def _reference_sample(
-    frame: pd.DataFrame,
-    columns: Sequence[MonitoredColumn],
-    config: MonitoringConfig,
-    score_mask: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """The numeric columns of at most ``reference_sample_rows`` rows, picked by a seeded draw and
-    kept in their original order (so the same partition always gives the same sample)."""
-    numeric = [c.name for c in columns if c.kind == NUMERIC]
-    if len(frame) <= config.reference_sample_rows:
-        rows = np.arange(len(frame))
-    else:
-        rng = np.random.default_rng(config.reference_sample_seed)
-        rows = np.sort(rng.choice(len(frame), config.reference_sample_rows, replace=False))
-    # Stored as float64 with NaN for missing: the parquet file then reads back exactly as the KS
-    # reference was computed.
-    sample = {name: _as_float64(frame[name].iloc[rows]) for name in numeric}
-    if score_mask is not None:
-        # The score's KS reference is its sampled rows inside the mask; NaN elsewhere is skipped
-        # like a missing value, so the file keeps one row per sampled record.
-        score = config.score_column
-        sample[score] = np.where(score_mask[rows], sample[score], np.nan)
-    return pd.DataFrame(sample, index=range(len(rows)))
+class ReferenceSample:
+    """The reference sample, picked while streaming: the numeric columns of at most
+    ``reference_sample_rows`` rows chosen by a seeded draw over the row count, kept in their
+    original order (so the same partition always gives the same sample)."""
+
+    def __init__(
+        self, rows: int, numeric: Sequence[str], config: MonitoringConfig, score: str | None
+    ):
+        if rows <= config.reference_sample_rows:
+            self.rows = np.arange(rows)
+        else:
+            rng = np.random.default_rng(config.reference_sample_seed)
+            self.rows = np.sort(rng.choice(rows, config.reference_sample_rows, replace=False))
+        self.numeric = list(numeric)
+        self.score = score
+        self.score_rows = 0
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in self.numeric}
+
+    def __call__(self, offset: int, chunk: pd.DataFrame) -> None:
+        lo, hi = np.searchsorted(self.rows, [offset, offset + len(chunk)])
+        local = self.rows[lo:hi] - offset
+        mask = chunk[SCORE_ROWS_COLUMN].to_numpy(dtype=bool) if self.score else None
+        if mask is not None:
+            self.score_rows += int(mask.sum())
+        for name in self.numeric:
+            # Stored as float64 with NaN for missing: the parquet file then reads back exactly as
+            # the KS reference was computed.
+            values = _as_float64(chunk[name].iloc[local])
+            if name == self.score:
+                # The score's KS reference is its sampled rows inside the mask; NaN elsewhere is
+                # skipped like a missing value, so the file keeps one row per sampled record.
+                values = np.where(mask[local], values, np.nan)
+            self.parts[name].append(values)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                name: np.concatenate(parts) if parts else np.array([])
+                for name, parts in self.parts.items()
+            },
+            index=range(len(self.rows)),
+        )
+
+
+class ScoreJoin:
+    """The left join of a batch with the day's scores on the key (as text): a batch row's score
+    columns are its key's, or ``fill`` (NaN by default) when the key has none. A key of the
+    batch seen twice among scored rows is an error, as the whole-day join's one-to-one check."""
+
+    def __init__(self, scores: pd.DataFrame, key: str, columns: Sequence[str], fill=None):
+        if not scores.index.is_unique:
+            raise ValueError(f"the scores hold {key} values more than once")
+        self.scores, self.key, self.columns = scores, key, list(columns)
+        self.fill = dict(fill or {})
+        self.seen = np.zeros(len(scores), dtype=bool)
+
+    def __call__(self, offset: int, chunk: pd.DataFrame) -> pd.DataFrame:
+        if offset == 0:  # a new pass over the rows
+            self.seen[:] = False
+        keys = chunk[self.key].astype(str)
+        position = self.scores.index.get_indexer(keys)
+        matched = position[position >= 0]
+        if self.seen[matched].any() or np.unique(matched).size != matched.size:
+            raise ValueError(f"the batch holds {self.key} values more than once")
+        self.seen[matched] = True
+        out = chunk.copy()
+        for name in self.columns:
+            column = self.scores[name].to_numpy()
+            if not len(column):  # no scores at all: every row takes the fill
+                position = np.full(len(chunk), -1)
+                column = np.zeros(1, dtype=column.dtype)
+            values = column[np.maximum(position, 0)]
+            if name in self.fill:
+                values = np.where(position >= 0, values, self.fill[name])
+            else:
+                values = np.where(position >= 0, values.astype(np.float64), np.nan)
+            out[name] = values
+        return out
 
 
 def _as_float64(series: pd.Series) -> np.ndarray:

@@ -99,8 +99,9 @@ class NumericValues:
         return int(self.sorted_values.size)
 
 
-def numeric_values(series: pd.Series) -> NumericValues:
-    """``series`` as sorted float64 values (numpy's SIMD sort: the drift check's main cost)."""
+def numeric_values(series: pd.Series, *, sort: bool = True) -> NumericValues:
+    """``series`` as sorted float64 values (numpy's SIMD sort: the drift check's main cost);
+    ``sort=False`` leaves them in row order (a count that needs no order skips the sort)."""
     if pd.api.types.is_bool_dtype(series.dtype):
         values = np.full(len(series), np.nan)
         raw_invalid = series.notna().to_numpy()
@@ -119,7 +120,7 @@ def numeric_values(series: pd.Series) -> NumericValues:
     finite = np.isfinite(values)
     if raw_invalid is None and np.count_nonzero(finite) == values.size:
         # The common case, one pass: np.sort copies, so the caller's frame is never reordered.
-        return NumericValues(sorted_values=np.sort(values), missing=0)
+        return NumericValues(sorted_values=np.sort(values) if sort else values, missing=0)
     infinite = np.isinf(values)
     invalid = infinite if raw_invalid is None else raw_invalid | infinite
     n_invalid = int(np.count_nonzero(invalid))
@@ -128,7 +129,8 @@ def numeric_values(series: pd.Series) -> NumericValues:
         row = int(np.flatnonzero(invalid)[0])
         first_invalid = (row, series.iloc[row])
     present = values[finite]  # a boolean mask copies: sorting in place is safe
-    present.sort()
+    if sort:
+        present.sort()
     return NumericValues(
         sorted_values=present,
         missing=len(series) - int(present.size) - n_invalid,

@@ -14,8 +14,9 @@ For every monitored column (the features and the prediction score):
 - both: the change of the missing rate; a column the batch lacks, or numeric text that is not a
   number, is a violation of its own.
 
-Vectorized numpy, no per-row Python: each numeric column is sorted once (numpy's SIMD sort) and
-every metric comes from binary searches of the reference's sorted values into it. The result is a
+Vectorized numpy, no per-row Python, over chunks (:mod:`include.monitoring.streaming`): each
+numeric chunk is sorted (numpy's SIMD sort) and every metric comes from counts of binary searches
+of the reference's sorted values into it, which add up over chunks. The result is a
 :class:`DriftReport`: its violations in the SageMaker Model Monitor format
 (``constraint_violations.json``), the batch's ``statistics.json``, every metric per column, and a
 one-line verdict.
@@ -24,6 +25,7 @@ one-line verdict.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,13 +35,27 @@ from include.monitoring.baseline import (
     Baseline,
     CategoricalReference,
     NumericReference,
-    bin_shares,
+    ScoreJoin,
+    _shares,
 )
-from include.monitoring.columns import NUMERIC, category_counts, numeric_values
+from include.monitoring.columns import NUMERIC
 from include.monitoring.statistics import (
+    ask_numeric_statistics,
     numeric_feature_statistics,
     statistics_document,
     string_feature_statistics,
+)
+from include.monitoring.streaming import (
+    DEFAULT_BATCH_ROWS,
+    KEEP_VALUES,
+    CategoryCounter,
+    ChunkSource,
+    NumericStream,
+    frame_source,
+    parquet_columns,
+    parquet_source,
+    resolve,
+    run_pass,
 )
 from include.monitoring.thresholds import METRICS_BY_KIND, MonitoringConfig
 
@@ -47,8 +63,8 @@ from include.monitoring.thresholds import METRICS_BY_KIND, MonitoringConfig
 # bin would otherwise make PSI infinite. 1e-4 (0.01 %) is the usual choice; it caps one empty
 # bin's term at about (share - 1e-4) * ln(share / 1e-4).
 PSI_EPSILON = 1e-4
-# The exact KS statistic is computed at every KS_BLOCK-th reference value first; the values in
-# between are searched only in the blocks that could hold the supremum.
+# The exact KS statistic of a whole sorted batch is computed at every KS_BLOCK-th reference value
+# first; the values in between are searched only in the blocks that could hold the supremum.
 KS_BLOCK = 64
 # Equal-width bins of the report's reference-vs-current plot of a numeric column.
 PLOT_BINS = 30
@@ -71,6 +87,32 @@ _CHECK_OF_METRIC = {
 
 
 # --- the metrics --------------------------------------------------------------------------------
+
+
+def ks_statistic_from_counts(
+    reference_cdf: np.ndarray, at_or_below: np.ndarray, below: np.ndarray, n: int
+) -> float:
+    """Exact two-sample KS statistic ``sup |F_ref(x) - F_cur(x)|`` from counters of the batch.
+
+    :param reference_cdf: the reference's empirical CDF at each of its distinct values ``v_j``
+        (ascending; ``count(<= v_j) / m``).
+    :param at_or_below: the batch's ``count(x <= v_j)``; ``below``: its ``count(x < v_j)``.
+    :param n: the batch's size.
+
+    Both CDFs are step functions; between two consecutive reference values ``F_ref`` is constant
+    and ``F_cur`` only grows, so the supremum is reached at a reference value ``v_j``, either
+    ``|R_j - F_cur(v_j)|`` or ``|R_(j-1) - F_cur(v_j-)|`` (``R_j``: the reference CDF at ``v_j``,
+    ``F_cur(v-)``: the batch's share below ``v``); below the first value ``F_ref`` is 0 and at
+    or above the last it is 1, which those terms at the ends cover. The counters add up over
+    chunks, so a batch streamed in chunks gives the same float as :func:`ks_statistic_sorted`
+    of the batch at once.
+    """
+    if n == 0 or reference_cdf.size == 0:
+        return math.nan
+    previous = np.concatenate(([0.0], reference_cdf[:-1]))
+    return float(
+        max(np.max(np.abs(reference_cdf - at_or_below / n)), np.max(np.abs(previous - below / n)))
+    )
 
 
 def ks_statistic_sorted(
@@ -320,10 +362,102 @@ def check_drift(
     :param thresholds: per-feature thresholds (``<dataset>.monitoring.yaml``); the defaults of
         :class:`MonitoringConfig` when omitted.
     :param metadata: copied into the report (model version, batch date, ...).
+
+    The frame is one chunk of :func:`check_drift_from_source` (everything kept in memory).
     """
+    return check_drift_from_source(
+        reference_profile,
+        frame_source(current_frame),
+        set(current_frame.columns),
+        thresholds,
+        metadata=metadata,
+        keep_values=None,
+    )
+
+
+def check_drift_from_parquet(
+    reference_profile: Baseline,
+    paths: Sequence[str],
+    thresholds: MonitoringConfig | None = None,
+    *,
+    metadata: dict | None = None,
+    scores: pd.DataFrame | None = None,
+    key: str | None = None,
+    score_column: str | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    keep_values: int = KEEP_VALUES,
+) -> DriftReport:
+    """:func:`check_drift` of the batch in the Parquet files ``paths``, streamed a record batch
+    at a time (the same report, in memory bounded by the batch).
+
+    :param scores: the batch's scores indexed by the ``key`` column's value as text, with the
+        column ``score_column``; left-joined to each record batch on ``key`` (a row without a
+        score has a missing score). None: the score, if monitored, is a column of the files.
+    :param keep_values: a numeric column with at most this many present values is kept whole
+        (one pass); a larger one takes the passes of exact order statistics.
+    """
+    monitored = list(reference_profile.references)
+    available = set(parquet_columns(paths))
+    transform = {}
+    if scores is not None:
+        available.add(score_column)
+        transform = {
+            "transform": ScoreJoin(scores, key, [score_column]),
+            "transform_reads": [key],
+            "transform_makes": [score_column],
+        }
+    columns = [
+        name for name in monitored if name in available and (scores is None or name != score_column)
+    ]
+    source = parquet_source(paths, columns, batch_rows=batch_rows, **transform)
+    return check_drift_from_source(
+        reference_profile, source, available, thresholds, metadata=metadata, keep_values=keep_values
+    )
+
+
+def check_drift_from_source(
+    reference_profile: Baseline,
+    source: ChunkSource,
+    available: set[str],
+    thresholds: MonitoringConfig | None = None,
+    *,
+    metadata: dict | None = None,
+    keep_values: int | None = KEEP_VALUES,
+) -> DriftReport:
+    """The drift check of the rows of ``source`` (see :func:`check_drift`), whose columns are
+    ``available``: one pass counting against the baseline's PSI edges and reference sample
+    values (PSI and KS are exact from those counts), then the passes the batch's own order
+    statistics need (its ``statistics.json`` and the report's plot)."""
     config = thresholds or MonitoringConfig()
     config.check_features(reference_profile.references)
-    item_count = len(current_frame)
+    item_count = source.rows
+    streams: dict[str, NumericStream] = {}
+    counters: dict[str, CategoryCounter] = {}
+    for name, reference in reference_profile.references.items():
+        if name not in available:
+            continue
+        if reference.column.kind == NUMERIC:
+            # Counted at the reference's values and PSI edges (not needed when kept whole).
+            points = None
+            if keep_values is not None:
+                points = np.union1d(reference.ks_values, reference.psi_edges)
+            streams[name] = NumericStream(name, item_count, points=points, keep_values=keep_values)
+        else:
+            counters[name] = CategoryCounter(name)
+    run_pass(source, [*streams.values(), *counters.values()])
+    for name, stream in streams.items():
+        ask_numeric_statistics(stream)
+        reference = reference_profile.references[name]
+        if stream.n and reference.sample_sorted.size:
+            stream.ask(ranks=_plot_ranks(stream.n))
+    resolve(source, list(streams.values()))
+    plots = {}
+    for name, stream in streams.items():
+        plots[name] = _plot_edges(reference_profile.references[name].sample_sorted, stream)
+        if plots[name] is not None:
+            stream.ask(values=plots[name])
+    resolve(source, list(streams.values()))
+
     features: list[FeatureDrift] = []
     statistics_features: list[dict] = []
     for name, reference in reference_profile.references.items():
@@ -336,7 +470,7 @@ def check_drift(
             thresholds={m: limits[m] for m in METRICS_BY_KIND[column.kind]},
         )
         features.append(drift)
-        if name not in current_frame.columns:
+        if name not in available:
             drift.violations.append(
                 Violation(
                     name,
@@ -346,11 +480,10 @@ def check_drift(
                 )
             )
             continue
-        series = current_frame[name]
         if column.kind == NUMERIC:
-            stats = _check_numeric(drift, reference, series, item_count)
+            stats = _check_numeric(drift, reference, streams[name], plots[name], item_count)
         else:
-            stats = _check_categorical(drift, reference, series, item_count)
+            stats = _check_categorical(drift, reference, counters[name], item_count)
         statistics_features.append(stats)
         _judge(drift, config.ks_alpha)
     return DriftReport(
@@ -364,12 +497,15 @@ def check_drift(
 
 
 def _check_numeric(
-    drift: FeatureDrift, reference: NumericReference, series: pd.Series, item_count: int
+    drift: FeatureDrift,
+    reference: NumericReference,
+    stream: NumericStream,
+    plot_edges: np.ndarray | None,
+    item_count: int,
 ) -> dict:
     column = reference.column
-    values = numeric_values(series)
-    current = values.sorted_values
-    missing_rate = values.missing / item_count if item_count else 0.0
+    n = stream.n
+    missing_rate = stream.missing / item_count if item_count else 0.0
     drift.metrics = {
         "missing_rate": missing_rate,
         "reference_missing_rate": reference.missing_rate,
@@ -377,45 +513,50 @@ def _check_numeric(
         "psi": None,
         "ks": None,
         "ks_pvalue": None,
-        "mean": float(current.mean()) if current.size else None,
+        "mean": stream.mean,
         "reference_sample_mean": (
             float(reference.sample_sorted.mean()) if reference.sample_sorted.size else None
         ),
     }
-    if values.invalid:
-        row, value = values.first_invalid
+    if stream.invalid:
+        row, value = stream.first_invalid
         drift.violations.append(
             Violation(
                 column.name,
                 DATA_TYPE_CHECK,
-                f"{values.invalid} of {item_count} values are not {column.inferred_type} numbers "
-                f"(the first at row {row}, counting from 0: {value!r}); the baseline's type is "
-                f"{column.inferred_type}",
+                f"{stream.invalid} of {item_count} values are not {column.inferred_type} "
+                f"numbers (the first at row {row}, counting from 0: {value!r}); the baseline's "
+                f"type is {column.inferred_type}",
             )
         )
-    if current.size and reference.sample_sorted.size:
-        statistic = ks_statistic_sorted(reference.ks_values, reference.ks_cdf, current)
+    if n and reference.sample_sorted.size:
+        if stream.all_values is not None:  # the whole batch at hand: fewer searches, same float
+            statistic = ks_statistic_sorted(
+                reference.ks_values, reference.ks_cdf, stream.all_values
+            )
+        else:
+            at_or_below, below = stream.point_counts(reference.ks_values)
+            statistic = ks_statistic_from_counts(reference.ks_cdf, at_or_below, below, n)
         drift.metrics["ks"] = statistic
-        drift.metrics["ks_pvalue"] = ks_pvalue(
-            statistic, int(reference.sample_sorted.size), int(current.size)
-        )
-    if current.size and reference.psi_shares.size:
-        current_shares = bin_shares(current, reference.psi_edges)
+        drift.metrics["ks_pvalue"] = ks_pvalue(statistic, int(reference.sample_sorted.size), n)
+    if n and reference.psi_shares.size:
+        _, below = stream.point_counts(reference.psi_edges)
+        current_shares = _shares(below, n)
         drift.metrics["psi"] = psi(reference.psi_shares, current_shares)
         drift.metrics["psi_bins"] = {
             "edges": reference.psi_edges.tolist(),
             "reference_shares": reference.psi_shares.tolist(),
             "current_shares": current_shares.tolist(),
         }
-    drift.plot = _numeric_plot(reference.sample_sorted, current)
-    return numeric_feature_statistics(column, values)
+    drift.plot = _numeric_plot(reference.sample_sorted, stream, plot_edges)
+    return numeric_feature_statistics(column, stream)
 
 
 def _check_categorical(
-    drift: FeatureDrift, reference: CategoricalReference, series: pd.Series, item_count: int
+    drift: FeatureDrift, reference: CategoricalReference, counter: CategoryCounter, item_count: int
 ) -> dict:
     column = reference.column
-    counts, missing = category_counts(series)
+    counts, missing = counter.result()
     present = sum(counts.values())
     known = set(reference.categories)
     unseen = {value: count for value, count in counts.items() if value not in known}
@@ -489,26 +630,55 @@ def _describe(drift: FeatureDrift, check: str, exceeded: str) -> str:
     return f"distribution differs from the baseline's ({exceeded})"
 
 
-def _numeric_plot(reference_sorted: np.ndarray, current_sorted: np.ndarray) -> dict | None:
-    """Shares of both samples in equal-width bins over their common 0.5-99.5 % range."""
-    if reference_sorted.size == 0 or current_sorted.size == 0:
+_PLOT_QUANTILES = (0.005, 0.995)
+
+
+def _plot_ranks(n: int) -> list[int]:
+    """The batch's ranks :func:`_sorted_quantile` reads for the plot's range."""
+    ranks = []
+    for q in _PLOT_QUANTILES:
+        below = math.floor(q * (n - 1))
+        ranks += [below, min(below + 1, n - 1)]
+    return ranks
+
+
+def _plot_edges(reference_sorted: np.ndarray, stream: NumericStream) -> np.ndarray | None:
+    """Equal-width bins over the common 0.5-99.5 % range of the reference sample and the
+    batch."""
+    if reference_sorted.size == 0 or stream.n == 0:
         return None
-    low = min(_sorted_quantile(reference_sorted, 0.005), _sorted_quantile(current_sorted, 0.005))
-    high = max(_sorted_quantile(reference_sorted, 0.995), _sorted_quantile(current_sorted, 0.995))
+    low = min(_sorted_quantile(reference_sorted, 0.005), _stream_quantile(stream, 0.005))
+    high = max(_sorted_quantile(reference_sorted, 0.995), _stream_quantile(stream, 0.995))
     if high <= low:
         high = low + 1.0
-    edges = np.linspace(low, high, PLOT_BINS + 1)
+    return np.linspace(low, high, PLOT_BINS + 1)
 
-    def shares(data: np.ndarray) -> list[float]:
-        inside = np.searchsorted(data, edges, side="left")
-        inside[-1] = np.searchsorted(data, edges[-1], side="right")
-        return (np.diff(inside) / data.size).tolist()
 
+def _numeric_plot(
+    reference_sorted: np.ndarray, stream: NumericStream, edges: np.ndarray | None
+) -> dict | None:
+    """Shares of both samples in the plot's bins (:func:`_plot_edges`)."""
+    if edges is None:
+        return None
+    inside = np.searchsorted(reference_sorted, edges, side="left")
+    inside[-1] = np.searchsorted(reference_sorted, edges[-1], side="right")
+    current = np.array([stream.count_below(float(e)) for e in edges])
+    current[-1] = stream.count_at_or_below(float(edges[-1]))
     return {
         "edges": edges.tolist(),
-        "reference_shares": shares(reference_sorted),
-        "current_shares": shares(current_sorted),
+        "reference_shares": (np.diff(inside) / reference_sorted.size).tolist(),
+        "current_shares": (np.diff(current) / stream.n).tolist(),
     }
+
+
+def _stream_quantile(stream: NumericStream, q: float) -> float:
+    """:func:`_sorted_quantile` of a stream's values (its ranks asked by :func:`_plot_ranks`)."""
+    position = q * (stream.n - 1)
+    below = math.floor(position)
+    above = min(below + 1, stream.n - 1)
+    fraction = position - below
+    low, high = stream.value_at(below), stream.value_at(above)
+    return float(low + (high - low) * fraction)
 
 
 def _sorted_quantile(sorted_values: np.ndarray, q: float) -> float:

@@ -9,7 +9,7 @@ partition (the baseline) and every scored batch.
 
 Two deliberate departures, both within what the documentation allows a custom container:
 - ``distribution.kll`` holds exact buckets, not a KLL sketch's estimate: 10 equal-width buckets
-  from min to max (Model Monitor's default bucket count), counted on the sorted values. Its
+  from min to max (Model Monitor's default bucket count), counted exactly. Its
   ``sketch.data`` is a single level holding the exact order statistics at ``k`` evenly spaced
   ranks (all values when there are fewer), with Deequ's KLL defaults as ``parameters``.
 - ``std_dev`` is the population standard deviation (ddof 0, as Deequ's ``StandardDeviation``).
@@ -17,11 +17,10 @@ Two deliberate departures, both within what the documentation allows a custom co
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from include.monitoring.columns import NUMERIC, MonitoredColumn, NumericValues
+from include.monitoring.columns import NUMERIC, MonitoredColumn
+from include.monitoring.streaming import NumericStream
 
 # Model Monitor's statistics and constraints files carry this version number.
 FORMAT_VERSION = 0.0
@@ -30,30 +29,34 @@ HISTOGRAM_BUCKETS = 10
 KLL_PARAMETERS = {"c": 0.64, "k": 2048}
 
 
-def numeric_feature_statistics(column: MonitoredColumn, values: NumericValues) -> dict:
-    """One numeric feature's entry of ``statistics.json``.
+def ask_numeric_statistics(stream: NumericStream) -> None:
+    """Ask a stream (after its first pass) for what :func:`numeric_feature_statistics` reads."""
+    if stream.n:
+        stream.ask(ranks=sketch_ranks(stream.n), values=bucket_edges(stream.low, stream.high)[1:-1])
+
+
+def numeric_feature_statistics(column: MonitoredColumn, stream: NumericStream) -> dict:
+    """One numeric feature's entry of ``statistics.json``, from a resolved stream
+    (:func:`ask_numeric_statistics`).
 
     ``num_missing`` counts every row without a finite number (nulls and invalid values alike).
     """
-    data = values.sorted_values
-    n = int(data.size)
-    common = {"num_present": n, "num_missing": values.missing + values.invalid}
+    n = stream.n
+    common = {"num_present": n, "num_missing": stream.missing + stream.invalid}
     if n == 0:
         # Nothing to describe; the documentation has numbers here, null says "no value" honestly.
         summary = {"mean": None, "sum": 0.0, "std_dev": None, "min": None, "max": None}
         buckets, sketch = [], []
     else:
-        total = float(data.sum())
-        mean = total / n
         summary = {
-            "mean": mean,
-            "sum": total,
-            "std_dev": _population_std(data, mean),
-            "min": float(data[0]),
-            "max": float(data[-1]),
+            "mean": stream.mean,
+            "sum": stream.total,
+            "std_dev": stream.std,
+            "min": stream.low,
+            "max": stream.high,
         }
-        buckets = equal_width_buckets(data)
-        sketch = _order_statistics(data, KLL_PARAMETERS["k"])
+        buckets = equal_width_buckets(stream)
+        sketch = stream.values_at(sketch_ranks(n)).tolist()
     return {
         "name": column.name,
         "inferred_type": column.inferred_type,
@@ -135,15 +138,19 @@ def constraints_document(features: list[dict], monitoring_config: dict) -> dict:
     return {"version": FORMAT_VERSION, "features": features, "monitoring_config": monitoring_config}
 
 
-def equal_width_buckets(sorted_values: np.ndarray, buckets: int = HISTOGRAM_BUCKETS) -> list[dict]:
+def bucket_edges(low: float, high: float, buckets: int = HISTOGRAM_BUCKETS) -> np.ndarray:
+    """The edges of ``buckets`` equal-width buckets from ``low`` to ``high``."""
+    return np.array([low, high]) if low == high else np.linspace(low, high, buckets + 1)
+
+
+def equal_width_buckets(stream: NumericStream, buckets: int = HISTOGRAM_BUCKETS) -> list[dict]:
     """``[{lower_bound, upper_bound, count}]``: equal-width buckets from min to max, each holding
-    ``lower <= x < upper`` (the last one closed), counted by binary search on sorted values."""
-    low, high = float(sorted_values[0]), float(sorted_values[-1])
-    n = int(sorted_values.size)
+    ``lower <= x < upper`` (the last one closed), from the counts below the inner edges."""
+    low, high, n = stream.low, stream.high, stream.n
     if low == high:
         return [{"lower_bound": low, "upper_bound": high, "count": n}]
-    edges = np.linspace(low, high, buckets + 1)
-    inner = np.searchsorted(sorted_values, edges[1:-1], side="left")
+    edges = bucket_edges(low, high, buckets)
+    inner = [stream.count_below(float(edge)) for edge in edges[1:-1]]
     counts = np.diff(np.concatenate(([0], inner, [n])))
     return [
         {"lower_bound": float(lo), "upper_bound": float(hi), "count": int(c)}
@@ -151,15 +158,9 @@ def equal_width_buckets(sorted_values: np.ndarray, buckets: int = HISTOGRAM_BUCK
     ]
 
 
-def _population_std(data: np.ndarray, mean: float) -> float:
-    # Deviations from the mean, not the sum of squares minus the squared mean (no cancellation);
-    # einsum, not np.dot: BLAS threads cost more CPU than they save on one vector.
-    deviations = data - mean
-    return math.sqrt(float(np.einsum("i,i->", deviations, deviations)) / data.size)
-
-
-def _order_statistics(sorted_values: np.ndarray, k: int) -> list[float]:
-    if sorted_values.size <= k:
-        return sorted_values.tolist()
-    ranks = np.linspace(0, sorted_values.size - 1, k).round().astype(np.int64)
-    return sorted_values[ranks].tolist()
+def sketch_ranks(n: int, k: int = KLL_PARAMETERS["k"]) -> np.ndarray:
+    """The ranks of the sketch's order statistics: every value up to ``k``, else ``k`` evenly
+    spaced ones."""
+    if n <= k:
+        return np.arange(n)
+    return np.linspace(0, n - 1, k).round().astype(np.int64)

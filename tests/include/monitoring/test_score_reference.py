@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.datagen.churn import DriftPlan, GeneratorConfig, generate
+from include.datagen.churn import DriftPlan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from monitoring_helpers import churn_days, churn_logit
 from scoring_helpers import write_curated_partition
 
 ROWS_PER_DAY = 20_000
@@ -56,13 +58,7 @@ class OverfitModel:
         )
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        logit = (
-            -1.5
-            + 0.02 * (frame["monthly_charge"] - 45.0)
-            + 0.4 * frame["support_tickets_30d"]
-            - 0.03 * np.minimum(frame["tenure_months"], 48)
-            + 0.05 * (frame["sessions"] - 10.0)
-        ).to_numpy()
+        logit = churn_logit(frame)
         # A left merge keeps the frame's row order; the memory has one row per feature tuple.
         label = frame[MODEL_FEATURES].merge(self.memory, on=MODEL_FEATURES, how="left")["_label"]
         pull = np.where(label.isna(), 0.0, MEMORY_WEIGHT * (2.0 * label.fillna(0.0) - 1.0))
@@ -81,17 +77,9 @@ def split_of(frame: pd.DataFrame, spec) -> np.ndarray:
 
 def churn_day(root: Path, seed: int, drift: DriftPlan | None = None) -> pd.DataFrame:
     """Day 1 of a seed's landing file, read the way curated data looks to pandas."""
-    out = root / f"seed{seed}"
-    generate(
-        GeneratorConfig(
-            out=out, start=date(2026, 1, 1), days=1, seed=seed, rows_per_day=ROWS_PER_DAY,
-            rows_per_file=ROWS_PER_DAY, chunk_rows=ROWS_PER_DAY, drift=drift or DriftPlan(),
-        )
-    )  # fmt: skip
-    (part,) = (out / "churn" / f"ds={TRAIN_DS}").glob("part-*.csv")
-    frame = pd.read_csv(part, keep_default_na=False, na_values=[""])
-    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).dt.date
-    return frame
+    return churn_days(root / f"seed{seed}", seed=seed, days=1, rows=ROWS_PER_DAY, drift=drift)[
+        TRAIN_DS
+    ]
 
 
 def write_job_output(lake_root: Path, job_name: str, scores: pd.DataFrame) -> dict:

@@ -1,0 +1,596 @@
+"""The monitoring statistics as merges of per-chunk statistics, so memory does not grow with rows.
+
+A :class:`ChunkSource` yields a table in chunks, pass after pass: an in-memory frame (one chunk,
+or slices of it) or Parquet files read a record batch at a time, only the monitored columns.
+Counts, missing values, category counts, sums, minima and maxima merge over chunks exactly
+(sums and the standard deviation's squared deviations up to float rounding, merged by Chan's
+pairwise update; with one chunk they are today's floats).
+
+What needs the whole sorted column (order statistics, quantile bin edges, counts below a value
+known only at the end) is exact too: :class:`NumericStream` counts the values at and below a set
+of points in every pass, and a later pass keeps only the values of the gaps between points that
+hold a rank it still needs. A column of at most ``keep_values`` present values is simply kept
+(one pass; an in-memory frame keeps everything). Otherwise the points of the first pass are
+given (the drift check: the reference sample's values) or taken from the first chunk; when the
+gaps to keep hold more than ``collect_values`` values, one more counting pass uses evenly spaced
+order statistics of every chunk as points. Every result is then the same as on the whole sorted
+column; memory is bounded by the points, the kept gaps (about ``ranks * rows / points`` values)
+and a chunk.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from include.monitoring.columns import NumericValues, category_counts, numeric_values
+
+# Record batch rows read from Parquet: a few MB a column, large enough that per-batch work
+# (searches of the points into the batch) is small beside the batch's sort.
+DEFAULT_BATCH_ROWS = 262_144
+# A column with at most this many present values is kept whole (8 MB): one pass suffices.
+KEEP_VALUES = 1_000_000
+# The values kept from the gaps holding needed ranks before falling back to finer points.
+COLLECT_VALUES = 4_000_000
+# Points taken from the first chunk, and in total from every chunk for the finer pass.
+FIRST_CHUNK_POINTS = 65_536
+SAMPLE_POINTS = 65_536
+# Passes a column may take before the loop gives up (it never should: see resolve()).
+MAX_PASSES = 6
+
+
+# --- the chunks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkSource:
+    """``chunks(columns)`` yields ``(offset of the chunk's first row, DataFrame)``, the same rows
+    in the same order at every call, holding at least ``columns`` (None: all the source's
+    columns); ``rows`` is their total."""
+
+    rows: int
+    chunks: Callable[[Sequence[str] | None], Iterator[tuple[int, pd.DataFrame]]]
+    description: str = "frame"
+
+
+def frame_source(frame: pd.DataFrame, batch_rows: int | None = None) -> ChunkSource:
+    """An in-memory frame as one chunk (``batch_rows`` None) or slices of ``batch_rows`` rows."""
+    n = len(frame)
+    if batch_rows is not None and batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+
+    def chunks(columns: Sequence[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        if batch_rows is None or batch_rows >= n:
+            yield 0, frame
+            return
+        for start in range(0, n, batch_rows):
+            yield start, frame.iloc[start : start + batch_rows]
+
+    return ChunkSource(rows=n, chunks=chunks)
+
+
+def parquet_source(
+    paths: Sequence[str],
+    columns: Sequence[str],
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    transform: Callable[[int, pd.DataFrame], pd.DataFrame] | None = None,
+    transform_reads: Sequence[str] = (),
+    transform_makes: Sequence[str] = (),
+) -> ChunkSource:
+    """Parquet files (local paths or ``file://`` / ``s3://`` URIs), read a record batch at a time
+    and only the columns a pass asks for (of ``columns``); ``transform`` (e.g. the join of the
+    scores) is applied to each batch, reading ``transform_reads`` and adding ``transform_makes``.
+
+    The row count comes from the files' footers. A file without one of ``columns`` is an error
+    naming the file and the column.
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    wanted = list(dict.fromkeys([*columns, *transform_reads]))
+    rows = 0
+    for path in paths:
+        with open_parquet(path) as parquet:
+            names = set(parquet.schema_arrow.names)
+            absent = [name for name in wanted if name not in names]
+            if absent:
+                raise ValueError(f"{path} lacks the monitored column(s) {', '.join(absent)}")
+            rows += parquet.metadata.num_rows
+
+    def chunks(names: Sequence[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        asked = wanted if names is None else [n for n in wanted if n in set(names)]
+        makes = transform is not None and (names is None or set(names) & set(transform_makes))
+        if makes:
+            asked = list(dict.fromkeys([*asked, *transform_reads]))
+        offset = 0
+        for path in paths:
+            with open_parquet(path) as parquet:
+                for batch in parquet.iter_batches(batch_size=batch_rows, columns=asked):
+                    frame = batch.to_pandas(date_as_object=False)
+                    if makes:
+                        frame = transform(offset, frame)
+                    yield offset, frame
+                    offset += batch.num_rows
+
+    return ChunkSource(rows=rows, chunks=chunks, description=f"{len(paths)} Parquet file(s)")
+
+
+def parquet_columns(paths: Sequence[str]) -> list[str]:
+    """The column names of Parquet files (read from their footers), in order of appearance."""
+    names: dict[str, None] = {}
+    for path in paths:
+        with open_parquet(path) as parquet:
+            names.update(dict.fromkeys(parquet.schema_arrow.names))
+    return list(names)
+
+
+def open_parquet(path: str):
+    """A ``pyarrow.parquet.ParquetFile`` that reads the byte ranges it needs (the footer, then
+    the column chunks of each record batch), never the whole file at once."""
+    import pyarrow.parquet as pq
+
+    if path.startswith("file://"):
+        return pq.ParquetFile(path[len("file://") :])
+    if path.startswith("s3://"):
+        return pq.ParquetFile(io.BufferedReader(S3RangeReader(path), buffer_size=1 << 20))
+    return pq.ParquetFile(path)
+
+
+class S3RangeReader(io.RawIOBase):
+    """A seekable read-only file over an S3 object, each read a ranged GET through the lake's
+    boto3 client (its credentials, endpoint and region)."""
+
+    def __init__(self, uri: str):
+        from include.storage import S3Storage, storage_for
+
+        storage = storage_for(uri)
+        assert isinstance(storage, S3Storage)
+        self.client = storage.client
+        self.bucket, self.key = S3Storage._split(uri)
+        self.size = self.client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"]
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.size or len(buffer) == 0:
+            return 0
+        end = min(self.position + len(buffer), self.size) - 1
+        body = self.client.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}"
+        )["Body"].read()
+        buffer[: len(body)] = body
+        self.position += len(body)
+        return len(body)
+
+
+def run_pass(source: ChunkSource, visitors: Sequence, columns: Sequence[str] | None = None) -> None:
+    """One pass over the source (reading ``columns``, None: all), every visitor seeing every
+    chunk."""
+    for offset, chunk in source.chunks(columns):
+        for visit in visitors:
+            visit(offset, chunk)
+
+
+# --- categorical columns ------------------------------------------------------------------------
+
+
+@dataclass
+class CategoryCounter:
+    """``category_counts`` merged over chunks."""
+
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    missing: int = 0
+
+    def __call__(self, offset: int, chunk: pd.DataFrame) -> None:
+        counts, missing = category_counts(chunk[self.name])
+        for value, count in counts.items():
+            self.counts[value] = self.counts.get(value, 0) + count
+        self.missing += missing
+
+    def result(self) -> tuple[dict[str, int], int]:
+        return dict(sorted(self.counts.items())), self.missing
+
+
+# --- numeric columns ----------------------------------------------------------------------------
+
+
+class NumericStream:
+    """A numeric column's statistics over chunks, and exact order statistics and counts below
+    values asked for after the first pass (see the module docstring).
+
+    Pass 1 (:meth:`add`): counts, missing and invalid values, sum, squared deviations (merged by
+    Chan's update), min and max, the counts at and below ``points``. Then :meth:`ask` ranks
+    (0-based, of the sorted present values) and values to count below; :func:`resolve` runs the
+    further passes needed; :meth:`value_at`, :meth:`count_below`, :meth:`count_at_or_below`
+    answer.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        total_rows: int,
+        *,
+        points: np.ndarray | None = None,
+        keep_values: int | None = KEEP_VALUES,
+        collect_values: int = COLLECT_VALUES,
+        select: Callable[[pd.DataFrame], pd.Series] | None = None,
+        columns: Sequence[str] | None = None,
+        counts_only: bool = False,
+    ):
+        self.name = name
+        # Only counts, sums and extremes (no order statistics will be asked).
+        self.counts_only = counts_only
+        # The source columns select() reads, for the later passes.
+        self.columns = tuple(columns or (name,))
+        self.total_rows = max(int(total_rows), 1)
+        self.select = select or (lambda chunk: chunk[name])
+        self.keep_values = keep_values
+        self.collect_values = collect_values
+        self.n = 0
+        self.missing = 0
+        self.invalid = 0
+        self.first_invalid: tuple[int, object] | None = None
+        self.total = 0.0
+        self._mean = 0.0
+        self._m2 = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self._kept: list[np.ndarray] | None = []
+        self._sorted: np.ndarray | None = None
+        self._points = None if points is None else np.unique(np.asarray(points, np.float64))
+        self._le = self._lt = None
+        if self._points is not None:
+            self._le = np.zeros(self._points.size, np.int64)
+            self._lt = np.zeros(self._points.size, np.int64)
+        self._sample: list[np.ndarray] = []
+        self._refined = False
+        # Open gaps (lo, hi) kept whole, by lo, and all their values, sorted.
+        self._kept_lo = np.array([])
+        self._kept_hi = np.array([])
+        self._kept_all = np.array([])
+        self._ranks: set[int] = set()
+        self._values: set[float] = set()
+        self.passes = 1
+
+    # pass 1 ----------------------------------------------------------------------------------
+
+    def __call__(self, offset: int, chunk: pd.DataFrame) -> None:
+        self.add(numeric_values(self.select(chunk)), offset)
+
+    def add(self, values: NumericValues, offset: int = 0) -> None:
+        """Merge one chunk (its present values sorted)."""
+        data = values.sorted_values
+        self.missing += values.missing
+        if values.invalid:
+            if self.first_invalid is None:
+                row, value = values.first_invalid
+                self.first_invalid = (offset + row, value)
+            self.invalid += values.invalid
+        c = int(data.size)
+        if c == 0:
+            return
+        chunk_sum = float(data.sum())
+        chunk_mean = chunk_sum / c
+        deviations = data - chunk_mean
+        # einsum, not np.dot: BLAS threads cost more CPU than they save on one vector.
+        chunk_m2 = float(np.einsum("i,i->", deviations, deviations))
+        n = self.n + c
+        delta = chunk_mean - self._mean
+        self._mean += delta * c / n
+        self._m2 += chunk_m2 + delta * delta * self.n * c / n
+        self.n = n
+        self.total += chunk_sum
+        self.low = min(self.low, float(data[0]))
+        self.high = max(self.high, float(data[-1]))
+        if self.counts_only:
+            return
+        if self._kept is not None:
+            if self.keep_values is None or self.n <= self.keep_values:
+                # Kept whole: the counts at points come from the kept values at the end.
+                self._kept.append(data)
+                return
+            # Too many to keep: count the chunks kept so far, from now on chunk by chunk.
+            kept, self._kept = self._kept, None
+            for part in kept:
+                self._count_points(part)
+        self._count_points(data)
+
+    def _count_points(self, data: np.ndarray) -> None:
+        """Counts of a sorted chunk at the points (the first chunk's order statistics unless
+        given), and its share of the order statistics the finer points come from."""
+        c = int(data.size)
+        if self._points is None:
+            take = np.linspace(0, c - 1, min(c, FIRST_CHUNK_POINTS)).round().astype(np.int64)
+            self._points = np.unique(data[take])
+            self._le = np.zeros(self._points.size, np.int64)
+            self._lt = np.zeros(self._points.size, np.int64)
+        self._le += np.searchsorted(data, self._points, side="right")
+        self._lt += np.searchsorted(data, self._points, side="left")
+        share = max(2, math.ceil(SAMPLE_POINTS * c / self.total_rows))
+        self._sample.append(data[np.linspace(0, c - 1, min(c, share)).round().astype(np.int64)])
+
+    # the summary -----------------------------------------------------------------------------
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    @property
+    def std(self) -> float | None:
+        return math.sqrt(self._m2 / self.n) if self.n else None
+
+    @property
+    def all_values(self) -> np.ndarray | None:
+        """Every present value, sorted, when the column was kept whole."""
+        if self._sorted is None and self._kept is not None:
+            self._sorted = (
+                self._kept[0]
+                if len(self._kept) == 1
+                # Sorted runs: the stable sort (timsort) merges them.
+                else np.sort(np.concatenate(self._kept), kind="stable")
+                if self._kept
+                else np.array([])
+            )
+            self._kept = [self._sorted]
+        return self._sorted
+
+    def point_counts(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(count <= v, count < v)`` for each of ``values``, which must be points of pass 1."""
+        if self.all_values is not None:
+            data = self.all_values
+            return (
+                np.searchsorted(data, values, side="right"),
+                np.searchsorted(data, values, side="left"),
+            )
+        index = np.searchsorted(self._points, values)
+        return self._le[index], self._lt[index]
+
+    # later passes ----------------------------------------------------------------------------
+
+    def ask(self, ranks=(), values=()) -> None:
+        """Ranks whose value is needed, values to count below and at-or-below."""
+        self._ranks.update(int(r) for r in ranks)
+        self._values.update(float(v) for v in values)
+
+    def value_at(self, rank: int) -> float:
+        return float(self.values_at(np.array([rank]))[0])
+
+    def values_at(self, ranks: np.ndarray) -> np.ndarray:
+        """The sorted column's values at ``ranks`` (0-based)."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        if self.all_values is not None:
+            return self.all_values[ranks].astype(np.float64)
+        if ranks.size and (ranks.min() < 0 or ranks.max() >= self.n):
+            raise IndexError(f"{self.name}: ranks outside 0..{self.n - 1}")
+        gap, at_point, before = self._locate_ranks(ranks)
+        out = np.empty(ranks.size, dtype=np.float64)
+        out[at_point] = self._points[gap[at_point]]
+        inside = ~at_point
+        if inside.any():
+            if (self._kept_gap(gap[inside]) < 0).any():
+                raise LookupError(f"{self.name}: a rank's gap was not kept")
+            # The kept values are one sorted array: a gap's values start after its low end.
+            lo, _ = self._gap_bounds(gap[inside])
+            start = np.searchsorted(self._kept_all, lo, side="right")
+            out[inside] = self._kept_all[start + ranks[inside] - before[inside]]
+        return out
+
+    def count_below(self, value: float) -> int:
+        return self._count(value, strict=True)
+
+    def count_at_or_below(self, value: float) -> int:
+        return self._count(value, strict=False)
+
+    def _count(self, value: float, *, strict: bool) -> int:
+        data = self.all_values
+        if data is not None:
+            return int(np.searchsorted(data, value, side="left" if strict else "right"))
+        j = int(np.searchsorted(self._points, value, side="left"))
+        if j < self._points.size and self._points[j] == value:
+            return int(self._lt[j] if strict else self._le[j])
+        before = int(self._le[j - 1]) if j > 0 else 0
+        inside = (int(self._lt[j]) if j < self._points.size else self.n) - before
+        if inside == 0:
+            return before
+        gap = self._gap_values(j)
+        return before + int(np.searchsorted(gap, value, side="left" if strict else "right"))
+
+    def _gap_bounds(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The open gaps ``(points[j - 1], points[j])`` (infinite at the ends)."""
+        j = np.asarray(j)
+        last = self._points.size - 1
+        if last < 0:
+            return np.full(j.shape, -math.inf), np.full(j.shape, math.inf)
+        lo = np.where(j > 0, self._points[np.clip(j - 1, 0, last)], -math.inf)
+        hi = np.where(j <= last, self._points[np.clip(j, 0, last)], math.inf)
+        return lo, hi
+
+    def _gap_sizes(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(count before gap j, count inside it)``."""
+        j = np.asarray(j)
+        last = self._points.size - 1
+        if last < 0:
+            return np.zeros(j.shape, np.int64), np.full(j.shape, self.n)
+        before = np.where(j > 0, self._le[np.clip(j - 1, 0, last)], 0)
+        end = np.where(j <= last, self._lt[np.clip(j, 0, last)], self.n)
+        return before, end - before
+
+    def _kept_gap(self, j: np.ndarray) -> np.ndarray:
+        """For gaps ``j``: the index of the kept gap holding it, or -1."""
+        if not self._kept_lo.size:
+            return np.full(np.shape(j), -1)
+        lo, hi = self._gap_bounds(j)
+        k = np.searchsorted(self._kept_lo, lo, side="right") - 1
+        ok = k >= 0
+        ok[ok] &= hi[ok] <= self._kept_hi[k[ok]]
+        return np.where(ok, k, -1)
+
+    def _gap_values(self, j: int) -> np.ndarray:
+        """The sorted values inside gap ``j``, from the kept gap that holds it."""
+        (k,) = self._kept_gap(np.array([j]))
+        if k < 0:
+            raise LookupError(f"{self.name}: gap {j} was not kept")
+        (lo,), (hi,) = self._gap_bounds(np.array([j]))
+        values = self._kept_all
+        return values[np.searchsorted(values, lo, "right") : np.searchsorted(values, hi, "left")]
+
+    def _locate_ranks(self, ranks: np.ndarray):
+        """``(gap index j, at point j, count before gap j)``: a rank is at point ``j`` or in the
+        gap before it."""
+        j = np.searchsorted(self._le, ranks, side="right")  # the first point with le > rank
+        last = self._points.size - 1
+        at_point = (j <= last) & (self._lt[np.clip(j, 0, max(last, 0))] <= ranks)
+        before, _ = self._gap_sizes(j)
+        return j, at_point, before
+
+    def _plan(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The next pass's new points to count and gaps to keep; None when all is answered."""
+        if self.all_values is not None or self.n == 0:
+            return None
+        ranks = np.fromiter(self._ranks, np.int64, len(self._ranks))
+        j, at_point, _ = self._locate_ranks(ranks)
+        needed = np.unique(j[~at_point])
+        needed = needed[self._kept_gap(needed) < 0]
+        values = np.fromiter(self._values, np.float64, len(self._values))
+        where = np.searchsorted(self._points, values, side="left")
+        _, inside = self._gap_sizes(where)
+        _, hi = self._gap_bounds(where)
+        open_value = (hi != values) & (inside > 0)
+        new_points = values[open_value & (self._kept_gap(where) < 0)]
+        if not new_points.size and not needed.size:
+            return None
+        _, sizes = self._gap_sizes(needed)
+        if int(sizes.sum()) > self.collect_values and not self._refined:
+            # Too much to keep: count at finer points first (every chunk's order statistics).
+            self._refined = True
+            return np.union1d(new_points, np.concatenate(self._sample)), np.empty((0, 2))
+        lo, hi = self._gap_bounds(needed)
+        return np.unique(new_points), np.stack((lo, hi), axis=1)
+
+    def next_pass(self) -> Callable[[int, pd.DataFrame], None] | None:
+        """A visitor for one more pass, or None when everything asked can be answered."""
+        if self.counts_only:
+            return None
+        plan = self._plan()
+        if plan is None:
+            return None
+        new_points, gaps = plan
+        new_points = np.setdiff1d(new_points, self._points)
+        le = np.zeros(new_points.size, np.int64)
+        lt = np.zeros(new_points.size, np.int64)
+        kept: list[np.ndarray] = []
+
+        def visit(offset: int, chunk: pd.DataFrame) -> None:
+            if not len(gaps):
+                # Counting at a few points needs no order: each value's place among them.
+                data = numeric_values(self.select(chunk), sort=False).sorted_values
+                size = new_points.size + 1
+                le[:] += np.cumsum(np.bincount(np.searchsorted(new_points, data), minlength=size))[
+                    :-1
+                ]
+                lt[:] += np.cumsum(
+                    np.bincount(np.searchsorted(new_points, data, side="right"), minlength=size)
+                )[:-1]
+                return
+            data = numeric_values(self.select(chunk)).sorted_values
+            le[:] += np.searchsorted(data, new_points, side="right")
+            lt[:] += np.searchsorted(data, new_points, side="left")
+            if len(gaps):
+                # The gap each value could be in (the first with hi > value), then inside it?
+                k = np.searchsorted(gaps[:, 1], data, side="right")
+                inside = k < len(gaps)
+                inside[inside] &= gaps[k[inside], 0] < data[inside]
+                kept.append(data[inside])
+
+        def finish() -> None:
+            order = np.argsort(np.concatenate((self._points, new_points)), kind="stable")
+            self._points = np.concatenate((self._points, new_points))[order]
+            self._le = np.concatenate((self._le, le))[order]
+            self._lt = np.concatenate((self._lt, lt))[order]
+            if len(gaps):
+                # Kept gaps never overlap: all their values make one sorted array.
+                self._kept_all = np.sort(np.concatenate((self._kept_all, *kept)))
+                lows = np.concatenate((self._kept_lo, gaps[:, 0]))
+                by_low = np.argsort(lows, kind="stable")
+                self._kept_lo = lows[by_low]
+                self._kept_hi = np.concatenate((self._kept_hi, gaps[:, 1]))[by_low]
+            self.passes += 1
+
+        visit.finish = finish  # type: ignore[attr-defined]
+        visit.columns = self.columns  # type: ignore[attr-defined]
+        return visit
+
+
+def resolve(source: ChunkSource, streams: Sequence[NumericStream]) -> None:
+    """Run the passes the streams need until every rank and count they were asked is known.
+
+    Each pass either keeps the gaps holding the asked ranks (after which they are known), or,
+    once, counts at finer points; a value to count below becomes a point. So a stream is done
+    after at most three more passes.
+    """
+    for _ in range(MAX_PASSES):
+        visitors = [v for v in (s.next_pass() for s in streams) if v is not None]
+        if not visitors:
+            return
+        columns = sorted({name for v in visitors for name in v.columns})
+        run_pass(source, visitors, columns)
+        for visit in visitors:
+            visit.finish()  # type: ignore[attr-defined]
+    raise RuntimeError(f"monitoring statistics not resolved after {MAX_PASSES} passes")
+
+
+# --- numpy's quantile from order statistics -----------------------------------------------------
+
+
+def quantile_ranks(n: int, probabilities: np.ndarray) -> np.ndarray:
+    """The ranks ``np.quantile`` (method linear) reads for ``probabilities`` of ``n`` values."""
+    previous, following, _ = _quantile_indexes(n, probabilities)
+    return np.unique(np.concatenate((previous, following)))
+
+
+def quantiles(stream: NumericStream, probabilities: np.ndarray) -> np.ndarray:
+    """``np.quantile(sorted values, probabilities)``, the same floats, from order statistics."""
+    previous, following, gamma = _quantile_indexes(stream.n, probabilities)
+    a = stream.values_at(previous)
+    b = stream.values_at(following)
+    # numpy's _lerp: from the lower value below a half, from the upper one from a half up.
+    diff = b - a
+    out = a + diff * gamma
+    upper = gamma >= 0.5
+    out[upper] = (b - diff * (1 - gamma))[upper]
+    return out
+
+
+def _quantile_indexes(n: int, probabilities: np.ndarray):
+    """numpy's virtual index of method linear, ``_get_indexes`` and ``_get_gamma``."""
+    q = np.asarray(probabilities, dtype=np.float64)
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1
+    previous[above] = n - 1
+    following[above] = n - 1
+    below = virtual < 0
+    previous[below] = 0
+    following[below] = 0
+    gamma = virtual - np.floor(virtual)
+    return previous.astype(np.int64), following.astype(np.int64), gamma
