@@ -37,6 +37,8 @@ KILLED = "KILLED"
 TIMEOUT = "TIMEOUT"
 # Started, but its supervisor is gone without a result (a reboot, a killed container).
 LOST = "LOST"
+# How much of a failed run's log its error message quotes.
+LOG_TAIL_CHARS = 4_000
 # A run in one of these states is returned rather than started again.
 REUSABLE_STATES = frozenset({RUNNING, SUCCEEDED})
 
@@ -59,18 +61,6 @@ class LocalRunStatus:
     pid: int | None
     exit_code: int | None
     log_path: str
-
-
-def log_tail(path: Path | str, max_lines: int = 40, max_bytes: int = 16_384) -> str:
-    """The last lines of a log, for an error message; empty if there is no log."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - max_bytes))
-            data = log.read()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-max_lines:])
 
 
 def _glue_state(description: Mapping) -> str:
@@ -198,7 +188,7 @@ class LocalSparkRunner:
             LOST: "was lost (its supervisor ended without recording a result)",
             TIMEOUT: "ran past its maximum runtime and was stopped",
         }[status.state]
-        tail = log_tail(status.log_path) or "(the log is empty)"
+        tail = local_jobs.log_tail(Path(status.log_path), LOG_TAIL_CHARS) or "(the log is empty)"
         return (
             f"local Spark job {status.module} (run {status.run_key}) {how}; "
             f"last lines of {status.log_path}:\n{tail}"
