@@ -172,17 +172,22 @@ class DataQualityGateOperator(BaseOperator):
         self,
         context: Context,
         event: dict[str, Any] | None = None,
-        ds: str | None = None,
         run_id: str | None = None,
         partition: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Resume after the Glue Data Quality run ended: read its results, judge, publish."""
         from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 
-        validate_execute_complete_event(event)
-        self._glue_run_id = run_id
+        event = validate_execute_complete_event(event)
+        ds = self.resolve_partition(context)
         rule_set = load_dataset_rules(self.dataset, Path(self.rules_dir))
         try:
+            if run_id is None or partition is None:
+                # Resumed without the defer kwargs (dag.test() drops them): the trigger's event
+                # names the run, and the catalog partition names the copy the run read.
+                run_id = event["evaluation_run_id"]
+                partition = self._partition_facts(rule_set, ds, self._catalog_location(ds))
+            self._glue_run_id = run_id
             result = self._glue_gate_result(rule_set, ds, run_id, partition)
         except GateInputError as error:
             raise AirflowException(str(error)) from None
@@ -239,13 +244,12 @@ class DataQualityGateOperator(BaseOperator):
         client = self.hook.conn
         # What the run checks, recorded as read now: a re-ingest while it runs changes the
         # manifest, not what this run saw.
-        partition = {
-            "uri": partition_uri,
-            "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
-            "content_sha256": content_sha256,
-            "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
-            "glue_input_uri": self._ensure_catalog_partition(client, rule_set, ds, manifest),
-        }
+        partition = self._partition_facts(
+            rule_set,
+            ds,
+            self._ensure_catalog_partition(client, rule_set, ds, manifest),
+            (manifest, content_sha256),
+        )
         self._ensure_security_configuration(client)
         for ruleset in rulesets.values():
             self._put_ruleset(client, rule_set.dataset, ds, ruleset)
@@ -279,7 +283,7 @@ class DataQualityGateOperator(BaseOperator):
                     aws_conn_id=self.aws_conn_id,
                 ),
                 method_name="execute_complete",
-                kwargs={"ds": ds, "run_id": run_id, "partition": partition},
+                kwargs={"run_id": run_id, "partition": partition},
             )
         self._wait_for_glue_run(client, run_id)
         return self._glue_gate_result(rule_set, ds, run_id, partition)
@@ -313,6 +317,37 @@ class DataQualityGateOperator(BaseOperator):
             outcomes=gdq.outcomes_from_glue_results(rules, rulesets, results),
             partition={**partition, "glue_run_id": run_id},
         )
+
+    def _partition_facts(
+        self,
+        rule_set: RuleSet,
+        ds: str,
+        glue_input_uri: str,
+        manifest_and_digest: tuple[dict[str, Any], str] | None = None,
+    ) -> dict[str, Any]:
+        """The curated partition a Glue run checks, for the result (the manifest read now unless
+        given)."""
+        partition_uri = curated_partition_uri(get_settings().lake_root, rule_set.dataset, ds)
+        manifest, content_sha256 = manifest_and_digest or load_manifest(partition_uri)
+        return {
+            "uri": partition_uri,
+            "manifest_uri": f"{partition_uri}/{MANIFEST_NAME}",
+            "content_sha256": content_sha256,
+            "rows_accepted_by_ingest": manifest.get("totals", {}).get("rows_accepted"),
+            "glue_input_uri": glue_input_uri,
+        }
+
+    def _catalog_location(self, ds: str) -> str:
+        """Where the catalog partition ``ds=<D>`` of the curated table points: the staged copy."""
+        from include.dq import glue_data_quality as gdq
+
+        partition = self.hook.conn.get_partition(
+            DatabaseName=gdq.GLUE_DATABASE,
+            TableName=gdq.curated_table_name(self.dataset),
+            PartitionValues=[ds],
+        )
+        # Written as the staging step returns it: a folder, ending in "/".
+        return partition["Partition"]["StorageDescriptor"]["Location"].rstrip("/") + "/"
 
     def _wait_for_glue_run(self, client, run_id: str) -> dict:
         from include.dq.glue_data_quality import RUNNING_STATES

@@ -399,6 +399,29 @@ def test_glue_data_quality_run_passes_and_writes_the_result_to_s3(
     assert result["partition"]["glue_run_id"] == "dqrun-0123"
 
 
+def test_glue_data_quality_resumes_without_the_defer_kwargs_as_dag_test_does(
+    aws_target, aws_calls, task_context
+):
+    _put_s3_partition(aws_target)
+    _stub_glue_data_quality(aws_calls, passing=True)
+    context = gate_context(task_context)
+    gate = make_gate()
+    with pytest.raises(TaskDeferred) as deferred:
+        gate.execute(context)
+    event = {"status": "success", "evaluation_run_id": "dqrun-0123"}
+
+    # dag.test() resumes with the event alone: the run and the staged copy are found again.
+    summary = make_gate().execute_complete(context, event=event)
+
+    assert summary["passed"] is True
+    body = aws_target.client("s3").get_object(
+        Bucket=aws_target.bucket, Key=f"lake/reports/churn/quality/ds={DS}/result.json"
+    )["Body"]
+    partition = json.loads(body.read())["partition"]
+    sent = deferred.value.kwargs["partition"]
+    assert partition == {**sent, "glue_run_id": "dqrun-0123"}
+
+
 def test_glue_data_quality_failure_names_the_rule_and_metric(aws_target, aws_calls, task_context):
     _put_s3_partition(aws_target)
     _stub_glue_data_quality(aws_calls, passing=False)
