@@ -15,7 +15,7 @@ from include.config import load_settings
 SETTINGS = load_settings(AWS_ENV)
 LAKE = "s3://headrace-test-lake/lake"
 SOURCE = "s3://headrace-test-lake/artifacts/training/0123456789abcdef/sourcedir.tar.gz"
-NAME = "headrace-churn-monitoring-baseline-0123456789abcdef"
+NAME = "headrace-churn-monitoring-baseline-0123456789abcdef"  # pragma: allowlist secret
 
 
 def processing_request(settings=SETTINGS, lake=LAKE, source=SOURCE, **overrides):
