@@ -56,21 +56,25 @@ def test_ks_statistic_equals_scipy_ks_2samp(label, reference, current):
     assert ks_statistic(reference, current) == pytest.approx(expected, abs=1e-9)
 
 
+def _sample_pair(rng: np.random.Generator, trial: int) -> tuple[np.ndarray, np.ndarray]:
+    """A reference and a current sample, by turns continuous, tied (rounded) or overlapping."""
+    n1, n2 = (int(x) for x in rng.integers(300, 20_000, 2))
+    shift = rng.normal(0, 0.05)
+    if trial % 3 == 0:
+        return rng.normal(0, 1, n1), rng.normal(shift, 1, n2)
+    if trial % 3 == 1:
+        return np.round(rng.gamma(2, 10, n1), 1), np.round(rng.gamma(2, 10 + shift, n2), 1)
+    a = rng.uniform(0, 1, n1)
+    return a, np.concatenate([a[: n2 // 2], rng.uniform(0, 1, n2 - n2 // 2)])
+
+
 def test_block_pruned_ks_is_the_full_evaluation_bit_for_bit():
     """The pruned search may skip a block only when it cannot hold the supremum: across many
     random pairs (continuous, tied, rounded, overlapping) it returns the very same float as
     evaluating every reference value."""
     rng = np.random.default_rng(99)
     for trial in range(60):
-        n1, n2 = (int(x) for x in rng.integers(300, 20_000, 2))
-        shift = rng.normal(0, 0.05)
-        if trial % 3 == 0:
-            a, b = rng.normal(0, 1, n1), rng.normal(shift, 1, n2)
-        elif trial % 3 == 1:
-            a, b = np.round(rng.gamma(2, 10, n1), 1), np.round(rng.gamma(2, 10 + shift, n2), 1)
-        else:
-            a = rng.uniform(0, 1, n1)
-            b = np.concatenate([a[: n2 // 2], rng.uniform(0, 1, n2 - n2 // 2)])
+        a, b = _sample_pair(rng, trial)
         a.sort()
         b.sort()
         values, counts = np.unique(a, return_counts=True)
@@ -94,15 +98,7 @@ def test_ks_from_chunk_counters_is_the_whole_batch_statistic_bit_for_bit():
     uses), and agree with scipy and the textbook supremum."""
     rng = np.random.default_rng(99)
     for trial in range(30):
-        n1, n2 = (int(x) for x in rng.integers(300, 20_000, 2))
-        shift = rng.normal(0, 0.05)
-        if trial % 3 == 0:
-            a, b = rng.normal(0, 1, n1), rng.normal(shift, 1, n2)
-        elif trial % 3 == 1:
-            a, b = np.round(rng.gamma(2, 10, n1), 1), np.round(rng.gamma(2, 10 + shift, n2), 1)
-        else:
-            a = rng.uniform(0, 1, n1)
-            b = np.concatenate([a[: n2 // 2], rng.uniform(0, 1, n2 - n2 // 2)])
+        a, b = _sample_pair(rng, trial)
         a.sort()
         values, counts = np.unique(a, return_counts=True)
         cdf = np.cumsum(counts) / a.size
