@@ -83,6 +83,19 @@ SOURCE_PREFIX = "artifacts/training"
 # network isolation cannot do. What training/ imports comes from the image instead
 # (training/image_packages.txt), so the tarball carries neither.
 INSTALL_TRIGGERS = ("requirements.txt", "setup.py")
+# Repository modules the tarball carries at their own paths beside the package's files: the
+# monitoring processing jobs (training/monitor.py) run include/monitoring/ in the training image.
+# They import only what the image has; tests/training/test_training_dependencies.py checks them.
+# report.py (matplotlib) stays out: the worker renders the HTML from the job's small report.
+SHARED_MODULES = (
+    "include/__init__.py",
+    "include/storage.py",
+    *(
+        f"include/monitoring/{name}.py"
+        for name in ("__init__", "baseline", "columns", "drift", "job", "statistics",
+                     "streaming", "thresholds")
+    ),
+)  # fmt: skip
 # Script mode's own hyperparameters (sagemaker-training-toolkit's params.py): read by the
 # container, never passed to the entry point. Tuning jobs add _tuning_objective_metric.
 SCRIPT_MODE_HYPERPARAMETERS = frozenset(
@@ -154,9 +167,14 @@ def hyperparameter_value(name: str, value: Any) -> str:
 # --- the training code artifact --------------------------------------------------------------
 
 
-def build_source_tarball(package: str = TRAINING_PACKAGE, repo_root: Path = REPO_ROOT) -> bytes:
+def build_source_tarball(
+    package: str = TRAINING_PACKAGE,
+    repo_root: Path = REPO_ROOT,
+    shared_modules: Sequence[str] = SHARED_MODULES,
+) -> bytes:
     """``sourcedir.tar.gz`` of the training package: its files at the archive root, as script
-    mode expects (``train.py`` beside the modules it imports).
+    mode expects (``train.py`` beside the modules it imports), and ``shared_modules`` (files or
+    folders of ``repo_root``) at their own paths.
 
     Byte-for-byte deterministic (sorted entries, fixed times, owners and modes, gzip without a
     timestamp), so its digest says whether the code changed. Caches, tests and notebooks stay out.
@@ -174,19 +192,18 @@ def build_source_tarball(package: str = TRAINING_PACKAGE, repo_root: Path = REPO
                 "it cannot do with network isolation: use what the training image has "
                 f"({package}/image_packages.txt) or change the image"
             )
-    files = sorted(
-        path
-        for path in package_dir.rglob("*")
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and not any(part.startswith(".") for part in path.relative_to(package_dir).parts)
-        and path.suffix not in (".pyc", ".ipynb")
-    )
+    files = {path.relative_to(package_dir).as_posix(): path for path in _source_files(package_dir)}
+    for module in shared_modules:
+        source = repo_root / module
+        if not source.exists():
+            raise FileNotFoundError(f"the source tarball's shared module {source} does not exist")
+        shared = [source] if source.is_file() else _source_files(source)
+        files.update({path.relative_to(repo_root).as_posix(): path for path in shared})
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for path in files:
+        for name, path in sorted(files.items()):
             data = path.read_bytes()
-            info = tarfile.TarInfo(path.relative_to(package_dir).as_posix())
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mtime = _TAR_EPOCH
             info.mode = 0o644
@@ -196,12 +213,27 @@ def build_source_tarball(package: str = TRAINING_PACKAGE, repo_root: Path = REPO
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
+def _source_files(folder: Path) -> list[Path]:
+    """The files of a source folder the tarball carries: no caches, hidden files or notebooks."""
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.suffix not in (".pyc", ".ipynb")
+    ]
+
+
 def training_source_artifact(
-    settings: Settings, package: str = TRAINING_PACKAGE, repo_root: Path = REPO_ROOT
+    settings: Settings,
+    package: str = TRAINING_PACKAGE,
+    repo_root: Path = REPO_ROOT,
+    shared_modules: Sequence[str] = SHARED_MODULES,
 ) -> tuple[str, bytes]:
     """``(uri, bytes)`` of the source tarball, at a content-addressed key in the lake bucket
     (``s3://bucket/artifacts/training/<digest>/sourcedir.tar.gz``; under the lake root locally)."""
-    tarball = build_source_tarball(package, repo_root)
+    tarball = build_source_tarball(package, repo_root, shared_modules)
     digest = hashlib.sha256(tarball).hexdigest()[:16]
     if settings.aws is not None:
         root = f"s3://{settings.aws.bucket}"
@@ -262,6 +294,34 @@ def channel_manifest(prefix_uri: str, keys: Sequence[str]) -> bytes:
     if bad:
         raise ValueError(f"manifest keys {bad} are not relative to the prefix {prefix_uri}")
     return (json.dumps([{"prefix": prefix_uri}, *keys], indent=2) + "\n").encode()
+
+
+def write_processing_inputs(
+    root_uri: str, plan: bytes, channels: Mapping[str, tuple[str, Sequence[str]]]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Write a processing job's plan and channel manifests under ``root_uri/<digest>/``; returns
+    the job's ``inputs`` (``plan``: the plan's folder, holding ``plan.json``) and
+    ``manifest_inputs`` (name → manifest URI).
+
+    :param channels: input name → (folder URI, keys in it): the input holds exactly those files.
+    The digest covers every byte written, so a retry writes the same objects at the same keys.
+    """
+    from include.monitoring.job import PLAN_FILE, PLAN_INPUT
+    from include.storage import storage_for
+
+    manifests = {
+        name: channel_manifest(f"{prefix.rstrip('/')}/", list(keys))
+        for name, (prefix, keys) in channels.items()
+    }
+    digest = hashlib.sha256(plan + b"".join(manifests.values())).hexdigest()[:16]
+    folder = f"{root_uri.rstrip('/')}/{digest}"
+    storage = storage_for(folder)
+    storage.write_bytes(f"{folder}/{PLAN_INPUT}/{PLAN_FILE}", plan)
+    manifest_inputs = {}
+    for name, data in manifests.items():
+        manifest_inputs[name] = f"{folder}/{name}.manifest.json"
+        storage.write_bytes(manifest_inputs[name], data)
+    return {PLAN_INPUT: f"{folder}/{PLAN_INPUT}"}, manifest_inputs
 
 
 def _check_stopping(settings: Settings) -> None:

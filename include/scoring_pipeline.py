@@ -5,8 +5,10 @@
   because batch transform reads lines, not parquet;
 - :func:`commit_predictions`: the transform's ``.out`` lines as the predictions partition
   ``predictions/<dataset>/ds=D/`` (ids, score, model version), committed by a manifest;
-- :func:`check_batch_drift`: the curated partition of ``ds`` joined with its scores against the
-  scoring model's monitoring baseline; writes Model Monitor's files and the HTML report;
+- :func:`drift_job_plan` and :func:`drift_check_result`: before and after the drift check's
+  processing job (the curated partition of ``ds`` joined with its scores against the scoring
+  model's monitoring baseline, :mod:`include.monitoring.job`): its plan and inputs, then the
+  HTML report and the verdict from the job's small report;
 - :func:`raise_drift_alert`: an SNS message on aws, a log line locally; a JSON file in the lake
   on both.
 
@@ -378,68 +380,124 @@ def read_predictions(
 # --- 3. the drift check ------------------------------------------------------------------------
 
 
-def check_batch_drift(settings: Settings, dataset: str, ds: str, registry=None) -> dict[str, Any]:
-    """The drift check of day ``ds``: its curated rows with their scores against the baseline of
-    the model version that scored them.
+def drift_job_plan(settings: Settings, dataset: str, ds: str, registry=None) -> dict[str, Any]:
+    """Write the drift check's plan for day ``ds``; returns the processing job's inputs and facts.
 
-    Writes ``constraint_violations.json``, ``statistics.json`` and ``drift_report.json`` under
-    ``monitoring/<dataset>/model_version=<v>/ds=<D>/`` and the HTML report under
-    ``reports/<dataset>/drift/ds=<D>/``, logs the one-line verdict, and returns small facts for
-    XCom: ``{ds, model_version, drifted, drifted_features, verdict, uris}``.
+    The check compares the day's curated rows, with the scores of the model version that scored
+    them, against that version's baseline. Reads only manifests, the registry and the monitoring
+    config; the job (:mod:`include.monitoring.job`, run by ``training/monitor.py drift``) reads the
+    data. Writes, content-addressed under the day's monitoring folder, ``job/<digest>/plan/``
+    and the curated and predictions channel manifests (exactly the committed files, in order).
+
+    Returns ``{ds, model_version, inputs, manifest_inputs, outputs}``: the last three are the
+    processing operator's arguments.
     """
-    import pandas as pd
+    from dataclasses import replace
 
     from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
     from include.ingestion import DATASETS_DIR
-    from include.monitoring.baseline import load_baseline
-    from include.monitoring.drift import check_drift_from_parquet
-    from include.monitoring.report import write_drift_outputs
+    from include.monitoring.job import (
+        BASELINE_INPUT,
+        CURATED_INPUT,
+        MONITORING_OUTPUT,
+        PREDICTIONS_INPUT,
+        drift_plan,
+    )
     from include.monitoring.thresholds import load_monitoring_config
     from include.registry import registry_for
+    from include.sagemaker_requests import write_processing_inputs
+    from include.storage import storage_for
     from spark_jobs.dataset_spec import load_spec
 
     spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
-    config = load_monitoring_config(DATASETS_DIR / f"{dataset}.monitoring.yaml")
+    config_path = DATASETS_DIR / f"{dataset}.monitoring.yaml"
+    # The job reports the file by its name; the worker's path means nothing there.
+    config = replace(load_monitoring_config(config_path), source=config_path.name)
     key = spec.features.split_key
-    # Only the key and the score: the curated rows are streamed, not held (see below).
-    manifest, predictions = read_predictions(settings, dataset, ds, columns=[key, SCORE_COLUMN])
+
+    partition = predictions_partition_uri(settings, dataset, ds)
+    manifest_uri = f"{partition}/{MANIFEST_NAME}"
+    storage = storage_for(manifest_uri)
+    if not storage.exists(manifest_uri):
+        raise ScoringError(f"{manifest_uri} does not exist: day {ds} was never scored")
+    manifest = json.loads(storage.read_bytes(manifest_uri))
+    if key not in manifest["columns"]:
+        raise ScoringError(f"the predictions of {ds} lack the key column {key!r}")
     model_version = manifest["model_version"]
     version = (registry or registry_for(settings)).get_version(dataset, model_version)
     if not version.baseline_uri:
         raise ScoringError(f"{dataset} model version {model_version} has no monitoring baseline")
-    baseline = load_baseline(version.baseline_uri)
 
-    partition = curated_partition_uri(settings.lake_root, dataset, ds)
-    curated_manifest = read_manifest(partition)
-    if key not in predictions.columns:
-        raise ScoringError(f"the predictions of {ds} lack the key column {key!r}")
-    if predictions[key].duplicated().any():
-        raise ScoringError(f"the predictions of {ds} hold {key} values more than once")
-    # Left join on the key (as text), a record batch of the curated day at a time: a curated row
-    # without a score shows up as the score's missing rate. The day's keys and scores are held.
-    scores = pd.DataFrame(
-        {SCORE_COLUMN: predictions[SCORE_COLUMN].to_numpy()},
-        index=pd.Index(predictions[key].astype(str), name=key),
-    )
-    report = check_drift_from_parquet(
-        baseline,
-        manifest_file_uris(curated_manifest, f"{partition}/{MANIFEST_NAME}"),
-        config,
-        metadata={"dataset": dataset, "ds": ds, "model_version": model_version},
-        scores=scores,
+    curated = curated_partition_uri(settings.lake_root, dataset, ds)
+    curated_files = manifest_file_uris(read_manifest(curated), f"{curated}/{MANIFEST_NAME}")
+    outside = [uri for uri in curated_files if not uri.startswith(f"{curated}/")]
+    if outside:
+        raise ScoringError(f"the curated manifest of {ds} lists files outside {curated}: {outside}")
+    curated_keys = [uri[len(curated) + 1 :] for uri in curated_files]
+    predictions_keys = [item["path"] for item in manifest["files"]]
+    plan = drift_plan(
+        dataset=dataset,
+        ds=ds,
+        model_version=model_version,
         key=key,
         score_column=SCORE_COLUMN,
+        config=config,
+        metadata={"dataset": dataset, "ds": ds, "model_version": model_version},
+        curated_files=curated_keys,
+        predictions_files=predictions_keys,
     )
-    uris = write_drift_outputs(
-        report,
-        monitoring_uri(settings, dataset, model_version, ds),
-        drift_report_uri(settings, dataset, ds),
+    inputs, manifest_inputs = write_processing_inputs(
+        f"{settings.zone_uri('monitoring')}/{dataset}/jobs/drift/ds={ds}",
+        plan,
+        {CURATED_INPUT: (curated, curated_keys), PREDICTIONS_INPUT: (partition, predictions_keys)},
     )
-    log.info("drift %s %s model %s: %s", dataset, ds, model_version, report.verdict)
+    return {
+        "ds": ds,
+        "model_version": model_version,
+        "inputs": {**inputs, BASELINE_INPUT: version.baseline_uri},
+        "manifest_inputs": manifest_inputs,
+        "outputs": {MONITORING_OUTPUT: monitoring_uri(settings, dataset, model_version, ds)},
+    }
+
+
+def drift_check_result(settings: Settings, dataset: str, plan: Mapping[str, Any]) -> dict[str, Any]:
+    """After the drift job: its report rendered as the HTML page under
+    ``reports/<dataset>/drift/ds=<D>/``, the one-line verdict logged, and small facts for XCom:
+    ``{dataset, ds, model_version, drifted, drifted_features, verdict, uris}``.
+
+    Reads only the job's ``drift_report.json`` and ``statistics.json`` (a few KB a column).
+    """
+    from include.monitoring.drift import DriftReport
+    from include.monitoring.job import (
+        BATCH_STATISTICS_FILE,
+        DRIFT_REPORT_FILE,
+        MONITORING_OUTPUT,
+        VIOLATIONS_FILE,
+    )
+    from include.monitoring.report import write_drift_html
+    from include.storage import storage_for
+
+    ds = plan["ds"]
+    root = plan["outputs"][MONITORING_OUTPUT].rstrip("/")
+    uris = {
+        "constraint_violations": f"{root}/{VIOLATIONS_FILE}",
+        "statistics": f"{root}/{BATCH_STATISTICS_FILE}",
+        "drift_report": f"{root}/{DRIFT_REPORT_FILE}",
+    }
+    storage = storage_for(root)
+    missing = [uri for uri in uris.values() if not storage.exists(uri)]
+    if missing:
+        raise ScoringError(f"the drift job of {dataset} ds={ds} left no {missing}")
+    report = DriftReport.from_dict(
+        json.loads(storage.read_bytes(uris["drift_report"])),
+        json.loads(storage.read_bytes(uris["statistics"])),
+    )
+    uris["html"] = write_drift_html(report, drift_report_uri(settings, dataset, ds))
+    log.info("drift %s %s model %s: %s", dataset, ds, plan["model_version"], report.verdict)
     return {
         "dataset": dataset,
         "ds": ds,
-        "model_version": model_version,
+        "model_version": plan["model_version"],
         "drifted": report.drifted,
         "drifted_features": list(report.features_over_threshold),
         "verdict": report.verdict,
@@ -462,7 +520,7 @@ def drift_event_extra(result: Mapping[str, Any]) -> dict[str, Any]:
 def raise_drift_alert(
     settings: Settings, result: Mapping[str, Any], *, topic_arn: str | None = None
 ) -> dict[str, Any]:
-    """Tell people that ``result`` (a :func:`check_batch_drift` result) drifted.
+    """Tell people that ``result`` (a :func:`drift_check_result`) drifted.
 
     The alert is written as JSON under ``monitoring/<dataset>/alerts/ds=<D>.json`` on both
     targets (an audit trail); on aws it is also published to the SNS topic ``topic_arn`` (a

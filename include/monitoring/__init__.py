@@ -6,8 +6,10 @@
 - ``baseline``: the reference profile, computed once per model version and stored in the lake;
 - ``drift``: the drift metrics (PSI, KS, Jensen-Shannon, L-infinity, missing rate, unseen
   categories) of a batch against a baseline, and the verdict;
-- ``report``: ``constraint_violations.json``, the batch's statistics, ``drift_report.json`` and an
-  HTML report with a plot per drifted feature;
+- ``job``: the drift check as a processing job (off the worker): its plan, and its body, which
+  writes ``constraint_violations.json``, the batch's statistics and ``drift_report.json``;
+- ``report``: the HTML report with a plot per drifted feature, rendered on the worker from the
+  job's ``drift_report.json``;
 - ``streaming``: the statistics of both as merges of per-chunk statistics over Parquet record
   batches (exact order statistics by counting passes), so memory does not grow with rows; an
   in-memory frame is one chunk.

@@ -291,7 +291,24 @@ class FeatureDrift:
             "thresholds": self.thresholds,
             "violations": [v.as_dict() for v in self.violations],
             "within_sampling_noise": self.within_noise,
+            "exceeded": [list(item) for item in self.exceeded],
+            "plot": self.plot,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureDrift:
+        """The column's entry of ``drift_report.json`` (:meth:`as_dict`), read back."""
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            inferred_type=data["inferred_type"],
+            metrics=data["metrics"],
+            thresholds=data["thresholds"],
+            exceeded=[(m, v, t) for m, v, t in data["exceeded"]],
+            within_noise=data["within_sampling_noise"],
+            violations=[Violation(**v) for v in data["violations"]],
+            plot=data["plot"],
+        )
 
 
 @dataclass
@@ -342,6 +359,19 @@ class DriftReport:
             "ks_alpha": self.ks_alpha,
             "features": [f.as_dict() for f in self.features],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict, statistics: dict) -> DriftReport:
+        """A report read back from ``drift_report.json`` and the batch's ``statistics.json``
+        (what the drift job leaves), e.g. to render its HTML page on the worker."""
+        return cls(
+            item_count=data["item_count"],
+            reference_item_count=data["reference_item_count"],
+            features=[FeatureDrift.from_dict(f) for f in data["features"]],
+            statistics=statistics,
+            metadata=data["metadata"],
+            ks_alpha=data["ks_alpha"],
+        )
 
 
 # --- the check ----------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""The drift check's outputs: Model Monitor's files, the full metrics, and an HTML report.
+"""The drift check's HTML report, rendered on the worker from the job's ``drift_report.json``.
 
-Under the batch's monitoring folder: ``constraint_violations.json`` (Model Monitor's format:
-violations only), ``statistics.json`` (the batch, same format as the baseline's) and
-``drift_report.json`` (every metric of every column, and the verdict). Under ``reports/``: one
-self-contained HTML page with a table of every column and, per column over threshold, a plot of
-the reference against the batch (a PNG inlined as base64, drawn by matplotlib's Agg backend, so
-no display and no external file is needed).
+The processing job (:mod:`include.monitoring.job`) leaves Model Monitor's files and the full
+metrics in the batch's monitoring folder; this renders one self-contained HTML page from that
+small report into the reports zone: a table of every column and, per column over threshold, a
+plot of the reference against the batch (a PNG inlined as base64, drawn by matplotlib's Agg
+backend, so no display and no external file is needed). matplotlib is the worker's, not the
+training image's, which is why this module does not ship in the source tarball.
 """
 
 from __future__ import annotations
@@ -14,39 +14,17 @@ import base64
 import html
 import io
 
-from include.monitoring.baseline import json_bytes
 from include.monitoring.drift import DriftReport, FeatureDrift
 from include.storage import storage_for
 
-VIOLATIONS_FILE = "constraint_violations.json"
-BATCH_STATISTICS_FILE = "statistics.json"
-DRIFT_REPORT_FILE = "drift_report.json"
 # A categorical plot shows the categories with the largest shares; the rest are in the table.
 MAX_PLOTTED_CATEGORIES = 20
 
 
-def write_drift_outputs(
-    report: DriftReport, monitoring_uri: str, report_uri: str
-) -> dict[str, str]:
-    """Write the report's files; returns ``{"constraint_violations", "statistics",
-    "drift_report", "html": uri}``.
-
-    :param monitoring_uri: the batch's folder in the monitoring zone.
-    :param report_uri: the HTML file's URI (in the reports zone).
-    """
-    root = monitoring_uri.rstrip("/")
-    storage = storage_for(root)
-    uris = {
-        "constraint_violations": f"{root}/{VIOLATIONS_FILE}",
-        "statistics": f"{root}/{BATCH_STATISTICS_FILE}",
-        "drift_report": f"{root}/{DRIFT_REPORT_FILE}",
-    }
-    storage.write_bytes(uris["constraint_violations"], json_bytes(report.constraint_violations()))
-    storage.write_bytes(uris["statistics"], json_bytes(report.statistics))
-    storage.write_bytes(uris["drift_report"], json_bytes(report.as_dict()))
+def write_drift_html(report: DriftReport, report_uri: str) -> str:
+    """Write the report's HTML page to ``report_uri`` (in the reports zone); returns the URI."""
     storage_for(report_uri).write_bytes(report_uri, render_html(report).encode("utf-8"))
-    uris["html"] = report_uri
-    return uris
+    return report_uri
 
 
 def render_html(report: DriftReport, title: str = "Drift report") -> str:

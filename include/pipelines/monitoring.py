@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, chain, dag, get_current_context, task
 
+from headrace_operators.sagemaker_jobs import SageMakerProcessingJobOperator
 from include.assets import drift_asset, per_partition, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
@@ -33,6 +34,11 @@ Jensen-Shannon, L-infinity, missing and unseen rates) at the thresholds of
 `statistics.json` under `monitoring/{name}/model_version=<v>/ds=<D>/`, an HTML report with a
 plot per drifted feature under `reports/{name}/drift/ds=<D>/`, and the one-line verdict in the
 task log.
+
+**Runs on** a SageMaker Processing job (`training/monitor.py drift` in the training image, in
+the VPC, KMS-encrypted, network-isolated) or, locally, the same request through the local
+processing runtime. The worker reads only manifests, the registry and the job's small report; a
+retried task re-attaches to its job.
 
 **Closes the loop**: drift over threshold emits a `{name}_drift` asset event (extra: the day,
 the model version and the drifted features), which schedules `{name}_training`, and raises an
@@ -68,16 +74,24 @@ def monitoring_dag(dataset: str) -> DAG:
         },
     )
     def monitoring():
-        @task(multiple_outputs=False)
-        def drift_check() -> dict:
-            """Drift metrics of the day against the scoring model's baseline; logs the verdict."""
+        @task(multiple_outputs=True)
+        def drift_plan() -> dict:
+            """The day, the scoring model's version, and the drift job's plan and inputs."""
             from include.config import get_settings
             from include.partitions import run_partition
-            from include.scoring_pipeline import check_batch_drift
+            from include.scoring_pipeline import drift_job_plan
 
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
-            return check_batch_drift(get_settings(), dataset, ds)
+            return drift_job_plan(get_settings(), dataset, ds)
+
+        @task(multiple_outputs=False)
+        def drift_check(job: dict, plan: dict) -> dict:
+            """The job's verdict, logged, and its HTML report."""
+            from include.config import get_settings
+            from include.scoring_pipeline import drift_check_result
+
+            return drift_check_result(get_settings(), dataset, plan)
 
         @task.short_circuit
         def drift_found(result: dict) -> bool:
@@ -104,7 +118,18 @@ def monitoring_dag(dataset: str) -> DAG:
             topic = settings.aws.alerts_topic_arn if settings.aws else None
             return raise_drift_alert(settings, result, topic_arn=topic or None)
 
-        result = drift_check()
+        plan = drift_plan()
+        job = SageMakerProcessingJobOperator(
+            task_id="drift_job",
+            dataset=dataset,
+            ds=plan["ds"],
+            entry_point="monitor.py",
+            arguments=["drift"],
+            inputs=plan["inputs"],
+            manifest_inputs=plan["manifest_inputs"],
+            outputs=plan["outputs"],
+        )
+        result = drift_check(job.output, plan)
         chain(result, drift_found(result), [emit_drift_event(result), alert(result)])
 
     return monitoring()

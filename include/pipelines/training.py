@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, dag, get_current_context, task
 
-from headrace_operators.sagemaker_jobs import SageMakerTuningJobOperator
+from headrace_operators.sagemaker_jobs import (
+    SageMakerProcessingJobOperator,
+    SageMakerTuningJobOperator,
+)
 from include.assets import (
     drift_asset,
     features_asset,
@@ -45,8 +48,9 @@ monitoring baseline and model card.
 
 **Runs on** SageMaker (a Bayesian hyperparameter tuning job of GPU training jobs, managed spot,
 in the VPC, KMS-encrypted, network-isolated) or, locally, the same request bodies through the
-local SageMaker runtime (Optuna over local PyTorch training jobs). A retried task re-attaches to
-its job instead of starting another. The label, id columns and fairness groups come from
+local SageMaker runtime (Optuna over local PyTorch training jobs). The monitoring baseline is a
+processing job in the training image (`training/monitor.py baseline`; locally the local
+processing runtime). A retried task re-attaches to its job instead of starting another. The label, id columns and fairness groups come from
 `{dataset.spec_file}`.
 
 **Registry**: the new version is approved automatically when it beats the current champion's
@@ -125,13 +129,14 @@ def training_dag(dataset: str) -> DAG:
         # multiple_outputs=False: a dict return would be split into one XCom per key, and
         # Airflow 3.0 cannot push a None value (apache/airflow#55062). The partition argument is
         # not called ds: Airflow fills a parameter of that name from the context.
-        @task(multiple_outputs=False)
-        def monitoring_baseline(partition: str, job: dict) -> dict[str, str]:
-            """The trained model's baseline: the partition's columns with the model's scores."""
+        @task(multiple_outputs=True)
+        def baseline_plan(partition: str, job: dict) -> dict:
+            """The plan of the trained model's baseline: the partition's columns with the
+            model's scores (the processing job ``monitoring_baseline`` computes it)."""
             from include.config import get_settings
-            from include.training_pipeline import write_training_baseline
+            from include.training_pipeline import baseline_job_plan
 
-            return write_training_baseline(get_settings(), dataset, partition, job)
+            return baseline_job_plan(get_settings(), dataset, partition, job)
 
         @task(outlets=[model_asset(dataset)], multiple_outputs=False)
         def register_model(job: dict, baseline: dict) -> dict:
@@ -172,7 +177,18 @@ def training_dag(dataset: str) -> DAG:
             max_jobs="{{ params.max_trials }}",
             max_parallel_jobs="{{ params.parallel_trials }}",
         )
-        registered = register_model(tune.output, monitoring_baseline(ds, tune.output))
+        plan = baseline_plan(ds, tune.output)
+        baseline = SageMakerProcessingJobOperator(
+            task_id="monitoring_baseline",
+            dataset=dataset,
+            ds=ds,
+            entry_point="monitor.py",
+            arguments=["baseline"],
+            inputs=plan["inputs"],
+            manifest_inputs=plan["manifest_inputs"],
+            outputs=plan["outputs"],
+        )
+        registered = register_model(tune.output, baseline.output)
         request_approval(registered)
 
     return training()

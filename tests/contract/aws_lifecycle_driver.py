@@ -282,6 +282,7 @@ class SimulatedAws:
         self.dq_runs: dict[str, dict] = {}
         self.dq_results: dict[str, dict] = {}
         self.transforms: list[str] = []
+        self.processing_jobs: list[str] = []
         self.run_spark = True
 
     def register(self, capture: RequestCapture) -> None:
@@ -294,6 +295,7 @@ class SimulatedAws:
                 ("sagemaker", "CreateHyperParameterTuningJob"): self.tuning_job,
                 ("sagemaker", "DescribeHyperParameterTuningJob"): self.tuning_result,
                 ("sagemaker", "CreateTransformJob"): self.transform_job,
+                ("sagemaker", "CreateProcessingJob"): self.processing_job,
             }
         )
         # moto implements none of these; each answer is what Glue returns.
@@ -433,6 +435,20 @@ class SimulatedAws:
         )
         self.transforms.append(params["TransformJobName"])
         self.mirror.push("lake/predictions", self.kms_key_arn)
+
+    def processing_job(self, params: dict, parsed: dict) -> None:
+        """Run the processing job with the local runtime on the request as sent; upload its
+        outputs where SageMaker would (moto stores the job and reports it Completed)."""
+        from include.local_processing import start_processing_job, wait_for_processing_job
+
+        self.mirror.pull()
+        work_root = self.work / "sagemaker"
+        start_processing_job(self.mirror.to_local(params), work_root=work_root)
+        job = wait_for_processing_job(params["ProcessingJobName"], work_root=work_root)
+        self.processing_jobs.append(params["ProcessingJobName"])
+        for output in job["ProcessingOutputConfig"]["Outputs"]:
+            under = output["S3Output"]["S3Uri"].removeprefix(self.mirror.file_prefix)
+            self.mirror.push(under, self.kms_key_arn)
 
     # Glue Data Quality --------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
 ARTIFACTS = Path(".local") / "test-artifacts"
 S3_URI = re.compile(r"s3[an]?://([^/\s'\",]*)")
 SAGEMAKER_JOBS = ("CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
-                  "CreateModel")  # fmt: skip
+                  "CreateModel", "CreateProcessingJob")  # fmt: skip
 
 _RUNS: dict[str, dict] = {}
 
@@ -274,8 +274,8 @@ def test_every_sagemaker_job_request_carries_the_security_settings(glue_lifecycl
     vpc = {"SecurityGroupIds": [settings["HEADRACE_SECURITY_GROUP_IDS"]], "Subnets": [subnet]}
     bodies = _sagemaker_job_bodies(glue_lifecycle)
     kinds = sorted({what for what, _ in bodies})
-    assert kinds == ["CreateModel", "CreateTrainingJob", "CreateTransformJob",
-                     "TrainingJobDefinition"]  # fmt: skip
+    assert kinds == ["CreateModel", "CreateProcessingJob", "CreateTrainingJob",
+                     "CreateTransformJob", "TrainingJobDefinition"]  # fmt: skip
     failures = []
     for what, body in bodies:
         if what in ("TrainingJobDefinition", "CreateTrainingJob"):
@@ -292,6 +292,18 @@ def test_every_sagemaker_job_request_carries_the_security_settings(glue_lifecycl
                 "VpcConfig": body.get("VpcConfig") == vpc,
                 "EnableNetworkIsolation": body.get("EnableNetworkIsolation") is True,
             }
+        elif what == "CreateProcessingJob":
+            network = body.get("NetworkConfig", {})
+            outputs = body["ProcessingOutputConfig"]
+            checks = {
+                "VpcConfig": network.get("VpcConfig") == vpc,
+                "EnableNetworkIsolation": network.get("EnableNetworkIsolation") is True,
+                "VolumeKmsKeyId": body["ProcessingResources"]["ClusterConfig"].get("VolumeKmsKeyId")
+                == kms,
+                "OutputKmsKeyId": outputs.get("KmsKeyId") == kms,
+                "MaxRuntime": body["StoppingCondition"].get("MaxRuntimeInSeconds", 0) > 0,
+                "InterContainerEncryption": network.get("EnableInterContainerTrafficEncryption"),
+            }
         else:
             checks = {
                 "VolumeKmsKeyId": body["TransformResources"].get("VolumeKmsKeyId") == kms,
@@ -300,10 +312,11 @@ def test_every_sagemaker_job_request_carries_the_security_settings(glue_lifecycl
             }
         failures += [(what, name) for name, ok in checks.items() if not ok]
     assert failures == []
-    # Two tuning jobs (one per training run), the models of two versions, one transform.
+    # Two tuning jobs (one per training run), the models of two versions, one transform, and
+    # three processing jobs: a monitoring baseline per training run and one drift check.
     counts = {kind: sum(what == kind for what, _ in bodies) for kind in kinds}
-    assert counts == {"CreateModel": 1, "CreateTrainingJob": 2, "CreateTransformJob": 1,
-                      "TrainingJobDefinition": 2}  # fmt: skip
+    assert counts == {"CreateModel": 1, "CreateProcessingJob": 3, "CreateTrainingJob": 2,
+                      "CreateTransformJob": 1, "TrainingJobDefinition": 2}  # fmt: skip
 
 
 def test_every_spot_job_waits_longer_than_it_runs_and_checkpoints(glue_lifecycle):

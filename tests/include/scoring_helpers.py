@@ -156,3 +156,42 @@ def package_model(model_dir: Path, tarball: Path) -> str:
 def input_lines(features: pd.DataFrame, model_features: list[str]) -> pd.DataFrame:
     """The columns of a transform input line: ids, then the model's features in order."""
     return features[[*ID_COLUMNS, *model_features]]
+
+
+def run_monitoring_job(settings, plan: dict, command: str, job_name: str) -> dict:
+    """One monitoring processing job as the DAGs start it (the operator's request body, from
+    the repository's source tarball), run by the local processing runtime; its description.
+    A failed job raises ``LocalJobError`` with its FailureReason."""
+    from include.local_processing import start_processing_job, wait_for_processing_job
+    from include.sagemaker_requests import build_processing_job_request, training_source_artifact
+    from include.storage import storage_for
+
+    source_uri, tarball = training_source_artifact(settings)
+    storage_for(source_uri).write_bytes(source_uri, tarball)
+    request = build_processing_job_request(
+        settings, job_name=job_name, entry_point="monitor.py", source_uri=source_uri,
+        inputs=plan["inputs"], manifest_inputs=plan["manifest_inputs"], outputs=plan["outputs"],
+        arguments=[command],
+    )  # fmt: skip
+    work_root = Path(settings.local_runs_dir) / "sagemaker_jobs"
+    start_processing_job(request, work_root=work_root)
+    return wait_for_processing_job(job_name, work_root=work_root, timeout=300)
+
+
+def run_drift_check(settings, dataset: str, ds: str, job_name: str) -> dict:
+    """The monitoring DAG's steps: the plan, the drift job, the result."""
+    from include.scoring_pipeline import drift_check_result, drift_job_plan
+
+    plan = drift_job_plan(settings, dataset, ds)
+    run_monitoring_job(settings, plan, "drift", job_name)
+    return drift_check_result(settings, dataset, plan)
+
+
+def write_training_baseline(settings, dataset: str, ds: str, job: dict) -> str:
+    """The training DAG's baseline steps: the plan, the baseline job; the baseline's URI."""
+    from include.monitoring.job import BASELINE_OUTPUT
+    from include.training_pipeline import baseline_job_plan
+
+    plan = baseline_job_plan(settings, dataset, ds, job)
+    run_monitoring_job(settings, plan, "baseline", f"baseline-{job['job_name']}")
+    return plan["outputs"][BASELINE_OUTPUT]

@@ -60,7 +60,7 @@ def lake(tmp_path):
     package.mkdir()
     (package / "train.py").write_text("")
     (package / "monitor.py").write_text(ENTRY)
-    tarball = requests.build_source_tarball("package", repo_root=tmp_path)
+    tarball = requests.build_source_tarball("package", repo_root=tmp_path, shared_modules=())
     digest = hashlib.sha256(tarball).hexdigest()[:16]
     source = root / "artifacts" / "training" / digest / requests.SOURCE_TARBALL
     source.parent.mkdir(parents=True)

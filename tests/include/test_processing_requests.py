@@ -136,7 +136,7 @@ def test_the_container_command_unpacks_the_tarball_and_runs_the_entry_point(tmp_
     code = root / "input" / "code"
     code.mkdir(parents=True)
     (code / requests.SOURCE_TARBALL).write_bytes(
-        requests.build_source_tarball("package", repo_root=tmp_path)
+        requests.build_source_tarball("package", repo_root=tmp_path, shared_modules=())
     )
     result_file = tmp_path / "result.txt"
 

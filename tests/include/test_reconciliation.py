@@ -139,17 +139,16 @@ def score(settings, lake: Path, ds: str, *, version: str = "3", hours: float = 2
 def monitor(settings, ds: str, *, version: str = "3", hours: float = 25):
     """The drift check's files by its own writer (a report with no monitored column)."""
     from include.monitoring.drift import DriftReport
-    from include.monitoring.report import write_drift_outputs
+    from include.monitoring.job import write_drift_files
+    from include.monitoring.report import write_drift_html
     from include.scoring_pipeline import drift_report_uri, monitoring_uri
 
     report = DriftReport(item_count=98, reference_item_count=1000, features=[], statistics={})
-    uris = write_drift_outputs(
-        report,
-        monitoring_uri(settings, DATASET, version, ds),
-        drift_report_uri(settings, DATASET, ds),
-    )
-    for uri in uris.values():
-        set_age(Path(uri.removeprefix("file://")), hours)
+    folder = Path(monitoring_uri(settings, DATASET, version, ds).removeprefix("file://"))
+    paths = [*write_drift_files(report, folder).values()]
+    html = write_drift_html(report, drift_report_uri(settings, DATASET, ds))
+    for path in [*paths, Path(html.removeprefix("file://"))]:
+        set_age(path, hours)
 
 
 def through_every_stage(settings, lake: Path, ds: str) -> None:

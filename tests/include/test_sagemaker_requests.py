@@ -397,20 +397,22 @@ def test_source_tarball_is_deterministic_and_rooted_at_the_package(tmp_path):
     (package / "model.py").write_text("WIDTH = 64\n")
     (package / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\x00")
 
-    first = requests.build_source_tarball(repo_root=tmp_path)
+    first = requests.build_source_tarball(repo_root=tmp_path, shared_modules=())
     (package / "train.py").touch()  # a newer mtime must not change the bytes
-    assert requests.build_source_tarball(repo_root=tmp_path) == first
+    assert requests.build_source_tarball(repo_root=tmp_path, shared_modules=()) == first
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as archive:
         assert sorted(archive.getnames()) == ["model.py", "train.py"]
         assert archive.extractfile("model.py").read() == b"WIDTH = 64\n"
 
-    uri, data = requests.training_source_artifact(SETTINGS, repo_root=tmp_path)
+    uri, data = requests.training_source_artifact(SETTINGS, repo_root=tmp_path, shared_modules=())
     assert data == first
     assert re.fullmatch(
         r"s3://headrace-test-lake/artifacts/training/[0-9a-f]{16}/sourcedir\.tar\.gz", uri
     )
     (package / "model.py").write_text("WIDTH = 128\n")
-    assert requests.training_source_artifact(SETTINGS, repo_root=tmp_path)[0] != uri
+    assert (
+        requests.training_source_artifact(SETTINGS, repo_root=tmp_path, shared_modules=())[0] != uri
+    )
 
 
 # --- the training DAG's requests: channels from the features manifest ------------------------

@@ -44,7 +44,7 @@ def lake(tmp_path_factory):
     """The local lake: curated and features partitions of three days, the approved model."""
     from include.config import get_settings
     from include.registry import APPROVED, MLflowModelRegistry
-    from include.training_pipeline import baseline_uri, write_training_baseline
+    from include.training_pipeline import baseline_uri
 
     root = tmp_path_factory.mktemp("scoring-lake")
     with pytest.MonkeyPatch.context() as patch:
@@ -73,7 +73,7 @@ def lake(tmp_path_factory):
         model_uri = helpers.package_model(model_dir, job_output / "model.tar.gz")
         helpers.package_model(root / "train" / "output" / "data", job_output / "output.tar.gz")
         job = {"job_name": "tiny", "model_uri": model_uri}
-        write_training_baseline(settings, "churn", TRAIN_DS, job)
+        helpers.write_training_baseline(settings, "churn", TRAIN_DS, job)
         registry = MLflowModelRegistry(settings.zone_uri("models"))
         version = registry.register_version(
             "churn", model_uri=model_uri, metrics={"roc_auc": 0.7}, data_version="test",
@@ -219,10 +219,8 @@ def test_recommitting_the_same_output_writes_identical_bytes(lake, scored):
 
 
 def test_planted_drift_reports_exactly_the_planted_features(lake, scored, caplog):
-    from include.scoring_pipeline import check_batch_drift
-
     with caplog.at_level(logging.INFO, logger="headrace.scoring"):
-        result = check_batch_drift(lake["settings"], "churn", DRIFT_DS)
+        result = helpers.run_drift_check(lake["settings"], "churn", DRIFT_DS, "drift-planted")
 
     # The model reads sessions, so its score moves with it: prediction drift is reported too.
     assert sorted(result["drifted_features"]) == sorted([*PLANTED, "score"])
@@ -244,9 +242,7 @@ def test_planted_drift_reports_exactly_the_planted_features(lake, scored, caplog
 
 
 def test_no_drift_reports_nothing(lake, scored):
-    from include.scoring_pipeline import check_batch_drift
-
-    result = check_batch_drift(lake["settings"], "churn", CALM_DS)
+    result = helpers.run_drift_check(lake["settings"], "churn", CALM_DS, "drift-calm")
     assert result["drifted_features"] == []
     assert result["verdict"].startswith("no drift: 0 of")
     violations = json.loads(
@@ -256,9 +252,9 @@ def test_no_drift_reports_nothing(lake, scored):
 
 
 def test_local_alert_is_a_log_line_and_a_file(lake, scored, caplog):
-    from include.scoring_pipeline import check_batch_drift, raise_drift_alert
+    from include.scoring_pipeline import raise_drift_alert
 
-    result = check_batch_drift(lake["settings"], "churn", DRIFT_DS)
+    result = helpers.run_drift_check(lake["settings"], "churn", DRIFT_DS, "drift-alert")
     with caplog.at_level(logging.WARNING, logger="headrace.scoring"):
         alert = raise_drift_alert(lake["settings"], result)
     alert_file = json.loads(Path(alert["alert_uri"].removeprefix("file://")).read_text())
@@ -308,8 +304,10 @@ def test_the_monitoring_dag_emits_the_drift_event_only_for_the_drifted_day(
 
     drifted, calm = outcome[DRIFT_DS], outcome[CALM_DS]
     assert drifted["dag_run_state"] == calm["dag_run_state"] == "success"
-    assert drifted["tasks"] == {"drift_check": "success", "drift_found": "success",
+    assert drifted["tasks"] == {"drift_plan": "success", "drift_job": "success",
+                                "drift_check": "success", "drift_found": "success",
                                 "emit_drift_event": "success", "alert": "success"}  # fmt: skip
+    assert drifted["xcom"]["drift_job"]["job_name"].startswith("headrace-churn-monitoring-drift-")
     (event,) = drifted["events"]
     assert event["asset"] == "churn_drift"
     assert event["extra"]["ds"] == DRIFT_DS

@@ -28,6 +28,21 @@ def test_the_training_source_tarball_carries_nothing_that_installs_at_job_start(
     assert "image_packages.txt" in names  # what the code relies on the image for travels with it
     assert "requirements.txt" not in names
     assert "setup.py" not in names
+    # The monitoring jobs' code rides along at its own paths; the worker's HTML renderer does not.
+    assert {"monitor.py", "include/__init__.py", "include/monitoring/job.py"} <= set(names)
+    assert "include/monitoring/report.py" not in names
+    assert "include/config.py" not in names
+
+
+def test_a_missing_shared_module_is_named(tmp_path):
+    package = tmp_path / "training"
+    package.mkdir()
+    (package / "train.py").write_text("print('train')\n")
+
+    with pytest.raises(FileNotFoundError, match=r"shared module .*include/monitoring/job\.py"):
+        requests.build_source_tarball(
+            repo_root=tmp_path, shared_modules=["include/monitoring/job.py"]
+        )
 
 
 @pytest.mark.parametrize("trigger", ["requirements.txt", "setup.py"])
@@ -53,5 +68,5 @@ def test_a_requirements_file_below_the_root_is_not_an_install_trigger(tmp_path):
     (package / "train.py").write_text("print('train')\n")
     (package / "docs" / "requirements.txt").write_text("sphinx\n")
 
-    names = tarball_names(requests.build_source_tarball(repo_root=tmp_path))
+    names = tarball_names(requests.build_source_tarball(repo_root=tmp_path, shared_modules=()))
     assert sorted(names) == ["docs/requirements.txt", "train.py"]

@@ -493,6 +493,74 @@ def test_training_job_requests_are_allowed_only_with_their_security_settings(aws
     assert allows(mwaa, "s3:PutObject", s3_object_arn(source_uri))
 
 
+def test_the_drift_job_request_is_allowed_only_with_its_security_settings(aws_settings):
+    """The monitoring DAG's processing job: MWAA starts it only isolated, encrypted and in the
+    VPC; its role reads the day's curated and predictions files, the baseline and the plan, and
+    writes the day's monitoring folder, nothing else of the lake."""
+    from include.sagemaker_requests import build_processing_job_request
+
+    settings, _, documents = aws_settings
+    identity = TaskRunIdentity("churn_monitoring", "manual__2026-01-08T00:00:00+00:00", "drift_job")
+    job_name = identity.name_for("sagemaker")
+    lake = f"s3://{settings.aws.bucket}/lake"
+    monitoring = f"{lake}/monitoring/churn/model_version=2/ds=2026-01-07"
+    job_root = f"{monitoring}/job/0123456789abcdef"
+    source_uri = f"s3://{settings.aws.bucket}/artifacts/training/0123456789abcdef/sourcedir.tar.gz"
+    request = build_processing_job_request(
+        settings, job_name=job_name, entry_point="monitor.py", source_uri=source_uri,
+        inputs={"plan": f"{job_root}/plan",
+                "baseline": f"{lake}/monitoring/churn/baselines/ds=2026-01-06/job-1"},
+        manifest_inputs={"curated": f"{job_root}/curated.manifest.json",
+                         "predictions": f"{job_root}/predictions.manifest.json"},
+        outputs={"monitoring": monitoring}, arguments=["drift"],
+    )  # fmt: skip
+    network = request["NetworkConfig"]
+    context = {
+        "sagemaker:NetworkIsolation": network["EnableNetworkIsolation"],
+        "sagemaker:InterContainerTrafficEncryption": network[
+            "EnableInterContainerTrafficEncryption"
+        ],
+        "sagemaker:VolumeKmsKey": request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"],
+        "sagemaker:OutputKmsKey": request["ProcessingOutputConfig"]["KmsKeyId"],
+        "sagemaker:VpcSubnets": network["VpcConfig"]["Subnets"],
+        "sagemaker:VpcSecurityGroupIds": network["VpcConfig"]["SecurityGroupIds"],
+    }
+    mwaa = role_documents(documents, "MwaaExecutionRole")
+    job_arn = _sagemaker_arn("processing-job", job_name)
+    assert allows(mwaa, "sagemaker:CreateProcessingJob", job_arn, context)
+    for action in ("sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+                   "sagemaker:AddTags"):  # fmt: skip
+        assert allows(mwaa, action, job_arn), action
+    for insecure in (
+        {"sagemaker:NetworkIsolation": False},
+        {"sagemaker:VpcSubnets": ["subnet-0aaaaaaaaaaaaaaaa"]},
+        {"sagemaker:VolumeKmsKey": f"arn:aws:kms:{cfn.REGION}:{cfn.ACCOUNT_ID}:key/other"},
+    ):
+        assert not allows(mwaa, "sagemaker:CreateProcessingJob", job_arn, {**context, **insecure})
+    # MWAA writes the plan and the channel manifests.
+    for uri in (f"{job_root}/plan/plan.json", f"{job_root}/curated.manifest.json"):
+        assert allows(mwaa, "s3:PutObject", s3_object_arn(uri)), uri
+
+    sagemaker = role_documents(documents, "SageMakerExecutionRole")
+    reads = [
+        source_uri,
+        f"{job_root}/plan/plan.json",
+        f"{job_root}/predictions.manifest.json",
+        f"{lake}/monitoring/churn/baselines/ds=2026-01-06/job-1/reference_profile.json",
+        f"{lake}/curated/churn/ds=2026-01-07/abc/part-00000.parquet",
+        f"{lake}/predictions/churn/ds=2026-01-07/abc/part-00000.parquet",
+    ]
+    for uri in reads:
+        assert allows(sagemaker, "s3:GetObject", s3_object_arn(uri)), uri
+    assert allows(sagemaker, "s3:PutObject", s3_object_arn(f"{monitoring}/drift_report.json"))
+    assert not allows(
+        sagemaker, "s3:GetObject", s3_object_arn(f"{lake}/landing/churn/ds=2026-01-07/x.csv")
+    )
+    assert not allows(
+        sagemaker, "s3:PutObject", s3_object_arn(f"{lake}/curated/churn/ds=2026-01-07/x.parquet")
+    )
+
+
 def test_spark_job_requests_are_allowed_for_the_configured_engine(aws_settings):
     from include import spark_job_requests as spark
 

@@ -92,15 +92,76 @@ def check_training_imports(package: Path) -> list[str]:
     return unprovided_imports(
         package,
         python_files(package),
-        own_modules(package),
+        own_modules(package) | {"include"},  # what of include/ ships is checked below
         set(image_modules(manifest)),
         f"the training image ({manifest.relative_to(package.parent)})",
     )
 
 
+def shared_files() -> list[Path]:
+    """The .py files of the repository's modules the source tarball carries beside training/."""
+    from include.sagemaker_requests import SHARED_MODULES
+
+    files = []
+    for module in SHARED_MODULES:
+        path = REPO_ROOT / module
+        files += [path] if path.is_file() else python_files(path)
+    return sorted(files)
+
+
+def dotted_imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every absolute import of a module of include/, by its full name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found += [(node.lineno, name) for name in names if name.partition(".")[0] == "include"]
+    return sorted(found)
+
+
+# Imports of the shared modules that neither ship nor are in the image, and why a job never
+# reaches them (each is inside the one function that needs it).
+UNREACHED_IN_JOBS = {
+    ("include/storage.py", "include.config"): "only for s3:// URIs; a job reads local paths",
+    ("include/monitoring/thresholds.py", "yaml"): "parses the YAML file on the worker; the job "
+    "gets the parsed config in its plan",
+}
+
+
+def reached(problem: str) -> bool:
+    """Whether an :func:`unprovided_imports` line is not one of :data:`UNREACHED_IN_JOBS`."""
+    where, _, rest = problem.partition(": imports ")
+    return (where.rsplit(":", 1)[0], rest.split("'")[1]) not in UNREACHED_IN_JOBS
+
+
 def test_training_imports_only_what_the_training_image_has():
     assert python_files(TRAINING), f"no .py files under {TRAINING}"
     assert check_training_imports(TRAINING) == []
+
+
+def test_the_shared_modules_import_only_the_image_and_each_other():
+    """include/monitoring/ runs in the processing jobs from the same tarball and image."""
+    files = shared_files()
+    assert REPO_ROOT / "include" / "monitoring" / "job.py" in files
+    provided = set(image_modules(TRAINING / MANIFEST_NAME))
+    include = REPO_ROOT / "include"
+    problems = unprovided_imports(include, files, {"include"}, provided, "the training image")
+    assert [problem for problem in problems if reached(problem)] == []
+    shipped = {
+        ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in files
+    }
+    unshipped = [
+        f"{path.relative_to(REPO_ROOT)}:{line}: imports {module}"
+        for path in [*files, *python_files(TRAINING)]
+        for line, module in dotted_imports(path)
+        if module not in shipped
+        and (path.relative_to(REPO_ROOT).as_posix(), module) not in UNREACHED_IN_JOBS
+    ]
+    assert unshipped == []
 
 
 def test_an_import_the_image_lacks_fails_naming_file_line_and_module(tmp_path):

@@ -14,8 +14,9 @@ import pytest
 from scipy import stats
 
 from include.monitoring.baseline import load_baseline, write_baseline
-from include.monitoring.drift import check_drift
-from include.monitoring.report import render_html, write_drift_outputs
+from include.monitoring.drift import DriftReport, check_drift
+from include.monitoring.job import write_drift_files
+from include.monitoring.report import render_html, write_drift_html
 from include.monitoring.thresholds import MonitoringConfigError, parse_monitoring_config
 from include.storage import storage_for
 
@@ -208,13 +209,18 @@ def test_outputs_are_written_with_a_plot_per_drifted_feature(
         load_baseline(baseline_uri), churn_frames["drifted"], monitoring_config,
         metadata={"model_version": "3", "ds": "2026-01-02"},
     )  # fmt: skip
-    batch_uri = (lake / "monitoring/churn/model_version=3/ds=2026-01-02").as_uri()
+    batch = lake / "monitoring/churn/model_version=3/ds=2026-01-02"
     html_uri = (lake / "reports/drift/churn/ds=2026-01-02/drift_report.html").as_uri()
-    uris = write_drift_outputs(report, batch_uri, html_uri)
+    paths = write_drift_files(report, batch)  # the job's files
 
     def read_json(key):
-        return json.loads(storage_for(uris[key]).read_bytes(uris[key]))
+        return json.loads(paths[key].read_text())
 
+    # The worker renders the page from what the job left: the same page as from the report.
+    read_back = DriftReport.from_dict(read_json("drift_report"), read_json("statistics"))
+    assert read_back.verdict == report.verdict
+    assert read_back.features_over_threshold == report.features_over_threshold
+    write_drift_html(read_back, html_uri)
     violations = read_json("constraint_violations")
     jsonschema.validate(violations, VIOLATIONS_SCHEMA)
     assert {v["feature_name"] for v in violations["violations"]} == {*planted_features, "score"}

@@ -3,8 +3,9 @@
 A model that overfits scores its own training rows more confidently than new data. Here that
 model is explicit: a logistic scorer that also memorizes its training rows (a row with the same
 feature values as one it trained on gets its logit pushed toward that row's label), the effect
-an overfit network has less cleanly. Its monitoring baseline is written by the real
-``write_training_baseline`` from a curated partition and a job output (``output.tar.gz`` with
+an overfit network has less cleanly. Its monitoring baseline is written by the real baseline
+processing job (the training DAG's plan, the local processing runtime) from a curated partition
+and a job output (``output.tar.gz`` with
 ``baseline_scores.parquet``, as train.py writes it), reloaded, and batches are checked by the
 real drift check:
 
@@ -34,7 +35,7 @@ from include.datagen.churn import DriftPlan
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from monitoring_helpers import churn_days, churn_logit
-from scoring_helpers import write_curated_partition
+from scoring_helpers import write_curated_partition, write_training_baseline
 
 ROWS_PER_DAY = 20_000
 TRAIN_DS = "2026-01-01"
@@ -109,10 +110,10 @@ def baseline_scores(frame: pd.DataFrame, split: np.ndarray, scores: np.ndarray) 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory, churn_spec, monitoring_config):
     """A local lake, the training day, the overfit model trained on its train split, and its
-    baseline written by write_training_baseline."""
+    baseline written by the baseline processing job."""
     from include.config import get_settings
     from include.monitoring.baseline import load_baseline
-    from include.training_pipeline import baseline_uri, write_training_baseline
+    from include.training_pipeline import baseline_uri
 
     root = tmp_path_factory.mktemp("score-reference")
     with pytest.MonkeyPatch.context() as patch:
@@ -250,9 +251,7 @@ def test_training_rows_count_as_scored_not_missing(lake, days, monitoring_config
 
     assert lake["baseline"].references["score"].missing_rate == 0.0
     batch = scored(days[CALM_SEEDS[0]], lake["model"])
-    batch.loc[batch.index % 10 == 0, "score"] = (
-        np.nan
-    )  # as check_batch_drift's left join leaves them
+    batch.loc[batch.index % 10 == 0, "score"] = np.nan  # as the drift job's left join leaves them
     report = check_drift(lake["baseline"], batch, monitoring_config)
     score = next(f for f in report.features if f.name == "score")
     assert score.metrics["missing_rate_change"] == pytest.approx(0.1)
@@ -263,7 +262,7 @@ def test_training_rows_count_as_scored_not_missing(lake, days, monitoring_config
 def test_curated_rows_without_a_score_are_missing_in_the_reference(lake):
     """A curated row the job never scored is missing, counted over the whole partition."""
     from include.monitoring.baseline import load_baseline
-    from include.training_pipeline import baseline_uri, write_training_baseline
+    from include.training_pipeline import baseline_uri
 
     ds, root = "2026-02-01", lake["root"] / "lake"
     train, split = lake["train"], lake["split"]
@@ -280,7 +279,7 @@ def test_curated_rows_without_a_score_are_missing_in_the_reference(lake):
 
 
 def test_too_few_held_out_rows_fail_naming_the_day_and_the_counts(lake):
-    from include.training_pipeline import write_training_baseline
+    from include.local_jobs import LocalJobError
 
     ds, root = "2026-03-01", lake["root"] / "lake"
     small = lake["train"].iloc[:120].reset_index(drop=True)
@@ -289,10 +288,10 @@ def test_too_few_held_out_rows_fail_naming_the_day_and_the_counts(lake):
     assert counts["validation"] + counts["test"] < 50
     write_curated_partition(root / "curated", ds, small)
     job = write_job_output(root, "small", baseline_scores(small, split, lake["model"].score(small)))
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(LocalJobError) as raised:
         write_training_baseline(lake["settings"], "churn", ds, job)
     message = str(raised.value)
-    assert message.startswith(f"churn ds={ds}, training job small: ")
+    assert f"baseline job failed: churn ds={ds}, training job small: " in message
     assert "at least 50 held-out rows (5 per PSI bin, psi_bins=10 in " in message
     held_out = counts["validation"] + counts["test"]
     assert (
@@ -302,18 +301,18 @@ def test_too_few_held_out_rows_fail_naming_the_day_and_the_counts(lake):
 
 
 def test_scores_without_a_known_split_are_refused(lake):
-    from include.training_pipeline import write_training_baseline
+    from include.local_jobs import LocalJobError
 
     ds, root = "2026-04-01", lake["root"] / "lake"
     train, split = lake["train"], lake["split"].copy()
     write_curated_partition(root / "curated", ds, train)
     scores = baseline_scores(train, split, lake["model"].score(train))
     job = write_job_output(root, "nosplit", scores.drop(columns="split"))
-    with pytest.raises(ValueError, match="not the split key 'customer_id', 'split' and 'score'"):
+    with pytest.raises(LocalJobError, match="not the split key 'customer_id', 'split' and 'score'"):
         write_training_baseline(lake["settings"], "churn", ds, job)
     split[0] = "holdout"
     job = write_job_output(root, "oddsplit", baseline_scores(train, split, scores["score"]))
-    with pytest.raises(ValueError, match=r"column 'split' holds \['holdout'\], expected only"):
+    with pytest.raises(LocalJobError, match=r"column 'split' holds \['holdout'\], expected only"):
         write_training_baseline(lake["settings"], "churn", ds, job)
 
 

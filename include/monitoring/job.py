@@ -1,0 +1,325 @@
+"""The monitoring jobs: what runs in the SageMaker Processing container, off the worker.
+
+Two jobs, one entry point (``training/monitor.py baseline|drift``, in the training image):
+
+- ``baseline``: the monitoring baseline of a trained model, from the curated day it trained on
+  joined by key with the scores the model gave those rows (``baseline_scores.parquet`` in the
+  training job's ``output.tar.gz``);
+- ``drift``: a scored day's curated rows, with their scores joined by key, against the baseline
+  of the model version that scored them; Model Monitor's files and ``drift_report.json``.
+
+The worker writes a small plan (the columns, the join key, the monitoring config and the files
+of each input, in order; :func:`include.sagemaker_requests.write_processing_inputs`) and starts
+the job; its inputs are the plan
+and exactly the files the plan names, its output one lake folder. The worker then reads only the
+job's small outputs. The curated rows are streamed a record batch at a time; the day's keys and
+scores are held for the join.
+
+It imports nothing beyond what the training image has (numpy, pandas, pyarrow) and the modules
+of ``include/monitoring/`` that ship in the source tarball beside ``training/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tarfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from include.monitoring.baseline import (
+    MIN_REFERENCE_ROWS_PER_PSI_BIN,
+    SCORE_ROWS_COLUMN,
+    build_baseline_from_parquet,
+    json_bytes,
+    load_baseline,
+    min_score_reference_rows,
+    store_baseline,
+)
+from include.monitoring.columns import MonitoredColumn
+from include.monitoring.drift import DriftReport, check_drift_from_parquet
+from include.monitoring.streaming import parquet_columns, parquet_source, run_pass
+from include.monitoring.thresholds import MonitoringConfig
+
+# The job's inputs and output (``/opt/ml/processing/input/<name>``, ``output/<name>``).
+PLAN_INPUT = "plan"
+BASELINE_INPUT = "baseline"
+CURATED_INPUT = "curated"
+PREDICTIONS_INPUT = "predictions"
+SCORES_INPUT = "scores"
+MONITORING_OUTPUT = "monitoring"
+BASELINE_OUTPUT = "baseline"
+PLAN_FILE = "plan.json"
+# What train.py writes into SM_OUTPUT_DATA_DIR (output.tar.gz beside model.tar.gz): every
+# training-partition row's ids with its split and the final model's score.
+BASELINE_SCORES_FILE = "baseline_scores.parquet"
+# The splits the model did not train on: the score's reference distribution comes from these
+# alone (a model scores its own training rows more confidently than new data).
+TRAINING_SPLIT = "train"
+HELD_OUT_SPLITS = ("validation", "test")
+# What the job leaves in the batch's monitoring folder; drift_report.json is written last.
+VIOLATIONS_FILE = "constraint_violations.json"
+BATCH_STATISTICS_FILE = "statistics.json"
+DRIFT_REPORT_FILE = "drift_report.json"
+# Where the processing root is: /opt/ml/processing in the container; the job folder locally.
+PROCESSING_ROOT_VARIABLE = "HEADRACE_PROCESSING_ROOT"
+
+
+class MonitoringJobError(ValueError):
+    """The job's inputs cannot be used; the message names the input and the file."""
+
+
+# --- the worker's side: the plan and the job's inputs -------------------------------------------
+
+
+def baseline_plan(
+    *,
+    columns: list[MonitoredColumn],
+    key: str,
+    config: MonitoringConfig,
+    metadata: dict[str, Any],
+    curated_files: list[str],
+) -> bytes:
+    """``plan.json`` of a baseline job: the monitored columns (the score last, when the config
+    monitors it), the split key the scores join on, and the curated files in manifest order."""
+    return json_bytes(
+        {
+            "kind": "baseline",
+            "columns": [asdict(column) for column in columns],
+            "key": key,
+            "config": asdict(config),
+            "metadata": metadata,
+            "curated_files": curated_files,
+        }
+    )
+
+
+def drift_plan(
+    *,
+    dataset: str,
+    ds: str,
+    model_version: str,
+    key: str,
+    score_column: str,
+    config: MonitoringConfig,
+    metadata: dict[str, Any],
+    curated_files: list[str],
+    predictions_files: list[str],
+) -> bytes:
+    """``plan.json``: everything the job needs besides the data, as deterministic bytes.
+
+    :param curated_files: the curated files' keys relative to the curated input, in the
+        manifest's order (the order the check reads them in).
+    :param predictions_files: the same for the predictions input.
+    """
+    return json_bytes(
+        {
+            "kind": "drift",
+            "dataset": dataset,
+            "ds": ds,
+            "model_version": model_version,
+            "key": key,
+            "score_column": score_column,
+            "config": asdict(config),
+            "metadata": metadata,
+            "curated_files": curated_files,
+            "predictions_files": predictions_files,
+        }
+    )
+
+
+def run_drift_job(root: Path) -> DriftReport:
+    """Check the day the plan under ``root/input`` names; write the report under ``root/output``."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    inputs = root / "input"
+    plan = json.loads((inputs / PLAN_INPUT / PLAN_FILE).read_text())
+    key, score_column = plan["key"], plan["score_column"]
+    config = MonitoringConfig(**plan["config"])
+    baseline = load_baseline(f"file://{inputs / BASELINE_INPUT}")
+
+    # The day's keys and scores are held (8 bytes a score plus the key's text); the curated rows
+    # are streamed a record batch at a time and joined to them.
+    tables = []
+    for name in plan["predictions_files"]:
+        path = inputs / PREDICTIONS_INPUT / name
+        schema = pq.read_schema(path)
+        missing = [column for column in (key, score_column) if column not in schema.names]
+        if missing:
+            raise MonitoringJobError(f"predictions file {name} lacks the column(s) {missing}")
+        tables.append(pq.read_table(path, columns=[key, score_column]))
+    predictions = pa.concat_tables(tables).to_pandas()
+    keys = predictions[key].astype(str)
+    duplicated = keys[keys.duplicated()]
+    if len(duplicated):
+        raise MonitoringJobError(
+            f"the predictions of {plan['ds']} hold {key} values more than once, "
+            f"e.g. {duplicated.iloc[0]!r} ({len(duplicated)} repeats)"
+        )
+    scores = pd.DataFrame(
+        {score_column: predictions[score_column].to_numpy()}, index=pd.Index(keys, name=key)
+    )
+    report = check_drift_from_parquet(
+        baseline,
+        [f"file://{inputs / CURATED_INPUT / name}" for name in plan["curated_files"]],
+        config,
+        metadata=plan["metadata"],
+        scores=scores,
+        key=key,
+        score_column=score_column,
+    )
+    write_drift_files(report, root / "output" / MONITORING_OUTPUT)
+    return report
+
+
+def run_baseline_job(root: Path) -> dict[str, str]:
+    """Build the baseline the plan under ``root/input`` names into ``root/output/baseline``.
+
+    The features' reference is every curated row; the score's distribution comes from the
+    validation and test rows only (:data:`HELD_OUT_SPLITS`), its missing rate from every row.
+    The profile's ``metadata.score_reference`` says which rows and how many. Deterministic: a
+    retry writes the same bytes.
+    """
+    inputs = root / "input"
+    plan = json.loads((inputs / PLAN_INPUT / PLAN_FILE).read_text())
+    config = MonitoringConfig(**plan["config"])
+    columns = [MonitoredColumn(**column) for column in plan["columns"]]
+    key, score = plan["key"], config.score_column
+    paths = [f"file://{inputs / CURATED_INPUT / name}" for name in plan["curated_files"]]
+    present = set(parquet_columns(paths))
+    absent = [c.name for c in columns if c.name not in present and c.name != score]
+    if absent:
+        raise MonitoringJobError(
+            f"the curated files lack monitored columns {absent} (the dataset spec's features)"
+        )
+    metadata = dict(plan["metadata"])
+    scores = None
+    if score:  # the monitoring config may switch prediction drift off (score_column: null)
+        scores_uri = metadata["scores"]
+        scores = _baseline_scores(inputs / SCORES_INPUT / "output.tar.gz", scores_uri, key, score)
+        counter = _SplitCounter(scores, key)
+        run_pass(parquet_source(paths, [key]), [counter])
+        rows, unscored, total = counter.rows, counter.unscored, counter.total
+        held_out = sum(rows[name] for name in HELD_OUT_SPLITS)
+        minimum = min_score_reference_rows(config)
+        if held_out < minimum:
+            counts = ", ".join(f"{name} {count}" for name, count in rows.items())
+            raise MonitoringJobError(
+                f"{metadata['dataset']} ds={metadata['ds']}, training job "
+                f"{metadata['training_job']}: the score reference needs at least {minimum} "
+                f"held-out rows ({MIN_REFERENCE_ROWS_PER_PSI_BIN} per PSI bin, "
+                f"psi_bins={config.psi_bins} in {config.source}), the partition has "
+                f"{held_out} ({counts} of {total} curated rows); train on a "
+                "larger partition or lower psi_bins"
+            )
+        metadata["score_reference"] = {
+            "column": score,
+            "splits": list(HELD_OUT_SPLITS),
+            "rows": held_out,
+            "rows_by_split": rows,
+            "unscored_rows": unscored,
+        }
+        scores = scores.assign(**{SCORE_ROWS_COLUMN: scores["split"].isin(HELD_OUT_SPLITS)})
+    baseline, sample = build_baseline_from_parquet(
+        paths, columns, config, metadata=metadata, scores=scores, key=key
+    )
+    return store_baseline(baseline, sample, f"file://{root / 'output' / BASELINE_OUTPUT}")
+
+
+def _baseline_scores(tarball: Path, scores_uri: str, key: str, score: str):
+    """The training job's baseline scores indexed by key (as text): columns ``score`` (named
+    ``score``) and ``split``, checked; errors name the job's ``output.tar.gz`` by its lake URI."""
+    import pandas as pd
+
+    with tarfile.open(tarball, mode="r:gz") as archive:
+        member = next(
+            (m for m in archive.getmembers()
+             if m.name.lstrip("./") == BASELINE_SCORES_FILE and m.isfile()),
+            None,
+        )  # fmt: skip
+        if member is None:
+            raise MonitoringJobError(
+                f"{scores_uri} has no {BASELINE_SCORES_FILE}: the training job did not write it"
+            )
+        scores = pd.read_parquet(io.BytesIO(archive.extractfile(member).read()))
+    expected = [key, "split", "score"]
+    if any(name not in scores.columns for name in expected):
+        raise MonitoringJobError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {list(scores.columns)}, "
+            f"not the split key {key!r}, 'split' and 'score'"
+        )
+    if scores[key].duplicated().any():
+        raise MonitoringJobError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once"
+        )
+    unknown = sorted(set(scores["split"].dropna().astype(str)) - {TRAINING_SPLIT, *HELD_OUT_SPLITS})
+    if unknown or scores["split"].isna().any():
+        raise MonitoringJobError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds {unknown or ['null']}, "
+            f"expected only {', '.join((TRAINING_SPLIT, *HELD_OUT_SPLITS))}"
+        )
+    # Left join by key as text: a curated row the features job left out shows up as a missing
+    # score, as in the scored batches (the drift job joins the same way).
+    index = pd.Index(scores[key].astype(str), name=key)
+    return pd.DataFrame(
+        {score: scores["score"].to_numpy(), "split": scores["split"].astype(str).to_numpy()},
+        index=index,
+    )
+
+
+class _SplitCounter:
+    """Curated rows per split of their score (a pass over the key column only)."""
+
+    def __init__(self, scores, key: str):
+        self.splits = scores["split"].to_numpy()
+        self.index, self.key = scores.index, key
+        self.rows = dict.fromkeys((TRAINING_SPLIT, *HELD_OUT_SPLITS), 0)
+        self.unscored = self.total = 0
+
+    def __call__(self, offset: int, chunk) -> None:
+        position = self.index.get_indexer(chunk[self.key].astype(str))
+        for name in self.rows:
+            self.rows[name] += int((self.splits[position[position >= 0]] == name).sum())
+        self.unscored += int((position < 0).sum())
+        self.total += len(chunk)
+
+
+def write_drift_files(report: DriftReport, folder: Path) -> dict[str, Path]:
+    """Model Monitor's ``constraint_violations.json``, the batch's ``statistics.json`` and the
+    full ``drift_report.json`` (written last: the file the worker reads) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    payloads = {
+        "constraint_violations": (VIOLATIONS_FILE, report.constraint_violations()),
+        "statistics": (BATCH_STATISTICS_FILE, report.statistics),
+        "drift_report": (DRIFT_REPORT_FILE, report.as_dict()),
+    }
+    paths = {}
+    for key, (name, payload) in payloads.items():
+        paths[key] = folder / name
+        paths[key].write_bytes(json_bytes(payload))
+    return paths
+
+
+JOBS = {"baseline": run_baseline_job, "drift": run_drift_job}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``monitor.py baseline|drift``: the processing job's command line."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in JOBS:
+        print(f"usage: monitor.py {'|'.join(JOBS)} (got {argv})", file=sys.stderr)
+        return 2
+    root = Path(os.environ.get(PROCESSING_ROOT_VARIABLE, "/opt/ml/processing"))
+    try:
+        outcome = JOBS[argv[0]](root)
+    except (MonitoringJobError, FileNotFoundError, ValueError) as error:
+        # The log's last lines become the job's FailureReason.
+        print(f"{argv[0]} job failed: {error}", file=sys.stderr)
+        return 1
+    print(outcome.verdict if isinstance(outcome, DriftReport) else f"baseline: {outcome}")
+    return 0
