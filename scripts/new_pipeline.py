@@ -173,6 +173,20 @@ rules:
     min: 1
     max: 100000000
     description: An empty partition is a failed producer, not a quiet day.
+  # What ingestion refused, from the ingest manifest (the gate evaluates these on every engine).
+  # TODO tighten once you know the producer's usual quarantine rate and daily volume.
+  - kind: quarantine_rate
+    max_fraction: 0.05
+    description: Ingest refused more than 5% of the day's landing rows.
+  - kind: quarantine_rate
+    reason: required_null:label
+    max_fraction: 0.01
+    description: A blank label on more than 1% of rows is a producer bug, not missing data.
+  - kind: rows_in_change
+    min_ratio: 0.25
+    max_ratio: 4.0
+    days: 7
+    description: A quarter or four times the usual landing rows is a broken export, not a day.
 """
 
 MONITORING_TEMPLATE = """\

@@ -8,7 +8,10 @@ enforces the dataset spec and writes:
 - ``<lake>/quarantine/<dataset>/ds=D/``: every other row with its reason code(s) and its raw
   record, PII hashed and scrubbed (quarantine never holds PII in the clear either);
 - ``_manifest.json`` in both: input files with sizes and SHA-256 checksums, rows read / accepted /
-  quarantined by reason per file, schema drift seen, the spec's version and the output files.
+  quarantined by reason per file, schema drift seen, the spec's version and the output files,
+  and a few example rows per quarantine reason (``quarantine_examples``: the record's key and the
+  offending value, as treated for quarantine), which the quality gate's rules over ingestion and
+  its report read instead of the data.
 
 Nothing is lost: for every input file, rows read = rows accepted + rows quarantined, checked
 before anything is committed. A file that cannot be read at all (a truncated gzip) fails the job,
@@ -107,6 +110,9 @@ LANDING_SUFFIXES = {
     ".ndjson.gz": ("jsonl", "gzip"),
 }
 MIN_SALT_LENGTH = 16
+# Example rows the manifest keeps per quarantine reason: enough to find the problem, small enough
+# for a manifest every reader loads.
+QUARANTINE_EXAMPLES_PER_REASON = 3
 # univocity's default column limit: a line with more fields fails the task, not the record, so
 # files with wider lines are read with a higher limit (it sizes a per-task array); past this
 # bound the job refuses the file by name instead of allocating for it.
@@ -1780,6 +1786,14 @@ def run_ingest(
         )
         with timer("write_quarantine"):
             quarantine_df.write.mode("overwrite").parquet(quarantine_stage)
+        if manifest["totals"]["rows_quarantined"]:
+            with timer("quarantine_examples"):
+                # Read back from the one small file just written, not recomputed from the input.
+                manifest["quarantine_examples"] = quarantine_examples(
+                    spark.read.parquet(quarantine_stage), spec
+                )
+        else:
+            manifest["quarantine_examples"] = {}
     finally:
         for frame in cached:
             frame.unpersist()
@@ -1818,6 +1832,58 @@ def run_ingest(
         quarantine_uri=quarantine_uri,
         timings=dict(timer.seconds),
     )
+
+
+def quarantine_examples(
+    quarantine_df, spec: DatasetSpec, per_reason: int = QUARANTINE_EXAMPLES_PER_REASON
+) -> dict[str, list[dict]]:
+    """A few quarantined rows per primary reason: ``{reason: [{source_file, record_key, value}]}``.
+
+    ``value`` is the value of the column the reason names, taken from the quarantine record (so
+    PII is hashed, masked or dropped exactly as there); ``None`` for a reason without a column
+    (a malformed line, a duplicate) or a line that did not parse. The first rows in a fixed
+    order (file, key, record hash) are chosen, so a re-run writes the same manifest.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy("reason").orderBy(
+        F.col("source_file").asc_nulls_first(),
+        F.col("record_key").asc_nulls_first(),
+        F.col("raw_record_sha256").asc_nulls_first(),
+    )
+    rows = (
+        quarantine_df.withColumn("_n", F.row_number().over(order))
+        .filter(F.col("_n") <= per_reason)
+        .select("reason", "_n", "source_file", "record_key", "raw_record")
+        .collect()
+    )
+    # The quarantine record names a PII column by its curated name (email -> email_sha256).
+    record_names = {c.name: c.curated_name or c.name for c in spec.columns}
+    examples: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: (r["reason"], r["_n"])):
+        code, _, column = row["reason"].partition(":")
+        if code == "partition_mismatch":
+            column = spec.partition_column
+        examples.setdefault(row["reason"], []).append(
+            {
+                "source_file": row["source_file"],
+                "record_key": row["record_key"],
+                "value": _record_value(row["raw_record"], record_names.get(column)),
+            }
+        )
+    return examples
+
+
+def _record_value(raw_record: str | None, name: str | None) -> Any:
+    """The field ``name`` of a quarantine record's JSON; ``None`` for a raw line or no name."""
+    if not raw_record or not name:
+        return None
+    try:
+        record = json.loads(raw_record)
+    except ValueError:
+        return None  # a line that did not parse is kept as text: no field to point at
+    return record.get(name) if isinstance(record, dict) else None
 
 
 def ingest_sql_conf(spark) -> dict[str, str]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from include.dq.results import SAMPLE_SIZE
-from include.dq.rules import Rule, require_resolved
+from include.dq.rules import Rule, engine_rules, require_resolved
 
 CHECKS_FORMAT = "headrace-deequ-checks/1"
 CHECK_LEVELS = {"error": "Error", "warn": "Warning"}
@@ -172,7 +172,10 @@ def build_deequ_checks(
     require_resolved(rules)
     checks = []
     for severity, level in CHECK_LEVELS.items():
-        constraints = [deequ_constraint(rule) for rule in rules if rule.severity == severity]
+        # Rules over ingestion are the gate's (include/dq/ingestion.py), not the job's.
+        constraints = [
+            deequ_constraint(rule) for rule in engine_rules(rules) if rule.severity == severity
+        ]
         if constraints:
             checks.append(
                 {

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from include.dq.rules import SEVERITIES, Rule, require_resolved
+from include.dq.rules import INGESTION_KINDS, SEVERITIES, Rule, require_resolved
 
 # ColumnDataType's type names for the spec's types; strings have no type check in DQDL.
 DQDL_TYPES = {
@@ -83,9 +83,10 @@ def _bounds(
 
 
 def dqdl_rules(rule: Rule) -> list[str]:
-    """The DQDL rule(s) that check one resolved rule; ``[]`` for a skipped rule."""
+    """The DQDL rule(s) that check one resolved rule; ``[]`` for a skipped rule and for a rule
+    over ingestion, which the gate evaluates from the manifest (include/dq/ingestion.py)."""
     require_resolved([rule])
-    if rule.skip_reason:
+    if rule.skip_reason or rule.kind in INGESTION_KINDS:
         return []
     kind = rule.kind
     column = _quote(rule.column) if rule.column else ""

@@ -7,6 +7,10 @@ partition is never checked. Results go to ``<lake>/reports/<dataset>/quality/ds=
 (for people), both through :func:`include.storage.storage_for`, so the same code writes
 ``file://`` and ``s3://``.
 
+The rules over ingestion (``quarantine_rate``, ``rows_in_change``) are no engine's: every engine
+checks :func:`include.dq.rules.engine_rules`, and :func:`with_ingestion_rules` adds their outcomes,
+evaluated from the manifests, to the engine's result.
+
 :func:`run_local_gate` is the local engine (Great Expectations on pandas); the operator in
 ``plugins/headrace_operators/quality_gate.py`` chooses between it, Glue Data Quality and Deequ.
 """
@@ -22,8 +26,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from include.config import REPO_ROOT
+from include.dq.ingestion import (
+    evaluate_ingestion_rules,
+    ingestion_summary,
+    merge_outcomes,
+    read_json,
+)
 from include.dq.results import GateResult, render_html_report
-from include.dq.rules import Rule, RuleSet, load_rules, previous_partition, resolve_rules
+from include.dq.rules import (
+    Rule,
+    RuleSet,
+    engine_rules,
+    load_rules,
+    previous_partition,
+    resolve_rules,
+)
 from include.storage import storage_for
 
 if TYPE_CHECKING:
@@ -172,9 +189,9 @@ def run_local_gate(rule_set: RuleSet, lake_root: str, ds: str) -> GateResult:
     rules = resolved_rules_for(rule_set, lake_root, ds)
     frame = read_partition_frame(files, rule_set.curated_types())
     outcomes = validate_dataframe(
-        frame, rules, rule_set.key_columns, suite_name=f"{rule_set.dataset}_quality"
+        frame, engine_rules(rules), rule_set.key_columns, suite_name=f"{rule_set.dataset}_quality"
     )
-    return GateResult(
+    result = GateResult(
         dataset=rule_set.dataset,
         ds=ds,
         engine="great_expectations",
@@ -183,6 +200,48 @@ def run_local_gate(rule_set: RuleSet, lake_root: str, ds: str) -> GateResult:
             partition_uri, manifest, content_sha256, files, rows=len(frame)
         ),
     )
+    return with_ingestion_rules(result, rules, manifest, lake_root)
+
+
+def rows_in_of_day(lake_root: str, dataset: str, ds: str) -> int | None:
+    """The landing rows ingest read on ``ds`` if the gate validated that day, else ``None``.
+
+    Validated: its ``result.json`` passed, on the rows its curated manifest lists now (the
+    digest the gate recorded matches, as the features job requires). Reads two small JSON
+    documents, never a data file.
+    """
+    result_uri = f"{quality_report_uri(lake_root, dataset, ds)}/{RESULT_NAME}"
+    result = read_json(storage_for(result_uri), result_uri)
+    if not result or result.get("passed") is not True or result.get("ds") != ds:
+        return None
+    manifest_uri = f"{curated_partition_uri(lake_root, dataset, ds)}/{MANIFEST_NAME}"
+    manifest = read_json(storage_for(manifest_uri), manifest_uri)
+    if manifest is None:
+        return None
+    from spark_jobs.ingest import curated_content_digest
+
+    checked = (result.get("partition") or {}).get("content_sha256")
+    if checked != curated_content_digest(manifest):
+        return None
+    rows = (manifest.get("totals") or {}).get("rows_read")
+    return int(rows) if rows is not None else None
+
+
+def with_ingestion_rules(
+    result: GateResult, rules: Sequence[Rule], manifest: dict[str, Any], lake_root: str
+) -> GateResult:
+    """``result`` (the engine's outcomes) with the rules over ingestion evaluated from the day's
+    ``manifest`` beside them, one outcome per rule in the rules file's order, each with its
+    description, and the ingestion summary the report shows. The same for every engine."""
+    ingestion = evaluate_ingestion_rules(
+        rules,
+        result.ds,
+        manifest,
+        lambda day: rows_in_of_day(lake_root, result.dataset, day),
+    )
+    result.outcomes = merge_outcomes(rules, result.outcomes, ingestion)
+    result.ingestion = ingestion_summary(manifest)
+    return result
 
 
 def partition_summary(

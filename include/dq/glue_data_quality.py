@@ -43,7 +43,7 @@ from include.dq.gate import (
     quality_report_uri,
 )
 from include.dq.results import FAIL, PASS, RuleOutcome, _jsonable, skipped_outcome
-from include.dq.rules import Rule, RuleSet
+from include.dq.rules import Rule, RuleSet, engine_rules
 from include.spark_job_requests import _aws, glue_security_configuration_name, timeout_minutes
 from spark_jobs.dataset_spec import DEFAULT_GLUE_DATA_QUALITY_WORKERS
 
@@ -332,7 +332,8 @@ def outcomes_from_glue_results(
             if rule_id:
                 by_rule.setdefault(rule_id, []).append(rule_result)
     outcomes = []
-    for rule in rules:
+    # Rules over ingestion are the gate's (include/dq/ingestion.py), never in a Glue ruleset.
+    for rule in engine_rules(rules):
         if rule.skip_reason:
             outcomes.append(skipped_outcome(rule))
             continue

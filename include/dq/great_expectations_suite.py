@@ -27,7 +27,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from include.dq.results import FAIL, PASS, SAMPLE_SIZE, RuleOutcome, _jsonable, skipped_outcome
-from include.dq.rules import ROW_LEVEL_KINDS, Rule, require_resolved
+from include.dq.rules import (
+    INGESTION_KINDS,
+    ROW_LEVEL_KINDS,
+    Rule,
+    engine_rules,
+    require_resolved,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,9 +73,10 @@ def _gxe():
 
 
 def compile_rule(rule: Rule, engine: str = "pandas") -> list:
-    """The GE expectations that check ``rule`` (resolved); ``[]`` for a skipped rule."""
+    """The GE expectations that check ``rule`` (resolved); ``[]`` for a skipped rule and for a
+    rule over ingestion, which the gate evaluates from the manifest (include/dq/ingestion.py)."""
     require_resolved([rule])
-    if rule.skip_reason:
+    if rule.skip_reason or rule.kind in INGESTION_KINDS:
         return []
     gxe = _gxe()
     common: dict[str, Any] = {
@@ -300,7 +307,7 @@ def outcomes_from_results(
         skipped_outcome(rule)
         if rule.skip_reason
         else _outcome(rule, by_rule.get(rule.id, []), key_columns)
-        for rule in rules
+        for rule in engine_rules(rules)
     ]
 
 

@@ -40,6 +40,8 @@ class RuleOutcome:
     # The key columns of offending rows, so a person can find them.
     offending_keys: list[dict[str, Any]] = field(default_factory=list)
     detail: str = ""
+    # The rule's description from the rules file: why it exists, for the report and messages.
+    description: str = ""
 
     @property
     def passed(self) -> bool:
@@ -53,6 +55,10 @@ class RuleOutcome:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["passed"] = self.passed
+        # Absent when the rule has none: the Deequ job's documents (which carry none) read back
+        # to the same document.
+        if not out["description"]:
+            del out["description"]
         return _jsonable(out)
 
     def describe(self) -> str:
@@ -67,6 +73,8 @@ class RuleOutcome:
             parts.append(f"keys {_short(self.offending_keys[:2])}")
         if self.detail:
             parts.append(self.detail)
+        if self.description:
+            parts.append(f"rule: {self.description}")
         return "; ".join(parts)
 
 
@@ -79,6 +87,7 @@ def skipped_outcome(rule: Rule) -> RuleOutcome:
         status=SKIPPED,
         expected=_jsonable(rule.expected()),
         detail=rule.skip_reason or "",
+        description=rule.description,
     )
 
 
@@ -118,6 +127,8 @@ class GateResult:
     engine: str
     outcomes: list[RuleOutcome]
     partition: dict[str, Any] = field(default_factory=dict)
+    # What ingest did with the day's landing rows (include/dq/ingestion.ingestion_summary).
+    ingestion: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -142,6 +153,8 @@ class GateResult:
             "counts": self.counts(),
             "partition": _jsonable(self.partition),
             "results": [outcome.as_dict() for outcome in self.outcomes],
+            # Set by the gate (with_ingestion_rules); absent in an engine's own document.
+            **({"ingestion": _jsonable(self.ingestion)} if self.ingestion else {}),
         }
 
     @classmethod
@@ -162,6 +175,7 @@ class GateResult:
             engine=document["engine"],
             outcomes=outcomes,
             partition=document.get("partition", {}),
+            ingestion=document.get("ingestion") or {},
         )
 
     def to_json(self) -> bytes:
@@ -196,6 +210,7 @@ def render_html_report(result: GateResult, title: str | None = None) -> bytes:
             colour = "#fbecc4"
         rows.append(
             "<tr style='background:{colour}'><td>{rule}</td><td>{kind}</td><td>{column}</td>"
+            "<td>{description}</td>"
             "<td>{severity}</td><td><b>{status}</b></td><td><code>{observed}</code></td>"
             "<td><code>{expected}</code></td><td>{count}</td><td><code>{keys}</code></td>"
             "<td>{detail}</td></tr>".format(
@@ -203,6 +218,7 @@ def render_html_report(result: GateResult, title: str | None = None) -> bytes:
                 rule=html.escape(item["rule"]),
                 kind=html.escape(item["kind"]),
                 column=html.escape(item["column"]),
+                description=html.escape(item.get("description") or ""),
                 severity=html.escape(item["severity"]),
                 status=html.escape(status),
                 observed=html.escape(_short(item["observed"], 300)),
@@ -225,9 +241,49 @@ td,th{{border:1px solid #bbb;padding:4px 8px;vertical-align:top;font-size:13px}}
 {counts["passed"]} passed, {counts["failed_error"]} error rule(s) failed,
 {counts["failed_warn"]} warn rule(s) failed, {counts["skipped"]} skipped.</p>
 <p>Partition: <code>{html.escape(_short(data["partition"], 400))}</code></p>
-<table><tr><th>rule</th><th>kind</th><th>column</th><th>severity</th><th>status</th>
-<th>observed</th><th>expected</th><th>offending rows</th><th>sample keys</th><th>detail</th></tr>
+<table><tr><th>rule</th><th>kind</th><th>column</th><th>description</th><th>severity</th>
+<th>status</th><th>observed</th><th>expected</th><th>offending rows</th><th>sample keys</th>
+<th>detail</th></tr>
 {"".join(rows)}
-</table></body></html>
+</table>
+{_ingestion_html(data.get("ingestion") or {})}</body></html>
 """
     return page.encode()
+
+
+def _ingestion_html(ingestion: dict[str, Any]) -> str:
+    """The report's ingestion section: rows in and out, and the quarantine by reason with the
+    ingest job's example rows (keys and the offending value, PII treated as in quarantine)."""
+    if not ingestion:
+        return ""
+    fraction = ingestion.get("quarantined_fraction")
+    share = "" if fraction is None else f" ({fraction:.2%} of rows read)"
+    rows = []
+    for item in ingestion.get("quarantined_by_reason") or []:
+        examples = "<br>".join(
+            html.escape(
+                f"{example.get('record_key')}: {_short(example.get('value'), 120)}"
+                f" ({example.get('source_file')})"
+            )
+            for example in item.get("examples") or []
+        )
+        reason_share = "" if item.get("fraction") is None else f"{item['fraction']:.2%}"
+        rows.append(
+            f"<tr><td>{html.escape(str(item['reason']))}</td><td>{item['rows']}</td>"
+            f"<td>{reason_share}</td><td>{examples}</td></tr>"
+        )
+    if not ingestion.get("examples_recorded", True):
+        note = "<p>The ingest manifest records no example rows (an older ingest run).</p>"
+    else:
+        note = ""
+    table = (
+        "<table><tr><th>reason</th><th>rows</th><th>share of rows read</th>"
+        "<th>examples (record key: value)</th></tr>" + "".join(rows) + "</table>"
+        if rows
+        else "<p>Nothing was quarantined.</p>"
+    )
+    return (
+        f"<h2>Ingestion</h2><p>{ingestion.get('rows_read')} landing rows read, "
+        f"{ingestion.get('rows_accepted')} accepted, {ingestion.get('rows_quarantined')} "
+        f"quarantined{share}.</p>{note}{table}"
+    )

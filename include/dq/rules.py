@@ -11,7 +11,13 @@ Two rules depend on the partition being checked: ``row_count_change`` (relative 
 partition's row count) and ``freshness`` (relative to the end of the partition's day), and a date
 ``range`` may be bounded by ``$ds``. :func:`resolve_rules` turns them into concrete numbers and
 timestamps before any engine sees them, so Great Expectations, Deequ and Glue Data Quality all
-evaluate the same thresholds. Every problem in a rules file is reported at once, naming the file,
+evaluate the same thresholds.
+
+Two kinds judge what ingestion did rather than the curated rows (:data:`INGESTION_KINDS`):
+``quarantine_rate`` (the share of the day's landing rows that ingest quarantined, overall or for
+one reason) and ``rows_in_change`` (the day's landing rows against the median of recent validated
+days). No engine compiles them: the gate evaluates them from the ingest job's manifest
+(``include/dq/ingestion.py``), once for every engine. Every problem in a rules file is reported at once, naming the file,
 the rule's index and id, and the field, e.g.
 ``churn.quality.yaml: rules[3] (plan_allowed).values: must be a non-empty list``.
 """
@@ -27,7 +33,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.dataset_spec import DS_TOKEN, NUMERIC_TYPES, DatasetSpec, load_spec
+from spark_jobs.dataset_spec import (
+    DS_TOKEN,
+    NUMERIC_TYPES,
+    REASON_CODES,
+    DatasetSpec,
+    load_spec,
+)
 
 # What each kind checks; the compilers handle exactly these.
 RULE_KINDS: dict[str, str] = {
@@ -44,7 +56,15 @@ RULE_KINDS: dict[str, str] = {
     "schema": "the partition has exactly the dataset spec's curated columns, with their types",
     "mean": "the mean of `column` lies within [`min`, `max`]",
     "stdev": "the standard deviation of `column` lies within [`min`, `max`]",
+    "quarantine_rate": "at most `max_fraction` of the day's landing rows were quarantined by "
+    "ingest (all reasons, or only `reason`: a code such as required_null, or code:column)",
+    "rows_in_change": "the day's landing rows are between `min_ratio` and `max_ratio` times the "
+    "median of the `days` most recent validated days within the previous `lookback_days`",
 }
+# Kinds the gate evaluates from the ingest manifest (include/dq/ingestion.py), not an engine.
+INGESTION_KINDS = frozenset({"quarantine_rate", "rows_in_change"})
+ROWS_IN_DEFAULT_DAYS = 7
+ROWS_IN_DEFAULT_LOOKBACK_DAYS = 30
 SEVERITIES = ("error", "warn")
 # Kinds whose failure is a set of rows: the result carries a sample of their keys.
 ROW_LEVEL_KINDS = frozenset({"completeness", "uniqueness", "range", "allowed_values", "regex"})
@@ -64,6 +84,8 @@ _FIELDS: dict[str, set[str]] = {
     "schema": set(),
     "mean": {"column", "min", "max"},
     "stdev": {"column", "min", "max"},
+    "quarantine_rate": {"max_fraction", "reason"},
+    "rows_in_change": {"min_ratio", "max_ratio", "days", "lookback_days"},
 }
 _COMMON_FIELDS = {"id", "kind", "severity", "description"}
 _TOP_KEYS = {"dataset", "spec", "rules"}
@@ -106,6 +128,12 @@ class Rule:
     min_ratio: float | None = None
     max_ratio: float | None = None
     max_age_hours: float | None = None
+    # quarantine_rate: the largest share quarantined, and the reason it counts (None: all).
+    max_fraction: float | None = None
+    reason: str | None = None
+    # rows_in_change: how many recent validated days, searched how far back.
+    days: int | None = None
+    lookback_days: int | None = None
     # The schema rule's columns and spec types, from the dataset spec.
     schema: tuple[tuple[str, str], ...] = ()
     # The column's spec type, for compilers that type their literals (dates, numbers).
@@ -117,7 +145,9 @@ class Rule:
 
     @property
     def target(self) -> str:
-        """What the rule looks at, for messages: a column, a key, or the table."""
+        """What the rule looks at, for messages: a column, a key, the table, or ingestion."""
+        if self.kind in INGESTION_KINDS:
+            return f"(ingestion) {self.reason}" if self.reason else "(ingestion)"
         if self.column:
             return self.column
         if self.columns:
@@ -138,6 +168,8 @@ class Rule:
             "schema": ("schema",),
             "mean": ("min", "max"),
             "stdev": ("min", "max"),
+            "quarantine_rate": ("max_fraction", "reason"),
+            "rows_in_change": ("min_ratio", "max_ratio", "days", "lookback_days"),
         }[self.kind]
         out: dict[str, Any] = {}
         for key in keys:
@@ -214,7 +246,8 @@ def parse_rules(raw: Any, spec: DatasetSpec | None, source: str = "<rules>") -> 
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(raw_rules):
-        rule = _parse_rule(problems, index, item, curated)
+        # Ingest's reasons name the spec's (source) columns; curated names differ for PII.
+        rule = _parse_rule(problems, index, item, curated, spec.column_names)
         if rule is None:
             continue
         if rule.id in seen:
@@ -249,7 +282,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _parse_rule(
-    problems: list[str], index: int, raw: Any, curated: Mapping[str, str]
+    problems: list[str],
+    index: int,
+    raw: Any,
+    curated: Mapping[str, str],
+    spec_columns: Sequence[str] = (),
 ) -> Rule | None:
     where = f"rules[{index}]"
     if not isinstance(raw, Mapping):
@@ -259,6 +296,9 @@ def _parse_rule(
     rule_id = raw.get("id")
     if rule_id is None:
         target = raw.get("column") or "_".join(map(str, raw.get("columns") or []))
+        if kind == "quarantine_rate" and isinstance(raw.get("reason"), str):
+            # quarantine_rate_required_null_churned: one default id per reason.
+            target = re.sub(r"[^a-z0-9_]", "_", raw["reason"].lower())
         if not isinstance(kind, str):
             rule_id = f"rule_{index}"
         else:
@@ -284,6 +324,8 @@ def _parse_rule(
         problems.append(f"{where}.description: must be a string")
         description = ""
     fields: dict[str, Any] = {}
+    if kind in INGESTION_KINDS:
+        fields.update(_ingestion_fields(problems, where, kind, raw, spec_columns))
 
     column = raw.get("column")
     column_type = None
@@ -370,13 +412,13 @@ def _parse_rule(
         elif isinstance(low, int) and isinstance(high, int) and low > high:
             problems.append(f"{where}.min: {low} is above max {high}")
         fields.update(min=low, max=high)
-    elif kind == "row_count_change":
+    elif kind in ("row_count_change", "rows_in_change"):
         low, high = raw.get("min_ratio"), raw.get("max_ratio")
         for name, value in (("min_ratio", low), ("max_ratio", high)):
             if value is not None and (not _is_number(value) or value < 0):
                 problems.append(f"{where}.{name}: must be a non-negative number, got {value!r}")
         if low is None and high is None:
-            problems.append(f"{where}: a row count change needs min_ratio, max_ratio or both")
+            problems.append(f"{where}: a {kind} rule needs min_ratio, max_ratio or both")
         elif _is_number(low) and _is_number(high) and low > high:
             problems.append(f"{where}.min_ratio: {low} is above max_ratio {high}")
         fields.update(min_ratio=low, max_ratio=high)
@@ -408,6 +450,59 @@ def _parse_rule(
     if len(problems) > before:
         return None
     return Rule(id=rule_id, kind=kind, severity=severity, description=description, **fields)
+
+
+def _ingestion_fields(
+    problems: list[str], where: str, kind: str, raw: Mapping, spec_columns: Sequence[str]
+) -> dict[str, Any]:
+    """The fields of a rule over ingestion (``quarantine_rate``'s, ``rows_in_change``'s days)."""
+    fields: dict[str, Any] = {}
+    if kind == "quarantine_rate":
+        fraction = raw.get("max_fraction")
+        if not _is_number(fraction) or not 0 <= fraction <= 1:
+            problems.append(f"{where}.max_fraction: must be a number in [0, 1], got {fraction!r}")
+        else:
+            fields["max_fraction"] = float(fraction)
+        reason = raw.get("reason")
+        if reason is not None:
+            if not isinstance(reason, str) or not reason:
+                problems.append(
+                    f"{where}.reason: must be a reason code or code:column, got {reason!r}"
+                )
+            else:
+                code, _, column = reason.partition(":")
+                if code not in REASON_CODES:
+                    close = difflib.get_close_matches(code, sorted(REASON_CODES), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    problems.append(
+                        f"{where}.reason: {code!r} is not an ingest reason code "
+                        f"({', '.join(REASON_CODES)}){hint}"
+                    )
+                # Reasons name the spec's (source) columns; curated names differ only for PII.
+                elif column and column not in spec_columns:
+                    problems.append(
+                        f"{where}.reason: {column!r} is not a column of the dataset spec"
+                    )
+                else:
+                    fields["reason"] = reason
+        return fields
+    for name, default, largest in (
+        ("days", ROWS_IN_DEFAULT_DAYS, 366),
+        ("lookback_days", ROWS_IN_DEFAULT_LOOKBACK_DAYS, 366),
+    ):
+        value = raw.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= largest:
+            problems.append(
+                f"{where}.{name}: must be a whole number of days in [1, {largest}], got {value!r}"
+            )
+        else:
+            fields[name] = value
+    if fields.get("days", 0) > fields.get("lookback_days", largest):
+        problems.append(
+            f"{where}.days: {fields['days']} days cannot be found within "
+            f"lookback_days {fields['lookback_days']}"
+        )
+    return fields
 
 
 def _typed_bound(problems: list[str], where: str, value: Any, ctype: str) -> Any:
@@ -498,3 +593,8 @@ def require_resolved(rules: Sequence[Rule]) -> None:
         raise ValueError(
             f"rules {unresolved} are not resolved for a partition; call resolve_rules() first"
         )
+
+
+def engine_rules(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules an engine compiles and checks on the curated rows: all but :data:`INGESTION_KINDS`."""
+    return [rule for rule in rules if rule.kind not in INGESTION_KINDS]

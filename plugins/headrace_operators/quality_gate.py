@@ -11,7 +11,9 @@ Whatever the engine, the gate writes ``result.json`` and ``report.html`` under
 ``<lake>/reports/<dataset>/quality/ds=<D>/``, then either returns a small dict to XCom (and its
 outlet Asset — ``<dataset>_validated`` — gets an event whose extra carries the partition) or, when
 an ``error`` rule failed, raises ``AirflowFailException`` (a retry would see the same data) with a
-message naming each failing rule, its column and the observed value. A task that raises emits no
+message naming each failing rule, its column, the observed value and the rule's description.
+The rules over ingestion (quarantine rate, rows in against recent days) are evaluated here from
+the ingest manifest whatever the engine (:func:`include.dq.gate.with_ingestion_rules`). A task that raises emits no
 outlet event, which is exactly the gate.
 """
 
@@ -42,8 +44,10 @@ from include.dq.gate import (
     quality_report_uri,
     resolved_rules_for,
     run_local_gate,
+    with_ingestion_rules,
     write_gate_outputs,
 )
+from include.dq.rules import engine_rules
 from include.job_names import TaskRunIdentity
 
 if TYPE_CHECKING:
@@ -240,7 +244,7 @@ class DataQualityGateOperator(BaseOperator):
         partition_uri = curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
         manifest, content_sha256 = load_manifest(partition_uri)
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
-        rulesets = compile_rulesets(rules)
+        rulesets = compile_rulesets(engine_rules(rules))
         client = self.hook.conn
         # What the run checks, recorded as read now: a re-ingest while it runs changes the
         # manifest, not what this run saw.
@@ -298,7 +302,8 @@ class DataQualityGateOperator(BaseOperator):
 
         settings = get_settings()
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
-        rulesets = compile_rulesets(rules)
+        checked = engine_rules(rules)
+        rulesets = compile_rulesets(checked)
         client = self.hook.conn
         run = client.get_data_quality_ruleset_evaluation_run(RunId=run_id)
         if run["Status"] != gdq.SUCCEEDED:
@@ -310,13 +315,17 @@ class DataQualityGateOperator(BaseOperator):
             client.get_data_quality_result(ResultId=result_id)
             for result_id in run.get("ResultIds", [])
         ]
-        return GateResult(
+        result = GateResult(
             dataset=rule_set.dataset,
             ds=ds,
             engine="glue_data_quality",
-            outcomes=gdq.outcomes_from_glue_results(rules, rulesets, results),
+            outcomes=gdq.outcomes_from_glue_results(checked, rulesets, results),
             partition={**partition, "glue_run_id": run_id},
         )
+        # The ingestion rules read the manifest now: a day re-ingested since the run started has
+        # another digest, and its own validation run replaces this result.
+        manifest, _ = load_manifest(curated_partition_uri(settings.lake_root, rule_set.dataset, ds))
+        return with_ingestion_rules(result, rules, manifest, settings.lake_root)
 
     def _partition_facts(
         self,
@@ -417,12 +426,12 @@ class DataQualityGateOperator(BaseOperator):
         from include.storage import storage_for
 
         settings = get_settings()
-        _, content_sha256 = load_manifest(
+        manifest, content_sha256 = load_manifest(
             curated_partition_uri(settings.lake_root, rule_set.dataset, ds)
         )
         rules = resolved_rules_for(rule_set, settings.lake_root, ds)
         checks = build_deequ_checks(
-            rules, dataset=rule_set.dataset, ds=ds, key_columns=rule_set.key_columns
+            engine_rules(rules), dataset=rule_set.dataset, ds=ds, key_columns=rule_set.key_columns
         )
         folder = quality_report_uri(settings.lake_root, rule_set.dataset, ds)
         checks_uri, result_uri = f"{folder}/{DEEQU_CHECKS_NAME}", f"{folder}/{RESULT_NAME}"
@@ -462,4 +471,4 @@ class DataQualityGateOperator(BaseOperator):
         # The manifest as this task read it before the job: a re-ingest in between emits a new
         # curated event, whose validation run replaces this result.
         result.partition["content_sha256"] = content_sha256
-        return result
+        return with_ingestion_rules(result, rules, manifest, settings.lake_root)

@@ -93,8 +93,8 @@ def test_clean_partition_passes_and_marks_the_validated_asset(
     assert summary["passed"] is True
     assert summary["engine"] == "great_expectations"
     assert summary["counts"] == {
-        "rules": 25,
-        "passed": 25,
+        "rules": 30,  # 25 on the curated rows, 5 over ingestion (from the manifest)
+        "passed": 30,
         "failed_error": 0,
         "failed_warn": 0,
         "skipped": 0,
@@ -110,7 +110,7 @@ def test_clean_partition_passes_and_marks_the_validated_asset(
     }
     # The validated day is the event's partition key: features and scoring run once for it.
     assert context["outlet_events"][validated_asset("churn")].partition_keys == {DS}
-    assert Path(summary["report_uri"].removeprefix("file://")).read_text().count("<tr") == 26
+    assert Path(summary["report_uri"].removeprefix("file://")).read_text().count("<tr") == 31
 
 
 @pytest.fixture
@@ -244,12 +244,25 @@ class _Queue(dict):
         return super().get(key, default)
 
 
-def _put_s3_partition(aws_target, rows: int = 40) -> None:
+def _put_s3_partition(
+    aws_target, rows: int = 40, quarantined_by_reason: dict[str, int] | None = None
+) -> None:
     s3 = aws_target.client("s3")
     uri = f"s3://{aws_target.bucket}/lake/curated/churn/ds={DS}"
+    quarantined = sum((quarantined_by_reason or {}).values())
     manifest = {
         "spec_fingerprint": "test",
-        "totals": {"rows_accepted": rows},
+        # What the ingest job records, and the gate's rules over ingestion read.
+        "totals": {
+            "rows_accepted": rows,
+            "rows_read": rows + quarantined,
+            "rows_quarantined": quarantined,
+            "quarantined_by_reason": quarantined_by_reason or {},
+        },
+        "quarantine_examples": {
+            reason: [{"source_file": "day.csv", "record_key": f"C900000001|{DS}", "value": None}]
+            for reason in quarantined_by_reason or {}
+        },
         "outputs": {"curated": {"uri": uri, "files": [{"path": "part-00000.snappy.parquet"}]}},
     }
     # The data file itself: the gate copies exactly the listed files for Glue to read.
@@ -349,7 +362,7 @@ def test_glue_data_quality_run_passes_and_writes_the_result_to_s3(
         summary["counts"]["rules"],
         summary["counts"]["failed_error"],
         summary["counts"]["skipped"],
-    ) == (25, 0, 1)
+    ) == (30, 0, 1)
     # The catalog table and partition the run reads exist in moto's Data Catalog.
     glue = aws_target.client("glue")
     table = glue.get_table(DatabaseName="headrace", Name="churn_curated")["Table"]
@@ -470,29 +483,39 @@ def test_deequ_path_runs_the_job_through_spark_job_operator(aws_target, aws_call
     """moto runs no Spark: the job's result document is put where the job writes it, and the
     test checks what the gate sent (checks document, StartJobRun) and how it reads the result."""
     from include.dq.results import GateResult, RuleOutcome
+    from include.dq.rules import engine_rules
 
     aws_target.use("emr_serverless")
     _put_s3_partition(aws_target)
     s3 = aws_target.client("s3")
     folder = f"lake/reports/churn/quality/ds={DS}"
-    failed = GateResult(
-        dataset="churn",
-        ds=DS,
-        engine="deequ",
-        outcomes=[
-            RuleOutcome(
-                rule="allowed_values_region",
-                kind="allowed_values",
-                column="region",
-                severity="error",
-                status="fail",
-                expected={"values": ["na-east"]},
-                observed=0.975,
-                unexpected_count=1,
-                offending_keys=[{"customer_id": "C100000008", "snapshot_date": DS}],
-            )
-        ],
+    # What the job writes: one outcome per rule it checked (all but the rules over ingestion).
+    outcomes = [
+        RuleOutcome(
+            rule=rule.id,
+            kind=rule.kind,
+            column=rule.target,
+            severity=rule.severity,
+            status="pass",
+            expected={},
+        )
+        for rule in engine_rules(load_dataset_rules("churn").rules)
+        if rule.id != "allowed_values_region"
+    ]
+    outcomes.append(
+        RuleOutcome(
+            rule="allowed_values_region",
+            kind="allowed_values",
+            column="region",
+            severity="error",
+            status="fail",
+            expected={"values": ["na-east"]},
+            observed=0.975,
+            unexpected_count=1,
+            offending_keys=[{"customer_id": "C100000008", "snapshot_date": DS}],
+        )
     )
+    failed = GateResult(dataset="churn", ds=DS, engine="deequ", outcomes=outcomes)
     s3.put_object(Bucket=aws_target.bucket, Key=f"{folder}/result.json", Body=failed.to_json())
     context = gate_context(task_context)
 
@@ -521,6 +544,44 @@ def test_deequ_path_runs_the_job_through_spark_job_operator(aws_target, aws_call
         s3.get_object(Bucket=aws_target.bucket, Key=f"{folder}/report.html")["Body"].read().decode()
     )
     assert "allowed_values_region" in report
+    # The gate added the rules over ingestion beside the job's, from the manifest.
+    result = json.loads(
+        s3.get_object(Bucket=aws_target.bucket, Key=f"{folder}/result.json")["Body"].read()
+    )
+    ingestion = {r["rule"]: r for r in result["results"] if r["column"].startswith("(ingestion)")}
+    assert sorted(ingestion) == [
+        "quarantine_rate",
+        "quarantine_rate_required_null",
+        "quarantine_rate_required_null_churned",
+        "quarantine_rate_type_mismatch",
+        "rows_in_change",
+    ]
+    assert ingestion["quarantine_rate"]["observed"]["rows_read"] == 40
+    assert {r["status"] for r in ingestion.values()} == {"pass"}
+
+
+def test_glue_data_quality_fails_a_day_ingest_mostly_quarantined(
+    aws_target, aws_calls, task_context
+):
+    """Glue checks the curated rows and they pass; the gate still fails the day on what ingest
+    refused, naming the reasons (35% of the landing rows)."""
+    _put_s3_partition(
+        aws_target,
+        rows=65,
+        quarantined_by_reason={"required_null:churned": 30, "out_of_range:tenure_months": 5},
+    )
+    _stub_glue_data_quality(aws_calls, passing=True)
+
+    with pytest.raises(AirflowFailException) as failed:
+        run_gate(make_gate(), gate_context(task_context))
+
+    message = str(failed.value)
+    assert "(glue_data_quality): 3 error rule(s) failed" in message
+    assert (
+        "ingest quarantined 35 of 100 landing rows (35.0%, above 5.0%); "
+        "by reason: required_null:churned 30, out_of_range:tenure_months 5" in message
+    )
+    assert "quarantine_rate_required_null_churned (quarantine_rate)" in message
 
 
 def test_deequ_job_without_a_result_fails_the_gate(aws_target, aws_calls, task_context):

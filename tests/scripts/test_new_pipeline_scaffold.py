@@ -47,6 +47,18 @@ def test_the_scaffold_validates_and_prints_the_next_steps(tmp_path):
     assert (info.label, info.spec_file) == ("label", "include/datasets/meter_readings.yaml")
     rules = load_rules(tmp_path / "meter_readings.quality.yaml")
     assert {rule.kind for rule in rules.rules} >= {"schema", "uniqueness", "row_count"}
+    # Rules over ingestion, with error thresholds: the gate sees what ingest refused.
+    ingestion = {
+        rule.id: (rule.severity, rule.max_fraction, rule.reason, rule.min_ratio, rule.max_ratio)
+        for rule in rules.rules
+        if rule.kind in ("quarantine_rate", "rows_in_change")
+    }
+    assert ingestion == {
+        "quarantine_rate": ("error", 0.05, None, None, None),
+        "quarantine_rate_required_null_label": ("error", 0.01, "required_null:label", None, None),
+        "rows_in_change": ("error", None, None, 0.25, 4.0),
+    }
+    assert all(rule.description for rule in rules.rules if rule.id in ingestion)
     load_monitoring_config(tmp_path / "meter_readings.monitoring.yaml")
 
 

@@ -107,7 +107,13 @@ def write_partition(
         "spec_fingerprint": "test",
         # The curated schema the features job checks it can read (churn.yaml's schema_version).
         "schema_version": 1,
-        "totals": {"rows_accepted": table.num_rows, "rows_read": table.num_rows},
+        "totals": {
+            "rows_accepted": table.num_rows,
+            "rows_read": table.num_rows,
+            "rows_quarantined": 0,
+            "quarantined_by_reason": {},
+        },
+        "quarantine_examples": {},
         "outputs": {"curated": {"uri": partition_uri, "files": entries}},
     }
     (folder / "_manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -126,3 +132,53 @@ def write_previous_manifest(
             {"totals": {"rows_accepted": rows}, "outputs": {"curated": {"uri": "", "files": []}}}
         )
     )
+
+
+def plant_quarantine(
+    lake_root: str,
+    quarantined_by_reason: dict[str, int],
+    examples: dict[str, list[dict]] | None = None,
+    ds: str = DS,
+    dataset: str = "churn",
+) -> dict:
+    """Record in a written partition's manifest that ingest also quarantined these rows, as the
+    ingest job records it (rows read = accepted + quarantined); returns the manifest."""
+    path = Path(curated_partition_uri(lake_root, dataset, ds).removeprefix("file://"))
+    manifest = json.loads((path / "_manifest.json").read_text())
+    totals = manifest["totals"]
+    totals["rows_quarantined"] = sum(quarantined_by_reason.values())
+    totals["rows_read"] = totals["rows_accepted"] + totals["rows_quarantined"]
+    totals["quarantined_by_reason"] = dict(sorted(quarantined_by_reason.items()))
+    manifest["quarantine_examples"] = examples or {}
+    (path / "_manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def write_validated_day(
+    lake_root: str, ds: str, rows_read: int, passed: bool = True, dataset: str = "churn"
+) -> None:
+    """An earlier day as the gate leaves it: the ingest manifest (no data files needed) and the
+    gate's result for exactly that manifest, passed or not."""
+    from include.dq.gate import quality_report_uri
+    from spark_jobs.ingest import curated_content_digest
+
+    folder = Path(curated_partition_uri(lake_root, dataset, ds).removeprefix("file://"))
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "dataset": dataset,
+        "ds": ds,
+        "totals": {"rows_read": rows_read, "rows_accepted": rows_read, "rows_quarantined": 0},
+        "outputs": {"curated": {"uri": "", "files": [{"path": "p.parquet", "sha256": ds}]}},
+    }
+    (folder / "_manifest.json").write_text(json.dumps(manifest))
+    report = Path(quality_report_uri(lake_root, dataset, ds).removeprefix("file://"))
+    report.mkdir(parents=True, exist_ok=True)
+    result = {
+        "format": "headrace-quality-result/1",
+        "dataset": dataset,
+        "ds": ds,
+        "passed": passed,
+        "partition": {"content_sha256": curated_content_digest(manifest)},
+        "results": [],
+    }
+    (report / "result.json").write_text(json.dumps(result))

@@ -14,7 +14,7 @@ import pytest
 from include.dq.deequ_checks import build_deequ_checks, deequ_constraint
 from include.dq.dqdl import compile_rulesets, dqdl_rules
 from include.dq.great_expectations_suite import build_suite, compile_rule
-from include.dq.rules import RULE_KINDS, resolve_rules
+from include.dq.rules import INGESTION_KINDS, RULE_KINDS, engine_rules, resolve_rules
 
 DS = "2026-01-10"
 
@@ -161,7 +161,11 @@ def resolved(churn_rules):
 
 def test_the_table_covers_every_kind(resolved):
     covered = {resolved[rule_id].kind for rule_id in EXPECTED} | {"schema"}
-    assert covered == set(RULE_KINDS)
+    # Rules over ingestion are the gate's, evaluated from the manifest: no engine compiles them.
+    assert covered == set(RULE_KINDS) - INGESTION_KINDS
+    for rule in resolved.values():
+        if rule.kind in INGESTION_KINDS:
+            assert compile_rule(rule) == [] and dqdl_rules(rule) == []
 
 
 def _ge_kwargs(expectation) -> dict:
@@ -248,6 +252,8 @@ def test_skipped_rules_compile_to_nothing(churn_rules):
 
 def test_severities_split_into_rulesets_and_checks(churn_rules):
     rules = resolve_rules(churn_rules.rules, DS, 1001)
+    checked = engine_rules(rules)
+    assert len(rules) - len(checked) == 5  # churn's quarantine_rate x4 and rows_in_change
     rulesets = compile_rulesets(rules)
     assert set(rulesets) == {"error", "warn"}
     warn = rulesets["warn"]
@@ -263,11 +269,11 @@ def test_severities_split_into_rulesets_and_checks(churn_rules):
 
     checks = build_deequ_checks(rules, dataset="churn", ds=DS, key_columns=churn_rules.key_columns)
     assert [(c["level"], len(c["constraints"])) for c in checks["checks"]] == [
-        ("Error", len(rules) - 4),
+        ("Error", len(checked) - 4),
         ("Warning", 4),
     ]
     assert checks["key_columns"] == ["customer_id", "snapshot_date"]
 
     suite = build_suite(rules, "churn_quality")
     # One expectation per rule, schema's 1 + 21 types.
-    assert len(suite.expectations) == len(rules) - 1 + 22
+    assert len(suite.expectations) == len(checked) - 1 + 22
