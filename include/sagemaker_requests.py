@@ -84,11 +84,13 @@ SOURCE_PREFIX = "artifacts/training"
 # (training/image_packages.txt), so the tarball carries neither.
 INSTALL_TRIGGERS = ("requirements.txt", "setup.py")
 # Repository modules the tarball carries at their own paths beside the package's files: the
-# monitoring processing jobs (training/monitor.py) run include/monitoring/ in the training image.
+# processing jobs (training/process.py) run include/monitoring/ and include/scoring_job.py in the
+# training image.
 # They import only what the image has; tests/training/test_training_dependencies.py checks them.
 # report.py (matplotlib) stays out: the worker renders the HTML from the job's small report.
 SHARED_MODULES = (
     "include/__init__.py",
+    "include/scoring_job.py",
     "include/storage.py",
     *(
         f"include/monitoring/{name}.py"
@@ -918,7 +920,7 @@ def build_processing_job_request(
     VPC on aws, as training is.
 
     :param job_name: the deterministic job name (:mod:`include.job_names`, rule ``sagemaker``).
-    :param entry_point: the script in the tarball to run, e.g. ``monitor.py``.
+    :param entry_point: the script in the tarball to run, e.g. ``process.py``.
     :param source_uri: the ``sourcedir.tar.gz`` (:func:`training_source_artifact`).
     :param inputs: input name → URI of a folder; the container sees it under
         ``/opt/ml/processing/input/<name>``.

@@ -1,10 +1,14 @@
-"""The steps of the scoring and monitoring DAGs around the batch transform job.
+"""The worker's steps of the scoring and monitoring DAGs: plans before each job, commits after.
 
-- :func:`prepare_scoring_input`: the features rows of day ``ds`` (every split: every customer of
+No step reads a data file of a partition: each writes a small plan for a processing job (the
+training image; the local processing runtime locally), and reads back the job's small facts.
+
+- :func:`scoring_input_plan`: the features rows of day ``ds`` (every split: every customer of
   the day) as headerless CSV lines ``ids…,features…`` in the champion model's feature order,
-  because batch transform reads lines, not parquet;
-- :func:`commit_predictions`: the transform's ``.out`` lines as the predictions partition
-  ``predictions/<dataset>/ds=D/`` (ids, score, model version), committed by a manifest;
+  because batch transform reads lines, not parquet (:mod:`include.scoring_job`);
+- :func:`predictions_job_plan` and :func:`commit_predictions`: the transform's ``.out`` lines as
+  Parquet files (the job), then the predictions partition ``predictions/<dataset>/ds=D/`` (ids,
+  score, model version) committed by its manifest (the worker);
 - :func:`drift_job_plan` and :func:`drift_check_result`: before and after the drift check's
   processing job (the curated partition of ``ds`` joined with its scores against the scoring
   model's monitoring baseline, :mod:`include.monitoring.job`): its plan and inputs, then the
@@ -12,11 +16,12 @@
 - :func:`raise_drift_alert`: an SNS message on aws, a log line locally; a JSON file in the lake
   on both.
 
-Every step streams in chunks (pyarrow), so memory does not grow with the day's rows, and each is
-idempotent: the same inputs write the same bytes at the same keys.
+Every job streams in chunks (pyarrow), so memory does not grow with the day's rows, and each step
+is idempotent: the same inputs write the same bytes at the same keys.
 
-Commit of a predictions partition: the parquet files go to a folder named after their own
-content digest (``ds=D/<digest>/part-*.parquet``), then ``ds=D/_manifest.json`` is written
+Commit of a predictions partition: the job's parquet files go to a folder named after what
+decides them (``ds=D/<digest>/part-*.parquet``: the scoring input's folder, itself named by the
+features commit and layout, and the model version), then ``ds=D/_manifest.json`` is written
 naming that folder. The manifest write is the commit (one atomic object write on both
 targets): a reader never sees half a partition, a re-run with the same model and data rewrites
 identical bytes, and a re-run with a new model points the manifest at a new folder. S3 has no
@@ -30,24 +35,15 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from include.config import Settings
+from include.scoring_job import INPUT_ROWS_PER_FILE, SCORE_COLUMN
 
 log = logging.getLogger("headrace.scoring")
 
 MANIFEST_NAME = "_manifest.json"
-SCORE_COLUMN = "score"
-MODEL_VERSION_COLUMN = "model_version"
-# Rows per input CSV file (a file of about 60 MB at ~300 bytes a line) and per read chunk.
-INPUT_ROWS_PER_FILE = 200_000
-CHUNK_ROWS = 50_000
-PREDICTIONS_ROWS_PER_FILE = 1_000_000
-# Rows per parquet row group of the predictions (a multiple of it per file).
-ROW_GROUP_ROWS = 100_000
 MODEL_CONFIG_FILE = "model_config.json"
 
 
@@ -90,12 +86,6 @@ def model_name_for(dataset: str, version: str, model_uri: str) -> str:
 
     digest = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
     return sanitize(f"headrace-{dataset}-v{version}-{digest}", NAMING_RULES["sagemaker"])[:63]
-
-
-def _list(uri: str) -> list[str]:
-    from include.storage import storage_for
-
-    return storage_for(uri).list_uris(uri)
 
 
 def _json_bytes(payload: Mapping[str, Any]) -> bytes:
@@ -145,6 +135,164 @@ def _features_files(settings: Settings, dataset: str, ds: str) -> tuple[list[str
     return files, manifest_bytes
 
 
+def scoring_input_plan(
+    settings: Settings,
+    dataset: str,
+    ds: str,
+    model: Mapping[str, Any],
+    *,
+    rows_per_file: int = INPUT_ROWS_PER_FILE,
+) -> dict[str, Any]:
+    """The plan of the scoring-input job (:func:`include.scoring_job.run_scoring_input_job`):
+    the features rows of ``ds`` as the transform's input lines. Reads only the features manifest.
+
+    The lines go to ``predictions/<dataset>/input/ds=D/<digest>/``; the digest covers the
+    features manifest, the model's columns and the file size, so the same features and model
+    give the same folder and bytes, and changed ones never mix with stale files.
+
+    :param model: :func:`champion_model`'s facts (features and id columns).
+    :return: ``{input_uri, inputs, manifest_inputs, outputs}``: the last three are the
+        processing operator's arguments; the job's facts go to ``outputs["facts"]``.
+    """
+    from include.sagemaker_requests import write_processing_inputs
+    from include.scoring_job import FACTS_OUTPUT, FEATURES_INPUT, SCORING_INPUT_OUTPUT
+    from include.scoring_job import scoring_input_plan as plan_bytes
+    from include.training_jobs import features_partition_uri
+
+    files, manifest_bytes = _features_files(settings, dataset, ds)
+    partition = features_partition_uri(settings, dataset, ds)
+    outside = [uri for uri in files if not uri.startswith(f"{partition}/")]
+    if outside:
+        raise ScoringError(f"the features manifest of {ds} lists files outside it: {outside}")
+    keys = [uri[len(partition) + 1 :] for uri in files]
+    columns = [*model["id_columns"], *model["features"]]
+    # Everything that decides the files' names and bytes: a folder never mixes two layouts.
+    layout = json.dumps({"columns": columns, "rows_per_file": rows_per_file}).encode()
+    digest = hashlib.sha256(manifest_bytes + layout).hexdigest()[:16]
+    input_uri = f"{predictions_root(settings, dataset)}/input/ds={ds}/{digest}"
+    plan = plan_bytes(
+        model_version=str(model["version"]),
+        columns=columns,
+        features_files=keys,
+        rows_per_file=rows_per_file,
+    )
+    inputs, manifest_inputs = write_processing_inputs(
+        _jobs_root(settings, dataset, "input", ds), plan, {FEATURES_INPUT: (partition, keys)}
+    )
+    return {
+        "input_uri": input_uri,
+        "inputs": inputs,
+        "manifest_inputs": manifest_inputs,
+        "outputs": {
+            SCORING_INPUT_OUTPUT: input_uri,
+            FACTS_OUTPUT: f"{inputs['plan'].rsplit('/', 1)[0]}/{FACTS_OUTPUT}",
+        },
+    }
+
+
+def _jobs_root(settings: Settings, dataset: str, job: str, ds: str) -> str:
+    """Where the plans of a scoring job of day ``ds`` go (beside, never inside, the data)."""
+    return f"{predictions_root(settings, dataset)}/jobs/{job}/ds={ds}"
+
+
+def job_facts(outputs: Mapping[str, str]) -> dict[str, Any]:
+    """The ``facts.json`` a scoring job left in its ``facts`` output."""
+    from include.scoring_job import FACTS_FILE, FACTS_OUTPUT
+    from include.storage import storage_for
+
+    uri = f"{outputs[FACTS_OUTPUT].rstrip('/')}/{FACTS_FILE}"
+    storage = storage_for(uri)
+    if not storage.exists(uri):
+        raise ScoringError(f"{uri} does not exist: the job left no facts")
+    return json.loads(storage.read_bytes(uri))
+
+
+# --- 2. the predictions partition --------------------------------------------------------------
+
+
+def predictions_job_plan(
+    settings: Settings,
+    dataset: str,
+    ds: str,
+    *,
+    output_uri: str,
+    model: Mapping[str, Any],
+    scoring_input: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The plan of the predictions job (:func:`include.scoring_job.run_predictions_job`): the
+    transform's ``.out`` lines under ``output_uri`` as Parquet files in the predictions partition.
+
+    The files go to ``predictions/<dataset>/ds=D/<digest>/``, the digest covering the scoring
+    input's folder (features and layout) and the model version: a re-run of the same model on the
+    same features rewrites the same bytes at the same keys, and a new model gets a new folder.
+
+    :param scoring_input: :func:`scoring_input_plan`'s result; its job's facts give the rows the
+        predictions must number.
+    """
+    from include.sagemaker_requests import write_processing_inputs
+    from include.scoring_job import FACTS_OUTPUT, PREDICTIONS_OUTPUT, TRANSFORM_OUTPUT_INPUT
+    from include.scoring_job import predictions_plan as plan_bytes
+
+    expected_rows = int(job_facts(scoring_input["outputs"])["rows"])
+    version = str(model["version"])
+    plan = plan_bytes(
+        model_version=version, id_columns=list(model["id_columns"]), expected_rows=expected_rows
+    )
+    identity = f"{scoring_input['input_uri']}\n{version}\n".encode() + plan
+    folder = hashlib.sha256(identity).hexdigest()[:16]
+    inputs, _ = write_processing_inputs(_jobs_root(settings, dataset, "predictions", ds), plan, {})
+    return {
+        "inputs": {**inputs, TRANSFORM_OUTPUT_INPUT: output_uri},
+        "manifest_inputs": {},
+        "outputs": {
+            PREDICTIONS_OUTPUT: f"{predictions_partition_uri(settings, dataset, ds)}/{folder}",
+            FACTS_OUTPUT: f"{inputs['plan'].rsplit('/', 1)[0]}/{FACTS_OUTPUT}",
+        },
+    }
+
+
+def commit_predictions(
+    settings: Settings, dataset: str, ds: str, *, model: Mapping[str, Any], plan: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Commit the predictions job's files as the partition ``predictions/<dataset>/ds=D/``: its
+    manifest, written last, names them (see the module docstring). Reads only the job's facts.
+    Returns the manifest's URI and facts."""
+    from include.scoring_job import PREDICTIONS_OUTPUT
+    from include.storage import storage_for
+
+    facts = job_facts(plan["outputs"])
+    partition = predictions_partition_uri(settings, dataset, ds)
+    folder = plan["outputs"][PREDICTIONS_OUTPUT].rstrip("/")
+    if not folder.startswith(f"{partition}/"):
+        raise ScoringError(f"the predictions job wrote to {folder}, outside {partition}")
+    prefix = folder[len(partition) + 1 :]
+    storage = storage_for(partition)
+    files = []
+    for item in facts["files"]:
+        uri = f"{folder}/{item['name']}"
+        if not storage.exists(uri):
+            raise ScoringError(f"{uri} does not exist: the predictions job's upload is missing")
+        files.append({"path": f"{prefix}/{item['name']}", "bytes": item["bytes"]})
+    manifest = {
+        "dataset": dataset,
+        "ds": ds,
+        "model_version": str(model["version"]),
+        "model_uri": model["model_uri"],
+        "rows": facts["rows"],
+        "columns": facts["columns"],
+        "files": files,
+    }
+    manifest_uri = f"{partition}/{MANIFEST_NAME}"
+    # Written last: the commit.
+    storage.write_bytes(manifest_uri, _json_bytes(manifest))
+    log.info(
+        "committed %d predictions of %s by model %s: %s",
+        facts["rows"], ds, model["version"], partition,
+    )  # fmt: skip
+    return {"ds": ds, "model_version": str(model["version"]), "rows": facts["rows"],
+            "manifest_uri": manifest_uri}  # fmt: skip
+
+
 def _open_parquet(uri: str):
     import pyarrow.parquet as pq
 
@@ -153,207 +301,6 @@ def _open_parquet(uri: str):
     if uri.startswith("file://"):
         return pq.ParquetFile(uri[len("file://") :])
     return pq.ParquetFile(io.BytesIO(storage_for(uri).read_bytes(uri)))
-
-
-def prepare_scoring_input(
-    settings: Settings,
-    dataset: str,
-    ds: str,
-    model: Mapping[str, Any],
-    *,
-    rows_per_file: int = INPUT_ROWS_PER_FILE,
-    chunk_rows: int = CHUNK_ROWS,
-) -> dict[str, Any]:
-    """Write the features rows of ``ds`` as the transform's input; returns its URI and counts.
-
-    Lines are ``<id columns…>,<features in model order…>`` without a header (each mini-batch of
-    a ``SplitType=Line`` job is a request of its own; only the first would get a header), in
-    ``part-NNNNN.csv`` files of ``rows_per_file`` rows under
-    ``predictions/<dataset>/input/ds=D/<digest>/``. The digest covers the features manifest, the
-    model's columns and the file size, so the same features and model give the same folder and
-    bytes, and changed ones never mix with stale files.
-
-    :param model: :func:`champion_model`'s facts (features and id columns).
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    from include.storage import storage_for
-
-    files, manifest_bytes = _features_files(settings, dataset, ds)
-    columns = [*model["id_columns"], *model["features"]]
-    # Everything that decides the files' names and bytes: a folder never mixes two layouts.
-    layout = json.dumps({"columns": columns, "rows_per_file": rows_per_file}).encode()
-    digest = hashlib.sha256(manifest_bytes + layout).hexdigest()[:16]
-    input_uri = f"{predictions_root(settings, dataset)}/input/ds={ds}/{digest}"
-    storage = storage_for(input_uri)
-    options = pa_csv.WriteOptions(include_header=False)
-    rows = 0
-    written: list[str] = []
-    buffer = io.BytesIO()
-    in_file = 0
-
-    def flush() -> None:
-        nonlocal buffer, in_file
-        if in_file:
-            uri = f"{input_uri}/part-{len(written):05d}.csv"
-            storage.write_bytes(uri, buffer.getvalue())
-            written.append(uri)
-        buffer, in_file = io.BytesIO(), 0
-
-    for uri in files:
-        parquet = _open_parquet(uri)
-        missing = [c for c in columns if c not in parquet.schema_arrow.names]
-        if missing:
-            raise ScoringError(
-                f"{uri} lacks columns the model {model['version']} needs: {missing} (the model "
-                "was trained on other features; retrain it or rebuild the features)"
-            )
-        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-            start = 0
-            while start < batch.num_rows:
-                take = min(batch.num_rows - start, rows_per_file - in_file)
-                pa_csv.write_csv(pa.Table.from_batches([batch.slice(start, take)]), buffer, options)
-                in_file += take
-                rows += take
-                start += take
-                if in_file == rows_per_file:
-                    flush()
-    flush()
-    if rows == 0:
-        raise ScoringError(f"the features partition of {ds} has no rows to score")
-    log.info("scoring input of %s: %d rows in %d files under %s", ds, rows, len(written), input_uri)
-    return {"input_uri": input_uri, "rows": rows, "files": len(written)}
-
-
-# --- 2. the predictions partition --------------------------------------------------------------
-
-
-def commit_predictions(
-    settings: Settings,
-    dataset: str,
-    ds: str,
-    *,
-    output_uri: str,
-    model: Mapping[str, Any],
-    expected_rows: int | None = None,
-    rows_per_file: int = PREDICTIONS_ROWS_PER_FILE,
-) -> dict[str, Any]:
-    """Turn the transform's ``.out`` lines (``ids…,score``) into ``predictions/<dataset>/ds=D/``.
-
-    Streams the output files through pyarrow's CSV reader into parquet (ids as strings, the
-    score as float64, the model version as a column) and commits the partition with its
-    manifest (see the module docstring). Returns the manifest's URI and facts.
-
-    :param output_uri: the transform job's ``S3OutputPath``.
-    :param expected_rows: the input's rows; fewer or more predictions fail the step.
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
-
-    from include.storage import storage_for
-
-    outputs = [u for u in _list(output_uri.rstrip("/")) if u.endswith(".out")]
-    if not outputs:
-        raise ScoringError(f"the transform wrote no .out files under {output_uri}")
-    id_columns = list(model["id_columns"])
-    names = [*id_columns, SCORE_COLUMN]
-    convert = pa_csv.ConvertOptions(
-        column_types={**dict.fromkeys(id_columns, pa.string()), SCORE_COLUMN: pa.float64()},
-        strings_can_be_null=False,
-    )
-    schema = pa.schema(
-        [*((name, pa.string()) for name in id_columns), (SCORE_COLUMN, pa.float64()),
-         (MODEL_VERSION_COLUMN, pa.string())]
-    )  # fmt: skip
-    version = str(model["version"])
-    rows = 0
-    parts: list[tuple[str, bytes]] = []
-    pending: list = []  # record batches not yet written
-    pending_rows = 0
-    with tempfile.TemporaryDirectory(prefix="headrace-predictions-") as tmp:
-        writer = None
-        in_part = 0
-        path = ""
-
-        def write(table) -> None:
-            """Row groups of exactly ROW_GROUP_ROWS rows (the last one fewer), whatever the
-            reader's batches: the bytes depend on the rows, not on how the .out files split."""
-            nonlocal writer, in_part, path
-            if writer is None:
-                path = os.path.join(tmp, f"part-{len(parts):05d}.parquet")
-                writer = pq.ParquetWriter(path, schema, compression="zstd")
-            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            in_part += table.num_rows
-            if in_part >= rows_per_file:
-                close_part()
-
-        def close_part() -> None:
-            nonlocal writer, in_part
-            if writer is not None:
-                writer.close()
-                with open(path, "rb") as part:
-                    parts.append((f"part-{len(parts):05d}.parquet", part.read()))
-                os.unlink(path)
-            writer, in_part = None, 0
-
-        for uri in outputs:
-            source = (
-                uri[len("file://") :]
-                if uri.startswith("file://")
-                else io.BytesIO(storage_for(uri).read_bytes(uri))
-            )
-            try:
-                reader = pa_csv.open_csv(
-                    source,
-                    read_options=pa_csv.ReadOptions(column_names=names, block_size=8 << 20),
-                    convert_options=convert,
-                )
-                for batch in reader:
-                    columns = [*batch.columns, pa.array([version] * batch.num_rows, pa.string())]
-                    pending.append(pa.RecordBatch.from_arrays(columns, schema=schema))
-                    pending_rows += batch.num_rows
-                    rows += batch.num_rows
-                    while pending_rows >= ROW_GROUP_ROWS:
-                        table = pa.Table.from_batches(pending, schema=schema)
-                        write(table.slice(0, ROW_GROUP_ROWS).combine_chunks())
-                        rest = table.slice(ROW_GROUP_ROWS)
-                        pending, pending_rows = rest.to_batches(), rest.num_rows
-            except pa.ArrowInvalid as error:
-                raise ScoringError(f"{uri}: not lines of {', '.join(names)}: {error}") from None
-        if pending_rows:
-            write(pa.Table.from_batches(pending, schema=schema).combine_chunks())
-        close_part()
-    if expected_rows is not None and rows != expected_rows:
-        raise ScoringError(
-            f"the transform under {output_uri} wrote {rows} predictions for {expected_rows} "
-            "input rows: a record was lost or duplicated"
-        )
-    digest = hashlib.sha256(b"".join(data for _, data in parts)).hexdigest()[:16]
-    partition = predictions_partition_uri(settings, dataset, ds)
-    storage = storage_for(partition)
-    files = []
-    for name, data in parts:
-        storage.write_bytes(f"{partition}/{digest}/{name}", data)
-        files.append({"path": f"{digest}/{name}", "bytes": len(data)})
-    manifest = {
-        "dataset": dataset,
-        "ds": ds,
-        "model_version": str(model["version"]),
-        "model_uri": model["model_uri"],
-        "rows": rows,
-        "columns": [*names, MODEL_VERSION_COLUMN],
-        "files": files,
-    }
-    manifest_uri = f"{partition}/{MANIFEST_NAME}"
-    # Written last: the commit.
-    storage.write_bytes(manifest_uri, _json_bytes(manifest))
-    log.info(
-        "committed %d predictions of %s by model %s: %s", rows, ds, model["version"], partition
-    )
-    return {"ds": ds, "model_version": str(model["version"]), "rows": rows,
-            "manifest_uri": manifest_uri}  # fmt: skip
 
 
 def read_predictions(
@@ -385,7 +332,7 @@ def drift_job_plan(settings: Settings, dataset: str, ds: str, registry=None) -> 
 
     The check compares the day's curated rows, with the scores of the model version that scored
     them, against that version's baseline. Reads only manifests, the registry and the monitoring
-    config; the job (:mod:`include.monitoring.job`, run by ``training/monitor.py drift``) reads the
+    config; the job (:mod:`include.monitoring.job`, run by ``training/process.py drift``) reads the
     data. Writes, content-addressed under the day's monitoring folder, ``job/<digest>/plan/``
     and the curated and predictions channel manifests (exactly the committed files, in order).
 

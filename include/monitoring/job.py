@@ -1,6 +1,6 @@
 """The monitoring jobs: what runs in the SageMaker Processing container, off the worker.
 
-Two jobs, one entry point (``training/monitor.py baseline|drift``, in the training image):
+Two jobs, run by ``training/process.py baseline|drift`` in the training image:
 
 - ``baseline``: the monitoring baseline of a trained model, from the curated day it trained on
   joined by key with the scores the model gave those rows (``baseline_scores.parquet`` in the
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 import tarfile
 from dataclasses import asdict
 from pathlib import Path
@@ -64,8 +62,6 @@ HELD_OUT_SPLITS = ("validation", "test")
 VIOLATIONS_FILE = "constraint_violations.json"
 BATCH_STATISTICS_FILE = "statistics.json"
 DRIFT_REPORT_FILE = "drift_report.json"
-# Where the processing root is: /opt/ml/processing in the container; the job folder locally.
-PROCESSING_ROOT_VARIABLE = "HEADRACE_PROCESSING_ROOT"
 
 
 class MonitoringJobError(ValueError):
@@ -305,21 +301,9 @@ def write_drift_files(report: DriftReport, folder: Path) -> dict[str, Path]:
     return paths
 
 
-JOBS = {"baseline": run_baseline_job, "drift": run_drift_job}
+def run_drift_job_report(root: Path) -> dict[str, Any]:
+    """The drift job's outcome for its log: the verdict."""
+    return {"verdict": run_drift_job(root).verdict}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``monitor.py baseline|drift``: the processing job's command line."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in JOBS:
-        print(f"usage: monitor.py {'|'.join(JOBS)} (got {argv})", file=sys.stderr)
-        return 2
-    root = Path(os.environ.get(PROCESSING_ROOT_VARIABLE, "/opt/ml/processing"))
-    try:
-        outcome = JOBS[argv[0]](root)
-    except (MonitoringJobError, FileNotFoundError, ValueError) as error:
-        # The log's last lines become the job's FailureReason.
-        print(f"{argv[0]} job failed: {error}", file=sys.stderr)
-        return 1
-    print(outcome.verdict if isinstance(outcome, DriftReport) else f"baseline: {outcome}")
-    return 0
+JOBS = {"baseline": run_baseline_job, "drift": run_drift_job_report}

@@ -35,7 +35,7 @@ Jensen-Shannon, L-infinity, missing and unseen rates) at the thresholds of
 plot per drifted feature under `reports/{name}/drift/ds=<D>/`, and the one-line verdict in the
 task log.
 
-**Runs on** a SageMaker Processing job (`training/monitor.py drift` in the training image, in
+**Runs on** a SageMaker Processing job (`training/process.py drift` in the training image, in
 the VPC, KMS-encrypted, network-isolated) or, locally, the same request through the local
 processing runtime. The worker reads only manifests, the registry and the job's small report; a
 retried task re-attaches to its job.
@@ -123,7 +123,7 @@ def monitoring_dag(dataset: str) -> DAG:
             task_id="drift_job",
             dataset=dataset,
             ds=plan["ds"],
-            entry_point="monitor.py",
+            entry_point="process.py",
             arguments=["drift"],
             inputs=plan["inputs"],
             manifest_inputs=plan["manifest_inputs"],

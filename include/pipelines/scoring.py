@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, chain, dag, get_current_context, task
 
+from headrace_operators.sagemaker_jobs import SageMakerProcessingJobOperator
 from headrace_operators.sagemaker_transform import SageMakerTransformOperator
 from include.assets import features_asset, per_partition, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
@@ -23,17 +24,20 @@ def _doc(dataset: PipelineDataset) -> str:
 
 *{dataset.description}*
 
-Scores every row of a day with the {name} model the registry has approved (the champion): the
-day's features rows (`features/{name}/ds=YYYY-MM-DD/`, every split) become headerless CSV lines,
-a batch transform job scores them in mini-batches and joins each score back to its row's ids,
-and the scores are committed as `predictions/{name}/ds=YYYY-MM-DD/` (ids, score, model version),
-replaced as a whole on a re-run. For the people who act on the scores and for drift monitoring
-(`{name}_monitoring`).
+Scores every row of a day with the {name} model the registry has approved (the champion): a
+processing job writes the day's features rows (`features/{name}/ds=YYYY-MM-DD/`, every split)
+as headerless CSV lines, a batch transform job scores them in mini-batches and joins each score
+back to its row's ids, a second processing job turns the scores into Parquet, and the worker
+commits them as `predictions/{name}/ds=YYYY-MM-DD/` (ids, score, model version) by writing its
+manifest, replaced as a whole on a re-run. For the people who act on the scores and for drift
+monitoring (`{name}_monitoring`).
 
-**Runs on** SageMaker batch transform (the PyTorch inference container serving the model's own
-`inference.py`, in the VPC, KMS-encrypted, network-isolated; one SageMaker model per registry
-version) or, locally, the same request body through the local transform runtime, which streams
-the input through the same handlers with bounded memory. A retried task re-attaches to its job.
+**Runs on** SageMaker: batch transform (the PyTorch inference container serving the model's own
+`inference.py`, one SageMaker model per registry version) and two Processing jobs
+(`training/process.py` in the training image), all in the VPC, KMS-encrypted and
+network-isolated; locally the same request bodies through the local transform and processing
+runtimes, which stream with bounded memory. The worker reads only manifests and the jobs' small
+facts. A retried task re-attaches to its job.
 
 **Triggered** once per day of new features (`{name}_features`, partitioned by day: features are
 built for every validated day), or by hand with a `ds` (or the day as the run's partition key).
@@ -64,46 +68,66 @@ def scoring_dag(dataset: str) -> DAG:
     )
     def scoring():
         @task(multiple_outputs=True)
-        def scoring_input() -> dict:
-            """The day, the champion model, and the transform's input lines."""
+        def scoring_plan() -> dict:
+            """The day, the champion model, and the plan of the transform's input lines."""
             from include.config import get_settings
             from include.partitions import run_partition
-            from include.scoring_pipeline import champion_model, prepare_scoring_input
+            from include.scoring_pipeline import champion_model, scoring_input_plan
 
             settings = get_settings()
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
             model = champion_model(settings, dataset)
-            prepared = prepare_scoring_input(settings, dataset, ds, model)
-            return {"ds": ds, "model": model, **prepared}
+            return {"ds": ds, "model": model, **scoring_input_plan(settings, dataset, ds, model)}
+
+        @task(multiple_outputs=True)
+        def predictions_plan(job: dict, day: str, model: dict, scoring_input: dict) -> dict:
+            """The plan of the transform's output as Parquet files of the day's partition."""
+            from include.config import get_settings
+            from include.scoring_pipeline import predictions_job_plan
+
+            return predictions_job_plan(
+                get_settings(), dataset, day, output_uri=job["output_uri"], model=model,
+                scoring_input=scoring_input,
+            )  # fmt: skip
 
         @task(outlets=[predictions_asset(dataset)], multiple_outputs=False)
-        def commit_predictions(job: dict, day: str, model: dict, rows: int) -> dict:
-            """The transform's output as the day's predictions partition; the event carries
+        def commit_predictions(job: dict, day: str, model: dict, plan: dict) -> dict:
+            """The job's files committed as the day's predictions partition; the event carries
             the day."""
             from include.config import get_settings
             from include.scoring_pipeline import commit_predictions
 
-            committed = commit_predictions(
-                get_settings(), dataset, day, output_uri=job["output_uri"], model=model,
-                expected_rows=rows,
-            )  # fmt: skip
+            committed = commit_predictions(get_settings(), dataset, day, model=model, plan=plan)
             event = get_current_context()["outlet_events"][predictions_asset(dataset)]
             event.extra = {"ds": day, "model_version": committed["model_version"]}
             event.add_partitions(day)
             return committed
 
-        inputs = scoring_input()
+        def processing_job(task_id: str, command: str, plan, ds) -> SageMakerProcessingJobOperator:
+            return SageMakerProcessingJobOperator(
+                task_id=task_id,
+                dataset=dataset,
+                ds=ds,
+                entry_point="process.py",
+                arguments=[command],
+                inputs=plan["inputs"],
+                manifest_inputs=plan["manifest_inputs"],
+                outputs=plan["outputs"],
+            )
+
+        plan = scoring_plan()
+        scoring_input = processing_job("scoring_input", "scoring-input", plan, plan["ds"])
         transform = SageMakerTransformOperator(
             task_id="transform",
             dataset=dataset,
-            ds=inputs["ds"],
-            model=inputs["model"],
-            input_uri=inputs["input_uri"],
+            ds=plan["ds"],
+            model=plan["model"],
+            input_uri=plan["input_uri"],
         )
-        committed = commit_predictions(
-            transform.output, inputs["ds"], inputs["model"], inputs["rows"]
-        )
-        chain(inputs, transform, committed)
+        written = predictions_plan(transform.output, plan["ds"], plan["model"], plan)
+        predictions = processing_job("predictions", "predictions", written, plan["ds"])
+        commit_predictions(predictions.output, plan["ds"], plan["model"], written)
+        chain(scoring_input, transform)
 
     return scoring()

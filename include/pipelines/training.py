@@ -49,12 +49,13 @@ monitoring baseline and model card.
 **Runs on** SageMaker (a Bayesian hyperparameter tuning job of GPU training jobs, managed spot,
 in the VPC, KMS-encrypted, network-isolated) or, locally, the same request bodies through the
 local SageMaker runtime (Optuna over local PyTorch training jobs). The monitoring baseline is a
-processing job in the training image (`training/monitor.py baseline`; locally the local
+processing job in the training image (`training/process.py baseline`; locally the local
 processing runtime). A retried task re-attaches to its job instead of starting another. The label, id columns and fairness groups come from
 `{dataset.spec_file}`.
 
-**Registry**: the new version is approved automatically when it beats the current champion's
-test ROC AUC by the margin; otherwise it waits for a person: `request_approval` then emits
+**Registry**: the training job scores the current champion on the new model's own test rows;
+the new version is approved automatically when the lower bound of the 95% paired-bootstrap
+interval of its ROC AUC gain clears the margin; otherwise it waits for a person: `request_approval` then emits
 `{name}_model_pending_approval`, which starts `{name}_model_approval` (skipped when the version
 was approved). MLflow (SQLite) locally, SageMaker Model Registry on AWS.
 
@@ -111,8 +112,8 @@ def training_dag(dataset: str) -> DAG:
             "approval_margin": number_param(
                 0.005,
                 title="Approval margin",
-                description="Test ROC AUC a new model must gain over the champion to be approved "
-                "without a person.",
+                description="ROC AUC gain over the champion, on the same test rows, that the "
+                "lower bound of its 95% interval must exceed for approval without a person.",
                 minimum=0,
                 maximum=0.2,
             ),
@@ -182,7 +183,7 @@ def training_dag(dataset: str) -> DAG:
             task_id="monitoring_baseline",
             dataset=dataset,
             ds=ds,
-            entry_point="monitor.py",
+            entry_point="process.py",
             arguments=["baseline"],
             inputs=plan["inputs"],
             manifest_inputs=plan["manifest_inputs"],

@@ -488,7 +488,7 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
     from the task instance, a retry re-attaches, ``on_kill`` stops it. Returns ``{job_name, ds,
     outputs: {name: uri}}``.
 
-    :param entry_point: the script in the tarball, e.g. ``monitor.py``. (templated)
+    :param entry_point: the script in the tarball, e.g. ``process.py``. (templated)
     :param outputs: output name → lake folder the job's ``/opt/ml/processing/output/<name>`` is
         uploaded to when it completes. (templated)
     :param inputs: input name → lake folder, seen under ``/opt/ml/processing/input/<name>``.

@@ -2,7 +2,7 @@
 
 The task names a dataset, the day (``ds``), the model to score with (the registry's approved
 version, from :func:`include.scoring_pipeline.champion_model`) and the input folder
-(:func:`include.scoring_pipeline.prepare_scoring_input`).
+(:func:`include.scoring_pipeline.scoring_input_plan`, written by the scoring-input job).
 :func:`include.sagemaker_requests.build_transform_job_request` builds the CreateTransformJob body
 and :func:`include.sagemaker_requests.build_model_request` the CreateModel body of the model.
 

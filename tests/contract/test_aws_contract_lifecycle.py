@@ -313,9 +313,10 @@ def test_every_sagemaker_job_request_carries_the_security_settings(glue_lifecycl
         failures += [(what, name) for name, ok in checks.items() if not ok]
     assert failures == []
     # Two tuning jobs (one per training run), the models of two versions, one transform, and
-    # three processing jobs: a monitoring baseline per training run and one drift check.
+    # five processing jobs: a monitoring baseline per training run, the scoring input and the
+    # predictions around the transform, and one drift check.
     counts = {kind: sum(what == kind for what, _ in bodies) for kind in kinds}
-    assert counts == {"CreateModel": 1, "CreateProcessingJob": 3, "CreateTrainingJob": 2,
+    assert counts == {"CreateModel": 1, "CreateProcessingJob": 5, "CreateTrainingJob": 2,
                       "CreateTransformJob": 1, "TrainingJobDefinition": 2}  # fmt: skip
 
 
@@ -378,7 +379,10 @@ def test_scoring_transforms_with_the_approved_version_and_drift_alerts_on_sns(gl
     (model,) = dag_requests(glue_lifecycle, "sagemaker", "CreateModel")
     assert transform["params"]["ModelName"] == model["params"]["ModelName"]
     assert scoring["xcom"]["commit_predictions"]["model_version"] == "2"
-    assert scoring["xcom"]["commit_predictions"]["rows"] == scoring["xcom"]["scoring_input"]["rows"]
+    # The input and predictions processing jobs ran on the transform's either side; the
+    # predictions job fails unless it wrote exactly one prediction per input line.
+    assert scoring["tasks"]["scoring_input"] == scoring["tasks"]["predictions"] == "success"
+    assert scoring["xcom"]["commit_predictions"]["rows"] > 0
     monitoring = next(r for r in glue_lifecycle["runs"] if r["dag_id"] == "churn_monitoring")
     assert "minutes_used" in monitoring["xcom"]["drift_check"]["drifted_features"]
     assert monitoring["tasks"]["alert"] == "success"

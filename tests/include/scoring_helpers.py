@@ -158,8 +158,8 @@ def input_lines(features: pd.DataFrame, model_features: list[str]) -> pd.DataFra
     return features[[*ID_COLUMNS, *model_features]]
 
 
-def run_monitoring_job(settings, plan: dict, command: str, job_name: str) -> dict:
-    """One monitoring processing job as the DAGs start it (the operator's request body, from
+def run_processing_job(settings, plan: dict, command: str, job_name: str) -> dict:
+    """One processing job as the DAGs start it (the operator's request body, from
     the repository's source tarball), run by the local processing runtime; its description.
     A failed job raises ``LocalJobError`` with its FailureReason."""
     from include.local_processing import start_processing_job, wait_for_processing_job
@@ -169,7 +169,7 @@ def run_monitoring_job(settings, plan: dict, command: str, job_name: str) -> dic
     source_uri, tarball = training_source_artifact(settings)
     storage_for(source_uri).write_bytes(source_uri, tarball)
     request = build_processing_job_request(
-        settings, job_name=job_name, entry_point="monitor.py", source_uri=source_uri,
+        settings, job_name=job_name, entry_point="process.py", source_uri=source_uri,
         inputs=plan["inputs"], manifest_inputs=plan["manifest_inputs"], outputs=plan["outputs"],
         arguments=[command],
     )  # fmt: skip
@@ -183,7 +183,7 @@ def run_drift_check(settings, dataset: str, ds: str, job_name: str) -> dict:
     from include.scoring_pipeline import drift_check_result, drift_job_plan
 
     plan = drift_job_plan(settings, dataset, ds)
-    run_monitoring_job(settings, plan, "drift", job_name)
+    run_processing_job(settings, plan, "drift", job_name)
     return drift_check_result(settings, dataset, plan)
 
 
@@ -193,5 +193,28 @@ def write_training_baseline(settings, dataset: str, ds: str, job: dict) -> str:
     from include.training_pipeline import baseline_job_plan
 
     plan = baseline_job_plan(settings, dataset, ds, job)
-    run_monitoring_job(settings, plan, "baseline", f"baseline-{job['job_name']}")
+    run_processing_job(settings, plan, "baseline", f"baseline-{job['job_name']}")
     return plan["outputs"][BASELINE_OUTPUT]
+
+
+def write_scoring_input(settings, dataset: str, ds: str, model: dict, job_name: str, **kwargs):
+    """The scoring DAG's first steps: the plan, the scoring-input job; the plan and its facts."""
+    from include.scoring_pipeline import job_facts, scoring_input_plan
+
+    plan = scoring_input_plan(settings, dataset, ds, model, **kwargs)
+    run_processing_job(settings, plan, "scoring-input", job_name)
+    return plan, job_facts(plan["outputs"])
+
+
+def commit_transform_output(
+    settings, dataset: str, ds: str, *, output_uri: str, model: dict, scoring_input: dict,
+    job_name: str,
+) -> dict:  # fmt: skip
+    """The scoring DAG's last steps: the predictions plan and job, then the commit."""
+    from include.scoring_pipeline import commit_predictions, predictions_job_plan
+
+    plan = predictions_job_plan(
+        settings, dataset, ds, output_uri=output_uri, model=model, scoring_input=scoring_input
+    )
+    run_processing_job(settings, plan, "predictions", job_name)
+    return commit_predictions(settings, dataset, ds, model=model, plan=plan)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -124,15 +125,34 @@ def featurize(lake: Path, ds: str, *, hours: float = 27):
 
 
 def score(settings, lake: Path, ds: str, *, version: str = "3", hours: float = 26):
-    """The predictions partition by the scoring's own commit, from a transform's ``.out`` lines."""
-    from include.scoring_pipeline import commit_predictions, transform_output_uri
+    """The predictions partition by the scoring's own steps: the predictions job's body over a
+    transform's ``.out`` lines (run here, its upload a copy), then the worker's commit."""
+    from include.scoring_job import (
+        FACTS_OUTPUT,
+        PLAN_FILE,
+        PLAN_INPUT,
+        PREDICTIONS_OUTPUT,
+        TRANSFORM_OUTPUT_INPUT,
+        predictions_plan,
+        run_predictions_job,
+    )
+    from include.scoring_pipeline import commit_predictions, predictions_partition_uri
 
-    output = f"{transform_output_uri(settings, DATASET, ds)}/job-1"
-    out = Path(output.removeprefix("file://")) / "part-00000.csv.out"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    root = lake.parent / "processing" / ds
+    (root / "input" / PLAN_INPUT).mkdir(parents=True)
+    (root / "input" / PLAN_INPUT / PLAN_FILE).write_bytes(
+        predictions_plan(model_version=version, id_columns=["customer_id"], expected_rows=98)
+    )
+    (root / "input" / TRANSFORM_OUTPUT_INPUT).mkdir()
+    out = root / "input" / TRANSFORM_OUTPUT_INPUT / "part-00000.csv.out"
     out.write_text("".join(f"C{i:09d},0.{i % 10}\n" for i in range(98)))
+    run_predictions_job(root)
+    folder = f"{predictions_partition_uri(settings, DATASET, ds)}/j1"
+    shutil.copytree(root / "output" / PREDICTIONS_OUTPUT, folder.removeprefix("file://"))
     model = {"version": version, "model_uri": "file:///models/3", "id_columns": ["customer_id"]}
-    committed = commit_predictions(settings, DATASET, ds, output_uri=output, model=model)
+    plan = {"outputs": {PREDICTIONS_OUTPUT: folder,
+                        FACTS_OUTPUT: (root / "output" / FACTS_OUTPUT).as_uri()}}  # fmt: skip
+    committed = commit_predictions(settings, DATASET, ds, model=model, plan=plan)
     set_age(Path(committed["manifest_uri"].removeprefix("file://")), hours)
 
 

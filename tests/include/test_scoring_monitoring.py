@@ -88,22 +88,18 @@ def lake(tmp_path_factory):
 
 
 def score_day(settings, ds: str, job_name: str) -> dict:
-    """Input prep, the local transform (the operator's request bodies), the commit."""
+    """The scoring DAG's steps: the input job, the local transform (the operator's request
+    bodies), the predictions job and the commit."""
     from include.local_transform import run_transform_job
     from include.sagemaker_requests import build_model_request, build_transform_job_request
-    from include.scoring_pipeline import (
-        champion_model,
-        commit_predictions,
-        prepare_scoring_input,
-        transform_output_uri,
-    )
+    from include.scoring_pipeline import champion_model, transform_output_uri
 
     model = champion_model(settings, "churn")
-    prepared = prepare_scoring_input(settings, "churn", ds, model)
+    plan, prepared = helpers.write_scoring_input(settings, "churn", ds, model, f"in-{job_name}")
     output_uri = f"{transform_output_uri(settings, 'churn', ds)}/{job_name}"
     request = build_transform_job_request(
         settings, job_name=job_name, model_name=model["model_name"],
-        input_uri=prepared["input_uri"], output_uri=output_uri, id_columns=model["id_columns"],
+        input_uri=plan["input_uri"], output_uri=output_uri, id_columns=model["id_columns"],
     )  # fmt: skip
     model_request = build_model_request(
         settings, model_name=model["model_name"], model_uri=model["model_uri"]
@@ -116,9 +112,12 @@ def score_day(settings, ds: str, job_name: str) -> dict:
         work_root=Path(settings.local_runs_dir),
         max_records=DEFAULT_MAX_RECORDS,
     )
-    committed = commit_predictions(settings, "churn", ds, output_uri=output_uri, model=model,
-                                   expected_rows=prepared["rows"])  # fmt: skip
-    return {"model": model, "prepared": prepared, "committed": committed}
+    committed = helpers.commit_transform_output(
+        settings, "churn", ds, output_uri=output_uri, model=model, scoring_input=plan,
+        job_name=f"out-{job_name}",
+    )  # fmt: skip
+    return {"model": model, "plan": plan, "prepared": prepared, "committed": committed,
+            "output_uri": output_uri}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +129,7 @@ def test_every_customer_of_the_day_is_scored_once_with_the_champion(lake, scored
     from include.scoring_pipeline import read_predictions
 
     for ds in (DRIFT_DS, CALM_DS):
-        assert scored[ds]["prepared"]["rows"] == ROWS
-        assert scored[ds]["prepared"]["files"] == 1
+        assert scored[ds]["prepared"] == {"rows": ROWS, "files": ["part-00000.csv"]}
         manifest, predictions = read_predictions(lake["settings"], "churn", ds)
         assert manifest["rows"] == len(predictions) == ROWS
         assert manifest["model_version"] == lake["version"]
@@ -143,13 +141,14 @@ def test_every_customer_of_the_day_is_scored_once_with_the_champion(lake, scored
 
 
 def test_scoring_input_lines_are_ids_then_the_models_features_and_layouts_never_mix(lake, scored):
-    from include.scoring_pipeline import prepare_scoring_input
-
     model = scored[CALM_DS]["model"]
-    small = prepare_scoring_input(lake["settings"], "churn", CALM_DS, model, rows_per_file=7000)
+    small, facts = helpers.write_scoring_input(
+        lake["settings"], "churn", CALM_DS, model, "in-small", rows_per_file=7000
+    )
 
     # Another file size is another folder: a re-run never leaves stale parts beside new ones.
-    assert small["input_uri"] != scored[CALM_DS]["prepared"]["input_uri"]
+    assert small["input_uri"] != scored[CALM_DS]["plan"]["input_uri"]
+    assert facts == {"rows": ROWS, "files": ["part-00000.csv", "part-00001.csv", "part-00002.csv"]}
     files = sorted(Path(small["input_uri"].removeprefix("file://")).iterdir())
     assert [f.name for f in files] == ["part-00000.csv", "part-00001.csv", "part-00002.csv"]
     lines = pd.concat(
@@ -160,14 +159,14 @@ def test_scoring_input_lines_are_ids_then_the_models_features_and_layouts_never_
         Path(lake["settings"].zone_uri("features").removeprefix("file://")) / "churn"
         / f"ds={CALM_DS}"
     )  # fmt: skip
-    assert len(lines) == small["rows"] == ROWS
+    assert len(lines) == facts["rows"] == ROWS
     assert sorted(lines["customer_id"]) == sorted(features["customer_id"])
     expected = features.set_index("customer_id").loc[lines["customer_id"], model["features"]]
     assert (lines[model["features"]].to_numpy() == expected.to_numpy()).all()
 
 
 def test_only_the_files_the_features_manifest_lists_are_scored(lake):
-    from include.scoring_pipeline import champion_model, prepare_scoring_input
+    from include.scoring_pipeline import champion_model
 
     settings = lake["settings"]
     features_root = Path(settings.zone_uri("features").removeprefix("file://"))
@@ -178,10 +177,10 @@ def test_only_the_files_the_features_manifest_lists_are_scored(lake):
     calm.iloc[500:800].to_parquet(partition / "split=train" / "part-00001.parquet", index=False)
 
     model = champion_model(settings, "churn")
-    prepared = prepare_scoring_input(settings, "churn", ds, model)
+    plan, facts = helpers.write_scoring_input(settings, "churn", ds, model, "in-listed")
 
-    assert prepared["rows"] == 500
-    files = sorted(Path(prepared["input_uri"].removeprefix("file://")).iterdir())
+    assert facts["rows"] == 500
+    files = sorted(Path(plan["input_uri"].removeprefix("file://")).iterdir())
     lines = pd.concat(
         [pd.read_csv(f, header=None, names=[*model["id_columns"], *model["features"]])
          for f in files], ignore_index=True,
@@ -190,7 +189,7 @@ def test_only_the_files_the_features_manifest_lists_are_scored(lake):
 
 
 def test_a_features_manifest_without_a_file_list_fails_naming_it(lake):
-    from include.scoring_pipeline import ScoringError, champion_model, prepare_scoring_input
+    from include.scoring_pipeline import ScoringError, champion_model, scoring_input_plan
 
     settings = lake["settings"]
     features_root = Path(settings.zone_uri("features").removeprefix("file://"))
@@ -199,23 +198,39 @@ def test_a_features_manifest_without_a_file_list_fails_naming_it(lake):
     pd.DataFrame({"customer_id": ["C1"]}).to_parquet(partition / "split=train" / "part-0.parquet")
     (partition / "_manifest.json").write_text(json.dumps({"dataset": "churn"}))
     with pytest.raises(ScoringError, match=r"ds=2026-01-05/_manifest.json: .*has no outputs"):
-        prepare_scoring_input(settings, "churn", "2026-01-05", champion_model(settings, "churn"))
+        scoring_input_plan(settings, "churn", "2026-01-05", champion_model(settings, "churn"))
 
 
 def test_recommitting_the_same_output_writes_identical_bytes(lake, scored):
-    from include.scoring_pipeline import commit_predictions, transform_output_uri
-
     settings = lake["settings"]
     manifest_path = Path(scored[CALM_DS]["committed"]["manifest_uri"].removeprefix("file://"))
     before = manifest_path.read_bytes()
-    commit_predictions(
-        settings, "churn", CALM_DS,
-        output_uri=f"{transform_output_uri(settings, 'churn', CALM_DS)}/score-{CALM_DS}",
-        model=scored[CALM_DS]["model"], expected_rows=ROWS,
+    helpers.commit_transform_output(
+        settings, "churn", CALM_DS, output_uri=scored[CALM_DS]["output_uri"],
+        model=scored[CALM_DS]["model"], scoring_input=scored[CALM_DS]["plan"],
+        job_name="out-again",
     )  # fmt: skip
     assert manifest_path.read_bytes() == before
-    # One content-addressed folder: the re-run did not add a second copy of the rows.
+    # One folder: the re-run did not add a second copy of the rows.
     assert len([p for p in manifest_path.parent.iterdir() if p.is_dir()]) == 1
+
+
+def test_a_transform_that_lost_a_record_fails_the_predictions_job(lake, scored, tmp_path):
+    from include.local_jobs import LocalJobError
+    from include.scoring_pipeline import transform_output_uri
+
+    settings = lake["settings"]
+    source = Path(scored[CALM_DS]["output_uri"].removeprefix("file://"))
+    short = Path(transform_output_uri(settings, "churn", CALM_DS).removeprefix("file://")) / "cut"
+    short.mkdir(parents=True)
+    for out in source.glob("*.out"):
+        (short / out.name).write_text("".join(out.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(LocalJobError, match=rf"wrote {ROWS - 1} predictions for {ROWS} input"):
+        helpers.commit_transform_output(
+            settings, "churn", CALM_DS, output_uri=short.as_uri(),
+            model=scored[CALM_DS]["model"], scoring_input=scored[CALM_DS]["plan"],
+            job_name="out-cut",
+        )  # fmt: skip
 
 
 def test_planted_drift_reports_exactly_the_planted_features(lake, scored, caplog):
@@ -292,6 +307,10 @@ def test_the_scoring_dag_rescores_a_day_to_the_same_bytes_and_emits_the_predicti
     ]
     assert outcome["xcom"]["transform"]["job_name"].startswith("headrace-churn-scoring-transform-")
     assert outcome["xcom"]["commit_predictions"]["rows"] == ROWS
+    assert outcome["tasks"] == dict.fromkeys(
+        ["scoring_plan", "scoring_input", "transform", "predictions_plan", "predictions",
+         "commit_predictions"], "success",
+    )  # fmt: skip
     # A new transform job, the same model and data: the committed partition is byte-identical.
     assert manifest_path.read_bytes() == before
 

@@ -29,7 +29,7 @@ def test_the_training_source_tarball_carries_nothing_that_installs_at_job_start(
     assert "requirements.txt" not in names
     assert "setup.py" not in names
     # The monitoring jobs' code rides along at its own paths; the worker's HTML renderer does not.
-    assert {"monitor.py", "include/__init__.py", "include/monitoring/job.py"} <= set(names)
+    assert {"process.py", "include/__init__.py", "include/monitoring/job.py"} <= set(names)
     assert "include/monitoring/report.py" not in names
     assert "include/config.py" not in names
 

@@ -507,7 +507,7 @@ def test_the_drift_job_request_is_allowed_only_with_its_security_settings(aws_se
     job_root = f"{monitoring}/job/0123456789abcdef"
     source_uri = f"s3://{settings.aws.bucket}/artifacts/training/0123456789abcdef/sourcedir.tar.gz"
     request = build_processing_job_request(
-        settings, job_name=job_name, entry_point="monitor.py", source_uri=source_uri,
+        settings, job_name=job_name, entry_point="process.py", source_uri=source_uri,
         inputs={"plan": f"{job_root}/plan",
                 "baseline": f"{lake}/monitoring/churn/baselines/ds=2026-01-06/job-1"},
         manifest_inputs={"curated": f"{job_root}/curated.manifest.json",
