@@ -7,6 +7,13 @@ and the test-split evaluation that ``training/train.py`` wrote (calibration, per
 for the sensitive attributes, permutation importance — the explainability that SageMaker
 Clarify would otherwise provide). Limitations are partly derived from those numbers, so a card
 warns about a small test set or a large gap between groups without anyone writing it by hand.
+
+The fairness audit (in the spirit of SageMaker Clarify) groups the test rows by the spec's
+sensitive groups (categorical model inputs) and audit attributes (columns kept out of the model,
+such as sex): pre-training gaps (class imbalance CI, difference in label proportions DPL) and
+post-training gaps at the decision threshold (difference in positive prediction rates DPPL,
+equal-opportunity difference EOD, disparate impact DI, per-group ROC AUC). Each gap names the
+two groups it compares; groups too small to judge are listed with their counts instead.
 """
 
 from __future__ import annotations
@@ -22,6 +29,25 @@ SMALL_TEST_ROWS = 1000
 RARE_LABEL_RATE = 0.10
 HIGH_ECE = 0.05
 LARGE_GROUP_GAP = 0.10
+# Four-fifths rule: a group predicted positive at under 80% of another group's rate.
+LOW_DISPARATE_IMPACT = 0.80
+# The audit's gaps as the card lists them: evaluation key, short name, what is compared.
+_AUDIT_GAPS = (
+    ("class_imbalance", "Class imbalance (CI)", "rows"),
+    ("label_rate_difference", "Difference in label proportions (DPL)", "label rate"),
+    ("positive_rate_difference", "Difference in positive prediction rates (DPPL)", "positive rate"),
+    ("recall_difference", "Equal-opportunity difference (EOD, TPR gap)", "recall"),
+    ("disparate_impact", "Disparate impact (DI)", "positive rate"),
+    ("roc_auc_difference", "ROC AUC difference", "ROC AUC"),
+)
+# Gaps that are differences of rates, judged against the largest allowed difference.
+_DIFFERENCE_GAPS = (
+    ("label_rate_difference", "label rate", "the labels themselves (before any model)"),
+    ("positive_rate_difference", "positive prediction rate", None),
+    ("recall_difference", "recall (true positive rate)", None),
+    ("roc_auc_difference", "ROC AUC", None),
+)
+_GAP_KEYS = tuple(key for key, _, _ in _AUDIT_GAPS)
 
 DEFAULT_INTENDED_USE = (
     "Rank {dataset} entities by the predicted probability that {label} = 1, in daily batch "
@@ -63,15 +89,99 @@ def _fairness(groups: Mapping[str, Any]) -> dict[str, Any]:
     return {
         attribute: {
             "groups": result.get("groups", {}),
-            "positive_rate_difference": result.get("positive_rate_difference", {}),
-            "recall_difference": result.get("recall_difference", {}),
+            **{key: result.get(key) or {} for key in _GAP_KEYS},
         }
         for attribute, result in groups.items()
     }
 
 
+def _decision_threshold(evaluation: Mapping[str, Any], test: Mapping[str, Any]) -> dict[str, Any]:
+    """The threshold of the thresholded metrics and the audit, and how it was chosen."""
+    chosen = evaluation.get("decision_threshold")
+    if isinstance(chosen, Mapping):
+        return dict(chosen)
+    # Evaluations written before the threshold was chosen used a fixed 0.5.
+    return {
+        "value": test.get("threshold"),
+        "method": "fixed",
+        "description": "the fixed default (the evaluation records no choice)",
+    }
+
+
+def _audit(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """Which attributes were audited and the limits the card judges gaps against."""
+    config = evaluation.get("fairness") or {}
+    return {
+        "sensitive_groups": list(config.get("sensitive_groups") or []),
+        "audit_attributes": list(config.get("audit_attributes") or []),
+        "min_group_rows": config.get("min_group_rows"),
+        "max_group_difference": config.get("max_group_difference", LARGE_GROUP_GAP),
+        "min_disparate_impact": config.get("min_disparate_impact", LOW_DISPARATE_IMPACT),
+        "formulas": {
+            name: info.get("formula") for name, info in (config.get("metrics") or {}).items()
+        },
+    }
+
+
+def _single_class_predictions(test: Mapping[str, Any]) -> str | None:
+    """A limitation when the model predicts one class for every test row, else ``None``."""
+    rate, threshold = test.get("positive_rate"), test.get("threshold")
+    if rate not in (0.0, 1.0) or rate is None:
+        return None
+    which = "positive" if rate == 1.0 else "negative"
+    return (
+        f"The model predicts the {which} class for 100% of test rows (threshold "
+        f"{_number(threshold)}): its thresholded metrics and every group gap in predictions "
+        "say nothing about how it treats groups; do not use its decisions."
+    )
+
+
+def _fairness_limitations(fairness: Mapping[str, Any], audit: Mapping[str, Any]) -> list[str]:
+    notes = []
+    max_gap, min_di = audit["max_group_difference"], audit["min_disparate_impact"]
+    for attribute, result in fairness.items():
+        groups = result.get("groups", {})
+        small = {g: m for g, m in groups.items() if m.get("judged") is False}
+        judged = [g for g, m in groups.items() if m.get("judged", True)]
+        if small:
+            listed = "; ".join(f"{g} ({m.get('reason')})" for g, m in small.items())
+            notes.append(f"{attribute}: too small to judge on test: {listed}.")
+        if groups and len(judged) < 2:
+            notes.append(
+                f"{attribute}: fewer than two groups are large enough to judge, so no gap "
+                "between groups is known."
+            )
+        for key, what, note in _DIFFERENCE_GAPS:
+            gap = result.get(key) or {}
+            if gap.get("value") is not None and gap["value"] > max_gap:
+                notes.append(
+                    f"{attribute}: {what} differs by {gap['value']:.3f} between "
+                    f"{gap['highest']} and {gap['lowest']} (> {max_gap})"
+                    + (f", a property of {note}" if note else "")
+                    + "; review before using scores to treat these groups differently."
+                )
+        di = result.get("disparate_impact") or {}
+        if di.get("value") is not None and di["value"] < min_di:
+            notes.append(
+                f"{attribute}: disparate impact {di['value']:.3f} (< {min_di}): {di['lowest']} "
+                f"is predicted positive at {di['value']:.0%} of the rate of {di['highest']}."
+            )
+        # Evaluations written before groups were judged: recall None meant "no positives".
+        undefined = [g for g, m in groups.items() if "judged" not in m and m.get("recall") is None]
+        if undefined:
+            notes.append(
+                f"{attribute}: no positives on test for {', '.join(undefined)}, so their recall "
+                "is unknown."
+            )
+    return notes
+
+
 def _limitations(
-    test: Mapping[str, Any], training_data: Mapping[str, Any], fairness, importance
+    test: Mapping[str, Any],
+    training_data: Mapping[str, Any],
+    fairness,
+    importance,
+    audit: Mapping[str, Any],
 ) -> list[str]:
     notes = [
         f"Trained on one snapshot ({training_data.get('partition')}); behaviour drifts as "
@@ -90,27 +200,15 @@ def _limitations(
             f"The label is imbalanced (positive rate {label_rate:.3f} on test): accuracy is not "
             "informative; read ROC AUC, precision and recall."
         )
+    if single := _single_class_predictions(test):
+        notes.append(single)
     ece = (test.get("calibration") or {}).get("ece")
     if ece is not None and ece > HIGH_ECE:
         notes.append(
             f"Scores are not well calibrated (ECE {ece:.3f} > {HIGH_ECE}): do not read them as "
             "probabilities without recalibration."
         )
-    for attribute, result in fairness.items():
-        for metric in ("positive_rate", "recall"):
-            gap = result.get(f"{metric}_difference") or {}
-            if gap.get("value") is not None and gap["value"] > LARGE_GROUP_GAP:
-                notes.append(
-                    f"{attribute}: {metric.replace('_', ' ')} differs by {gap['value']:.3f} between "
-                    f"{gap['highest']} and {gap['lowest']} (> {LARGE_GROUP_GAP}); review before "
-                    "using scores to treat these groups differently."
-                )
-        undefined = [g for g, m in result.get("groups", {}).items() if m.get("recall") is None]
-        if undefined:
-            notes.append(
-                f"{attribute}: no positives on test for {', '.join(undefined)}, so their recall "
-                "is unknown."
-            )
+    notes.extend(_fairness_limitations(fairness, audit))
     unused = [item["feature"] for item in importance if item.get("importance_mean", 0.0) <= 0.0]
     if importance and unused:
         notes.append(
@@ -129,6 +227,7 @@ def build_model_card(
     intended_use: str | None = None,
     out_of_scope: Sequence[str] = DEFAULT_OUT_OF_SCOPE,
     top_features: int = TOP_FEATURES,
+    decision: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card of a registered version, as JSON-able data (see :func:`render_markdown`).
 
@@ -140,6 +239,8 @@ def build_model_card(
         optionally ``validation`` (``{"roc_auc", "best_epoch"}``).
     :param champion_version: the champion the version was compared with, if any.
     :param intended_use: what the model is for; a default built from the dataset and label.
+    :param decision: the champion / challenger decision's numbers
+        (:func:`include.model_selection.comparison_record`); default the version's own.
     """
     test = evaluation.get("metrics")
     if not isinstance(test, Mapping):
@@ -150,6 +251,7 @@ def build_model_card(
     importance = list(evaluation.get("permutation_importance") or [])
     training_data = _training_data(version, manifest)
     fairness = _fairness(evaluation.get("groups") or {})
+    audit = _audit(evaluation)
     label = training_data["label"] or "the label"
     return {
         "card_version": CARD_VERSION,
@@ -180,8 +282,10 @@ def build_model_card(
             # to the validation split through early stopping or tuning.
             "validation_roc_auc": validation.get("roc_auc"),
         },
+        "decision_threshold": _decision_threshold(evaluation, test),
         "calibration": test.get("calibration") or {},
         "fairness": fairness,
+        "fairness_audit": audit,
         "feature_importance": {
             "method": "Permutation importance on the test split: the drop in ROC AUC when one "
             "feature column is shuffled (mean and std over repeats)",
@@ -189,7 +293,7 @@ def build_model_card(
             "rows": evaluation.get("permutation_importance_rows"),
             "top": importance[:top_features],
         },
-        "limitations": _limitations(test, training_data, fairness, importance),
+        "limitations": _limitations(test, training_data, fairness, importance, audit),
         "hyperparameters": dict(version.hyperparameters),
         "approval": {
             "status": version.approval,
@@ -197,6 +301,7 @@ def build_model_card(
             "approver": version.approver,
             "compared_with_champion_version": champion_version,
         },
+        "champion_challenger": dict(decision if decision is not None else version.decision),
     }
 
 
@@ -214,10 +319,114 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _gap_text(gap: Mapping[str, Any] | None, digits: int = 4) -> str:
+    gap = gap or {}
+    if gap.get("value") is None:
+        return "n/a (fewer than two groups to judge)"
+    return f"{gap['value']:.{digits}f} ({gap.get('highest')} vs {gap.get('lowest')})"
+
+
+def _render_fairness(card: Mapping[str, Any]) -> list[str]:
+    """The audit's section: what was audited, per attribute the group table and the gaps."""
+    audit = card.get("fairness_audit") or {}
+    if not card["fairness"]:
+        return ["No sensitive attributes or audit attributes were configured.", ""]
+    out = []
+    kept_out = audit.get("audit_attributes") or []
+    if kept_out:
+        out += [
+            f"Audit attributes kept out of the model's inputs: {', '.join(kept_out)}.",
+            "",
+        ]
+    if audit.get("min_group_rows") is not None:
+        out += [
+            f"A group with fewer than {audit['min_group_rows']} test rows, or with labels of one "
+            "class only, is too small to judge: it is listed with its counts and takes part in "
+            f"no gap. Gaps above {_number(audit.get('max_group_difference'), 2)} and disparate "
+            f"impact below {_number(audit.get('min_disparate_impact'), 2)} are named under "
+            "Limitations.",
+            "",
+        ]
+    formulas = audit.get("formulas") or {}
+    for attribute, result in card["fairness"].items():
+        rows = []
+        for group, m in result["groups"].items():
+            judged = m.get("judged", True)
+            rows.append(
+                [
+                    group,
+                    m.get("rows"),
+                    m.get("positives"),
+                    m.get("label_rate"),
+                    m.get("positive_rate"),
+                    m.get("recall"),
+                    m.get("roc_auc"),
+                    "" if judged else f"too small to judge: {m.get('reason')}",
+                ]
+            )
+        source = "audit only, not a model input" if attribute in kept_out else "model input"
+        out += [
+            f"### {attribute} ({source})",
+            "",
+            *_table(
+                [
+                    "group",
+                    "rows",
+                    "positives",
+                    "label rate",
+                    "positive rate",
+                    "recall (TPR)",
+                    "ROC AUC",
+                    "note",
+                ],
+                rows,
+            ),
+            "",
+        ]
+        for key, name, _ in _AUDIT_GAPS:
+            if key not in result:
+                continue
+            formula = f" — {formulas[key]}" if formulas.get(key) else ""
+            out.append(f"- {name}: {_gap_text(result.get(key))}{formula}")
+        out.append("")
+    return out
+
+
+def decision_lines(decision: Mapping[str, Any]) -> list[str]:
+    """The champion / challenger decision in a few lines of Markdown (card and demo)."""
+    if not decision:
+        return ["No champion to compare with: the first approved version."]
+    metric = decision.get("metric", "roc_auc")
+    new, old = decision.get("challenger"), decision.get("champion")
+    margin = _number(decision.get("margin"), 6)
+    champion = f"champion version {decision.get('champion_version') or '?'}"
+    if not decision.get("paired"):
+        return [
+            f"**Not paired**: {decision.get('note') or 'no shared evaluation rows'}.",
+            f"- {metric}: challenger {_number(new, 6)} on its own test split, {champion} "
+            f"{_number(old, 6)} on another split (difference {_number(decision.get('difference'), 6)}"
+            f", margin {margin}): numbers from different rows, so a person decides",
+            f"- Outcome: **{decision.get('outcome')}**",
+        ]
+    lower, upper = decision["interval"]
+    return [
+        f"Challenger and {champion} scored on the same {decision.get('rows')} test rows "
+        f"({decision.get('positives')} positive).",
+        f"- {metric}: challenger {_number(new, 6)}, champion {_number(old, 6)}, "
+        f"difference (challenger - champion) {decision['difference']:+.6f}",
+        f"- {decision['confidence'] * 100:.0f}% interval of the difference: "
+        f"[{lower:+.6f}, {upper:+.6f}] ({decision.get('method')}, "
+        f"{decision.get('resamples')} resamples, seed {decision.get('seed')})",
+        f"- Rule: {decision.get('rule')} (margin {margin})",
+        f"- Outcome: **{decision.get('outcome')}**",
+    ]
+
+
 def render_markdown(card: Mapping[str, Any]) -> str:
     """The card for people: the same facts as the JSON, as headed sections and tables."""
     model, data, metrics = card["model"], card["training_data"], card["metrics"]
     approval = card["approval"]
+    threshold = card.get("decision_threshold") or {"value": metrics.get("threshold")}
     out = [
         f"# Model card: {model['dataset']} version {model['version']}",
         "",
@@ -228,6 +437,10 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"- Model: `{model['model_uri']}` (registry: `{model['registry_ref']}`)",
         f"- Code version: `{model['code_version']}`",
         f"- Created: {model['created_at']}",
+        "",
+        "## Champion / challenger",
+        "",
+        *decision_lines(card.get("champion_challenger") or {}),
         "",
         "## Intended use",
         "",
@@ -256,7 +469,12 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             ],
         ),
         "",
-        f"## Metrics (test split, threshold {_number(metrics['threshold'], 2)})",
+        f"## Metrics (test split, threshold {_number(metrics['threshold'], 4)})",
+        "",
+        f"Decision threshold {_number(threshold.get('value'), 4)} "
+        f"({threshold.get('method', 'fixed')}): {threshold.get('description', 'n/a')}. "
+        "Thresholded metrics and the fairness audit count a row as predicted positive when its "
+        "score is at or above it.",
         "",
         *_table(
             ["metric", "value"],
@@ -289,29 +507,10 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             ],
         ),
         "",
-        "## Per-group metrics",
+        "## Fairness audit (test split)",
         "",
     ]
-    if not card["fairness"]:
-        out += ["No sensitive attributes were configured.", ""]
-    for attribute, result in card["fairness"].items():
-        pr, rc = result["positive_rate_difference"], result["recall_difference"]
-        out += [
-            f"### {attribute}",
-            "",
-            *_table(
-                ["group", "rows", "label rate", "positive rate", "recall", "ROC AUC"],
-                [
-                    [g, m["rows"], m["label_rate"], m["positive_rate"], m["recall"], m["roc_auc"]]
-                    for g, m in result["groups"].items()
-                ],
-            ),
-            "",
-            f"- Positive-rate difference: {_number(pr.get('value'))} "
-            f"({pr.get('highest')} vs {pr.get('lowest')})",
-            f"- Recall difference: {_number(rc.get('value'))} ({rc.get('highest')} vs {rc.get('lowest')})",
-            "",
-        ]
+    out += _render_fairness(card)
     importance = card["feature_importance"]
     out += [
         "## Feature importance",
@@ -378,7 +577,11 @@ _APPROVAL_METRICS = (
 )
 # Neither better nor worse when they change: facts about the test split or the threshold.
 _NEUTRAL_METRICS = frozenset({"positive_rate", "label_rate", "rows"})
-_GAPS = (("positive_rate", "positive-rate gap"), ("recall", "recall gap"))
+_GAPS = (
+    ("positive_rate_difference", "positive-rate gap"),
+    ("recall_difference", "recall gap"),
+    ("disparate_impact", "disparate impact"),
+)
 
 
 def _change(name: str, new: Any, old: Any) -> str:
@@ -395,13 +598,19 @@ def _change(name: str, new: Any, old: Any) -> str:
     return f"{delta:+.4f} ({'better' if better else 'worse'})"
 
 
-def _gap(card: Mapping[str, Any] | None, attribute: str, metric: str) -> str:
+def _gap(card: Mapping[str, Any] | None, attribute: str, key: str) -> str:
     if card is None:
         return "n/a (no card)"
-    gap = ((card.get("fairness") or {}).get(attribute) or {}).get(f"{metric}_difference") or {}
+    gap = ((card.get("fairness") or {}).get(attribute) or {}).get(key) or {}
     if gap.get("value") is None:
         return "n/a"
-    flag = f" **over {LARGE_GROUP_GAP}**" if gap["value"] > LARGE_GROUP_GAP else ""
+    audit = card.get("fairness_audit") or {}
+    if key == "disparate_impact":
+        limit = audit.get("min_disparate_impact", LOW_DISPARATE_IMPACT)
+        flag = f" **under {limit}**" if gap["value"] < limit else ""
+    else:
+        limit = audit.get("max_group_difference", LARGE_GROUP_GAP)
+        flag = f" **over {limit}**" if gap["value"] > limit else ""
     return f"{gap['value']:.4f} ({gap.get('highest')} vs {gap.get('lowest')}){flag}"
 
 

@@ -92,6 +92,9 @@ class ModelVersion:
     card_uri: str = ""
     approval_reason: str = ""
     approver: str = ""
+    # The champion / challenger decision's numbers (include.model_selection.comparison_record):
+    # both AUCs on the shared rows, the difference, its interval, rows, margin and outcome.
+    decision: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     # Where the registry itself knows it: ``models:/headrace-churn/3`` or a model package ARN.
     registry_ref: str = ""
@@ -117,6 +120,7 @@ class ModelRegistry(Protocol):
         card_uri: str = "",
         approval: str,
         approval_reason: str = "",
+        decision: Mapping[str, Any] | None = None,
     ) -> ModelVersion: ...
 
     def get_version(self, dataset: str, version: str) -> ModelVersion: ...
@@ -309,6 +313,7 @@ class MLflowModelRegistry:
         card_uri: str = "",
         approval: str,
         approval_reason: str = "",
+        decision: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         name = registered_model_name(dataset)
         checked = _check_registration(metrics, approval, model_uri)
@@ -326,6 +331,7 @@ class MLflowModelRegistry:
             "baseline_uri": baseline_uri,
             "evaluation_uri": evaluation_uri,
             "card_uri": card_uri,
+            "decision": json.dumps(dict(decision or {}), sort_keys=True),
         }
         created = self._client.create_model_version(
             name,
@@ -355,6 +361,7 @@ class MLflowModelRegistry:
             card_uri=tags.get("card_uri", ""),
             approval_reason=tags.get("approval_reason", ""),
             approver=tags.get("approver", ""),
+            decision=json.loads(tags.get("decision") or "{}"),
             created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(),
             registry_ref=f"models:/{mv.name}/{mv.version}",
         )
@@ -446,6 +453,50 @@ _B64 = "b64:"
 _MAX_METADATA_VALUE = 256
 _MAX_METADATA_ENTRIES = 50
 _LINEAGE_KEYS = ("data_version", "code_version", "baseline_uri", "evaluation_uri", "card_uri")
+# The decision's numbers kept in one metadata entry (``headrace:decision``, ``key=value`` pairs:
+# a value holds 256 characters at most); its full text is the ApprovalDescription and the card.
+_DECISION_KEYS = (
+    "paired", "champion_version", "challenger", "champion", "difference", "lower", "upper",
+    "confidence", "rows", "resamples", "seed", "margin", "outcome",
+)  # fmt: skip
+
+
+def _decision_metadata(decision: Mapping[str, Any]) -> str:
+    """``paired=1 challenger=0.812345 … outcome=approved``: the decision's numbers, compact."""
+    values = dict(decision)
+    interval = values.get("interval") or [None, None]
+    values["lower"], values["upper"] = interval
+    values["paired"] = int(bool(values.get("paired")))
+    values["outcome"] = "approved" if values.get("outcome") == "approved" else "pending"
+    parts = []
+    for key in _DECISION_KEYS:
+        value = values.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float):
+            value = f"{value:+.6f}" if key in ("difference", "lower", "upper") else f"{value:.6g}"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _decision_of_metadata(text: str) -> dict[str, Any]:
+    """:func:`_decision_metadata` read back: numbers as numbers, the interval as a list."""
+    decision: dict[str, Any] = {}
+    for part in text.split():
+        key, _, value = part.partition("=")
+        try:
+            decision[key] = int(value) if value.lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            decision[key] = value
+    if "paired" in decision:
+        decision["paired"] = bool(decision["paired"])
+    if "champion_version" in decision:
+        decision["champion_version"] = str(decision["champion_version"])
+    if "lower" in decision and "upper" in decision:
+        decision["interval"] = [decision.pop("lower"), decision.pop("upper")]
+    if decision.get("outcome") == "pending":
+        decision["outcome"] = "needs manual approval"
+    return decision
 
 
 def _encode_metadata_value(key: str, value: str) -> str:
@@ -555,6 +606,7 @@ class SageMakerModelRegistry:
         card_uri: str = "",
         approval: str,
         approval_reason: str = "",
+        decision: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         group = registered_model_name(dataset)
         checked = _check_registration(metrics, approval, model_uri)
@@ -567,6 +619,8 @@ class SageMakerModelRegistry:
             "card_uri": card_uri,
         }
         approver = "" if approval == PENDING else "headrace:champion-challenger"
+        if decision:
+            lineage["decision"] = _decision_metadata(decision)
         metadata = self._metadata(checked, hyperparameters, lineage, approver)
         self._ensure_group(group, dataset)
         model_metrics: dict[str, Any] = {
@@ -656,6 +710,7 @@ class SageMakerModelRegistry:
             },
             approval_reason=package.get("ApprovalDescription") or "",
             approver=metadata.get("headrace:approver", ""),
+            decision=_decision_of_metadata(metadata.get("headrace:decision", "")),
             created_at=created.isoformat() if isinstance(created, datetime) else str(created or ""),
             registry_ref=package["ModelPackageArn"],
             **{key: metadata.get(f"headrace:{key}", "") for key in _LINEAGE_KEYS},
@@ -788,6 +843,25 @@ def _tree_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def reproduced_version(
+    versions: list[ModelVersion],
+    data_version_id: str,
+    code_version_id: str,
+    hyperparameters: Mapping[str, object],
+) -> ModelVersion | None:
+    """The newest registered version trained on the same data version with the same code
+    version and hyperparameters (compared as text, as the registries store them), if any."""
+    wanted = {str(k): str(v) for k, v in hyperparameters.items()}
+    same = [
+        v
+        for v in versions
+        if v.data_version == data_version_id
+        and v.code_version == code_version_id
+        and {str(k): str(x) for k, x in v.hyperparameters.items()} == wanted
+    ]
+    return same[-1] if same else None
+
+
 def data_version(manifest_uri: str, manifest_bytes: bytes | None = None) -> str:
     """``<manifest URI>@sha256:<digest>``: the training partition, pinned to its exact manifest.
 
@@ -808,6 +882,36 @@ def data_version(manifest_uri: str, manifest_bytes: bytes | None = None) -> str:
 def model_version_uri(models_zone_uri: str, dataset: str, version: str, name: str) -> str:
     """Where a version's own documents live: ``<models>/<dataset>/<version>/<name>``."""
     return f"{models_zone_uri.rstrip('/')}/{dataset}/{version}/{name}"
+
+
+def paired_comparison(
+    champion: ModelVersion | None, comparison: Mapping[str, Any] | None
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The job's ``champion_comparison`` when it is paired and scored ``champion``'s very
+    model.tar.gz (same sha256), else ``(None, why not)``.
+
+    Reads the champion's model.tar.gz (a few MB) to check its digest: the champion can change
+    between the start of the training job and its registration (a person approves another
+    version), and a comparison with a model that is no longer the champion decides nothing.
+    """
+    if champion is None:
+        return None, ""
+    if not comparison:
+        return None, "the training job had no champion channel"
+    if not comparison.get("paired"):
+        return None, f"the job could not score the champion: {comparison.get('reason', '?')}"
+    from include.storage import storage_for
+
+    try:
+        data = storage_for(champion.model_uri).read_bytes(champion.model_uri)
+    except (OSError, ValueError) as error:
+        return None, f"cannot read champion version {champion.version}'s model: {error}"
+    if hashlib.sha256(data).hexdigest() != comparison.get("champion_sha256"):
+        return None, (
+            f"the job scored another model than champion version {champion.version} "
+            f"({champion.model_uri}); the champion changed after the job started"
+        )
+    return comparison, ""
 
 
 def register_trained_model(
@@ -834,7 +938,9 @@ def register_trained_model(
     :return: small JSON-able facts for XCom: version, approval, reason, card URIs, champion.
 
     A retry after a partial run finds the version already registered for ``model_uri`` and
-    finishes its card instead of registering the model twice.
+    finishes its card instead of registering the model twice. A model that reproduces a
+    registered version (:func:`reproduced_version`) is recorded as such (``reproduced``, the
+    version it reproduces) and not registered.
     """
     from include.model_card import build_model_card, write_model_card
     from include.model_selection import LOWER_IS_BETTER, decide_champion_challenger
@@ -848,6 +954,30 @@ def register_trained_model(
     manifest_bytes = storage_for(manifest_uri).read_bytes(manifest_uri)
     versions = registry.list_versions(dataset)
     existing = [v for v in versions if v.model_uri == model_uri]
+    reproduced = reproduced_version(
+        versions, data_version(manifest_uri, manifest_bytes), code_version_id, hyperparameters
+    )
+    if not existing and reproduced is not None:
+        # Two causes (a features and a drift event of one day) trained the same window with the
+        # same code and hyperparameters: the second model is the first one again, and a version
+        # of it would only wait for a person beside the first. Recorded, not registered.
+        reason = (
+            f"reproduces version {reproduced.version} (same data version, code version and "
+            f"hyperparameters): {model_uri} is not registered again"
+        )
+        log.info("%s %s", dataset, reason)
+        return {
+            "dataset": dataset,
+            "version": reproduced.version,
+            "approval": reproduced.approval,
+            "reason": reason,
+            "reproduced": True,
+            "champion_version": None,
+            "decision": reproduced.decision,
+            "card_uri": reproduced.card_uri,
+            "card_markdown_uri": "",
+            "registry_ref": reproduced.registry_ref,
+        }
     if existing:
         version = existing[-1]
         # The champion it was compared with: the newest approved version registered before it.
@@ -857,13 +987,20 @@ def register_trained_model(
         champion = earlier[-1] if earlier else None
         decision_reason = version.approval_reason
         log.info("%s is already version %s; finishing its card", model_uri, version.version)
+        decision_record = version.decision
     else:
         champion = registry.approved_version(dataset)
+        comparison, not_paired_because = paired_comparison(
+            champion, evaluation.get("champion_comparison")
+        )
         decision = decide_champion_challenger(
             headline_metrics(test), champion.metrics if champion else None,
             metric=metric, margin=margin, higher_is_better=metric not in LOWER_IS_BETTER,
+            comparison=comparison, champion_version=champion.version if champion else None,
+            not_paired_because=not_paired_because,
         )  # fmt: skip
         decision_reason = decision.reason
+        decision_record = decision.comparison or {}
         version = registry.register_version(
             dataset,
             model_uri=model_uri,
@@ -875,6 +1012,7 @@ def register_trained_model(
             evaluation_uri=evaluation_uri,
             approval=decision.approval_status,
             approval_reason=decision.reason,
+            decision=decision.comparison,
         )
     card = build_model_card(
         version=version,
@@ -882,6 +1020,7 @@ def register_trained_model(
         evaluation=evaluation,
         champion_version=champion.version if champion else None,
         intended_use=intended_use,
+        decision=decision_record,
     )
     json_uri, markdown_uri = write_model_card(
         card, model_version_uri(models_zone_uri, dataset, version.version, "model_card")
@@ -893,6 +1032,7 @@ def register_trained_model(
         "approval": version.approval,
         "reason": decision_reason,
         "champion_version": champion.version if champion else None,
+        "decision": decision_record,
         "card_uri": json_uri,
         "card_markdown_uri": markdown_uri,
         "registry_ref": version.registry_ref,

@@ -12,10 +12,15 @@ the folder can hold files of an earlier or unfinished commit. The manifests sit 
 ``models/<dataset>/input/ds=<ds>/<digest of the features manifest>/<split>.manifest.json``:
 a new commit of the partition gets new manifests, and a job's manifest never changes under it.
 
+When the dataset has an approved model (the champion), the job also gets a ``champion`` channel:
+a manifest listing the champion's ``model.tar.gz`` (:func:`write_champion_channel`), so
+``training/train.py`` scores the champion on the challenger's own test rows and the registration
+compares the two on identical rows (:mod:`include.model_selection`).
+
 What differs between datasets reaches ``training/train.py`` as hyperparameters read from the
 dataset spec (:func:`dataset_hyperparameters`): the label, the id columns the features job
-writes, and the categorical features that group the fairness metrics, so a new dataset needs
-no change to the training code.
+writes, the categorical features and audit columns that group the fairness audit, and the
+audit's threshold and limits, so a new dataset needs no change to the training code.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from include.sagemaker_requests import (
 # A committed partition's manifest, as spark_jobs/ingest.py names it.
 MANIFEST_NAME = "_manifest.json"
 CHANNEL_MANIFEST_SUFFIX = ".manifest.json"
+# The channel that carries the champion's model.tar.gz (training/train.py's SM_CHANNEL_CHAMPION).
+CHAMPION_CHANNEL = "champion"
 
 # The hyperparameters a run starts from; tuning searches around them (training/train.py flags).
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -55,12 +62,15 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
 
 
 def dataset_hyperparameters(dataset: str) -> dict[str, str]:
-    """``label``, ``id-columns`` and ``sensitive-groups`` of ``dataset``, from its spec.
+    """``label``, ``id-columns``, ``sensitive-groups`` and the fairness audit's flags of
+    ``dataset``, from its spec.
 
     The id columns are what ``spark_jobs/features.py`` writes beside the features: the split key
     and the partition column. ``sensitive-groups`` is sent only when the spec declares
     ``features.sensitive_groups`` (an empty list turns group metrics off); a spec without it
-    leaves train.py's own default.
+    leaves train.py's own default. ``audit-attributes`` (columns the features job carries for
+    the audit only) and ``features.fairness`` (``decision-threshold``, ``min-group-rows``,
+    ``max-group-difference``, ``min-disparate-impact``) are sent only when the spec sets them.
     """
     from include.ingestion import DATASETS_DIR
     from spark_jobs.dataset_spec import load_spec
@@ -74,6 +84,9 @@ def dataset_hyperparameters(dataset: str) -> dict[str, str]:
     }
     if spec.features.sensitive_groups is not None:
         hyperparameters["sensitive-groups"] = ",".join(spec.features.sensitive_groups)
+    if spec.features.audit_attributes:
+        hyperparameters["audit-attributes"] = ",".join(spec.features.audit_attributes)
+    hyperparameters.update(spec.features.fairness.hyperparameters())
     return hyperparameters
 
 
@@ -155,6 +168,31 @@ def write_training_channels(settings: Settings, dataset: str, ds: str) -> dict[s
     return channels
 
 
+def champion_channel_manifest(settings: Settings, dataset: str, champion) -> tuple[str, bytes]:
+    """``(URI, bytes)`` of the manifest of the ``champion`` channel: exactly the champion's
+    ``model.tar.gz``, at ``models/<dataset>/input/champion/<version>.manifest.json``."""
+    prefix, name = champion.model_uri.rsplit("/", 1)
+    uri = (
+        f"{settings.zone_uri('models')}/{dataset}/input/{CHAMPION_CHANNEL}/"
+        f"{champion.version}{CHANNEL_MANIFEST_SUFFIX}"
+    )
+    return uri, channel_manifest(f"{prefix}/", [name])
+
+
+def write_champion_channel(settings: Settings, dataset: str) -> str | None:
+    """Write the ``champion`` channel's manifest and return its URI, or None when the dataset
+    has no approved version (the first model has nothing to be compared with)."""
+    from include.registry import registry_for
+    from include.storage import storage_for
+
+    champion = registry_for(settings).approved_version(dataset)
+    if champion is None:
+        return None
+    uri, data = champion_channel_manifest(settings, dataset, champion)
+    storage_for(uri).write_bytes(uri, data)
+    return uri
+
+
 def jobs_output_uri(settings: Settings, dataset: str) -> str:
     """Where every job of ``dataset`` writes ``<job name>/output/model.tar.gz``."""
     return f"{settings.zone_uri('models')}/{dataset}/jobs"
@@ -171,6 +209,14 @@ def source_artifact(settings: Settings) -> tuple[str | None, bytes | None]:
     return training_source_artifact(settings)
 
 
+def training_channels(settings: Settings, dataset: str, ds: str) -> dict[str, str]:
+    """Channel → manifest URI: the three splits, and ``champion`` when there is one."""
+    channels = write_training_channels(settings, dataset, ds)
+    if champion := write_champion_channel(settings, dataset):
+        channels[CHAMPION_CHANNEL] = champion
+    return channels
+
+
 def training_job_request(
     settings: Settings,
     *,
@@ -182,9 +228,10 @@ def training_job_request(
 ) -> dict:
     """CreateTrainingJob for ``dataset`` on the features partition of ``ds``.
 
-    Writes the channel manifests the body names (:func:`write_training_channels`), so the body
-    is ready to send. Hyperparameters: the defaults, then the dataset's
-    (:func:`dataset_hyperparameters`), then ``hyperparameters`` (the task's overrides).
+    Writes the channel manifests the body names (:func:`write_training_channels`, and
+    :func:`write_champion_channel` when there is a champion), so the body is ready to send.
+    Hyperparameters: the defaults, then the dataset's (:func:`dataset_hyperparameters`), then
+    ``hyperparameters`` (the task's overrides).
     """
     return build_training_job_request(
         settings,
@@ -194,7 +241,7 @@ def training_job_request(
             **dataset_hyperparameters(dataset),
             **(hyperparameters or {}),
         },
-        channels=write_training_channels(settings, dataset, ds),
+        channels=training_channels(settings, dataset, ds),
         channel_data_type=MANIFEST_FILE,
         output_uri=jobs_output_uri(settings, dataset),
         checkpoint_uri=checkpoint_uri(settings, dataset, job_name),

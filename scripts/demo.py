@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +67,8 @@ class StageRow:
     rows: str = ""
     metric: str = ""
     artifact: str = ""
+    # Printed under the table: a training run's champion / challenger decision.
+    details: list[str] = field(default_factory=list)
 
 
 def _path(uri: str) -> Path:
@@ -128,6 +130,15 @@ def _xcom(api: AirflowApi, dag_id: str, run_id: str, task_id: str, map_index: in
         return None
 
 
+def decision_text(registered: dict, card: dict) -> list[str]:
+    """The champion / challenger decision of a registration, with its interval, as the card
+    states it (both AUCs on the shared test rows, the difference, its interval and the rule)."""
+    from include.model_card import decision_lines
+
+    head = f"champion / challenger: v{registered['version']} {registered['approval']}"
+    return [head, *(f"  {line}" for line in decision_lines(card.get("champion_challenger") or {}))]
+
+
 def describe(api: AirflowApi, settings: Settings, stage: str, run: dict, ds: str) -> StageRow:
     """The summary row of one run: its rows, key metric and artifact, read from the lake."""
     dag_id, run_id = run["dag_id"], run["dag_run_id"]
@@ -155,6 +166,7 @@ def describe(api: AirflowApi, settings: Settings, stage: str, run: dict, ds: str
             f"test roc_auc {card['metrics']['roc_auc']:.3f}"
         )
         row.artifact = registered["card_uri"].removeprefix("file://")
+        row.details = decision_text(registered, card)
     elif stage == "score":
         partition = lake / "predictions" / DATASET / f"ds={ds}"
         manifest = json.loads((partition / "_manifest.json").read_text())
@@ -275,6 +287,12 @@ def print_summary(rows: list[StageRow], problems: list[str], wall_s: float, tota
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     failed = sum(r.state not in OK_STATES for r in rows)
+    for row in rows:
+        if row.details:
+            print()
+            print(f"{row.stage} {row.ds}:")
+            for detail in row.details:
+                print(f"  {detail}")
     print()
     for problem in problems:
         print(f"demo: {problem}")

@@ -4,7 +4,8 @@ A spec declares the schema (names, types, nullability, legacy aliases), the prim
 event-time and partition columns, the label, the PII columns with their treatment (a salted
 SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex
 patterns, maximum lengths) and how features are built (with the categorical features whose
-groups the model's fairness metrics compare) and how big each job of the dataset runs on AWS
+groups the model's fairness metrics compare, the audit attributes kept out of the model but carried
+for the fairness audit, and the audit's decision threshold and limits) and how big each job of the dataset runs on AWS
 (``capacity:``: Glue workers, EMR executors, Glue Data Quality workers, SageMaker instances and
 every kind's maximum runtime). The ingest and features jobs read it;
 so can the DAGs and tests (``include/`` may import this module, never the other way round).
@@ -106,7 +107,20 @@ _FEATURE_KEYS = {
     "rolling_mean",
     "ratios",
     "sensitive_groups",
+    "audit_attributes",
+    "fairness",
 }
+_FAIRNESS_KEYS = {
+    "decision_threshold",
+    "min_group_rows",
+    "max_group_difference",
+    "min_disparate_impact",
+}
+# How training may choose the decision threshold on the validation split (training/evaluation.py
+# THRESHOLD_METHODS); a number in (0, 1) fixes it instead.
+THRESHOLD_METHODS = ("f1", "youden")
+# Column types whose values can name a group of the fairness audit.
+AUDIT_TYPES = frozenset({"string", "int", "long", "boolean"})
 _SPLITS = ("train", "validation", "test")
 
 # --- capacity: how big each job of the dataset runs on AWS --------------------------------------
@@ -212,6 +226,28 @@ class RatioFeature:
 
 
 @dataclass(frozen=True)
+class FairnessSpec:
+    """How the fairness audit judges the model (``features.fairness``); ``None``: the trainer's
+    default (train.py's flags)."""
+
+    # "f1" / "youden" (chosen on the validation split) or a fixed number in (0, 1).
+    decision_threshold: str | float | None = None
+    min_group_rows: int | None = None
+    max_group_difference: float | None = None
+    min_disparate_impact: float | None = None
+
+    def hyperparameters(self) -> dict[str, str]:
+        """The train.py flags of the fields the spec sets."""
+        values = {
+            "decision-threshold": self.decision_threshold,
+            "min-group-rows": self.min_group_rows,
+            "max-group-difference": self.max_group_difference,
+            "min-disparate-impact": self.min_disparate_impact,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """How the features job turns curated snapshots into model inputs."""
 
@@ -229,6 +265,11 @@ class FeatureSpec:
     # AUC, recall… in the model card). ``None``: the spec does not say (older specs), and the
     # trainer keeps its own default; ``()``: no group metrics.
     sensitive_groups: tuple[str, ...] | None = None
+    # Curated columns kept out of the model's inputs and carried into the features partition
+    # (as strings, beside the id columns) only so that the fairness audit can group by them:
+    # sex or ethnicity are audited without the model ever seeing them.
+    audit_attributes: tuple[str, ...] = ()
+    fairness: FairnessSpec = FairnessSpec()
 
     def split_bounds(self) -> list[tuple[str, int, int]]:
         """``[(split, lo, hi)]`` over the key-hash buckets 0..99: bucket in [lo, hi) → split."""
@@ -544,7 +585,11 @@ class _Validator:
             )
 
         landing = self.landing(top.get("landing", {}))
-        features = self.features(top.get("features"), by_name, label) if "features" in top else None
+        features = (
+            self.features(top.get("features"), by_name, label, partition)
+            if "features" in top
+            else None
+        )
         capacity = self.capacity(top.get("capacity"))
         description = top.get("description", "")
         if not isinstance(description, str):
@@ -1035,7 +1080,11 @@ class _Validator:
         )
 
     def features(
-        self, raw: Any, by_name: Mapping[str, ColumnSpec], label: str | None
+        self,
+        raw: Any,
+        by_name: Mapping[str, ColumnSpec],
+        label: str | None,
+        partition_column: str | None = None,
     ) -> FeatureSpec | None:
         spec = self.mapping("features", raw)
         if not spec:
@@ -1140,8 +1189,29 @@ class _Validator:
                 if name not in categorical and name not in self.broken_columns:
                     self.fail(
                         f"features.sensitive_groups[{i}]",
-                        f"{name!r} must be one of features.categorical {list(categorical)}",
+                        f"{name!r} must be one of features.categorical {list(categorical)}; "
+                        "to audit a column that is not a model input, list it in "
+                        "features.audit_attributes",
                     )
+        inputs = {
+            **dict.fromkeys(numeric, "features.numeric"),
+            **dict.fromkeys(categorical, "features.categorical"),
+            **dict.fromkeys(boolean, "features.boolean"),
+            **dict.fromkeys(days_since, "features.days_since"),
+            **dict.fromkeys(rolling, "features.rolling_mean"),
+        }
+        for ratio in ratios:
+            inputs.setdefault(ratio.numerator, f"features.ratios ({ratio.name})")
+            inputs.setdefault(ratio.denominator, f"features.ratios ({ratio.name})")
+        audit_attributes = self.audit_attributes(
+            spec.get("audit_attributes"),
+            by_name,
+            inputs=inputs,
+            ids={split_key, partition_column},
+            label=label,
+            taken={ratio.name for ratio in ratios} | {"split"},
+        )
+        fairness = self.fairness(spec.get("fairness"))
         if self.problems:
             return None
         return FeatureSpec(
@@ -1156,7 +1226,83 @@ class _Validator:
             rolling_mean=rolling,
             ratios=tuple(ratios),
             sensitive_groups=sensitive_groups,
+            audit_attributes=audit_attributes,
+            fairness=fairness,
         )
+
+    def audit_attributes(
+        self, raw: Any, by_name, *, inputs: dict, ids: set, label: str, taken: set
+    ) -> tuple[str, ...]:
+        """``features.audit_attributes``: declared, non-PII, non-label columns that are no model
+        input, of a type whose values name groups."""
+        names = self.names("features.audit_attributes", raw)
+        for i, name in enumerate(names):
+            where = f"features.audit_attributes[{i}]"
+            column = by_name.get(name)
+            if column is None:
+                if name not in self.broken_columns:
+                    self.fail(where, f"{name!r} is not a declared column")
+            elif column.pii is not None:
+                self.fail(
+                    where,
+                    f"{name!r} is PII (treatment {column.pii.treatment}); its curated values "
+                    "cannot name audit groups",
+                )
+            elif name == label:
+                self.fail(where, f"{name!r} is the label")
+            elif name in ids:
+                self.fail(where, f"{name!r} is the split key or partition column (an id column)")
+            elif name in inputs:
+                self.fail(
+                    where,
+                    f"{name!r} is a model input ({inputs[name]}); audit a categorical input "
+                    "with features.sensitive_groups, or remove it from the features to keep it "
+                    "out of the model",
+                )
+            elif name in taken:
+                self.fail(where, f"{name!r} is also the name of a feature column or 'split'")
+            elif column.type not in AUDIT_TYPES:
+                self.fail(
+                    where,
+                    f"{name!r} has type {column.type}; audit groups need "
+                    f"{' or '.join(sorted(AUDIT_TYPES))}",
+                )
+        return names
+
+    def fairness(self, raw: Any) -> FairnessSpec:
+        """``features.fairness``: the decision threshold and the card's limits on gaps."""
+        if raw is None:
+            return FairnessSpec()
+        spec = self.mapping("features.fairness", raw)
+        self.unknown_keys("features.fairness", spec, _FAIRNESS_KEYS)
+        threshold = spec.get("decision_threshold")
+        if threshold is not None and threshold not in THRESHOLD_METHODS:
+            is_number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+            if not is_number or not 0 < threshold < 1:
+                self.fail(
+                    "features.fairness.decision_threshold",
+                    f"must be {' or '.join(THRESHOLD_METHODS)} (chosen on the validation "
+                    f"split) or a number in (0, 1), got {threshold!r}",
+                )
+                threshold = None
+            else:
+                threshold = float(threshold)
+        rows = spec.get("min_group_rows")
+        if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 1):
+            self.fail("features.fairness.min_group_rows", f"must be an integer >= 1, got {rows!r}")
+            rows = None
+        limits = {}
+        for key in ("max_group_difference", "min_disparate_impact"):
+            value = spec.get(key)
+            if value is not None and (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value <= 1
+            ):
+                self.fail(f"features.fairness.{key}", f"must be a number in [0, 1], got {value!r}")
+                value = None
+            limits[key] = None if value is None else float(value)
+        return FairnessSpec(threshold, rows, **limits)
 
 
 # --- partial PII: a value of a PII column's kind, cut off at the end of a text -------------------

@@ -11,6 +11,10 @@ For ``--ds D`` the job reads the curated partitions of the spec's lookback windo
 - ``rolling_mean``: the mean over the window (``<name>_mean_<N>d``), plus ``days_present_<N>d``;
 - ``ratios``: numerator / denominator, 0.0 where the denominator is 0 or missing.
 
+The spec's ``audit_attributes`` (say ``sex``) are carried as they are, cast to strings (null
+stays null), beside the id columns: they are no features (the manifest's ``features`` omits
+them and training never feeds them to the model) and exist only for the fairness audit.
+
 Rows are assigned to splits by a salted hash of the split key (``xxhash64`` of
 ``split_seed|key``, mod 100, against the spec's percentages): the same entity always lands in
 the same split, on every day and every re-run, so no entity leaks between training and test.
@@ -148,13 +152,16 @@ def split_column(features: FeatureSpec):
 
 
 def build_features(curated, spec: DatasetSpec, ds: date, lookback_days: int):
-    """The feature rows of ``ds``: keys, features (doubles), the label and the split."""
+    """The feature rows of ``ds``: keys, audit columns (strings), features (doubles), the label
+    and the split."""
     from pyspark.sql import functions as F
 
     features = _features_spec(spec)
     key, day = features.split_key, spec.partition_column
     anchor = curated.filter(F.col(day) == F.lit(ds.isoformat()).cast("date"))
     columns = [F.col(key), F.col(day)]
+    # Audit columns travel with the ids: never features, only the groups of the fairness audit.
+    columns.extend(F.col(name).cast("string").alias(name) for name in features.audit_attributes)
     for name in features.numeric:
         value = F.col(name).cast("double")
         columns.append(F.coalesce(value, F.lit(0.0)).alias(name))
@@ -188,7 +195,13 @@ def build_features(curated, spec: DatasetSpec, ds: date, lookback_days: int):
         rows = rows.join(window, key, "left").fillna(
             0.0, subset=[c for c in window.columns if c != key]
         )
-    ordered = [key, day, *feature_columns(spec, lookback_days), spec.label]
+    ordered = [
+        key,
+        day,
+        *features.audit_attributes,
+        *feature_columns(spec, lookback_days),
+        spec.label,
+    ]
     return rows.select(*ordered, split_column(features).alias("split"))
 
 
@@ -396,6 +409,8 @@ def run_features(
         "key": features.split_key,
         "label": spec.label,
         "features": feature_columns(spec, lookback),
+        # Carried beside the ids for the fairness audit; not model inputs.
+        "audit_attributes": list(features.audit_attributes),
         "split": {
             "key": features.split_key,
             "seed": features.split_seed,

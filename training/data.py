@@ -1,7 +1,8 @@
 """A training channel's parquet files as a float32 feature matrix and a 0/1 label vector.
 
 A channel is a directory (``SM_CHANNEL_TRAIN``…) holding the features job's parquet files, at
-any depth. The features are every column except the id columns, the label and ``split``; the
+any depth. The features are every column except the id columns, the audit columns (attributes
+kept out of the model and read only for the fairness audit), the label and ``split``; the
 validation and test channels must carry exactly the train channel's features. Errors name the
 channel, the file, the row (0-based within the file) and the column.
 """
@@ -9,13 +10,15 @@ channel, the file, the row (0-based within the file) and the column.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 # Written by the features job beside the features; never a model input.
 SPLIT_COLUMN = "split"
+# The group of a row whose audit column is null.
+MISSING_GROUP = "(missing)"
 
 
 class ChannelError(ValueError):
@@ -33,6 +36,9 @@ class ChannelData:
     # The id columns the files carry (a pyarrow Table, row-aligned with ``features``), so scores
     # can be written back with their keys; None when the files hold none of --id-columns.
     ids: object | None = None
+    # Audit column → every row's value as a string (null as "(missing)"), row-aligned with
+    # ``features``: the groups of the fairness audit, never a model input.
+    audit: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -51,9 +57,16 @@ def parquet_files(directory: str | Path) -> list[Path]:
     )
 
 
-def feature_names_of(columns: Sequence[str], *, label: str, id_columns: Sequence[str]) -> list[str]:
-    """The model's inputs: every column but the ids, the label and ``split``, in file order."""
-    excluded = {label, SPLIT_COLUMN, *id_columns}
+def feature_names_of(
+    columns: Sequence[str],
+    *,
+    label: str,
+    id_columns: Sequence[str],
+    audit_columns: Sequence[str] = (),
+) -> list[str]:
+    """The model's inputs: every column but the ids, the audit columns, the label and ``split``,
+    in file order."""
+    excluded = {label, SPLIT_COLUMN, *id_columns, *audit_columns}
     return [name for name in columns if name not in excluded]
 
 
@@ -64,8 +77,13 @@ def load_channel(
     label: str,
     id_columns: Sequence[str],
     feature_names: Sequence[str] | None = None,
+    audit_columns: Sequence[str] = (),
 ) -> ChannelData:
-    """Read a channel; ``feature_names`` (the train channel's) fixes the columns of the others."""
+    """Read a channel; ``feature_names`` (the train channel's) fixes the columns of the others.
+
+    ``audit_columns`` must be in every file; they are read as strings for the fairness audit
+    and never become features.
+    """
     import pyarrow.parquet as pq
     import pyarrow.types as pat
 
@@ -77,6 +95,8 @@ def load_channel(
         raise ChannelError(f"channel {name}: no *.parquet files under {directory}")
 
     blocks, labels, id_tables = [], [], []
+    audit_blocks: dict[str, list[np.ndarray]] = {column: [] for column in audit_columns}
+    not_features = {"id_columns": id_columns, "audit_columns": audit_columns}
     id_names: list[str] | None = None
     for path in files:
         where = f"channel {name}: {path.relative_to(directory)}"
@@ -89,24 +109,32 @@ def load_channel(
         if label not in columns:
             raise ChannelError(f"{where} has no label column {label!r}")
         if feature_names is None:
-            feature_names = feature_names_of(columns, label=label, id_columns=id_columns)
+            feature_names = feature_names_of(columns, label=label, **not_features)
             if not feature_names:
                 raise ChannelError(f"{where} has no feature columns besides the ids and the label")
         expected = set(feature_names)
-        present = set(feature_names_of(columns, label=label, id_columns=id_columns))
+        if missing_audit := [c for c in audit_columns if c not in columns]:
+            raise ChannelError(
+                f"{where} lacks audit columns {missing_audit} (--audit-attributes); the "
+                "features job writes them when the spec lists them in features.audit_attributes"
+            )
+        present = set(feature_names_of(columns, label=label, **not_features))
         if missing := [c for c in feature_names if c not in present]:
             raise ChannelError(f"{where} lacks feature columns {missing}")
         if extra := sorted(present - expected):
             raise ChannelError(
                 f"{where} has columns {extra} that are not features of the train channel "
-                f"(or list them in --id-columns)"
+                f"(or list them in --id-columns or --audit-attributes)"
             )
         for column in [*feature_names, label]:
             kind = table.schema.field(column).type
             if not (pat.is_integer(kind) or pat.is_floating(kind) or pat.is_boolean(kind)):
                 # pandas 3 writes strings as large_string: the same kind to the reader.
                 shown = "string" if pat.is_string(kind) or pat.is_large_string(kind) else kind
-                raise ChannelError(f"{where} column {column!r} is {shown}, not numeric")
+                raise ChannelError(
+                    f"{where} column {column!r} is {shown}, not numeric (a column that is not a "
+                    "model input belongs in --id-columns or --audit-attributes)"
+                )
         block = np.empty((table.num_rows, len(feature_names)), dtype=np.float32)
         for index, column in enumerate(feature_names):
             block[:, index] = _finite(table.column(column), where=where, column=column)
@@ -123,6 +151,11 @@ def load_channel(
         blocks.append(block)
         labels.append(target)
         id_tables.append(table.select(id_names))
+        for column in audit_columns:
+            values = table.column(column).to_pylist()
+            audit_blocks[column].append(
+                np.array([MISSING_GROUP if v is None else str(v) for v in values], dtype=object)
+            )
 
     features = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     label_vector = np.concatenate(labels) if len(labels) > 1 else labels[0]
@@ -133,7 +166,10 @@ def load_channel(
         import pyarrow as pa
 
         ids = pa.concat_tables(id_tables, promote_options="permissive")
-    return ChannelData(name, directory, files, list(feature_names), features, label_vector, ids)
+    audit = {column: np.concatenate(parts).astype(str) for column, parts in audit_blocks.items()}
+    return ChannelData(
+        name, directory, files, list(feature_names), features, label_vector, ids, audit
+    )
 
 
 def _finite(values, *, where: str, column: str) -> np.ndarray:

@@ -131,33 +131,137 @@ def evaluate_binary_classifier(y_true, y_score, *, threshold: float = 0.5) -> di
     }
 
 
-def _max_difference(per_group: Mapping[str, dict], metric: str) -> dict:
-    """Largest gap in ``metric`` between two groups, naming them; groups without it are skipped."""
-    defined = {name: g[metric] for name, g in per_group.items() if g[metric] is not None}
+# Fairness audit defaults (the spec's features.fairness overrides them through train.py's flags).
+# A group with fewer rows than this, or with labels of one class only, is reported with its
+# counts as too small to judge: its rates would be noise, and its TPR or AUC undefined.
+MIN_GROUP_ROWS = 30
+# How the decision threshold is chosen on the validation split when the spec fixes none.
+THRESHOLD_METHODS = ("f1", "youden")
+# The gaps between groups that the audit reports, in the order a reader meets them. Every one
+# is ``{value, highest, lowest}``: the two (distinct) groups it compares and the gap between
+# their values of ``quantity``. Pre-training gaps describe the labels, post-training ones the
+# model's predictions at the decision threshold (SageMaker Clarify's CI, DPL, DPPL, EOD, DI).
+GAP_METRICS: dict[str, dict[str, str]] = {
+    "class_imbalance": {
+        "stage": "pre-training",
+        "quantity": "rows",
+        "formula": "CI = (n_a - n_d) / (n_a + n_d), a the largest group, d the smallest",
+    },
+    "label_rate_difference": {
+        "stage": "pre-training",
+        "quantity": "label_rate",
+        "formula": "DPL = q_a - q_d, q the share labelled positive (highest minus lowest group)",
+    },
+    "positive_rate_difference": {
+        "stage": "post-training",
+        "quantity": "positive_rate",
+        "formula": "DPPL = q'_a - q'_d, q' the share predicted positive (highest minus lowest)",
+    },
+    "recall_difference": {
+        "stage": "post-training",
+        "quantity": "recall",
+        "formula": "EOD = TPR_a - TPR_d, the equal-opportunity (true positive rate) difference",
+    },
+    "disparate_impact": {
+        "stage": "post-training",
+        "quantity": "positive_rate",
+        "formula": "DI = q'_d / q'_a, lowest over highest share predicted positive (1 is parity)",
+    },
+    "roc_auc_difference": {
+        "stage": "post-training",
+        "quantity": "roc_auc",
+        "formula": "AUC_a - AUC_d, highest minus lowest per-group ROC AUC",
+    },
+}
+
+
+def choose_threshold(y_true, y_score, *, method: str = "f1") -> float:
+    """The decision threshold that maximises ``method`` on these (validation) rows.
+
+    ``f1``: the F1 score of ``score >= threshold``; ``youden``: Youden's J, TPR - FPR. The
+    candidates are the rows' own scores, so every distinct decision is tried once; on a tie the
+    highest threshold wins (fewest rows predicted positive), so the choice is deterministic.
+    Needs both classes among the rows.
+    """
+    labels, scores = _labels_and_scores(y_true, y_score)
+    if method not in THRESHOLD_METHODS:
+        raise ValueError(f"method must be one of {', '.join(THRESHOLD_METHODS)}, got {method!r}")
+    if np.unique(labels).size < 2:
+        raise ValueError(f"choosing a threshold by {method} needs both classes among the rows")
+    candidates = np.unique(scores)  # ascending
+    # Positives and negatives at or above each candidate, from the sorted scores.
+    order = np.sort(scores)
+    above = labels.size - np.searchsorted(order, candidates, side="left")
+    positive_scores = np.sort(scores[labels == 1])
+    true_positives = positive_scores.size - np.searchsorted(
+        positive_scores, candidates, side="left"
+    )
+    false_positives = above - true_positives
+    positives, negatives = positive_scores.size, labels.size - positive_scores.size
+    if method == "f1":
+        # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (TP + FP + P).
+        objective = 2.0 * true_positives / (above + positives)
+    else:
+        objective = true_positives / positives - false_positives / negatives
+    best = np.flatnonzero(objective == objective.max())[-1]
+    return float(candidates[best])
+
+
+def _gap(per_group: Mapping[str, dict], quantity: str, *, ratio: bool = False) -> dict:
+    """The gap in ``quantity`` between the highest and the lowest judged group.
+
+    Groups are ordered by ``(value, name)``, so on ties the choice is deterministic and, with two
+    or more groups, ``highest`` and ``lowest`` are always two different groups. ``ratio``: the
+    value is lowest / highest (``None`` where the highest is 0), else highest - lowest.
+    """
+    defined = {
+        name: g[quantity]
+        for name, g in per_group.items()
+        if g["judged"] and g.get(quantity) is not None
+    }
     if len(defined) < 2:
         return {"value": None, "highest": None, "lowest": None}
-    highest = max(sorted(defined), key=defined.__getitem__)
-    lowest = min(sorted(defined), key=defined.__getitem__)
-    return {"value": defined[highest] - defined[lowest], "highest": highest, "lowest": lowest}
+    order = sorted(defined, key=lambda name: (defined[name], name))
+    lowest, highest = order[0], order[-1]
+    high, low = defined[highest], defined[lowest]
+    if ratio:
+        value = None if high == 0 else float(low / high)
+    elif quantity == "rows":
+        value = float((high - low) / (high + low))
+    else:
+        value = float(high - low)
+    return {"value": value, "highest": highest, "lowest": lowest}
 
 
 def group_metrics(
-    y_true, y_score, groups: Mapping[str, np.ndarray], *, threshold: float = 0.5
+    y_true,
+    y_score,
+    groups: Mapping[str, np.ndarray],
+    *,
+    threshold: float = 0.5,
+    min_group_rows: int = MIN_GROUP_ROWS,
 ) -> dict:
-    """Metrics per value of each sensitive attribute, and the largest gaps between its groups.
+    """A fairness audit: metrics per value of each attribute, and the gaps between its groups.
 
     :param y_true: 0/1 labels, one per row.
     :param y_score: predicted probabilities of the positive class, one per row.
     :param groups: attribute name → the group value of every row, e.g.
-        ``{"region": np.array(["eu_west", "us_east", …])}`` (see :func:`groups_from_one_hot`).
+        ``{"region": np.array(["eu_west", "us_east", …])}`` (from :func:`groups_from_one_hot`
+        for a categorical model input, or an audit column the model never sees).
     :param threshold: a row is predicted positive when its score is ``>= threshold``.
-    :return: per attribute, ``groups`` (per value: ``rows``, ``label_rate``, ``positive_rate``,
-        ``recall`` — ``None`` without positives — and ``roc_auc`` — ``None`` with one class), and
-        ``positive_rate_difference`` and ``recall_difference``: the largest gap between two
-        groups as ``{value, highest, lowest}`` (``value`` is ``None`` with fewer than two groups
-        where the metric is defined).
+    :param min_group_rows: a group with fewer rows, or with labels of one class only, is not
+        judged: it keeps its counts (``rows``, ``positives``) and ``reason``, its rates are
+        ``None`` and it takes part in no gap.
+    :return: per attribute, ``groups`` (per value: ``rows``, ``positives``, ``judged``,
+        ``reason``, ``label_rate``, ``positive_rate``, ``recall`` (TPR) and ``roc_auc``) and
+        one entry per :data:`GAP_METRICS` name, ``{value, highest, lowest}`` (``value`` is
+        ``None`` with fewer than two judged groups).
     """
     labels, scores = _labels_and_scores(y_true, y_score)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if min_group_rows < 1:
+        raise ValueError(f"min_group_rows must be at least 1, got {min_group_rows}")
     predicted = (scores >= threshold).astype(np.int64)
     result: dict[str, dict] = {}
     for attribute, values in groups.items():
@@ -167,20 +271,34 @@ def group_metrics(
                 f"groups[{attribute!r}] has shape {values.shape} but there are "
                 f"{labels.size} rows; give one group value per row"
             )
+        names = values.astype(str)
         per_group: dict[str, dict] = {}
-        for value in sorted({str(v) for v in values.tolist()}):
-            member = values.astype(str) == value
-            per_group[value] = {
-                "rows": int(member.sum()),
-                "label_rate": float(labels[member].mean()),
-                "positive_rate": float(predicted[member].mean()),
-                "recall": _recall(labels[member], predicted[member]),
-                "roc_auc": _roc_auc(labels[member], scores[member]),
-            }
+        for value in sorted(set(names.tolist())):
+            member = names == value
+            rows, positives = int(member.sum()), int(labels[member].sum())
+            reason = None
+            if rows < min_group_rows:
+                reason = f"{rows} rows, fewer than {min_group_rows}"
+            elif positives in (0, rows):
+                reason = f"labels of one class only ({positives} positive of {rows})"
+            entry = {"rows": rows, "positives": positives, "judged": reason is None}
+            entry["reason"] = reason
+            for name in ("label_rate", "positive_rate", "recall", "roc_auc"):
+                entry[name] = None
+            if reason is None:
+                entry.update(
+                    label_rate=float(labels[member].mean()),
+                    positive_rate=float(predicted[member].mean()),
+                    recall=_recall(labels[member], predicted[member]),
+                    roc_auc=_roc_auc(labels[member], scores[member]),
+                )
+            per_group[value] = entry
         result[attribute] = {
             "groups": per_group,
-            "positive_rate_difference": _max_difference(per_group, "positive_rate"),
-            "recall_difference": _max_difference(per_group, "recall"),
+            **{
+                name: _gap(per_group, info["quantity"], ratio=name == "disparate_impact")
+                for name, info in GAP_METRICS.items()
+            },
         }
     return result
 
@@ -297,3 +415,90 @@ def permutation_importance(
         )
     # Ties (e.g. unused columns at 0.0) keep the column order, so the list is deterministic.
     return sorted(importances, key=lambda item: -item["importance_mean"])
+
+
+# Champion / challenger on the same rows. A percentile bootstrap of the paired AUC difference:
+# each resample draws the same row indices for both models, so what the two models share (an
+# easy or a hard sample of rows) cancels out of the difference. Chosen over DeLong because it
+# needs no variance formula, takes ties as they come, and is a dozen lines anyone can check;
+# a fixed seed makes the interval reproducible.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+PAIRED_METHOD = "paired bootstrap (percentile)"
+
+
+def _rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney U statistic (ties count half), as roc_auc_score computes it."""
+    from scipy.stats import rankdata
+
+    positives = labels == 1
+    n_pos = int(positives.sum())
+    n_neg = labels.size - n_pos
+    ranks = rankdata(scores)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def paired_auc_comparison(
+    y_true,
+    challenger_scores,
+    champion_scores,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> dict:
+    """ROC AUC of two models on the same rows, and a confidence interval of their difference.
+
+    The difference is challenger minus champion. The interval is the percentile interval of the
+    difference over ``resamples`` bootstrap resamples of the rows (the same rows for both
+    models in each resample); resamples that hold one label class only have no AUC and are
+    skipped (``resamples_used`` counts the rest). Same inputs and seed, same interval.
+
+    :return: ``method``, ``rows``, ``positives``, ``challenger_auc``, ``champion_auc``,
+        ``difference``, ``interval`` (``[lower, upper]``), ``confidence``, ``resamples``,
+        ``resamples_used`` and ``seed``.
+    """
+    labels, challenger = _labels_and_scores(y_true, challenger_scores)
+    _, champion = _labels_and_scores(labels, champion_scores)
+    if challenger.size != champion.size:
+        raise ValueError(
+            f"challenger_scores has {challenger.size} rows but champion_scores has "
+            f"{champion.size}; both models must score the same rows"
+        )
+    if np.unique(labels).size < 2:
+        raise ValueError("comparing AUCs needs both label classes among the rows")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    challenger_auc = _rank_auc(labels, challenger)
+    champion_auc = _rank_auc(labels, champion)
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(resamples):
+        rows = rng.integers(0, labels.size, labels.size)
+        sample = labels[rows]
+        if sample.min() == sample.max():
+            continue
+        differences.append(_rank_auc(sample, challenger[rows]) - _rank_auc(sample, champion[rows]))
+    if not differences:
+        raise ValueError(
+            f"every one of {resamples} resamples of {labels.size} rows held one label class: "
+            "too few rows of the rarer class to compare AUCs"
+        )
+    tail = (1 - confidence) / 2 * 100
+    lower, upper = np.percentile(differences, [tail, 100 - tail])
+    return {
+        "method": PAIRED_METHOD,
+        "rows": int(labels.size),
+        "positives": int(labels.sum()),
+        "challenger_auc": challenger_auc,
+        "champion_auc": champion_auc,
+        "difference": challenger_auc - champion_auc,
+        "interval": [float(lower), float(upper)],
+        "confidence": float(confidence),
+        "resamples": int(resamples),
+        "resamples_used": len(differences),
+        "seed": int(seed),
+    }

@@ -5,6 +5,9 @@ supplies defaults for flags not given). Paths come from ``SM_CHANNEL_TRAIN``/``_
 ``_TEST``, ``SM_MODEL_DIR`` and ``SM_OUTPUT_DATA_DIR``, with defaults under ``.local/sagemaker/``
 of the working directory so the script runs outside a container too. Checkpoints go to
 ``/opt/ml/checkpoints`` or ``HEADRACE_CHECKPOINT_DIR``; a restarted job resumes from the last one.
+An optional ``champion`` channel (``SM_CHANNEL_CHAMPION``) holds the approved model's
+``model.tar.gz``: the job scores it on the same test rows as the new model, so the registration
+compares the two on identical rows (``champion_comparison`` in ``evaluation.json``).
 
 Metric lines on stdout (what the job's ``MetricDefinitions`` regexes read), one per epoch and one
 at the end::
@@ -90,6 +93,12 @@ from .preprocessing import PreprocessingError, Standardizer
 log = logging.getLogger("headrace.training")
 
 CHANNELS = ("train", "validation", "test")
+# The approved model's model.tar.gz, when there is one (include/training_jobs.py adds the channel).
+CHAMPION_CHANNEL = "champion"
+CHAMPION_MODEL_FILE = "model.tar.gz"
+# The files of a model.tar.gz the champion is scored from: its weights, architecture, features and
+# preprocessing; nothing else is extracted (no code from the archive runs here).
+CHAMPION_MEMBERS = ("model.pt", "model_config.json", "preprocessing.json")
 LOCAL_ROOT = Path(".local") / "sagemaker"
 EVALUATION_FILE = "evaluation.json"
 HISTORY_FILE = "history.json"
@@ -168,6 +177,30 @@ def _name_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _decision_threshold(text: str) -> str | float:
+    """``f1`` or ``youden`` (chosen on the validation split), or a fixed number in (0, 1)."""
+    from .evaluation import THRESHOLD_METHODS
+
+    if text.strip() in THRESHOLD_METHODS:
+        return text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be {' or '.join(THRESHOLD_METHODS)} or a number in (0, 1), got {text!r}"
+        )
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py", description="Train the churn MLP (SageMaker script mode)."
@@ -195,6 +228,36 @@ def build_parser() -> argparse.ArgumentParser:
         type=_name_list,
         default="region",
         help="comma list of categorical prefixes (one-hot <prefix>__<value>) for group metrics",
+    )
+    add(
+        "--audit-attributes",
+        type=_name_list,
+        default="",
+        help="comma list of columns the files carry for the fairness audit only (never inputs)",
+    )
+    add(
+        "--decision-threshold",
+        type=_decision_threshold,
+        default="f1",
+        help="f1 or youden (maximised on the validation split), or a fixed number in (0, 1)",
+    )
+    add(
+        "--min-group-rows",
+        type=_positive_int,
+        default=30,
+        help="groups with fewer test rows (or one label class) are too small to judge",
+    )
+    add(
+        "--max-group-difference",
+        type=_fraction,
+        default=0.1,
+        help="the model card names a gap between groups above this as a limitation",
+    )
+    add(
+        "--min-disparate-impact",
+        type=_fraction,
+        default=0.8,
+        help="the model card names a disparate impact below this as a limitation",
     )
     add("--amp", choices=AMP_CHOICES, default="auto", help="autocast: auto, bf16, fp16 or off")
     return parser
@@ -230,6 +293,8 @@ class JobPaths:
     model_dir: Path
     output_data_dir: Path
     checkpoint_dir: Path
+    # The champion channel's folder; None when the job has no champion channel.
+    champion: Path | None = None
 
     @classmethod
     def from_env(cls, environ=os.environ) -> JobPaths:
@@ -246,6 +311,7 @@ class JobPaths:
                 environ.get("SM_OUTPUT_DATA_DIR") or LOCAL_ROOT / "output" / "data"
             ),
             checkpoint_dir=checkpoint_dir_from_env(),
+            champion=Path(champion) if (champion := environ.get("SM_CHANNEL_CHAMPION")) else None,
         )
 
 
@@ -322,8 +388,17 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
         amp.reason,
     )
 
+    if both := sorted(set(args.audit_attributes) & set(args.sensitive_groups)):
+        raise TrainingError(
+            f"--audit-attributes and --sensitive-groups both name {both}: a sensitive group is a "
+            "categorical model input, an audit attribute is kept out of the model"
+        )
     train_data = load_channel(
-        "train", paths.channels["train"], label=args.label, id_columns=args.id_columns
+        "train",
+        paths.channels["train"],
+        label=args.label,
+        id_columns=args.id_columns,
+        audit_columns=args.audit_attributes,
     )
     features = train_data.feature_names
     validation, test = (
@@ -333,6 +408,7 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
             label=args.label,
             id_columns=args.id_columns,
             feature_names=features,
+            audit_columns=args.audit_attributes,
         )
         for name in ("validation", "test")
     )
@@ -493,9 +569,14 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
             checkpoint(None)
 
     model.load_state_dict(best_weights)
-    evaluation = evaluate_model(model, standardizer, test, args, device)
+    evaluation = evaluate_model(model, standardizer, test, args, device, validation=validation)
     test_metrics = evaluation["metrics"]
     evaluation["validation"] = {"roc_auc": state.best_auc, "best_epoch": state.best_epoch}
+    if paths.champion is not None:
+        challenger_scores = predict_scores(model, standardizer.transform(test.features), device)
+        evaluation["champion_comparison"] = compare_with_champion(
+            paths.champion, test, challenger_scores, args
+        )
     print(
         _metric_line(
             "final",
@@ -568,9 +649,20 @@ def evaluate_model(
     test: ChannelData,
     args: argparse.Namespace,
     device: torch.device,
+    *,
+    validation: ChannelData,
 ) -> dict:
-    """The test split's metrics, per-group metrics and permutation importance."""
+    """The test split's metrics and fairness audit at the decision threshold, and permutation
+    importance.
+
+    The threshold is ``--decision-threshold`` when it is a number, else the validation score
+    that maximises F1 (or Youden's J) on the validation rows: chosen on rows the test metrics
+    never see. The audit groups the test rows by each ``--sensitive-groups`` attribute (from
+    its one-hot inputs) and each ``--audit-attributes`` column (which the model never sees).
+    """
     from .evaluation import (
+        GAP_METRICS,
+        choose_threshold,
         evaluate_binary_classifier,
         group_metrics,
         groups_from_one_hot,
@@ -582,8 +674,21 @@ def evaluate_model(
             np.float64
         )
 
+    if isinstance(args.decision_threshold, float):
+        threshold = args.decision_threshold
+        how = {"method": "fixed", "description": "fixed by --decision-threshold (the spec)"}
+    else:
+        method = args.decision_threshold
+        threshold = choose_threshold(validation.labels, score(validation.features), method=method)
+        objective = "F1" if method == "f1" else "Youden's J (TPR - FPR)"
+        how = {
+            "method": method,
+            "description": f"the validation score that maximises {objective} on the "
+            f"{validation.rows} validation rows (ties: the highest such score)",
+        }
     scores = score(test.features)
     groups = groups_from_one_hot(test.features, test.feature_names, args.sensitive_groups)
+    groups.update(test.audit)
     sample = np.arange(test.rows)
     if test.rows > IMPORTANCE_MAX_ROWS:
         sample = np.sort(
@@ -596,11 +701,134 @@ def evaluate_model(
         )
     return {
         "split": "test",
-        "metrics": evaluate_binary_classifier(test.labels, scores),
-        "groups": group_metrics(test.labels, scores, groups),
+        "decision_threshold": {"value": threshold, **how},
+        "metrics": evaluate_binary_classifier(test.labels, scores, threshold=threshold),
+        "groups": group_metrics(
+            test.labels,
+            scores,
+            groups,
+            threshold=threshold,
+            min_group_rows=args.min_group_rows,
+        ),
+        "fairness": {
+            "sensitive_groups": list(args.sensitive_groups),
+            "audit_attributes": list(args.audit_attributes),
+            "min_group_rows": args.min_group_rows,
+            "max_group_difference": args.max_group_difference,
+            "min_disparate_impact": args.min_disparate_impact,
+            "metrics": GAP_METRICS,
+        },
         "permutation_importance": importance,
         "permutation_importance_rows": int(sample.size),
     }
+
+
+def _extract_champion(tarball: Path, target: Path) -> None:
+    """Extract the files a model is scored from (:data:`CHAMPION_MEMBERS`) into ``target``."""
+    import tarfile
+
+    with tarfile.open(tarball, mode="r:gz") as archive:
+        members = {member.name.lstrip("./"): member for member in archive.getmembers()}
+        for name in CHAMPION_MEMBERS:
+            member = members.get(name)
+            if member is None or not member.isfile():
+                raise TrainingError(
+                    f"champion channel: {tarball} has no {name}; it is not a model.tar.gz "
+                    "written by train.py"
+                )
+            (target / name).write_bytes(archive.extractfile(member).read())
+
+
+def compare_with_champion(
+    champion_dir: Path,
+    test: ChannelData,
+    challenger_scores: np.ndarray,
+    args: argparse.Namespace,
+) -> dict:
+    """Score the champion's ``model.tar.gz`` on this job's test rows and compare the AUCs.
+
+    The champion is scored with its own weights, architecture, features and standardizer
+    (from its archive) by this job's scoring code, on the very rows the challenger's test
+    metrics come from, so the difference is paired row by row
+    (:func:`evaluation.paired_auc_comparison`). When the champion reads other features or
+    another label, it cannot score these rows: the result says so (``paired`` False, with a
+    ``reason``) and the registration falls back to a comparison it labels as not paired.
+    ``champion_sha256`` lets the registration check that the champion it compares with is the
+    one scored here.
+    """
+    import hashlib
+    import tempfile
+
+    from .data import load_channel
+    from .evaluation import paired_auc_comparison
+    from .serving import model_fn
+
+    tarball = champion_dir / CHAMPION_MODEL_FILE
+    if not tarball.is_file():
+        raise TrainingError(
+            f"champion channel {champion_dir} has no {CHAMPION_MODEL_FILE}: the channel names "
+            "the approved model's archive"
+        )
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            _extract_champion(tarball, Path(folder))
+            served = model_fn(folder)
+            config = json.loads((Path(folder) / MODEL_CONFIG_FILE).read_text())
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        # A champion this code cannot load (an older model format) must not stop a new model:
+        # the registration compares without pairing and says why.
+        log.warning("champion channel: cannot score %s: %s", tarball, error)
+        return {"champion_sha256": digest, "paired": False, "reason": f"cannot load it: {error}"}
+    champion_label = config.get("label")
+    result = {
+        "champion_sha256": digest,
+        "champion_features": len(served.features),
+        "challenger_features": len(test.feature_names),
+    }
+    if champion_label != args.label:
+        return {
+            **result,
+            "paired": False,
+            "reason": f"the champion predicts label {champion_label!r}, this model {args.label!r}",
+        }
+    features = test.features
+    if list(served.features) != list(test.feature_names):
+        only_champion = sorted(set(served.features) - set(test.feature_names))
+        only_challenger = sorted(set(test.feature_names) - set(served.features))
+        try:
+            # Same files, same row order: the champion's columns of the very same rows.
+            features = load_channel(
+                test.name,
+                test.directory,
+                label=args.label,
+                id_columns=args.id_columns,
+                feature_names=served.features,
+                audit_columns=args.audit_attributes,
+            ).features
+        except ChannelError:
+            return {
+                **result,
+                "paired": False,
+                "reason": "the champion was trained on other features (only the champion: "
+                f"{only_champion or 'none'}; only the challenger: {only_challenger or 'none'}), "
+                "which the test rows do not carry",
+            }
+    champion_scores = predict_scores(
+        served.model, served.standardizer.transform(features), served.device
+    )
+    comparison = paired_auc_comparison(test.labels, challenger_scores, champion_scores)
+    log.info(
+        "champion on the same %d test rows: auc %.6f vs challenger %.6f, difference %+.6f "
+        "(%.0f%% interval %+.6f to %+.6f)",
+        comparison["rows"],
+        comparison["champion_auc"],
+        comparison["challenger_auc"],
+        comparison["difference"],
+        comparison["confidence"] * 100,
+        *comparison["interval"],
+    )
+    return {**result, "paired": True, **comparison}
 
 
 def write_baseline_scores(

@@ -55,7 +55,8 @@ def _evaluation() -> dict:
     region = np.array(["eu", "eu", "eu", "eu", "us", "us", "us", "ap"])
     return {
         "metrics": evaluate_binary_classifier(labels, scores),
-        "groups": group_metrics(labels, scores, {"region": region}),
+        # Tiny groups judged from one row on: these eight rows are small enough to check by hand.
+        "groups": group_metrics(labels, scores, {"region": region}, min_group_rows=1),
         "permutation_importance": [
             {"feature": "tenure", "importance_mean": 0.2, "importance_std": 0.01},
             {"feature": "region__eu_west", "importance_mean": 0.0, "importance_std": 0.0},
@@ -88,7 +89,14 @@ def test_card_carries_the_versions_facts_and_the_data_balance():
     assert len(card["calibration"]["bins"]) == 10
     assert card["calibration"]["ece"] == pytest.approx(0.3125)
     region = card["fairness"]["region"]
-    assert region["positive_rate_difference"]["value"] == pytest.approx(2 / 3)
+    # ap (one row, one class) is too small to judge: the gap is us (2/3) vs eu (1/2).
+    assert region["positive_rate_difference"] == {
+        "value": pytest.approx(1 / 6),
+        "highest": "us",
+        "lowest": "eu",
+    }
+    assert region["disparate_impact"]["value"] == pytest.approx(0.75)
+    assert region["groups"]["ap"]["judged"] is False
     assert region["recall_difference"] == {"value": 0.5, "highest": "us", "lowest": "eu"}
     assert [f["feature"] for f in card["feature_importance"]["top"]] == [
         "tenure",
@@ -114,9 +122,14 @@ def test_limitations_are_derived_from_the_numbers():
     assert "only 8 rows" in text
     # ECE = (2 * 0.1 + 0.8 + 0.3 + 0.6 + 0.3 + 0.2 + 0.1) / 8 = 0.3125, one row or two per bin.
     assert "not well calibrated (ECE 0.31" in text
-    assert "region: positive rate differs by 0.667 between us and ap" in text
-    assert "region: recall differs by 0.500 between us and eu" in text
-    assert "no positives on test for ap" in text
+    assert "region: positive prediction rate differs by 0.167 between us and eu (> 0.1)" in text
+    assert "region: recall (true positive rate) differs by 0.500 between us and eu" in text
+    assert "region: label rate differs by 0.167 between us and eu (> 0.1), a property of" in text
+    assert "region: disparate impact 0.750 (< 0.8): eu is predicted positive at 75%" in text
+    assert (
+        "region: too small to judge on test: ap (labels of one class only (0 positive of 1))"
+        in text
+    )
     assert "2 of 3 features do not help" in text
     # Balanced labels: no imbalance warning.
     assert "imbalanced" not in text
@@ -145,9 +158,10 @@ def test_markdown_shows_every_section_with_values():
     for heading in (
         "## Intended use",
         "## Training data",
-        "## Metrics (test split, threshold 0.50)",
+        "## Metrics (test split, threshold 0.5000)",
         "## Calibration",
-        "### region",
+        "## Fairness audit (test split)",
+        "### region (model input)",
         "## Feature importance",
         "## Limitations",
         "## Hyperparameters",
@@ -156,8 +170,15 @@ def test_markdown_shows_every_section_with_values():
     assert "| train | 800 | 200 | 0.2500 |" in markdown
     assert "| roc_auc | 0.8750 |" in markdown
     assert "| validation_roc_auc | 0.9000 |" in markdown
-    assert "| ap | 1 | 0.0000 | 0.0000 | n/a | n/a |" in markdown
-    assert "- Positive-rate difference: 0.6667 (us vs ap)" in markdown
+    assert (
+        "| ap | 1 | 0 | n/a | n/a | n/a | n/a | too small to judge: labels of one class only "
+        "(0 positive of 1) |" in markdown
+    )
+    assert "| eu | 4 | 2 | 0.5000 | 0.5000 | 0.5000 | 0.7500 |  |" in markdown
+    assert "- Difference in positive prediction rates (DPPL): 0.1667 (us vs eu)" in markdown
+    assert "- Class imbalance (CI): 0.1429 (eu vs us)" in markdown
+    assert "- Disparate impact (DI): 0.7500 (us vs eu)" in markdown
+    assert "Decision threshold 0.5000 (fixed): the fixed default" in markdown
     assert "| tenure | 0.2000 | 0.0100 |" in markdown
     assert "| learning-rate | 0.001 |" in markdown
     assert "- Compared with champion version: 2" in markdown
@@ -230,9 +251,10 @@ def test_approval_summary_compares_the_challenger_with_the_champion():
     assert "| brier |" not in summary
     assert "| attribute | gap | version 3 | champion (version 2) |" in summary
     assert (
-        "| region | positive-rate gap | 0.6667 (us vs ap) **over 0.1** | 0.0500 (eu vs us) |"
+        "| region | positive-rate gap | 0.1667 (us vs eu) **over 0.1** | 0.0500 (eu vs us) |"
         in (summary)
     )
+    assert "| region | disparate impact | 0.7500 (us vs eu) **under 0.8** | n/a |" in summary
     assert "| region | recall gap | 0.5000 (us vs eu) **over 0.1** | n/a |" in summary
     assert "- The test split has only 8 rows" in summary
     assert "Model card: `file:///lake/models/churn/3/model_card.json`" in summary
@@ -246,3 +268,127 @@ def test_approval_summary_without_a_champion_or_a_card_says_so():
     assert "champion" not in summary.split("#### Test metrics")[1]
     assert "Version 3 has no model card yet, so its group gaps are unknown." in summary
     assert "#### Limitations" not in summary
+
+
+def _constant_model_evaluation() -> dict:
+    """A model that scores every row 0.9: everything predicted positive, groups all tied."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    scores = np.full(2000, 0.9)
+    sex = np.where(np.arange(2000) < 1000, "female", "male")
+    return {
+        "metrics": evaluate_binary_classifier(labels, scores, threshold=0.42),
+        "decision_threshold": {
+            "value": 0.42,
+            "method": "f1",
+            "description": "the validation score that maximises F1 on the 300 validation rows",
+        },
+        "groups": group_metrics(labels, scores, {"sex": sex}, threshold=0.42),
+        "fairness": {
+            "sensitive_groups": [],
+            "audit_attributes": ["sex"],
+            "min_group_rows": 30,
+            "max_group_difference": 0.1,
+            "min_disparate_impact": 0.8,
+        },
+    }
+
+
+def test_a_constant_prediction_model_is_named_in_the_limitations():
+    card = build_model_card(
+        version=VERSION, manifest=MANIFEST, evaluation=_constant_model_evaluation()
+    )
+    text = "\n".join(card["limitations"])
+
+    assert "The model predicts the positive class for 100% of test rows (threshold 0.4200)" in text
+    # Tied groups: a 0.0 gap that names two different groups, never one group twice.
+    gap = card["fairness"]["sex"]["positive_rate_difference"]
+    assert gap == {"value": 0.0, "highest": "male", "lowest": "female"}
+    markdown = render_markdown(card)
+    assert "- Difference in positive prediction rates (DPPL): 0.0000 (male vs female)" in markdown
+    assert "female vs female" not in markdown and "male vs male" not in markdown
+    assert "The model predicts the positive class for 100% of test rows" in markdown
+
+
+def test_a_model_that_never_predicts_positive_is_named_too():
+    labels = np.array([0, 1] * 600)
+    evaluation = {"metrics": evaluate_binary_classifier(labels, np.full(1200, 0.2))}
+    card = build_model_card(version=VERSION, manifest=MANIFEST, evaluation=evaluation)
+    assert any(
+        "predicts the negative class for 100% of test rows" in note for note in card["limitations"]
+    )
+
+
+def test_the_card_shows_the_threshold_its_choice_and_the_audit_attributes():
+    card = build_model_card(
+        version=VERSION, manifest=MANIFEST, evaluation=_constant_model_evaluation()
+    )
+    assert card["decision_threshold"]["value"] == 0.42
+    assert card["metrics"]["threshold"] == 0.42
+    assert card["fairness_audit"]["audit_attributes"] == ["sex"]
+
+    markdown = render_markdown(card)
+
+    assert "## Metrics (test split, threshold 0.4200)" in markdown
+    assert (
+        "Decision threshold 0.4200 (f1): the validation score that maximises F1 on the 300 "
+        "validation rows." in markdown
+    )
+    assert "Audit attributes kept out of the model's inputs: sex." in markdown
+    assert "### sex (audit only, not a model input)" in markdown
+    assert "fewer than 30 test rows" in markdown
+
+
+def test_gap_limits_come_from_the_evaluation():
+    evaluation = _evaluation()
+    evaluation["fairness"] = {"max_group_difference": 0.6, "min_disparate_impact": 0.5}
+    text = "\n".join(
+        build_model_card(version=VERSION, manifest=MANIFEST, evaluation=evaluation)["limitations"]
+    )
+    # The 0.167 positive-rate gap and DI 0.75 are within these limits; nothing about them.
+    assert "positive prediction rate differs" not in text
+    assert "disparate impact" not in text
+    assert "too small to judge on test: ap" in text
+
+
+def test_a_small_group_is_reported_as_too_small_not_as_numbers():
+    labels = np.array([0, 1] * 50 + [1, 0, 1])
+    scores = np.linspace(0.05, 0.95, 103)
+    sex = np.array(["female"] * 50 + ["male"] * 50 + ["other"] * 3)
+    evaluation = {
+        "metrics": evaluate_binary_classifier(labels, scores),
+        "groups": group_metrics(labels, scores, {"sex": sex}, min_group_rows=30),
+    }
+    card = build_model_card(version=VERSION, manifest=MANIFEST, evaluation=evaluation)
+    other = card["fairness"]["sex"]["groups"]["other"]
+    assert (other["rows"], other["positives"], other["positive_rate"]) == (3, 2, None)
+    assert "sex: too small to judge on test: other (3 rows, fewer than 30)." in card["limitations"]
+    assert (
+        "| other | 3 | 2 | n/a | n/a | n/a | n/a | too small to judge: 3 rows, fewer than 30 |"
+        in (render_markdown(card))
+    )
+
+
+def test_an_unpaired_decision_is_labelled_as_such_on_the_card():
+    from include.model_card import decision_lines
+
+    lines = decision_lines(
+        {
+            "paired": False,
+            "metric": "roc_auc",
+            "champion_version": "4",
+            "challenger": 0.83,
+            "champion": 0.8,
+            "difference": 0.03,
+            "margin": 0.005,
+            "outcome": "needs manual approval",
+            "note": "the champion was trained on other features",
+        }
+    )
+
+    assert lines[0] == "**Not paired**: the champion was trained on other features."
+    assert (
+        "challenger 0.830000 on its own test split, champion version 4 0.800000 on another"
+        in (lines[1])
+    )
+    assert lines[-1] == "- Outcome: **needs manual approval**"

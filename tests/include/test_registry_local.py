@@ -260,7 +260,8 @@ def test_register_trained_model_compares_registers_and_writes_the_card(registry,
     assert stored.data_version == f"{manifest_uri}@sha256:{expected_digest.hexdigest()}"
 
     # A weaker challenger (its scores use the signal less sharply but rank the same way, so its
-    # AUC is equal) is registered as pending, with a reason naming both AUCs.
+    # AUC is equal; other hyperparameters) is registered as pending, naming both AUCs.
+    common["hyperparameters"] = {"epochs": 8, "learning-rate": 0.001}
     second = register_trained_model(
         "reg_e2e",
         model_uri="file:///lake/models/reg_e2e/job-2/model.tar.gz",
@@ -272,7 +273,13 @@ def test_register_trained_model_compares_registers_and_writes_the_card(registry,
     assert second["version"] == "2" and second["approval"] == PENDING
     assert second["champion_version"] == "1"
     auc = f"{stored.metrics['roc_auc']:.6f}"
-    assert f"challenger roc_auc={auc} vs champion roc_auc={auc}" in second["reason"]
+    # The evaluation has no champion_comparison (no champion channel): not paired, so a person.
+    assert second["reason"].startswith("NOT PAIRED (the training job had no champion channel)")
+    assert (
+        f"challenger roc_auc={auc} on its test split vs champion roc_auc={auc}"
+        in (second["reason"])
+    )
+    assert second["decision"]["paired"] is False
 
     # A retry of the same registration adds no version.
     retried = register_trained_model(
@@ -294,6 +301,53 @@ def test_register_trained_model_compares_registers_and_writes_the_card(registry,
     assert card["approval"]["status"] == APPROVED
     assert card["approval"]["approver"] == "ada@example.com"
     assert "- Approval: **Approved** by ada@example.com" in card_path.with_suffix(".md").read_text()
+
+
+def test_a_model_that_reproduces_a_version_is_recorded_not_registered(registry, models_zone):
+    """Two causes for one window (a features and a drift event of the same day) train twice with
+    the same data, code and hyperparameters: the second is not a new version, and it asks no
+    person for an approval."""
+    from include.training_pipeline import pending_approval_extra
+
+    lake = Path(models_zone.removeprefix("file://")).parent
+    common = {
+        "registry": registry,
+        "models_zone_uri": models_zone,
+        "hyperparameters": {"epochs": 5, "learning-rate": 0.001},
+        "manifest_uri": _write_manifest(lake, "reg_twice"),
+        "baseline_uri": f"{lake.as_uri()}/monitoring/reg_twice/baseline",
+        "code_version_id": "tree:abc",
+        "evaluation": _evaluation(0, signal=3.0),
+    }
+    first = register_trained_model(
+        "reg_twice",
+        model_uri="file:///lake/models/reg_twice/job-1/model.tar.gz",
+        evaluation_uri="file:///lake/models/reg_twice/job-1/evaluation.json",
+        **common,
+    )
+    again = register_trained_model(
+        "reg_twice",
+        model_uri="file:///lake/models/reg_twice/job-2/model.tar.gz",
+        evaluation_uri="file:///lake/models/reg_twice/job-2/evaluation.json",
+        **common,
+    )
+
+    assert [v.version for v in registry.list_versions("reg_twice")] == ["1"]
+    assert again["reproduced"] is True and again["version"] == first["version"] == "1"
+    assert again["reason"] == (
+        "reproduces version 1 (same data version, code version and hyperparameters): "
+        "file:///lake/models/reg_twice/job-2/model.tar.gz is not registered again"
+    )
+    assert pending_approval_extra({**again, "approval": PENDING}) is None
+    # Other hyperparameters are another model: registered.
+    common["hyperparameters"] = {"epochs": 6, "learning-rate": 0.001}
+    other = register_trained_model(
+        "reg_twice",
+        model_uri="file:///lake/models/reg_twice/job-3/model.tar.gz",
+        evaluation_uri="file:///lake/models/reg_twice/job-3/evaluation.json",
+        **common,
+    )
+    assert other["version"] == "2" and "reproduced" not in other
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -351,3 +405,120 @@ def test_data_version_pins_the_manifest_bytes(tmp_path):
     assert data_version(manifest.as_uri()) == (
         f"{manifest.as_uri()}@sha256:{hashlib.sha256(manifest.read_bytes()).hexdigest()}"
     )
+
+
+def _planted_comparison(champion_tarball: Path, *, perfect: bool) -> dict:
+    """The job's ``champion_comparison`` on 200 planted rows: a challenger that ranks every
+    positive above every negative (or the champion's own scores) against a random champion."""
+    from training.evaluation import paired_auc_comparison
+
+    rng = np.random.default_rng(5)
+    y = np.array([0, 1] * 100)
+    champion = rng.uniform(size=200)
+    challenger = (0.25 + 0.5 * y) if perfect else champion
+    return {
+        "paired": True,
+        "champion_sha256": hashlib.sha256(champion_tarball.read_bytes()).hexdigest(),
+        **paired_auc_comparison(y, challenger, champion),
+    }
+
+
+def test_a_paired_comparison_decides_on_its_interval_and_is_recorded(registry, models_zone):
+    lake = Path(models_zone.removeprefix("file://")).parent
+    manifest_uri = _write_manifest(lake, "reg_paired")
+    champion_tarball = lake / "models" / "reg_paired" / "job-1" / "model.tar.gz"
+    champion_tarball.parent.mkdir(parents=True)
+    champion_tarball.write_bytes(b"the champion's archive")
+    common = {
+        "registry": registry,
+        "models_zone_uri": models_zone,
+        "hyperparameters": {"epochs": 5},
+        "manifest_uri": manifest_uri,
+        "baseline_uri": f"{lake.as_uri()}/monitoring/reg_paired/baseline",
+        "code_version_id": "tree:abc",
+        "margin": 0.005,
+    }
+
+    def register(job: str, evaluation: dict) -> dict:
+        # Other hyperparameters per job: the same ones would reproduce the first version.
+        return register_trained_model(
+            "reg_paired",
+            model_uri=f"file://{lake}/models/reg_paired/{job}/model.tar.gz",
+            evaluation=evaluation,
+            evaluation_uri=f"file://{lake}/models/reg_paired/{job}/evaluation.json",
+            **{**common, "hyperparameters": {"epochs": 5, "seed": job}},
+        )
+
+    assert register("job-1", _evaluation(0, signal=1.0))["approval"] == APPROVED
+
+    # Identical models on the same rows: difference 0, interval [0, 0]: not promoted.
+    level = register(
+        "job-2",
+        {
+            **_evaluation(0, signal=1.0),
+            "champion_comparison": _planted_comparison(champion_tarball, perfect=False),
+        },
+    )
+    assert level["approval"] == PENDING and level["champion_version"] == "1"
+    assert level["decision"]["interval"] == [0.0, 0.0] and level["decision"]["difference"] == 0.0
+    assert "does not clear the margin 0.005000" in level["reason"]
+
+    # A perfect challenger against a random champion: the interval is positive, well above 0.
+    comparison = _planted_comparison(champion_tarball, perfect=True)
+    better = register("job-3", {**_evaluation(0, signal=1.0), "champion_comparison": comparison})
+    assert better["approval"] == APPROVED, better["reason"]
+    lower, upper = better["decision"]["interval"]
+    assert 0.005 < lower <= comparison["difference"] <= upper
+    assert better["decision"]["challenger"] == 1.0
+    assert better["decision"]["champion"] == pytest.approx(comparison["champion_auc"])
+    assert "on the same 200 test rows" in better["reason"]
+
+    # The registry and the card keep the numbers.
+    stored = registry.get_version("reg_paired", better["version"])
+    assert stored.decision == better["decision"]
+    assert stored.decision["rows"] == 200 and stored.decision["margin"] == 0.005
+    assert stored.decision["method"] == "paired bootstrap (percentile)"
+    assert stored.approval_reason == better["reason"]
+    card_path = Path(better["card_uri"].removeprefix("file://"))
+    assert json.loads(card_path.read_text())["champion_challenger"] == better["decision"]
+    markdown = card_path.with_suffix(".md").read_text()
+    assert "## Champion / challenger" in markdown
+    assert f"95% interval of the difference: [{lower:+.6f}, {upper:+.6f}]" in markdown
+
+
+def test_a_comparison_with_another_model_than_the_champion_is_not_paired(registry, models_zone):
+    lake = Path(models_zone.removeprefix("file://")).parent
+    manifest_uri = _write_manifest(lake, "reg_stale")
+    champion_tarball = lake / "models" / "reg_stale" / "job-1" / "model.tar.gz"
+    champion_tarball.parent.mkdir(parents=True)
+    champion_tarball.write_bytes(b"the champion's archive")
+    comparison = _planted_comparison(champion_tarball, perfect=True)
+    champion_tarball.write_bytes(b"another model approved since")  # the digest no longer matches
+    common = {
+        "registry": registry,
+        "models_zone_uri": models_zone,
+        "hyperparameters": {"epochs": 5},
+        "manifest_uri": manifest_uri,
+        "baseline_uri": f"{lake.as_uri()}/monitoring/reg_stale/baseline",
+        "code_version_id": "tree:abc",
+    }
+    register_trained_model(
+        "reg_stale",
+        model_uri=f"file://{champion_tarball}",
+        evaluation=_evaluation(0, signal=1.0),
+        evaluation_uri=f"file://{lake}/e1.json",
+        **common,
+    )
+
+    common["hyperparameters"] = {"epochs": 6}  # another model, not a reproduction
+    result = register_trained_model(
+        "reg_stale",
+        model_uri=f"file://{lake}/models/reg_stale/job-2/model.tar.gz",
+        evaluation={**_evaluation(0, signal=3.0), "champion_comparison": comparison},
+        evaluation_uri=f"file://{lake}/e2.json",
+        **common,
+    )
+
+    assert result["approval"] == PENDING
+    assert "NOT PAIRED (the job scored another model than champion version 1" in result["reason"]
+    assert result["decision"]["paired"] is False

@@ -215,3 +215,49 @@ def test_register_trained_model_on_aws_writes_the_card_to_s3(sent):
     markdown = s3.get_object(Bucket=BUCKET, Key="lake/models/sm_e2e/1/model_card.md")["Body"]
     assert markdown.read().decode().startswith("# Model card: sm_e2e version 1")
     assert registry.get_version("sm_e2e", "1").card_uri == result["card_uri"]
+
+
+def test_the_decision_numbers_round_trip_through_package_metadata(sent):
+    registry, requests = sent
+    decision = {
+        "paired": True,
+        "metric": "roc_auc",
+        "champion_version": "1",
+        "challenger": 0.912345,
+        "champion": 0.801234,
+        "difference": 0.111111,
+        "interval": [0.0421, 0.1803],
+        "confidence": 0.95,
+        "rows": 1234,
+        "resamples": 1000,
+        "seed": 0,
+        "margin": 0.005,
+        "outcome": "approved",
+        "method": "paired bootstrap (percentile)",
+    }
+    registry.register_version(
+        "sm_decision",
+        model_uri=f"s3://{BUCKET}/lake/models/sm_decision/m1/model.tar.gz",
+        metrics={"roc_auc": 0.912345},
+        data_version="d",
+        code_version="c",
+        hyperparameters={},
+        baseline_uri="",
+        evaluation_uri=f"s3://{BUCKET}/e.json",
+        approval=APPROVED,
+        approval_reason="on the same 1234 test rows: …",
+        decision=decision,
+    )
+
+    created = next(params for name, params in requests if name == "CreateModelPackage")
+    stored = created["CustomerMetadataProperties"]["headrace:decision"]
+    assert stored == (
+        "paired=1 champion_version=1 challenger=0.912345 champion=0.801234 difference=+0.111111 "
+        "lower=+0.042100 upper=+0.180300 confidence=0.95 rows=1234 resamples=1000 seed=0 "
+        "margin=0.005 outcome=approved"
+    )
+    read = registry.get_version("sm_decision", "1").decision
+    assert read["paired"] is True and read["champion_version"] == "1"
+    assert read["interval"] == [0.0421, 0.1803] and read["rows"] == 1234
+    assert (read["challenger"], read["champion"], read["margin"]) == (0.912345, 0.801234, 0.005)
+    assert read["outcome"] == "approved"

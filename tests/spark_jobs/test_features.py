@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -158,6 +159,39 @@ def test_missing_past_days_are_left_out_and_reported_but_the_day_itself_is_requi
     assert "no committed curated partition" in window["reasons"]["2026-05-30"]
     assert result.manifest["missing_days"] == ["2026-05-30", "2026-05-31"]
     assert "minutes_used_mean_5d" in result.manifest["features"]
+
+
+def test_audit_attributes_are_carried_beside_the_ids_but_are_no_features(
+    spark, spec, lake, tmp_path
+):
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    shutil.rmtree(copy / "features", ignore_errors=True)  # what other tests built
+    # device_model is curated but no model input in churn.yaml: an audit attribute.
+    audited = replace(spec, features=replace(spec.features, audit_attributes=("device_model",)))
+
+    result = run_features(spark, audited, lake_root=str(copy), ds=DAYS[-1], lookback_days=1)
+
+    assert result.manifest["audit_attributes"] == ["device_model"]
+    # The model's inputs are exactly those of the spec without the audit attribute.
+    assert result.manifest["features"] == feature_columns(spec, 1)
+    assert not any(name.startswith("device_model") for name in result.manifest["features"])
+    curated = {
+        row["customer_id"]: row["device_model"]
+        for row in read_rows(lake_paths(copy, DAYS[-1])["curated"])
+    }
+    rows = [row for split in split_rows(copy, DAYS[-1]).values() for row in split]
+    assert list(rows[0]) == [
+        "customer_id",
+        "snapshot_date",
+        "device_model",
+        *result.manifest["features"],
+        "churned",
+    ]
+    assert len(rows) == len(curated)
+    assert {row["customer_id"]: row["device_model"] for row in rows} == curated
+    # Nulls stay null (training reads them as the group "(missing)").
+    assert any(value is None for value in curated.values())
 
 
 @pytest.fixture

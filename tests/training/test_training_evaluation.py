@@ -124,13 +124,16 @@ def test_group_metrics_per_group_and_largest_gaps():
     scores = np.array([0.9, 0.6, 0.2, 0.1, 0.7, 0.8, 0.3, 0.1])
     region = np.array(["eu", "eu", "eu", "eu", "us", "us", "us", "ap"])
 
-    result = group_metrics(labels, scores, {"region": region})["region"]
+    result = group_metrics(labels, scores, {"region": region}, min_group_rows=1)["region"]
 
     eu, us, ap = (result["groups"][g] for g in ("eu", "us", "ap"))
     # eu: predicted [1, 1, 0, 0]; positives at rows 0 and 2, one of them found; of the four
     # (positive, negative) pairs only (0.2, 0.6) is misordered.
     assert eu == {
         "rows": 4,
+        "positives": 2,
+        "judged": True,
+        "reason": None,
         "label_rate": 0.5,
         "positive_rate": 0.5,
         "recall": 0.5,
@@ -139,20 +142,22 @@ def test_group_metrics_per_group_and_largest_gaps():
     # us: predicted [1, 1, 0]; both positives found and ranked above the negative.
     assert us["positive_rate"] == pytest.approx(2 / 3)
     assert us["recall"] == 1.0 and us["roc_auc"] == 1.0
-    # ap: one negative row, no positives: recall and AUC are undefined, not 0.
+    # ap: one negative row, one class only: counts, no rates, and no part in any gap.
     assert ap == {
         "rows": 1,
-        "label_rate": 0.0,
-        "positive_rate": 0.0,
+        "positives": 0,
+        "judged": False,
+        "reason": "labels of one class only (0 positive of 1)",
+        "label_rate": None,
+        "positive_rate": None,
         "recall": None,
         "roc_auc": None,
     }
     assert result["positive_rate_difference"] == {
-        "value": pytest.approx(2 / 3),
+        "value": pytest.approx(2 / 3 - 1 / 2),
         "highest": "us",
-        "lowest": "ap",
+        "lowest": "eu",
     }
-    # ap has no recall, so the gap is between us and eu only.
     assert result["recall_difference"] == {"value": 0.5, "highest": "us", "lowest": "eu"}
 
 
