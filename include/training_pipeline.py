@@ -176,7 +176,8 @@ def pending_approval_extra(registered: Mapping[str, Any]) -> dict[str, Any] | No
     (``register_job_model``'s result), or None when the version needs no person's approval."""
     from include.registry import PENDING
 
-    if registered["approval"] != PENDING:
+    # A reproduction of a registered version asks nothing: that version's request stands.
+    if registered["approval"] != PENDING or registered.get("reproduced"):
         return None
     return {
         "dataset": registered["dataset"],

@@ -66,7 +66,8 @@ def register_pending(local_stack, registry, tmp_path):
             models_zone_uri=models_zone,
             model_uri=f"{models_zone}/{DATASET}/e2e-{job}/model.tar.gz",
             evaluation=_evaluation(2.0),
-            hyperparameters={"epochs": 3},
+            # Per job: the same hyperparameters on the same data and code reproduce a version.
+            hyperparameters={"epochs": 3, "seed": job},
             manifest_uri=f"file://{manifest}",
             baseline_uri=f"{local_stack.lake.as_uri()}/monitoring/{DATASET}/e2e-{job}",
             evaluation_uri=f"{models_zone}/{DATASET}/e2e-{job}/evaluation.json",

@@ -130,7 +130,8 @@ def _register_champion_and_challenger(registry, lake: Path, dataset: str) -> tup
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"dataset": dataset, "ds": "2026-01-07", "splits": {}}))
     registered = []
-    for job, signal in (("job-1", 3.0), ("job-2", 1.0)):
+    # Other hyperparameters each: the same ones on the same data and code would reproduce v1.
+    for job, signal, epochs in (("job-1", 3.0, 5), ("job-2", 1.0, 8)):
         registered.append(
             register_trained_model(
                 dataset,
@@ -138,7 +139,7 @@ def _register_champion_and_challenger(registry, lake: Path, dataset: str) -> tup
                 models_zone_uri=(lake / "models").as_uri(),
                 model_uri=f"file:///lake/models/{dataset}/{job}/model.tar.gz",
                 evaluation=_evaluation(signal),
-                hyperparameters={"epochs": 5},
+                hyperparameters={"epochs": epochs},
                 manifest_uri=f"file://{manifest}",
                 baseline_uri=f"file:///lake/monitoring/{dataset}/{job}",
                 evaluation_uri=f"file:///lake/models/{dataset}/{job}/evaluation.json",
