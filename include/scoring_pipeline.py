@@ -303,12 +303,8 @@ def _open_parquet(uri: str):
     return pq.ParquetFile(io.BytesIO(storage_for(uri).read_bytes(uri)))
 
 
-def read_predictions(
-    settings: Settings, dataset: str, ds: str, columns: Sequence[str] | None = None
-):
-    """``(manifest, DataFrame)`` of a committed predictions partition."""
-    import pyarrow as pa
-
+def predictions_manifest(settings: Settings, dataset: str, ds: str) -> tuple[str, dict]:
+    """``(partition URI, manifest)`` of a committed predictions partition."""
     from include.storage import storage_for
 
     partition = predictions_partition_uri(settings, dataset, ds)
@@ -316,7 +312,16 @@ def read_predictions(
     storage = storage_for(manifest_uri)
     if not storage.exists(manifest_uri):
         raise ScoringError(f"{manifest_uri} does not exist: day {ds} was never scored")
-    manifest = json.loads(storage.read_bytes(manifest_uri))
+    return partition, json.loads(storage.read_bytes(manifest_uri))
+
+
+def read_predictions(
+    settings: Settings, dataset: str, ds: str, columns: Sequence[str] | None = None
+):
+    """``(manifest, DataFrame)`` of a committed predictions partition."""
+    import pyarrow as pa
+
+    partition, manifest = predictions_manifest(settings, dataset, ds)
     tables = [
         _open_parquet(f"{partition}/{item['path']}").read(columns=columns)
         for item in manifest["files"]
@@ -333,16 +338,12 @@ def drift_job_plan(settings: Settings, dataset: str, ds: str, registry=None) -> 
     The check compares the day's curated rows, with the scores of the model version that scored
     them, against that version's baseline. Reads only manifests, the registry and the monitoring
     config; the job (:mod:`include.monitoring.job`, run by ``training/process.py drift``) reads the
-    data. Writes, content-addressed under the day's monitoring folder, ``job/<digest>/plan/``
-    and the curated and predictions channel manifests (exactly the committed files, in order).
+    data. Writes, content-addressed under ``monitoring/<dataset>/jobs/drift/ds=<D>/<digest>/``,
+    the plan and the curated and predictions channel manifests (exactly the committed files).
 
     Returns ``{ds, model_version, inputs, manifest_inputs, outputs}``: the last three are the
     processing operator's arguments.
     """
-    from dataclasses import replace
-
-    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
-    from include.ingestion import DATASETS_DIR
     from include.monitoring.job import (
         BASELINE_INPUT,
         CURATED_INPUT,
@@ -350,24 +351,14 @@ def drift_job_plan(settings: Settings, dataset: str, ds: str, registry=None) -> 
         PREDICTIONS_INPUT,
         drift_plan,
     )
-    from include.monitoring.thresholds import load_monitoring_config
     from include.registry import registry_for
     from include.sagemaker_requests import write_processing_inputs
-    from include.storage import storage_for
-    from spark_jobs.dataset_spec import load_spec
+    from include.training_pipeline import monitoring_job_inputs
 
-    spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
-    config_path = DATASETS_DIR / f"{dataset}.monitoring.yaml"
-    # The job reports the file by its name; the worker's path means nothing there.
-    config = replace(load_monitoring_config(config_path), source=config_path.name)
+    spec, config, curated, curated_keys = monitoring_job_inputs(settings, dataset, ds)
     key = spec.features.split_key
 
-    partition = predictions_partition_uri(settings, dataset, ds)
-    manifest_uri = f"{partition}/{MANIFEST_NAME}"
-    storage = storage_for(manifest_uri)
-    if not storage.exists(manifest_uri):
-        raise ScoringError(f"{manifest_uri} does not exist: day {ds} was never scored")
-    manifest = json.loads(storage.read_bytes(manifest_uri))
+    partition, manifest = predictions_manifest(settings, dataset, ds)
     if key not in manifest["columns"]:
         raise ScoringError(f"the predictions of {ds} lack the key column {key!r}")
     model_version = manifest["model_version"]
@@ -375,12 +366,6 @@ def drift_job_plan(settings: Settings, dataset: str, ds: str, registry=None) -> 
     if not version.baseline_uri:
         raise ScoringError(f"{dataset} model version {model_version} has no monitoring baseline")
 
-    curated = curated_partition_uri(settings.lake_root, dataset, ds)
-    curated_files = manifest_file_uris(read_manifest(curated), f"{curated}/{MANIFEST_NAME}")
-    outside = [uri for uri in curated_files if not uri.startswith(f"{curated}/")]
-    if outside:
-        raise ScoringError(f"the curated manifest of {ds} lists files outside {curated}: {outside}")
-    curated_keys = [uri[len(curated) + 1 :] for uri in curated_files]
     predictions_keys = [item["path"] for item in manifest["files"]]
     plan = drift_plan(
         dataset=dataset,

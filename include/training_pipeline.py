@@ -39,6 +39,28 @@ def output_data_uri(model_uri: str) -> str:
     return f"{prefix}/output.tar.gz"
 
 
+def monitoring_job_inputs(settings: Settings, dataset: str, ds: str):
+    """What both monitoring jobs' plans start from: the dataset spec, its monitoring config (named
+    by its file name: the worker's path means nothing in the job), and the curated partition of
+    ``ds`` with the keys of exactly the files its manifest lists, in order."""
+    from dataclasses import replace
+
+    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
+    from include.ingestion import DATASETS_DIR
+    from include.monitoring.thresholds import load_monitoring_config
+    from spark_jobs.dataset_spec import load_spec
+
+    spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
+    config_path = DATASETS_DIR / f"{dataset}.monitoring.yaml"
+    config = replace(load_monitoring_config(config_path), source=config_path.name)
+    partition = curated_partition_uri(settings.lake_root, dataset, ds)
+    files = manifest_file_uris(read_manifest(partition), f"{partition}/{MANIFEST_NAME}")
+    outside = [uri for uri in files if not uri.startswith(f"{partition}/")]
+    if outside:
+        raise ValueError(f"the curated manifest of {ds} lists files outside {partition}: {outside}")
+    return spec, config, partition, [uri[len(partition) + 1 :] for uri in files]
+
+
 def baseline_job_plan(
     settings: Settings, dataset: str, ds: str, job: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -52,26 +74,11 @@ def baseline_job_plan(
     manifest, the spec and the monitoring config; writes the plan and the channel manifests
     under ``monitoring/<dataset>/jobs/baseline/ds=<D>/<digest>/``.
     """
-    from dataclasses import replace
-
-    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
-    from include.ingestion import DATASETS_DIR
     from include.monitoring.columns import monitored_columns
     from include.monitoring.job import BASELINE_OUTPUT, CURATED_INPUT, SCORES_INPUT, baseline_plan
-    from include.monitoring.thresholds import load_monitoring_config
     from include.sagemaker_requests import write_processing_inputs
-    from spark_jobs.dataset_spec import load_spec
 
-    spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
-    config_path = DATASETS_DIR / f"{dataset}.monitoring.yaml"
-    # The job names the file in its errors; the worker's path means nothing there.
-    config = replace(load_monitoring_config(config_path), source=config_path.name)
-    partition = curated_partition_uri(settings.lake_root, dataset, ds)
-    files = manifest_file_uris(read_manifest(partition), f"{partition}/{MANIFEST_NAME}")
-    outside = [uri for uri in files if not uri.startswith(f"{partition}/")]
-    if outside:
-        raise ValueError(f"the curated manifest of {ds} lists files outside {partition}: {outside}")
-    curated_keys = [uri[len(partition) + 1 :] for uri in files]
+    spec, config, partition, curated_keys = monitoring_job_inputs(settings, dataset, ds)
     score = config.score_column
     curated_columns = [name for name, _ in spec.curated_columns()]
     columns = monitored_columns(
