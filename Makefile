@@ -25,7 +25,7 @@ STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installe
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
 	@echo "make test    run the whole test suite (lint, unit, DAG integrity, end-to-end)"
-	@echo "make up      start the local Airflow stack on 127.0.0.1:8080;  make down  stops it"
+	@echo "make up      start the local Airflow stack on 127.0.0.1:8080 (HEADRACE_API_PORT in .env);  make down  stops it"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lock    re-resolve the three environment locks under envs/"
 	@echo "make new-pipeline NAME=x   scaffold the dataset spec (and rules) of a new pipeline"

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,12 +35,41 @@ ADMIN_USER = "admin"
 STACK_SETTINGS = REPO_ROOT / "scripts" / "stack_settings"
 
 
+DOTENV = REPO_ROOT / ".env"
+
+
+def stack_setting(name: str, default: str) -> str:
+    """A setting of the stack: the environment's, else ``.env``'s, else ``default`` (the same
+    order every component's environment gets, :func:`airflow_env`)."""
+    if name in os.environ:
+        return os.environ[name]
+    return _read_dotenv(DOTENV).get(name, default)
+
+
 def airflow_home() -> Path:
-    return Path(os.environ.get("HEADRACE_AIRFLOW_HOME", REPO_ROOT / ".local" / "airflow")).resolve()
+    return Path(
+        stack_setting("HEADRACE_AIRFLOW_HOME", str(REPO_ROOT / ".local" / "airflow"))
+    ).resolve()
 
 
 def api_port() -> int:
-    return int(os.environ.get("HEADRACE_API_PORT", "8080"))
+    value = stack_setting("HEADRACE_API_PORT", "8080")
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise SystemExit(f"HEADRACE_API_PORT={value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
+def refuse_taken_port(port: int) -> None:
+    """Fail before starting anything when another process holds the API port: the api-server
+    would die on ``address already in use`` while that process answered the health checks."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise SystemExit(
+                f"headrace: port {port} on 127.0.0.1 is taken ({error.strerror}): stop what "
+                "holds it, or set HEADRACE_API_PORT to a free port in .env"
+            ) from None
 
 
 def api_url() -> str:
@@ -96,7 +126,7 @@ def airflow_env() -> dict[str, str]:
     admin_password(home)
     env = {
         "HEADRACE_PII_SALT": stack_secrets["pii_salt"],
-        **_read_dotenv(REPO_ROOT / ".env"),
+        **_read_dotenv(DOTENV),
         **os.environ,
     }
     env.update(
@@ -229,6 +259,7 @@ def up(timeout: float = 240.0) -> None:
     if running:
         print(f"headrace: stopping a partial stack first ({', '.join(running)})")
         down()
+    refuse_taken_port(api_port())
 
     (home / "logs").mkdir(parents=True, exist_ok=True)
     (home / "pids").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,75 @@
+"""The local stack's settings come from the environment, then ``.env``; a taken API port is
+refused before anything starts (the api-server would die on it while another process answered
+the health checks)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch):
+    """scripts/airflow_stack.py with its .env in a temporary folder."""
+    spec = importlib.util.spec_from_file_location(
+        "airflow_stack_under_test", REPO_ROOT / "scripts" / "airflow_stack.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "DOTENV", tmp_path / ".env")
+    monkeypatch.delenv("HEADRACE_API_PORT", raising=False)
+    monkeypatch.delenv("HEADRACE_AIRFLOW_HOME", raising=False)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_the_port_and_home_in_dotenv_are_honoured(stack, tmp_path, monkeypatch):
+    assert stack.api_port() == 8080  # neither set
+    stack.DOTENV.write_text(
+        f"# local\nHEADRACE_API_PORT=8093\nHEADRACE_AIRFLOW_HOME={tmp_path}/h\n"
+    )
+    assert stack.api_port() == 8093
+    assert stack.api_url() == "http://127.0.0.1:8093"
+    assert stack.airflow_home() == (tmp_path / "h").resolve()
+    # The environment wins over .env, as it does for every component.
+    monkeypatch.setenv("HEADRACE_API_PORT", "8094")
+    assert stack.api_port() == 8094
+    assert stack.airflow_env()["AIRFLOW__API__PORT"] == "8094"
+
+
+def test_a_port_that_is_not_a_port_is_named(stack):
+    stack.DOTENV.write_text("HEADRACE_API_PORT=80a\n")
+    with pytest.raises(SystemExit, match=r"HEADRACE_API_PORT='80a' is not a TCP port"):
+        stack.api_port()
+
+
+def test_a_taken_port_is_refused_and_a_free_one_accepted(stack):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(SystemExit) as refused:
+            stack.refuse_taken_port(port)
+        assert f"port {port} on 127.0.0.1 is taken" in str(refused.value)
+        assert "set HEADRACE_API_PORT to a free port in .env" in str(refused.value)
+    stack.refuse_taken_port(port)  # released: accepted
+
+
+def test_up_refuses_a_taken_port_before_starting_anything(stack, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADRACE_AIRFLOW_HOME", str(tmp_path / "home"))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        monkeypatch.setenv("HEADRACE_API_PORT", str(holder.getsockname()[1]))
+        with pytest.raises(SystemExit, match="is taken"):
+            stack.up(timeout=5)
+    # Nothing was started: no pid file, no migration log.
+    assert not list((tmp_path / "home").glob("pids/*.pid"))
+    assert not (tmp_path / "home" / "logs" / "db-migrate.out").exists()
