@@ -2,10 +2,10 @@
 
 One card per registered version, written next to it in the lake as ``model_card.json`` (for
 tools) and ``model_card.md`` (for people), from facts the pipeline already has: the registry's
-version (metrics, lineage, approval), the features manifest (rows and class balance per split)
-and the test-split evaluation that ``training/train.py`` wrote (calibration, per-group metrics
-for the sensitive attributes, permutation importance — the explainability that SageMaker
-Clarify would otherwise provide). Limitations are partly derived from those numbers, so a card
+version (metrics, lineage, approval), the training window document (the days asked, used and
+missing; rows and class balance per split summed over the days) and the test-split evaluation
+that ``training/train.py`` wrote (calibration, per-group metrics for the sensitive attributes,
+permutation importance — the explainability that SageMaker Clarify would otherwise provide). Limitations are partly derived from those numbers, so a card
 warns about a small test set or a large gap between groups without anyone writing it by hand.
 
 The fairness audit (in the spirit of SageMaker Clarify) groups the test rows by the spec's
@@ -62,11 +62,32 @@ DEFAULT_OUT_OF_SCOPE = (
 _SUMMARY_METRICS = ("roc_auc", "f1", "log_loss", "brier", "accuracy", "precision", "recall")
 
 
+def _training_window(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The days the model trained on: the window document's, or the one day of a features
+    manifest."""
+    window = manifest.get("window")
+    if manifest.get("kind") == "training_window" and isinstance(window, Mapping):
+        keys = ("window_days", "split", "days_asked", "days_used", "days_missing", "channels")
+        return {key: window.get(key) for key in keys}
+    ds = manifest.get("ds")
+    return {
+        "window_days": 1,
+        "split": "random",
+        "days_asked": [ds] if ds else [],
+        "days_used": [ds] if ds else [],
+        "days_missing": [],
+        "channels": {name: [{"ds": ds, "split": name}] for name in manifest.get("splits") or {}},
+    }
+
+
 def _training_data(version, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows and class balance per split (summed over the window's days for a window document,
+    per training channel) and the window itself."""
     splits = manifest.get("splits") or {}
     return {
         "dataset": manifest.get("dataset", version.dataset),
         "partition": manifest.get("ds"),
+        "window": _training_window(manifest),
         "label": manifest.get("label"),
         "features": len(manifest.get("features") or []),
         "rows_per_split": {name: split.get("rows") for name, split in splits.items()},
@@ -183,11 +204,31 @@ def _limitations(
     importance,
     audit: Mapping[str, Any],
 ) -> list[str]:
+    window = training_data["window"]
+    used = window.get("days_used") or []
+    trained_on = (
+        f"one snapshot ({training_data.get('partition')})"
+        if len(used) <= 1
+        else f"{len(used)} days ({used[0]}..{used[-1]}, {window.get('split')} split)"
+    )
     notes = [
-        f"Trained on one snapshot ({training_data.get('partition')}); behaviour drifts as "
-        "customers and products change. The monitoring baseline registered with this version "
-        "is what drift checks compare new batches against.",
+        f"Trained on {trained_on}; behaviour drifts as customers and products change. The "
+        "monitoring baseline registered with this version is what drift checks compare new "
+        "batches against.",
     ]
+    if missing := window.get("days_missing"):
+        asked = window.get("days_asked") or []
+        notes.append(
+            f"The training window asked for {len(asked)} days ({asked[0]}..{asked[-1]}); "
+            f"{len(missing)} had no validated features partition and were left out: "
+            f"{', '.join(missing)}."
+        )
+    if window.get("split") == "time":
+        notes.append(
+            f"Time split: validated and tested on the latest day ({used[-1]}) only, trained on "
+            "the days before it; an entity's earlier rows can be in train while its latest are "
+            "in test, so the test metrics measure a later day, not unseen entities."
+        )
     rows = test.get("rows") or 0
     if rows < SMALL_TEST_ROWS:
         notes.append(
@@ -232,7 +273,10 @@ def build_model_card(
     """The card of a registered version, as JSON-able data (see :func:`render_markdown`).
 
     :param version: the registry's :class:`include.registry.ModelVersion`.
-    :param manifest: the features manifest of the training partition (``_manifest.json``).
+    :param manifest: the training window document
+        (:meth:`include.training_jobs.TrainingWindow.document`: rows per split summed over the
+        window, the days asked, used and missing) or a features manifest (``_manifest.json``,
+        read as a window of its one day).
     :param evaluation: ``evaluation.json`` as ``training/train.py`` writes it: ``metrics``
         (test split, :func:`training.evaluation.evaluate_binary_classifier`), ``groups``,
         ``permutation_importance`` (a list, or ``None`` when it could not be computed) and
@@ -422,6 +466,23 @@ def decision_lines(decision: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _window_lines(window: Mapping[str, Any]) -> list[str]:
+    """The training window as the card's bullet points."""
+    asked, used = window.get("days_asked") or [], window.get("days_used") or []
+    if not asked:
+        return []
+    return [
+        f"- Training window: {window.get('window_days')} day(s) asked ({asked[0]}..{asked[-1]}), "
+        f"{window.get('split')} split; days used: {', '.join(used) or 'none'}; "
+        f"missing: {', '.join(window.get('days_missing') or []) or 'none'}",
+        *(
+            f"- `{channel}` channel: "
+            + ", ".join(f"{part['ds']} {part['split']}" for part in parts)
+            for channel, parts in (window.get("channels") or {}).items()
+        ),
+    ]
+
+
 def render_markdown(card: Mapping[str, Any]) -> str:
     """The card for people: the same facts as the JSON, as headed sections and tables."""
     model, data, metrics = card["model"], card["training_data"], card["metrics"]
@@ -454,6 +515,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
         f"- Dataset `{data['dataset']}`, partition ds={data['partition']}, label `{data['label']}`, "
         f"{data['features']} features",
+        *_window_lines(data.get("window") or {}),
         f"- Data version: `{data['data_version']}`",
         "",
         *_table(

@@ -863,10 +863,13 @@ def reproduced_version(
 
 
 def data_version(manifest_uri: str, manifest_bytes: bytes | None = None) -> str:
-    """``<manifest URI>@sha256:<digest>``: the training partition, pinned to its exact manifest.
+    """``<manifest URI>@sha256:<digest>``: the training data, pinned to its exact manifest.
 
-    The features manifest lists every input partition's own manifest checksum and every output
-    file, so its digest identifies the training data down to the byte.
+    The pipeline passes the training window document
+    (:meth:`include.training_jobs.TrainingWindow.document`): it lists every used day's features
+    manifest URI with its sha256, and each features manifest lists its input partitions'
+    manifest checksums and every output file, so the digest identifies the training data down
+    to the byte, and a change to any day's manifest gives another data version.
     """
     if manifest_bytes is None:
         from include.storage import storage_for
@@ -932,6 +935,9 @@ def register_trained_model(
 ) -> dict[str, Any]:
     """Compare a trained model with the champion, register it, and write its model card.
 
+    :param manifest_uri: what the model trained on: the training window document (or one
+        features manifest); its URI and digest are the data version (:func:`data_version`) and
+        the model card states its rows and days.
     :param evaluation: ``evaluation.json`` as ``training/train.py`` writes it:
         ``{"metrics": evaluate_binary_classifier(…), "groups": group_metrics(…),
         "permutation_importance": permutation_importance(…) or None, …}`` (test split).

@@ -15,15 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from include.config import REPO_ROOT, Settings
-from include.training_jobs import features_partition_uri
 
 EVALUATION_FILE = "evaluation.json"
 MANIFEST_NAME = "_manifest.json"
 
 
 def baseline_uri(settings: Settings, dataset: str, ds: str, job_name: str) -> str:
-    """The monitoring baseline of the model that training job ``job_name`` trained on partition
-    ``ds``; the model version registered from that job points at it (its ``baseline_uri``).
+    """The monitoring baseline of the model that training job ``job_name`` trained on the window
+    ending on ``ds``; the model version registered from that job points at it (its ``baseline_uri``).
 
     Per model, not per partition: the baseline holds the model's own score distribution.
     """
@@ -39,26 +38,47 @@ def output_data_uri(model_uri: str) -> str:
     return f"{prefix}/output.tar.gz"
 
 
-def monitoring_job_inputs(settings: Settings, dataset: str, ds: str):
-    """What both monitoring jobs' plans start from: the dataset spec, its monitoring config (named
-    by its file name: the worker's path means nothing in the job), and the curated partition of
-    ``ds`` with the keys of exactly the files its manifest lists, in order."""
+def curated_day_files(settings: Settings, dataset: str, ds: str) -> tuple[str, list[str]]:
+    """The curated partition of ``ds`` and the keys (relative to it) of exactly the files its
+    manifest lists, in order."""
+    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
+
+    partition = curated_partition_uri(settings.lake_root, dataset, ds)
+    files = manifest_file_uris(read_manifest(partition), f"{partition}/{MANIFEST_NAME}")
+    outside = [uri for uri in files if not uri.startswith(f"{partition}/")]
+    if outside:
+        raise ValueError(f"the curated manifest of {ds} lists files outside {partition}: {outside}")
+    return partition, [uri[len(partition) + 1 :] for uri in files]
+
+
+def monitoring_config_of(dataset: str):
+    """The dataset spec and its monitoring config (named by its file name: the worker's path
+    means nothing in the job)."""
     from dataclasses import replace
 
-    from include.dq.gate import curated_partition_uri, manifest_file_uris, read_manifest
     from include.ingestion import DATASETS_DIR
     from include.monitoring.thresholds import load_monitoring_config
     from spark_jobs.dataset_spec import load_spec
 
     spec = load_spec(DATASETS_DIR / f"{dataset}.yaml")
     config_path = DATASETS_DIR / f"{dataset}.monitoring.yaml"
-    config = replace(load_monitoring_config(config_path), source=config_path.name)
-    partition = curated_partition_uri(settings.lake_root, dataset, ds)
-    files = manifest_file_uris(read_manifest(partition), f"{partition}/{MANIFEST_NAME}")
-    outside = [uri for uri in files if not uri.startswith(f"{partition}/")]
-    if outside:
-        raise ValueError(f"the curated manifest of {ds} lists files outside {partition}: {outside}")
-    return spec, config, partition, [uri[len(partition) + 1 :] for uri in files]
+    return spec, replace(load_monitoring_config(config_path), source=config_path.name)
+
+
+def monitoring_job_inputs(settings: Settings, dataset: str, ds: str):
+    """What both monitoring jobs' plans start from: the dataset spec, its monitoring config, and
+    the curated partition of ``ds`` with the keys of exactly the files its manifest lists, in
+    order."""
+    spec, config = monitoring_config_of(dataset)
+    partition, keys = curated_day_files(settings, dataset, ds)
+    return spec, config, partition, keys
+
+
+def read_window(window_uri: str) -> dict[str, Any]:
+    """A training window document (:meth:`include.training_jobs.TrainingWindow.document`)."""
+    from include.storage import storage_for
+
+    return json.loads(storage_for(window_uri).read_bytes(window_uri))
 
 
 def baseline_job_plan(
@@ -67,18 +87,30 @@ def baseline_job_plan(
     """Write the plan of the monitoring baseline of the model ``job`` trained; returns the
     processing job's ``inputs``, ``manifest_inputs`` and ``outputs``.
 
-    The baseline (:func:`include.monitoring.job.run_baseline_job`) is curated partition ``ds``
-    (the columns the model reads, before one-hot) joined on the split key with the scores the
-    model gave those rows (``baseline_scores.parquet`` in the job's ``output.tar.gz``), so
-    batches are checked for prediction drift as well as feature drift. Reads only the curated
-    manifest, the spec and the monitoring config; writes the plan and the channel manifests
-    under ``monitoring/<dataset>/jobs/baseline/ds=<D>/<digest>/``.
+    The baseline (:func:`include.monitoring.job.run_baseline_job`) is the curated rows of every
+    day of the model's training window (the columns the model reads, before one-hot) joined on
+    the day and the split key with the scores the model gave those rows
+    (``baseline_scores.parquet`` in the job's ``output.tar.gz``), so batches are checked for
+    prediction drift as well as feature drift. The curated channel lists each day's files as
+    ``ds=<D>/…`` under the dataset's curated folder. Reads only the window document, the
+    curated manifests, the spec and the monitoring config; writes the plan and the channel
+    manifests under ``monitoring/<dataset>/jobs/baseline/ds=<D>/<digest>/``.
     """
     from include.monitoring.columns import monitored_columns
     from include.monitoring.job import BASELINE_OUTPUT, CURATED_INPUT, SCORES_INPUT, baseline_plan
     from include.sagemaker_requests import write_processing_inputs
+    from include.training_jobs import job_window_uri
 
-    spec, config, partition, curated_keys = monitoring_job_inputs(settings, dataset, ds)
+    spec, config = monitoring_config_of(dataset)
+    window_uri = job_window_uri(settings, dataset, ds, job)
+    days = read_window(window_uri)["window"]["days_used"]
+    curated_keys, manifests = [], []
+    for day in days:
+        partition, keys = curated_day_files(settings, dataset, day)
+        # Every day's partition is <curated zone>/<dataset>/ds=<day>: the key's first folder.
+        curated = partition.rsplit("/", 1)[0]
+        curated_keys.extend(f"ds={day}/{key}" for key in keys)
+        manifests.append(f"{partition}/{MANIFEST_NAME}")
     score = config.score_column
     curated_columns = [name for name, _ in spec.curated_columns()]
     columns = monitored_columns(
@@ -93,13 +125,17 @@ def baseline_job_plan(
             "dataset": dataset,
             "ds": ds,
             "training_job": job["job_name"],
-            "curated_manifest": f"{partition}/{MANIFEST_NAME}",
+            "training_window": window_uri,
+            "days": days,
+            # The scores' column that says which day a row is of (train.py's id columns).
+            "partition_column": spec.partition_column,
+            "curated_manifests": manifests,
             "scores": scores_uri,
         },
         curated_files=curated_keys,
     )
     scores_folder, scores_name = scores_uri.rsplit("/", 1)
-    channels = {CURATED_INPUT: (partition, curated_keys)}
+    channels = {CURATED_INPUT: (curated, curated_keys)}
     if score:
         channels[SCORES_INPUT] = (scores_folder, [scores_name])
     inputs, manifest_inputs = write_processing_inputs(
@@ -150,13 +186,16 @@ def register_job_model(
     """Register the model of a finished training (or the best of a tuning) job.
 
     Reads the test-split evaluation the job wrote into its model, stores it beside the model,
-    compares the model with the champion, registers the version (approved automatically when it
-    beats the champion by ``margin``, else pending a person's approval) with its data version
-    (the features manifest), code version, hyperparameters and monitoring baseline, and writes
-    its model card. Returns small facts for XCom.
+    compares the model with the champion, registers the version (approved automatically when the
+    lower bound of the paired interval of its AUC gain clears ``margin``, else pending a
+    person's approval) with its data version
+    (the training window document, which names every used day's features manifest and its
+    sha256: :func:`include.training_jobs.job_window_uri`), code version, hyperparameters and
+    monitoring baseline, and writes its model card. Returns small facts for XCom.
     """
     from include import registry
     from include.storage import storage_for
+    from include.training_jobs import job_window_uri
 
     model_uri = job["model_uri"]
     evaluation_bytes = read_model_file(model_uri, EVALUATION_FILE)
@@ -170,7 +209,7 @@ def register_job_model(
         model_uri=model_uri,
         evaluation=json.loads(evaluation_bytes),
         hyperparameters=job.get("hyperparameters", {}),
-        manifest_uri=f"{features_partition_uri(settings, dataset, ds)}/{MANIFEST_NAME}",
+        manifest_uri=job_window_uri(settings, dataset, ds, job),
         baseline_uri=baseline_uri(settings, dataset, ds, job["job_name"]),
         evaluation_uri=evaluation_uri,
         code_version_id=code_version_of(settings, job),

@@ -5,7 +5,8 @@ event-time and partition columns, the label, the PII columns with their treatmen
 SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex
 patterns, maximum lengths) and how features are built (with the categorical features whose
 groups the model's fairness metrics compare, the audit attributes kept out of the model but carried
-for the fairness audit, and the audit's decision threshold and limits) and how big each job of the dataset runs on AWS
+for the fairness audit, and the audit's decision threshold and limits), which validated days a
+training run reads (``training:``: the window and its split) and how big each job of the dataset runs on AWS
 (``capacity:``: Glue workers, EMR executors, Glue Data Quality workers, SageMaker instances and
 every kind's maximum runtime). The ingest and features jobs read it;
 so can the DAGs and tests (``include/`` may import this module, never the other way round).
@@ -72,6 +73,7 @@ _TOP_KEYS = {
     "landing",
     "columns",
     "features",
+    "training",
     "capacity",
 }
 _LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens", "complete_when", "sweep_days"}
@@ -151,6 +153,11 @@ _EXECUTOR_CAPACITY_KEYS = {"max_executors", "executor_cores", "executor_memory_g
 _QUALITY_CAPACITY_KEYS = {"max_runtime_minutes", "glue_data_quality"}
 _GDQ_CAPACITY_KEYS = {"number_of_workers"}
 _INSTANCE_CAPACITY_KEYS = {"instance_type", "instance_count", "max_runtime_minutes"}
+_TRAINING_KEYS = {"window_days", "split"}
+# How a training window is split: ``random`` keeps the features job's hash split of every day;
+# ``time`` trains on the earlier days and validates and tests on the latest.
+TRAINING_SPLITS = ("random", "time")
+MAX_TRAINING_WINDOW_DAYS = 366
 
 
 class SpecError(ValueError):
@@ -351,6 +358,21 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class TrainingSpec:
+    """Which validated days a training run reads (the spec's ``training:`` block).
+
+    ``window_days``: the run's day and the ``window_days - 1`` days before it; days without a
+    committed features partition are left out. ``split``: ``random`` (every day's
+    train/validation/test split into the channel of that name) or ``time`` (every split of the
+    earlier days trains; the latest day's validation and test splits validate and test).
+    The default is one day, split at random.
+    """
+
+    window_days: int = 1
+    split: str = "random"
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     dataset: str
     schema_version: int
@@ -375,6 +397,7 @@ class DatasetSpec:
     # that were never ingested (a lost landing event); older days are ingested when named.
     landing_sweep_days: int = DEFAULT_SWEEP_DAYS
     features: FeatureSpec | None = None
+    training: TrainingSpec = TrainingSpec()
     capacity: Capacity = Capacity()
     _by_name: Mapping[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
 
@@ -590,6 +613,7 @@ class _Validator:
             if "features" in top
             else None
         )
+        training = self.training(top.get("training"), has_features="features" in top)
         capacity = self.capacity(top.get("capacity"))
         description = top.get("description", "")
         if not isinstance(description, str):
@@ -597,8 +621,9 @@ class _Validator:
             description = ""
         if self.problems:
             return None
-        # Capacity sizes the jobs, not the data: resizing a job is not a new spec version.
-        shape = {key: value for key, value in raw.items() if key != "capacity"}
+        # Capacity sizes the jobs and training picks the days a model reads, not the data:
+        # changing either is not a new spec version.
+        shape = {key: value for key, value in raw.items() if key not in ("capacity", "training")}
         canonical = json.dumps(shape, sort_keys=True, default=str, separators=(",", ":"))
         return DatasetSpec(
             dataset=dataset,
@@ -612,6 +637,7 @@ class _Validator:
             fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
             description=description,
             features=features,
+            training=training,
             capacity=capacity,
             _by_name=by_name,
             **landing,
@@ -724,6 +750,37 @@ class _Validator:
         else:
             return key, value
         return None
+
+    # --- training ---------------------------------------------------------------------------
+
+    def training(self, raw: Any, *, has_features: bool) -> TrainingSpec:
+        if raw is None:
+            return TrainingSpec()
+        block = self.mapping("training", raw)
+        self.unknown_keys("training", block, _TRAINING_KEYS)
+        if block and not has_features:
+            self.fail("training", "needs a features: block (training reads the features)")
+        default = TrainingSpec()
+        window_days = default.window_days
+        if "window_days" in block:
+            window_days = self.whole(
+                "training.window_days", block["window_days"], 1, MAX_TRAINING_WINDOW_DAYS
+            )
+        split = block.get("split", default.split)
+        if split not in TRAINING_SPLITS:
+            self.fail(
+                "training.split", f"must be one of {', '.join(TRAINING_SPLITS)}, got {split!r}"
+            )
+            return default
+        if split == "time" and window_days == 1:
+            self.fail(
+                "training.split",
+                "'time' trains on earlier days and tests on the latest: it needs "
+                "window_days >= 2, got 1",
+            )
+        if window_days is None:
+            return default
+        return TrainingSpec(window_days=window_days, split=split)
 
     # --- capacity ---------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 Two jobs, run by ``training/process.py baseline|drift`` in the training image:
 
-- ``baseline``: the monitoring baseline of a trained model, from the curated day it trained on
-  joined by key with the scores the model gave those rows (``baseline_scores.parquet`` in the
-  training job's ``output.tar.gz``);
+- ``baseline``: the monitoring baseline of a trained model, from the curated days of its
+  training window joined by day and key with the scores the model gave those rows
+  (``baseline_scores.parquet`` in the training job's ``output.tar.gz``);
 - ``drift``: a scored day's curated rows, with their scores joined by key, against the baseline
   of the model version that scored them; Model Monitor's files and ``drift_report.json``.
 
@@ -31,7 +31,9 @@ from typing import Any
 from include.monitoring.baseline import (
     MIN_REFERENCE_ROWS_PER_PSI_BIN,
     SCORE_ROWS_COLUMN,
+    ScoreJoin,
     build_baseline_from_parquet,
+    build_baseline_from_source,
     json_bytes,
     load_baseline,
     min_score_reference_rows,
@@ -39,7 +41,7 @@ from include.monitoring.baseline import (
 )
 from include.monitoring.columns import MonitoredColumn
 from include.monitoring.drift import DriftReport, check_drift_from_parquet
-from include.monitoring.streaming import parquet_columns, parquet_source, run_pass
+from include.monitoring.streaming import ChunkSource, parquet_columns, parquet_source, run_pass
 from include.monitoring.thresholds import MonitoringConfig
 
 # The job's inputs and output (``/opt/ml/processing/input/<name>``, ``output/<name>``).
@@ -176,8 +178,12 @@ def run_drift_job(root: Path) -> DriftReport:
 def run_baseline_job(root: Path) -> dict[str, str]:
     """Build the baseline the plan under ``root/input`` names into ``root/output/baseline``.
 
-    The features' reference is every curated row; the score's distribution comes from the
-    validation and test rows only (:data:`HELD_OUT_SPLITS`), its missing rate from every row.
+    The curated files are the days of the model's training window (keys ``ds=<D>/…``; a key
+    without that folder is of the plan's ``ds``). The features' reference is every curated row;
+    the score's distribution comes from the validation and test rows only
+    (:data:`HELD_OUT_SPLITS`), its missing rate from every row. Scores join a day's rows on the
+    split key among that day's scores (their ``partition_column``): an entity has a row on
+    every day. A one-day window joins on the key alone, as a one-partition baseline always did.
     The profile's ``metadata.score_reference`` says which rows and how many. Deterministic: a
     retry writes the same bytes.
     """
@@ -186,50 +192,111 @@ def run_baseline_job(root: Path) -> dict[str, str]:
     config = MonitoringConfig(**plan["config"])
     columns = [MonitoredColumn(**column) for column in plan["columns"]]
     key, score = plan["key"], config.score_column
-    paths = [f"file://{inputs / CURATED_INPUT / name}" for name in plan["curated_files"]]
+    metadata = dict(plan["metadata"])
+    days: dict[str, list[str]] = {}
+    for name in plan["curated_files"]:
+        folder, _, rest = name.partition("/")
+        day = folder.removeprefix("ds=") if folder.startswith("ds=") and rest else metadata["ds"]
+        days.setdefault(day, []).append(f"file://{inputs / CURATED_INPUT / name}")
+    paths = [path for day_paths in days.values() for path in day_paths]
     present = set(parquet_columns(paths))
     absent = [c.name for c in columns if c.name not in present and c.name != score]
     if absent:
         raise MonitoringJobError(
             f"the curated files lack monitored columns {absent} (the dataset spec's features)"
         )
-    metadata = dict(plan["metadata"])
-    scores = None
-    if score:  # the monitoring config may switch prediction drift off (score_column: null)
-        scores_uri = metadata["scores"]
-        scores = _baseline_scores(inputs / SCORES_INPUT / "output.tar.gz", scores_uri, key, score)
-        counter = _SplitCounter(scores, key)
-        run_pass(parquet_source(paths, [key]), [counter])
-        rows, unscored, total = counter.rows, counter.unscored, counter.total
-        held_out = sum(rows[name] for name in HELD_OUT_SPLITS)
-        minimum = min_score_reference_rows(config)
-        if held_out < minimum:
-            counts = ", ".join(f"{name} {count}" for name, count in rows.items())
-            raise MonitoringJobError(
-                f"{metadata['dataset']} ds={metadata['ds']}, training job "
-                f"{metadata['training_job']}: the score reference needs at least {minimum} "
-                f"held-out rows ({MIN_REFERENCE_ROWS_PER_PSI_BIN} per PSI bin, "
-                f"psi_bins={config.psi_bins} in {config.source}), the partition has "
-                f"{held_out} ({counts} of {total} curated rows); train on a "
-                "larger partition or lower psi_bins"
-            )
-        metadata["score_reference"] = {
-            "column": score,
-            "splits": list(HELD_OUT_SPLITS),
-            "rows": held_out,
-            "rows_by_split": rows,
-            "unscored_rows": unscored,
-        }
-        scores = scores.assign(**{SCORE_ROWS_COLUMN: scores["split"].isin(HELD_OUT_SPLITS)})
-    baseline, sample = build_baseline_from_parquet(
-        paths, columns, config, metadata=metadata, scores=scores, key=key
+    if not score:  # the monitoring config may switch prediction drift off (score_column: null)
+        baseline, sample = build_baseline_from_parquet(paths, columns, config, metadata=metadata)
+        return store_baseline(baseline, sample, f"file://{root / 'output' / BASELINE_OUTPUT}")
+
+    scores_uri = metadata["scores"]
+    scores = _baseline_scores(
+        inputs / SCORES_INPUT / "output.tar.gz", scores_uri, key, score,
+        days=list(days), day_column=metadata.get("partition_column"),
+    )  # fmt: skip
+    rows = dict.fromkeys((TRAINING_SPLIT, *HELD_OUT_SPLITS), 0)
+    unscored = total = 0
+    for day, day_paths in days.items():
+        counter = _SplitCounter(scores[day], key)
+        run_pass(parquet_source(day_paths, [key]), [counter])
+        rows = {name: rows[name] + counter.rows[name] for name in rows}
+        unscored, total = unscored + counter.unscored, total + counter.total
+    held_out = sum(rows[name] for name in HELD_OUT_SPLITS)
+    minimum = min_score_reference_rows(config)
+    if held_out < minimum:
+        counts = ", ".join(f"{name} {count}" for name, count in rows.items())
+        where = "the partition has" if len(days) == 1 else f"the window's {len(days)} days have"
+        raise MonitoringJobError(
+            f"{metadata['dataset']} ds={metadata['ds']}, training job "
+            f"{metadata['training_job']}: the score reference needs at least {minimum} "
+            f"held-out rows ({MIN_REFERENCE_ROWS_PER_PSI_BIN} per PSI bin, "
+            f"psi_bins={config.psi_bins} in {config.source}), {where} "
+            f"{held_out} ({counts} of {total} curated rows); train on a "
+            "larger partition or a longer training.window_days, or lower psi_bins"
+        )
+    metadata["score_reference"] = {
+        "column": score,
+        "splits": list(HELD_OUT_SPLITS),
+        "rows": held_out,
+        "rows_by_split": rows,
+        "unscored_rows": unscored,
+    }
+    read = [c.name for c in columns if c.name != score]
+    source = _scored_days_source(days, scores, key, score, read)
+    baseline, sample = build_baseline_from_source(
+        source, columns, config, metadata=metadata, score_rows=True
     )
     return store_baseline(baseline, sample, f"file://{root / 'output' / BASELINE_OUTPUT}")
 
 
-def _baseline_scores(tarball: Path, scores_uri: str, key: str, score: str):
-    """The training job's baseline scores indexed by key (as text): columns ``score`` (named
-    ``score``) and ``split``, checked; errors name the job's ``output.tar.gz`` by its lake URI."""
+def _scored_days_source(
+    days: dict[str, list[str]], scores: dict, key: str, score: str, columns: list[str]
+) -> ChunkSource:
+    """The curated files of every day, a record batch at a time, each batch left-joined on the
+    key with its own day's scores (the score and the held-out mask)."""
+    made = [score, SCORE_ROWS_COLUMN]
+    sources = []
+    for day, paths in days.items():
+        day_scores = scores[day].assign(
+            **{SCORE_ROWS_COLUMN: scores[day]["split"].isin(HELD_OUT_SPLITS)}
+        )
+        join = ScoreJoin(day_scores, key, made, fill={SCORE_ROWS_COLUMN: False})
+        sources.append(
+            parquet_source(
+                paths, columns, transform=join, transform_reads=[key], transform_makes=made
+            )
+        )
+
+    def chunks(names=None):
+        offset = 0
+        for source in sources:
+            for _, chunk in source.chunks(names):
+                yield offset, chunk
+                offset += len(chunk)
+
+    return ChunkSource(
+        rows=sum(source.rows for source in sources),
+        chunks=chunks,
+        description=f"{sum(len(paths) for paths in days.values())} Parquet file(s) "
+        f"of {len(days)} day(s)",
+    )
+
+
+def _day_text(values):
+    """A day column (date, timestamp or text) as ``YYYY-MM-DD`` text."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.strftime("%Y-%m-%d")
+    return values.astype(str).str[:10]
+
+
+def _baseline_scores(
+    tarball: Path, scores_uri: str, key: str, score: str, *, days: list[str], day_column
+) -> dict:
+    """Day → the training job's baseline scores of that day indexed by key (as text): columns
+    ``score`` (named ``score``) and ``split``, checked; errors name the job's ``output.tar.gz``
+    by its lake URI. One day: every score is that day's (as a one-partition job wrote them)."""
     import pandas as pd
 
     with tarfile.open(tarball, mode="r:gz") as archive:
@@ -249,23 +316,41 @@ def _baseline_scores(tarball: Path, scores_uri: str, key: str, score: str):
             f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {list(scores.columns)}, "
             f"not the split key {key!r}, 'split' and 'score'"
         )
-    if scores[key].duplicated().any():
-        raise MonitoringJobError(
-            f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once"
-        )
     unknown = sorted(set(scores["split"].dropna().astype(str)) - {TRAINING_SPLIT, *HELD_OUT_SPLITS})
     if unknown or scores["split"].isna().any():
         raise MonitoringJobError(
             f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds {unknown or ['null']}, "
             f"expected only {', '.join((TRAINING_SPLIT, *HELD_OUT_SPLITS))}"
         )
-    # Left join by key as text: a curated row the features job left out shows up as a missing
-    # score, as in the scored batches (the drift job joins the same way).
-    index = pd.Index(scores[key].astype(str), name=key)
-    return pd.DataFrame(
-        {score: scores["score"].to_numpy(), "split": scores["split"].astype(str).to_numpy()},
-        index=index,
-    )
+    if len(days) == 1:
+        day_of = pd.Series(days[0], index=scores.index)
+    elif day_column not in scores.columns:
+        raise MonitoringJobError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} has no column {day_column!r} (the partition "
+            f"column), so its scores cannot be joined to the rows of {len(days)} days"
+        )
+    else:
+        day_of = _day_text(scores[day_column])
+        if others := sorted(set(day_of) - set(days)):
+            raise MonitoringJobError(
+                f"{scores_uri}: {BASELINE_SCORES_FILE} scores rows of {others}, days outside the "
+                f"training window {days[0]}..{days[-1]} of the plan"
+            )
+    by_day = {}
+    for day in days:
+        rows = scores[(day_of == day).to_numpy()]
+        if rows[key].duplicated().any():
+            raise MonitoringJobError(
+                f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once"
+                + (f" on {day}" if len(days) > 1 else "")
+            )
+        # Left join by key as text: a curated row the features job left out shows up as a
+        # missing score, as in the scored batches (the drift job joins the same way).
+        by_day[day] = pd.DataFrame(
+            {score: rows["score"].to_numpy(), "split": rows["split"].astype(str).to_numpy()},
+            index=pd.Index(rows[key].astype(str), name=key),
+        )
+    return by_day
 
 
 class _SplitCounter:

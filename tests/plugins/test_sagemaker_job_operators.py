@@ -92,8 +92,9 @@ def test_aws_training_sends_one_valid_create_and_a_retry_reattaches(
         assert listed == [{"prefix": f"{lake}/features/churn/ds={DS}/split={split}/"}, *names]
     # Written once (the retry built no request), encrypted like every lake object.
     manifest_puts = [p for p in aws_calls.of("s3", "PutObject") if p["Key"].startswith(inputs)]
+    # …beside the training window's document (the days it asked for and used: the lineage).
     assert sorted(p["Key"] for p in manifest_puts) == sorted(
-        f"{inputs}/{split}.manifest.json" for split in files
+        [*(f"{inputs}/{split}.manifest.json" for split in files), f"{inputs}/window.json"]
     )
     assert {p["SSEKMSKeyId"] for p in manifest_puts} == {aws_target.kms_key_arn}
     assert request["HyperParameters"]["epochs"] == "2"

@@ -35,7 +35,12 @@ from include.datagen.churn import DriftPlan
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from monitoring_helpers import churn_days, churn_logit
-from scoring_helpers import write_curated_partition, write_training_baseline
+from scoring_helpers import (
+    feature_rows,
+    write_curated_partition,
+    write_features_partition,
+    write_training_baseline,
+)
 
 ROWS_PER_DAY = 20_000
 TRAIN_DS = "2026-01-01"
@@ -99,6 +104,12 @@ def write_job_output(lake_root: Path, job_name: str, scores: pd.DataFrame) -> di
     return {"job_name": job_name, "model_uri": f"file://{output / 'model.tar.gz'}"}
 
 
+def write_training_day(lake_root: Path, ds: str, frame: pd.DataFrame) -> None:
+    """The day's curated partition and the features partition the training window reads."""
+    write_curated_partition(lake_root / "curated", ds, frame)
+    write_features_partition(lake_root / "features", ds, feature_rows(frame))
+
+
 def baseline_scores(frame: pd.DataFrame, split: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """``baseline_scores.parquet`` as train.py writes it: ids, split, score."""
     return pd.DataFrame(
@@ -125,7 +136,7 @@ def lake(tmp_path_factory, churn_spec, monitoring_config):
         train = churn_day(root / "landing", 7)
         split = split_of(train, churn_spec)
         model = OverfitModel(train[split == "train"])
-        write_curated_partition(root / "lake" / "curated", TRAIN_DS, train)
+        write_training_day(root / "lake", TRAIN_DS, train)
         job = write_job_output(
             root / "lake", "overfit", baseline_scores(train, split, model.score(train))
         )
@@ -267,7 +278,7 @@ def test_curated_rows_without_a_score_are_missing_in_the_reference(lake):
     ds, root = "2026-02-01", lake["root"] / "lake"
     train, split = lake["train"], lake["split"]
     scores = baseline_scores(train, split, lake["model"].score(train)).iloc[:-500]
-    write_curated_partition(root / "curated", ds, train)
+    write_training_day(root, ds, train)
     job = write_job_output(root, "unscored", scores)
     write_training_baseline(lake["settings"], "churn", ds, job)
     baseline = load_baseline(baseline_uri(lake["settings"], "churn", ds, "unscored"))
@@ -286,7 +297,7 @@ def test_too_few_held_out_rows_fail_naming_the_day_and_the_counts(lake):
     split = lake["split"][:120]
     counts = {name: int((split == name).sum()) for name in ("train", "validation", "test")}
     assert counts["validation"] + counts["test"] < 50
-    write_curated_partition(root / "curated", ds, small)
+    write_training_day(root, ds, small)
     job = write_job_output(root, "small", baseline_scores(small, split, lake["model"].score(small)))
     with pytest.raises(LocalJobError) as raised:
         write_training_baseline(lake["settings"], "churn", ds, job)
@@ -305,7 +316,7 @@ def test_scores_without_a_known_split_are_refused(lake):
 
     ds, root = "2026-04-01", lake["root"] / "lake"
     train, split = lake["train"], lake["split"].copy()
-    write_curated_partition(root / "curated", ds, train)
+    write_training_day(root, ds, train)
     scores = baseline_scores(train, split, lake["model"].score(train))
     job = write_job_output(root, "nosplit", scores.drop(columns="split"))
     with pytest.raises(LocalJobError, match="not the split key 'customer_id', 'split' and 'score'"):
