@@ -242,8 +242,14 @@ def test_dotfiles_caches_and_tests_stay_out_of_the_package(repo_root, tmp_path):
     """A repository holding a .env, a cache, a test and a notebook: none of them is packaged."""
     from package import build_package
 
+    from include.sagemaker_requests import SHARED_MODULES
+
     fake = tmp_path / "repo"
+    # The modules the training source tarball carries beside training/ (a repository without
+    # them cannot build it).
+    shared = dict.fromkeys(SHARED_MODULES, "")
     files = {
+        **shared,
         "dags/.airflowignore": "/include/\n",
         "dags/example.py": "# a DAG file\n",
         "dags/.env": "HEADRACE_PII_SALT=abc\n",
@@ -267,6 +273,7 @@ def test_dotfiles_caches_and_tests_stay_out_of_the_package(repo_root, tmp_path):
         (fake / name).write_text(text)
     manifest = build_package(tmp_path / "out", repo_root=fake)
     assert set(manifest["files"]) == {
+        *(f"dags/{module}" for module in shared),
         "dags/.airflowignore",
         "dags/example.py",
         "dags/include/__init__.py",
