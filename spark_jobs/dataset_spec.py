@@ -1018,7 +1018,14 @@ class _Validator:
                 wanted = str if ctype == "string" else int
                 bad = [a for a in allowed if not isinstance(a, wanted) or isinstance(a, bool)]
                 if bad:
-                    self.fail(f"{where}.allowed", f"values {bad!r} are not {ctype}")
+                    hint = ""
+                    if ctype == "string" and any(isinstance(a, bool) for a in bad):
+                        # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
+                        hint = (
+                            ": YAML reads unquoted yes, no, on, off, true and false as "
+                            'booleans; quote them ("yes", "no")'
+                        )
+                    self.fail(f"{where}.allowed", f"values {bad!r} are not {ctype}{hint}")
                 allowed = tuple(allowed)
         pattern = spec.get("pattern")
         if pattern is not None:

@@ -141,6 +141,22 @@ def test_every_problem_is_reported_at_once(churn_yaml):
     assert "schema_version: must be a positive integer, got 0" in text
 
 
+def test_unquoted_yes_and_no_in_a_spec_get_the_fix(churn_yaml):
+    """YAML reads ``allowed: [yes, no]`` as booleans; the error says to quote them."""
+    text = yaml.safe_dump(copy.deepcopy(churn_yaml)).replace(
+        "allowed:\n  - basic", "allowed:\n  - yes\n  - no\n  - basic", 1
+    )
+    assert "- yes" in text  # the plan column's allowed values, now with two unquoted words
+    with pytest.raises(SpecError) as raised:
+        parse_spec(text, source="bad.yaml")
+    assert (
+        "bad.yaml: columns[4] (plan).allowed: values [True, False] are not string: YAML reads "
+        'unquoted yes, no, on, off, true and false as booleans; quote them ("yes", "no")'
+    ) in str(raised.value)
+    quoted = text.replace("- yes\n  - no\n", "- 'yes'\n  - 'no'\n", 1)
+    assert parse_spec(quoted, source="ok.yaml").column("plan").allowed[:2] == ("yes", "no")
+
+
 def test_yaml_errors_and_missing_files_name_the_source(tmp_path):
     with pytest.raises(SpecError, match=r"oops\.yaml: not valid YAML at line \d+, column \d+"):
         parse_spec("dataset: churn\ncolumns: [unclosed\n", source="oops.yaml")
