@@ -206,6 +206,14 @@ def _import_mlflow():
     from mlflow.telemetry.client import set_telemetry_client
 
     set_telemetry_client()
+    # MLflow gives its loggers (and alembic's, SQLAlchemy's, huey's) a stderr handler of its own,
+    # and an Airflow task's log shows stderr at level ERROR: its start-up lines ("Creating
+    # initial MLflow database tables…") read as errors. Through the task's logging they keep
+    # their level; MLflow's own level settings stay.
+    for name in ("mlflow", "alembic", "sqlalchemy.engine", "huey"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
     return mlflow
 
 

@@ -108,6 +108,30 @@ def test_mlflow_telemetry_stays_off_outside_pytest(repo_root):
     assert result.stdout.split() == ["None", "true"]
 
 
+def test_mlflow_start_up_lines_keep_their_level(repo_root, tmp_path):
+    """A task's log shows stderr as ERROR: MLflow's lines (a new registry database's set-up)
+    go through the process's logging at their own level instead."""
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout,"
+        " format='%(levelname)s %(name)s: %(message)s')\n"
+        "from include.registry import MLflowModelRegistry\n"
+        f"print(MLflowModelRegistry('{tmp_path.as_uri()}/models').list_versions('churn'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo_root, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+
+    assert "mlflow" not in result.stderr.lower(), result.stderr
+    mlflow_lines = [line for line in result.stdout.splitlines() if " mlflow." in line]
+    assert mlflow_lines, result.stdout  # the database set-up was logged…
+    assert all(line.startswith("INFO ") for line in mlflow_lines), mlflow_lines  # …at INFO
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
 def test_pending_challenger_waits_then_a_person_decides(registry):
     _register(registry, "reg_flow", auc=0.80, approval=APPROVED)
     second = _register(registry, "reg_flow", auc=0.801, approval=PENDING, model="m2")
