@@ -122,6 +122,8 @@ features:
 #   training / transform: the training instance follows the deployment's HEADRACE_TRAINING_*
 #            settings unless set here (here wins); transform runs on one ml.m5.xlarge (4 vCPU,
 #            16 GB). Neither is measured per row count.
+#   processing: one ml.m5.xlarge per job. The jobs stream record batches, but the baseline and
+#            drift jobs hold the day's keys and scores whole for the join. Not measured on AWS.
 capacity:   # TODO size for your rows a day; these are the defaults
   spark:                       # ingest and features (and the Deequ quality job on EMR)
     max_runtime_minutes: 120   # 5..10079; Glue Timeout, EMR Serverless executionTimeoutMinutes
@@ -150,6 +152,10 @@ capacity:   # TODO size for your rows a day; these are the defaults
     # The operator stops the job after this (SageMaker has no limit of its own for a transform);
     # null: HEADRACE_TRAINING_MAX_WAIT_S.
     max_runtime_minutes: null
+  processing:                  # each processing job: baseline, drift check, scoring input,
+    instance_type: ml.m5.xlarge  # predictions files (SageMaker's ProcessingInstanceType)
+    instance_count: 1
+    max_runtime_minutes: 60    # StoppingCondition.MaxRuntimeInSeconds
 """
 
 QUALITY_TEMPLATE = """\

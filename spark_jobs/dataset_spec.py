@@ -135,6 +135,11 @@ DEFAULT_GLUE_DATA_QUALITY_WORKERS = 2
 DEFAULT_QUALITY_MAX_RUNTIME_MINUTES = 60
 DEFAULT_TRANSFORM_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_TRANSFORM_INSTANCE_COUNT = 1
+# The processing jobs (monitoring baseline, drift check, scoring input, predictions files):
+# one ml.m5.xlarge (4 vCPU, 16 GB) for at most an hour each.
+DEFAULT_PROCESSING_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_PROCESSING_INSTANCE_COUNT = 1
+DEFAULT_PROCESSING_MAX_RUNTIME_MINUTES = 60
 # One ceiling for every kind's runtime: Glue's (StartJobRun ``Timeout`` must be under 7 days).
 MAX_RUNTIME_MINUTES_LIMIT = 7 * 24 * 60 - 1
 # Worker types botocore's Glue model lists that cannot run a Glue 5 Spark ETL job.
@@ -146,7 +151,7 @@ GLUE_WORKER_TYPES_NOT_FOR_SPARK_ETL = {
 # EMR Serverless worker sizes (AWS, "Supported worker configurations"): vCPUs → (min, max) GB of
 # worker memory. The worker holds the executor's heap plus Spark's overhead (10%, >= 384 MB).
 EMR_SERVERLESS_WORKER_MEMORY_GB = {1: (2, 8), 2: (4, 16), 4: (8, 30), 8: (16, 60), 16: (32, 120)}
-_CAPACITY_KEYS = {"spark", "quality", "training", "transform"}
+_CAPACITY_KEYS = {"spark", "quality", "training", "transform", "processing"}
 _SPARK_CAPACITY_KEYS = {"max_runtime_minutes", "glue", "emr_serverless", "emr_step"}
 _GLUE_CAPACITY_KEYS = {"worker_type", "number_of_workers"}
 _EXECUTOR_CAPACITY_KEYS = {"max_executors", "executor_cores", "executor_memory_gb"}
@@ -354,6 +359,11 @@ class Capacity:
     transform: InstanceCapacity = InstanceCapacity(
         instance_type=DEFAULT_TRANSFORM_INSTANCE_TYPE,
         instance_count=DEFAULT_TRANSFORM_INSTANCE_COUNT,
+    )
+    processing: InstanceCapacity = InstanceCapacity(
+        instance_type=DEFAULT_PROCESSING_INSTANCE_TYPE,
+        instance_count=DEFAULT_PROCESSING_INSTANCE_COUNT,
+        max_runtime_minutes=DEFAULT_PROCESSING_MAX_RUNTIME_MINUTES,
     )
 
 
@@ -832,6 +842,12 @@ class _Validator:
                 top.get("transform"),
                 default.transform,
                 "TransformInstanceType",
+            ),
+            processing=self.instance_capacity(
+                "capacity.processing",
+                top.get("processing"),
+                default.processing,
+                "ProcessingInstanceType",
             ),
         )
 

@@ -531,13 +531,12 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
         self.arguments = list(arguments)
 
     def job_settings(self, settings: Settings) -> Settings:
-        # A processing job is sized by its request's defaults; the spec has no processing block.
+        """The process settings: a processing job's size is in its request
+        (``capacity.processing``), not in settings."""
         return settings
 
     def max_wait_s(self, settings: Settings) -> float:
-        from include.sagemaker_requests import PROCESSING_MAX_RUNTIME_S
-
-        return PROCESSING_MAX_RUNTIME_S
+        return self.capacity.processing.max_runtime_minutes * 60
 
     def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
         from include.config import REPO_ROOT
@@ -566,6 +565,9 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
             manifest_inputs=self.manifest_inputs,
             outputs=self.outputs,
             arguments=self.arguments,
+            instance_type=self.capacity.processing.instance_type,
+            instance_count=self.capacity.processing.instance_count,
+            max_runtime_s=self.capacity.processing.max_runtime_minutes * 60,
             tags={"dataset": self.dataset},
         )
 

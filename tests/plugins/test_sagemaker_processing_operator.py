@@ -75,6 +75,48 @@ def test_aws_sends_one_valid_isolated_create_and_a_retry_reattaches(
     assert first["outputs"] == {"report": f"{lake}/monitoring/churn/profile/ds={DS}/"}
 
 
+def test_aws_processing_is_sized_by_the_datasets_capacity(
+    tmp_path, aws_target, aws_calls, task_context
+):
+    import yaml
+
+    from include.config import DATASETS_DIR
+
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    raw["capacity"] = {
+        "processing": {
+            "instance_type": "ml.m5.4xlarge",
+            "instance_count": 2,
+            "max_runtime_minutes": 90,
+        }
+    }
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(raw))
+
+    class SizedProcessing(FixtureProcessingJobOperator):
+        datasets_dir = tmp_path
+
+    lake = f"s3://{aws_target.bucket}/lake"
+    processing_operator(lake).execute(task_context(dag_id="churn_monitoring", run_id="a"))
+    arguments = {
+        "task_id": "profile", "dataset": "churn", "ds": DS, "entry_point": "probe.py",
+        "outputs": {"report": f"{lake}/monitoring/churn/profile/ds={DS}"},
+        "aws_conn_id": None, "poll_interval": 1,
+    }  # fmt: skip
+    sized = SizedProcessing(**arguments)
+    sized.execute(task_context(dag_id="churn_monitoring", run_id="b"))
+
+    default, request = aws_calls.of("sagemaker", "CreateProcessingJob")
+    validate_request("sagemaker", "CreateProcessingJob", request)
+    cluster = request["ProcessingResources"]["ClusterConfig"]
+    assert (cluster["InstanceType"], cluster["InstanceCount"]) == ("ml.m5.4xlarge", 2)
+    assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == 90 * 60
+    assert sized.max_wait_s(None) == 90 * 60
+    # A spec that says nothing: one ml.m5.xlarge for at most an hour.
+    today = default["ProcessingResources"]["ClusterConfig"]
+    assert (today["InstanceType"], today["InstanceCount"]) == ("ml.m5.xlarge", 1)
+    assert default["StoppingCondition"]["MaxRuntimeInSeconds"] == 3600
+
+
 def test_aws_on_kill_stops_the_job_it_attached_to(aws_target, aws_calls, task_context):
     aws_calls.stubs[("sagemaker", "StopProcessingJob")] = (200, {})  # moto has none
     operator = processing_operator(f"s3://{aws_target.bucket}/lake")

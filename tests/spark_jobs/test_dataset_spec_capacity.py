@@ -13,6 +13,7 @@ from spark_jobs.dataset_spec import (
     Capacity,
     ExecutorCapacity,
     GlueCapacity,
+    InstanceCapacity,
     SpecError,
     aws_enum_values,
     load_spec,
@@ -53,6 +54,7 @@ def test_a_silent_spec_runs_at_todays_sizes(churn_yaml):
         "ml.m5.xlarge",
         1,
     )
+    assert capacity.processing == InstanceCapacity("ml.m5.xlarge", 1, 60)
     # Training follows the deployment's HEADRACE_TRAINING_* settings unless the spec says.
     assert capacity.training.instance_type is None
     assert capacity.training.instance_count is None
@@ -85,6 +87,7 @@ def test_every_value_is_kept(churn_yaml):
                 },
                 "training": {"instance_type": "ml.p3.2xlarge", "instance_count": 2},
                 "transform": {"instance_count": 4, "max_runtime_minutes": 180},
+                "processing": {"instance_type": "ml.r5.2xlarge"},
             },
         ),
         source=SOURCE,
@@ -108,6 +111,7 @@ def test_every_value_is_kept(churn_yaml):
     # What the transform block leaves out keeps today's value.
     assert capacity.transform.instance_type == "ml.m5.xlarge"
     assert (capacity.transform.instance_count, capacity.transform.max_runtime_minutes) == (4, 180)
+    assert capacity.processing == InstanceCapacity("ml.r5.2xlarge", 1, 60)
 
 
 def test_capacity_is_not_part_of_the_specs_fingerprint(churn_yaml):
@@ -173,7 +177,12 @@ def test_capacity_is_not_part_of_the_specs_fingerprint(churn_yaml):
             {"transform": {"instance_count": 0}},
             "capacity.transform.instance_count: must be an integer >= 1, got 0",
         ),
-        ({"processing": {}}, "capacity.processing: unknown key"),
+        (
+            {"processing": {"instance_type": "ml.t9.tiny"}},
+            "capacity.processing.instance_type: 'ml.t9.tiny' is not a sagemaker "
+            "ProcessingInstanceType",
+        ),
+        ({"procesing": {}}, "capacity.procesing: unknown key"),
         ({"spark": {"glue": {"wrkers": 3}}}, "capacity.spark.glue.wrkers: unknown key"),
         ("big", "capacity: must be a mapping, got str"),
     ],
