@@ -54,6 +54,10 @@ class ScoringError(ValueError):
 # --- where things live -------------------------------------------------------------------------
 
 
+class NoChampionError(ScoringError):
+    """The registry has no approved version of the dataset yet (the scoring DAG waits for one)."""
+
+
 def predictions_root(settings: Settings, dataset: str) -> str:
     return f"{settings.zone_uri('predictions')}/{dataset}"
 
@@ -104,7 +108,7 @@ def champion_model(settings: Settings, dataset: str, registry=None) -> dict[str,
     registry = registry or registry_for(settings)
     version = registry.approved_version(dataset)
     if version is None:
-        raise ScoringError(
+        raise NoChampionError(
             f"{dataset} has no approved model version to score with: approve one "
             f"({dataset}_model_approval) or train a model that beats the champion"
         )

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, chain, dag, get_current_context, task
+import logging
+
+from airflow.sdk import DAG, PokeReturnValue, chain, dag, get_current_context, task
 
 from headrace_operators.sagemaker_jobs import SageMakerProcessingJobOperator
 from headrace_operators.sagemaker_transform import SageMakerTransformOperator
@@ -15,6 +17,8 @@ from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
 
 STAGE = "scoring"
+# How long a run waits for the dataset's first approved model before it fails.
+CHAMPION_WAIT_S = 6 * 3600
 
 
 def _doc(dataset: PipelineDataset) -> str:
@@ -38,6 +42,9 @@ monitoring (`{name}_monitoring`).
 network-isolated; locally the same request bodies through the local transform and processing
 runtimes, which stream with bounded memory. The worker reads only manifests and the jobs' small
 facts. A retried task re-attaches to its job.
+
+**Waits** for the dataset's first approved model (up to 6 hours, rescheduled: no worker slot
+is held): the first day's features start its training and its scoring at once.
 
 **Triggered** once per day of new features (`{name}_features`, partitioned by day: features are
 built for every validated day), or by hand with a `ds` (or the day as the run's partition key).
@@ -67,17 +74,31 @@ def scoring_dag(dataset: str) -> DAG:
         },
     )
     def scoring():
+        # A day's features schedule its scoring and its training at once: on the first day there
+        # is no model yet. The run waits for one (rescheduled, holding no worker slot) instead of
+        # failing its retries, and fails only after the wait.
+        @task.sensor(poke_interval=60, timeout=CHAMPION_WAIT_S, mode="reschedule")
+        def champion() -> PokeReturnValue:
+            """The registry's approved version of the dataset, once there is one."""
+            from include.config import get_settings
+            from include.scoring_pipeline import NoChampionError, champion_model
+
+            try:
+                return PokeReturnValue(True, champion_model(get_settings(), dataset))
+            except NoChampionError as waiting:
+                logging.getLogger("headrace.scoring").info("waiting for a model: %s", waiting)
+                return PokeReturnValue(False)
+
         @task(multiple_outputs=True)
-        def scoring_plan() -> dict:
-            """The day, the champion model, and the plan of the transform's input lines."""
+        def scoring_plan(model: dict) -> dict:
+            """The day and the plan of the transform's input lines."""
             from include.config import get_settings
             from include.partitions import run_partition
-            from include.scoring_pipeline import champion_model, scoring_input_plan
+            from include.scoring_pipeline import scoring_input_plan
 
             settings = get_settings()
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
-            model = champion_model(settings, dataset)
             return {"ds": ds, "model": model, **scoring_input_plan(settings, dataset, ds, model)}
 
         @task(multiple_outputs=True)
@@ -116,7 +137,7 @@ def scoring_dag(dataset: str) -> DAG:
                 outputs=plan["outputs"],
             )
 
-        plan = scoring_plan()
+        plan = scoring_plan(champion())
         scoring_input = processing_job("scoring_input", "scoring-input", plan, plan["ds"])
         transform = SageMakerTransformOperator(
             task_id="transform",

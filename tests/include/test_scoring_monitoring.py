@@ -308,7 +308,7 @@ def test_the_scoring_dag_rescores_a_day_to_the_same_bytes_and_emits_the_predicti
     assert outcome["xcom"]["transform"]["job_name"].startswith("headrace-churn-scoring-transform-")
     assert outcome["xcom"]["commit_predictions"]["rows"] == ROWS
     assert outcome["tasks"] == dict.fromkeys(
-        ["scoring_plan", "scoring_input", "transform", "predictions_plan", "predictions",
+        ["champion", "scoring_plan", "scoring_input", "transform", "predictions_plan", "predictions",
          "commit_predictions"], "success",
     )  # fmt: skip
     # A new transform job, the same model and data: the committed partition is byte-identical.
@@ -335,3 +335,27 @@ def test_the_monitoring_dag_emits_the_drift_event_only_for_the_drifted_day(
     # Without drift the tasks after the check are skipped, and a skipped task emits no event.
     assert calm["tasks"]["emit_drift_event"] == calm["tasks"]["alert"] == "skipped"
     assert calm["events"] == []
+
+
+def test_scoring_waits_for_a_first_model_instead_of_failing(tmp_path, monkeypatch, lake):
+    """With no approved version yet the DAG's first task is not done (it pokes again later);
+    with one it hands the champion's facts on."""
+    from include.config import get_settings
+    from include.pipelines.scoring import scoring_dag
+
+    sensor = scoring_dag("churn").get_task("champion")
+    monkeypatch.setenv("HEADRACE_LAKE_ROOT", f"file://{tmp_path / 'empty-lake'}")
+    get_settings.cache_clear()
+    try:
+        waiting = sensor.python_callable()
+    finally:
+        get_settings.cache_clear()
+    assert waiting.is_done is False
+    assert sensor.mode == "reschedule"
+
+    monkeypatch.setenv("HEADRACE_LAKE_ROOT", lake["settings"].lake_root)
+    try:
+        found = sensor.python_callable()
+    finally:
+        get_settings.cache_clear()
+    assert found.is_done is True and found.xcom_value["version"] == lake["version"]
