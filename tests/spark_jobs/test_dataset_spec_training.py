@@ -28,7 +28,9 @@ def with_training(churn_yaml: dict, training) -> dict:
 def problems_of(raw: dict) -> list[str]:
     with pytest.raises(SpecError) as raised:
         spec_from_mapping(raw, source=SOURCE)
-    assert all(line.startswith(f"  - {SOURCE}: training") for line in str(raised.value).splitlines()[1:])
+    assert all(
+        line.startswith(f"  - {SOURCE}: training") for line in str(raised.value).splitlines()[1:]
+    )
     return raised.value.problems
 
 
