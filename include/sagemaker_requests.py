@@ -308,7 +308,7 @@ def write_processing_inputs(
     :param channels: input name → (folder URI, keys in it): the input holds exactly those files.
     The digest covers every byte written, so a retry writes the same objects at the same keys.
     """
-    from include.monitoring.job import PLAN_FILE, PLAN_INPUT
+    from include.scoring_job import PLAN_FILE, PLAN_INPUT
     from include.storage import storage_for
 
     manifests = {

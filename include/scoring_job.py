@@ -19,10 +19,10 @@ with the day's rows.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+# Every processing job's plan: input/plan/plan.json (sagemaker_requests.write_processing_inputs).
 PLAN_INPUT = "plan"
 PLAN_FILE = "plan.json"
 FEATURES_INPUT = "features"
@@ -45,7 +45,8 @@ class ScoringJobError(ValueError):
     """The job's inputs cannot be used; the message names the file and what is wrong."""
 
 
-def _json_bytes(payload: dict[str, Any]) -> bytes:
+def json_bytes(payload: dict[str, Any]) -> bytes:
+    """Stable JSON (sorted keys): the same facts give the same bytes."""
     return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -54,7 +55,7 @@ def scoring_input_plan(
 ) -> bytes:
     """``plan.json`` of the scoring-input job: the columns in line order and the features files
     (keys relative to the features input) in manifest order."""
-    return _json_bytes(
+    return json_bytes(
         {
             "kind": "scoring-input",
             "model_version": model_version,
@@ -75,7 +76,7 @@ def predictions_plan(
 ) -> bytes:
     """``plan.json`` of the predictions job: the ids the lines start with, the rows the input
     had (fewer or more predictions fail the job), and the files' layout."""
-    return _json_bytes(
+    return json_bytes(
         {
             "kind": "predictions",
             "model_version": model_version,
@@ -90,7 +91,7 @@ def predictions_plan(
 def _write_facts(root: Path, facts: dict[str, Any]) -> dict[str, Any]:
     folder = root / "output" / FACTS_OUTPUT
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / FACTS_FILE).write_bytes(_json_bytes(facts))
+    (folder / FACTS_FILE).write_bytes(json_bytes(facts))
     return facts
 
 
@@ -231,8 +232,3 @@ def run_predictions_job(root: Path) -> dict[str, Any]:
 
 
 JOBS = {"scoring-input": run_scoring_input_job, "predictions": run_predictions_job}
-
-
-def processing_root() -> Path:
-    """``/opt/ml/processing`` in the container; the job's folder under the local runtime."""
-    return Path(os.environ.get("HEADRACE_PROCESSING_ROOT", "/opt/ml/processing"))

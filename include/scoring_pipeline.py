@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from include.config import Settings
-from include.scoring_job import INPUT_ROWS_PER_FILE, SCORE_COLUMN
+from include.scoring_job import INPUT_ROWS_PER_FILE, SCORE_COLUMN, json_bytes
 
 log = logging.getLogger("headrace.scoring")
 
@@ -90,10 +90,6 @@ def model_name_for(dataset: str, version: str, model_uri: str) -> str:
 
     digest = hashlib.sha256(model_uri.encode()).hexdigest()[:12]
     return sanitize(f"headrace-{dataset}-v{version}-{digest}", NAMING_RULES["sagemaker"])[:63]
-
-
-def _json_bytes(payload: Mapping[str, Any]) -> bytes:
-    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
 
 
 # --- the champion ------------------------------------------------------------------------------
@@ -288,7 +284,7 @@ def commit_predictions(
     }
     manifest_uri = f"{partition}/{MANIFEST_NAME}"
     # Written last: the commit.
-    storage.write_bytes(manifest_uri, _json_bytes(manifest))
+    storage.write_bytes(manifest_uri, json_bytes(manifest))
     log.info(
         "committed %d predictions of %s by model %s: %s",
         facts["rows"], ds, model["version"], partition,

@@ -43,16 +43,15 @@ from include.monitoring.columns import MonitoredColumn
 from include.monitoring.drift import DriftReport, check_drift_from_parquet
 from include.monitoring.streaming import ChunkSource, parquet_columns, parquet_source, run_pass
 from include.monitoring.thresholds import MonitoringConfig
+from include.scoring_job import PLAN_FILE, PLAN_INPUT
 
 # The job's inputs and output (``/opt/ml/processing/input/<name>``, ``output/<name>``).
-PLAN_INPUT = "plan"
 BASELINE_INPUT = "baseline"
 CURATED_INPUT = "curated"
 PREDICTIONS_INPUT = "predictions"
 SCORES_INPUT = "scores"
 MONITORING_OUTPUT = "monitoring"
 BASELINE_OUTPUT = "baseline"
-PLAN_FILE = "plan.json"
 # What train.py writes into SM_OUTPUT_DATA_DIR (output.tar.gz beside model.tar.gz): every
 # training-partition row's ids with its split and the final model's score.
 BASELINE_SCORES_FILE = "baseline_scores.parquet"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, chain, dag, get_current_context, task
 
-from headrace_operators.sagemaker_jobs import SageMakerProcessingJobOperator
 from include.assets import drift_asset, per_partition, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
+from include.pipelines.processing import processing_job
 
 STAGE = "monitoring"
 
@@ -119,16 +119,7 @@ def monitoring_dag(dataset: str) -> DAG:
             return raise_drift_alert(settings, result, topic_arn=topic or None)
 
         plan = drift_plan()
-        job = SageMakerProcessingJobOperator(
-            task_id="drift_job",
-            dataset=dataset,
-            ds=plan["ds"],
-            entry_point="process.py",
-            arguments=["drift"],
-            inputs=plan["inputs"],
-            manifest_inputs=plan["manifest_inputs"],
-            outputs=plan["outputs"],
-        )
+        job = processing_job("drift_job", dataset, plan["ds"], "drift", plan)
         result = drift_check(job.output, plan)
         chain(result, drift_found(result), [emit_drift_event(result), alert(result)])
 

@@ -10,11 +10,11 @@ import logging
 
 from airflow.sdk import DAG, PokeReturnValue, chain, dag, get_current_context, task
 
-from headrace_operators.sagemaker_jobs import SageMakerProcessingJobOperator
 from headrace_operators.sagemaker_transform import SageMakerTransformOperator
 from include.assets import features_asset, per_partition, predictions_asset
 from include.dag_defaults import DEFAULT_ARGS, START_DATE, partition_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
+from include.pipelines.processing import processing_job
 
 STAGE = "scoring"
 # How long a run waits for the dataset's first approved model before it fails.
@@ -125,20 +125,8 @@ def scoring_dag(dataset: str) -> DAG:
             event.add_partitions(day)
             return committed
 
-        def processing_job(task_id: str, command: str, plan, ds) -> SageMakerProcessingJobOperator:
-            return SageMakerProcessingJobOperator(
-                task_id=task_id,
-                dataset=dataset,
-                ds=ds,
-                entry_point="process.py",
-                arguments=[command],
-                inputs=plan["inputs"],
-                manifest_inputs=plan["manifest_inputs"],
-                outputs=plan["outputs"],
-            )
-
         plan = scoring_plan(champion())
-        scoring_input = processing_job("scoring_input", "scoring-input", plan, plan["ds"])
+        scoring_input = processing_job("scoring_input", dataset, plan["ds"], "scoring-input", plan)
         transform = SageMakerTransformOperator(
             task_id="transform",
             dataset=dataset,
@@ -147,7 +135,7 @@ def scoring_dag(dataset: str) -> DAG:
             input_uri=plan["input_uri"],
         )
         written = predictions_plan(transform.output, plan["ds"], plan["model"], plan)
-        predictions = processing_job("predictions", "predictions", written, plan["ds"])
+        predictions = processing_job("predictions", dataset, plan["ds"], "predictions", written)
         commit_predictions(predictions.output, plan["ds"], plan["model"], written)
         chain(scoring_input, transform)
 

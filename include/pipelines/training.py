@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, dag, get_current_context, task
 
-from headrace_operators.sagemaker_jobs import (
-    SageMakerProcessingJobOperator,
-    SageMakerTuningJobOperator,
-)
+from headrace_operators.sagemaker_jobs import SageMakerTuningJobOperator
 from include.assets import (
     drift_asset,
     features_asset,
@@ -29,6 +26,7 @@ from include.dag_defaults import (
     partition_param,
 )
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
+from include.pipelines.processing import processing_job
 
 STAGE = "training"
 
@@ -179,16 +177,7 @@ def training_dag(dataset: str) -> DAG:
             max_parallel_jobs="{{ params.parallel_trials }}",
         )
         plan = baseline_plan(ds, tune.output)
-        baseline = SageMakerProcessingJobOperator(
-            task_id="monitoring_baseline",
-            dataset=dataset,
-            ds=ds,
-            entry_point="process.py",
-            arguments=["baseline"],
-            inputs=plan["inputs"],
-            manifest_inputs=plan["manifest_inputs"],
-            outputs=plan["outputs"],
-        )
+        baseline = processing_job("monitoring_baseline", dataset, ds, "baseline", plan)
         registered = register_model(tune.output, baseline.output)
         request_approval(registered)
 
