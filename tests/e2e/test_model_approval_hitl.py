@@ -28,6 +28,8 @@ pytestmark = pytest.mark.e2e
 DATASET = "churn"
 DAG_ID = f"{DATASET}_model_approval"
 PENDING_ASSET = f"{DATASET}_model_pending_approval"
+# Several scheduler loops, also on a loaded CI machine (see _wait_for_request).
+PARK_SETTLE_SECONDS = 10
 
 
 def _evaluation(signal: float) -> dict:
@@ -105,10 +107,13 @@ def _wait_for_request(api, run_id: str, timeout: float = 180.0) -> dict:
     """The run's open human-in-the-loop request, once the ``decide`` task has written it and
     is parked waiting for it (``awaiting_input``).
 
-    Waiting for the park, not only the request: on the local stack's SQLite (no row locks) an
-    answer sent in the moment between the two can be stored without resuming the task, which
-    then waits until its deadline (the scheduler's sweep applies the stored answer then). On
-    MWAA's PostgreSQL both sides lock the task's row and the answer resumes the task.
+    Waiting for the park, not only the request, and then ``PARK_SETTLE_SECONDS`` more: Airflow
+    3.3.1's scheduler takes in the parking workload's end (the executor's "success" event) on
+    its next loop. An answer before that moves the task to scheduled and then queued, and the
+    late event then reads as "state changed externally": the try is marked up_for_retry, and
+    the retry writes the request again with the answer cleared (seen in the scheduler log of
+    a failed run: the answer 0.7 s after the park). A person takes longer than a loop; a test
+    must wait for it.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -117,6 +122,7 @@ def _wait_for_request(api, run_id: str, timeout: float = 180.0) -> dict:
             assert found["total_entries"] == 1, found
             (request,) = found["hitl_details"]
             if request["task_instance"]["state"] == "awaiting_input":
+                time.sleep(PARK_SETTLE_SECONDS)
                 return request
         run = api.dag_run(DAG_ID, run_id)
         if run["state"] == "failed" or time.monotonic() > deadline:
