@@ -96,6 +96,13 @@ def choice_param(default: str, *, title: str, description: str, choices: list[st
     return Param(default, type="string", enum=list(choices), title=title, description=description)
 
 
+def boolean_param(default: bool, *, title: str, description: str):
+    """A yes/no switch (the form shows a toggle)."""
+    from airflow.sdk import Param
+
+    return Param(default, type="boolean", title=title, description=description)
+
+
 def text_param(
     *, title: str, description: str, min_length: int, max_length: int, pattern: str | None = None
 ):

@@ -176,6 +176,85 @@ def code_version_of(settings: Settings, job: Mapping[str, Any]) -> str:
     return f"sourcedir:{job['code_uri']}" if job.get("code_uri") else "unknown"
 
 
+# The run params that change what a training produces (approval_margin only changes the decision).
+TRAINING_RUN_PARAMS = ("epochs", "max_trials", "parallel_trials")
+
+
+def planned_code_version(settings: Settings) -> str:
+    """The code version a training started now would register (:func:`code_version_of`):
+    the repository's locally; on aws the content-addressed source tarball the job will get."""
+    from include.registry import code_version
+    from include.sagemaker_requests import training_source_artifact
+
+    if settings.is_local:
+        return code_version(REPO_ROOT)
+    return f"sourcedir:{training_source_artifact(settings)[0]}"
+
+
+def training_cause(
+    settings: Settings, dataset: str, ds: str, run_params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What a training run of ``ds`` would train: the window's data version, the code version
+    and the run's training parameters, keyed by the digest of the three.
+
+    Two runs with one key train the same model (a features and a drift event of one day, say):
+    the second one is not needed (:func:`previous_training`). Reads only features manifests.
+    """
+    import hashlib
+
+    from include.registry import data_version
+    from include.training_jobs import training_window, window_document_uri
+
+    window = training_window(settings, dataset, ds)
+    cause = {
+        "dataset": dataset,
+        "ds": ds,
+        "data_version": data_version(window_document_uri(settings, window), window.document()),
+        "code_version": planned_code_version(settings),
+        "params": {name: run_params[name] for name in TRAINING_RUN_PARAMS},
+    }
+    digest = hashlib.sha256(json.dumps(cause, sort_keys=True).encode()).hexdigest()[:16]
+    return {**cause, "key": digest}
+
+
+def training_record_uri(settings: Settings, dataset: str, key: str) -> str:
+    """Where the training of one cause is recorded: ``models/<dataset>/trainings/<key>.json``."""
+    return f"{settings.zone_uri('models')}/{dataset}/trainings/{key}.json"
+
+
+def previous_training(settings: Settings, cause: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished training of the same cause, if one registered its model."""
+    from include.storage import storage_for
+
+    uri = training_record_uri(settings, cause["dataset"], cause["key"])
+    storage = storage_for(uri)
+    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
+
+
+def record_training(
+    settings: Settings, cause: Mapping[str, Any], registered: Mapping[str, Any], run_id: str
+) -> str:
+    """Record that ``run_id`` trained ``cause`` and what the registry made of it; its URI.
+
+    Written after registration, so a run that failed before it leaves no record and the next
+    run of the cause trains. The training DAG runs one run at a time, so no two runs of one
+    cause can both find no record and train.
+    """
+    from include.scoring_job import json_bytes
+    from include.storage import storage_for
+
+    uri = training_record_uri(settings, cause["dataset"], cause["key"])
+    record = {
+        **cause,
+        "run_id": run_id,
+        "version": registered["version"],
+        "approval": registered["approval"],
+        "reproduced": bool(registered.get("reproduced")),
+    }
+    storage_for(uri).write_bytes(uri, json_bytes(record))
+    return uri
+
+
 def register_job_model(
     settings: Settings,
     dataset: str,

@@ -21,6 +21,7 @@ from include.assets import (
 from include.dag_defaults import (
     DEFAULT_ARGS,
     START_DATE,
+    boolean_param,
     integer_param,
     number_param,
     partition_param,
@@ -59,7 +60,8 @@ was approved). MLflow (SQLite) locally, SageMaker Model Registry on AWS.
 
 **Triggered** per day: by a day's new validated features (`{name}_features`) or by drift over
 threshold on a day (`{name}_drift`); a features and a drift event of the same day that arrive
-before the run starts make one run. By hand: the `ds` parameter (or the day as partition key).
+before the run starts make one run, and a later run whose window, code and parameters a run
+already trained stops at `training_cause` (skipped, naming that run; `retrain` overrides). By hand: the `ds` parameter (or the day as partition key).
 The day names the training window: the features partition of that day, whose rolling features
 span the spec's lookback of validated days. Training does not run once per day on its own
 data: each run trains on the window that ends on its day.
@@ -115,6 +117,12 @@ def training_dag(dataset: str) -> DAG:
                 minimum=0,
                 maximum=0.2,
             ),
+            "retrain": boolean_param(
+                False,
+                title="Train again",
+                description="Train even when a run already trained this window with the same "
+                "code and parameters (by default such a run is skipped: one training per cause).",
+            ),
         },
     )
     def training():
@@ -124,6 +132,28 @@ def training_dag(dataset: str) -> DAG:
 
             context = get_current_context()
             return run_partition(context["params"]["ds"], context["dag_run"])
+
+        @task(multiple_outputs=False)
+        def training_cause(partition: str) -> dict:
+            """The window, code and parameters this run would train; the run stops here
+            (skipped, with the earlier run named) when a run already trained them."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from include.config import get_settings
+            from include.training_pipeline import previous_training, training_cause
+
+            settings = get_settings()
+            params = get_current_context()["params"]
+            cause = training_cause(settings, dataset, partition, params)
+            earlier = previous_training(settings, cause)
+            if earlier is not None and not params["retrain"]:
+                raise AirflowSkipException(
+                    f"run {earlier['run_id']} already trained this window (ds={partition}, "
+                    f"data version {cause['data_version']}) with the same code version and "
+                    f"parameters {cause['params']}: version {earlier['version']} "
+                    f"({earlier['approval']}). One training per cause; set retrain to train again."
+                )
+            return cause
 
         # multiple_outputs=False: a dict return would be split into one XCom per key, and
         # Airflow 3.0 cannot push a None value (apache/airflow#55062). The partition argument is
@@ -138,14 +168,17 @@ def training_dag(dataset: str) -> DAG:
             return baseline_job_plan(get_settings(), dataset, partition, job)
 
         @task(outlets=[model_asset(dataset)], multiple_outputs=False)
-        def register_model(job: dict, baseline: dict) -> dict:
+        def register_model(job: dict, baseline: dict, cause: dict) -> dict:
             from include.config import get_settings
-            from include.training_pipeline import register_job_model
+            from include.training_pipeline import record_training, register_job_model
 
-            params = get_current_context()["params"]
-            return register_job_model(
-                get_settings(), dataset, job, margin=params["approval_margin"]
+            settings = get_settings()
+            context = get_current_context()
+            registered = register_job_model(
+                settings, dataset, job, margin=context["params"]["approval_margin"]
             )
+            record_training(settings, cause, registered, context["run_id"])
+            return registered
 
         @task(outlets=[model_pending_asset(dataset)])
         def request_approval(registered: dict) -> str:
@@ -168,6 +201,7 @@ def training_dag(dataset: str) -> DAG:
             return registered["version"]
 
         ds = training_partition()
+        cause = training_cause(ds)
         tune = SageMakerTuningJobOperator(
             task_id="tune",
             dataset=dataset,
@@ -178,7 +212,8 @@ def training_dag(dataset: str) -> DAG:
         )
         plan = baseline_plan(ds, tune.output)
         baseline = processing_job("monitoring_baseline", dataset, ds, "baseline", plan)
-        registered = register_model(tune.output, baseline.output)
+        cause >> tune
+        registered = register_model(tune.output, baseline.output, cause)
         request_approval(registered)
 
     return training()

@@ -126,6 +126,7 @@ def test_lifecycle_completes_on_the_aws_target(lifecycle):
             ("churn_validation", DAY_2, "success"),
             ("churn_training", DAY_1, "success"),
             ("churn_training", DAY_1, "success"),
+            ("churn_training", DAY_1, "success"),
             ("churn_scoring", DAY_2, "success"),
             ("churn_monitoring", DAY_2, "success"),
         ]
@@ -356,12 +357,21 @@ def test_validation_runs_on_glue_data_quality_with_the_curated_partition(glue_li
 
 def test_training_registers_versions_and_a_person_approves_the_second(glue_lifecycle):
     runs = {(r["dag_id"], i): r for i, r in enumerate(glue_lifecycle["runs"])}
-    first, second = [r for (dag_id, _), r in runs.items() if dag_id == "churn_training"]
+    first, second, repeat = [r for (dag_id, _), r in runs.items() if dag_id == "churn_training"]
     assert first["xcom"]["register_model"]["approval"] == "Approved"
     assert second["xcom"]["register_model"]["approval"] == "PendingManualApproval"
     tuned = glue_lifecycle["simulated"]["tuning"]
     assert first["xcom"]["tune"]["job_name"] == tuned[first["xcom"]["tune"]["tuning_job_name"]]
     assert first["xcom"]["tune"]["model_uri"].startswith(f"s3://{BUCKET}/lake/models/churn/jobs/")
+    # One training per cause: the third run asked for the first run's window, code and
+    # parameters; it stopped at training_cause, naming the first run, and started no job.
+    assert repeat["conf"] == first["conf"]
+    assert repeat["tasks"]["training_cause"] == "skipped"
+    assert set(repeat["tasks"].values()) == {"success", "skipped"}
+    assert repeat["tasks"]["tune"] == "skipped" and repeat["tasks"]["register_model"] == "skipped"
+    assert first["xcom"]["training_cause"]["key"] != second["xcom"]["training_cause"]["key"]
+    tunings = dag_requests(glue_lifecycle, "sagemaker", "CreateHyperParameterTuningJob")
+    assert len(tunings) == 2
     packages = dag_requests(glue_lifecycle, "sagemaker", "CreateModelPackage")
     assert [p["params"]["ModelApprovalStatus"] for p in packages] == [
         "Approved", "PendingManualApproval",

@@ -51,6 +51,7 @@ TRAINING_BAD = [
     ({"epochs": -1}, "epochs", "less than the minimum of 1"),
     ({"approval_margin": 0.5}, "approval_margin", "greater than the maximum of 0.2"),
     ({"approval_margin": "high"}, "approval_margin", "is not of type 'number'"),
+    ({"retrain": "yes"}, "retrain", "is not of type 'boolean'"),
 ]
 
 
@@ -66,6 +67,7 @@ def test_training_accepts_good_values_and_defaults(bag, dataset):
     dag = bag.dags[f"{dataset}_training"]
     assert validated(dag, {}) == {
         "ds": None, "max_trials": 4, "parallel_trials": 2, "epochs": 20, "approval_margin": 0.005,
+        "retrain": False,
     }  # fmt: skip
     good = {"ds": "2026-01-07", "max_trials": 1, "parallel_trials": 1, "epochs": 3}
     assert validated(dag, good)["ds"] == "2026-01-07"

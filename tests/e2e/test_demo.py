@@ -89,6 +89,13 @@ def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     assert rows[("retrain (drift)", DAYS[2])][2] == "success"
     assert rows[("retrain (drift)", DAYS[2])][5].startswith("v2 ")
     assert (lake / "models" / "churn" / "2" / "model_card.json").exists()
+    # Its champion / challenger decision is printed with the interval of the paired difference.
+    assert "Challenger and champion version 1 scored on the same" in result.stdout
+    assert re.search(
+        r"95% interval of the difference: \[[-+]\d\.\d{6}, [-+]\d\.\d{6}\] "
+        r"\(paired bootstrap \(percentile\), 1000 resamples, seed 0\)",
+        result.stdout,
+    ), result.stdout[-3000:]
 
     assert re.search(r"\d+ runs, 0 failed, 6,000 rows generated, wall time [\d.]+s", summary)
     assert f"Airflow UI: http://127.0.0.1:{port}" in summary

@@ -243,3 +243,41 @@ def test_the_baseline_covers_every_day_of_the_window(lake):
     mean = (0.25 * first + 0.75 * (held_out - first)) / held_out
     statistics = {f["name"]: f for f in baseline.statistics["features"]}
     assert statistics["score"]["numerical_statistics"]["mean"] == pytest.approx(mean)
+
+
+def test_one_training_per_cause_the_second_event_of_a_window_finds_the_first(lake):
+    """A features event trained the window of D2; the drift event of D2 asks for the same window
+    with the same code and parameters: it finds that training. Another window, other parameters
+    or a changed day's manifest are another cause."""
+    from include.training_pipeline import previous_training, record_training, training_cause
+
+    lake["spec"]({"window_days": 2, "split": "random"})
+    write_day(lake["path"], D1)
+    write_day(lake["path"], D2)
+    settings = lake["settings"]
+    params = {"epochs": 20, "max_trials": 4, "parallel_trials": 2, "approval_margin": 0.005}
+
+    features_run = training_cause(settings, "churn", D2, params)
+    assert previous_training(settings, features_run) is None
+    record_training(
+        settings, features_run, {"version": "3", "approval": "PendingManualApproval"}, "run-a"
+    )
+
+    drift_run = training_cause(settings, "churn", D2, {**params, "approval_margin": 0.01})
+    assert drift_run["key"] == features_run["key"]
+    earlier = previous_training(settings, drift_run)
+    assert (earlier["run_id"], earlier["version"], earlier["reproduced"]) == ("run-a", "3", False)
+    assert earlier["data_version"] == features_run["data_version"]
+    # The window document the tuning job's channels sit beside, pinned by its digest.
+    assert f"/models/churn/input/ds={D2}/" in earlier["data_version"]
+    folder, sha = earlier["data_version"].rsplit("/window.json@sha256:", 1)
+    assert folder.endswith(f"/{sha[:16]}")  # a window's inputs folder is its document's digest
+
+    more_epochs = training_cause(settings, "churn", D2, {**params, "epochs": 30})
+    assert previous_training(settings, more_epochs) is None
+    write_day(lake["path"], D3)
+    assert previous_training(settings, training_cause(settings, "churn", D3, params)) is None
+    write_day(lake["path"], D1, rows={"train": 9, "validation": 2, "test": 3})  # D1 re-ingested
+    changed = training_cause(settings, "churn", D2, params)
+    assert changed["data_version"] != features_run["data_version"]
+    assert previous_training(settings, changed) is None
