@@ -20,11 +20,12 @@ MWAA_DIR := infra/mwaa/3.3.1
 TORCH_SOURCE := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installed
 
-.PHONY: help prereqs venv envs test test-jobs lint browser demo up down status lock bench clean package deploy audit new-pipeline
+.PHONY: help prereqs venv envs test test-fast test-jobs lint browser demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
 	@echo "make test    run the whole test suite (lint, unit, DAG integrity, end-to-end)"
+	@echo "make test-fast   the inner loop: unit, DAG integrity and request-builder tests (minutes)"
 	@echo "make up      start the local Airflow stack on 127.0.0.1:8080 (HEADRACE_API_PORT in .env);  make down  stops it"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lock    re-resolve the three environment locks under envs/"
@@ -68,6 +69,12 @@ lint: $(VENV)/.installed
 # training's, everything else (DAGs, operators, the stack) in the worker's.
 test: envs lint browser test-jobs
 	$(VPY) -m pytest --ignore=tests/spark_jobs --ignore=tests/training
+
+# The inner loop: the worker environment's tests that start no stack, job, server or fresh
+# interpreter (markers e2e and slow, pyproject.toml; the contract suite runs DAGs on moto).
+test-fast: $(VENV)/.installed
+	$(VPY) -m pytest -q -m "not e2e and not slow" --ignore=tests/spark_jobs --ignore=tests/training \
+		--ignore=tests/contract
 
 test-jobs: envs
 	$(SPARK_VENV)/bin/python -m pytest tests/spark_jobs

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings
+
+# Slow (scans the whole repository): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def scan(paths: list[str]) -> dict[str, list[str]]:

@@ -181,6 +181,8 @@ def run_probe(path: Path) -> dict:
     return json.loads(line.removeprefix("PROBE "))
 
 
+# Slow (a fresh interpreter per DAG file): left out of `make test-fast`.
+@pytest.mark.slow
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_has_no_heavy_imports_and_creates_no_aws_client(path):
     report = run_probe(path)
@@ -190,6 +192,7 @@ def test_dag_file_has_no_heavy_imports_and_creates_no_aws_client(path):
     )
 
 
+@pytest.mark.slow
 def test_probe_catches_a_heavy_import_and_a_client(tmp_path):
     """The probe above must be able to fail: a DAG file that breaks both rules is caught."""
     bad = tmp_path / "bad_dag.py"

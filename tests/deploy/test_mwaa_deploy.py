@@ -6,9 +6,13 @@ import os
 import re
 import shutil
 
+import pytest
 from mwaa_deploy_helpers import run_script
 
 from include.artifact_upload import upload_if_changed
+
+# Slow (builds and uploads the package to a moto server): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _object_versions(s3, bucket: str) -> dict[str, int]:

@@ -14,6 +14,9 @@ from mwaa_parity_check import check_package, requirements_problems
 
 from include.worker_imports import mwaa_distributions
 
+# Slow (builds the MWAA package and imports it in a fresh interpreter): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # The DAG ids the pipeline's stages have, whichever files define them.
 LIFECYCLE_DAGS = {
     "lake_setup",

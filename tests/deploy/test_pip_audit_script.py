@@ -13,6 +13,9 @@ import re
 import pytest
 from mwaa_deploy_helpers import run_script
 
+# Slow (runs pip-audit): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 EXIT_CLEAN, EXIT_VULNERABLE, EXIT_BAD_INPUT, EXIT_NOT_AUDITED = 0, 1, 2, 3
 
 

@@ -26,6 +26,9 @@ from include import local_sagemaker as runtime
 from include import sagemaker_requests as requests
 from include.config import load_settings
 
+# Slow (runs real local training and tuning jobs): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 FIXTURE_TRAINER = r'''
 """A fixture trainer for the local runtime's tests: SM_* in, contract metric lines out."""
 import argparse, json, math, os, signal, sys, time

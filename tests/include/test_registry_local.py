@@ -28,6 +28,9 @@ from include.registry import (
 )
 from training.evaluation import evaluate_binary_classifier, group_metrics, permutation_importance
 
+# Slow (starts MLflow): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def models_zone(tmp_path_factory) -> str:

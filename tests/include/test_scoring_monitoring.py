@@ -34,6 +34,9 @@ from include.local_transform import DEFAULT_MAX_RECORDS
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scoring_helpers as helpers
 
+# Slow (runs the local training and transform runtimes): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROWS = 20_000
 TRAIN_DS, DRIFT_DS, CALM_DS = "2026-01-01", "2026-01-02", "2026-01-03"
 PLANTED = ("sessions", "region")

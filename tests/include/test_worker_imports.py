@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from include.worker_imports import undeclared_distributions
+
+# Slow (runs tasks in fresh interpreters): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 # Runs the DAG as the stack does: airflow_local_settings.py of the stack on the path, the DAG

@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 
 from tests.plugins.fixtures.api_server import api_server
 
+# Slow (fuzzes the API server's guard with many requests): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 MAX_EXAMPLES = 1000
 BACKFILL_DATES = {"from_date": "2026-01-02T00:00:00Z", "to_date": "2026-01-03T00:00:00Z"}
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]

@@ -21,6 +21,9 @@ import yaml
 from airflow.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
+# Slow (runs the gate against a moto server and local jobs): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "include" / "dq"))
 

@@ -24,6 +24,9 @@ from airflow.exceptions import AirflowException, TaskDeferred
 from headrace_operators import SparkJobOperator
 from include.job_names import TaskRunIdentity
 
+# Slow (runs the operator against a moto server): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 FIXTURE_JOB_ARGS = ["--sleep", "0", "--marker", "/tmp/headrace-unused"]
 
 

@@ -47,6 +47,9 @@ from headrace_operators import (
 from headrace_operators.sagemaker_transform import SageMakerTransformOperator
 from include.job_names import TaskRunIdentity
 
+# Slow (runs triggers and jobs against a moto server): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DS = "2026-01-07"
 TRIGGER_ID = 1
 # How long the trigger may take to send its first status call.

@@ -42,6 +42,9 @@ from scoring_helpers import (
     write_training_baseline,
 )
 
+# Slow (trains and scores real models): left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROWS_PER_DAY = 20_000
 TRAIN_DS = "2026-01-01"
 CALM_SEEDS = (8, 9, 10, 11, 12)
