@@ -46,6 +46,14 @@ def stack_setting(name: str, default: str) -> str:
     return _read_dotenv(DOTENV).get(name, default)
 
 
+def paused_at_creation() -> bool:
+    """Whether new DAGs start paused: ``HEADRACE_DAGS_PAUSED_AT_CREATION`` (default false)."""
+    value = stack_setting("HEADRACE_DAGS_PAUSED_AT_CREATION", "false").strip().lower()
+    if value not in ("true", "false"):
+        raise SystemExit(f"HEADRACE_DAGS_PAUSED_AT_CREATION={value!r}: use true or false")
+    return value == "true"
+
+
 def airflow_home() -> Path:
     return Path(
         stack_setting("HEADRACE_AIRFLOW_HOME", str(REPO_ROOT / ".local" / "airflow"))
@@ -142,6 +150,10 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Locally the DAGs start unpaused, so a file dropped in the inbox runs the pipeline
+            # with no other step (MWAA keeps Airflow's paused-on-creation; so do the test
+            # suite's stacks, which pause and unpause what each test needs).
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation()),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # Sized for 2 cores: two task processes at a time, one parsing process.
             "AIRFLOW__CORE__PARALLELISM": "2",
@@ -294,6 +306,8 @@ def up(timeout: float = 240.0) -> None:
             raise SystemExit(f"headrace: {', '.join(dead)} exited during start-up:\n{tails}")
         if _is_healthy(health()):
             print(f"headrace: the Airflow stack is healthy at {api_url()}")
+            if not paused_at_creation():
+                set_up_lake(env)
             _print_login()
             return
         time.sleep(2)
@@ -302,6 +316,28 @@ def up(timeout: float = 240.0) -> None:
     raise SystemExit(
         f"headrace: the stack was not healthy after {timeout:.0f}s (last health: {report})"
     )
+
+
+def set_up_lake(env: dict[str, str], timeout: float = 300.0) -> None:
+    """First run: the ``lake_setup`` run that checks every setting and writes the lake's
+    ``_lake.json``, unless the lake has it. Its DAG starts unpaused here, so it runs at once."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from include.config import load_settings
+    from include.storage import storage_for
+    from scripts.airflow_api import AirflowApi
+
+    descriptor = f"{load_settings(env).lake_root}/_lake.json"
+    if storage_for(descriptor).exists(descriptor):
+        return
+    api = AirflowApi(api_url(), ADMIN_USER, admin_password())
+    api.wait_for_dags({"lake_setup"}, timeout=timeout)
+    run_id = api.trigger("lake_setup", {})
+    state = api.wait_for_run("lake_setup", run_id, timeout=timeout)["state"]
+    if state != "success":
+        raise SystemExit(
+            f"headrace: lake_setup run {run_id} ended {state}: see its task logs in the UI"
+        )
+    print(f"headrace: set up the lake ({descriptor})")
 
 
 def _print_login() -> None:

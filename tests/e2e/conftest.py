@@ -93,6 +93,8 @@ class _SharedStack:
             HEADRACE_API_PORT=str(port),
             HEADRACE_LAKE_ROOT=lake.as_uri(),
             PIPELINE_TARGET="local",
+            # Shared by many tests: each unpauses what it needs (MWAA's default).
+            HEADRACE_DAGS_PAUSED_AT_CREATION="true",
         )
         started = self._script("up", env)
         stack = LocalStack(home=home, lake=lake, port=port, env=env)

@@ -1,12 +1,14 @@
-"""A file dropped into the landing inbox starts churn_ingestion with nobody clicking: the real
-stack on 127.0.0.1 (scheduler, triggerer running the inbox watcher, dag-processor, api-server),
-in its own Airflow home, lake and port.
+"""The first run: from a fresh Airflow home and lake, ``airflow_stack.py up`` (``make up``) and a
+file dropped into the landing inbox start churn_ingestion with nobody clicking or calling
+anything: the real stack on 127.0.0.1 (scheduler, triggerer running the inbox watcher,
+dag-processor, api-server), in its own home, lake and port. ``up`` set up the lake and the DAGs
+started unpaused (the local default; MWAA keeps paused-on-creation).
 
-The DAG also keeps its daily schedule: unpausing it makes the scheduler run the day that has
-just ended at once. No file of that day has landed, so that run is skipped (the landing event
-will start the day's ingestion); the test waits for it first, because a DAG with
-``max_active_runs=1`` gets its next run only after the running one ends, and the delay measured
-is then the watcher's and the scheduler's alone.
+The DAG also keeps its daily schedule: unpaused, the scheduler runs the day that has just ended
+at once. No file of that day has landed, so that run is skipped (the landing event will start
+the day's ingestion); the test waits for it first, because a DAG with ``max_active_runs=1`` gets
+its next run only after the running one ends, and the delay measured is then the watcher's and
+the scheduler's alone.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def stack(tmp_path_factory):
         assert started.returncode == 0, started.stdout + started.stderr
         password = json.loads((home / "passwords.json").read_text())["admin"]
         api = AirflowApi(f"http://127.0.0.1:{port}", "admin", password)
-        yield {"api": api, "lake": lake, "home": home}
+        yield {"api": api, "lake": lake, "home": home, "up": started.stdout}
     finally:
         subprocess.run(
             [*stack_script, "down"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120
@@ -80,8 +82,11 @@ def test_a_dropped_file_starts_ingestion_of_its_day_within_seconds(stack, tmp_pa
     api, lake = stack["api"], stack["lake"]
     api.wait_for_dags({"churn_ingestion"}, timeout=240)
     assert [e for e in api.import_errors() if "ingestion" in e["filename"]] == []
-    known = {run["dag_run_id"] for run in api.dag_runs("churn_ingestion")}
-    api.unpause("churn_ingestion")
+    # The first run needs no call: `up` ran lake_setup, and the DAGs started unpaused.
+    assert "headrace: set up the lake" in stack["up"], stack["up"]
+    assert json.loads((lake / "_lake.json").read_text())
+    assert api.get("/api/v2/dags/churn_ingestion")["is_paused"] is False
+    known: set[str] = set()
     scheduled_id = api.wait_for_new_run("churn_ingestion", known, timeout=60)
     assert scheduled_id is not None and scheduled_id.startswith("scheduled__")
     scheduled = api.wait_for_run("churn_ingestion", scheduled_id, timeout=120)
@@ -97,7 +102,7 @@ def test_a_dropped_file_starts_ingestion_of_its_day_within_seconds(stack, tmp_pa
     staged = tmp_path / "staging" / "churn" / f"ds={DROPPED_DAY}"
     inbox = lake / "landing" / "_inbox" / "churn"
     inbox.mkdir(parents=True, exist_ok=True)
-    # The triggerer starts the watcher once the DAG is unpaused; drop when it is watching, so
+    # The triggerer starts the watcher for an unpaused DAG; drop when it is watching, so
     # the delay measured is the watcher's and the scheduler's, not the triggerer's start-up.
     triggerer_log = stack["home"] / "logs" / "triggerer.out"
     deadline = time.monotonic() + 120

@@ -51,6 +51,7 @@ def stack(tmp_path_factory):
         "HEADRACE_API_PORT": str(port),
         "HEADRACE_LAKE_ROOT": lake.as_uri(),
         "PIPELINE_TARGET": "local",
+        "HEADRACE_DAGS_PAUSED_AT_CREATION": "true",
     }
     # The test session's own Airflow settings must not leak into the stack's components.
     for name in [k for k in env if k.startswith("AIRFLOW")]:
