@@ -105,6 +105,13 @@ features:
   # Categorical features whose groups the model card reports fairness metrics for.
   sensitive_groups: [category]
 
+# Which validated days a training run reads: its day and the days before it (days without a
+# committed features partition are left out and named on the model card). One day is rarely
+# enough rows for a model; the window's document (every day's manifest digest) is the data version.
+training:
+  window_days: 28     # 1..366
+  split: random       # random: every day's hash split; time: earlier days train, the latest tests
+
 # How big each job of this dataset runs on AWS (the local target runs every job on this machine;
 # of this block only the Spark and training runtimes apply there). Every value here is the
 # default: a spec without this block runs at exactly these sizes. Checked by
@@ -156,6 +163,16 @@ capacity:   # TODO size for your rows a day; these are the defaults
     instance_type: ml.m5.xlarge  # predictions files (SageMaker's ProcessingInstanceType)
     instance_count: 1
     max_runtime_minutes: 60    # StoppingCondition.MaxRuntimeInSeconds
+
+# What one job, and one run of a stage DAG, of this dataset may cost at worst on AWS, in US
+# dollars. Before a job starts, its worst case is computed from its request (instance price x
+# count x maximum runtime, Glue DPU-hours, EMR Serverless capacity-hours; include/cost.py, prices
+# in include/aws_prices.json) and logged; a job over its budget is refused, naming the job, its
+# estimate and the budget. The defaults fit a run at the default sizes: the dearest is training,
+# whose tuning job (4 trials on ml.g5.xlarge spot) costs at most $11.26 at us-east-1 prices.
+cost:
+  budget_per_run_usd: 50       # one run of one stage DAG, all its jobs together
+  budget_per_job_usd: 25       # any one job; at most budget_per_run_usd
 """
 
 QUALITY_TEMPLATE = """\

@@ -6,9 +6,10 @@ SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed va
 patterns, maximum lengths) and how features are built (with the categorical features whose
 groups the model's fairness metrics compare, the audit attributes kept out of the model but carried
 for the fairness audit, and the audit's decision threshold and limits), which validated days a
-training run reads (``training:``: the window and its split) and how big each job of the dataset runs on AWS
+training run reads (``training:``: the window and its split), how big each job of the dataset runs on AWS
 (``capacity:``: Glue workers, EMR executors, Glue Data Quality workers, SageMaker instances and
-every kind's maximum runtime). The ingest and features jobs read it;
+every kind's maximum runtime) and what a job and a run may cost at worst there (``cost:``: the
+budgets :mod:`include.cost` checks before a job starts). The ingest and features jobs read it;
 so can the DAGs and tests (``include/`` may import this module, never the other way round).
 
 Pure Python plus PyYAML: this module ships to Glue/EMR inside the ``spark_jobs`` package and must
@@ -22,6 +23,7 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +77,7 @@ _TOP_KEYS = {
     "features",
     "training",
     "capacity",
+    "cost",
 }
 _LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens", "complete_when", "sweep_days"}
 # When a landing day is complete: exactly one of these rules (include/landing.py applies it).
@@ -163,6 +166,22 @@ _TRAINING_KEYS = {"window_days", "split"}
 # ``time`` trains on the earlier days and validates and tests on the latest.
 TRAINING_SPLITS = ("random", "time")
 MAX_TRAINING_WINDOW_DAYS = 366
+_COST_KEYS = {"budget_per_run_usd", "budget_per_job_usd"}
+# --- cost: what a dataset's jobs may cost at worst on AWS (include/cost.py checks them) ---------
+# Sized so a run at the default capacity and settings passes. Its worst cases, from
+# include/aws_prices.json (us-east-1 list prices; include.cost.estimate_stage_run), per stage run:
+#   ingestion   Glue ingest, 2 x G.1X for 2 h = 4 DPU-h x $0.44            $1.76 a day ingested
+#   validation  Glue Data Quality 2 DPU x 1 h $0.88 + Glue features $1.76  $2.64
+#   training    tuning: 4 trials (the DAG's default) x ml.g5.xlarge $1.408/h x 4 h (the spot wait)
+#               x 0.5 (spot) = $11.26; monitoring baseline ml.m5.xlarge 1 h $0.23   $11.49
+#   scoring     scoring input $0.23 + transform ml.m5.xlarge x 5 h (the operator stops it at the
+#               4 h spot wait + 25%) $1.15 + predictions $0.23              $1.61
+#   monitoring  drift check ml.m5.xlarge 1 h                                $0.23
+# The tuning job is the dearest job and training the dearest run: $25 a job and $50 a run leave
+# room for about twice the default trials or a dearer region, and refuse the 20-trial tuning job
+# at the deployment's HEADRACE_TUNING_MAX_JOBS default ($56.32).
+DEFAULT_BUDGET_PER_JOB_USD = 25.0
+DEFAULT_BUDGET_PER_RUN_USD = 50.0
 
 
 class SpecError(ValueError):
@@ -368,6 +387,16 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class CostBudget:
+    """The most one job, and one stage DAG run, of a dataset may cost at worst on AWS, in US
+    dollars (the spec's ``cost:`` block); :func:`include.cost.check_budget` refuses a job or run
+    whose worst-case estimate is over either."""
+
+    budget_per_run_usd: float = DEFAULT_BUDGET_PER_RUN_USD
+    budget_per_job_usd: float = DEFAULT_BUDGET_PER_JOB_USD
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
     """Which validated days a training run reads (the spec's ``training:`` block).
 
@@ -409,6 +438,7 @@ class DatasetSpec:
     features: FeatureSpec | None = None
     training: TrainingSpec = TrainingSpec()
     capacity: Capacity = Capacity()
+    cost: CostBudget = CostBudget()
     _by_name: Mapping[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
 
     def column(self, name: str) -> ColumnSpec:
@@ -625,15 +655,18 @@ class _Validator:
         )
         training = self.training(top.get("training"), has_features="features" in top)
         capacity = self.capacity(top.get("capacity"))
+        cost = self.cost(top.get("cost"))
         description = top.get("description", "")
         if not isinstance(description, str):
             self.fail("description", "must be a string")
             description = ""
         if self.problems:
             return None
-        # Capacity sizes the jobs and training picks the days a model reads, not the data:
-        # changing either is not a new spec version.
-        shape = {key: value for key, value in raw.items() if key not in ("capacity", "training")}
+        # Capacity sizes the jobs, training picks the days a model reads and cost caps the bill,
+        # none of them the data: changing them is not a new spec version.
+        shape = {
+            key: value for key, value in raw.items() if key not in ("capacity", "training", "cost")
+        }
         canonical = json.dumps(shape, sort_keys=True, default=str, separators=(",", ":"))
         return DatasetSpec(
             dataset=dataset,
@@ -649,6 +682,7 @@ class _Validator:
             features=features,
             training=training,
             capacity=capacity,
+            cost=cost,
             _by_name=by_name,
             **landing,
         )
@@ -791,6 +825,40 @@ class _Validator:
         if window_days is None:
             return default
         return TrainingSpec(window_days=window_days, split=split)
+
+    # --- cost -------------------------------------------------------------------------------
+
+    def cost(self, raw: Any) -> CostBudget:
+        if raw is None:
+            return CostBudget()
+        block = self.mapping("cost", raw)
+        self.unknown_keys("cost", block, _COST_KEYS)
+        default = CostBudget()
+        values = {}
+        for key in sorted(_COST_KEYS):
+            value = block.get(key)
+            if value is None:
+                values[key] = getattr(default, key)
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                self.fail(f"cost.{key}", f"must be a positive number of US dollars, got {value!r}")
+                values[key] = None
+            else:
+                values[key] = float(value)
+        per_job, per_run = values["budget_per_job_usd"], values["budget_per_run_usd"]
+        if per_job is None or per_run is None:
+            return default
+        if per_job > per_run:
+            self.fail(
+                "cost.budget_per_job_usd",
+                f"{per_job:g} exceeds budget_per_run_usd {per_run:g}: a run holds at least one job",
+            )
+            return default
+        return CostBudget(budget_per_run_usd=per_run, budget_per_job_usd=per_job)
 
     # --- capacity ---------------------------------------------------------------------------
 

@@ -136,14 +136,31 @@ def training_dag(dataset: str) -> DAG:
         @task(multiple_outputs=False)
         def training_cause(partition: str) -> dict:
             """The window, code and parameters this run would train; the run stops here
-            (skipped, with the earlier run named) when a run already trained them."""
-            from airflow.sdk.exceptions import AirflowSkipException
+            (skipped, with the earlier run named) when a run already trained them, and fails,
+            starting no job, when its worst-case cost on aws is over the dataset's budget."""
+            import logging
+
+            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             from include.config import get_settings
             from include.training_pipeline import previous_training, training_cause
 
             settings = get_settings()
             params = get_current_context()["params"]
+            if not settings.is_local:
+                from include.cost import CostError, check_stage_run
+
+                try:
+                    check_stage_run(
+                        settings,
+                        dataset,
+                        STAGE,
+                        log=logging.getLogger(__name__),
+                        tuning_max_jobs=params["max_trials"],
+                        tuning_max_parallel_jobs=params["parallel_trials"],
+                    )
+                except CostError as error:  # a retry would be refused the same way
+                    raise AirflowFailException(str(error)) from None
             cause = training_cause(settings, dataset, partition, params)
             earlier = previous_training(settings, cause)
             if earlier is not None and not params["retrain"]:

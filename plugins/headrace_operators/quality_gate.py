@@ -270,6 +270,7 @@ class DataQualityGateOperator(BaseOperator):
             timeout=self.run_timeout,
             number_of_workers=self.capacity.quality.glue_data_quality_workers,
         )
+        self._enforce_budget(request)
         run_id = client.start_data_quality_ruleset_evaluation_run(**request)["RunId"]
         self._glue_run_id = run_id
         self.log.info("Glue Data Quality run %s checks %s ds=%s", run_id, rule_set.dataset, ds)
@@ -416,6 +417,23 @@ class DataQualityGateOperator(BaseOperator):
                 **gdq.build_update_ruleset_request(dataset, ds, ruleset)
             )
             self.log.info("Updated Glue Data Quality ruleset %s", create["Name"])
+
+    def _enforce_budget(self, request: dict) -> None:
+        """Log the run's worst-case cost; fail the task, starting nothing, when it is over the
+        dataset's budget (its spec's ``cost:`` block) or cannot be priced."""
+        from include.cost import CostError, dataset_budget, enforce_job_budget
+
+        try:
+            enforce_job_budget(
+                "glue",
+                "StartDataQualityRulesetEvaluationRun",
+                request,
+                budget=dataset_budget(self.dataset, Path(self.rules_dir)),
+                region=get_settings().aws.region,
+                log=self.log,
+            )
+        except CostError as error:  # a retry would be refused the same way
+            raise AirflowFailException(str(error)) from None
 
     # --- Deequ on EMR ----------------------------------------------------------------------
 

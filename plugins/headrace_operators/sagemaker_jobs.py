@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include import training_jobs
 from include.config import (
@@ -83,6 +83,8 @@ class _SageMakerJobOperator(BaseOperator):
 
     job_type: ClassVar[str]
     naming_rule: ClassVar[str]
+    # The SageMaker call that starts the job: its request is what the cost estimate prices.
+    create_operation: ClassVar[str]
     # SageMaker's status member, Describe/Create/Stop verbs of the job type.
     status_key: ClassVar[str]
     running_states: ClassVar[frozenset[str]] = frozenset({"InProgress", "Stopping"})
@@ -175,6 +177,28 @@ class _SageMakerJobOperator(BaseOperator):
         """How long one job of this kind may take on aws, queueing for spot capacity included."""
         return settings.training.max_wait_s
 
+    def cost_bounds(self, settings: Settings) -> dict[str, Any]:
+        """What bounds the job's cost that its request does not say (none: it says it all)."""
+        return {}
+
+    def _enforce_budget(self, settings: Settings, request: dict) -> None:
+        """Log the request's worst-case cost; fail the task, starting nothing, when it is over
+        the dataset's budget (its spec's ``cost:`` block) or cannot be priced."""
+        from include.cost import CostError, dataset_budget, enforce_job_budget
+
+        try:
+            enforce_job_budget(
+                "sagemaker",
+                self.create_operation,
+                request,
+                budget=dataset_budget(self.dataset, self.datasets_dir),
+                region=settings.aws.region,
+                log=self.log,
+                **self.cost_bounds(settings),
+            )
+        except CostError as error:  # a retry would be refused the same way
+            raise AirflowFailException(str(error)) from None
+
     @staticmethod
     def local_work_root(settings: Settings) -> Path:
         from include.local_sagemaker import DEFAULT_WORK_ROOT
@@ -253,6 +277,8 @@ class _SageMakerJobOperator(BaseOperator):
             description = self.describe(name)
             if description is None:
                 source_uri, source = self.source_artifact(settings)
+                request = self.build_request(settings, name, source_uri)
+                self._enforce_budget(settings, request)
                 if source_uri is not None:
                     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -262,7 +288,7 @@ class _SageMakerJobOperator(BaseOperator):
                     upload_if_changed(
                         s3.conn, source_uri, source, kms_key_arn=settings.aws.kms_key_arn
                     )
-                self.create(self.build_request(settings, name, source_uri))
+                self.create(request)
                 self.log.info("Started SageMaker %s job %s", self.job_type, name)
                 return name, self.describe(name) or {self.status_key: "InProgress"}
             state = description[self.status_key]
@@ -327,6 +353,7 @@ class SageMakerTrainingJobOperator(_SageMakerJobOperator):
     job_type = "training"
     naming_rule = "sagemaker"
     status_key = "TrainingJobStatus"
+    create_operation = "CreateTrainingJob"
 
     def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
         return training_jobs.training_job_request(
@@ -381,6 +408,7 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
     job_type = "tuning"
     naming_rule = "sagemaker_tuning"
     status_key = "HyperParameterTuningJobStatus"
+    create_operation = "CreateHyperParameterTuningJob"
     template_fields: Sequence[str] = (
         *_SageMakerJobOperator.template_fields,
         "max_jobs",
@@ -501,6 +529,7 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
     job_type = "processing"
     naming_rule = "sagemaker"
     status_key = "ProcessingJobStatus"
+    create_operation = "CreateProcessingJob"
     # The folder (under the repository) whose tarball the job runs from; tests point it at a
     # fixture package.
     source_package: ClassVar[str] = "training"

@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from headrace_operators.sagemaker_jobs import MAX_GENERATIONS, _SageMakerJobOperator
+from headrace_operators.sagemaker_jobs import (
+    MAX_GENERATIONS,
+    WAIT_ALLOWANCE,
+    _SageMakerJobOperator,
+)
 from include.config import Settings
 from include.job_names import TaskRunIdentity
 from include.local_transform import DEFAULT_MAX_RECORDS
@@ -63,6 +67,7 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
     job_type = "transform"
     naming_rule = "sagemaker"
     status_key = "TransformJobStatus"
+    create_operation = "CreateTransformJob"
     template_fields: Sequence[str] = ("dataset", "ds", "model", "input_uri")
     template_fields_renderers = {"model": "json"}
     ui_color = "#dae8fc"
@@ -92,6 +97,10 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
         # A transform job has no runtime limit of its own on SageMaker: the operator stops it.
         runtime = self.capacity.transform.max_runtime_minutes
         return super().max_wait_s(settings) if runtime is None else runtime * 60
+
+    def cost_bounds(self, settings: Settings) -> dict[str, Any]:
+        # The job runs until this operator stops it: its wait and the allowance past it.
+        return {"max_runtime_s": self.max_wait_s(settings) * (1 + WAIT_ALLOWANCE)}
 
     def _checked_model(self) -> dict[str, Any]:
         if not isinstance(self.model, dict) or any(k not in self.model for k in MODEL_KEYS):
@@ -194,8 +203,10 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
             name = self._name(identity, generation)
             description = self.describe(name)
             if description is None:
+                request = self.build_request(settings, name, None)
+                self._enforce_budget(settings, request)
                 self.ensure_model(settings)
-                self.create(self.build_request(settings, name, None))
+                self.create(request)
                 self.log.info("Started SageMaker transform job %s", name)
                 return name, self.describe(name) or {self.status_key: "InProgress"}
             state = description[self.status_key]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include import spark_job_requests
 from include.artifact_upload import upload_if_changed
@@ -208,6 +208,7 @@ class _GlueEngine(_RemoteEngine):
             timeout=self.operator.run_timeout,
             capacity=self.operator.capacity.glue,
         )
+        self.operator._enforce_budget(self.settings, "glue", "StartJobRun", request)
         run_id = self.client.start_job_run(**request)["JobRunId"]
         return self.make_run(identity, run_id, self.initial_state)
 
@@ -290,6 +291,15 @@ class _EmrServerlessEngine(_RemoteEngine):
             package=self.operator.jobs_package,
             timeout=self.operator.run_timeout,
             executors=self.operator.capacity.emr_serverless,
+        )
+        # A run may take all of the application's capacity: that is its worst case.
+        application = self.client.get_application(applicationId=self.application_id)
+        self.operator._enforce_budget(
+            self.settings,
+            "emr-serverless",
+            "StartJobRun",
+            request,
+            maximum_capacity=application["application"].get("maximumCapacity"),
         )
         run_id = self.client.start_job_run(**request)["jobRunId"]
         return self.make_run(identity, run_id, self.initial_state)
@@ -520,6 +530,27 @@ class SparkJobOperator(BaseOperator):
         if self.timeout is not None:
             return self.timeout
         return timedelta(minutes=self.capacity.max_runtime_minutes)
+
+    def _enforce_budget(
+        self, settings: Settings, service: str, operation: str, request: dict, **bounds: Any
+    ) -> None:
+        """Log the run's worst-case cost; fail the task, starting nothing, when it is over the
+        dataset's budget (its spec's ``cost:`` block; no dataset: the default) or cannot be
+        priced."""
+        from include.cost import CostError, dataset_budget, enforce_job_budget
+
+        try:
+            enforce_job_budget(
+                service,
+                operation,
+                request,
+                budget=dataset_budget(self.dataset, self.datasets_dir),
+                region=settings.aws.region,
+                log=self.log,
+                **bounds,
+            )
+        except CostError as error:  # a retry would be refused the same way
+            raise AirflowFailException(str(error)) from None
 
     @cached_property
     def _engine(self) -> _RemoteEngine:

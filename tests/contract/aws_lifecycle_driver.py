@@ -576,9 +576,12 @@ def start_moto_and_configure(engine: str, recording: Path):
     if engine == "emr_serverless":
         settings["HEADRACE_EMR_SERVERLESS_APPLICATION_ID"] = client(
             "emr-serverless"
-        ).create_application(name="headrace", releaseLabel="emr-7.9.0", type="SPARK")[
-            "applicationId"
-        ]
+        ).create_application(
+            name="headrace",
+            releaseLabel="emr-7.9.0",
+            type="SPARK",
+            maximumCapacity={"cpu": "16 vCPU", "memory": "64 GB"},
+        )["applicationId"]
     elif engine == "emr_ec2":
         settings["HEADRACE_EMR_CLUSTER_ID"] = client("emr").run_job_flow(
             Name="headrace",

@@ -89,7 +89,10 @@ def contract_target(contract_moto, moto_api, monkeypatch, fresh_settings, record
         GroupName="headrace-jobs", Description="headrace jobs", VpcId=vpc_id
     )["GroupId"]
     application_id = client("emr-serverless").create_application(
-        name="headrace", releaseLabel="emr-7.9.0", type="SPARK"
+        name="headrace",
+        releaseLabel="emr-7.9.0",
+        type="SPARK",
+        maximumCapacity={"cpu": "16 vCPU", "memory": "64 GB"},
     )["applicationId"]
     cluster_id = client("emr").run_job_flow(
         Name="headrace",

@@ -15,13 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from airflow.exceptions import AirflowException
+import yaml
+from airflow.exceptions import AirflowException, AirflowFailException
 
 from headrace_operators.sagemaker_jobs import (
     SageMakerTrainingJobOperator,
     SageMakerTuningJobOperator,
 )
 from include.aws_validation import validate_request
+from include.config import DATASETS_DIR
 from include.job_names import TaskRunIdentity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
@@ -217,6 +219,51 @@ def test_aws_tuning_trials_are_sized_by_the_datasets_capacity(
     (request,) = aws_calls.of("sagemaker", "CreateHyperParameterTuningJob")
     resources = request["TrainingJobDefinition"]["ResourceConfig"]
     assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.c5.2xlarge", 1)
+
+
+def test_a_tuning_job_over_the_job_budget_is_refused_before_it_is_created(
+    aws_target, aws_features, aws_calls, task_context
+):
+    # HEADRACE_TUNING_MAX_JOBS' default: 20 trials on ml.g5.xlarge spot, each up to its 4 h wait.
+    operator = SageMakerTuningJobOperator(
+        task_id="tune", dataset="churn", ds=DS, aws_conn_id=None, deferrable=False,
+        poll_interval=0,
+    )  # fmt: skip
+    with pytest.raises(AirflowFailException) as refused:
+        operator.execute(task_context(dag_id="churn_training", task_id="tune"))
+    name = TaskRunIdentity("churn_training", task_context()["run_id"], "tune").name_for(
+        "sagemaker_tuning"
+    )
+    # $1.408/h x 1 instance x 4 h x (1 - 0.5 spot discount) x 20 trials, us-east-1 list prices.
+    assert str(refused.value) == (
+        f"refused before starting: tuning job {name}: worst case $56.32 (ml.g5.xlarge $1.408/h x "
+        "1 x 4.0 h x 0.5 (spot) x 20 jobs = $56.32) exceeds the per-job budget $25.00 "
+        f"({DATASETS_DIR / 'churn.yaml'} cost:). Lower the job's size or limits, or raise the "
+        "budget in the dataset spec's cost: block"
+    )
+    assert aws_calls.of("sagemaker", "CreateHyperParameterTuningJob") == []
+    # Nothing went up for it either: the code tarball is uploaded only for a job that starts.
+    assert not [p for p in aws_calls.of("s3", "PutObject") if p["Key"].endswith(".tar.gz")]
+
+
+def test_the_datasets_own_budget_refuses_a_tuning_job_the_default_would_allow(
+    tmp_path, aws_target, aws_features, aws_calls, task_context
+):
+    class Budgeted(SageMakerTuningJobOperator):
+        datasets_dir = sized_specs(tmp_path, {})
+
+    spec = tmp_path / "churn.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**raw, "cost": {"budget_per_job_usd": 5}}))
+    operator = Budgeted(
+        task_id="tune", dataset="churn", ds=DS, aws_conn_id=None, max_jobs=4,
+        max_parallel_jobs=2, deferrable=False, poll_interval=0,
+    )  # fmt: skip
+    with pytest.raises(
+        AirflowFailException, match=r"worst case \$11\.26 .* per-job budget \$5\.00"
+    ):
+        operator.execute(task_context(dag_id="churn_training", task_id="tune"))
+    assert aws_calls.of("sagemaker", "CreateHyperParameterTuningJob") == []
 
 
 def test_a_bad_training_instance_type_fails_naming_the_spec_and_field(tmp_path, task_context):

@@ -19,7 +19,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from airflow.exceptions import AirflowException, TaskDeferred
+from airflow.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from headrace_operators import SparkJobOperator
 from include.job_names import TaskRunIdentity
@@ -66,6 +66,24 @@ def trigger_args(trigger) -> dict:
 
 def run_key_of(context) -> str:
     return TaskRunIdentity.from_context(context).run_key
+
+
+# A deployment's EMR Serverless application has a maximum capacity: a run is priced at it
+# (include/cost.py), and one without is refused as unbounded.
+EMR_SERVERLESS_MAXIMUM = {"cpu": "16 vCPU", "memory": "64 GB"}
+
+
+def use_emr_serverless(aws_target, maximum_capacity=EMR_SERVERLESS_MAXIMUM) -> None:
+    """Select EMR Serverless, on an application with ``maximum_capacity`` (None: without one)."""
+    aws_target.use("emr_serverless")
+    if maximum_capacity:
+        # As on AWS: a started application is stopped to change its capacity.
+        emr_serverless = aws_target.client("emr-serverless")
+        emr_serverless.stop_application(applicationId=aws_target.application_id)
+        emr_serverless.update_application(
+            applicationId=aws_target.application_id, maximumCapacity=maximum_capacity
+        )
+        emr_serverless.start_application(applicationId=aws_target.application_id)
 
 
 # --- Glue ----------------------------------------------------------------------------------
@@ -282,7 +300,7 @@ def test_glue_failed_run_fails_the_task_with_glues_error_message(
 def test_emr_serverless_start_defers_and_the_trigger_completes_it(
     aws_target, aws_calls, task_context
 ):
-    aws_target.use("emr_serverless")
+    use_emr_serverless(aws_target)
     context = task_context()
     identity = TaskRunIdentity.from_context(context)
 
@@ -331,7 +349,7 @@ def test_emr_serverless_start_defers_and_the_trigger_completes_it(
 def test_emr_serverless_retry_returns_the_finished_run_without_starting(
     aws_target, aws_calls, task_context
 ):
-    aws_target.use("emr_serverless")
+    use_emr_serverless(aws_target)
     context = task_context()
     with pytest.raises(TaskDeferred) as deferred:
         make_operator().execute(context)
@@ -350,7 +368,7 @@ def test_emr_serverless_retry_returns_the_finished_run_without_starting(
 def test_emr_serverless_after_a_cancelled_run_starts_anew_with_a_new_token(
     aws_target, aws_calls, task_context
 ):
-    aws_target.use("emr_serverless")
+    use_emr_serverless(aws_target)
     context = task_context()
     identity = TaskRunIdentity.from_context(context)
     operator = make_operator()
@@ -474,6 +492,8 @@ BIG_SPARK = {
     "emr_step": {"max_executors": 30, "executor_cores": 4, "executor_memory_gb": 20},
 }
 
+BIG_BUDGET = {"budget_per_run_usd": 200, "budget_per_job_usd": 100}
+
 
 def sized_operator(tmp_path, **overrides) -> FixtureSparkJobOperator:
     """The fixture operator for dataset ``churn``, whose spec (a copy in ``tmp_path``) sets
@@ -483,7 +503,9 @@ def sized_operator(tmp_path, **overrides) -> FixtureSparkJobOperator:
     from include.config import DATASETS_DIR
 
     raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
-    (tmp_path / "churn.yaml").write_text(yaml.safe_dump({**raw, "capacity": {"spark": BIG_SPARK}}))
+    # 20 G.2X workers for 4 h: $70.40 at worst, over the default budget; this dataset pays for it.
+    big = {**raw, "capacity": {"spark": BIG_SPARK}, "cost": BIG_BUDGET}
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(big))
 
     class SizedOperator(FixtureSparkJobOperator):
         datasets_dir = tmp_path
@@ -523,7 +545,7 @@ def test_an_explicit_timeout_wins_over_the_datasets(tmp_path, aws_target, aws_ca
 
 
 def test_emr_runs_get_the_datasets_executors(tmp_path, aws_target, aws_calls, task_context):
-    aws_target.use("emr_serverless")
+    use_emr_serverless(aws_target)
     with pytest.raises(TaskDeferred):
         sized_operator(tmp_path).execute(task_context())
     (start,) = aws_calls.of("emr-serverless", "StartJobRun")
@@ -567,3 +589,40 @@ def test_a_bad_capacity_fails_the_task_naming_the_spec_and_field(
     ):
         operator.execute(task_context())
     assert aws_calls.of("glue", "StartJobRun") == []
+
+
+# --- cost: no run starts over the dataset's budget ---------------------------------------------
+
+
+def test_a_glue_run_over_the_datasets_budget_is_refused_before_it_starts(
+    tmp_path, aws_target, aws_calls, task_context
+):
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    operator = sized_operator(tmp_path)
+    spec = tmp_path / "churn.yaml"
+    spec.write_text(spec.read_text().replace("budget_per_job_usd: 100", "budget_per_job_usd: 50"))
+
+    with pytest.raises(AirflowFailException) as refused:
+        operator.execute(task_context())
+    message = str(refused.value)
+    # 2 DPU x 20 workers x 4 h x $0.44 (us-east-1, include/aws_prices.json)
+    assert re.search(
+        r"glue job headrace-sleepy_job \(.+\): worst case \$70\.40 \(G\.2X 2 DPU x 20 workers x "
+        r"4\.0 h x \$0\.44/DPU-h = \$70\.40\) exceeds the per-job budget \$50\.00",
+        message,
+    ), message
+    assert f"{spec} cost:" in message
+    assert aws_calls.of("glue", "StartJobRun") == []
+
+
+def test_an_emr_serverless_application_without_a_maximum_capacity_is_refused(
+    aws_target, aws_calls, task_context
+):
+    use_emr_serverless(aws_target, maximum_capacity=None)
+    with pytest.raises(AirflowFailException, match="has no maximumCapacity: a run on it has no"):
+        make_operator().execute(task_context())
+    assert aws_calls.of("emr-serverless", "GetApplication") == [
+        {"applicationId": aws_target.application_id}
+    ]
+    assert aws_calls.of("emr-serverless", "StartJobRun") == []
