@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from headrace_operators.job_budget import enforce_budget_or_fail
 from include.config import get_settings
 from include.dq.gate import (
     DATASETS_DIR,
@@ -421,19 +422,15 @@ class DataQualityGateOperator(BaseOperator):
     def _enforce_budget(self, request: dict) -> None:
         """Log the run's worst-case cost; fail the task, starting nothing, when it is over the
         dataset's budget (its spec's ``cost:`` block) or cannot be priced."""
-        from include.cost import CostError, dataset_budget, enforce_job_budget
-
-        try:
-            enforce_job_budget(
-                "glue",
-                "StartDataQualityRulesetEvaluationRun",
-                request,
-                budget=dataset_budget(self.dataset, Path(self.rules_dir)),
-                region=get_settings().aws.region,
-                log=self.log,
-            )
-        except CostError as error:  # a retry would be refused the same way
-            raise AirflowFailException(str(error)) from None
+        enforce_budget_or_fail(
+            "glue",
+            "StartDataQualityRulesetEvaluationRun",
+            request,
+            dataset=self.dataset,
+            datasets_dir=Path(self.rules_dir),
+            region=get_settings().aws.region,
+            log=self.log,
+        )
 
     # --- Deequ on EMR ----------------------------------------------------------------------
 

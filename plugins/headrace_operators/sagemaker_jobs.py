@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
+from headrace_operators.job_budget import enforce_budget_or_fail
 from include import training_jobs
 from include.config import (
     DATASETS_DIR,
@@ -184,20 +185,16 @@ class _SageMakerJobOperator(BaseOperator):
     def _enforce_budget(self, settings: Settings, request: dict) -> None:
         """Log the request's worst-case cost; fail the task, starting nothing, when it is over
         the dataset's budget (its spec's ``cost:`` block) or cannot be priced."""
-        from include.cost import CostError, dataset_budget, enforce_job_budget
-
-        try:
-            enforce_job_budget(
-                "sagemaker",
-                self.create_operation,
-                request,
-                budget=dataset_budget(self.dataset, self.datasets_dir),
-                region=settings.aws.region,
-                log=self.log,
-                **self.cost_bounds(settings),
-            )
-        except CostError as error:  # a retry would be refused the same way
-            raise AirflowFailException(str(error)) from None
+        enforce_budget_or_fail(
+            "sagemaker",
+            self.create_operation,
+            request,
+            dataset=self.dataset,
+            datasets_dir=self.datasets_dir,
+            region=settings.aws.region,
+            log=self.log,
+            **self.cost_bounds(settings),
+        )
 
     @staticmethod
     def local_work_root(settings: Settings) -> Path:

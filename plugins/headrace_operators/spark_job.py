@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
+from headrace_operators.job_budget import enforce_budget_or_fail
 from include import spark_job_requests
 from include.artifact_upload import upload_if_changed
 from include.config import DATASETS_DIR, Settings, dataset_capacity, get_settings
@@ -537,20 +538,16 @@ class SparkJobOperator(BaseOperator):
         """Log the run's worst-case cost; fail the task, starting nothing, when it is over the
         dataset's budget (its spec's ``cost:`` block; no dataset: the default) or cannot be
         priced."""
-        from include.cost import CostError, dataset_budget, enforce_job_budget
-
-        try:
-            enforce_job_budget(
-                service,
-                operation,
-                request,
-                budget=dataset_budget(self.dataset, self.datasets_dir),
-                region=settings.aws.region,
-                log=self.log,
-                **bounds,
-            )
-        except CostError as error:  # a retry would be refused the same way
-            raise AirflowFailException(str(error)) from None
+        enforce_budget_or_fail(
+            service,
+            operation,
+            request,
+            dataset=self.dataset,
+            datasets_dir=self.datasets_dir,
+            region=settings.aws.region,
+            log=self.log,
+            **bounds,
+        )
 
     @cached_property
     def _engine(self) -> _RemoteEngine:

@@ -12,6 +12,11 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account: roles must belong to it
 
 
+# The EMR Serverless application's maximum capacity in the AWS target (include/cost.py prices a
+# run at it).
+EMR_SERVERLESS_MAXIMUM = {"cpu": "16 vCPU", "memory": "64 GB"}
+
+
 @pytest.fixture(scope="session")
 def moto_server(start_moto_server):
     """One moto server for the session, on loopback only; each test resets its state."""
@@ -157,10 +162,16 @@ def aws_target(moto_server, moto_api, monkeypatch, fresh_settings):
         cluster_id=None,
     )
 
-    def use(engine: str) -> None:
+    def use(engine: str, emr_serverless_maximum_capacity=EMR_SERVERLESS_MAXIMUM) -> None:
+        """Select ``engine``; an EMR Serverless application has ``emr_serverless_maximum_capacity``
+        (a deployment's has one: a run is priced at it; None: none, which is refused)."""
         if engine == "emr_serverless":
+            capacity = emr_serverless_maximum_capacity
             target.application_id = client("emr-serverless").create_application(
-                name="headrace", releaseLabel="emr-7.9.0", type="SPARK"
+                name="headrace",
+                releaseLabel="emr-7.9.0",
+                type="SPARK",
+                **({"maximumCapacity": capacity} if capacity else {}),
             )["applicationId"]
             monkeypatch.setenv("HEADRACE_EMR_SERVERLESS_APPLICATION_ID", target.application_id)
         elif engine == "emr_ec2":

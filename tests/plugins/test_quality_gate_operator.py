@@ -64,24 +64,6 @@ def gate_context(task_context, partition_key=None):
     return context
 
 
-# A deployment's EMR Serverless application has a maximum capacity: a run is priced at it
-# (include/cost.py), and one without is refused as unbounded.
-EMR_SERVERLESS_MAXIMUM = {"cpu": "16 vCPU", "memory": "64 GB"}
-
-
-def use_emr_serverless(aws_target, maximum_capacity=EMR_SERVERLESS_MAXIMUM) -> None:
-    """Select EMR Serverless, on an application with ``maximum_capacity`` (None: without one)."""
-    aws_target.use("emr_serverless")
-    if maximum_capacity:
-        # As on AWS: a started application is stopped to change its capacity.
-        emr_serverless = aws_target.client("emr-serverless")
-        emr_serverless.stop_application(applicationId=aws_target.application_id)
-        emr_serverless.update_application(
-            applicationId=aws_target.application_id, maximumCapacity=maximum_capacity
-        )
-        emr_serverless.start_application(applicationId=aws_target.application_id)
-
-
 def make_gate(**overrides) -> DataQualityGateOperator:
     arguments = {
         "task_id": "quality_gate",
@@ -506,7 +488,7 @@ def test_deequ_path_runs_the_job_through_spark_job_operator(aws_target, aws_call
     from include.dq.results import GateResult, RuleOutcome
     from include.dq.rules import engine_rules
 
-    use_emr_serverless(aws_target)
+    aws_target.use("emr_serverless")
     _put_s3_partition(aws_target)
     s3 = aws_target.client("s3")
     folder = f"lake/reports/churn/quality/ds={DS}"
@@ -606,7 +588,7 @@ def test_glue_data_quality_fails_a_day_ingest_mostly_quarantined(
 
 
 def test_deequ_job_without_a_result_fails_the_gate(aws_target, aws_calls, task_context):
-    use_emr_serverless(aws_target)
+    aws_target.use("emr_serverless")
     _put_s3_partition(aws_target)
 
     with pytest.raises(

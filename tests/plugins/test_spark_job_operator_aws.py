@@ -68,24 +68,6 @@ def run_key_of(context) -> str:
     return TaskRunIdentity.from_context(context).run_key
 
 
-# A deployment's EMR Serverless application has a maximum capacity: a run is priced at it
-# (include/cost.py), and one without is refused as unbounded.
-EMR_SERVERLESS_MAXIMUM = {"cpu": "16 vCPU", "memory": "64 GB"}
-
-
-def use_emr_serverless(aws_target, maximum_capacity=EMR_SERVERLESS_MAXIMUM) -> None:
-    """Select EMR Serverless, on an application with ``maximum_capacity`` (None: without one)."""
-    aws_target.use("emr_serverless")
-    if maximum_capacity:
-        # As on AWS: a started application is stopped to change its capacity.
-        emr_serverless = aws_target.client("emr-serverless")
-        emr_serverless.stop_application(applicationId=aws_target.application_id)
-        emr_serverless.update_application(
-            applicationId=aws_target.application_id, maximumCapacity=maximum_capacity
-        )
-        emr_serverless.start_application(applicationId=aws_target.application_id)
-
-
 # --- Glue ----------------------------------------------------------------------------------
 
 
@@ -300,7 +282,7 @@ def test_glue_failed_run_fails_the_task_with_glues_error_message(
 def test_emr_serverless_start_defers_and_the_trigger_completes_it(
     aws_target, aws_calls, task_context
 ):
-    use_emr_serverless(aws_target)
+    aws_target.use("emr_serverless")
     context = task_context()
     identity = TaskRunIdentity.from_context(context)
 
@@ -349,7 +331,7 @@ def test_emr_serverless_start_defers_and_the_trigger_completes_it(
 def test_emr_serverless_retry_returns_the_finished_run_without_starting(
     aws_target, aws_calls, task_context
 ):
-    use_emr_serverless(aws_target)
+    aws_target.use("emr_serverless")
     context = task_context()
     with pytest.raises(TaskDeferred) as deferred:
         make_operator().execute(context)
@@ -368,7 +350,7 @@ def test_emr_serverless_retry_returns_the_finished_run_without_starting(
 def test_emr_serverless_after_a_cancelled_run_starts_anew_with_a_new_token(
     aws_target, aws_calls, task_context
 ):
-    use_emr_serverless(aws_target)
+    aws_target.use("emr_serverless")
     context = task_context()
     identity = TaskRunIdentity.from_context(context)
     operator = make_operator()
@@ -545,7 +527,7 @@ def test_an_explicit_timeout_wins_over_the_datasets(tmp_path, aws_target, aws_ca
 
 
 def test_emr_runs_get_the_datasets_executors(tmp_path, aws_target, aws_calls, task_context):
-    use_emr_serverless(aws_target)
+    aws_target.use("emr_serverless")
     with pytest.raises(TaskDeferred):
         sized_operator(tmp_path).execute(task_context())
     (start,) = aws_calls.of("emr-serverless", "StartJobRun")
@@ -619,7 +601,7 @@ def test_a_glue_run_over_the_datasets_budget_is_refused_before_it_starts(
 def test_an_emr_serverless_application_without_a_maximum_capacity_is_refused(
     aws_target, aws_calls, task_context
 ):
-    use_emr_serverless(aws_target, maximum_capacity=None)
+    aws_target.use("emr_serverless", emr_serverless_maximum_capacity=None)
     with pytest.raises(AirflowFailException, match="has no maximumCapacity: a run on it has no"):
         make_operator().execute(task_context())
     assert aws_calls.of("emr-serverless", "GetApplication") == [

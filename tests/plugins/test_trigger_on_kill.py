@@ -139,15 +139,6 @@ def defer(kind: str, aws_target, aws_calls, context) -> tuple[TaskDeferred, dict
     elif kind in ("emr_serverless", "emr_ec2"):
         aws_target.use(kind)
         if kind == "emr_serverless":
-            # A run is priced at the application's maximum capacity (include/cost.py), which a
-            # deployment's application has; changing it needs the application stopped.
-            emr_serverless = aws_target.client("emr-serverless")
-            emr_serverless.stop_application(applicationId=aws_target.application_id)
-            emr_serverless.update_application(
-                applicationId=aws_target.application_id,
-                maximumCapacity={"cpu": "16 vCPU", "memory": "64 GB"},
-            )
-            emr_serverless.start_application(applicationId=aws_target.application_id)
             aws_calls.stubs[("emr-serverless", "GetJobRun")] = (
                 200,
                 {"jobRun": {"state": "RUNNING", "stateDetails": ""}},
