@@ -61,7 +61,9 @@ was approved). MLflow (SQLite) locally, SageMaker Model Registry on AWS.
 **Triggered** per day: by a day's new validated features (`{name}_features`) or by drift over
 threshold on a day (`{name}_drift`); a features and a drift event of the same day that arrive
 before the run starts make one run, and a later run whose window, code and parameters a run
-already trained stops at `training_cause` (skipped, naming that run; `retrain` overrides). By hand: the `ds` parameter (or the day as partition key).
+already trained stops at `training_cause` (skipped, naming that run; `retrain` overrides).
+On aws, `training_cause` also prices the run's jobs first and refuses a run over the dataset's
+budget (its spec's `cost:` block). By hand: the `ds` parameter (or the day as partition key).
 The day names the training window: the features partition of that day, whose rolling features
 span the spec's lookback of validated days. Training does not run once per day on its own
 data: each run trains on the window that ends on its day.
