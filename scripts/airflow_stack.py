@@ -162,7 +162,7 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__API__WORKERS": "1",
-            # What the MWAA 3.3.1 image forces; the README lists what still differs, and why.
+            # What the MWAA 3.3.1 image forces; docs/operating-on-mwaa.md lists what still differs, and why.
             "AIRFLOW__API__SERVER_TYPE": "gunicorn",
             "AIRFLOW__TRIGGERER__QUEUES_ENABLED": "False",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
