@@ -160,7 +160,7 @@ def pricing():
         "pricing",
         region_name=rp.PRICING_API_REGION,
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_secret_access_key="testing",  # pragma: allowlist secret (a dummy credential)
     )
     with Stubber(client) as stubber:
         yield client, stubber
@@ -277,7 +277,10 @@ def test_on_demand_usd_is_the_dearest_dimension_and_none_without_on_demand_terms
 
 def test_botocores_model_checks_every_request_before_the_stubber_answers():
     client = boto3.client(
-        "pricing", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t"
+        "pricing",
+        region_name=REGION,
+        aws_access_key_id="t",
+        aws_secret_access_key="t",  # pragma: allowlist secret (a dummy credential)
     )
     request = rp.price_queries({})[0].request(REGION)
     del request["Filters"][1]["Value"]  # a filter the pricing model requires a value of
