@@ -218,6 +218,10 @@ class _InstanceTerms:
             f"{_number(self.hours)} h{spot}"
         )
 
+    def estimate(self, kind: str, name: str) -> CostEstimate:
+        """The estimate of one job of ``kind`` priced by these terms alone."""
+        return CostEstimate(kind, name, self.usd, f"{self.text()} = {_usd(self.usd)}")
+
 
 def _training_terms(definition: Mapping, prices: PriceTable, where: str) -> _InstanceTerms:
     """A training job's (or a tuning job's training job definition's) worst case.
@@ -248,7 +252,7 @@ def estimate_training(request: Mapping, prices: PriceTable) -> CostEstimate:
     """CreateTrainingJob: instance price x InstanceCount x max runtime (spot: x discount)."""
     name = _get(request, "TrainingJobName", "CreateTrainingJob")
     terms = _training_terms(request, prices, "CreateTrainingJob")
-    return CostEstimate("training", name, terms.usd, f"{terms.text()} = {_usd(terms.usd)}")
+    return terms.estimate("training", name)
 
 
 def estimate_tuning(request: Mapping, prices: PriceTable) -> CostEstimate:
@@ -294,7 +298,7 @@ def estimate_transform(
         max_runtime_s / 3600,
         1.0,
     )
-    return CostEstimate("transform", name, terms.usd, f"{terms.text()} = {_usd(terms.usd)}")
+    return terms.estimate("transform", name)
 
 
 def estimate_processing(request: Mapping, prices: PriceTable) -> CostEstimate:
@@ -321,7 +325,7 @@ def estimate_processing(request: Mapping, prices: PriceTable) -> CostEstimate:
         seconds / 3600,
         1.0,
     )
-    return CostEstimate("processing", name, terms.usd, f"{terms.text()} = {_usd(terms.usd)}")
+    return terms.estimate("processing", name)
 
 
 def estimate_glue_job_run(request: Mapping, prices: PriceTable) -> CostEstimate:
