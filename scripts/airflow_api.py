@@ -177,6 +177,34 @@ class AirflowApi:
             body["partition_key"] = partition_key
         return self.post("/api/v2/assets/events", body)
 
+    def asset_events(self, settle_timeout: float = 120.0, **filters) -> list[dict]:
+        """``GET /api/v2/assets/events`` with ``filters`` (e.g. ``source_run_id``, ``asset_id``),
+        through the Airflow 3.3.1 bug below."""
+        return self._read_asset_events("/api/v2/assets/events", settle_timeout, **filters)
+
+    def upstream_asset_events(
+        self, dag_id: str, run_id: str, settle_timeout: float = 120.0
+    ) -> list[dict]:
+        """The asset events that created run ``run_id`` of ``dag_id``."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/upstreamAssetEvents"
+        return self._read_asset_events(path, settle_timeout)
+
+    def _read_asset_events(self, path: str, settle_timeout: float, **query) -> list[dict]:
+        # Airflow 3.3.1 answers HTTP 500 while any run an event created is still queued: the
+        # response model requires the run's start_date, which a queued run does not have yet
+        # (apache/airflow#71360, fixed by #71379 after 3.3.1). Such a run starts within
+        # seconds on a running scheduler, so the read is retried until then; any other error,
+        # or a 500 that outlasts ``settle_timeout``, is raised.
+        deadline = time.monotonic() + settle_timeout
+        while True:
+            try:
+                return self.get(path, **query)["asset_events"]
+            except AirflowApiError as error:
+                if error.status != 500 or time.monotonic() > deadline:
+                    raise
+            time.sleep(1)
+
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100)["dag_runs"]
 

@@ -91,7 +91,7 @@ def finished(runs: list[dict]) -> bool:
 
 def curated_events_by_day(api) -> Counter:
     asset = api.asset("churn_curated")
-    events = api.get("/api/v2/assets/events", asset_id=asset["id"], limit=1000)["asset_events"]
+    events = api.asset_events(asset_id=asset["id"], limit=1000)
     return Counter(event["partition_key"] for event in events)
 
 

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -136,10 +135,7 @@ def test_a_dropped_file_starts_ingestion_of_its_day_within_seconds(stack, tmp_pa
     }
     assert run["state"] == "success", states
     assert states == {("landing_days", -1): "success", ("ingest", 0): "success"}
-    quoted = urllib.parse.quote(run_id, safe="")
-    events = api.get(f"/api/v2/dags/churn_ingestion/dagRuns/{quoted}/upstreamAssetEvents")[
-        "asset_events"
-    ]
+    events = api.upstream_asset_events("churn_ingestion", run_id)
     payloads = [e["extra"]["payload"] for e in events if e["name"] == "churn_landing"]
     assert [p["ds"] for p in payloads] == [DROPPED_DAY]
     assert sorted(f["uri"].rsplit("/", 1)[1] for f in payloads[0]["files"]) == landed
@@ -150,7 +146,7 @@ def test_a_dropped_file_starts_ingestion_of_its_day_within_seconds(stack, tmp_pa
     assert manifest["totals"]["rows_read"] == ROWS
     assert manifest["totals"]["rows_accepted"] + manifest["totals"]["rows_quarantined"] == ROWS
     # The curated Asset event the run emitted names the dropped day for validation.
-    curated_events = api.get("/api/v2/assets/events", source_run_id=run_id)["asset_events"]
+    curated_events = api.asset_events(source_run_id=run_id)
     assert {(e["name"], e["extra"].get("ds")) for e in curated_events} >= {
         ("churn_curated", DROPPED_DAY)
     }

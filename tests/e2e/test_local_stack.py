@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -141,10 +140,7 @@ def test_a_drift_event_posted_to_the_api_schedules_retraining(api, stack):
     assert run_id.startswith("asset_triggered__")
     # Scheduled per partition: the run is for the event's day.
     assert api.dag_run("churn_training", run_id)["partition_key"] == "2026-01-07"
-    quoted = urllib.parse.quote(run_id, safe="")
-    (event,) = api.get(f"/api/v2/dags/churn_training/dagRuns/{quoted}/upstreamAssetEvents")[
-        "asset_events"
-    ]
+    (event,) = api.upstream_asset_events("churn_training", run_id)
     assert (event["name"], event["extra"]["drifted_features"]) == ("churn_drift", ["sessions"])
 
 

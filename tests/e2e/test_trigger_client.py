@@ -140,7 +140,7 @@ def test_posts_an_asset_event_by_asset_name(local_stack, airflow_api):
     assert result.returncode == 0, result.stderr
     event_id = int(result.stdout.strip())
     drift = airflow_api.asset("churn_drift")
-    events = airflow_api.get("/api/v2/assets/events", asset_id=drift["id"])["asset_events"]
+    events = airflow_api.asset_events(asset_id=drift["id"])
     (event,) = [event for event in events if event["id"] == event_id]
     assert event["extra"] == {**extra, "from_rest_api": True}
 
