@@ -379,6 +379,11 @@ def _capacity_amount(value: Any, pattern: re.Pattern[str], where: str) -> int:
     return int(match.group(1))
 
 
+def maximum_capacity_vcpus(maximum_capacity: Mapping[str, Any], where: str) -> int:
+    """The vCPUs of an EMR Serverless application's maximum capacity (``{"cpu": "400 vCPU"}``)."""
+    return _capacity_amount(_get(maximum_capacity, "cpu", where), _CPU, f"{where}.cpu")
+
+
 def estimate_emr_serverless(
     request: Mapping, prices: PriceTable, *, maximum_capacity: Mapping[str, Any] | None
 ) -> CostEstimate:
@@ -400,9 +405,7 @@ def estimate_emr_serverless(
             "maximumCapacity cpu and memory)"
         )
     capacity_where = f"application {application} maximumCapacity"
-    vcpu = _capacity_amount(
-        _get(maximum_capacity, "cpu", capacity_where), _CPU, f"{capacity_where}.cpu"
-    )
+    vcpu = maximum_capacity_vcpus(maximum_capacity, capacity_where)
     memory_gb = _capacity_amount(
         _get(maximum_capacity, "memory", capacity_where), _MEMORY, f"{capacity_where}.memory"
     )
@@ -550,6 +553,18 @@ def enforce_job_budget(
 # --- a stage DAG run -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """One AWS job a stage run starts: its task, the request the operator would send (botocore's
+    service and operation names), and what bounds it that the request cannot say."""
+
+    task_id: str
+    service: str
+    operation: str
+    request: Mapping[str, Any]
+    bounds: Mapping[str, Any]
+
+
 def estimate_stage_run(
     settings: Settings,
     dataset: str,
@@ -557,16 +572,35 @@ def estimate_stage_run(
     *,
     datasets_dir: Path = DATASETS_DIR,
     prices: PriceTable | None = None,
+    **run: Any,
+) -> list[CostEstimate]:
+    """The worst case of every AWS job one run of ``<dataset>_<stage>`` starts
+    (:func:`stage_run_jobs`; ``run``: its keywords).
+
+    Call it (through :func:`check_stage_run`) at the start of a run, before its first job: the
+    training DAG is where it counts (its tuning job is the dearest job).
+    """
+    prices = prices or load_prices()
+    return [
+        estimate_request(job.service, job.operation, job.request, prices, **job.bounds)
+        for job in stage_run_jobs(settings, dataset, stage, datasets_dir=datasets_dir, **run)
+    ]
+
+
+def stage_run_jobs(
+    settings: Settings,
+    dataset: str,
+    stage: str,
+    *,
+    datasets_dir: Path = DATASETS_DIR,
     days: int = 1,
     tuning_max_jobs: int | None = None,
     tuning_max_parallel_jobs: int | None = None,
     emr_serverless_maximum_capacity: Mapping[str, Any] | None = None,
-) -> list[CostEstimate]:
-    """The worst case of every AWS job one run of ``<dataset>_<stage>`` starts, from the dataset
-    spec and ``settings`` through the request builders the operators use.
-
-    Call it (through :func:`check_stage_run`) at the start of a run, before its first job: the
-    training DAG is where it counts (its tuning job is the dearest job).
+) -> list[StageJob]:
+    """Every AWS job one run of ``<dataset>_<stage>`` starts, in order, its request built from
+    the dataset spec and ``settings`` through the request builders the operators use (the run's
+    names and day are stand-ins: they change neither cost nor capacity).
 
     :param stage: one of :data:`STAGES`; the approval and reconciliation DAGs start no jobs.
     :param days: the days an ingestion run ingests (one ``ingest`` job each).
@@ -590,7 +624,6 @@ def estimate_stage_run(
         )
     if days < 1:
         raise ValueError(f"days={days} must be at least 1")
-    prices = prices or load_prices()
     capacity = load_spec(Path(datasets_dir) / f"{dataset}.yaml").capacity
     dag_id = f"{dataset}_{stage}"
 
@@ -599,7 +632,7 @@ def estimate_stage_run(
 
         return TaskRunIdentity(dag_id, ESTIMATE_RUN_ID, task_id, map_index)
 
-    def spark(task_id: str, job: str, timeout: timedelta, map_index: int = -1) -> CostEstimate:
+    def spark(task_id: str, job: str, timeout: timedelta, map_index: int = -1) -> StageJob:
         from include import spark_job_requests as spark_requests
 
         run = identity(task_id, map_index)
@@ -613,7 +646,7 @@ def estimate_stage_run(
                 timeout=timeout,
                 capacity=capacity.spark.glue,
             )
-            return estimate_glue_job_run(request, prices)
+            return StageJob(task_id, "glue", "StartJobRun", request, {})
         request = spark_requests.build_emr_serverless_start_job_run_request(
             settings,
             job,
@@ -623,11 +656,15 @@ def estimate_stage_run(
             timeout=timeout,
             executors=capacity.spark.emr_serverless,
         )
-        return estimate_emr_serverless(
-            request, prices, maximum_capacity=emr_serverless_maximum_capacity
+        return StageJob(
+            task_id,
+            "emr-serverless",
+            "StartJobRun",
+            request,
+            {"maximum_capacity": emr_serverless_maximum_capacity},
         )
 
-    def processing(task_id: str) -> CostEstimate:
+    def processing(task_id: str) -> StageJob:
         from include.sagemaker_requests import build_processing_job_request
 
         lake = f"s3://{settings.aws.bucket}/{ESTIMATE_RUN_ID}"
@@ -642,14 +679,14 @@ def estimate_stage_run(
             instance_count=capacity.processing.instance_count,
             max_runtime_s=capacity.processing.max_runtime_minutes * 60,
         )
-        return estimate_processing(request, prices)
+        return StageJob(task_id, "sagemaker", "CreateProcessingJob", request, {})
 
     spark_timeout = timedelta(minutes=capacity.spark.max_runtime_minutes)
     engine = settings.aws.spark_engine
-    estimates: list[CostEstimate] = []
+    jobs: list[StageJob] = []
     if stage == "ingestion":
         if engine != "emr_ec2":
-            estimates += [spark("ingest", "ingest", spark_timeout, day) for day in range(days)]
+            jobs += [spark("ingest", "ingest", spark_timeout, day) for day in range(days)]
     elif stage == "validation":
         quality_timeout = timedelta(minutes=capacity.quality.max_runtime_minutes)
         if engine == "glue":
@@ -668,27 +705,29 @@ def estimate_stage_run(
                 timeout=quality_timeout,
                 number_of_workers=capacity.quality.glue_data_quality_workers,
             )
-            estimates.append(estimate_glue_data_quality(request, prices))
-        elif engine == "emr_serverless":
-            estimates.append(spark("quality_gate", "quality_deequ", quality_timeout))
-        if engine != "emr_ec2":
-            estimates.append(spark("features", "features", spark_timeout))
-    elif stage == "training":
-        estimates.append(
-            _tuning_estimate(
-                with_training_capacity(settings, capacity.training),
-                dataset,
-                identity("tune").name_for("sagemaker_tuning"),
-                prices,
-                tuning_max_jobs,
-                tuning_max_parallel_jobs,
+            jobs.append(
+                StageJob(
+                    "quality_gate", "glue", "StartDataQualityRulesetEvaluationRun", request, {}
+                )
             )
+        elif engine == "emr_serverless":
+            jobs.append(spark("quality_gate", "quality_deequ", quality_timeout))
+        if engine != "emr_ec2":
+            jobs.append(spark("features", "features", spark_timeout))
+    elif stage == "training":
+        request = _tuning_request(
+            with_training_capacity(settings, capacity.training),
+            dataset,
+            identity("tune").name_for("sagemaker_tuning"),
+            tuning_max_jobs,
+            tuning_max_parallel_jobs,
         )
-        estimates.append(processing("monitoring_baseline"))
+        jobs.append(StageJob("tune", "sagemaker", "CreateHyperParameterTuningJob", request, {}))
+        jobs.append(processing("monitoring_baseline"))
     elif stage == "scoring":
         from include.sagemaker_requests import build_transform_job_request
 
-        estimates.append(processing("scoring_input"))
+        jobs.append(processing("scoring_input"))
         lake = f"s3://{settings.aws.bucket}/{ESTIMATE_RUN_ID}"
         request = build_transform_job_request(
             settings,
@@ -700,19 +739,20 @@ def estimate_stage_run(
             instance_type=capacity.transform.instance_type,
             instance_count=capacity.transform.instance_count,
         )
-        estimates.append(
-            estimate_transform(
+        max_runtime_s = transform_max_runtime_s(settings, capacity.transform.max_runtime_minutes)
+        jobs.append(
+            StageJob(
+                "transform",
+                "sagemaker",
+                "CreateTransformJob",
                 request,
-                prices,
-                max_runtime_s=transform_max_runtime_s(
-                    settings, capacity.transform.max_runtime_minutes
-                ),
+                {"max_runtime_s": max_runtime_s},
             )
         )
-        estimates.append(processing("predictions"))
+        jobs.append(processing("predictions"))
     else:
-        estimates.append(processing("drift_job"))
-    return estimates
+        jobs.append(processing("drift_job"))
+    return jobs
 
 
 def check_stage_run(
@@ -748,16 +788,15 @@ def check_stage_run(
     return estimates
 
 
-def _tuning_estimate(
+def _tuning_request(
     settings: Settings,
     dataset: str,
     name: str,
-    prices: PriceTable,
     max_jobs: int | None,
     max_parallel_jobs: int | None,
-) -> CostEstimate:
-    """The tuning job's worst case, its body built as the operator builds it (channels stand in
-    for the manifests the operator writes: they do not change the cost)."""
+) -> dict[str, Any]:
+    """The tuning job's body, built as the operator builds it (channels stand in for the
+    manifests the operator writes: they change neither cost nor capacity)."""
     from include.sagemaker_requests import build_training_job_request, build_tuning_job_request
 
     lake = f"s3://{settings.aws.bucket}/{ESTIMATE_RUN_ID}"
@@ -777,11 +816,10 @@ def _tuning_estimate(
         if max_parallel_jobs is None
         else max_parallel_jobs
     )
-    request = build_tuning_job_request(
+    return build_tuning_job_request(
         settings,
         tuning_job_name=name,
         training_request=training,
         max_jobs=jobs,
         max_parallel_jobs=min(parallel, jobs),
     )
-    return estimate_tuning(request, prices)

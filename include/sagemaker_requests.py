@@ -48,6 +48,7 @@ from include.config import (
     ConfigError,
     Settings,
 )
+from include.job_tags import PROJECT, check_tags
 
 # One metric value as the training code prints it: ``validation:auc=0.812345``.
 METRIC_VALUE_PATTERN = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -248,10 +249,12 @@ def training_source_artifact(
 
 
 def _tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
-    """SageMaker's ``Tags``: ``project=headrace`` and the caller's."""
+    """SageMaker's ``Tags``: ``project=headrace`` and the caller's (a job's are
+    :func:`include.job_tags.job_tags`), checked here: botocore's validator cannot read
+    SageMaker's ``\\p{L}`` tag pattern, so :func:`validate_request` leaves it to the service."""
     return [
         {"Key": key, "Value": value}
-        for key, value in {"project": "headrace", **(tags or {})}.items()
+        for key, value in check_tags({"project": PROJECT, **(tags or {})}).items()
     ]
 
 

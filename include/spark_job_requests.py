@@ -24,13 +24,14 @@ import json
 import math
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from include.aws_validation import validate_request
 from include.config import REPO_ROOT, AwsSettings, ConfigError, Settings
 from include.job_names import NAMING_RULES, sanitize
+from include.job_tags import PROJECT, check_tags
 from spark_jobs.dataset_spec import (
     DEFAULT_GLUE_WORKER_TYPE,
     DEFAULT_GLUE_WORKERS,
@@ -258,7 +259,9 @@ def build_glue_job_request(
         "ExecutionClass": "STANDARD",
         "SecurityConfiguration": glue_security_configuration_name(settings),
         "Connections": {"Connections": [glue_network_connection_name(settings)]},
-        "Tags": {"project": "headrace", "spark_job": job},
+        # The job's cost allocation tags: StartJobRun takes none, so a run is billed under its
+        # job's, and the definition is shared by every dataset and run (no dataset/dag/run tag).
+        "Tags": {"project": PROJECT, "spark_job": job},
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     body["Description"] = f"headrace Spark job {package}.{job} (definition {digest})"
@@ -309,6 +312,8 @@ def build_glue_start_job_run_request(
     :param capacity: the run's workers (the dataset spec's ``capacity.spark.glue``); they
         override the shared job definition's for this run only.
     """
+    # No Tags: Glue's StartJobRun has no such member; the job definition carries them
+    # (build_glue_job_request).
     body = {
         "JobName": glue_job_name(job),
         "Arguments": {**glue_arguments(job_args), GLUE_RUN_KEY_ARGUMENT: run_key},
@@ -344,6 +349,7 @@ def build_emr_serverless_start_job_run_request(
     timeout: timedelta = DEFAULT_TIMEOUT,
     spark_submit_parameters: str = "",
     executors: ExecutorCapacity = DEFAULT_EXECUTORS,
+    tags: Mapping[str, str] | None = None,
 ) -> dict:
     """StartJobRun on the configured application.
 
@@ -354,6 +360,8 @@ def build_emr_serverless_start_job_run_request(
     :param executors: the run's executors (the dataset spec's ``capacity.spark.emr_serverless``).
         StartJobRun has no capacity member: the application's maximum capacity bounds all its
         runs, and ``spark.dynamicAllocation.maxExecutors`` with the executor size bounds this one.
+    :param tags: the run's cost allocation tags (:func:`include.job_tags.job_tags`);
+        ``project`` and ``spark_job`` are always set.
     """
     aws = _aws(settings)
     if not aws.emr_serverless_application_id:
@@ -387,7 +395,7 @@ def build_emr_serverless_start_job_run_request(
             }
         },
         "executionTimeoutMinutes": minutes,
-        "tags": {"project": "headrace", "spark_job": job},
+        "tags": check_tags({"project": PROJECT, **(tags or {}), "spark_job": job}),
     }
     validate_request("emr-serverless", "StartJobRun", body)
     return body
@@ -427,6 +435,8 @@ def build_emr_add_steps_request(
         script_uri(settings, job),
         *(str(arg) for arg in job_args),
     ]
+    # No tags: AddJobFlowSteps has no such member; a step is billed under its cluster's tags,
+    # which whoever creates the cluster sets (RunJobFlow's Tags), not headrace.
     body = {
         "JobFlowId": aws.emr_cluster_id,
         "Steps": [

@@ -443,13 +443,15 @@ def training_job_request(
     job_name: str,
     hyperparameters: Mapping[str, Any] | None = None,
     source_uri: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict:
     """CreateTrainingJob for ``dataset`` on the features partition of ``ds``.
 
     Writes the channel manifests the body names (:func:`write_training_channels`, and
     :func:`write_champion_channel` when there is a champion), so the body is ready to send.
     Hyperparameters: the defaults, then the dataset's (:func:`dataset_hyperparameters`), then
-    ``hyperparameters`` (the task's overrides).
+    ``hyperparameters`` (the task's overrides). ``tags``: the job's cost allocation tags
+    (:func:`include.job_tags.job_tags`); ``features-ds`` is added.
     """
     return build_training_job_request(
         settings,
@@ -464,7 +466,7 @@ def training_job_request(
         output_uri=jobs_output_uri(settings, dataset),
         checkpoint_uri=checkpoint_uri(settings, dataset, job_name),
         source_uri=source_uri,
-        tags={"dataset": dataset, "features-ds": ds},
+        tags={"dataset": dataset, **(tags or {}), "features-ds": ds},
     )
 
 
@@ -478,9 +480,10 @@ def tuning_job_request(
     source_uri: str | None = None,
     max_jobs: int | None = None,
     max_parallel_jobs: int | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict:
     """CreateHyperParameterTuningJob: a Bayesian search over training jobs of ``dataset``; every
-    trial reads the channels :func:`training_job_request` writes."""
+    trial reads the channels :func:`training_job_request` writes. ``tags`` as there."""
     training = training_job_request(
         settings,
         dataset=dataset,
@@ -495,5 +498,5 @@ def tuning_job_request(
         training_request=training,
         max_jobs=max_jobs,
         max_parallel_jobs=max_parallel_jobs,
-        tags={"dataset": dataset, "features-ds": ds},
+        tags={"dataset": dataset, **(tags or {}), "features-ds": ds},
     )

@@ -8,8 +8,9 @@ groups the model's fairness metrics compare, the audit attributes kept out of th
 for the fairness audit, and the audit's decision threshold and limits), which validated days a
 training run reads (``training:``: the window and its split), how big each job of the dataset runs on AWS
 (``capacity:``: Glue workers, EMR executors, Glue Data Quality workers, SageMaker instances and
-every kind's maximum runtime) and what a job and a run may cost at worst there (``cost:``: the
-budgets :mod:`include.cost` checks before a job starts). The ingest and features jobs read it;
+every kind's maximum runtime), what a job and a run may cost at worst there (``cost:``: the
+budgets :mod:`include.cost` checks before a job starts) and the dataset's own cost allocation
+tags on every AWS job (``tags:``, :mod:`include.job_tags`). The ingest and features jobs read it;
 so can the DAGs and tests (``include/`` may import this module, never the other way round).
 
 Pure Python plus PyYAML: this module ships to Glue/EMR inside the ``spark_jobs`` package and must
@@ -78,6 +79,7 @@ _TOP_KEYS = {
     "training",
     "capacity",
     "cost",
+    "tags",
 }
 _LANDING_KEYS = {"formats", "csv", "encoding", "null_tokens", "complete_when", "sweep_days"}
 # When a landing day is complete: exactly one of these rules (include/landing.py applies it).
@@ -182,6 +184,57 @@ _COST_KEYS = {"budget_per_run_usd", "budget_per_job_usd"}
 # at the deployment's HEADRACE_TUNING_MAX_JOBS default ($56.32).
 DEFAULT_BUDGET_PER_JOB_USD = 25.0
 DEFAULT_BUDGET_PER_RUN_USD = 50.0
+
+# --- tags: cost allocation tags on every AWS job of the dataset (include/job_tags.py) -----------
+# The keys headrace sets on a job itself: project, dataset, dag and run on every job, and each
+# job kind's own (the features day of training, the day and model version of a transform, the
+# Spark entry point, a quality ruleset's severity). A spec's tags cannot set them.
+RESERVED_TAG_KEYS = frozenset(
+    {
+        "project",
+        "dataset",
+        "dag",
+        "run",
+        "features-ds",
+        "ds",
+        "model-version",
+        "spark_job",
+        "severity",
+    }
+)
+# AWS allows 50 user tags on a resource; the reserved keys keep their room.
+MAX_TAGS = 50
+MAX_SPEC_TAGS = MAX_TAGS - len(RESERVED_TAG_KEYS)
+MAX_TAG_KEY_LENGTH = 128
+MAX_TAG_VALUE_LENGTH = 256
+# AWS's tag rule is letters, digits, spaces and _ . : / = + - @ in any script
+# ([\p{L}\p{Z}\p{N}_.:/=+\-@], SageMaker's TagKey); EMR Serverless's StartJobRun allows only their
+# ASCII forms ([A-Za-z0-9 /_.:=+@-]), and the same tags go to every job, so ASCII is the rule.
+_TAG_TEXT = re.compile(r"[A-Za-z0-9 _.:/=+\-@]*")
+TAG_CHARACTERS = "ASCII letters, digits, spaces and _ . : / = + - @"
+
+
+def aws_tag_problem(key: Any, value: Any) -> str | None:
+    """What is wrong with the tag ``key: value`` under the AWS tag rules every service headrace
+    tags accepts, or ``None``: key 1-128 characters, value 0-256, only :data:`TAG_CHARACTERS`,
+    no ``aws:`` prefix on the key (AWS's own, in any case)."""
+    if not isinstance(key, str):
+        return f"the key must be a string, got {type(key).__name__} {key!r}"
+    if not isinstance(value, str):
+        return (
+            f"the value must be a string (quote it in YAML), got {type(value).__name__} {value!r}"
+        )
+    if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
+        return f"the key must be 1 to {MAX_TAG_KEY_LENGTH} characters, got {len(key)}"
+    if len(value) > MAX_TAG_VALUE_LENGTH:
+        return f"the value must be at most {MAX_TAG_VALUE_LENGTH} characters, got {len(value)}"
+    if key.lower().startswith("aws:"):
+        return "the key must not start with 'aws:' (reserved for AWS's own tags)"
+    for what, text in (("key", key), ("value", value)):
+        if not _TAG_TEXT.fullmatch(text):
+            bad = sorted({char for char in text if not _TAG_TEXT.fullmatch(char)})
+            return f"the {what} may hold only {TAG_CHARACTERS}, found {''.join(bad)!r}"
+    return None
 
 
 class SpecError(ValueError):
@@ -439,6 +492,9 @@ class DatasetSpec:
     training: TrainingSpec = TrainingSpec()
     capacity: Capacity = Capacity()
     cost: CostBudget = CostBudget()
+    # Cost allocation tags of every AWS job of the dataset besides headrace's own: (key, value)
+    # pairs in spec order (a tuple, so the spec stays hashable).
+    tags: tuple[tuple[str, str], ...] = ()
     _by_name: Mapping[str, ColumnSpec] = field(default_factory=dict, repr=False, compare=False)
 
     def column(self, name: str) -> ColumnSpec:
@@ -656,16 +712,19 @@ class _Validator:
         training = self.training(top.get("training"), has_features="features" in top)
         capacity = self.capacity(top.get("capacity"))
         cost = self.cost(top.get("cost"))
+        tags = self.tags(top.get("tags"))
         description = top.get("description", "")
         if not isinstance(description, str):
             self.fail("description", "must be a string")
             description = ""
         if self.problems:
             return None
-        # Capacity sizes the jobs, training picks the days a model reads and cost caps the bill,
-        # none of them the data: changing them is not a new spec version.
+        # Capacity sizes the jobs, training picks the days a model reads, cost caps the bill and
+        # tags label it, none of them the data: changing them is not a new spec version.
         shape = {
-            key: value for key, value in raw.items() if key not in ("capacity", "training", "cost")
+            key: value
+            for key, value in raw.items()
+            if key not in ("capacity", "training", "cost", "tags")
         }
         canonical = json.dumps(shape, sort_keys=True, default=str, separators=(",", ":"))
         return DatasetSpec(
@@ -683,6 +742,7 @@ class _Validator:
             training=training,
             capacity=capacity,
             cost=cost,
+            tags=tags,
             _by_name=by_name,
             **landing,
         )
@@ -859,6 +919,32 @@ class _Validator:
             )
             return default
         return CostBudget(budget_per_run_usd=per_run, budget_per_job_usd=per_job)
+
+    # --- tags -------------------------------------------------------------------------------
+
+    def tags(self, raw: Any) -> tuple[tuple[str, str], ...]:
+        if raw is None:
+            return ()
+        block = self.mapping("tags", raw)
+        if len(block) > MAX_SPEC_TAGS:
+            self.fail(
+                "tags",
+                f"has {len(block)} tags; at most {MAX_SPEC_TAGS} (AWS allows {MAX_TAGS} on a "
+                f"resource and headrace sets up to {len(RESERVED_TAG_KEYS)} of its own)",
+            )
+        tags = []
+        for key, value in block.items():
+            if key in RESERVED_TAG_KEYS:
+                self.fail(
+                    f"tags.{key}",
+                    f"is set by headrace on every job it applies to; reserved keys: "
+                    f"{', '.join(sorted(RESERVED_TAG_KEYS))}",
+                )
+            elif problem := aws_tag_problem(key, value):
+                self.fail(f"tags.{key}", problem)
+            else:
+                tags.append((key, value))
+        return tuple(tags)
 
     # --- capacity ---------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from include.dq.gate import (
 )
 from include.dq.results import FAIL, PASS, RuleOutcome, _jsonable, skipped_outcome
 from include.dq.rules import Rule, RuleSet, engine_rules
+from include.job_tags import PROJECT, check_tags
 from include.spark_job_requests import _aws, glue_security_configuration_name, timeout_minutes
 from spark_jobs.dataset_spec import DEFAULT_GLUE_DATA_QUALITY_WORKERS
 
@@ -244,15 +245,28 @@ def _ruleset_description(dataset: str, ds: str, ruleset: CompiledRuleset) -> str
 
 
 def build_create_ruleset_request(
-    settings: Settings, dataset: str, ds: str, ruleset: CompiledRuleset
+    settings: Settings,
+    dataset: str,
+    ds: str,
+    ruleset: CompiledRuleset,
+    tags: Mapping[str, str] | None = None,
 ) -> dict:
+    """CreateDataQualityRuleset of one day's rules of one severity.
+
+    :param tags: the cost allocation tags of the run that creates it
+        (:func:`include.job_tags.job_tags`); ``severity`` is added. They go on the ruleset
+        because StartDataQualityRulesetEvaluationRun takes no tags; a later run that finds the
+        ruleset (UpdateDataQualityRuleset takes none either) leaves the first run's.
+    """
     body = {
         "Name": ruleset_name(dataset, ds, ruleset.severity),
         "Description": _ruleset_description(dataset, ds, ruleset),
         "Ruleset": ruleset.text,
         "TargetTable": {"DatabaseName": GLUE_DATABASE, "TableName": curated_table_name(dataset)},
         "DataQualitySecurityConfiguration": glue_security_configuration_name(settings),
-        "Tags": {"project": "headrace", "dataset": dataset, "severity": ruleset.severity},
+        "Tags": check_tags(
+            {"project": PROJECT, "dataset": dataset, **(tags or {}), "severity": ruleset.severity}
+        ),
     }
     validate_request("glue", "CreateDataQualityRuleset", body)
     return body
@@ -279,7 +293,8 @@ def build_start_evaluation_run_request(
     timeout: timedelta,
     number_of_workers: int = DEFAULT_GLUE_DATA_QUALITY_WORKERS,
 ) -> dict:
-    """StartDataQualityRulesetEvaluationRun over one partition of the curated table.
+    """StartDataQualityRulesetEvaluationRun over one partition of the curated table. It takes no
+    tags: the rulesets carry them (:func:`build_create_ruleset_request`).
 
     :param number_of_workers: G.1X workers of the run (the dataset spec's
         ``capacity.quality.glue_data_quality.number_of_workers``).

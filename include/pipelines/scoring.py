@@ -91,12 +91,24 @@ def scoring_dag(dataset: str) -> DAG:
 
         @task(multiple_outputs=True)
         def scoring_plan(model: dict) -> dict:
-            """The day and the plan of the transform's input lines."""
+            """The day and the plan of the transform's input lines; on aws it first fails,
+            starting no job, when the run's instances are over the account's Service Quotas."""
             from include.config import get_settings
             from include.partitions import run_partition
             from include.scoring_pipeline import scoring_input_plan
 
             settings = get_settings()
+            if not settings.is_local:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                from include.quotas import QuotaError, check_stage_quotas
+
+                try:
+                    check_stage_quotas(
+                        settings, dataset, STAGE, log=logging.getLogger("headrace.scoring")
+                    )
+                except QuotaError as error:  # a retry would be refused the same way
+                    raise AirflowFailException(str(error)) from None
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
             return {"ds": ds, "model": model, **scoring_input_plan(settings, dataset, ds, model)}

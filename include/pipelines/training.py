@@ -63,7 +63,8 @@ threshold on a day (`{name}_drift`); a features and a drift event of the same da
 before the run starts make one run, and a later run whose window, code and parameters a run
 already trained stops at `training_cause` (skipped, naming that run; `retrain` overrides).
 On aws, `training_cause` also prices the run's jobs first and refuses a run over the dataset's
-budget (its spec's `cost:` block). By hand: the `ds` parameter (or the day as partition key).
+budget (its spec's `cost:` block) or over the account's Service Quotas for its instance types.
+By hand: the `ds` parameter (or the day as partition key).
 The day names the training window: the features partition of that day, whose rolling features
 span the spec's lookback of validated days. Training does not run once per day on its own
 data: each run trains on the window that ends on its day.
@@ -139,7 +140,8 @@ def training_dag(dataset: str) -> DAG:
         def training_cause(partition: str) -> dict:
             """The window, code and parameters this run would train; the run stops here
             (skipped, with the earlier run named) when a run already trained them, and fails,
-            starting no job, when its worst-case cost on aws is over the dataset's budget."""
+            starting no job, when on aws its worst-case cost is over the dataset's budget or its
+            instances over the account's Service Quotas."""
             import logging
 
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -151,17 +153,17 @@ def training_dag(dataset: str) -> DAG:
             params = get_current_context()["params"]
             if not settings.is_local:
                 from include.cost import CostError, check_stage_run
+                from include.quotas import QuotaError, check_stage_quotas
 
+                run = {
+                    "tuning_max_jobs": params["max_trials"],
+                    "tuning_max_parallel_jobs": params["parallel_trials"],
+                }
+                log = logging.getLogger(__name__)
                 try:
-                    check_stage_run(
-                        settings,
-                        dataset,
-                        STAGE,
-                        log=logging.getLogger(__name__),
-                        tuning_max_jobs=params["max_trials"],
-                        tuning_max_parallel_jobs=params["parallel_trials"],
-                    )
-                except CostError as error:  # a retry would be refused the same way
+                    check_stage_run(settings, dataset, STAGE, log=log, **run)
+                    check_stage_quotas(settings, dataset, STAGE, log=log, **run)
+                except (CostError, QuotaError) as error:  # a retry would be refused the same way
                     raise AirflowFailException(str(error)) from None
             cause = training_cause(settings, dataset, partition, params)
             earlier = previous_training(settings, cause)

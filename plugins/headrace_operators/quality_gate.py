@@ -50,6 +50,7 @@ from include.dq.gate import (
 )
 from include.dq.rules import engine_rules
 from include.job_names import TaskRunIdentity
+from include.job_tags import job_tags
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.glue import GlueDataQualityHook
@@ -256,10 +257,17 @@ class DataQualityGateOperator(BaseOperator):
             (manifest, content_sha256),
         )
         self._ensure_security_configuration(client)
-        for ruleset in rulesets.values():
-            self._put_ruleset(client, rule_set.dataset, ds, ruleset)
-
         identity = TaskRunIdentity.from_context(context)
+        # The evaluation run takes no tags: the rulesets carry the run's cost allocation tags.
+        tags = job_tags(
+            rule_set.dataset,
+            dag_id=identity.dag_id,
+            run_id=identity.run_id,
+            datasets_dir=Path(self.rules_dir),
+        )
+        for ruleset in rulesets.values():
+            self._put_ruleset(client, rule_set.dataset, ds, ruleset, tags)
+
         request = gdq.build_start_evaluation_run_request(
             settings,
             rule_set.dataset,
@@ -403,10 +411,10 @@ class DataQualityGateOperator(BaseOperator):
                 **build_glue_security_configuration_request(get_settings())
             )
 
-    def _put_ruleset(self, client, dataset: str, ds: str, ruleset) -> None:
+    def _put_ruleset(self, client, dataset: str, ds: str, ruleset, tags: dict[str, str]) -> None:
         from include.dq import glue_data_quality as gdq
 
-        create = gdq.build_create_ruleset_request(get_settings(), dataset, ds, ruleset)
+        create = gdq.build_create_ruleset_request(get_settings(), dataset, ds, ruleset, tags)
         try:
             existing = client.get_data_quality_ruleset(Name=create["Name"])
         except client.exceptions.EntityNotFoundException:

@@ -39,6 +39,7 @@ from include.config import (
     with_training_capacity,
 )
 from include.job_names import TaskRunIdentity
+from include.job_tags import job_tags
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -126,6 +127,8 @@ class _SageMakerJobOperator(BaseOperator):
         self.deferrable = deferrable
         # State kept for on_kill, set by execute.
         self._job_name: str | None = None
+        # The task instance whose job this is (its tags name the DAG and run), set by execute.
+        self._identity: TaskRunIdentity | None = None
 
     # --- the verbs one job type needs ----------------------------------------------------
 
@@ -161,6 +164,19 @@ class _SageMakerJobOperator(BaseOperator):
         return training_jobs.source_artifact(settings)
 
     # --- shared --------------------------------------------------------------------------
+
+    def job_tags(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The job's cost allocation tags (:func:`include.job_tags.job_tags`): project, dataset,
+        the DAG and run of the task :meth:`execute` runs, the spec's ``tags:`` and ``extra``."""
+        if self._identity is None:
+            raise AirflowException("a job's tags name its DAG run: build requests in execute")
+        return job_tags(
+            self.dataset,
+            dag_id=self._identity.dag_id,
+            run_id=self._identity.run_id,
+            extra=extra,
+            datasets_dir=self.datasets_dir,
+        )
 
     @cached_property
     def capacity(self) -> Capacity:
@@ -222,6 +238,7 @@ class _SageMakerJobOperator(BaseOperator):
         settings = self.job_settings(get_settings())
         self.ds = self._check_ds()
         identity = TaskRunIdentity.from_context(context)
+        self._identity = identity
         if settings.is_local:
             # The local runtime re-attaches by name and restarts failed jobs under it.
             name = self._name(identity, 1)
@@ -360,6 +377,7 @@ class SageMakerTrainingJobOperator(_SageMakerJobOperator):
             job_name=name,
             hyperparameters=self.hyperparameters,
             source_uri=source_uri,
+            tags=self.job_tags(),
         )
 
     def run_local(self, request: dict, work_root: Path) -> dict:
@@ -441,6 +459,7 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
             max_parallel_jobs=(
                 None if self.max_parallel_jobs in (None, "") else int(self.max_parallel_jobs)
             ),
+            tags=self.job_tags(),
         )
 
     def run_local(self, request: dict, work_root: Path) -> dict:
@@ -594,7 +613,7 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
             instance_type=self.capacity.processing.instance_type,
             instance_count=self.capacity.processing.instance_count,
             max_runtime_s=self.capacity.processing.max_runtime_minutes * 60,
-            tags={"dataset": self.dataset},
+            tags=self.job_tags(),
         )
 
     def source_artifact(self, settings: Settings) -> tuple[str, bytes]:

@@ -123,7 +123,7 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
             settings,
             model_name=model["model_name"],
             model_uri=model["model_uri"],
-            tags={"dataset": self.dataset, "model-version": str(model["version"])},
+            tags=self.job_tags({"model-version": str(model["version"])}),
         )
 
     def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
@@ -140,7 +140,7 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
             content_type=self.content_type,
             instance_type=self.capacity.transform.instance_type,
             instance_count=self.capacity.transform.instance_count,
-            tags={"dataset": self.dataset, "ds": self.ds, "model-version": str(model["version"])},
+            tags=self.job_tags({"ds": self.ds, "model-version": str(model["version"])}),
         )
 
     # --- local -----------------------------------------------------------------------------

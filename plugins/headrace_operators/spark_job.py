@@ -30,6 +30,7 @@ from include import spark_job_requests
 from include.artifact_upload import upload_if_changed
 from include.config import DATASETS_DIR, Settings, dataset_capacity, get_settings
 from include.job_names import TaskRunIdentity
+from include.job_tags import job_tags
 from include.local_spark_runner import LocalSparkJobError, LocalSparkRunner
 from spark_jobs.dataset_spec import SparkCapacity
 
@@ -292,6 +293,7 @@ class _EmrServerlessEngine(_RemoteEngine):
             package=self.operator.jobs_package,
             timeout=self.operator.run_timeout,
             executors=self.operator.capacity.emr_serverless,
+            tags=self.operator.job_tags(identity),
         )
         # A run may take all of the application's capacity: that is its worst case.
         application = self.client.get_application(applicationId=self.application_id)
@@ -524,6 +526,16 @@ class SparkJobOperator(BaseOperator):
         if not self.dataset:
             return SparkCapacity()
         return dataset_capacity(self.dataset, self.datasets_dir).spark
+
+    def job_tags(self, identity: TaskRunIdentity) -> dict[str, str]:
+        """The run's cost allocation tags (:func:`include.job_tags.job_tags`): project, the
+        dataset if any, the task's DAG and run, and the spec's ``tags:``."""
+        return job_tags(
+            self.dataset,
+            dag_id=identity.dag_id,
+            run_id=identity.run_id,
+            datasets_dir=self.datasets_dir,
+        )
 
     @property
     def run_timeout(self) -> timedelta:

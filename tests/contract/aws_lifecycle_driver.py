@@ -43,6 +43,9 @@ ACCOUNT = "123456789012"  # moto's account: roles must belong to it
 DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
 ROWS_PER_DAY = 300
 PII_SALT = "contract-test-salt"  # pragma: allowlist secret (a test value, stored in moto)
+# The account's applied SageMaker quota of every instance type and job kind: the lifecycle's runs
+# fit; a training run with three trials at once does not.
+QUOTA_INSTANCES = 2
 
 
 # --- the record ------------------------------------------------------------------------------
@@ -311,6 +314,8 @@ class SimulatedAws:
                     self.dq_runs[p["RunId"]],
                 ),
                 ("glue", "GetDataQualityResult"): lambda p: (200, self.dq_results[p["ResultId"]]),
+                # moto lists no SageMaker quota (nor ListServiceQuotas at all).
+                ("service-quotas", "ListServiceQuotas"): self.service_quotas,
             }
         )
 
@@ -451,6 +456,32 @@ class SimulatedAws:
             self.mirror.push(under, self.kms_key_arn)
 
     # Glue Data Quality --------------------------------------------------------------------
+
+    def service_quotas(self, params: dict):
+        """The account's SageMaker quotas, named as Service Quotas names them, for each instance
+        type of the price table and each job kind it is priced for; one page."""
+        from include.cost import load_prices
+        from include.quotas import sagemaker_quota_name
+
+        if params["ServiceCode"] != "sagemaker":
+            return 400, {"Error": {"Code": "NoSuchResourceException", "Message": "no quotas"}}
+        kinds = {"training": ("training", "spot training")}
+        quotas = []
+        for use, prices in load_prices().sagemaker_instance_hour.items():
+            for instance_type in prices:
+                for kind in kinds.get(use, (use,)):
+                    name = sagemaker_quota_name(instance_type, kind)
+                    code = "L-" + hashlib.sha256(name.encode()).hexdigest()[:8].upper()
+                    quotas.append(
+                        {
+                            "ServiceCode": "sagemaker",
+                            "QuotaCode": code,
+                            "QuotaName": name,
+                            "QuotaArn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:sagemaker/{code}",
+                            "Value": float(QUOTA_INSTANCES),
+                        }
+                    )
+        return 200, {"Quotas": quotas}
 
     def get_ruleset(self, params: dict):
         if params["Name"] not in self.rulesets:
@@ -620,11 +651,12 @@ def land_churn_days(mirror: BucketMirror, kms_key_arn: str) -> None:
 # --- the lifecycle ---------------------------------------------------------------------------
 
 
-def run_dag(bag, dag_id: str, conf: dict, outcome: dict) -> dict:
+def run_dag(bag, dag_id: str, conf: dict, outcome: dict, expect: str = "success") -> dict:
     dag = bag.get_dag(dag_id)
     if dag is None:
         raise RuntimeError(f"no DAG {dag_id} in dags/; import errors: {list(bag.import_errors)}")
     CAPTURE.actor = f"dag:{dag_id}"
+    first_request = len(CAPTURE.requests)
     try:
         dag_run = dag.test(run_conf=conf)
     finally:
@@ -636,10 +668,12 @@ def run_dag(bag, dag_id: str, conf: dict, outcome: dict) -> dict:
         "state": str(dag_run.state),
         "tasks": {task_id: str(ti.state) for task_id, ti in tis.items()},
         "xcom": {task_id: _jsonable(ti.xcom_pull(task_ids=task_id)) for task_id, ti in tis.items()},
+        # The run's requests: outcome["requests"][start:end] (the log's order).
+        "requests": [first_request, len(CAPTURE.requests)],
     }
     outcome["runs"].append(run)
-    if run["state"] != "success":
-        raise RuntimeError(f"{dag_id} run ended {run['state']}: {run['tasks']}")
+    if run["state"] != expect:
+        raise RuntimeError(f"{dag_id} run ended {run['state']}, not {expect}: {run['tasks']}")
     return run
 
 
@@ -673,6 +707,10 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
             run_dag(bag, "churn_ingestion", {"ds": DAY_2}, outcome)
             run_dag(bag, "churn_validation", {"ds": DAY_2}, outcome)
             tiny = {"ds": DAY_1, "max_trials": 1, "parallel_trials": 1, "epochs": 2}
+            # Three trials at once need three instances, over the quota of two: refused before
+            # any job, by training_cause.
+            over_quota = {**tiny, "max_trials": 3, "parallel_trials": 3}
+            run_dag(bag, "churn_training", over_quota, outcome, expect="failed")
             run_dag(bag, "churn_training", tiny, outcome)
             # Another model (more epochs: the same hyperparameters on the same data and code would
             # reproduce version 1, not register a version) on the same data cannot beat the

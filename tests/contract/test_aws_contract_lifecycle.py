@@ -3,10 +3,11 @@
 ``aws_lifecycle_driver.py`` runs the real DAGs (found by dag id in a DagBag over the whole
 ``dags/`` folder) with ``dag.test()`` against a moto server on 127.0.0.1 and records every AWS
 request. On Glue: lake setup, ingestion of two days, validation (Glue Data Quality) and features
-of each, training with tuning twice (the second version waits for a person), its approval,
-batch scoring of the second day and the drift check that finds the drift planted in it and
-publishes the SNS alert. On EMR Serverless and EMR on EC2: lake setup and ingestion. The request
-log stays as a test artifact: ``.local/test-artifacts/aws_requests-<engine>.jsonl``.
+of each, a training run over the account's Service Quotas (refused before any job), training
+with tuning twice (the second version waits for a person), its approval, batch scoring of the
+second day and the drift check that finds the drift planted in it and publishes the SNS alert.
+On EMR Serverless and EMR on EC2: lake setup and ingestion. The request log stays as a test
+artifact: ``.local/test-artifacts/aws_requests-<engine>.jsonl``.
 
 What moto lacks, and what stands in for it (the driver's docstring has the mechanism):
 
@@ -20,6 +21,8 @@ What moto lacks, and what stands in for it (the driver's docstring has the mecha
 - Its EMR steps stay RUNNING for ever: DescribeStep of a step that ran reports COMPLETED.
 - It implements no Glue Data Quality API and no CreateSecurityConfiguration: answered on
   ``before-call`` (the rule outcomes are Great Expectations' on the same partition).
+- It implements no ListServiceQuotas: answered on ``before-call`` with a quota of two instances
+  for every SageMaker instance type and job kind of the price table.
 
 Which security members apply where (from botocore's SageMaker model, asserted below):
 CreateTrainingJob and a tuning job's TrainingJobDefinition carry all of VpcConfig,
@@ -124,6 +127,7 @@ def test_lifecycle_completes_on_the_aws_target(lifecycle):
             ("churn_validation", DAY_1, "success"),
             ("churn_ingestion", DAY_2, "success"),
             ("churn_validation", DAY_2, "success"),
+            ("churn_training", DAY_1, "failed"),  # over the Service Quotas: refused
             ("churn_training", DAY_1, "success"),
             ("churn_training", DAY_1, "success"),
             ("churn_training", DAY_1, "success"),
@@ -133,7 +137,8 @@ def test_lifecycle_completes_on_the_aws_target(lifecycle):
     else:
         assert runs == [("lake_setup", None, "success"), ("churn_ingestion", DAY_1, "success")]
     for run in lifecycle["runs"]:
-        assert set(run["tasks"].values()) <= {"success", "skipped"}, run
+        if run["state"] == "success":
+            assert set(run["tasks"].values()) <= {"success", "skipped"}, run
     ingest = lifecycle["runs"][1]["xcom"]["ingest"]
     # One run per landing day (the ingest task may be mapped over the days).
     runs_of_day = ingest if isinstance(ingest, list) else [ingest]
@@ -356,8 +361,11 @@ def test_validation_runs_on_glue_data_quality_with_the_curated_partition(glue_li
 
 
 def test_training_registers_versions_and_a_person_approves_the_second(glue_lifecycle):
-    runs = {(r["dag_id"], i): r for i, r in enumerate(glue_lifecycle["runs"])}
-    first, second, repeat = [r for (dag_id, _), r in runs.items() if dag_id == "churn_training"]
+    first, second, repeat = [
+        r
+        for r in glue_lifecycle["runs"]
+        if r["dag_id"] == "churn_training" and r["state"] == "success"
+    ]
     assert first["xcom"]["register_model"]["approval"] == "Approved"
     assert second["xcom"]["register_model"]["approval"] == "PendingManualApproval"
     tuned = glue_lifecycle["simulated"]["tuning"]
@@ -381,6 +389,24 @@ def test_training_registers_versions_and_a_person_approves_the_second(glue_lifec
     assert approval["approver"] == "contract-test"
     updates = dag_requests(glue_lifecycle, "sagemaker", "UpdateModelPackage")
     assert updates[-1]["params"]["ModelApprovalStatus"] == "Approved"
+
+
+def test_a_training_run_over_the_service_quotas_is_refused_before_any_job(glue_lifecycle):
+    """Three trials at once need three ml.g5.xlarge spot instances; the account's quota (the
+    driver's ListServiceQuotas answer) is two: training_cause fails and no job is created."""
+    (refused,) = [r for r in glue_lifecycle["runs"] if r["state"] == "failed"]
+    assert refused["dag_id"] == "churn_training" and refused["conf"]["parallel_trials"] == 3
+    assert refused["tasks"]["training_cause"] == "failed"
+    assert refused["tasks"]["tune"] == "upstream_failed"
+    start, end = refused["requests"]
+    sent = glue_lifecycle["requests"][start:end]
+    assert [r["params"] for r in sent if r["operation"] == "ListServiceQuotas"] == [
+        {"ServiceCode": "sagemaker", "MaxResults": 100}
+    ]
+    assert [r["operation"] for r in sent if r["service"] == "sagemaker"] == []
+    # The runs that fit read the same quotas: each training run and the scoring run, once.
+    checks = dag_requests(glue_lifecycle, "service-quotas", "ListServiceQuotas")
+    assert [r["actor"] for r in checks] == ["dag:churn_training"] * 4 + ["dag:churn_scoring"]
 
 
 def test_scoring_transforms_with_the_approved_version_and_drift_alerts_on_sns(glue_lifecycle):

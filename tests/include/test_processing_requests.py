@@ -9,8 +9,9 @@ import pytest
 from aws_test_env import AWS_ENV, KMS_KEY_ARN
 
 from include import sagemaker_requests as requests
-from include.aws_validation import RequestValidationError
+from include.aws_validation import RequestValidationError, validate_request
 from include.config import load_settings
+from include.job_tags import job_tags
 
 SETTINGS = load_settings(AWS_ENV)
 LAKE = "s3://headrace-test-lake/lake"
@@ -145,3 +146,15 @@ def test_the_container_command_unpacks_the_tarball_and_runs_the_entry_point(tmp_
 
     assert result_file.read_text() == "unpacked --ds=2026-01-07"
     assert (root / "source" / "helper.py").is_file()
+
+
+def test_processing_job_carries_the_jobs_cost_allocation_tags():
+    run_id = "asset_triggered__2026-01-07T00:05:00+00:00_Xy12AbCd"
+    body = processing_request(tags=job_tags("churn", dag_id="churn_monitoring", run_id=run_id))
+    validate_request("sagemaker", "CreateProcessingJob", body)
+    assert body["Tags"] == [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "dag", "Value": "churn_monitoring"},
+        {"Key": "run", "Value": run_id},
+    ]

@@ -17,6 +17,7 @@ from include import sagemaker_requests as requests
 from include import training_jobs
 from include.aws_validation import RequestValidationError, validate_request
 from include.config import ConfigError, load_settings
+from include.job_tags import job_tags
 
 SETTINGS = load_settings(AWS_ENV)
 LAKE = "s3://headrace-test-lake/lake"
@@ -310,6 +311,44 @@ def test_tuning_job_searches_the_contract_ranges_for_validation_auc():
     assert all(uri.startswith("s3://headrace-test-lake/") for uri in requests.uris_in_request(body))
 
 
+RUN_ID = "scheduled__2026-01-07T00:00:00+00:00"
+JOB_TAGS = [
+    {"Key": "project", "Value": "headrace"},
+    {"Key": "dataset", "Value": "churn"},
+    {"Key": "dag", "Value": "churn_training"},
+    {"Key": "run", "Value": RUN_ID},
+]
+
+
+def test_training_and_tuning_jobs_carry_the_jobs_cost_allocation_tags():
+    tags = job_tags("churn", dag_id="churn_training", run_id=RUN_ID)
+    training = training_request(tags=tags)
+    validate_request("sagemaker", "CreateTrainingJob", training)
+    assert training["Tags"] == JOB_TAGS
+    tuning = requests.build_tuning_job_request(
+        SETTINGS, tuning_job_name="headrace-tune-0", training_request=training, tags=tags
+    )
+    validate_request("sagemaker", "CreateHyperParameterTuningJob", tuning)
+    # SageMaker passes a tuning job's tags on to the training jobs it starts; the training job
+    # definition has no Tags member of its own.
+    assert tuning["Tags"] == JOB_TAGS
+    assert "Tags" not in tuning["TrainingJobDefinition"]
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ({"team": "risk;ops"}, r"tag 'team'='risk;ops': the value may hold only .* found ';'"),
+        ({"aws:team": "x"}, r"tag 'aws:team'='x': the key must not start with 'aws:'"),
+        ({f"k{i}": "v" for i in range(50)}, r"51 tags \(project, k0, .*AWS allows at most 50"),
+    ],
+)
+def test_a_tag_sagemaker_would_refuse_fails_naming_it(tags, message):
+    # botocore cannot check SageMaker's \p{L} tag pattern (Python's re lacks it): the builder does.
+    with pytest.raises(ValueError, match=message):
+        training_request(tags=tags)
+
+
 def test_tuning_limits_and_strategy_can_be_overridden():
     settings = with_training(SETTINGS, tuning_max_jobs=8, tuning_max_parallel_jobs=4)
     body = requests.build_tuning_job_request(
@@ -527,6 +566,17 @@ def test_training_channels_are_manifest_files_of_exactly_the_committed_files(aws
     )  # fmt: skip
     validate_request("sagemaker", "CreateHyperParameterTuningJob", tuning)
     assert tuning["TrainingJobDefinition"]["InputDataConfig"] == body["InputDataConfig"]
+    # Tagged with the features day it trains on, and the job's tags when the operator gives them.
+    assert body["Tags"] == [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "features-ds", "Value": DS},
+    ]
+    tagged = training_jobs.tuning_job_request(
+        settings, dataset="churn", ds=DS, tuning_job_name="headrace-churn-tune-1",
+        source_uri=SOURCE, tags=job_tags("churn", dag_id="churn_training", run_id=RUN_ID),
+    )  # fmt: skip
+    assert tagged["Tags"] == [*JOB_TAGS, {"Key": "features-ds", "Value": DS}]
 
 
 def test_a_new_commit_of_the_partition_gets_new_channel_manifests(aws_lake):

@@ -16,6 +16,7 @@ from aws_test_env import KMS_KEY_ARN
 from include import spark_job_requests as requests
 from include.aws_validation import validate_request
 from include.config import ConfigError, load_settings
+from include.job_tags import job_tags
 
 AWS_ENV = {
     **BASE_AWS_ENV,
@@ -145,6 +146,30 @@ def test_emr_serverless_start_job_run():
         "encryptionKeyArn": KMS_KEY_ARN,
     }
     assert body["executionTimeoutMinutes"] == 45
+    # No job tags given: the project and the entry point still label the run.
+    assert body["tags"] == {"project": "headrace", "spark_job": "ingest"}
+
+
+def test_emr_serverless_run_carries_the_jobs_cost_allocation_tags():
+    tags = job_tags(
+        "churn", dag_id="churn_ingestion", run_id="scheduled__2026-01-02T00:00:00+00:00"
+    )
+    body = requests.build_emr_serverless_start_job_run_request(
+        SETTINGS, "ingest", JOB_ARGS, name="n", client_token="t", tags=tags
+    )
+    validate_request("emr-serverless", "StartJobRun", body)
+    assert body["tags"] == {
+        "project": "headrace",
+        "dataset": "churn",
+        "dag": "churn_ingestion",
+        "run": "scheduled__2026-01-02T00:00:00+00:00",
+        "spark_job": "ingest",
+    }
+    # What EMR Serverless's tag pattern refuses is refused here, naming the tag.
+    with pytest.raises(ValueError, match=r"tag 'team'='risk&ops': the value may hold only"):
+        requests.build_emr_serverless_start_job_run_request(
+            SETTINGS, "ingest", [], name="n", client_token="t", tags={"team": "risk&ops"}
+        )
 
 
 def test_emr_serverless_refuses_what_the_service_would():

@@ -9,6 +9,7 @@ from aws_test_env import AWS_ENV, KMS_KEY_ARN
 from include import sagemaker_requests as requests
 from include.aws_validation import RequestValidationError, validate_request
 from include.config import load_settings
+from include.job_tags import job_tags
 
 AWS_SETTINGS = load_settings(AWS_ENV)
 LOCAL_SETTINGS = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": "file:///lake"})
@@ -161,3 +162,27 @@ def test_transform_job_carries_the_datasets_instances(tmp_path):
     # The builder still refuses what SageMaker would, naming the member.
     with pytest.raises(RequestValidationError, match=r"TransformResources\.InstanceType"):
         transform_request(instance_type="ml.c5.huge")
+
+
+def test_model_and_transform_job_carry_the_jobs_cost_allocation_tags():
+    tags = job_tags(
+        "churn",
+        dag_id="churn_scoring",
+        run_id="scheduled__2026-01-07T00:00:00+00:00",
+        extra={"model-version": "3"},
+    )
+    expected = [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "dag", "Value": "churn_scoring"},
+        {"Key": "run", "Value": "scheduled__2026-01-07T00:00:00+00:00"},
+        {"Key": "model-version", "Value": "3"},
+    ]
+    model = requests.build_model_request(
+        AWS_SETTINGS, model_name="headrace-churn-v3-0123456789ab", model_uri=MODEL_URI, tags=tags
+    )
+    validate_request("sagemaker", "CreateModel", model)
+    assert model["Tags"] == expected
+    body = transform_request(tags=tags)
+    validate_request("sagemaker", "CreateTransformJob", body)
+    assert body["Tags"] == expected

@@ -189,6 +189,40 @@ def test_topic_queues_and_secret_are_encrypted_and_the_salt_is_generated(example
     assert resolver.resolve(resolver.resources["LakeKey"]["Properties"])["EnableKeyRotation"]
 
 
+# --- tags -------------------------------------------------------------------------------------
+
+
+def test_every_taggable_resource_carries_the_project_and_environment_tags(template):
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    resolver = cfn.Resolver(template, {**cfn.EXAMPLE_PARAMETERS, "EnvironmentName": "staging"})
+    tagged = []
+    for logical_id, resource in resolver.resources.items():
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"]).schema
+        if not schema.get("tagging", {}).get("taggable") or "Tags" not in schema["properties"]:
+            continue
+        tags = resolver.resolve(resource["Properties"]).get("Tags")
+        # Most types take a list of Key/Value pairs; MWAA takes a map.
+        if isinstance(tags, list):
+            tags = {tag["Key"]: tag["Value"] for tag in tags}
+        assert tags == {"project": "headrace", "environment": "staging"}, logical_id
+        tagged.append(logical_id)
+    # The lake's bucket and key, the roles, queues, topic, secret and Airflow itself.
+    assert sorted(tagged) == [
+        "AirflowEnvironment",
+        "AlertsTopic",
+        "EmrServerlessJobRole",
+        "GlueJobRole",
+        "LakeBucket",
+        "LakeKey",
+        "LandingDeadLetterQueue",
+        "LandingQueue",
+        "MwaaExecutionRole",
+        "PiiSaltSecret",
+        "SageMakerExecutionRole",
+    ]
+
+
 # --- the MWAA environment ---------------------------------------------------------------------
 
 

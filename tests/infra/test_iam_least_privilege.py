@@ -75,6 +75,10 @@ WILDCARD_EXCEPTIONS: dict[tuple[str, str], str] = {
         "sagemaker:ListModelPackages is authorized without a resource; the registry lists the "
         "versions of its headrace-<dataset> group"
     ),
+    ("MwaaSageMakerPolicy", "ReadServiceQuotas"): (
+        "servicequotas:ListServiceQuotas and ListAWSDefaultServiceQuotas have no resource type; "
+        "include/quotas.py reads the SageMaker quotas before a run starts its jobs (read-only)"
+    ),
     ("MwaaSparkJobsPolicy", "CreateGlueSecurityConfiguration"): (
         "glue:CreateSecurityConfiguration has no resource type"
     ),
@@ -630,6 +634,25 @@ def test_spark_job_requests_are_allowed_for_the_configured_engine(aws_settings):
     assert allows(job_role, "s3:PutObject", curated)
     assert allows(job_role, "secretsmanager:GetSecretValue", settings.aws.pii_salt_secret_arn)
     assert not allows(job_role, "s3:PutObject", s3_object_arn(f"s3://{BUCKET}/dags/evil.py"))
+
+
+def test_the_quota_pre_check_may_read_quotas_and_change_none(example):
+    """Every Service Quotas call include/quotas.py makes is allowed to the MWAA role alone; a
+    quota increase is not."""
+    from include.quotas import LIST_OPERATIONS
+
+    _, _, documents = example
+    actions = [f"servicequotas:{operation}" for operation in LIST_OPERATIONS]
+    assert actions == [
+        "servicequotas:ListServiceQuotas",
+        "servicequotas:ListAWSDefaultServiceQuotas",
+    ]
+    mwaa = role_documents(documents, "MwaaExecutionRole")
+    for action in actions:
+        assert allows(mwaa, action, "*"), action
+        for role in ("SageMakerExecutionRole", "GlueJobRole", "EmrServerlessJobRole"):
+            assert not allows(role_documents(documents, role), action, "*"), (role, action)
+    assert not allows(mwaa, "servicequotas:RequestServiceQuotaIncrease", "*")
 
 
 def test_alerts_and_landing_events_reach_only_the_mwaa_role(aws_settings):

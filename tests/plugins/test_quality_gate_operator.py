@@ -388,6 +388,14 @@ def test_glue_data_quality_run_passes_and_writes_the_result_to_s3(
     assert created[f"headrace-churn-ds-{DS}-error"]["DataQualitySecurityConfiguration"].startswith(
         "headrace-kms-"
     )
+    # The evaluation run takes no tags: the rulesets carry the run's cost allocation tags.
+    assert created[f"headrace-churn-ds-{DS}-warn"]["Tags"] == {
+        "project": "headrace",
+        "dataset": "churn",
+        "dag": "churn_validation",
+        "run": context["run_id"],
+        "severity": "warn",
+    }
     (start,) = aws_calls.of("glue", "StartDataQualityRulesetEvaluationRun")
     assert start["DataSource"]["GlueTable"]["AdditionalOptions"] == {
         "pushDownPredicate": f"ds='{DS}'"

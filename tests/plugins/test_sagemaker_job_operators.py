@@ -67,6 +67,14 @@ def test_aws_training_sends_one_valid_create_and_a_retry_reattaches(
         "sagemaker"
     )
     assert request["TrainingJobName"] == expected_name == first["job_name"] == second["job_name"]
+    # The cost allocation tags: the dataset, the DAG and run of the task, the features day.
+    assert request["Tags"] == [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "dag", "Value": "churn_training"},
+        {"Key": "run", "Value": context["run_id"]},
+        {"Key": "features-ds", "Value": DS},
+    ]
     # The security settings every job carries, from config.
     assert request["EnableNetworkIsolation"] is True
     assert request["VpcConfig"]["Subnets"] == [aws_target.subnet_id]
@@ -219,6 +227,56 @@ def test_aws_tuning_trials_are_sized_by_the_datasets_capacity(
     (request,) = aws_calls.of("sagemaker", "CreateHyperParameterTuningJob")
     resources = request["TrainingJobDefinition"]["ResourceConfig"]
     assert (resources["InstanceType"], resources["InstanceCount"]) == ("ml.c5.2xlarge", 1)
+
+
+def tagged_specs(folder: Path, tags: dict) -> Path:
+    """A datasets folder whose churn spec has ``tags`` as its tags block."""
+    raw = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    (folder / "churn.yaml").write_text(yaml.safe_dump({**raw, "tags": tags}))
+    return folder
+
+
+def test_aws_tuning_job_carries_the_specs_cost_allocation_tags(
+    tmp_path, aws_target, aws_features, aws_calls, task_context
+):
+    class TaggedTuning(SageMakerTuningJobOperator):
+        datasets_dir = tagged_specs(tmp_path, {"cost-center": "CC-1042"})
+
+    operator = TaggedTuning(
+        task_id="tune", dataset="churn", ds=DS, aws_conn_id=None, max_jobs=2,
+        max_parallel_jobs=1, deferrable=False, poll_interval=0,
+    )  # fmt: skip
+    run_id = "manual__2026-01-07T08:00:00+00:00"
+    with pytest.raises(AirflowException, match="FakeTrainingJobName"):  # moto's made-up best job
+        operator.execute(task_context(dag_id="churn_training", task_id="tune", run_id=run_id))
+    (request,) = aws_calls.of("sagemaker", "CreateHyperParameterTuningJob")
+    assert request["Tags"] == [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "dag", "Value": "churn_training"},
+        {"Key": "run", "Value": run_id},
+        {"Key": "cost-center", "Value": "CC-1042"},
+        {"Key": "features-ds", "Value": DS},
+    ]
+
+
+def test_a_bad_spec_tag_fails_the_task_before_any_job_starts(
+    tmp_path, aws_target, aws_features, aws_calls, task_context
+):
+    from spark_jobs.dataset_spec import SpecError
+
+    class TaggedTraining(SageMakerTrainingJobOperator):
+        datasets_dir = tagged_specs(tmp_path, {"team": "risk & ops"})
+
+    with pytest.raises(SpecError) as raised:
+        TaggedTraining(task_id="train", dataset="churn", ds=DS, aws_conn_id=None).execute(
+            task_context(dag_id="churn_training", task_id="train")
+        )
+    assert raised.value.problems == [
+        "tags.team: the value may hold only ASCII letters, digits, spaces and _ . : / = + - @, "
+        "found '&'"
+    ]
+    assert aws_calls.of("sagemaker", "CreateTrainingJob") == []
 
 
 def test_a_tuning_job_over_the_job_budget_is_refused_before_it_is_created(

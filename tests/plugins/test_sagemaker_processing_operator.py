@@ -64,7 +64,13 @@ def test_aws_sends_one_valid_isolated_create_and_a_retry_reattaches(
     assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == (
         aws_target.kms_key_arn
     )
-    assert {"Key": "dataset", "Value": "churn"} in request["Tags"]
+    # The cost allocation tags name the dataset, the DAG and the run of the task.
+    assert request["Tags"] == [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "dag", "Value": "churn_monitoring"},
+        {"Key": "run", "Value": context["run_id"]},
+    ]
     # The code is the training tarball, uploaded once, encrypted, at its content-addressed key.
     puts = [p for p in aws_calls.of("s3", "PutObject") if p["Key"].endswith("sourcedir.tar.gz")]
     assert len(puts) == 1 and puts[0]["SSEKMSKeyId"] == aws_target.kms_key_arn

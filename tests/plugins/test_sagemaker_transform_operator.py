@@ -65,11 +65,23 @@ def test_aws_creates_the_model_and_one_valid_transform_job_and_a_retry_reattache
     assert model_request["PrimaryContainer"]["ModelDataUrl"] == model["model_uri"]
     assert model_request["EnableNetworkIsolation"] is True
     assert model_request["VpcConfig"]["Subnets"] == [aws_target.subnet_id]
+    run_tags = [
+        {"Key": "project", "Value": "headrace"},
+        {"Key": "dataset", "Value": "churn"},
+        {"Key": "dag", "Value": "churn_scoring"},
+        {"Key": "run", "Value": context["run_id"]},
+    ]
+    assert model_request["Tags"] == [*run_tags, {"Key": "model-version", "Value": "3"}]
 
     creates = aws_calls.of("sagemaker", "CreateTransformJob")
     assert len(creates) == 1, "a retry must re-attach, not start a second transform"
     request = creates[0]
     validate_request("sagemaker", "CreateTransformJob", request)
+    assert request["Tags"] == [
+        *run_tags,
+        {"Key": "ds", "Value": DS},
+        {"Key": "model-version", "Value": "3"},
+    ]
     expected = TaskRunIdentity("churn_scoring", context["run_id"], "transform").name_for(
         "sagemaker"
     )

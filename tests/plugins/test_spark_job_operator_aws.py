@@ -300,6 +300,13 @@ def test_emr_serverless_start_defers_and_the_trigger_completes_it(
     monitoring = start["configurationOverrides"]["monitoringConfiguration"]
     assert monitoring["s3MonitoringConfiguration"]["encryptionKeyArn"] == aws_target.kms_key_arn
     assert start["executionTimeoutMinutes"] == 30
+    # The run's cost allocation tags: the DAG and run of the task (a job of no dataset).
+    assert start["tags"] == {
+        "project": "headrace",
+        "dag": "ingest_daily",
+        "run": "scheduled__2026-01-02T00:00:00+00:00",
+        "spark_job": "sleepy_job",
+    }
 
     trigger = deferred.value.trigger
     classpath, arguments = trigger.serialize()
@@ -537,6 +544,13 @@ def test_emr_runs_get_the_datasets_executors(tmp_path, aws_target, aws_calls, ta
         " --conf spark.executor.cores=8 --conf spark.executor.memory=50g"
     )
     assert start["executionTimeoutMinutes"] == 240
+    assert start["tags"] == {
+        "project": "headrace",
+        "dataset": "churn",
+        "dag": "ingest_daily",
+        "run": "scheduled__2026-01-02T00:00:00+00:00",
+        "spark_job": "sleepy_job",
+    }
 
 
 def test_emr_step_gets_the_datasets_executors(tmp_path, aws_target, aws_calls, task_context):

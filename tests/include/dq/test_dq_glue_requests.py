@@ -17,6 +17,7 @@ from include.dq import glue_data_quality as gdq
 from include.dq.dqdl import compile_rulesets
 from include.dq.gate import GateInputError
 from include.dq.rules import resolve_rules
+from include.job_tags import job_tags
 
 AWS_ENV = {
     "PIPELINE_TARGET": "aws",
@@ -80,6 +81,25 @@ def test_rulesets_per_partition_and_severity(rulesets):
     assert update["Description"] == create["Description"]
     other = gdq.build_update_ruleset_request("churn", DS, compiled["warn"])
     assert other["Description"] != create["Description"]
+
+
+def test_rulesets_carry_the_runs_cost_allocation_tags(rulesets):
+    # StartDataQualityRulesetEvaluationRun takes no tags: the rulesets carry the run's.
+    _, compiled = rulesets
+    run_id = "scheduled__2026-01-07T00:00:00+00:00"
+    tags = job_tags("churn", dag_id="churn_validation", run_id=run_id)
+    create = gdq.build_create_ruleset_request(SETTINGS, "churn", DS, compiled["warn"], tags)
+    validate_request("glue", "CreateDataQualityRuleset", create)
+    assert create["Tags"] == {
+        "project": "headrace",
+        "dataset": "churn",
+        "dag": "churn_validation",
+        "run": run_id,
+        "severity": "warn",
+    }
+    # Without the run's (a caller that has none), the project, dataset and severity remain.
+    bare = gdq.build_create_ruleset_request(SETTINGS, "churn", DS, compiled["error"])
+    assert bare["Tags"] == {"project": "headrace", "dataset": "churn", "severity": "error"}
 
 
 def test_evaluation_run_reads_one_partition_with_a_deterministic_token(rulesets):
