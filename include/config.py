@@ -31,6 +31,8 @@ LAKE_ZONES = (
     "predictions",
     "monitoring",
     "reports",
+    # OpenLineage events of every task (include/lineage.py).
+    "lineage",
 )
 
 # The repository root: the default local lake lives under it, in a git-ignored folder.

@@ -446,6 +446,8 @@ def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -
         "SecondaryStatus": secondary,
         "HyperParameters": request.get("HyperParameters", {}),
         "AlgorithmSpecification": request.get("AlgorithmSpecification", {}),
+        # The channels the job read, as DescribeTrainingJob names them (lineage reads them).
+        "InputDataConfig": request.get("InputDataConfig", []),
         "OutputDataConfig": request.get("OutputDataConfig", {}),
         "StoppingCondition": request.get("StoppingCondition", {}),
         "TrainingStartTime": description.get("StartTime"),

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -186,7 +187,27 @@ def airflow_env() -> dict[str, str]:
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
     )
+    env.update(openlineage_env(env))
     return env
+
+
+def openlineage_env(env: dict[str, str]) -> dict[str, str]:
+    """The OpenLineage provider's settings: events of every task and DAG run go to the lake's
+    ``lineage/events/`` (include/lineage.py), unless ``env`` names another transport."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from include.config import load_settings
+    from include.lineage import openlineage_transport
+
+    out = {
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": env.get(
+            "AIRFLOW__OPENLINEAGE__NAMESPACE", "headrace-local"
+        )
+    }
+    if "AIRFLOW__OPENLINEAGE__TRANSPORT" not in env:
+        out["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+            openlineage_transport(load_settings(env))
+        )
+    return out
 
 
 def _pid_file(name: str) -> Path:
@@ -275,6 +296,7 @@ def up(timeout: float = 240.0) -> None:
 
     (home / "logs").mkdir(parents=True, exist_ok=True)
     (home / "pids").mkdir(parents=True, exist_ok=True)
+    _make_lineage_folder(env)
     print(f"headrace: migrating the metadata database in {home}")
     with open(home / "logs" / "db-migrate.out", "w") as log:
         result = subprocess.run(
@@ -316,6 +338,18 @@ def up(timeout: float = 240.0) -> None:
     raise SystemExit(
         f"headrace: the stack was not healthy after {timeout:.0f}s (last health: {report})"
     )
+
+
+def _make_lineage_folder(env: dict[str, str]) -> None:
+    """The file transport writes into an existing folder only: make a local one (object stores
+    have no folders)."""
+    transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+    if transport.get("type") == "file":
+        path = transport["log_file_path"]
+        if path.startswith("file://"):
+            path = urllib.request.url2pathname(urllib.parse.urlsplit(path).path)
+        if "://" not in path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def set_up_lake(env: dict[str, str], timeout: float = 300.0) -> None:

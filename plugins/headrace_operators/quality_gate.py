@@ -107,6 +107,8 @@ class DataQualityGateOperator(BaseOperator):
         # State kept for on_kill, set by execute.
         self._glue_run_id: str | None = None
         self._deequ_operator: BaseOperator | None = None
+        # What the gate checked and found, for OpenLineage; set by _finish.
+        self._lineage = None
 
     @cached_property
     def engine_name(self) -> str:
@@ -201,8 +203,12 @@ class DataQualityGateOperator(BaseOperator):
 
     def _finish(self, context: Context, result: GateResult, ds: str) -> dict[str, Any]:
         """Write the result and report; fail on a failed error rule, else mark the Asset."""
+        from include.lineage import quality_gate_lineage
+
         settings = get_settings()
         uris = write_gate_outputs(result, settings.lake_root)
+        # Kept for OpenLineage, which reports a failed gate's assertions too.
+        self._lineage = quality_gate_lineage(settings, result, uris["result_uri"])
         counts = result.counts()
         self.log.info("Quality result %s: %s", uris["result_uri"], counts)
         for outcome in result.outcomes:
@@ -227,6 +233,15 @@ class DataQualityGateOperator(BaseOperator):
                 outlet_events[asset].extra = {"ds": ds, "result_uri": uris["result_uri"]}
                 outlet_events[asset].add_partitions(ds)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """OpenLineage: the curated day checked, each rule judged as a data-quality assertion,
+        and the result written (:func:`include.lineage.quality_gate_lineage`)."""
+        return self._lineage
+
+    def get_openlineage_facets_on_failure(self, task_instance):
+        """A failed gate's assertions name the rules that failed it."""
+        return self._lineage
 
     def on_kill(self) -> None:
         """Stop the remote run this task started: the Glue evaluation run or the Deequ job."""

@@ -129,6 +129,8 @@ class _SageMakerJobOperator(BaseOperator):
         self._job_name: str | None = None
         # The task instance whose job this is (its tags name the DAG and run), set by execute.
         self._identity: TaskRunIdentity | None = None
+        # The finished job's description, kept for the OpenLineage facets.
+        self._description: dict | None = None
 
     # --- the verbs one job type needs ----------------------------------------------------
 
@@ -251,12 +253,12 @@ class _SageMakerJobOperator(BaseOperator):
                 raise AirflowException(
                     f"local {self.job_type} job {name} failed: {error}"
                 ) from None
-            return self.result(description)
+            return self._finished(description)
 
         name, description = self._find_or_start(settings, identity)
         self._job_name = name
         if description[self.status_key] == "Completed":
-            return self.result(description)
+            return self._finished(description)
         max_wait = self.max_wait_s(settings) * (1 + WAIT_ALLOWANCE)
         if self.deferrable:
             from headrace_operators.job_triggers import SageMakerJobTrigger
@@ -325,6 +327,26 @@ class _SageMakerJobOperator(BaseOperator):
             "look at the last one's FailureReason before clearing the task"
         )
 
+    def _finished(self, description: dict) -> dict[str, Any]:
+        """The completed job's result; its description is kept for OpenLineage."""
+        self._description = description
+        return self.result(description)
+
+    def lineage_inputs(self) -> list[str]:
+        """Lake URIs the job reads that its description does not name (none)."""
+        return []
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """OpenLineage (the provider calls it after the task succeeded): the lake data the job
+        read and wrote, and its name, from its description (:mod:`include.lineage`)."""
+        if self._description is None:
+            return None
+        from include.lineage import sagemaker_job_lineage
+
+        return sagemaker_job_lineage(
+            self.job_type, self._description, extra_inputs=self.lineage_inputs()
+        )
+
     def _checked(self, name: str, description: dict | None) -> dict[str, Any]:
         if description is None:
             raise AirflowException(f"SageMaker {self.job_type} job {name} not found")
@@ -334,7 +356,7 @@ class _SageMakerJobOperator(BaseOperator):
                 f"SageMaker {self.job_type} job {name} ended {state}: "
                 f"{description.get('FailureReason', 'no reason given')}"
             )
-        return self.result(description)
+        return self._finished(description)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, job_name: str | None = None

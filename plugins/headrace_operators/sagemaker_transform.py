@@ -238,3 +238,7 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self._checked_model()
         return super().execute(context)
+
+    def lineage_inputs(self) -> list[str]:
+        """The model artifact the job scored with (its description names only the model)."""
+        return [self._checked_model()["model_uri"]]

@@ -722,6 +722,24 @@ class SparkJobOperator(BaseOperator):
                 raise AirflowException(self._failure_message(run))
         return super().resume_execution(next_method, next_kwargs, context)
 
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """OpenLineage (the provider calls it after the task succeeded): the partitions the job
+        committed, read from their manifests (:mod:`include.lineage`), and the engine's run.
+        None for a job without such lineage: the provider then reports the task's outlets."""
+        from include.lineage import SPARK_JOB_LINEAGE, external_job_facet
+
+        args = self._checked_args()
+        ds = args[args.index("--ds") + 1] if "--ds" in args[:-1] else None
+        lineage_of = SPARK_JOB_LINEAGE.get(self.job)
+        if lineage_of is None or not self.dataset or not ds:
+            return None
+        lineage = lineage_of(get_settings(), self.dataset, ds)
+        run = self._spark_run
+        if run is not None or self._local_run_key is not None:
+            engine, run_id = (run.engine, run.run_id) if run else ("local", self._local_run_key)
+            lineage.run_facets["externalQuery"] = external_job_facet(run_id, f"spark-{engine}")
+        return lineage
+
     def on_kill(self) -> None:
         """Stop the run this task started or re-attached to: the remote run or the local group."""
         if self._local_run_key is not None:

@@ -13,6 +13,7 @@ the scheduler's alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -150,3 +151,42 @@ def test_a_dropped_file_starts_ingestion_of_its_day_within_seconds(stack, tmp_pa
     assert {(e["name"], e["extra"].get("ds")) for e in curated_events} >= {
         ("churn_curated", DROPPED_DAY)
     }
+
+    # Lineage (docs/lineage.md): the ingest task's COMPLETE event names the landing folder it
+    # read and the partitions it committed, with the manifest's counts and its SHA-256.
+    from include.config import load_settings
+    from include.lineage import read_events
+
+    settings = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": lake.as_uri()})
+    (complete,) = [
+        event
+        for event in read_events(settings)
+        if event.get("eventType") == "COMPLETE"
+        and event["job"]["name"] == "churn_ingestion.ingest"
+        and event["run"]["facets"]["airflow"]["dagRun"]["run_id"] == run_id
+    ]
+    (landing,) = complete["inputs"]
+    assert (landing["namespace"], landing["name"]) == (
+        "file",
+        str(lake / "landing" / "churn" / f"ds={DROPPED_DAY}"),
+    )
+    read = landing["inputFacets"]["inputStatistics"]
+    assert (read["rowCount"], read["fileCount"]) == (ROWS, len(landed))
+    outputs = {output["name"]: output for output in complete["outputs"]}
+    curated = outputs[str(lake / "curated" / "churn" / f"ds={DROPPED_DAY}")]
+    quarantine = outputs[str(lake / "quarantine" / "churn" / f"ds={DROPPED_DAY}")]
+    assert (
+        curated["outputFacets"]["outputStatistics"]["rowCount"]
+        == (manifest["totals"]["rows_accepted"])
+    )
+    assert (
+        quarantine["outputFacets"]["outputStatistics"]["rowCount"]
+        == (manifest["totals"]["rows_quarantined"])
+    )
+    manifest_bytes = (
+        lake / "curated" / "churn" / f"ds={DROPPED_DAY}" / "_manifest.json"
+    ).read_bytes()
+    assert (
+        curated["facets"]["version"]["datasetVersion"] == hashlib.sha256(manifest_bytes).hexdigest()
+    )
+    assert complete["run"]["facets"]["externalQuery"]["source"] == "spark-local"

@@ -48,3 +48,23 @@ def load_config_options() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def config_option_map() -> dict[str, str]:
     return load_config_options()
+
+
+@pytest.fixture
+def mwaa_options(deployment) -> dict[str, str]:
+    """The deployment's MWAA AirflowConfigurationOptions, resolved."""
+    _, resolver, _ = deployment
+    return resolver.resolve(
+        resolver.resources["AirflowEnvironment"]["Properties"]["AirflowConfigurationOptions"]
+    )
+
+
+@pytest.fixture
+def headrace_env(mwaa_options, config_option_map) -> dict[str, str]:
+    """What MWAA's startup script exports for include/config.py: each ``headrace.*`` option as
+    its variable (the ``openlineage.*`` options are Airflow's own)."""
+    return {
+        config_option_map[option]: value
+        for option, value in mwaa_options.items()
+        if option.startswith("headrace.")
+    }

@@ -8,6 +8,7 @@ object keys, a notification on another prefix, a config option config.py does no
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 
 from include.config import load_settings
+from include.lineage import openlineage_transport
 from infra import policy_documents as cfn
 
 INFRA = Path(cfn.__file__).resolve().parent
@@ -279,11 +281,14 @@ def test_config_option_map_covers_every_setting_config_py_reads(config_option_ma
         assert option == "headrace." + variable.removeprefix("HEADRACE_").lower()
 
 
-def test_mwaa_config_options_are_mapped_and_repeated_as_outputs(deployment, config_option_map):
+def test_mwaa_config_options_are_mapped_and_repeated_as_outputs(
+    deployment, config_option_map, mwaa_options
+):
     _, resolver, _ = deployment
-    options = resolver.resolve(
-        resolver.resources["AirflowEnvironment"]["Properties"]["AirflowConfigurationOptions"]
-    )
+    all_options = mwaa_options
+    # Airflow's own options (the OpenLineage provider's) reach Airflow, not include/config.py.
+    options = {k: v for k, v in all_options.items() if k.startswith("headrace.")}
+    assert set(all_options) - set(options) == {"openlineage.namespace", "openlineage.transport"}
     mapping = config_option_map
     assert set(options) <= set(mapping)
     outputs = resolver.template["Outputs"]
@@ -298,16 +303,16 @@ def test_mwaa_config_options_are_mapped_and_repeated_as_outputs(deployment, conf
 
 
 @pytest.mark.usefixtures("fresh_settings")
-def test_the_mwaa_options_are_a_valid_aws_configuration(deployment, config_option_map):
+def test_the_mwaa_options_are_a_valid_aws_configuration(deployment, mwaa_options, headrace_env):
     """What the startup script exports, read by include/config.py itself."""
     parameters, resolver, _ = deployment
-    options = resolver.resolve(
-        resolver.resources["AirflowEnvironment"]["Properties"]["AirflowConfigurationOptions"]
-    )
-    env = {config_option_map[option]: value for option, value in options.items()}
-    env["AWS_DEFAULT_REGION"] = cfn.REGION
+    options = mwaa_options
+    env = {**headrace_env, "AWS_DEFAULT_REGION": cfn.REGION}
     settings = load_settings(env)
     assert settings.target == "aws"
+    # Without a transport of its own, lineage goes where include/lineage.py puts it: the lake.
+    assert json.loads(options["openlineage.transport"]) == openlineage_transport(settings)
+    assert options["openlineage.namespace"] == resolver.resolve({"Ref": "EnvironmentName"})
     assert settings.lake_root == "s3://example-headrace-lake/lake"
     aws = settings.aws
     assert aws.bucket == "example-headrace-lake"

@@ -360,14 +360,10 @@ def test_parliament_catches_a_new_finding(example):
 
 
 @pytest.fixture
-def aws_settings(deployment, config_option_map, fresh_settings):
+def aws_settings(deployment, headrace_env, fresh_settings):
     """Settings as MWAA's startup script gives them to include/config.py."""
     _, resolver, documents = deployment
-    options = resolver.resolve(
-        resolver.resources["AirflowEnvironment"]["Properties"]["AirflowConfigurationOptions"]
-    )
-    env = {config_option_map[option]: value for option, value in options.items()}
-    env["AWS_DEFAULT_REGION"] = cfn.REGION
+    env = {**headrace_env, "AWS_DEFAULT_REGION": cfn.REGION}
     return load_settings(env), resolver, documents
 
 
@@ -376,7 +372,7 @@ def _sagemaker_arn(kind: str, name: str) -> str:
 
 
 @pytest.fixture
-def aws_lake(aws_settings, config_option_map, monkeypatch):
+def aws_lake(aws_settings, headrace_env, monkeypatch):
     """The deployment's lake bucket in moto (in this process), with a committed features
     partition of churn; the worker's settings (``get_settings``) are the deployment's too, as
     include/storage.py reads them. Yields ``aws_settings``' triple plus the partition's manifest
@@ -387,11 +383,8 @@ def aws_lake(aws_settings, config_option_map, monkeypatch):
     from include.config import get_settings
 
     settings, resolver, documents = aws_settings
-    options = resolver.resolve(
-        resolver.resources["AirflowEnvironment"]["Properties"]["AirflowConfigurationOptions"]
-    )
-    for option, value in options.items():
-        monkeypatch.setenv(config_option_map[option], value)
+    for variable, value in headrace_env.items():
+        monkeypatch.setenv(variable, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", cfn.REGION)
     get_settings.cache_clear()
     assert get_settings() == settings

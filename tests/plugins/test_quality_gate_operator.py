@@ -90,8 +90,9 @@ def test_clean_partition_passes_and_marks_the_validated_asset(
     write_partition(local_lake, clean_frame(curated_types), curated_types)
     write_previous_manifest(local_lake, rows=42)
     context = gate_context(task_context)
+    gate = make_gate()
 
-    summary = make_gate().execute(context)
+    summary = gate.execute(context)
 
     assert summary["passed"] is True
     assert summary["engine"] == "great_expectations"
@@ -114,6 +115,13 @@ def test_clean_partition_passes_and_marks_the_validated_asset(
     # The validated day is the event's partition key: features and scoring run once for it.
     assert context["outlet_events"][validated_asset("churn")].partition_keys == {DS}
     assert Path(summary["report_uri"].removeprefix("file://")).read_text().count("<tr") == 31
+    # OpenLineage: the curated day checked, with every rule an assertion that held.
+    lineage = gate.get_openlineage_facets_on_complete(None)
+    (checked,) = lineage.inputs
+    assert checked.name == f"{local_lake.removeprefix('file://')}/curated/churn/ds={DS}"
+    assertions = checked.facets["dataQualityAssertions"].assertions
+    assert len(assertions) == 30 and all(a.success for a in assertions)
+    assert [o.name for o in lineage.outputs] == [summary["result_uri"].removeprefix("file://")]
 
 
 @pytest.fixture
@@ -149,8 +157,9 @@ def test_planted_violation_of_every_kind_fails_naming_each(
     write_previous_manifest(local_lake, rows=200)  # row_count_change: 40 < 0.5 x 200
     context = gate_context(task_context)
 
+    gate = make_gate(rules_dir=strict_rules_dir)
     with pytest.raises(AirflowFailException) as failed:
-        make_gate(rules_dir=strict_rules_dir).execute(context)
+        gate.execute(context)
 
     message = str(failed.value)
     assert message.startswith(
@@ -179,6 +188,14 @@ def test_planted_violation_of_every_kind_fails_naming_each(
     assert result["passed"] is False
     assert result["counts"]["failed_error"] == 11
     assert context["outlet_events"] == {}
+    # OpenLineage's FAIL event names the rules that failed the gate.
+    (checked,) = gate.get_openlineage_facets_on_failure(None).inputs
+    failed_rules = {
+        a.assertion.split(" ", 1)[0]
+        for a in checked.facets["dataQualityAssertions"].assertions
+        if not a.success
+    }
+    assert failed_rules == {line.split(" ", 1)[0] for line in expected_lines.values()}
 
 
 def test_warn_only_violations_pass_and_appear_in_the_report(

@@ -154,7 +154,8 @@ def test_local_job_runs_the_entry_point_and_a_retry_returns_the_same_job(local_l
     first = processing_operator(lake).execute(context)
     job_dir = Path(local_lake.local_runs_dir, "sagemaker", "processing-jobs", first["job_name"])
     pid = json.loads((job_dir / "process.json").read_text())["pid"]
-    second = processing_operator(lake).execute(context)
+    retry = processing_operator(lake)
+    second = retry.execute(context)
 
     assert second == first
     assert json.loads((job_dir / "process.json").read_text())["pid"] == pid
@@ -163,6 +164,14 @@ def test_local_job_runs_the_entry_point_and_a_retry_returns_the_same_job(local_l
         "arguments": ["--ds", DS],
         "features": ["part-0.parquet"],
     }
+    # OpenLineage: the lake folders the job read (not its code) and wrote, and the job's name.
+    lineage = retry.get_openlineage_facets_on_complete(None)
+    lake_path = lake.removeprefix("file://")
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        ("file", f"{lake_path}/features/churn/ds={DS}")
+    ]
+    assert [d.name for d in lineage.outputs] == [f"{lake_path}/monitoring/churn/profile/ds={DS}"]
+    assert lineage.run_facets["externalQuery"].externalQueryId == first["job_name"]
 
 
 @pytest.mark.e2e
