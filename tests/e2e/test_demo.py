@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / ".local" / "test-artifacts" / "lineage"
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 ROWS_PER_DAY = 2000
 
@@ -97,9 +99,101 @@ def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
         result.stdout,
     ), result.stdout[-3000:]
 
+    assert_lineage_chain(lake)
+    assert_lineage_command(lake, env)
+
     assert re.search(r"\d+ runs, 0 failed, 6,000 rows generated, wall time [\d.]+s", summary)
     assert f"Airflow UI: http://127.0.0.1:{port}" in summary
     # The demo started the stack, so it stopped it: no pid file and nothing on the port.
     assert list((tmp_path / "airflow" / "pids").glob("*.pid")) == []
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+def assert_lineage_chain(lake: Path) -> None:
+    """The OpenLineage events of the run (docs/lineage.md) chain day 1's landing files to the
+    model that scored day 2: each task's outputs are the next one's inputs, joined on names and
+    on the curated partition's version."""
+    from include.config import load_settings
+    from include.lineage import read_events
+
+    settings = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": lake.as_uri()})
+    complete: dict[str, list[dict]] = {}
+    for event in read_events(settings):
+        if event.get("eventType") == "COMPLETE":
+            complete.setdefault(event["job"]["name"], []).append(event)
+
+    def names(datasets):
+        return {d["name"].removeprefix(f"{lake}/"): d for d in datasets}
+
+    def task_event(job: str, output: str) -> dict:
+        (event,) = [e for e in complete[job] if output in names(e["outputs"])]
+        return event
+
+    day1, day2 = DAYS[0], DAYS[1]
+    ingest = task_event("churn_ingestion.ingest", f"curated/churn/ds={day1}")
+    assert set(names(ingest["inputs"])) == {f"landing/churn/ds={day1}"}
+    curated = names(ingest["outputs"])[f"curated/churn/ds={day1}"]
+    curated_version = curated["facets"]["version"]["datasetVersion"]
+
+    gate = task_event(
+        "churn_validation.quality_gate", f"reports/churn/quality/ds={day1}/result.json"
+    )
+    checked = names(gate["inputs"])[f"curated/churn/ds={day1}"]
+    result = json.loads(
+        (lake / "reports" / "churn" / "quality" / f"ds={day1}" / "result.json").read_text()
+    )
+    judged = [r for r in result["results"] if r["status"] != "skipped"]
+    assertions = checked["facets"]["dataQualityAssertions"]["assertions"]
+    assert [a["success"] for a in assertions] == [r["status"] == "pass" for r in judged]
+
+    features = task_event("churn_validation.features", f"features/churn/ds={day1}")
+    features_in = names(features["inputs"])[f"curated/churn/ds={day1}"]
+    assert features_in["facets"]["version"]["datasetVersion"] == curated_version
+
+    tune = complete["churn_training.tune"][0]  # day 1's training; the retraining comes later
+    assert f"features/churn/ds={day1}" in names(tune["inputs"])
+    (model,) = names(tune["outputs"])
+    assert model.endswith("/output/model.tar.gz")
+
+    transform = [
+        e for e in complete["churn_scoring.transform"]
+        if any(n.startswith(f"predictions/churn/transform/ds={day2}/") for n in names(e["outputs"]))
+    ]  # fmt: skip
+    assert len(transform) == 1 and model in names(transform[0]["inputs"])
+    assert transform[0]["run"]["facets"]["externalQuery"]["source"] == "sagemaker-transform"
+
+
+def assert_lineage_command(lake: Path, env: dict[str, str]) -> None:
+    """``scripts/lineage.py`` on the run's lake: the retrained model's chain is complete back
+    to the landing files and names the drift report that started it; its HTML page is drawn by
+    headless Chromium into the test artifacts (when the machine has it: ``make browser``)."""
+    page = lake / "lineage" / "chains" / "retrained.html"
+    printed = subprocess.run(
+        [sys.executable, "scripts/lineage.py", "--dataset", "churn", "--model-version", "2",
+         "--html", str(page)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stdout + printed.stderr
+    chain = printed.stdout
+    print(chain)
+    assert "MISSING" not in chain
+    for stage in ("landing", "curated", "gate", "features", "model", "drift report"):
+        assert re.search(rf"^{stage} ", chain, re.MULTILINE), f"no {stage} step:\n{chain}"
+    for day in DAYS:
+        assert f"landing/churn/ds={day}" in chain
+    (drift_line,) = [line for line in chain.splitlines() if "started this retraining" in line]
+    assert f"monitoring/churn/model_version=1/ds={DAYS[2]}" in drift_line
+    assert page.read_text().count("<svg") == 1
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium:
+        shot = ARTIFACTS / "retrained_model_chain.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", f"--screenshot={shot}",
+             "--window-size=1600,1000", page.as_uri()],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert shot.stat().st_size > 10_000
+        print(f"lineage page screenshot: {shot}")
