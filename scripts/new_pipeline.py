@@ -173,6 +173,12 @@ capacity:   # TODO size for your rows a day; these are the defaults
 cost:
   budget_per_run_usd: 50       # one run of one stage DAG, all its jobs together
   budget_per_job_usd: 25       # any one job; at most budget_per_run_usd
+
+# Cost allocation tags of every AWS job of this dataset, beside headrace's own (project,
+# dataset, dag, run; include/job_tags.py). Activate their keys in the Billing console to split
+# the bill by them (docs/operating-on-mwaa.md).
+# TODO name who pays for this dataset, e.g. cost-center: "1234", owner: claims-team
+tags: {{}}
 """
 
 QUALITY_TEMPLATE = """\
