@@ -42,8 +42,9 @@ def openlineage_transport(settings: Settings) -> dict[str, Any]:
     return {"type": "file", "log_file_path": f"{events_uri(settings)}/openlineage"}
 
 
-def _dataset_name(uri: str) -> tuple[str, str]:
-    """(namespace, name) of a lake URI, by the provider's own asset translation."""
+def dataset_name(uri: str) -> tuple[str, str]:
+    """(namespace, name) of a lake URI, by the provider's own asset translation: ``file`` +
+    path locally, ``s3://<bucket>`` + key on S3 (how the events name datasets)."""
     from airflow.providers.common.compat.openlineage.utils.utils import translate_airflow_asset
     from airflow.sdk import Asset
 
@@ -67,7 +68,7 @@ def input_dataset(
         InputStatisticsInputDatasetFacet,
     )
 
-    namespace, name = _dataset_name(uri)
+    namespace, name = dataset_name(uri)
     input_facets = {}
     if files is not None or size is not None or rows is not None:
         input_facets["inputStatistics"] = InputStatisticsInputDatasetFacet(
@@ -92,7 +93,7 @@ def output_dataset(
         OutputStatisticsOutputDatasetFacet,
     )
 
-    namespace, name = _dataset_name(uri)
+    namespace, name = dataset_name(uri)
     output_facets = {}
     if files is not None or size is not None or rows is not None:
         output_facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from include.config import LAKE_ZONES
+from include.lineage import dataset_name
 
 # Folders our jobs write for their own bookkeeping (a plan read, the facts written): not data
 # anyone asks the lineage of, so the chain leaves them out.
@@ -281,22 +282,10 @@ def stage_of(name: str) -> str:
 def is_drift_asset(uri: str) -> bool:
     """The drift asset of a dataset: ``monitoring/<dataset>/drift``."""
     try:
-        parts = lake_relative(uri_to_key(uri)[1]).split("/")
+        parts = lake_relative(dataset_name(uri)[1]).split("/")
     except ValueError:
         return False
     return len(parts) == 3 and parts[0] == "monitoring" and parts[2] == "drift"
-
-
-def uri_to_key(uri: str) -> tuple[str, str]:
-    """(namespace, name) of a lake URI as the provider names it: ``file`` + path locally,
-    ``s3://bucket`` + key on S3."""
-    uri = uri.rstrip("/")
-    if uri.startswith("file://"):
-        return "file", uri[len("file://") :]
-    if uri.startswith("s3://"):
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        return f"s3://{bucket}", key
-    raise ValueError(f"not a file:// or s3:// lake URI: {uri!r}")
 
 
 def _gate_summary(run: TaskRun, curated_key: tuple[str, str]) -> tuple[int, int, list[str]]:
@@ -504,7 +493,7 @@ def training_window_features(window: Mapping[str, Any]) -> list[tuple[tuple[str,
         uri = item["uri"]
         if uri.endswith("/_manifest.json"):
             uri = uri[: -len("/_manifest.json")]
-        found.append((uri_to_key(uri), item.get("sha256")))
+        found.append((dataset_name(uri), item.get("sha256")))
     return found
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from include.config import ConfigError, Settings, load_settings
-from include.lineage import events_uri, read_events
+from include.lineage import dataset_name, events_uri, read_events
 from include.lineage_graph import (
     DatasetRef,
     LineageGraph,
@@ -35,7 +35,6 @@ from include.lineage_graph import (
     load_json,
     stage_of,
     training_window_features,
-    uri_to_key,
 )
 
 NOT_FOUND = 1
@@ -63,7 +62,7 @@ def _dataset(text: str) -> str:
 
 
 def _lake_path(settings: Settings) -> str:
-    return uri_to_key(settings.lake_root)[1]
+    return dataset_name(settings.lake_root)[1]
 
 
 def _model_card(settings: Settings, dataset: str, version: str) -> tuple[dict | None, str]:
@@ -95,14 +94,14 @@ def _training_inputs(model_uri: str, card: dict | None) -> dict:
     data_version = ((card or {}).get("training_data") or {}).get("data_version") or ""
     window_uri = data_version.split("@", 1)[0]
     window = load_json(window_uri) if window_uri else None
-    return {uri_to_key(model_uri): training_window_features(window)} if window else {}
+    return {dataset_name(model_uri): training_window_features(window)} if window else {}
 
 
 def _start(graph: LineageGraph, uri: str) -> DatasetRef:
     """The dataset of ``uri`` as the events name it (matched inside the lake, so a lake copied
     elsewhere still matches), or as the URI names it when no event does."""
-    found = graph.outputs_at(lake_relative(uri_to_key(uri)[1]))
-    return found[-1] if found else DatasetRef(*uri_to_key(uri))
+    found = graph.outputs_at(lake_relative(dataset_name(uri)[1]))
+    return found[-1] if found else DatasetRef(*dataset_name(uri))
 
 
 def predictions_start(settings: Settings, graph: LineageGraph, dataset: str, day: str):
