@@ -176,7 +176,8 @@ def _number(value: float) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def _usd(value: float) -> str:
+def format_usd(value: float) -> str:
+    """US dollars as every estimate and refusal shows them: ``$1,234.50``."""
     return f"${value:,.2f}"
 
 
@@ -220,7 +221,7 @@ class _InstanceTerms:
 
     def estimate(self, kind: str, name: str) -> CostEstimate:
         """The estimate of one job of ``kind`` priced by these terms alone."""
-        return CostEstimate(kind, name, self.usd, f"{self.text()} = {_usd(self.usd)}")
+        return CostEstimate(kind, name, self.usd, f"{self.text()} = {format_usd(self.usd)}")
 
 
 def _training_terms(definition: Mapping, prices: PriceTable, where: str) -> _InstanceTerms:
@@ -273,7 +274,7 @@ def estimate_tuning(request: Mapping, prices: PriceTable) -> CostEstimate:
     definition = _get(request, "TrainingJobDefinition", where)
     terms = _training_terms(definition, prices, f"{where}.TrainingJobDefinition")
     usd = terms.usd * jobs
-    return CostEstimate("tuning", name, usd, f"{terms.text()} x {jobs} jobs = {_usd(usd)}")
+    return CostEstimate("tuning", name, usd, f"{terms.text()} x {jobs} jobs = {format_usd(usd)}")
 
 
 def estimate_transform(
@@ -350,7 +351,7 @@ def estimate_glue_job_run(request: Mapping, prices: PriceTable) -> CostEstimate:
         name,
         usd,
         f"{worker_type} {dpu} DPU x {workers} workers x {_number(hours)} h "
-        f"x {_rate(prices.glue_dpu_hour)}/DPU-h = {_usd(usd)}",
+        f"x {_rate(prices.glue_dpu_hour)}/DPU-h = {format_usd(usd)}",
     )
 
 
@@ -368,7 +369,7 @@ def estimate_glue_data_quality(request: Mapping, prices: PriceTable) -> CostEsti
         "+".join(rulesets),
         usd,
         f"G.1X 1 DPU x {workers} workers x {_number(hours)} h "
-        f"x {_rate(prices.glue_data_quality_dpu_hour)}/DPU-h = {_usd(usd)}",
+        f"x {_rate(prices.glue_data_quality_dpu_hour)}/DPU-h = {format_usd(usd)}",
     )
 
 
@@ -418,7 +419,7 @@ def estimate_emr_serverless(
         name,
         usd,
         f"({vcpu} vCPU x {_rate(prices.emr_serverless_vcpu_hour)}/vCPU-h + {memory_gb} GB x "
-        f"{_rate(prices.emr_serverless_gb_hour)}/GB-h) x {_number(hours)} h = {_usd(usd)}",
+        f"{_rate(prices.emr_serverless_gb_hour)}/GB-h) x {_number(hours)} h = {format_usd(usd)}",
     )
 
 
@@ -492,17 +493,17 @@ def check_budget(
             raise ValueError(f"{name} must be a positive number of US dollars, got {budget!r}")
     where = f" ({source})" if source else ""
     problems = [
-        f"{estimate.kind} job {estimate.job_name}: worst case {_usd(estimate.usd)} "
-        f"({estimate.arithmetic}) exceeds the per-job budget {_usd(per_job)}{where}"
+        f"{estimate.kind} job {estimate.job_name}: worst case {format_usd(estimate.usd)} "
+        f"({estimate.arithmetic}) exceeds the per-job budget {format_usd(per_job)}{where}"
         for estimate in estimates
         if estimate.usd > per_job
     ]
     total = sum(estimate.usd for estimate in estimates)
     if total > per_run:
-        jobs = ", ".join(f"{e.kind} {e.job_name} {_usd(e.usd)}" for e in estimates)
+        jobs = ", ".join(f"{e.kind} {e.job_name} {format_usd(e.usd)}" for e in estimates)
         problems.append(
-            f"the run's worst case {_usd(total)} ({jobs}) exceeds the per-run budget "
-            f"{_usd(per_run)}{where}"
+            f"the run's worst case {format_usd(total)} ({jobs}) exceeds the per-run budget "
+            f"{format_usd(per_run)}{where}"
         )
     if problems:
         raise BudgetExceeded(
@@ -781,11 +782,24 @@ def check_stage_run(
         log.info(
             "Worst-case cost of this %s run: %s of the %s budget (%s)",
             stage,
-            _usd(total),
-            _usd(budget.per_run_usd),
+            format_usd(total),
+            format_usd(budget.per_run_usd),
             budget.source,
         )
     return estimates
+
+
+def run_estimate_line(
+    dataset: str, estimates: Sequence[CostEstimate], datasets_dir: Path = DATASETS_DIR
+) -> str:
+    """A stage run's estimate in one line for its note: ``$23.22 of the $50.00 run budget for
+    2 jobs: tuning $22.99, processing $0.23`` (where the budget is set: in the task log)."""
+    budget = dataset_budget(dataset, datasets_dir)
+    jobs = ", ".join(f"{e.kind} {format_usd(e.usd)}" for e in estimates)
+    return (
+        f"{format_usd(sum(e.usd for e in estimates))} of the {format_usd(budget.per_run_usd)} "
+        f"run budget for {len(estimates)} jobs: {jobs}"
+    )
 
 
 def _tuning_request(

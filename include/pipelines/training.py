@@ -152,8 +152,9 @@ def training_dag(dataset: str) -> DAG:
             settings = get_settings()
             params = get_current_context()["params"]
             if not settings.is_local:
-                from include.cost import CostError, check_stage_run
+                from include.cost import CostError, check_stage_run, run_estimate_line
                 from include.quotas import QuotaError, check_stage_quotas
+                from include.run_note import note_this_run
 
                 run = {
                     "tuning_max_jobs": params["max_trials"],
@@ -161,9 +162,11 @@ def training_dag(dataset: str) -> DAG:
                 }
                 log = logging.getLogger(__name__)
                 try:
-                    check_stage_run(settings, dataset, STAGE, log=log, **run)
+                    estimates = check_stage_run(settings, dataset, STAGE, log=log, **run)
+                    note_this_run("run", run_estimate_line(dataset, estimates), log)
                     check_stage_quotas(settings, dataset, STAGE, log=log, **run)
                 except (CostError, QuotaError) as error:  # a retry would be refused the same way
+                    note_this_run("refused", str(error), log)
                     raise AirflowFailException(str(error)) from None
             cause = training_cause(settings, dataset, partition, params)
             earlier = previous_training(settings, cause)

@@ -46,6 +46,8 @@ PII_SALT = "contract-test-salt"  # pragma: allowlist secret (a test value, store
 # The account's applied SageMaker quota of every instance type and job kind: the lifecycle's runs
 # fit; a training run with three trials at once does not.
 QUOTA_INSTANCES = 2
+# MWAA names its environment to the workers in AIRFLOW_ENV_NAME (include/run_note.py).
+MWAA_ENVIRONMENT = "headrace-contract"
 
 
 # --- the record ------------------------------------------------------------------------------
@@ -286,6 +288,7 @@ class SimulatedAws:
         self.dq_results: dict[str, dict] = {}
         self.transforms: list[str] = []
         self.processing_jobs: list[str] = []
+        self.run_notes: dict[tuple[str, str], str] = {}
         self.run_spark = True
 
     def register(self, capture: RequestCapture) -> None:
@@ -316,6 +319,8 @@ class SimulatedAws:
                 ("glue", "GetDataQualityResult"): lambda p: (200, self.dq_results[p["ResultId"]]),
                 # moto lists no SageMaker quota (nor ListServiceQuotas at all).
                 ("service-quotas", "ListServiceQuotas"): self.service_quotas,
+                # moto has no MWAA API: the run notes' REST calls are answered here.
+                ("mwaa", "InvokeRestApi"): self.airflow_rest_api,
             }
         )
 
@@ -483,6 +488,31 @@ class SimulatedAws:
                     )
         return 200, {"Quotas": quotas}
 
+    # MWAA's Airflow REST API: the run notes ----------------------------------------------------
+
+    def airflow_rest_api(self, params: dict):
+        """The two calls include/run_note.py makes, as Airflow 3.3's API answers them: the
+        environment is the one the DAGs run in, the PATCH body is checked with Airflow's own
+        model, and a note is kept per (dag_id, run_id) for the outcome. The run a task names is
+        its own run, so it is listed as existing."""
+        from airflow.api_fastapi.core_api.datamodels.common import BulkBody
+        from airflow.api_fastapi.core_api.datamodels.dag_run import BulkDAGRunBody
+
+        if params["Name"] != MWAA_ENVIRONMENT or params["Path"] != "/dags/~/dagRuns":
+            return 404, {"Error": {"Code": "ResourceNotFoundException", "Message": str(params)}}
+        if params["Method"] == "GET":
+            query = params["QueryParameters"]
+            key = (query["dag_id_pattern"], query["run_id_pattern"])
+            run = {"dag_id": key[0], "dag_run_id": key[1], "note": self.run_notes.get(key)}
+            return 200, {"RestApiStatusCode": 200, "RestApiResponse": {"dag_runs": [run]}}
+        (action,) = BulkBody[BulkDAGRunBody].model_validate(params["Body"]).actions
+        success = []
+        for entity in action.entities:
+            self.run_notes[(entity.dag_id, entity.dag_run_id)] = entity.note
+            success.append(f"{entity.dag_id}.{entity.dag_run_id}")
+        answer = {"update": {"success": success, "errors": []}}
+        return 200, {"RestApiStatusCode": 200, "RestApiResponse": answer}
+
     def get_ruleset(self, params: dict):
         if params["Name"] not in self.rulesets:
             return 400, {"Error": {"Code": "EntityNotFoundException", "Message": "no ruleset"}}
@@ -600,6 +630,7 @@ def start_moto_and_configure(engine: str, recording: Path):
         "HEADRACE_PII_SALT_SECRET_ARN": secret_arn,
         "HEADRACE_ALERTS_TOPIC_ARN": topic_arn,
         "HEADRACE_SPARK_ENGINE": engine,
+        "AIRFLOW_ENV_NAME": MWAA_ENVIRONMENT,
         # Tiny jobs on a small machine; the request bodies keep their production shape.
         "HEADRACE_SPARK_DRIVER_MEMORY": "1g",
         "HEADRACE_SPARK_LOG_LEVEL": "ERROR",
@@ -664,6 +695,7 @@ def run_dag(bag, dag_id: str, conf: dict, outcome: dict, expect: str = "success"
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
     run = {
         "dag_id": dag_id,
+        "run_id": dag_run.run_id,
         "conf": conf,
         "state": str(dag_run.state),
         "tasks": {task_id: str(ti.state) for task_id, ti in tis.items()},
@@ -765,6 +797,10 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
         "stubbed": sum(r["stubbed"] for r in CAPTURE.requests),
         "moto_received": len(received),
     }
+    outcome["run_notes"] = [
+        {"dag_id": dag_id, "run_id": run_id, "note": note}
+        for (dag_id, run_id), note in simulated.run_notes.items()
+    ]
     outcome["simulated"] = {
         "spark_runs": simulated.spark_runs,
         "transforms": simulated.transforms,

@@ -425,3 +425,42 @@ def test_scoring_transforms_with_the_approved_version_and_drift_alerts_on_sns(gl
     (publish,) = dag_requests(glue_lifecycle, "sns", "Publish")
     assert publish["params"]["TopicArn"] == glue_lifecycle["settings"]["topic_arn"]
     assert "minutes_used" in json.loads(publish["params"]["Message"])["drifted_features"]
+
+
+def test_every_run_shows_its_worst_case_cost_on_its_note(glue_lifecycle):
+    """Each job operator puts its estimate on its run's note before it starts the job, and the
+    training run its whole estimate (or the refusal) before its first job, through MWAA's
+    InvokeRestApi; the tuning line is the estimate of the very request the run sent."""
+    from include.cost import estimate_request, format_usd, load_prices
+    from include.run_note import COST_HEADING
+
+    notes = {(n["dag_id"], n["run_id"]): n["note"] for n in glue_lifecycle["run_notes"]}
+    runs = [r for r in glue_lifecycle["runs"] if r["dag_id"] != "lake_setup"]
+    for run in runs:
+        note = notes[(run["dag_id"], run["run_id"])]
+        heading, *lines = note.splitlines()
+        assert heading == COST_HEADING, note
+        assert lines and all(line.startswith("- ") for line in lines), note
+        assert all("$" in line for line in lines if not line.startswith("- refused")), note
+    refused = next(r for r in runs if r["state"] == "failed")
+    refusal = notes[("churn_training", refused["run_id"])]
+    assert "- run: $" in refusal and "run budget" in refusal
+    assert "- refused: " in refusal and "ml.g5.xlarge" in refusal and "quota" in refusal
+
+    first = next(r for r in runs if r["dag_id"] == "churn_training" and r["state"] == "success")
+    start, end = first["requests"]
+    (tuning,) = [
+        r["params"]
+        for r in glue_lifecycle["requests"][start:end]
+        if r["operation"] == "CreateHyperParameterTuningJob"
+    ]
+    estimate = estimate_request("sagemaker", "CreateHyperParameterTuningJob", tuning, load_prices())
+    lines = notes[("churn_training", first["run_id"])].splitlines()
+    assert lines[1].startswith("- run: $") and "for 2 jobs: tuning $" in lines[1]
+    assert (
+        f"- tuning {tuning['HyperParameterTuningJobName']}: {format_usd(estimate.usd)} of the "
+        in ("\n".join(lines))
+    )
+    calls = dag_requests(glue_lifecycle, "mwaa", "InvokeRestApi")
+    assert {c["params"]["Path"] for c in calls} == {"/dags/~/dagRuns"}
+    assert {c["params"]["Name"] for c in calls} == {"headrace-contract"}

@@ -123,6 +123,30 @@ def test_lake_setup_runs_through_the_scheduler(api, stack):
     }
 
 
+def test_the_run_note_requests_are_what_airflows_api_takes(api):
+    """include/run_note.py's GET and bulk PATCH, which MWAA's InvokeRestApi carries on aws,
+    sent here to the real API server: a person's note stays, the cost lines go under it, and a
+    second write of the same key replaces its line."""
+    from include.run_note import COST_HEADING, RunNotes
+
+    def call(method, path, query, body):
+        if method == "GET":
+            return api.get(f"/api/v2{path}", **(query or {}))
+        return api.patch(f"/api/v2{path}", body)
+
+    (run, *_) = api.dag_runs("lake_setup")  # the run of the test above
+    run_id = run["dag_run_id"]
+    api.patch(f"/api/v2/dags/lake_setup/dagRuns/{run_id}", {"note": "Checked by the operator."})
+    notes = RunNotes(call)
+    notes.set_line("lake_setup", run_id, "run", "$1.00 of the $50.00 run budget")
+    notes.set_line("lake_setup", run_id, "glue job-a", "$0.50 of the $25.00 job budget")
+    notes.set_line("lake_setup", run_id, "run", "$2.00 of the $50.00 run budget")
+    assert api.dag_run("lake_setup", run_id)["note"] == (
+        f"Checked by the operator.\n\n{COST_HEADING}\n- run: $2.00 of the $50.00 run budget\n"
+        "- glue job-a: $0.50 of the $25.00 job budget"
+    )
+
+
 def test_a_drift_event_posted_to_the_api_schedules_retraining(api, stack):
     """The retraining loop's last link with the real scheduler: an event on the churn_drift
     Asset (what churn_monitoring emits over threshold, or what an external system posts)

@@ -607,6 +607,11 @@ def test_check_stage_run_logs_each_job_and_refuses_a_run_over_the_datasets_budge
         f"Worst-case cost of this scoring run: $1.75 of the $50.00 budget "
         f"({DATASETS_DIR / 'churn.yaml'} cost:)"
     )
+    # The same estimate as the run's note shows it.
+    assert cost.run_estimate_line("churn", estimates, DATASETS_DIR) == (
+        "$1.75 of the $50.00 run budget for 3 jobs: processing $0.25, transform $1.25, "
+        "processing $0.25"
+    )
 
     # Each job within $1, all three together over $1.50.
     (tmp_path / "churn.yaml").write_text(

@@ -648,6 +648,23 @@ def test_the_quota_pre_check_may_read_quotas_and_change_none(example):
     assert not allows(mwaa, "servicequotas:RequestServiceQuotaIncrease", "*")
 
 
+def test_run_notes_reach_the_airflow_api_as_user_of_this_environment_only(example):
+    """include/run_note.py calls InvokeRestApi on its own environment as the User role (which
+    may edit DAG runs); never as Op or Admin, never another environment, never a job role."""
+    _, resolver, documents = example
+    roles = f"arn:aws:airflow:{cfn.REGION}:{cfn.ACCOUNT_ID}:role"
+    environment = resolver.resolve({"Ref": "EnvironmentName"})
+    mwaa = role_documents(documents, "MwaaExecutionRole")
+    assert allows(mwaa, "airflow:InvokeRestApi", f"{roles}/{environment}/User")
+    for denied in ("Op", "Admin"):
+        assert not allows(mwaa, "airflow:InvokeRestApi", f"{roles}/{environment}/{denied}")
+    assert not allows(mwaa, "airflow:InvokeRestApi", f"{roles}/another-environment/User")
+    assert not allows(mwaa, "airflow:CreateWebLoginToken", f"{roles}/{environment}/User")
+    for role in ("SageMakerExecutionRole", "GlueJobRole", "EmrServerlessJobRole"):
+        documents_of = role_documents(documents, role)
+        assert not allows(documents_of, "airflow:InvokeRestApi", f"{roles}/{environment}/User")
+
+
 def test_alerts_and_landing_events_reach_only_the_mwaa_role(aws_settings):
     settings, resolver, documents = aws_settings
     mwaa = role_documents(documents, "MwaaExecutionRole")
