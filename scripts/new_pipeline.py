@@ -48,6 +48,12 @@ primary_key: [record_id, record_date]
 event_time: event_ts
 # Curated data is partitioned ds=YYYY-MM-DD by this column.
 partition_column: record_date
+# Files without a date column: uncomment day_from and delete record_date from columns: below;
+# the ingest job then gives every row the day of the landing folder it came from (ds=YYYY-MM-DD)
+# as record_date. event_time becomes optional: files without a time either can drop the
+# event_time line and the event_ts column (a key's duplicates are then settled by a hash of
+# their values instead of by the latest time).
+# day_from: landing_folder   # default: column (record_date is read from every file)
 # 0/1 (or boolean): what the model predicts.
 label: label
 

@@ -1,9 +1,10 @@
 """Dataset specs: one YAML file per dataset says what its records must look like and how to treat them.
 
 A spec declares the schema (names, types, nullability, legacy aliases), the primary key, the
-event-time and partition columns, the label, the PII columns with their treatment (a salted
-SHA-256 ``hash``, a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex
-patterns, maximum lengths) and how features are built (with the categorical features whose
+event-time and partition columns (``day_from``: whether the files carry the day or it is their
+landing folder's), the label, the PII columns with their treatment (a salted SHA-256 ``hash``,
+a ``mask`` or a ``drop``), row-level rules (ranges, allowed values, regex patterns, maximum
+lengths) and how features are built (with the categorical features whose
 groups the model's fairness metrics compare, the audit attributes kept out of the model but carried
 for the fairness audit, and the audit's decision threshold and limits), which validated days a
 training run reads (``training:``: the window and its split), how big each job of the dataset runs on AWS
@@ -39,6 +40,12 @@ PII_TREATMENTS = ("hash", "mask", "drop")
 # A date/timestamp bound that means "the logical date being ingested".
 DS_TOKEN = "$ds"  # noqa: S105 - a placeholder, not a secret
 LANDING_FORMATS = ("csv", "jsonl")
+# Where a row's day (the partition column) comes from: ``column``, a date column every landing
+# file carries (checked against the day ingested); ``landing_folder``, the ``ds=YYYY-MM-DD``
+# folder the file landed in (the ingest job adds the partition column; files need no date).
+DAY_FROM_COLUMN = "column"
+DAY_FROM_LANDING_FOLDER = "landing_folder"
+DAY_FROM = (DAY_FROM_COLUMN, DAY_FROM_LANDING_FOLDER)
 
 # Every reason a row can be quarantined for, in priority order: a row failing several rules is
 # filed under the first (``reasons`` keeps them all). Column-level codes read ``code:column``.
@@ -72,6 +79,7 @@ _TOP_KEYS = {
     "primary_key",
     "event_time",
     "partition_column",
+    "day_from",
     "label",
     "landing",
     "columns",
@@ -468,14 +476,18 @@ class TrainingSpec:
 class DatasetSpec:
     dataset: str
     schema_version: int
+    # Every curated column before PII treatment, in spec order; with ``day_from:
+    # landing_folder`` the partition column the ingest job adds comes last.
     columns: tuple[ColumnSpec, ...]
     primary_key: tuple[str, ...]
-    event_time: str
+    # ``None``: no event time (only with ``day_from: landing_folder``).
+    event_time: str | None
     partition_column: str
     label: str
     source: str
     fingerprint: str
     description: str = ""
+    day_from: str = DAY_FROM_COLUMN
     formats: tuple[str, ...] = LANDING_FORMATS
     csv_delimiter: str = ","
     csv_quote: str = '"'
@@ -510,6 +522,18 @@ class DatasetSpec:
         return tuple(c.name for c in self.columns)
 
     @property
+    def landing_columns(self) -> tuple[ColumnSpec, ...]:
+        """The columns read from landing files: all but a partition column taken from the
+        landing folder (``day_from: landing_folder``), which the ingest job adds itself."""
+        if self.day_from != DAY_FROM_LANDING_FOLDER:
+            return self.columns
+        return tuple(c for c in self.columns if c.name != self.partition_column)
+
+    @property
+    def landing_column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.landing_columns)
+
+    @property
     def pii_columns(self) -> tuple[ColumnSpec, ...]:
         return tuple(c for c in self.columns if c.pii is not None)
 
@@ -523,9 +547,10 @@ class DatasetSpec:
         return out
 
     def alias_map(self) -> dict[str, str]:
-        """Every accepted header name (the column's own and its aliases) → column name."""
+        """Every accepted header name (the column's own and its aliases) → column name, for the
+        columns read from landing files."""
         mapping = {}
-        for column in self.columns:
+        for column in self.landing_columns:
             mapping[column.name] = column.name
             for alias in column.aliases:
                 mapping[alias] = column.name
@@ -647,6 +672,7 @@ class _Validator:
         if not top:
             return None
         self.unknown_keys("", top, _TOP_KEYS)
+        day_from = self.day_from(top.get("day_from", DAY_FROM_COLUMN))
         for key in (
             "dataset",
             "schema_version",
@@ -656,6 +682,9 @@ class _Validator:
             "partition_column",
             "label",
         ):
+            # Without a date column the files may have no time either: dedup then goes by content.
+            if key == "event_time" and day_from != DAY_FROM_COLUMN:
+                continue
             if key not in top:
                 self.fail(key, "is required")
         dataset = self.name("dataset", top.get("dataset")) or "?"
@@ -665,6 +694,11 @@ class _Validator:
             version = 0
 
         columns = self.columns(top.get("columns"))
+        if day_from == DAY_FROM_LANDING_FOLDER:
+            columns = self.landing_day_column(top, columns)
+        elif day_from is None and isinstance(top.get("partition_column"), str):
+            # day_from is reported already; whether the files carry the column is unknown.
+            self.broken_columns.add(top["partition_column"])
         by_name = {c.name: c for c in columns}
         pk = (
             self.names("primary_key", top["primary_key"], allow_empty=False)
@@ -732,12 +766,13 @@ class _Validator:
             schema_version=version,
             columns=tuple(columns),
             primary_key=pk,
-            event_time=event_time or "",
+            event_time=event_time,
             partition_column=partition or "",
             label=label or "",
             source=self.source,
             fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
             description=description,
+            day_from=day_from or DAY_FROM_COLUMN,
             features=features,
             training=training,
             capacity=capacity,
@@ -746,6 +781,64 @@ class _Validator:
             _by_name=by_name,
             **landing,
         )
+
+    def day_from(self, value: Any) -> str | None:
+        """``day_from``: where a row's day comes from, or ``None`` after reporting it."""
+        if value in DAY_FROM:
+            return value
+        self.fail(
+            "day_from",
+            f"must be {DAY_FROM_COLUMN} (the partition column is a date column of every file) "
+            f"or {DAY_FROM_LANDING_FOLDER} (the ingest job adds it from the landing folder's "
+            f"ds=YYYY-MM-DD), got {value!r}",
+        )
+        return None
+
+    def landing_day_column(self, top: Mapping, columns: list[ColumnSpec]) -> list[ColumnSpec]:
+        """With ``day_from: landing_folder``, ``columns`` and the partition column the ingest job
+        adds (a non-nullable date, last), which no declared column may name or alias."""
+        name = top.get("partition_column")
+        if not isinstance(name, str) or not _NAME.match(name):
+            return columns  # partition_column reports it
+        raw_columns = top.get("columns") if isinstance(top.get("columns"), list) else []
+        declared = False
+        for i, item in enumerate(raw_columns):
+            if not isinstance(item, Mapping):
+                continue
+            label = f"columns[{i}] ({item['name']})" if isinstance(item.get("name"), str) else ""
+            label = label or f"columns[{i}]"
+            aliases = item.get("aliases") if isinstance(item.get("aliases"), list) else []
+            pii = item.get("pii") if isinstance(item.get("pii"), Mapping) else {}
+            if item.get("name") == name:
+                declared = True
+                self.fail(
+                    label,
+                    f"{name!r} is the partition column, and day_from: {DAY_FROM_LANDING_FOLDER} "
+                    "has the ingest job add it from the landing folder (ds=YYYY-MM-DD): remove "
+                    f"it from columns, or set day_from: {DAY_FROM_COLUMN} to read it from the "
+                    "files",
+                )
+            elif name in aliases:
+                self.fail(
+                    f"{label}.aliases",
+                    f"{name!r} is the partition column the ingest job adds (day_from: "
+                    f"{DAY_FROM_LANDING_FOLDER}); a file's column cannot take its name",
+                )
+            elif pii.get("output") == name:
+                self.fail(
+                    f"{label}.pii.output",
+                    f"{name!r} is the partition column the ingest job adds (day_from: "
+                    f"{DAY_FROM_LANDING_FOLDER}); name the hash column otherwise",
+                )
+        if declared:
+            return columns
+        day = ColumnSpec(
+            name=name,
+            type="date",
+            nullable=False,
+            description="the day of the landing folder (ds=YYYY-MM-DD) the row was ingested from",
+        )
+        return [*columns, day]
 
     def typed_ref(
         self, where: str, value: Any, by_name: Mapping[str, ColumnSpec], types: set[str]

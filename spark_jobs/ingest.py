@@ -5,6 +5,8 @@ enforces the dataset spec and writes:
 
 - ``<lake>/curated/<dataset>/ds=D/``: the rows that passed, typed, deduplicated on the primary key
   (latest event time wins, then a stable content hash), PII treated (salted SHA-256, mask, drop);
+  a spec with ``day_from: landing_folder`` reads no date from the files: the job adds the
+  partition column, D, to every row;
 - ``<lake>/quarantine/<dataset>/ds=D/``: every other row with its reason code(s) and its raw
   record, PII hashed and scrubbed (quarantine never holds PII in the clear either);
 - ``_manifest.json`` in both: input files with sizes and SHA-256 checksums, rows read / accepted /
@@ -67,6 +69,7 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from spark_jobs.dataset_spec import (
+    DAY_FROM_LANDING_FOLDER,
     FORMULA_PREFIXES,
     REASON_CODES,
     ColumnSpec,
@@ -1034,7 +1037,7 @@ def sniff_layout(head: bytes, fmt: str, spec: DatasetSpec) -> Layout:
         layout.mapping[column] = position
         if name != column:
             layout.renamed_columns[name] = column
-    layout.missing_columns = [c for c in spec.column_names if c not in layout.mapping]
+    layout.missing_columns = [c for c in spec.landing_column_names if c not in layout.mapping]
     layout.header_mismatch = fmt == "csv" and not layout.mapping
     return layout
 
@@ -1050,7 +1053,7 @@ def _raw(name: str):
 
 def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
     """One DataFrame of every record: ``_file``, ``_format``, ``_corrupt``, ``_file_reasons`` and
-    one ``raw__<column>`` string per spec column (null where a file lacks the column)."""
+    one ``raw__<column>`` string per column read from the files (null where a file lacks it)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -1080,7 +1083,7 @@ def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
                 ]
             )
             frame = _csv_reader(spark, spec, schema, sep="\u0001", quote="").load(paths)
-            values = {name: F.lit(None).cast("string") for name in spec.column_names}
+            values = {name: F.lit(None).cast("string") for name in spec.landing_column_names}
             corrupt = F.coalesce(F.col(CORRUPT_COLUMN), F.col("_line"))
             file_reasons = ["header_mismatch"]
         elif signature[0] == "csv":
@@ -1101,7 +1104,7 @@ def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
                 name: F.col(f"c{layout.mapping[name]}")
                 if name in layout.mapping
                 else F.lit(None).cast("string")
-                for name in spec.column_names
+                for name in spec.landing_column_names
             }
             corrupt = F.col(CORRUPT_COLUMN)
             file_reasons = [
@@ -1125,7 +1128,7 @@ def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
                 .json(paths)
             )
             values = {}
-            for column in spec.columns:
+            for column in spec.landing_columns:
                 value = F.coalesce(*(F.col(f"`{n}`") for n in (column.name, *column.aliases)))
                 if column.type == "double":
                     # Spark hands a bare NaN/Infinity token to a string field with its quotes.
@@ -1142,7 +1145,7 @@ def read_landing(spark, spec: DatasetSpec, inputs: Sequence[InputFile]):
                 F.array(*(F.lit(r) for r in file_reasons))
                 .cast("array<string>")
                 .alias("_file_reasons"),
-                *(values[name].alias(f"{RAW_PREFIX}{name}") for name in spec.column_names),
+                *(values[name].alias(f"{RAW_PREFIX}{name}") for name in spec.landing_column_names),
             )
         )
     if not frames:
@@ -1307,12 +1310,12 @@ def reason_checks(spec: DatasetSpec, ds: date) -> list[tuple[str, Any]]:
 
 
 def _normalized(spec: DatasetSpec):
-    """Raw strings trimmed, with the spec's null tokens read as null."""
+    """Raw strings of the landing columns trimmed, with the spec's null tokens read as null."""
     from pyspark.sql import functions as F
 
     tokens = list(spec.null_tokens)
     out = []
-    for name in spec.column_names:
+    for name in spec.landing_column_names:
         trimmed = F.trim(_raw(name))
         out.append(
             F.when(trimmed.isin(tokens), F.lit(None))
@@ -1320,6 +1323,17 @@ def _normalized(spec: DatasetSpec):
             .alias(f"{RAW_PREFIX}{name}")
         )
     return out
+
+
+def _day_from_landing_folder(spec: DatasetSpec, ds: date) -> list:
+    """The raw partition column of a spec whose day comes from the landing folder: the day
+    being ingested, which is the folder's (``resolve_landing_dir`` refuses any other ``ds=``).
+    Typed and checked from here on like a column read from the files."""
+    from pyspark.sql import functions as F
+
+    if spec.day_from != DAY_FROM_LANDING_FOLDER:
+        return []
+    return [F.lit(ds.isoformat()).alias(f"{RAW_PREFIX}{spec.partition_column}")]
 
 
 def _salted_sha256(value, salt_sql: str):
@@ -1427,7 +1441,8 @@ def invalid_record_columns(spec: DatasetSpec, salt_sql: str) -> list:
     original = F.coalesce(
         F.col("_corrupt"),
         F.to_json(
-            F.struct(*(_raw(n).alias(n) for n in spec.column_names)), {"ignoreNullFields": "false"}
+            F.struct(*(_raw(n).alias(n) for n in spec.landing_column_names)),
+            {"ignoreNullFields": "false"},
         ),
     )
     redacted = F.coalesce(
@@ -1512,7 +1527,9 @@ def validate(raw_df, spec: DatasetSpec, ds: date, salt_sql: str):
     values and position. Row-local only: no shuffle."""
     from pyspark.sql import functions as F
 
-    normalized = raw_df.select(*_META_COLUMNS, *_normalized(spec))
+    normalized = raw_df.select(
+        *_META_COLUMNS, *_normalized(spec), *_day_from_landing_folder(spec, ds)
+    )
     # Typed values are projected once and referenced by every rule (Spark does not inline a
     # projection whose expressions are used more than once, so each cast runs once per row).
     typed = normalized.select(
@@ -1584,15 +1601,21 @@ def deduplication_losers(validated, spec: DatasetSpec):
     key_names = [f"_key_{i}" for i in range(len(spec.primary_key))]
     valid = validated.filter("_valid")
     repeated = valid.groupBy("_key_hash").count().filter(F.col("count") > 1).select("_key_hash")
+    # A spec without an event time (allowed when the day comes from the landing folder) has no
+    # "latest" record: the hash of the record's typed values decides (the lowest wins, so the
+    # same set of records keeps the same winner whatever the files' names or order), and only
+    # records equal in every value, or colliding hashes, fall through to input position.
+    event_time = (
+        [_typed(spec.column(spec.event_time)).alias("_event_time")] if spec.event_time else []
+    )
     contenders = valid.join(F.broadcast(repeated), "_key_hash", "left_semi").select(
         *keys,
-        _typed(spec.column(spec.event_time)).alias("_event_time"),
+        *event_time,
         F.xxhash64(*(_typed(c) for c in spec.columns)).alias("_record_hash"),
         "_row_id",
     )
-    order = Window.partitionBy(*key_names).orderBy(
-        F.col("_event_time").desc(), "_record_hash", "_row_id"
-    )
+    latest_first = [F.col("_event_time").desc()] if spec.event_time else []
+    order = Window.partitionBy(*key_names).orderBy(*latest_first, "_record_hash", "_row_id")
     return (
         contenders.withColumn("_rank", F.row_number().over(order))
         .filter(F.col("_rank") > 1)

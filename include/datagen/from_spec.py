@@ -423,7 +423,7 @@ def _json_value(value: Any, column_type: str) -> Any:
 
 
 def _render(spec: DatasetSpec, values: dict[str, list], lo: int, hi: int, fmt: str) -> bytes:
-    names = list(spec.column_names)
+    names = list(spec.landing_column_names)  # day_from: landing_folder: no date column
     buffer = io.StringIO()
     if fmt == "csv":
         writer = csv.writer(

@@ -212,3 +212,21 @@ def test_the_command_line_prints_the_summary(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert (summary["dataset"], summary["rows"]) == ("benefit_claims", 50)
     assert np.isclose(sum(1 for _ in (tmp_path / summary["days"][0]["files"][0]).open()), 51)
+
+
+def test_a_spec_that_takes_its_day_from_the_landing_folder_gets_files_without_it(tmp_path):
+    """day_from: landing_folder: the files carry no date column (ingest adds it from ds=)."""
+    import yaml
+
+    document = yaml.safe_load(CLAIMS.read_text())
+    partition = document["partition_column"]
+    document["day_from"] = "landing_folder"
+    document["columns"] = [c for c in document["columns"] if c["name"] != partition]
+    spec_path = tmp_path / "benefit_claims.yaml"
+    spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    spec = load_spec(spec_path)
+    generate(config(tmp_path / "landing", spec_path=spec_path, days=1, rows_per_day=100))
+    frame = read_day(tmp_path / "landing", "2026-03-01")
+    assert partition not in frame.columns
+    assert list(frame.columns) == list(spec.landing_column_names)
+    assert len(frame) == 100

@@ -113,3 +113,36 @@ def test_the_scaffold_states_todays_capacity(tmp_path):
     # The block is there to edit, with the basis of its sizes, and says what runs today.
     assert "capacity:" in text and "bench/ingestion.py" in text
     assert load_spec(tmp_path / "meter_readings.yaml").capacity == Capacity()
+
+
+def test_the_scaffold_offers_a_day_from_the_landing_folder(tmp_path):
+    """Following the commented day_from line's instructions gives a spec every check accepts,
+    with the partition column the quality rules name; uncommenting it alone names the fix."""
+    from include.dq.rules import load_rules
+    from include.pipelines.datasets import pipeline_dataset
+    from spark_jobs.dataset_spec import SpecError, load_spec, parse_spec
+
+    assert new_pipeline("meter_readings", "--datasets-dir", str(tmp_path)).returncode == 0
+    path = tmp_path / "meter_readings.yaml"
+    text = path.read_text()
+    assert load_spec(path).day_from == "column"
+    uncommented = text.replace("# day_from: landing_folder", "day_from: landing_folder", 1)
+    assert uncommented != text
+    with pytest.raises(SpecError, match=r"columns\[1\] \(record_date\): 'record_date' is the part"):
+        parse_spec(uncommented, source=str(path))
+    # Delete record_date from columns, and (files without a time either) the event time.
+    followed = (
+        uncommented.replace("  - name: record_date\n    type: date\n    nullable: false\n", "", 1)
+        .replace("\nevent_time: event_ts\n", "\n", 1)
+        .replace("  - name: event_ts\n    type: timestamp\n    nullable: false\n", "", 1)
+    )
+    path.write_text(followed)
+    spec = load_spec(path)
+    assert (spec.day_from, spec.event_time) == ("landing_folder", None)
+    assert spec.landing_column_names == ("record_id", "category", "amount", "label")
+    assert ("record_date", "date") in spec.curated_columns()
+    pipeline_dataset("meter_readings", tmp_path)
+    assert {rule.kind for rule in load_rules(tmp_path / "meter_readings.quality.yaml").rules} >= {
+        "schema",
+        "uniqueness",
+    }

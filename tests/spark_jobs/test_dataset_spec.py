@@ -220,3 +220,109 @@ def test_a_bad_completeness_rule_is_named(churn_yaml, rule, message):
 def test_sweep_days_is_checked(churn_yaml):
     message = broken(churn_yaml, lambda raw: raw["landing"].update(sweep_days=0))
     assert "landing.sweep_days: must be a whole number of days 1..366, got 0" in message
+
+
+def day_from_landing_folder(raw: dict) -> None:
+    """Churn as a dataset whose files carry no date: its day comes from the landing folder."""
+    raw["day_from"] = "landing_folder"
+    raw["columns"] = [c for c in raw["columns"] if c["name"] != "snapshot_date"]
+
+
+def test_a_day_from_the_landing_folder_is_a_column_the_files_need_not_carry(churn_yaml):
+    raw = copy.deepcopy(churn_yaml)
+    day_from_landing_folder(raw)
+    del raw["event_time"]  # optional once the day is the folder's
+    spec = spec_from_mapping(raw, source="ok.yaml")
+    assert (spec.day_from, spec.partition_column, spec.event_time) == (
+        "landing_folder",
+        "snapshot_date",
+        None,
+    )
+    day = spec.column("snapshot_date")
+    assert (day.type, day.nullable, day.pii, day.aliases) == ("date", False, None, ())
+    # The ingest job adds it after the declared columns; files are read without it.
+    assert spec.column_names[-1] == "snapshot_date"
+    assert spec.landing_column_names == spec.column_names[:-1]
+    assert "snapshot_date" not in spec.alias_map() and spec.alias_map()["tenure"] == "tenure_months"
+    # Downstream sees the same curated columns and key as when the files carry the day.
+    churn = load_spec(SPEC_PATH)
+    assert sorted(spec.curated_columns()) == sorted(churn.curated_columns())
+    assert spec.primary_key == churn.primary_key
+    assert spec.fingerprint != churn.fingerprint
+
+
+def test_the_day_comes_from_a_column_by_default(churn_yaml):
+    spec = load_spec(SPEC_PATH)
+    assert spec.day_from == "column" and spec.landing_columns == spec.columns
+    explicit = copy.deepcopy(churn_yaml)
+    explicit["day_from"] = "column"
+    assert spec_from_mapping(explicit, source="ok.yaml").columns == spec.columns
+
+
+def test_an_event_time_is_still_checked_with_a_day_from_the_landing_folder(churn_yaml):
+    raw = copy.deepcopy(churn_yaml)
+    day_from_landing_folder(raw)
+    assert spec_from_mapping(raw, source="ok.yaml").event_time == "event_ts"
+    message = broken(raw, lambda r: r.update(event_time="signup_date"))
+    assert "bad.yaml: event_time: 'signup_date' has type date; expected timestamp" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda r: r.update(day_from="folder"),
+            "bad.yaml: day_from: must be column (the partition column is a date column of every "
+            "file) or landing_folder (the ingest job adds it from the landing folder's "
+            "ds=YYYY-MM-DD), got 'folder'",
+        ),
+        (
+            lambda r: r.update(day_form="landing_folder"),
+            "bad.yaml: day_form: unknown key (did you mean 'day_from'?)",
+        ),
+        (
+            lambda r: r.pop("event_time"),
+            "bad.yaml: event_time: is required",
+        ),
+        (
+            lambda r: r.update(day_from="landing_folder"),
+            "bad.yaml: columns[1] (snapshot_date): 'snapshot_date' is the partition column, and "
+            "day_from: landing_folder has the ingest job add it from the landing folder "
+            "(ds=YYYY-MM-DD): remove it from columns, or set day_from: column to read it from "
+            "the files",
+        ),
+        (
+            lambda r: (
+                day_from_landing_folder(r),
+                column(r, "signup_date").update(aliases=["snapshot_date"]),
+            ),
+            "bad.yaml: columns[2] (signup_date).aliases: 'snapshot_date' is the partition column "
+            "the ingest job adds (day_from: landing_folder)",
+        ),
+        (
+            lambda r: (
+                day_from_landing_folder(r),
+                column(r, "email")["pii"].update(output="snapshot_date"),
+            ),
+            "bad.yaml: columns[17] (email).pii.output: 'snapshot_date' is the partition column",
+        ),
+        (
+            lambda r: (day_from_landing_folder(r), r.update(primary_key=["customer_id"])),
+            "bad.yaml: partition_column: 'snapshot_date' must be part of primary_key",
+        ),
+    ],
+)
+def test_day_from_mistakes_name_the_file_and_the_key(churn_yaml, change, message):
+    assert message in broken(churn_yaml, change)
+
+
+def test_a_bad_day_from_is_the_only_problem_reported(churn_yaml):
+    """A misspelt value is reported once, not again as an undeclared partition column."""
+
+    def misspelt(raw):
+        day_from_landing_folder(raw)
+        raw["day_from"] = "landing-folder"
+
+    text = broken(churn_yaml, misspelt)
+    assert text.count("bad.yaml:") == 2  # the heading and the one problem
+    assert "bad.yaml: day_from: must be column" in text and "got 'landing-folder'" in text
