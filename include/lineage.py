@@ -335,6 +335,56 @@ def sagemaker_job_lineage(
     )
 
 
+def model_version_lineage(model_uri: str, registered: Mapping[str, Any]) -> list[OutputDataset]:
+    """The model artifact a training run registered (the dataset its tuning job wrote), with
+    its registry version and the test metrics of ``evaluation.json`` beside it."""
+    from include.lineage_facets import ModelVersionDatasetFacet
+
+    evaluation_uri = f"{model_uri.rsplit('/', 1)[0]}/evaluation.json"
+    evaluation = json.loads(storage_for(evaluation_uri).read_bytes(evaluation_uri))
+    metrics = {
+        name: float(value)
+        for name, value in evaluation.get("metrics", {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    version = str(registered["version"])
+    champion = registered.get("champion_version")
+    facet = ModelVersionDatasetFacet(
+        version=version,
+        approval=str(registered.get("approval", "")),
+        championVersion=None if champion is None else str(champion),
+        metrics=metrics,
+        producer=PRODUCER,
+    )
+    facets = {"version": version_facet(version), "headrace_modelVersion": facet}
+    return [output_dataset(model_uri, facets=facets)]
+
+
+def drift_verdict_lineage(result: Mapping[str, Any]) -> list[OutputDataset]:
+    """The drift job's output folder (the dataset its processing job wrote) with the verdict."""
+    from include.lineage_facets import DriftVerdictDatasetFacet
+
+    facet = DriftVerdictDatasetFacet(
+        ds=result["ds"],
+        modelVersion=str(result["model_version"]),
+        drifted=bool(result["drifted"]),
+        driftedFeatures=list(result["drifted_features"]),
+        verdict=result["verdict"],
+        producer=PRODUCER,
+    )
+    folder = result["uris"]["drift_report"].rsplit("/", 1)[0]
+    return [output_dataset(folder, facets={"headrace_driftVerdict": facet})]
+
+
+def emit_task_outputs(outputs: list[OutputDataset]) -> None:
+    """Report ``outputs`` of the running TaskFlow task through the provider's public API (a
+    RUNNING event of the task's run; a TaskFlow task has no facet method of its own). Does
+    nothing when OpenLineage is off; a failure is logged by the provider, never raised."""
+    from airflow.providers.openlineage.api import emit_dataset_lineage
+
+    emit_dataset_lineage(outputs=outputs)
+
+
 def read_events(settings: Settings) -> list[dict[str, Any]]:
     """Every OpenLineage event the file transport wrote to the lake, oldest first (the file
     names carry the time each was written)."""

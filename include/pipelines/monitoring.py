@@ -89,9 +89,12 @@ def monitoring_dag(dataset: str) -> DAG:
         def drift_check(job: dict, plan: dict) -> dict:
             """The job's verdict, logged, and its HTML report."""
             from include.config import get_settings
+            from include.lineage import drift_verdict_lineage, emit_task_outputs
             from include.scoring_pipeline import drift_check_result
 
-            return drift_check_result(get_settings(), dataset, plan)
+            result = drift_check_result(get_settings(), dataset, plan)
+            emit_task_outputs(drift_verdict_lineage(result))
+            return result
 
         @task.short_circuit
         def drift_found(result: dict) -> bool:

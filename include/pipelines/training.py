@@ -194,6 +194,7 @@ def training_dag(dataset: str) -> DAG:
         @task(outlets=[model_asset(dataset)], multiple_outputs=False)
         def register_model(job: dict, baseline: dict, cause: dict) -> dict:
             from include.config import get_settings
+            from include.lineage import emit_task_outputs, model_version_lineage
             from include.training_pipeline import record_training, register_job_model
 
             settings = get_settings()
@@ -202,6 +203,8 @@ def training_dag(dataset: str) -> DAG:
                 settings, dataset, job, margin=context["params"]["approval_margin"]
             )
             record_training(settings, cause, registered, context["run_id"])
+            # The version with its metrics, on the model artifact the tuning job reported.
+            emit_task_outputs(model_version_lineage(job["model_uri"], registered))
             return registered
 
         @task(outlets=[model_pending_asset(dataset)])

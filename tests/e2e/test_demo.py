@@ -119,9 +119,16 @@ def assert_lineage_chain(lake: Path) -> None:
 
     settings = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": lake.as_uri()})
     complete: dict[str, list[dict]] = {}
+    # What the TaskFlow tasks reported while running: the model versions and drift verdicts.
+    facets: dict[str, list[tuple[str, dict]]] = {}
     for event in read_events(settings):
         if event.get("eventType") == "COMPLETE":
             complete.setdefault(event["job"]["name"], []).append(event)
+        for output in event.get("outputs") or []:
+            for key in ("headrace_modelVersion", "headrace_driftVerdict"):
+                if key in (output.get("facets") or {}):
+                    name = output["name"].removeprefix(f"{lake}/")
+                    facets.setdefault(key, []).append((name, output["facets"][key]))
 
     def names(datasets):
         return {d["name"].removeprefix(f"{lake}/"): d for d in datasets}
@@ -155,6 +162,17 @@ def assert_lineage_chain(lake: Path) -> None:
     assert f"features/churn/ds={day1}" in names(tune["inputs"])
     (model,) = names(tune["outputs"])
     assert model.endswith("/output/model.tar.gz")
+    # register_model put version 1, approved, with its test metrics on that very artifact.
+    versions = {facet["version"]: (name, facet) for name, facet in facets["headrace_modelVersion"]}
+    assert sorted(versions) == ["1", "2"]
+    assert versions["1"][0] == model and versions["1"][1]["approval"] == "Approved"
+    assert 0.5 < versions["2"][1]["metrics"]["roc_auc"] <= 1.0
+    assert versions["2"][1]["championVersion"] == "1"
+    # drift_check put its verdict on the drift job's output folder: calm, then drifted.
+    verdicts = {facet["ds"]: (name, facet) for name, facet in facets["headrace_driftVerdict"]}
+    assert verdicts[DAYS[1]][1]["drifted"] is False
+    assert verdicts[DAYS[2]][0] == f"monitoring/churn/model_version=1/ds={DAYS[2]}"
+    assert verdicts[DAYS[2]][1]["drifted"] and verdicts[DAYS[2]][1]["driftedFeatures"]
 
     transform = [
         e for e in complete["churn_scoring.transform"]

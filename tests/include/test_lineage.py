@@ -13,8 +13,10 @@ from openlineage.client.serde import Serde
 from include.config import load_settings
 from include.dq.results import FAIL, PASS, SKIPPED, GateResult, RuleOutcome
 from include.lineage import (
+    drift_verdict_lineage,
     features_lineage,
     ingest_lineage,
+    model_version_lineage,
     openlineage_transport,
     partitions_read,
     quality_gate_lineage,
@@ -240,3 +242,40 @@ def test_a_processing_job_reads_its_inputs_and_writes_its_outputs():
     assert [o["name"] for o in event["outputs"]] == ["lake/reports/churn/drift/ds=2026-01-08"]
     with pytest.raises(ValueError, match="no lineage for SageMaker job type 'endpoint'"):
         sagemaker_job_lineage("endpoint", description)
+
+
+def test_a_registered_version_names_its_model_with_version_approval_and_test_metrics(lake):
+    model = lake / "models" / "churn" / "jobs" / "tune-1" / "output" / "model.tar.gz"
+    evaluation = {"metrics": {"roc_auc": 0.788, "log_loss": 0.41, "rows": 300, "ok": True}}
+    _write(model.parent / "evaluation.json", evaluation)
+    registered = {"version": 2, "approval": "Approved", "champion_version": "1"}
+
+    (output,) = [
+        json.loads(Serde.to_json(d)) for d in model_version_lineage(model.as_uri(), registered)
+    ]
+
+    assert output["name"] == str(model)  # the dataset the tuning job reported writing
+    assert output["facets"]["version"]["datasetVersion"] == "2"
+    facet = output["facets"]["headrace_modelVersion"]
+    assert (facet["version"], facet["approval"], facet["championVersion"]) == ("2", "Approved", "1")
+    assert facet["metrics"] == {"roc_auc": 0.788, "log_loss": 0.41, "rows": 300.0}
+    assert facet["_schemaURL"].endswith("docs/lineage.md#model-version-facet")
+
+
+def test_a_drift_check_puts_its_verdict_on_the_drift_jobs_output_folder():
+    folder = "s3://b/lake/monitoring/churn/model_version=1/ds=2026-01-08"
+    result = {
+        "ds": "2026-01-08", "model_version": "1", "drifted": True,
+        "drifted_features": ["minutes_used", "score"], "verdict": "drift on 2 features",
+        "uris": {"drift_report": f"{folder}/drift_report.json"},
+    }  # fmt: skip
+
+    (output,) = [json.loads(Serde.to_json(d)) for d in drift_verdict_lineage(result)]
+
+    assert (output["namespace"], output["name"]) == (
+        "s3://b", "lake/monitoring/churn/model_version=1/ds=2026-01-08"
+    )  # fmt: skip
+    facet = output["facets"]["headrace_driftVerdict"]
+    assert facet["drifted"] is True
+    assert facet["driftedFeatures"] == ["minutes_used", "score"]
+    assert (facet["ds"], facet["modelVersion"]) == ("2026-01-08", "1")
