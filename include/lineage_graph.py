@@ -146,6 +146,19 @@ def _dataset_ref(raw: Mapping[str, Any]) -> DatasetRef:
     )
 
 
+def _finding(facets: Mapping[str, Any]) -> str:
+    """A step's note from our own facets (include/lineage_facets.py), or ``""``."""
+    model = facets.get("headrace_modelVersion")
+    if model:
+        auc = (model.get("metrics") or {}).get("roc_auc")
+        metric = f", test roc_auc {auc:.3f}" if isinstance(auc, int | float) else ""
+        return f"version {model.get('version')} {model.get('approval')}{metric}"
+    drift = facets.get("headrace_driftVerdict")
+    if drift:
+        return str(drift.get("verdict") or ("drift" if drift.get("drifted") else "no drift"))
+    return ""
+
+
 def _airflow_run_id(facets: Mapping[str, Any]) -> str:
     for key in ("airflow", "airflowDagRun"):
         run_id = ((facets.get(key) or {}).get("dagRun") or {}).get("run_id")
@@ -160,9 +173,16 @@ class LineageGraph:
     def __init__(self, events: Iterable[Mapping[str, Any]]):
         self.runs: list[TaskRun] = []
         self.triggers: dict[tuple[str, str], list[Trigger]] = {}
+        # What a task found about a dataset (a model version, a drift verdict), by dataset key:
+        # reported in a RUNNING event by a TaskFlow task (include.lineage.emit_task_outputs).
+        self.findings: dict[tuple[str, str], str] = {}
         for event in events:
             job = event.get("job", {}).get("name", "")
             facets = event.get("run", {}).get("facets") or {}
+            for output in event.get("outputs") or []:
+                finding = _finding(output.get("facets") or {})
+                if finding:
+                    self.findings[(output["namespace"], output["name"])] = finding
             if "." not in job:
                 if event.get("eventType") == "START":
                     self._add_triggers(job, facets)
@@ -483,6 +503,10 @@ def chain_for(
         for ref in starts:
             step = walker.chain.steps.get(ref.key)
             walker.down(ref, step.run.event_time if step and step.run else None)
+    for key, step in walker.chain.steps.items():
+        finding = graph.findings.get(key)
+        if finding:
+            step.note = f"{step.note}; {finding}" if step.note else finding
     return walker.chain
 
 

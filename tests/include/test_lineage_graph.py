@@ -561,3 +561,41 @@ def test_the_cli_fails_naming_the_day_without_predictions(lake):
         f"lineage: no predictions of churn for 2026-02-01: no committed manifest at {manifest}"
     )
     assert result.stdout == ""
+
+
+def test_a_chain_shows_the_model_version_and_the_drift_verdict_the_tasks_reported(lake, settings):
+    """register_model's and drift_check's RUNNING events (include.lineage.emit_task_outputs)
+    put the version, its test roc_auc and the verdict on the model and drift report steps."""
+    from include.lineage import drift_verdict_lineage, model_version_lineage
+
+    _lifecycle(lake)
+    model_dir = lake.root / MODEL.rsplit("/", 1)[0]
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "evaluation.json").write_text(json.dumps({"metrics": {"roc_auc": 0.7884}}))
+    verdict = "drift: minutes_used, score"
+    reported = {
+        "churn_training.register_model": model_version_lineage(
+            lake.uri(MODEL), {"version": "1", "approval": "Approved", "champion_version": None}
+        ),
+        "churn_monitoring.drift_check": drift_verdict_lineage(
+            {"ds": DAY2, "model_version": "1", "drifted": True, "verdict": verdict,
+             "drifted_features": ["minutes_used", "score"],
+             "uris": {"drift_report": lake.uri(f"{DRIFT}/drift_report.json")}}
+        ),
+    }  # fmt: skip
+    for job, outputs in reported.items():
+        lake._write(
+            RunEvent(
+                eventType=RunState.RUNNING,
+                eventTime="2026-12-04T16:40:00+00:00",
+                run=Run(runId=f"01a241da-0000-7000-8000-{lake.count:012d}"),
+                job=Job(namespace=NAMESPACE, name=job),
+                outputs=outputs,
+            )
+        )
+    graph = _graph(settings)
+    by_dataset = _by_dataset(chain_for(graph, [_start(graph, PREDICTIONS)]), lake)
+
+    assert by_dataset[MODEL]["note"] == "version 1 Approved, test roc_auc 0.788"
+    assert by_dataset[MODEL]["task"] == "churn_training.tune"  # the writer stays the job
+    assert by_dataset[DRIFT]["note"] == verdict
