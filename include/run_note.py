@@ -12,7 +12,7 @@ names the environment in ``AIRFLOW_ENV_NAME``).
 ``PATCH /dags/~/dagRuns`` naming both in the body.
 
 A run's cost section holds one line per key (the run's estimate, each job's), so every job of a
-run adds its own line and a retry replaces its line; a person's text above it is kept.
+run adds its own line and a retry replaces its line; a person's text above or below it is kept.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ def merge_note(note: str | None, key: str, line: str) -> str:
         text = text[: LINE_LIMIT - 1] + "…"
     person, _, section = (note or "").partition(COST_HEADING)
     person = person.rstrip()
-    lines = [item for item in section.strip().splitlines() if item.startswith("- ")]
+    # The section is the "- " lines right under the heading; text a person wrote below stays.
+    section_lines = section.strip("\n").splitlines()
+    ours = 0
+    while ours < len(section_lines) and section_lines[ours].startswith("- "):
+        ours += 1
+    lines, below = section_lines[:ours], "\n".join(section_lines[ours:]).strip()
     entry = f"- {key}: {text}"
     keyed = [i for i, item in enumerate(lines) if item.startswith(f"- {key}: ")]
     if keyed:
@@ -57,15 +62,16 @@ def merge_note(note: str | None, key: str, line: str) -> str:
 
     def compose(kept: list[str]) -> str:
         head = f"{person}\n\n" if person else ""
-        return head + "\n".join([COST_HEADING, *kept])
+        tail = f"\n\n{below}" if below else ""
+        return head + "\n".join([COST_HEADING, *kept]) + tail
 
     while len(compose(lines)) > NOTE_LIMIT and len(lines) > 1:
         lines.pop(0 if lines[0] != entry else 1)
     merged = compose(lines)
     if len(merged) > NOTE_LIMIT:
         raise RunNoteError(
-            f"the run's note has {len(person)} characters of a person's text: no room for the "
-            f"cost line within Airflow's {NOTE_LIMIT}"
+            f"the run's note has {len(person) + len(below)} characters of a person's text: "
+            f"no room for the cost line within Airflow's {NOTE_LIMIT}"
         )
     return merged
 

@@ -45,6 +45,15 @@ def test_a_retry_replaces_its_own_line_in_place():
     assert note == f"{COST_HEADING}\n- run: $3.00\n- tuning job-a: $2.00"
 
 
+def test_text_a_person_wrote_below_the_section_stays_below_it():
+    note = merge_note("Above.", "run", "$1.00") + "\n\nBelow, by the reviewer."
+    note = merge_note(note, "tuning job-a", "$2.00")
+    assert (
+        note
+        == f"Above.\n\n{COST_HEADING}\n- run: $1.00\n- tuning job-a: $2.00\n\nBelow, by the reviewer."
+    )
+
+
 def test_the_note_stays_within_airflows_limit_by_dropping_the_oldest_lines():
     note = None
     for number in range(40):
