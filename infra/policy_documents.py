@@ -119,8 +119,9 @@ class Resolver:
         if rest:
             raise TemplateError(f"a condition holds one function, got {sorted(node)}")
         if function == "Fn::Equals":
+            # CloudFormation compares strings: a Number parameter's 0 equals "0".
             left, right = (self.resolve(arg) for arg in args)
-            return left == right
+            return str(left) == str(right)
         if function == "Fn::Not":
             return not self._evaluate(args[0])
         if function == "Fn::And":

@@ -86,6 +86,26 @@ def test_bucket_is_versioned_encrypted_with_the_key_and_private(example):
     assert "LoggingConfiguration" not in bucket  # no access-log bucket given
 
 
+def test_lineage_events_are_kept_unless_a_retention_period_is_set(template):
+    """LineageRetentionDays 0 (the default) keeps lake/lineage/events/; a period expires the
+    event files after it, and nothing else of the lake."""
+
+    def rules(**parameters):
+        resolver = cfn.Resolver(template, {**cfn.EXAMPLE_PARAMETERS, **parameters})
+        bucket = resolver.resolve(resolver.resources["LakeBucket"]["Properties"])
+        return {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+
+    assert sorted(rules()) == ["expire-old-versions"]
+    assert sorted(rules(LineageRetentionDays="0")) == ["expire-old-versions"]
+    lineage = rules(LineageRetentionDays="2557")["expire-lineage-events"]
+    assert lineage == {
+        "Id": "expire-lineage-events",
+        "Status": "Enabled",
+        "Prefix": "lake/lineage/events/",
+        "ExpirationInDays": "2557",
+    }
+
+
 def test_a_passed_key_and_access_logging_are_used(template):
     parameters = cfn.EXAMPLE_PARAMETERS_BRING_YOUR_OWN
     resolver = cfn.Resolver(template, parameters)
