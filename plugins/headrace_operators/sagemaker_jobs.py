@@ -367,7 +367,16 @@ class _SageMakerJobOperator(BaseOperator):
         event = validate_execute_complete_event(event)
         name = job_name or event.get("job_name")
         self._job_name = name
-        return self._checked(name, self.describe(name))
+        description = self.describe(name)
+        if description is not None and description[self.status_key] in self.running_states:
+            # The trigger gave up (its attempts cover the job's wait): stop the job, as the
+            # polling path does at its deadline, rather than leave it running unwatched.
+            self.stop(name)
+            raise AirflowException(
+                f"{self.job_type} job {name} still running after its wait "
+                f"({event.get('message', 'the trigger ended')}); stopped it"
+            )
+        return self._checked(name, description)
 
     def on_kill(self) -> None:
         """Stop the job this task started or re-attached to."""

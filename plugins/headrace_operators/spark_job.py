@@ -689,9 +689,17 @@ class SparkJobOperator(BaseOperator):
                 )
         final = engine.describe(tracked)
         self._spark_run = final
-        if event.get("status") != "success" or final.state not in engine.success_states:
-            raise AirflowException(self._failure_message(final))
-        return final.as_xcom()
+        if final.state in engine.success_states:
+            return final.as_xcom()
+        if final.state in engine.reusable_states:
+            # The trigger gave up while the run goes on (its attempts cover the run's wait):
+            # stop it, as the polling path does at its deadline.
+            engine.stop(final)
+            raise AirflowException(
+                f"{engine.name} run {final.run_id} of {self.job} still {final.state} after its "
+                f"wait ({event.get('message', 'the trigger ended')}); stopped it"
+            )
+        raise AirflowException(self._failure_message(final))
 
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context

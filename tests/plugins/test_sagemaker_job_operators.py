@@ -128,6 +128,26 @@ def test_aws_on_kill_stops_the_job_it_attached_to(
     assert aws_calls.of("sagemaker", "StopTrainingJob") == [{"TrainingJobName": result["job_name"]}]
 
 
+def test_aws_a_job_still_running_when_the_trigger_gives_up_is_stopped(
+    aws_target, aws_features, aws_calls, task_context
+):
+    """The trigger's attempts cover the job's wait; past them the job is stopped, as the
+    polling path stops it at its deadline, not left running unwatched."""
+    aws_calls.stubs[("sagemaker", "StopTrainingJob")] = (200, {})  # moto has no StopTrainingJob
+    context = task_context(dag_id="churn_training", task_id="train")
+    name = training_operator().execute(context)["job_name"]
+    # moto completes jobs at once: the job is described as SageMaker shows one still training.
+    aws_calls.stubs[("sagemaker", "DescribeTrainingJob")] = (
+        200,
+        {"TrainingJobName": name, "TrainingJobStatus": "InProgress"},
+    )
+    given_up = {"status": "error", "message": "Waiter error: max attempts reached"}
+
+    with pytest.raises(AirflowException, match=f"training job {name} still running after its wait"):
+        training_operator().execute_complete(context, event=given_up, job_name=name)
+    assert aws_calls.of("sagemaker", "StopTrainingJob") == [{"TrainingJobName": name}]
+
+
 def test_aws_tuning_request_is_valid_and_named_within_32_characters(
     aws_target, aws_features, aws_calls, task_context
 ):

@@ -240,6 +240,30 @@ def test_glue_on_kill_stops_the_run(aws_target, aws_calls, task_context):
     ]
 
 
+def test_a_run_still_going_when_the_trigger_gives_up_is_stopped(
+    aws_target, aws_calls, task_context
+):
+    """The trigger's attempts cover the run's wait; past them the run is stopped, as the polling
+    path stops it at its deadline, not left running unwatched."""
+    aws_target.hold_glue_runs_starting()
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = (200, {"Name": "stubbed"})
+    aws_calls.stubs[("glue", "BatchStopJobRun")] = (
+        200,
+        {"SuccessfulSubmissions": [], "Errors": []},
+    )
+    context = task_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        make_operator().execute(context)
+    run_id = deferred.value.trigger.run_id
+    given_up = {"status": "error", "message": "Waiter error: max attempts reached"}
+
+    with pytest.raises(AirflowException, match=rf"run {run_id} .* still STARTING after its wait"):
+        make_operator().execute_complete(context, event=given_up, **deferred.value.kwargs)
+    assert aws_calls.of("glue", "BatchStopJobRun") == [
+        {"JobName": "headrace-sleepy_job", "JobRunIds": [run_id]}
+    ]
+
+
 def test_glue_failed_run_fails_the_task_with_glues_error_message(
     aws_target, aws_calls, task_context
 ):
