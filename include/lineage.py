@@ -13,7 +13,7 @@ dataset-level asset line up in any lineage tool.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from include.config import DATASETS_DIR, Settings
@@ -376,12 +376,22 @@ def drift_verdict_lineage(result: Mapping[str, Any]) -> list[OutputDataset]:
     return [output_dataset(folder, facets={"headrace_driftVerdict": facet})]
 
 
-def emit_task_outputs(outputs: list[OutputDataset]) -> None:
-    """Report ``outputs`` of the running TaskFlow task through the provider's public API (a
-    RUNNING event of the task's run; a TaskFlow task has no facet method of its own). Does
-    nothing when OpenLineage is off; a failure is logged by the provider, never raised."""
-    from airflow.providers.openlineage.api import emit_dataset_lineage
+def emit_task_outputs(build: Callable[[], list[OutputDataset]]) -> None:
+    """Report the outputs ``build`` names for the running TaskFlow task through the provider's
+    public API (a RUNNING event of the task's run; a TaskFlow task has no facet method of its
+    own). As the provider's own helper, it never fails the task: a failure to build or emit the
+    event is logged as a warning."""
+    import logging
 
+    from airflow.providers.openlineage.api import emit_dataset_lineage, is_openlineage_active
+
+    if not is_openlineage_active():
+        return
+    try:
+        outputs = build()
+    except Exception as error:  # lineage is reported, never a reason for the task to fail
+        logging.getLogger(__name__).warning("Lineage of this task not reported: %s", error)
+        return
     emit_dataset_lineage(outputs=outputs)
 
 

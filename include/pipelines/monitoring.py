@@ -93,7 +93,7 @@ def monitoring_dag(dataset: str) -> DAG:
             from include.scoring_pipeline import drift_check_result
 
             result = drift_check_result(get_settings(), dataset, plan)
-            emit_task_outputs(drift_verdict_lineage(result))
+            emit_task_outputs(lambda: drift_verdict_lineage(result))
             return result
 
         @task.short_circuit

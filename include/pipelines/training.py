@@ -204,7 +204,7 @@ def training_dag(dataset: str) -> DAG:
             )
             record_training(settings, cause, registered, context["run_id"])
             # The version with its metrics, on the model artifact the tuning job reported.
-            emit_task_outputs(model_version_lineage(job["model_uri"], registered))
+            emit_task_outputs(lambda: model_version_lineage(job["model_uri"], registered))
             return registered
 
         @task(outlets=[model_pending_asset(dataset)])

@@ -279,3 +279,28 @@ def test_a_drift_check_puts_its_verdict_on_the_drift_jobs_output_folder():
     assert facet["drifted"] is True
     assert facet["driftedFeatures"] == ["minutes_used", "score"]
     assert (facet["ds"], facet["modelVersion"]) == ("2026-01-08", "1")
+
+
+def test_a_task_whose_lineage_cannot_be_built_goes_on_with_a_warning(tmp_path):
+    """emit_task_outputs with OpenLineage on (the file transport, as make up configures it) and
+    a builder that fails: the warning names the error and the caller goes on."""
+    import os
+    import subprocess
+    import sys
+
+    transport = json.dumps({"type": "file", "log_file_path": str(tmp_path / "events")})
+    script = (
+        "from include.lineage import emit_task_outputs\n"
+        "from airflow.providers.openlineage.api import is_openlineage_active\n"
+        "assert is_openlineage_active()\n"
+        "emit_task_outputs(lambda: {}['evaluation.json'])\n"
+        "print('went on')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "AIRFLOW__OPENLINEAGE__TRANSPORT": transport},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("went on")
+    assert "Lineage of this task not reported: 'evaluation.json'" in done.stdout + done.stderr
