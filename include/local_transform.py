@@ -42,7 +42,9 @@ import os
 import re
 import sys
 import tarfile
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -59,9 +61,10 @@ OUTPUT_SUFFIX = ".out"
 MB = 1024 * 1024
 # The scoring operator's default cap on a local mini-batch. A 6 MB mini-batch of churn lines
 # (about 45,000 records) takes some 350 MB of Python objects in the handlers; at 5,000 records
-# scoring 1M rows peaked 31 MB above torch and the model, and ran faster (bench/scoring.py).
+# scoring 1M rows peaked 38 MB above torch and the model, and ran faster (bench/scoring.py).
 DEFAULT_MAX_RECORDS = 5_000
 DEFAULT_STOP_GRACE_S = 15.0
+_READ_BLOCK = MB  # a few MB of lines in flight beside the mini-batch, whatever the file size
 
 
 class TransformError(RuntimeError):
@@ -168,31 +171,73 @@ def input_files(request: Mapping[str, Any]) -> list[tuple[Path, str]]:
 
 def _mini_batches(
     path: Path, *, compressed: bool, max_bytes: int, max_records: int | None
-) -> Iterator[tuple[int, list[str]]]:
-    """``(first line number, lines)``: consecutive lines up to ``max_bytes`` of payload (a line
-    larger than that on its own is an error, as on SageMaker) and ``max_records`` lines."""
+) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line number, last line number, lines)``: consecutive non-blank lines up to
+    ``max_bytes`` of payload (a line larger than that on its own is an error, as on SageMaker)
+    and ``max_records`` lines. Reads blocks and splits, decodes and measures them in C; only
+    the cut between mini-batches is a Python step."""
     opener = gzip.open if compressed else open
-    batch: list[str] = []
-    size = 0
-    first = 1
+    lines: list[str] = []  # decoded lines not yet in a mini-batch
+    sizes: list[int] = []  # their payload bytes, newline included
+    numbers: list[int] = []  # their line numbers in the file
+    next_number = 1
+    carry = b""
+    cap = max_records or max_bytes  # a payload line holds at least its newline
     with opener(path, "rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            if len(line) + 1 > max_bytes:
+        while True:
+            block = stream.read(_READ_BLOCK)
+            at_end = not block
+            data = carry + block
+            raws = data.split(b"\n")
+            carry = b"" if at_end else raws.pop()
+            if at_end and raws and not raws[-1]:
+                raws.pop()
+            block_numbers = range(next_number, next_number + len(raws))
+            next_number += len(raws)
+            if b"\r" in data:
+                raws = [raw.rstrip(b"\r\n") for raw in raws]
+            if all(map(bytes.strip, raws)):
+                numbers.extend(block_numbers)
+            else:  # blank lines carry no record (SageMaker skips them too)
+                kept = [(n, raw) for n, raw in zip(block_numbers, raws, strict=True) if raw.strip()]
+                raws = [raw for _, raw in kept]
+                numbers.extend(n for n, _ in kept)
+            block_sizes = [len(raw) + 1 for raw in raws]
+            if block_sizes and max(block_sizes) > max_bytes:
+                index = next(i for i, size in enumerate(block_sizes) if size > max_bytes)
                 raise TransformError(
-                    f"{path} line {number} is {len(line)} bytes, more than MaxPayloadInMB allows"
+                    f"{path} line {numbers[len(lines) + index]} is {block_sizes[index] - 1} "
+                    "bytes, more than MaxPayloadInMB allows"
                 )
-            if batch and (size + len(line) + 1 > max_bytes or len(batch) == max_records):
-                yield first, batch
-                batch, size = [], 0
-            if not batch:
-                first = number
-            batch.append(line.decode("utf-8"))
-            size += len(line) + 1
-    if batch:
-        yield first, batch
+            try:
+                decoded = list(map(bytes.decode, raws))
+            except UnicodeDecodeError as error:
+                index = next(i for i, raw in enumerate(raws) if not _is_utf8(raw))
+                raise TransformError(
+                    f"{path} line {numbers[len(lines) + index]} is not UTF-8: {error.reason}"
+                ) from None
+            lines.extend(decoded)
+            sizes.extend(block_sizes)
+            start = 0
+            while start < len(lines):
+                window = list(accumulate(sizes[start : start + cap]))
+                count = bisect_right(window, max_bytes)
+                if count == len(window) < cap and not at_end:
+                    break  # the next block may still belong to this mini-batch
+                stop = start + count
+                yield numbers[start], numbers[stop - 1], lines[start:stop]
+                start = stop
+            del lines[:start], sizes[:start], numbers[:start]
+            if at_end:
+                return
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _Format:
@@ -228,6 +273,99 @@ class _Format:
         return "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
 
 
+# A leading CSV field the fast path reads without the csv module, where csv.reader reads it the
+# same and csv.writer writes it back without quotes: quoted or not, with no quote, comma, CR, LF
+# or NUL inside. The rest of the line holds no quote, CR, LF or NUL: a comma there always
+# separates fields.
+_CSV_LEAD_FIELD = r'(?:"[^",\r\n\x00]*"|[^",\r\n\x00]*),'
+_CSV_REST = r'[^"\r\n\x00]+'
+
+
+class _CsvFastPath:
+    """``DataProcessing`` of CSV lines without the csv module, for the filters
+    :func:`include.sagemaker_requests.transform_data_processing` writes: ``InputFilter`` ``$``
+    or ``$[k:]``; with ``JoinSource=Input``, no ``OutputFilter`` or one that keeps some of the
+    ``k`` leading input fields and the output's last field (``$[0,1,-1]``).
+
+    One regular expression splits every line of a mini-batch into its ``k`` leading fields and
+    the rest, which is the model's payload as the csv module would write it. A mini-batch it
+    does not match whole (a quote inside a field or past the ``k``-th, a quoted comma, a CR or a
+    NUL, quotes in the model's output) takes the csv module's way: every record is read as
+    csv.reader reads it and written as csv.writer writes it either way.
+    """
+
+    def __init__(self, lead: int, join: bool, keep: list[int] | None):
+        self.lead = lead
+        self.join = join
+        self.keep = keep  # indices into the joined record; None: the whole record
+        self.pattern = re.compile(f"^({_CSV_LEAD_FIELD * lead})({_CSV_REST})$", re.MULTILINE)
+
+    @classmethod
+    def plan(cls, processing: Mapping[str, Any], join: bool) -> _CsvFastPath | None:
+        """The fast path for these filters, or ``None`` when only the csv module's way fits."""
+        input_filter = (processing.get("InputFilter") or "$").strip()
+        output_filter = (processing.get("OutputFilter") or "$").strip()
+        if input_filter == "$":
+            lead = 0
+        elif (match := _SLICE.match(input_filter)) and not match.group(2):
+            lead = int(match.group(1) or 0)
+            if lead < 0:
+                return None
+        else:
+            return None
+        if output_filter == "$":
+            return cls(lead, join, None)
+        match = _INDICES.match(output_filter)
+        if not join or not match:
+            return None
+        keep = [int(v) for v in match.group(1).split(",")]
+        if not all(0 <= i < lead or i == -1 for i in keep):
+            return None
+        return cls(lead, join, keep)
+
+    def split(self, lines: list[str]) -> tuple[list[str], list[str]] | None:
+        """The leading fields of every line, unquoted and each followed by a comma, and the rest
+        of it; ``None`` if a line does not match."""
+        matches = self.pattern.findall("\n".join(lines))
+        if len(matches) != len(lines):
+            return None
+        leading, rests = zip(*matches, strict=True) if matches else ((), ())
+        # The leading fields hold no quote of their own: what quotes there are wrap a field.
+        return "\n".join(leading).replace('"', "").split("\n"), list(rests)
+
+    @staticmethod
+    def outputs(body: str) -> list[str] | None:
+        """The model's output lines, when no quote makes the csv module necessary."""
+        if '"' in body or "\x00" in body:
+            return None
+        lines = body.splitlines()
+        if not all(map(str.strip, lines)):
+            lines = [line for line in lines if line.strip()]
+        return lines
+
+    def output_lines(
+        self, leading: list[str], rests: list[str], outputs: list[str]
+    ) -> list[str] | None:
+        """Output lines as the csv module's join, filter and writer make them, or ``None``."""
+        if not self.join:
+            return outputs
+        if self.keep is None:
+            return [f"{a}{b},{c}" for a, b, c in zip(leading, rests, outputs, strict=True)]
+        last = outputs
+        if -1 in self.keep and "," in "\n".join(outputs):
+            last = [line.rpartition(",")[2] for line in outputs]
+        if self.keep == [*range(self.lead), -1]:
+            lines = list(map(operator.add, leading, last))
+        else:
+            fields = [line.split(",") for line in leading]
+            lines = [
+                ",".join([f[i] if i >= 0 else o for i in self.keep])
+                for f, o in zip(fields, last, strict=True)
+            ]
+        # csv.writer writes a record of one empty field as "": the csv module's way does that.
+        return None if len(self.keep) == 1 and "" in lines else lines
+
+
 def transform_file(
     path: Path,
     out_path: Path,
@@ -251,6 +389,11 @@ def transform_file(
             f"JoinSource=Input joins records of one format; ContentType is "
             f"{transform_input.get('ContentType')!r} and Accept {accept!r}"
         )
+    fast = (
+        _CsvFastPath.plan(processing, join)
+        if input_format.kind == output_format.kind == "csv"
+        else None
+    )
     single = request.get("BatchStrategy", "MultiRecord") == "SingleRecord"
     max_bytes = int(request.get("MaxPayloadInMB", 6) or 6) * MB
     records_cap = 1 if single else max_records
@@ -262,60 +405,82 @@ def transform_file(
     written = 0
     try:
         with open(tmp_path, "w", encoding="utf-8", newline="") as out:
-            for first_line, lines in _mini_batches(
+            for first_line, last_line, lines in _mini_batches(
                 path,
                 compressed=transform_input.get("CompressionType", "None") == "Gzip",
                 max_bytes=max_bytes,
                 max_records=records_cap,
             ):
-                where = f"{path} lines {first_line}-{first_line + len(lines) - 1}"
-                # Fields split from quote-free CSV lines hold no quote, comma or newline.
-                plain = input_format.kind == "csv" and not any('"' in line for line in lines)
-                try:
-                    records = input_format.parse(lines, plain)
-                except (json.JSONDecodeError, csv.Error) as error:
-                    raise TransformError(f"{where}: {error}") from None
-                sent = records if input_filter is None else input_filter(records)
+                where = f"{path} lines {first_line}-{last_line}"
+                split = fast.split(lines) if fast is not None else None
+                records = None
+                if split is not None:
+                    payload = "\n".join(split[1]) + "\n"
+                else:
+                    # Fields split from quote-free CSV lines hold no quote, comma or newline.
+                    plain = input_format.kind == "csv" and not any('"' in line for line in lines)
+                    records = _parse(input_format, lines, plain, where)
+                    sent = records if input_filter is None else input_filter(records)
+                    payload = input_format.dump(sent, plain)
                 try:
                     body, _ = handlers.output_fn(
                         handlers.predict_fn(
-                            handlers.input_fn(
-                                input_format.dump(sent, plain), transform_input["ContentType"]
-                            ),
-                            model,
+                            handlers.input_fn(payload, transform_input["ContentType"]), model
                         ),
                         accept,
                     )
                 except ValueError as error:  # InferenceInputError names the record and column
                     raise TransformError(f"{where}: {error}") from None
-                plain_output = output_format.kind == "csv" and '"' not in body
-                outputs = output_format.parse(
-                    [line for line in body.splitlines() if line.strip()], plain_output
-                )
-                if join:
-                    if len(outputs) != len(records):
-                        raise TransformError(
-                            f"{where}: the model returned {len(outputs)} records for "
-                            f"{len(records)}; JoinSource=Input needs one per input record"
-                        )
-                    if output_format.kind == "csv":
-                        outputs = [r + o for r, o in zip(records, outputs, strict=True)]
-                    else:
-                        outputs = [
-                            {**r, "SageMakerOutput": o}
-                            for r, o in zip(records, outputs, strict=True)
-                        ]
-                plain_output = plain_output and (plain or not join)
-                if output_filter is not None:
-                    outputs = output_filter(outputs)
-                text = output_format.dump(outputs, plain_output)
+                output_lines = _CsvFastPath.outputs(body) if split is not None else None
+                if output_lines is not None:
+                    _check_one_per_record(join, len(output_lines), len(lines), where)
+                    output_lines = fast.output_lines(*split, output_lines)
+                if output_lines is not None:
+                    text = "\n".join(output_lines) + "\n" if output_lines else ""
+                    written += len(output_lines)
+                else:
+                    if records is None:
+                        plain = not any('"' in line for line in lines)
+                        records = _parse(input_format, lines, plain, where)
+                    plain_output = output_format.kind == "csv" and '"' not in body
+                    outputs = output_format.parse(
+                        [line for line in body.splitlines() if line.strip()], plain_output
+                    )
+                    if join:
+                        _check_one_per_record(join, len(outputs), len(records), where)
+                        if output_format.kind == "csv":
+                            outputs = [r + o for r, o in zip(records, outputs, strict=True)]
+                        else:
+                            outputs = [
+                                {**r, "SageMakerOutput": o}
+                                for r, o in zip(records, outputs, strict=True)
+                            ]
+                    plain_output = plain_output and (plain or not join)
+                    if output_filter is not None:
+                        outputs = output_filter(outputs)
+                    text = output_format.dump(outputs, plain_output)
+                    written += len(outputs)
                 out.write(text if assemble else text.replace("\n", ""))
-                written += len(outputs)
         os.replace(tmp_path, out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     return written
+
+
+def _parse(input_format: _Format, lines: list[str], plain: bool, where: str) -> list:
+    try:
+        return input_format.parse(lines, plain)
+    except (json.JSONDecodeError, csv.Error) as error:
+        raise TransformError(f"{where}: {error}") from None
+
+
+def _check_one_per_record(join: bool, outputs: int, records: int, where: str) -> None:
+    if join and outputs != records:
+        raise TransformError(
+            f"{where}: the model returned {outputs} records for {records}; JoinSource=Input "
+            "needs one per input record"
+        )
 
 
 def transform(

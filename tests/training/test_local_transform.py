@@ -238,6 +238,114 @@ def test_bad_input_fails_the_job_naming_the_file_line_and_column(trained, tmp_pa
     assert not list((tmp_path / "out").glob("*.out")), "no partial output file"
 
 
+def test_quoted_ids_are_joined_back_exactly_as_the_csv_module_reads_and_writes_them(
+    trained, tmp_path
+):
+    """The scoring input as pyarrow writes it (ids quoted) takes the fast path; the same
+    records with every field quoted take the csv module's way; both write the same bytes. Ids
+    holding a comma or a quote, blank lines and CRLF line ends go the csv module's way in the
+    middle of the file, each record still getting its own line, in order."""
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    frame = helpers.input_lines(trained["features"], trained["config"]["features"]).head(600)
+    frame = frame.assign(snapshot_date=frame["snapshot_date"].astype(str))
+    buffer = io.BytesIO()
+    pa_csv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        buffer,
+        pa_csv.WriteOptions(include_header=False),
+    )
+    quoted_ids = buffer.getvalue().decode()
+    assert quoted_ids.startswith(f'"{frame["customer_id"].iloc[0]}",')
+    every_field_quoted = io.StringIO()
+    csv.writer(every_field_quoted, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+        frame.astype(str).to_numpy().tolist()
+    )
+    tricky = frame.copy()
+    tricky.loc[10, "customer_id"] = "C,10"
+    tricky.loc[450, "customer_id"] = 'C"450'
+    tricky_lines = io.StringIO()
+    csv.writer(tricky_lines, lineterminator="\r\n").writerows(
+        tricky.astype(str).to_numpy().tolist()
+    )
+    tricky_text = tricky_lines.getvalue().replace("\r\n", "\r\n\r\n", 3)  # blank lines too
+    for name, text in [("fast", quoted_ids), ("csv", every_field_quoted.getvalue()),
+                       ("tricky", tricky_text)]:  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "part-00000.csv").write_text(text, newline="")
+        request, _ = requests_for(
+            trained, f"file://{tmp_path / name}", tmp_path / f"{name}-out", f"job-{name}"
+        )
+        assert transform(request, trained["model_dir"], max_records=100)["records"] == 600
+
+    fast = (tmp_path / "fast-out" / "part-00000.csv.out").read_bytes()
+    assert fast == (tmp_path / "csv-out" / "part-00000.csv.out").read_bytes()
+    rows = list(csv.reader(io.StringIO(fast.decode())))
+    assert [row[:2] for row in rows] == frame[["customer_id", "snapshot_date"]].values.tolist()
+    scores = np.array([row[2] for row in rows], dtype=np.float32)
+    assert_same_scores(scores, whole_frame_scores(trained, frame))
+    # csv.writer quotes the ids that need it; the other lines are the fast path's, unchanged.
+    out = (tmp_path / "tricky-out" / "part-00000.csv.out").read_text().splitlines()
+    assert len(out) == 600
+    assert out[10].startswith('"C,10",') and out[450].startswith('"C""450",')
+    assert [line for i, line in enumerate(out) if i not in (10, 450)] == [
+        line for i, line in enumerate(fast.decode().splitlines()) if i not in (10, 450)
+    ]
+
+
+def test_the_csv_fast_path_splits_quoted_ids_and_declines_what_needs_the_csv_module():
+    from include.local_transform import _CsvFastPath
+
+    fast = _CsvFastPath.plan(
+        {"InputFilter": "$[2:]", "JoinSource": "Input", "OutputFilter": "$[0,1,-1]"}, join=True
+    )
+    leading, rests = fast.split(['"C1","2026-01-07",1.5,2', 'C2,"",3', '"é",d,-4e-3'])
+    assert (leading, rests) == (["C1,2026-01-07,", "C2,,", "é,d,"], ["1.5,2", "3", "-4e-3"])
+    assert fast.output_lines(leading, rests, ["0.25", "0.5", "x,0.75"]) == [
+        "C1,2026-01-07,0.25", "C2,,0.5", "é,d,0.75"
+    ]  # fmt: skip
+    # Each of these lines needs the csv module: the whole mini-batch takes its way.
+    for odd in ['"C,1",d,1', '"C""1",d,1', 'C"1,d,1', '"C1"x,d,1', "C1,d,1\r2", "C1,d", 'C1,d,"1"']:
+        assert fast.split(["C0,d,0", odd]) is None, odd
+    assert fast.outputs('0.5\n"0,5"\n') is None
+    assert fast.outputs("0.5\n\n0.25\n") == ["0.5", "0.25"]
+    # Filters other than the ones the aws target writes take the csv module's way throughout.
+    assert _CsvFastPath.plan({"InputFilter": "$[1:3]"}, join=False) is None
+    assert _CsvFastPath.plan({"InputFilter": "$[2:]", "OutputFilter": "$[-1]"}, join=False) is None
+    assert _CsvFastPath.plan({"InputFilter": "$[1:]", "OutputFilter": "$[1,-1]"}, join=True) is None
+    whole = _CsvFastPath.plan({"InputFilter": "$[1:]", "JoinSource": "Input"}, join=True)
+    assert whole.output_lines(*whole.split(['"a",1,2']), ["0.5"]) == ["a,1,2,0.5"]
+
+
+def test_mini_batches_cut_by_payload_size_and_count_across_read_blocks(tmp_path, monkeypatch):
+    """Lines are cut into mini-batches as SageMaker's MultiRecord does (at most MaxPayloadInMB
+    bytes, newlines counted, and at most max_records), whatever the read blocks; blank lines
+    carry no record and the batches name their first and last line numbers."""
+    import include.local_transform as runtime
+
+    path = tmp_path / "part.csv"
+    path.write_bytes(b"aaaa\r\nbb\n\n  \ncccccc\ndd\neeeeeeeee\nf")
+    for block in (1, 3, 7, 1 << 20):
+        monkeypatch.setattr(runtime, "_READ_BLOCK", block)
+        # 5 + 3 bytes, then "cccccc" would make 15 > 12; 7 + 3, then 10 more would not fit.
+        assert list(
+            runtime._mini_batches(path, compressed=False, max_bytes=12, max_records=None)
+        ) == [(1, 2, ["aaaa", "bb"]), (5, 6, ["cccccc", "dd"]), (7, 8, ["eeeeeeeee", "f"])]
+        assert list(
+            runtime._mini_batches(path, compressed=False, max_bytes=100, max_records=3)
+        ) == [(1, 5, ["aaaa", "bb", "cccccc"]), (6, 8, ["dd", "eeeeeeeee", "f"])]
+
+    with pytest.raises(TransformError, match=r"part.csv line 7 is 9 bytes, more than"):
+        list(runtime._mini_batches(path, compressed=False, max_bytes=9, max_records=None))
+    path.write_bytes(b"ok\nok\n\xff\xfe,1\n")
+    with pytest.raises(TransformError, match=r"part.csv line 3 is not UTF-8"):
+        list(runtime._mini_batches(path, compressed=False, max_bytes=100, max_records=None))
+
+
 def test_jsonpath_filters_of_sagemakers_data_processing():
     assert compile_filter("$", "InputFilter") is None
     assert compile_filter("$[2:]", "InputFilter")([["a", "b", "1", "2"]]) == [["1", "2"]]
