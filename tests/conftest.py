@@ -33,16 +33,14 @@ def repo_root() -> Path:
 def start_moto_server():
     """Starts a moto server on loopback and returns its endpoint URL; all are stopped at the end
     of the session. Each test area keeps a server of its own, so no state crosses areas."""
-    from moto.server import ThreadedMotoServer
+    from tests.aws_fakes import start_moto
 
     servers = []
 
     def start() -> str:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
+        server, endpoint = start_moto()
         servers.append(server)
-        host, port = server.get_host_and_port()
-        return f"http://{host}:{port}"
+        return endpoint
 
     yield start
     for server in servers:
@@ -64,6 +62,39 @@ def moto_api():
             pass
 
     return call
+
+
+@pytest.fixture
+def fake_aws_account(moto_api, monkeypatch, fresh_settings):
+    """``fake_aws_account(endpoint, bucket, **options)``: the moto server at ``endpoint`` reset,
+    this test's environment pointed at it, and the fake account of ``tests/aws_fakes.py`` built
+    there (``options`` as :func:`~tests.aws_fakes.build_fake_account` takes them) and selected
+    as the aws target's settings."""
+    from include.config import get_settings
+    from tests.aws_fakes import AWS_UNSET, build_fake_account, moto_environment
+
+    def build(endpoint: str, bucket: str, **options):
+        moto_api(endpoint, "reset")
+        for name, value in moto_environment(endpoint).items():
+            monkeypatch.setenv(name, value)
+        for name in AWS_UNSET:
+            monkeypatch.delenv(name, raising=False)
+        account = build_fake_account(bucket, **options)
+        for name, value in account.settings.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        return account
+
+    return build
+
+
+@pytest.fixture
+def aws_calls(monkeypatch):
+    """Every request of every botocore session created in the test (sync and async), and the
+    stubs that answer what moto lacks: a :class:`~tests.aws_fakes.RequestCapture`."""
+    from tests.aws_fakes import RequestCapture
+
+    return RequestCapture(actor="test").install(monkeypatch.setattr)
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ ingestion only: validation on those engines is Deequ, which needs its JVM jars).
 points at a migrated database. Writes every request as one JSON line to ``LOG_PATH`` and prints
 one ``OUTCOME {json}`` line: DAG run and task states, XComs of interest, the capture's counts.
 
-How nothing escapes the record: every botocore session, sync or async (aiobotocore's session
-subclasses botocore's), gets the recorder's handlers at construction, and every client copies
-its session's handlers; independently, the one method every API call goes through
+How nothing escapes the record (``RequestCapture`` of tests/aws_fakes.py, which every aws-target
+test records with): every botocore session, sync or async (aiobotocore's session subclasses
+botocore's), gets the recorder's handlers at construction, and every client copies its
+session's handlers; independently, the one method every API call goes through
 (``_make_api_call``, sync and async) counts calls, and moto's own recorder logs every HTTP
 request the server receives. The test checks that the three agree.
 
@@ -28,8 +29,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
-from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,17 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
 
+from tests.aws_fakes import (  # noqa: E402 (the repository root is on sys.path from here on)
+    ACCOUNT,
+    REGION,
+    RequestCapture,
+    aws_client,
+    build_fake_account,
+    jsonable,
+    start_moto_for_this_process,
+)
+
 BUCKET = "headrace-contract-lake"
-REGION = "eu-west-1"
-ACCOUNT = "123456789012"  # moto's account: roles must belong to it
 DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
 ROWS_PER_DAY = 300
 PII_SALT = "contract-test-salt"  # pragma: allowlist secret (a test value, stored in moto)
@@ -51,149 +58,6 @@ MWAA_ENVIRONMENT = "headrace-contract"
 
 
 # --- the record ------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    # A mapped task's XComs (a lazy sequence); never a request's stream, which must stay unread.
-    if isinstance(value, Sequence):
-        return [_jsonable(v) for v in value]
-    return f"<{type(value).__name__}>"
-
-
-class RequestCapture:
-    """Every request, who sent it (``dag:<dag_id>``, ``simulated`` or ``setup``), and the stubs
-    and after-call behaviours that stand in for what moto lacks."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.api_calls: list[tuple[str, str]] = []
-        self.sessions_hooked = 0
-        self.clients_created = 0
-        self.actor = "setup"
-        self._local = threading.local()
-        self.stubs: dict[tuple[str, str], Any] = {}
-        self.after: dict[tuple[str, str], Any] = {}
-
-    # While an after-call handler simulates AWS, its own requests are the simulator's.
-    def current_actor(self) -> str:
-        return getattr(self._local, "actor", None) or self.actor
-
-    def of(self, service: str, operation: str) -> list[dict]:
-        return [
-            r["params"]
-            for r in self.requests
-            if (r["service"], r["operation"]) == (service, operation)
-        ]
-
-    def simulating(self):
-        capture = self
-
-        class _Scope:
-            def __enter__(self):
-                capture._local.actor = "simulated"
-
-            def __exit__(self, *exc):
-                capture._local.actor = None
-
-        return _Scope()
-
-    def on_parameters(self, params, model, **kwargs) -> None:
-        self.requests.append(
-            {
-                "seq": len(self.requests),
-                "actor": self.current_actor(),
-                "service": model.service_model.service_name,
-                "operation": model.name,
-                "params": _jsonable(dict(params)),
-                "stubbed": False,
-            }
-        )
-
-    def on_before_call(self, model, params, **kwargs):
-        stub = self.stubs.get((model.service_model.service_name, model.name))
-        if stub is None:
-            return None
-        from botocore.awsrequest import AWSResponse
-
-        request = self._last_of(model)
-        request["stubbed"] = True
-        status, parsed = stub(request["params"])
-        return AWSResponse("http://stubbed.invalid", status, {}, None), parsed
-
-    def on_after_call(self, http_response, parsed, model, **kwargs) -> None:
-        handler = self.after.get((model.service_model.service_name, model.name))
-        if handler is not None:
-            with self.simulating():
-                handler(self._last_of(model)["params"], parsed)
-
-    def _last_of(self, model) -> dict:
-        service = model.service_model.service_name
-        return next(
-            r
-            for r in reversed(self.requests)
-            if (r["service"], r["operation"]) == (service, model.name)
-        )
-
-    def install(self, patch=setattr) -> None:
-        """Hook every botocore session made from now on; ``patch(obj, name, value)`` sets the
-        hooks (``monkeypatch.setattr`` in tests, to undo them after)."""
-        import aiobotocore.client
-        import botocore.client
-        import botocore.session
-
-        capture = self
-        session_init = botocore.session.Session.__init__
-
-        def hooked_init(session, *args, **kwargs):
-            session_init(session, *args, **kwargs)
-            session.register("before-parameter-build", capture.on_parameters)
-            session.register("before-call", capture.on_before_call)
-            session.register("after-call", capture.on_after_call)
-            capture.sessions_hooked += 1
-
-        patch(botocore.session.Session, "__init__", hooked_init)
-
-        sync_call = botocore.client.BaseClient._make_api_call
-
-        def counted_call(client, operation_name, api_params):
-            capture.api_calls.append((client.meta.service_model.service_name, operation_name))
-            return sync_call(client, operation_name, api_params)
-
-        patch(botocore.client.BaseClient, "_make_api_call", counted_call)
-
-        async_call = aiobotocore.client.AioBaseClient._make_api_call
-
-        async def counted_async_call(client, operation_name, api_params):
-            capture.api_calls.append((client.meta.service_model.service_name, operation_name))
-            return await async_call(client, operation_name, api_params)
-
-        patch(aiobotocore.client.AioBaseClient, "_make_api_call", counted_async_call)
-
-        sync_create = botocore.client.ClientCreator.create_client
-
-        def counted_create(creator, *args, **kwargs):
-            capture.clients_created += 1
-            return sync_create(creator, *args, **kwargs)
-
-        patch(botocore.client.ClientCreator, "create_client", counted_create)
-        async_create = aiobotocore.client.AioClientCreator.create_client
-
-        async def counted_async_create(creator, *args, **kwargs):
-            capture.clients_created += 1
-            return await async_create(creator, *args, **kwargs)
-
-        patch(aiobotocore.client.AioClientCreator, "create_client", counted_async_create)
-
 
 CAPTURE = RequestCapture()
 
@@ -569,95 +433,31 @@ class SimulatedAws:
 
 def start_moto_and_configure(engine: str, recording: Path):
     """A moto server recording what it receives, the aws settings, and what a deployment has
-    made before the DAGs run: the bucket, KMS key, network, secret, topic, engine, dataset spec."""
+    made before the DAGs run: the fake account (tests/aws_fakes.py) with the salt secret, alerts
+    topic and ``engine``'s resources, and the dataset spec."""
     os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
-    import boto3
     from moto.moto_api import recorder
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # pragma: allowlist secret (moto's dummy credential)
-        AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION,
-        AWS_ENDPOINT_URL=f"http://{host}:{port}",
-        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/credentials",
-        AWS_CONFIG_FILE="/nonexistent/config",
-    )
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(name, None)
+    server = start_moto_for_this_process()
     recorder.reset_recording()
     recorder.start_recording()
-
-    def client(service: str):
-        return boto3.client(service, region_name=REGION)
-
-    client("s3").create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-    )
-    kms_key_arn = client("kms").create_key(Description="headrace lake")["KeyMetadata"]["Arn"]
-    ec2 = client("ec2")
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = ec2.create_subnet(
-        VpcId=vpc_id, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}b"
-    )["Subnet"]["SubnetId"]
-    security_group_id = ec2.create_security_group(
-        GroupName="headrace-jobs", Description="headrace jobs", VpcId=vpc_id
-    )["GroupId"]
-    secret_arn = client("secretsmanager").create_secret(
-        Name="headrace/pii-salt", SecretString=PII_SALT
-    )["ARN"]
-    topic_arn = client("sns").create_topic(Name="headrace-alerts")["TopicArn"]
+    account = build_fake_account(BUCKET, engine=engine, pii_salt=PII_SALT, alerts_topic=True)
     # The dataset spec ships beside the job code (make deploy); the jobs read it from S3.
-    client("s3").put_object(
+    aws_client("s3").put_object(
         Bucket=BUCKET,
         Key="artifacts/datasets/churn.yaml",
         Body=(REPO_ROOT / "include" / "datasets" / "churn.yaml").read_bytes(),
     )
     settings = {
-        "PIPELINE_TARGET": "aws",
-        "HEADRACE_BUCKET": BUCKET,
-        "HEADRACE_LAKE_ROOT": f"s3://{BUCKET}/lake",
-        "HEADRACE_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/headrace-sagemaker",
-        "HEADRACE_GLUE_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/headrace-glue",
-        "HEADRACE_EMR_SERVERLESS_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/headrace-emr",
-        "HEADRACE_KMS_KEY_ARN": kms_key_arn,
-        "HEADRACE_SUBNET_IDS": subnet_id,
-        "HEADRACE_SECURITY_GROUP_IDS": security_group_id,
-        "HEADRACE_PII_SALT_SECRET_ARN": secret_arn,
-        "HEADRACE_ALERTS_TOPIC_ARN": topic_arn,
-        "HEADRACE_SPARK_ENGINE": engine,
+        **account.settings,
         "AIRFLOW_ENV_NAME": MWAA_ENVIRONMENT,
         # Tiny jobs on a small machine; the request bodies keep their production shape.
         "HEADRACE_SPARK_DRIVER_MEMORY": "1g",
         "HEADRACE_SPARK_LOG_LEVEL": "ERROR",
     }
-    if engine == "emr_serverless":
-        settings["HEADRACE_EMR_SERVERLESS_APPLICATION_ID"] = client(
-            "emr-serverless"
-        ).create_application(
-            name="headrace",
-            releaseLabel="emr-7.9.0",
-            type="SPARK",
-            maximumCapacity={"cpu": "16 vCPU", "memory": "64 GB"},
-        )["applicationId"]
-    elif engine == "emr_ec2":
-        settings["HEADRACE_EMR_CLUSTER_ID"] = client("emr").run_job_flow(
-            Name="headrace",
-            ReleaseLabel="emr-7.9.0",
-            Instances={
-                "MasterInstanceType": "m5.xlarge",
-                "InstanceCount": 1,
-                "KeepJobFlowAliveWhenNoSteps": True,
-            },
-            JobFlowRole="EMR_EC2_DefaultRole",
-            ServiceRole="EMR_DefaultRole",
-        )["JobFlowId"]
     os.environ.update(settings)
-    return server, recorder, {"kms_key_arn": kms_key_arn, "topic_arn": topic_arn, **settings}
+    env = {"kms_key_arn": account.kms_key_arn, "topic_arn": account.topic_arn, **settings}
+    return server, recorder, env
 
 
 def land_churn_days(mirror: BucketMirror, kms_key_arn: str) -> None:
@@ -699,7 +499,7 @@ def run_dag(bag, dag_id: str, conf: dict, outcome: dict, expect: str = "success"
         "conf": conf,
         "state": str(dag_run.state),
         "tasks": {task_id: str(ti.state) for task_id, ti in tis.items()},
-        "xcom": {task_id: _jsonable(ti.xcom_pull(task_ids=task_id)) for task_id, ti in tis.items()},
+        "xcom": {task_id: jsonable(ti.xcom_pull(task_ids=task_id)) for task_id, ti in tis.items()},
         # The run's requests: outcome["requests"][start:end] (the log's order).
         "requests": [first_request, len(CAPTURE.requests)],
     }

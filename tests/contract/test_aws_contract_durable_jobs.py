@@ -83,14 +83,14 @@ def spark_operator():
 
 @pytest.mark.parametrize("engine", sorted(SPARK_START))
 def test_spark_retry_reattaches_to_the_running_run_and_kill_stops_it(
-    engine, contract_target, recorded, task_context, moto_api
+    engine, contract_target, aws_calls, task_context, moto_api
 ):
     contract_target.use(engine)
-    recorded.stubs[("glue", "CreateSecurityConfiguration")] = lambda p: (200, {"Name": p["Name"]})
-    recorded.stubs[("glue", "BatchStopJobRun")] = lambda p: (
+    aws_calls.stubs[("glue", "CreateSecurityConfiguration")] = lambda p: (200, {"Name": p["Name"]})
+    aws_calls.stubs[("glue", "BatchStopJobRun")] = lambda p: (
         200, {"SuccessfulSubmissions": [], "Errors": []},
     )  # fmt: skip
-    recorded.stubs[("emr", "CancelSteps")] = lambda p: (200, {"CancelStepsInfoList": []})
+    aws_calls.stubs[("emr", "CancelSteps")] = lambda p: (200, {"CancelStepsInfoList": []})
     if engine == "glue":  # moto's Glue runs finish on first sight: hold them STARTING
         moto_api(contract_target.endpoint, "state-manager/set-transition",
                  {"model_name": "glue::job_run",
@@ -101,7 +101,7 @@ def test_spark_retry_reattaches_to_the_running_run_and_kill_stops_it(
             for run in parsed.get("jobRuns", []):
                 run["state"] = "RUNNING"
 
-        recorded.after[("emr-serverless", "ListJobRuns")] = still_running
+        aws_calls.after[("emr-serverless", "ListJobRuns")] = still_running
     context = task_context("churn_ingestion", "ingest")
 
     with pytest.raises(TaskDeferred) as first:
@@ -113,9 +113,9 @@ def test_spark_retry_reattaches_to_the_running_run_and_kill_stops_it(
 
     run_id = first.value.kwargs["run"]["run_id"]
     assert second.value.kwargs["run"]["run_id"] == run_id
-    starts = recorded.of(*SPARK_START[engine])
+    starts = aws_calls.of(*SPARK_START[engine])
     assert len(starts) == 1, f"{engine}: a retry must re-attach, not start again"
-    stops = recorded.of(*SPARK_STOP[engine])
+    stops = aws_calls.of(*SPARK_STOP[engine])
     expected_stop = {
         "glue": {"JobName": "headrace-sleepy_job", "JobRunIds": [run_id]},
         "emr_serverless": {"applicationId": contract_target.application_id, "jobRunId": run_id},
@@ -180,7 +180,7 @@ def sagemaker_operator(kind: str, bucket: str):
 
 @pytest.mark.parametrize("kind", sorted(SAGEMAKER))
 def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
-    kind, contract_target, recorded, task_context
+    kind, contract_target, aws_calls, task_context
 ):
     create, describe, stop, name_key, status_key = SAGEMAKER[kind]
     created: dict[str, dict] = {}
@@ -194,9 +194,9 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     def remember(params, parsed):
         created[params[name_key]] = params
 
-    recorded.after[("sagemaker", create)] = remember
-    recorded.stubs[("sagemaker", describe)] = in_progress
-    recorded.stubs[("sagemaker", stop)] = lambda params: (200, {})  # moto has no Stop*Job
+    aws_calls.after[("sagemaker", create)] = remember
+    aws_calls.stubs[("sagemaker", describe)] = in_progress
+    aws_calls.stubs[("sagemaker", stop)] = lambda params: (200, {})  # moto has no Stop*Job
     task_id = {"training": "train", "tuning": "tune", "transform": "transform",
                "processing": "profile"}[kind]  # fmt: skip
     context = task_context("churn_contract", task_id)
@@ -214,8 +214,8 @@ def test_sagemaker_retry_reattaches_to_the_running_job_and_kill_stops_it(
     rule = "sagemaker_tuning" if kind == "tuning" else "sagemaker"
     name = TaskRunIdentity("churn_contract", context["run_id"], task_id).name_for(rule)
     assert first.value.kwargs == second.value.kwargs == {"job_name": name}
-    assert [params[name_key] for params in recorded.of("sagemaker", create)] == [name]
-    assert recorded.of("sagemaker", stop) == [{name_key: name}]
+    assert [params[name_key] for params in aws_calls.of("sagemaker", create)] == [name]
+    assert aws_calls.of("sagemaker", stop) == [{name_key: name}]
     if kind in ("training", "tuning"):
         # The one job sent reads manifest files, which the first try wrote before creating it.
         sent = created[name].get("TrainingJobDefinition", created[name])["InputDataConfig"]

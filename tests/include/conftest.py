@@ -15,12 +15,11 @@ def moto_s3(monkeypatch):
     (with the objects of an earlier test) when a second test of the session creates it.
     """
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    from tests.aws_fakes import start_moto
+
+    server, endpoint = start_moto()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     bucket = f"headrace-lake-test-{uuid.uuid4().hex[:8]}"

@@ -497,7 +497,7 @@ def test_glue_data_quality_run_is_sized_by_the_datasets_capacity(
         "quality": {"max_runtime_minutes": 30, "glue_data_quality": {"number_of_workers": 12}}
     }
     (folder / "churn.yaml").write_text(yaml.safe_dump(raw))
-    aws_calls.calls.clear()
+    aws_calls.requests.clear()
     _stub_glue_data_quality(aws_calls, passing=True)
     run_gate(make_gate(rules_dir=folder), gate_context(task_context))
     (sized,) = aws_calls.of("glue", "StartDataQualityRulesetEvaluationRun")

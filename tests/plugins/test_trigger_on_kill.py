@@ -242,13 +242,13 @@ def run_in_triggerer(workload, aws_calls, poll: tuple[str, str], *, user_kills: 
     outcome: dict[str, Any] = {}
 
     async def triggerer() -> None:
-        first_call = len(aws_calls.calls)
+        first_call = len(aws_calls.requests)
         runner.to_create.append(workload)
         await runner.create_triggers()
         task = runner.triggers[TRIGGER_ID]["task"]
         deadline = time.monotonic() + POLL_WAIT_S
         while not any(
-            (call.service, call.operation) == poll for call in aws_calls.calls[first_call:]
+            (call["service"], call["operation"]) == poll for call in aws_calls.requests[first_call:]
         ):
             assert not task.done(), f"the trigger ended before it polled: {task}"
             assert time.monotonic() < deadline, f"the trigger sent no {poll} in {POLL_WAIT_S}s"
