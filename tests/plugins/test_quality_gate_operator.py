@@ -3,7 +3,7 @@ Quality path on the aws target against a moto server.
 
 moto implements the Glue Data Catalog (database, table, partition) and S3, which the gate uses
 as on AWS. It implements none of Glue Data Quality's APIs nor CreateSecurityConfiguration: those
-calls are answered by stubs on botocore's ``before-call`` event (see conftest), after botocore
+calls are answered by stubs on botocore's ``before-call`` event (tests/aws_fakes.py), after botocore
 has validated and serialized the request, and the tests assert the requests the operator sent.
 """
 

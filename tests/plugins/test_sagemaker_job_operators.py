@@ -2,7 +2,7 @@
 
 aws: against the moto server, on a features partition committed there. moto completes a
 training job the moment it is created and has no StopTrainingJob or StopHyperParameterTuningJob,
-so those answers are stubbed (see conftest) and the requests the operator sent are asserted.
+so those answers are stubbed (tests/aws_fakes.py) and the requests the operator sent are asserted.
 local: the real training/train.py through the local runtime, on a small committed features
 partition with a planted signal.
 """

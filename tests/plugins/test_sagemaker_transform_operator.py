@@ -1,7 +1,7 @@
 """SageMakerTransformOperator on both targets.
 
 aws: against the moto server. moto completes a transform job the moment it is created and has no
-StopTransformJob; the stop is answered by the recorder's stub (see conftest), and the deferral
+StopTransformJob; the stop is answered by the recorder's stub (tests/aws_fakes.py), and the deferral
 test stubs DescribeTransformJob with an InProgress job, so the request the operator sends and
 the trigger it defers to can be asserted. local: the real training/inference.py handlers through
 the local transform runtime, on a model trained by train.py.

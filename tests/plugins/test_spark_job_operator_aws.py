@@ -1,6 +1,6 @@
 """SparkJobOperator on the aws target, against a moto server: Glue, EMR Serverless, EMR steps.
 
-What moto lacks is answered by a stub on botocore's ``before-call`` event (see conftest), and
+What moto lacks is answered by a stub on botocore's ``before-call`` event (tests/aws_fakes.py), and
 each such test says so; the request the operator sent is asserted either way:
 - Glue CreateSecurityConfiguration, UpdateJob and BatchStopJobRun are not implemented by moto;
   its Glue runs never fail (they move STARTING → RUNNING → SUCCEEDED), so a failed run's

@@ -13,7 +13,7 @@ in ``run_trigger()``. Then, while the trigger is polling AWS:
    the user-action message, so ``run_trigger()`` awaits the trigger's ``on_kill`` — exactly one
    Stop call, for the job the operator started.
 
-What moto lacks is answered by the recorder's stubs (see conftest) and the request is asserted:
+What moto lacks is answered by the recorder's stubs (tests/aws_fakes.py) and the request is asserted:
 moto has no Glue BatchStopJobRun, EMR CancelSteps or SageMaker Stop*Job, and it finishes EMR
 Serverless runs and SageMaker jobs at once, so the trigger's status call is stubbed "running"
 (for SageMaker, as an earlier try's running job). EMR Serverless CancelJobRun is moto's own: the
