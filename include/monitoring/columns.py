@@ -99,9 +99,8 @@ class NumericValues:
         return int(self.sorted_values.size)
 
 
-def numeric_values(series: pd.Series, *, sort: bool = True) -> NumericValues:
-    """``series`` as sorted float64 values (numpy's SIMD sort: the drift check's main cost);
-    ``sort=False`` leaves them in row order (a count that needs no order skips the sort)."""
+def numeric_values(series: pd.Series) -> NumericValues:
+    """``series`` as sorted float64 values (numpy's SIMD sort: the drift check's main cost)."""
     if pd.api.types.is_bool_dtype(series.dtype):
         values = np.full(len(series), np.nan)
         raw_invalid = series.notna().to_numpy()
@@ -120,7 +119,7 @@ def numeric_values(series: pd.Series, *, sort: bool = True) -> NumericValues:
     finite = np.isfinite(values)
     if raw_invalid is None and np.count_nonzero(finite) == values.size:
         # The common case, one pass: np.sort copies, so the caller's frame is never reordered.
-        return NumericValues(sorted_values=np.sort(values) if sort else values, missing=0)
+        return NumericValues(sorted_values=np.sort(values), missing=0)
     infinite = np.isinf(values)
     invalid = infinite if raw_invalid is None else raw_invalid | infinite
     n_invalid = int(np.count_nonzero(invalid))
@@ -129,8 +128,7 @@ def numeric_values(series: pd.Series, *, sort: bool = True) -> NumericValues:
         row = int(np.flatnonzero(invalid)[0])
         first_invalid = (row, series.iloc[row])
     present = values[finite]  # a boolean mask copies: sorting in place is safe
-    if sort:
-        present.sort()
+    present.sort()
     return NumericValues(
         sorted_values=present,
         missing=len(series) - int(present.size) - n_invalid,

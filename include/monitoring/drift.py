@@ -457,7 +457,8 @@ def check_drift_from_source(
     """The drift check of the rows of ``source`` (see :func:`check_drift`), whose columns are
     ``available``: one pass counting against the baseline's PSI edges and reference sample
     values (PSI and KS are exact from those counts), then the passes the batch's own order
-    statistics need (its ``statistics.json`` and the report's plot)."""
+    statistics need (its ``statistics.json`` and the report's plot): one, which also keeps the
+    values around where the plot's edges can fall, unless a column's budget calls for more."""
     config = thresholds or MonitoringConfig()
     config.check_features(reference_profile.references)
     item_count = source.rows
@@ -479,13 +480,17 @@ def check_drift_from_source(
         ask_numeric_statistics(stream)
         reference = reference_profile.references[name]
         if stream.n and reference.sample_sorted.size:
-            stream.ask(ranks=_plot_ranks(stream.n))
+            stream.ask(
+                ranks=_plot_ranks(stream.n),
+                ranges=_plot_edge_ranges(reference.sample_sorted, stream),
+            )
     resolve(source, list(streams.values()))
     plots = {}
     for name, stream in streams.items():
         plots[name] = _plot_edges(reference_profile.references[name].sample_sorted, stream)
         if plots[name] is not None:
             stream.ask(values=plots[name])
+    # Nothing left to read when the edges' ranges were kept with the ranks (see above).
     resolve(source, list(streams.values()))
 
     features: list[FeatureDrift] = []
@@ -665,11 +670,37 @@ _PLOT_QUANTILES = (0.005, 0.995)
 
 def _plot_ranks(n: int) -> list[int]:
     """The batch's ranks :func:`_sorted_quantile` reads for the plot's range."""
-    ranks = []
-    for q in _PLOT_QUANTILES:
-        below = math.floor(q * (n - 1))
-        ranks += [below, min(below + 1, n - 1)]
-    return ranks
+    return [rank for q in _PLOT_QUANTILES for rank in _quantile_neighbours(n, q)]
+
+
+def _quantile_neighbours(n: int, q: float) -> tuple[int, int]:
+    """The two ranks :func:`_sorted_quantile` interpolates between for ``q`` of ``n`` values."""
+    below = math.floor(q * (n - 1))
+    return below, min(below + 1, n - 1)
+
+
+def _plot_edge_ranges(reference_sorted: np.ndarray, stream: NumericStream) -> np.ndarray:
+    """Value ranges holding the plot's edges whatever the batch's plot quantiles turn out to be
+    (after the first pass each is only known to lie between two points), so that the pass that
+    finds those quantiles also keeps what counting at the edges needs. Empty when the kept
+    column makes them known already, or when the edges could be ``low .. low + 1``."""
+    if stream.all_values is not None:
+        return np.empty((0, 2))
+    bounds = []
+    for q, side in zip(_PLOT_QUANTILES, (min, max), strict=True):
+        below, above = _quantile_neighbours(stream.n, q)
+        (low,), _ = stream.rank_bounds([below])
+        _, (high,) = stream.rank_bounds([above])
+        reference = _sorted_quantile(reference_sorted, q)
+        bounds.append((side(reference, low), side(reference, high)))
+    (low_min, low_max), (high_min, high_max) = bounds
+    if high_min <= low_max:
+        return np.empty((0, 2))
+    # Each edge grows with both ends; the margin covers linspace's rounding.
+    margin = 1e-9 * (high_max - low_min) + 8 * np.spacing(max(abs(low_min), abs(high_max)))
+    first = np.linspace(low_min, high_min, PLOT_BINS + 1) - margin
+    last = np.linspace(low_max, high_max, PLOT_BINS + 1) + margin
+    return np.stack((first, last), axis=1)
 
 
 def _plot_edges(reference_sorted: np.ndarray, stream: NumericStream) -> np.ndarray | None:
@@ -703,10 +734,8 @@ def _numeric_plot(
 
 def _stream_quantile(stream: NumericStream, q: float) -> float:
     """:func:`_sorted_quantile` of a stream's values (its ranks asked by :func:`_plot_ranks`)."""
-    position = q * (stream.n - 1)
-    below = math.floor(position)
-    above = min(below + 1, stream.n - 1)
-    fraction = position - below
+    below, above = _quantile_neighbours(stream.n, q)
+    fraction = q * (stream.n - 1) - below
     low, high = stream.value_at(below), stream.value_at(above)
     return float(low + (high - low) * fraction)
 

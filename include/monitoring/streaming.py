@@ -15,7 +15,9 @@ given (the drift check: the reference sample's values) or taken from the first c
 gaps to keep hold more than ``collect_values`` values, one more counting pass uses evenly spaced
 order statistics of every chunk as points. Every result is then the same as on the whole sorted
 column; memory is bounded by the points, the kept gaps (about ``ranks * rows / points`` values)
-and a chunk.
+and a chunk. Value ranges where values will be asked later (the drift plot's edges, which
+depend on ranks not yet known) are kept along with the ranks' gaps when they fit in
+``collect_values``, so those values take no pass of their own.
 """
 
 from __future__ import annotations
@@ -231,7 +233,7 @@ class NumericStream:
         *,
         points: np.ndarray | None = None,
         keep_values: int | None = KEEP_VALUES,
-        collect_values: int = COLLECT_VALUES,
+        collect_values: int | None = None,
         select: Callable[[pd.DataFrame], pd.Series] | None = None,
         columns: Sequence[str] | None = None,
         counts_only: bool = False,
@@ -244,7 +246,8 @@ class NumericStream:
         self.total_rows = max(int(total_rows), 1)
         self.select = select or (lambda chunk: chunk[name])
         self.keep_values = keep_values
-        self.collect_values = collect_values
+        # Read at construction, not definition, so that a test can lower the module's budget.
+        self.collect_values = COLLECT_VALUES if collect_values is None else collect_values
         self.n = 0
         self.missing = 0
         self.invalid = 0
@@ -256,7 +259,11 @@ class NumericStream:
         self.high = -math.inf
         self._kept: list[np.ndarray] | None = []
         self._sorted: np.ndarray | None = None
-        self._points = None if points is None else np.unique(np.asarray(points, np.float64))
+        if points is not None:
+            points = np.asarray(points, np.float64)
+            if not (points[1:] > points[:-1]).all():  # a sorted, distinct array needs no sort
+                points = np.unique(points)
+        self._points = points
         self._le = self._lt = None
         if self._points is not None:
             self._le = np.zeros(self._points.size, np.int64)
@@ -269,6 +276,7 @@ class NumericStream:
         self._kept_all = np.array([])
         self._ranks: set[int] = set()
         self._values: set[float] = set()
+        self._ranges: list[tuple[float, float]] = []
         self.passes = 1
 
     # pass 1 ----------------------------------------------------------------------------------
@@ -323,8 +331,9 @@ class NumericStream:
             self._points = np.unique(data[take])
             self._le = np.zeros(self._points.size, np.int64)
             self._lt = np.zeros(self._points.size, np.int64)
-        self._le += np.searchsorted(data, self._points, side="right")
-        self._lt += np.searchsorted(data, self._points, side="left")
+        at_or_below, below = counts_at(data, self._points)
+        self._le += at_or_below
+        self._lt += below
         share = max(2, math.ceil(SAMPLE_POINTS * c / self.total_rows))
         self._sample.append(data[np.linspace(0, c - 1, min(c, share)).round().astype(np.int64)])
 
@@ -366,10 +375,29 @@ class NumericStream:
 
     # later passes ----------------------------------------------------------------------------
 
-    def ask(self, ranks=(), values=()) -> None:
-        """Ranks whose value is needed, values to count below and at-or-below."""
+    def ask(self, ranks=(), values=(), ranges=()) -> None:
+        """Ranks whose value is needed, values to count below and at-or-below, and value
+        ranges ``(low, high)`` where values may be asked later: their gaps are kept along with
+        the next pass's if all fit in ``collect_values`` (never a pass of their own), so that a
+        value asked there is answered without one."""
         self._ranks.update(int(r) for r in ranks)
         self._values.update(float(v) for v in values)
+        for low, high in ranges:
+            if not low <= high:
+                raise ValueError(f"{self.name}: range ({low}, {high}) has its low above its high")
+            self._ranges.append((float(low), float(high)))
+
+    def rank_bounds(self, ranks) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)``: the closed range each rank's value is known to lie in (a point, or
+        the gap around it, within min and max), before the passes that find it."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        if self.all_values is not None:
+            values = self.values_at(ranks)
+            return values, values.copy()
+        gap, at_point, _ = self._locate_ranks(ranks)
+        lo, hi = self._gap_bounds(gap)
+        lo = np.where(at_point, hi, np.maximum(lo, self.low))
+        return lo, np.minimum(hi, self.high)
 
     def value_at(self, rank: int) -> float:
         return float(self.values_at(np.array([rank]))[0])
@@ -483,8 +511,32 @@ class NumericStream:
             # Too much to keep: count at finer points first (every chunk's order statistics).
             self._refined = True
             return np.union1d(new_points, np.concatenate(self._sample)), np.empty((0, 2))
+        needed = self._with_ranges(needed, int(sizes.sum()))
         lo, hi = self._gap_bounds(needed)
         return np.unique(new_points), np.stack((lo, hi), axis=1)
+
+    def _with_ranges(self, needed: np.ndarray, kept: int) -> np.ndarray:
+        """``needed`` and the unkept, non-empty gaps meeting the asked ranges, if all together
+        hold at most ``collect_values`` values (``kept`` of them are ``needed``'s)."""
+        ranges, self._ranges = self._ranges, []
+        if not ranges:
+            return needed
+        bounds = np.array(ranges)
+        # Gap j, the open (points[j - 1], points[j]), meets [low, high] for first <= j <= last;
+        # marked by +1 at first and -1 after last, so wide ranges cost no more than the gaps.
+        first = np.searchsorted(self._points, bounds[:, 0], side="right")
+        last = np.searchsorted(self._points, bounds[:, 1], side="left")
+        cover = np.zeros(self._points.size + 2, np.int64)
+        np.add.at(cover, first, 1)
+        np.add.at(cover, last + 1, -1)
+        extra = np.flatnonzero(np.cumsum(cover[:-1]) > 0)
+        extra = np.setdiff1d(extra, needed, assume_unique=True)
+        extra = extra[self._kept_gap(extra) < 0]
+        _, sizes = self._gap_sizes(extra)
+        extra = extra[sizes > 0]
+        if kept + int(sizes.sum()) > self.collect_values:
+            return needed
+        return np.union1d(needed, extra)
 
     def next_pass(self) -> Callable[[int, pd.DataFrame], None] | None:
         """A visitor for one more pass, or None when everything asked can be answered."""
@@ -494,26 +546,18 @@ class NumericStream:
         if plan is None:
             return None
         new_points, gaps = plan
-        new_points = np.setdiff1d(new_points, self._points)
+        new_points = np.setdiff1d(new_points, self._points, assume_unique=True)
         le = np.zeros(new_points.size, np.int64)
         lt = np.zeros(new_points.size, np.int64)
         kept: list[np.ndarray] = []
 
         def visit(offset: int, chunk: pd.DataFrame) -> None:
-            if not len(gaps):
-                # Counting at a few points needs no order: each value's place among them.
-                data = numeric_values(self.select(chunk), sort=False).sorted_values
-                size = new_points.size + 1
-                le[:] += np.cumsum(np.bincount(np.searchsorted(new_points, data), minlength=size))[
-                    :-1
-                ]
-                lt[:] += np.cumsum(
-                    np.bincount(np.searchsorted(new_points, data, side="right"), minlength=size)
-                )[:-1]
-                return
+            # Sorted even to count at a few points: binary searches of unordered values
+            # mispredict so often that they cost more than the sort.
             data = numeric_values(self.select(chunk)).sorted_values
-            le[:] += np.searchsorted(data, new_points, side="right")
-            lt[:] += np.searchsorted(data, new_points, side="left")
+            at_or_below, below = counts_at(data, new_points)
+            le[:] += at_or_below
+            lt[:] += below
             if len(gaps):
                 # The gap each value could be in (the first with hi > value), then inside it?
                 k = np.searchsorted(gaps[:, 1], data, side="right")
@@ -538,6 +582,18 @@ class NumericStream:
         visit.finish = finish  # type: ignore[attr-defined]
         visit.columns = self.columns  # type: ignore[attr-defined]
         return visit
+
+
+def counts_at(sorted_values: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(count <= p, count < p)`` of sorted values for each of ``points``: the two differ only
+    at points among the values, so only those take a second binary search."""
+    at_or_below = np.searchsorted(sorted_values, points, side="right")
+    present = at_or_below > 0
+    present[present] = sorted_values[at_or_below[present] - 1] == points[present]
+    below = at_or_below.copy()
+    if present.any():
+        below[present] = np.searchsorted(sorted_values, points[present], side="left")
+    return at_or_below, below
 
 
 def resolve(source: ChunkSource, streams: Sequence[NumericStream]) -> None:

@@ -384,3 +384,67 @@ def test_streamed_drift_check_reads_parquet_on_s3(
         uris.append(f"s3://{moto_s3}/{key}")
     on_s3 = check_drift_from_parquet(churn_baseline, uris, monitoring_config, batch_rows=700)
     _reports_agree(check_drift(churn_baseline, batch, monitoring_config), on_s3)
+
+
+def test_ranges_asked_with_ranks_are_kept_in_the_same_pass():
+    """Value ranges asked along with ranks are kept in the pass that finds the ranks, so values
+    asked later inside them are counted without a pass of their own; ranges over the budget are
+    dropped, and those values take one more pass. Either way every rank, count and rank bound
+    is the whole sorted column's."""
+    rng = np.random.default_rng(5)
+    data = np.concatenate([rng.standard_t(3, 20_000), rng.poisson(4, 5_000).astype(float)])
+    ordered = np.sort(data)
+    frame = pd.DataFrame({"x": rng.permutation(data)})
+    points = rng.choice(data, 2_000)  # like the reference sample's values: ties included
+    ranks = np.array([0, 50, 12_000, 17_500, 24_999])
+    ranges = [(-1.0, -0.5), (2.0, 2.5)]  # thousands of values, a tie at 2.0 among them
+    later = np.concatenate([rng.uniform(-1.0, -0.5, 20), rng.uniform(2.0, 2.5, 20), [2.0, -0.5]])
+    # Budgets: everything; the ranks' gaps (a few dozen values) but not the ranges.
+    for collect_values, passes in ((10**9, 2), (500, 3)):
+        source = streaming.frame_source(frame, batch_rows=1_000)
+        stream = NumericStream(
+            "x", len(frame), points=points, keep_values=0, collect_values=collect_values
+        )
+        streaming.run_pass(source, [stream])
+        low, high = stream.rank_bounds(ranks)
+        assert (low <= ordered[ranks]).all() and (ordered[ranks] <= high).all()
+        assert (low > ordered[0] - 1).all() and (high < ordered[-1] + 1).all()  # within min, max
+        stream.ask(ranks=ranks, ranges=ranges)
+        streaming.resolve(source, [stream])
+        assert stream.passes == 2
+        stream.ask(values=later)
+        streaming.resolve(source, [stream])
+        assert stream.passes == passes, collect_values
+        np.testing.assert_array_equal(stream.values_at(ranks), ordered[ranks])
+        for value in later:
+            assert stream.count_below(value) == np.searchsorted(ordered, value, side="left")
+            assert stream.count_at_or_below(value) == np.searchsorted(ordered, value, side="right")
+
+
+def test_the_streamed_drift_check_takes_two_passes(
+    tmp_path, churn_frames, churn_baseline, monitoring_config
+):
+    """Too large to keep (keep_values 0), a batch is read twice: the first pass counts at the
+    baseline's points, the second finds the order statistics and keeps what counting at the
+    plot's edges needs; the report is the in-memory check's, plots of every column included."""
+    from include.monitoring.drift import check_drift_from_source
+
+    batch = churn_frames["drifted"]
+    inner = parquet_source(
+        write_parquet(batch, tmp_path / "batch"), list(churn_baseline.references), batch_rows=2_048
+    )
+    passes = []
+
+    def chunks(columns=None):
+        passes.append(columns)
+        yield from inner.chunks(columns)
+
+    source = streaming.ChunkSource(rows=inner.rows, chunks=chunks)
+    report = check_drift_from_source(
+        churn_baseline, source, set(batch.columns), monitoring_config, keep_values=0
+    )
+    assert len(passes) == 2
+    expected = check_drift(churn_baseline, batch, monitoring_config)
+    _reports_agree(expected, report)
+    numeric = [f for f in report.features if f.kind == NUMERIC]
+    assert numeric and all(f.plot is not None for f in numeric)
