@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from include.dq.results import GateResult
 
 MANIFEST_NAME = "_manifest.json"
-# The producer URL every facet of ours carries (OpenLineage requires one per facet).
+# The producer URL of our own facets (include/lineage_facets.py; OpenLineage requires one).
 PRODUCER = "https://github.com/headrace/headrace"
 
 
@@ -339,8 +339,9 @@ def model_version_lineage(model_uri: str, registered: Mapping[str, Any]) -> list
     """The model artifact a training run registered (the dataset its tuning job wrote), with
     its registry version and the test metrics of ``evaluation.json`` beside it."""
     from include.lineage_facets import ModelVersionDatasetFacet
+    from include.training_pipeline import evaluation_uri_of
 
-    evaluation_uri = f"{model_uri.rsplit('/', 1)[0]}/evaluation.json"
+    evaluation_uri = evaluation_uri_of(model_uri)
     evaluation = json.loads(storage_for(evaluation_uri).read_bytes(evaluation_uri))
     metrics = {
         name: float(value)

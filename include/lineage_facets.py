@@ -11,7 +11,9 @@ from __future__ import annotations
 import attr
 from openlineage.client.generated.base import DatasetFacet
 
-SCHEMA_BASE = "https://github.com/headrace/headrace/blob/main/docs/lineage.md"
+from include.lineage import PRODUCER
+
+SCHEMA_BASE = f"{PRODUCER}/blob/main/docs/lineage.md"
 
 
 @attr.define

@@ -17,6 +17,13 @@ from typing import Any
 from include.config import REPO_ROOT, Settings
 
 EVALUATION_FILE = "evaluation.json"
+
+
+def evaluation_uri_of(model_uri: str) -> str:
+    """Where a registered model's test evaluation is stored: beside its ``model.tar.gz``."""
+    return f"{model_uri.rsplit('/', 1)[0]}/{EVALUATION_FILE}"
+
+
 MANIFEST_NAME = "_manifest.json"
 
 
@@ -278,7 +285,7 @@ def register_job_model(
 
     model_uri = job["model_uri"]
     evaluation_bytes = read_model_file(model_uri, EVALUATION_FILE)
-    evaluation_uri = f"{model_uri.rsplit('/', 1)[0]}/{EVALUATION_FILE}"
+    evaluation_uri = evaluation_uri_of(model_uri)
     storage_for(evaluation_uri).write_bytes(evaluation_uri, evaluation_bytes)
     ds = job["ds"]
     return registry.register_trained_model(
