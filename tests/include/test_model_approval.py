@@ -298,29 +298,20 @@ def test_the_training_dag_schedules_the_approval_dag_through_the_pending_asset()
 
 
 @pytest.fixture
-def sagemaker_registry(monkeypatch, start_moto_server):
-    import boto3
-
+def sagemaker_registry(monkeypatch, start_moto_server, aws_calls):
+    """The aws registry on a moto server of the test's own, and the recorder of its requests."""
     from include.registry import SageMakerModelRegistry
+    from tests.aws_fakes import AWS_UNSET, REGION, moto_environment
 
-    for name, value in {
-        "AWS_ENDPOINT_URL": start_moto_server(),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (moto's dummy credential)
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
+    for name, value in moto_environment(start_moto_server()).items():
         monkeypatch.setenv(name, value)
-    client = boto3.client("sagemaker", region_name="eu-west-1")
-    updates: list[dict] = []
-    client.meta.events.register(
-        "provide-client-params.sagemaker.UpdateModelPackage",
-        lambda params, **_: updates.append(dict(params)),
-    )
-    return SageMakerModelRegistry(region="eu-west-1", client=client), updates
+    for name in AWS_UNSET:
+        monkeypatch.delenv(name, raising=False)
+    return SageMakerModelRegistry(region=REGION), aws_calls
 
 
 def test_on_aws_the_answer_is_the_packages_status_description_and_approver(sagemaker_registry):
-    registry, updates = sagemaker_registry
+    registry, aws_calls = sagemaker_registry
     for approval, model in ((APPROVED, "m1"), (PENDING, "m2")):
         registry.register_version(
             "appr_sm",
@@ -346,7 +337,7 @@ def test_on_aws_the_answer_is_the_packages_status_description_and_approver(sagem
         registry=registry,
     )
 
-    (update,) = updates
+    (update,) = aws_calls.of("sagemaker", "UpdateModelPackage")
     assert update["ModelApprovalStatus"] == APPROVED
     assert update["ApprovalDescription"] == "reviewed the card, same AUC"
     stored = registry.get_version("appr_sm", "2")

@@ -37,27 +37,27 @@ def moto_endpoint(start_moto_server):
 
 @pytest.fixture
 def aws_env(monkeypatch, moto_endpoint):
-    # AWS_ENDPOINT_URL sends every boto3 client of the test (the registry's and the lake
-    # storage's) to moto; the credentials are moto's dummies.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # Every boto3 client of the test (the registry's and the lake storage's) goes to moto.
+    from tests.aws_fakes import AWS_UNSET, moto_environment
+
+    for name, value in moto_environment(moto_endpoint).items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_UNSET:
+        monkeypatch.delenv(name, raising=False)
     return moto_endpoint
 
 
 @pytest.fixture
-def sent(aws_env):
-    """The registry, and every SageMaker request it sends, as (operation, params)."""
-    import boto3
+def sent(aws_env, aws_calls):
+    """The registry, and a function returning every SageMaker request it has sent so far, as
+    ``(operation, params)`` (recorded by tests/aws_fakes.py's one recorder)."""
 
-    client = boto3.client("sagemaker", region_name=REGION)
-    requests: list[tuple[str, dict]] = []
-    client.meta.events.register(
-        "provide-client-params.sagemaker.*",
-        lambda params, model, **_: requests.append((model.name, dict(params))),
-    )
-    return SageMakerModelRegistry(region=REGION, client=client), requests
+    def requests() -> list[tuple[str, dict]]:
+        return [
+            (r["operation"], r["params"]) for r in aws_calls.requests if r["service"] == "sagemaker"
+        ]
+
+    return SageMakerModelRegistry(region=REGION), requests
 
 
 def _register(registry, dataset, *, auc, approval, model="m1", reason="auto"):
@@ -90,13 +90,13 @@ def test_registration_creates_the_group_and_a_package_with_its_lineage(sent):
     assert first.data_version.endswith("ds=2026-01-07/_manifest.json@sha256:ab")
     assert registry.approved_version("sm_first") == first
 
-    operations = [name for name, _ in requests]
+    operations = [name for name, _ in requests()]
     assert operations[:3] == [
         "DescribeModelPackageGroup",
         "CreateModelPackageGroup",
         "CreateModelPackage",
     ]
-    create = dict(requests)["CreateModelPackage"]
+    create = dict(requests())["CreateModelPackage"]
     assert create["ModelPackageGroupName"] == "headrace-sm-first"
     container = create["InferenceSpecification"]["Containers"][0]
     assert container["ModelDataUrl"] == f"s3://{BUCKET}/lake/models/sm_first/m1/model.tar.gz"
@@ -113,7 +113,7 @@ def test_registration_creates_the_group_and_a_package_with_its_lineage(sent):
     assert create["CustomerMetadataProperties"]["metric:roc_auc"] == "0.8"
     # AWS makes a repeated registration of the same artifacts idempotent by this token.
     assert len(create["ClientToken"]) == 36
-    update = dict(requests)["UpdateModelPackage"]
+    update = dict(requests())["UpdateModelPackage"]
     assert update["ApprovalDescription"] == "no champion"
     assert update["CustomerMetadataProperties"] == create["CustomerMetadataProperties"]
 
@@ -171,7 +171,7 @@ def test_a_local_model_uri_is_refused_before_it_reaches_aws(sent):
             evaluation_uri=f"s3://{BUCKET}/e.json",
             approval=APPROVED,
         )
-    assert "CreateModelPackage" not in [name for name, _ in requests]
+    assert "CreateModelPackage" not in [name for name, _ in requests()]
 
 
 def test_register_trained_model_on_aws_writes_the_card_to_s3(sent):
@@ -249,7 +249,7 @@ def test_the_decision_numbers_round_trip_through_package_metadata(sent):
         decision=decision,
     )
 
-    created = next(params for name, params in requests if name == "CreateModelPackage")
+    created = next(params for name, params in requests() if name == "CreateModelPackage")
     stored = created["CustomerMetadataProperties"]["headrace:decision"]
     assert stored == (
         "paired=1 champion_version=1 challenger=0.912345 champion=0.801234 difference=+0.111111 "
