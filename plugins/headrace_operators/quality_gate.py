@@ -1,8 +1,8 @@
 """DataQualityGateOperator: check one curated partition against its dataset's rules, on any target.
 
 One interface everywhere: the task names a dataset and a partition; settings choose the engine.
-Locally the suite runs in Great Expectations (pandas) in the task's process; on AWS it runs where
-the data is — AWS Glue Data Quality when ``HEADRACE_SPARK_ENGINE=glue``, Deequ in
+Locally the suite runs in Great Expectations (pandas) in a local job of its own
+(:mod:`include.local_quality`), so the worker reads no data file; on AWS it runs where the data is — AWS Glue Data Quality when ``HEADRACE_SPARK_ENGINE=glue``, Deequ in
 ``spark_jobs/quality_deequ.py`` on EMR (Serverless or on EC2) otherwise, started through
 :class:`~headrace_operators.spark_job.SparkJobOperator` so it gets the same durable run key,
 re-attachment and code upload as every other Spark job.
@@ -44,7 +44,6 @@ from include.dq.gate import (
     load_manifest,
     quality_report_uri,
     resolved_rules_for,
-    run_local_gate,
     with_ingestion_rules,
     write_gate_outputs,
 )
@@ -106,6 +105,7 @@ class DataQualityGateOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         # State kept for on_kill, set by execute.
         self._glue_run_id: str | None = None
+        self._local_run_key: str | None = None
         self._deequ_operator: BaseOperator | None = None
         # What the gate checked and found, for OpenLineage; set by _finish.
         self._lineage = None
@@ -155,7 +155,6 @@ class DataQualityGateOperator(BaseOperator):
     # --- execution -------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = get_settings()
         try:
             ds = self.resolve_partition(context)
             rule_set = load_dataset_rules(self.dataset, Path(self.rules_dir))
@@ -167,7 +166,7 @@ class DataQualityGateOperator(BaseOperator):
                 self.engine_name,
             )
             if self.engine_name == "great_expectations":
-                result = run_local_gate(rule_set, settings.lake_root, ds)
+                result = self._run_great_expectations(context, rule_set, ds)
             elif self.engine_name == "glue_data_quality":
                 result = self._run_glue_data_quality(context, rule_set, ds)
             else:
@@ -244,12 +243,55 @@ class DataQualityGateOperator(BaseOperator):
         return self._lineage
 
     def on_kill(self) -> None:
-        """Stop the remote run this task started: the Glue evaluation run or the Deequ job."""
-        if self._glue_run_id is not None:
+        """Stop the run this task started: the Glue evaluation run, the Deequ job or the local
+        Great Expectations check."""
+        if self._local_run_key is not None:
+            from include import local_quality
+
+            self.log.info("Stopping the local Great Expectations check %s", self._local_run_key)
+            local_quality.stop(self._local_run_key)
+        elif self._glue_run_id is not None:
             self.log.info("Cancelling Glue Data Quality run %s", self._glue_run_id)
             self.hook.conn.cancel_data_quality_ruleset_evaluation_run(RunId=self._glue_run_id)
         elif self._deequ_operator is not None:
             self._deequ_operator.on_kill()
+
+    # --- local: Great Expectations in a job of its own -------------------------------------
+
+    def _run_great_expectations(self, context: Context, rule_set: RuleSet, ds: str) -> GateResult:
+        """The rules in Great Expectations, in a local job named by this task's run key
+        (:mod:`include.local_quality`): a retry re-attaches to the check its earlier try started,
+        and the check stops itself at the gate's runtime, as a Glue Data Quality run does."""
+        from include import local_quality
+        from include.dq.results import GateResult
+        from include.local_jobs import LocalJobError
+
+        run_key = TaskRunIdentity.from_context(context).run_key
+        self._local_run_key = run_key
+        timeout_s = self.run_timeout.total_seconds()
+        description, started = local_quality.start_or_attach(
+            run_key,
+            dataset=rule_set.dataset,
+            ds=ds,
+            rules_dir=Path(self.rules_dir).resolve(),
+            lake_root=get_settings().lake_root,
+            max_runtime_s=timeout_s,
+        )
+        self.log.info(
+            "%s the local Great Expectations check %s (%s); its log: %s",
+            "Started" if started else "Re-attached to",
+            run_key,
+            description["Status"],
+            description["LogPath"],
+        )
+        try:
+            document = local_quality.wait_for_result(run_key, timeout=timeout_s)
+        except TimeoutError as error:
+            local_quality.stop(run_key)
+            raise AirflowException(f"{error} (timeout {self.run_timeout}); stopped it") from None
+        except LocalJobError as error:
+            raise AirflowException(str(error)) from None
+        return GateResult.from_dict(document)
 
     # --- AWS Glue Data Quality -------------------------------------------------------------
 

@@ -10,8 +10,10 @@ has validated and serialized the request, and the tests assert the requests the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,6 +55,8 @@ def local_lake(tmp_path, monkeypatch, fresh_settings) -> str:
     lake = (tmp_path / "lake").as_uri()
     monkeypatch.setenv("PIPELINE_TARGET", "local")
     monkeypatch.setenv("HEADRACE_LAKE_ROOT", lake)
+    # The local checks' job folders: each test's own (every test's task has the same run key).
+    monkeypatch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(tmp_path / "runs"))
     get_settings.cache_clear()
     return lake
 
@@ -122,6 +126,74 @@ def test_clean_partition_passes_and_marks_the_validated_asset(
     assertions = checked.facets["dataQualityAssertions"].assertions
     assert len(assertions) == 30 and all(a.success for a in assertions)
     assert [o.name for o in lineage.outputs] == [summary["result_uri"].removeprefix("file://")]
+
+
+def test_the_worker_reads_no_data_file_the_check_runs_in_a_job_of_its_own(
+    local_lake, curated_types, task_context, monkeypatch
+):
+    """Great Expectations runs in a local job: in this (the worker's) process, reading the
+    partition or validating it would raise, and the gate still passes the clean day."""
+    import include.dq.gate as gate_module
+    import include.dq.great_expectations_suite as suite_module
+    from include import local_quality
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the worker read the partition")
+
+    monkeypatch.setattr(gate_module, "read_partition_frame", must_not_run)
+    monkeypatch.setattr(suite_module, "validate_dataframe", must_not_run)
+    write_partition(local_lake, clean_frame(curated_types), curated_types)
+    write_previous_manifest(local_lake, rows=42)
+    context = gate_context(task_context)
+
+    summary = make_gate().execute(context)
+
+    assert summary["passed"] is True and summary["counts"]["rules"] == 30
+    folder = local_quality.job_folder(TaskRunIdentity.from_context(context).run_key)
+    assert folder.parent.parent == Path(os.environ["HEADRACE_LOCAL_RUNS_DIR"])
+    # The job's own record holds the document the gate published (40 rows checked).
+    recorded = json.loads((folder / "result.json").read_text())[local_quality.RESULT_KEY]
+    assert recorded == read_json(summary["result_uri"])
+    assert recorded["partition"]["rows_checked"] == 40
+    # A retry of the task re-attaches to the finished check: no second job, the same result.
+    assert make_gate().execute(gate_context(task_context))["counts"] == summary["counts"]
+    assert not (folder / "history").exists()
+
+
+def test_killing_the_task_stops_its_local_check(local_lake, curated_types, task_context):
+    import threading
+
+    from include import local_jobs, local_quality
+
+    write_partition(local_lake, clean_frame(curated_types), curated_types)
+    write_previous_manifest(local_lake, rows=42)
+    context = gate_context(task_context)
+    folder = local_quality.job_folder(TaskRunIdentity.from_context(context).run_key)
+    gate = make_gate()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            gate.execute(context)
+        except BaseException as error:  # asserted below
+            raised.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    # Stopped while it still imports Great Expectations (seconds), before it checks anything.
+    deadline = time.monotonic() + 60
+    while (local_jobs.describe(folder) or {}).get("Status") != local_jobs.IN_PROGRESS:
+        assert time.monotonic() < deadline, "the check never started"
+        time.sleep(0.05)
+    gate.on_kill()
+    worker.join(timeout=120)
+
+    assert local_jobs.describe(folder)["Status"] == local_jobs.STOPPED
+    (error,) = raised
+    assert isinstance(error, AirflowException) and "Stopped" in str(error)
+    assert not Path(
+        f"{local_lake.removeprefix('file://')}/reports/churn/quality/ds={DS}/result.json"
+    ).exists()
 
 
 @pytest.fixture
