@@ -2,7 +2,8 @@
 
 One interface everywhere: the task names a dataset and a partition; settings choose the engine.
 Locally the suite runs in Great Expectations (pandas) in a local job of its own
-(:mod:`include.local_quality`), so the worker reads no data file; on AWS it runs where the data is — AWS Glue Data Quality when ``HEADRACE_SPARK_ENGINE=glue``, Deequ in
+(:mod:`include.local_quality`), so the worker reads no data file; on AWS it runs where the data
+is — AWS Glue Data Quality when ``HEADRACE_SPARK_ENGINE=glue``, Deequ in
 ``spark_jobs/quality_deequ.py`` on EMR (Serverless or on EC2) otherwise, started through
 :class:`~headrace_operators.spark_job.SparkJobOperator` so it gets the same durable run key,
 re-attachment and code upload as every other Spark job.
