@@ -76,14 +76,19 @@ def monitoring_dag(dataset: str) -> DAG:
     def monitoring():
         @task(multiple_outputs=True)
         def drift_plan() -> dict:
-            """The day, the scoring model's version, and the drift job's plan and inputs."""
+            """The day, the scoring model's version, and the drift job's plan and inputs; on aws
+            it first fails, starting no job, when the run's instances are over the account's
+            Service Quotas."""
             from include.config import get_settings
             from include.partitions import run_partition
+            from include.quotas import refuse_stage_run_over_quota
             from include.scoring_pipeline import drift_job_plan
 
+            settings = get_settings()
+            refuse_stage_run_over_quota(settings, dataset, STAGE)
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
-            return drift_job_plan(get_settings(), dataset, ds)
+            return drift_job_plan(settings, dataset, ds)
 
         @task(multiple_outputs=False)
         def drift_check(job: dict, plan: dict) -> dict:

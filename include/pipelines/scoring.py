@@ -95,20 +95,11 @@ def scoring_dag(dataset: str) -> DAG:
             starting no job, when the run's instances are over the account's Service Quotas."""
             from include.config import get_settings
             from include.partitions import run_partition
+            from include.quotas import refuse_stage_run_over_quota
             from include.scoring_pipeline import scoring_input_plan
 
             settings = get_settings()
-            if not settings.is_local:
-                from airflow.sdk.exceptions import AirflowFailException
-
-                from include.quotas import QuotaError, check_stage_quotas
-
-                try:
-                    check_stage_quotas(
-                        settings, dataset, STAGE, log=logging.getLogger("headrace.scoring")
-                    )
-                except QuotaError as error:  # a retry would be refused the same way
-                    raise AirflowFailException(str(error)) from None
+            refuse_stage_run_over_quota(settings, dataset, STAGE)
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
             return {"ds": ds, "model": model, **scoring_input_plan(settings, dataset, ds, model)}

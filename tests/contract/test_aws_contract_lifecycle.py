@@ -404,9 +404,13 @@ def test_a_training_run_over_the_service_quotas_is_refused_before_any_job(glue_l
         {"ServiceCode": "sagemaker", "MaxResults": 100}
     ]
     assert [r["operation"] for r in sent if r["service"] == "sagemaker"] == []
-    # The runs that fit read the same quotas: each training run and the scoring run, once.
+    # The runs that fit read the same quotas: each training run, the scoring and the monitoring
+    # run, once.
     checks = dag_requests(glue_lifecycle, "service-quotas", "ListServiceQuotas")
-    assert [r["actor"] for r in checks] == ["dag:churn_training"] * 4 + ["dag:churn_scoring"]
+    assert [r["actor"] for r in checks] == ["dag:churn_training"] * 4 + [
+        "dag:churn_scoring",
+        "dag:churn_monitoring",
+    ]
 
 
 def test_scoring_transforms_with_the_approved_version_and_drift_alerts_on_sns(glue_lifecycle):

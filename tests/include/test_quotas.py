@@ -245,3 +245,24 @@ def test_a_run_of_glue_jobs_only_reads_no_quota(service_quotas):
     client, _ = service_quotas  # nothing queued: any request would fail the test
     assert SETTINGS.aws.spark_engine == "glue"
     assert quotas.check_stage_quotas(SETTINGS, "churn", "validation", client=client) == []
+
+
+def test_a_stage_run_over_a_quota_fails_its_task_and_the_local_target_checks_nothing(
+    service_quotas,
+):
+    """What the scoring and monitoring DAGs call before their first job."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    client, stubber = service_quotas
+    # Local: no request at all (an unqueued call would fail the Stubber).
+    local = load_settings({"PIPELINE_TARGET": "local"})
+    quotas.refuse_stage_run_over_quota(local, "churn", "monitoring", client=client)
+    stubber.add_response(
+        "list_service_quotas", {"Quotas": [quota(PROCESSING_M5, 0, "L-PROCM5X")]}, FIRST_PAGE
+    )
+    with pytest.raises(AirflowFailException) as refused:
+        quotas.refuse_stage_run_over_quota(SETTINGS, "churn", "monitoring", client=client)
+    assert str(refused.value).startswith(
+        "refused before starting, over the account's Service Quotas: sagemaker quota "
+        f"'{PROCESSING_M5}' (L-PROCM5X) in {REGION}: applied value 0, the run needs 1 instance"
+    ), refused.value
