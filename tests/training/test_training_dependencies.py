@@ -4,7 +4,7 @@ Every import statement of every ``.py`` under training/ (at any depth, inside fu
 names the standard library, a module of training/ itself, or a module that
 ``training/image_packages.txt`` lists as the image's. The standard library's names are those of
 the interpreter running this test: the training environment's Python 3.11, the image's. The
-serving files (``code/`` in model.tar.gz) need only torch and numpy.
+serving files (``code/`` in model.tar.gz) need only torch, numpy and pandas.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING = REPO_ROOT / "training"
 MANIFEST_NAME = "image_packages.txt"
-# What the serving container needs beyond the standard library (training/README.md, Serving).
-SERVING_PROVIDED = frozenset({"torch", "numpy"})
+# What the serving container needs beyond the standard library (training/README.md, Serving):
+# the SageMaker PyTorch inference image (pytorch/inference/docker/2.5/py3/Dockerfile.cpu of
+# aws/deep-learning-containers) has numpy in its common conda packages, torch from its wheel, and
+# pandas from its `sagemaker` stage ("Install extra packages": mamba install scikit-learn pandas).
+SERVING_PROVIDED = frozenset({"torch", "numpy", "pandas"})
 
 
 def image_modules(manifest: Path) -> dict[str, str]:
@@ -207,7 +210,10 @@ def test_serving_files_import_only_torch_and_numpy():
 
     files = [TRAINING / name for name in SERVING_FILES]
     shipped = {Path(name).stem for name in SERVING_FILES} | {TRAINING.name}
-    assert unprovided_imports(TRAINING, files, shipped, set(SERVING_PROVIDED), "torch, numpy") == []
+    assert (
+        unprovided_imports(TRAINING, files, shipped, set(SERVING_PROVIDED), "torch, numpy, pandas")
+        == []
+    )
     # Their relative imports stay among the files that ship with them in code/.
     outside = [
         f"{path.name}:{line}: .{module}"
