@@ -29,12 +29,13 @@ The requests: headerless CSV lines ``ids…,features…`` written like the scori
 BatchStrategy MultiRecord); the same lines after the CSV ``InputFilter`` (what the container
 really receives); JSON lines; and CSV with ``charset=utf-8`` and lower-case header names (the
 toolkit then passes bytes, not str). Not covered: the Java frontend itself, the HTTP layer, the
-DLC's exact numpy build (numpy 2.1 stands in for the image's conda-forge numpy) and GPU serving.
+DLC's exact numpy and pandas builds (numpy 2.1 and pandas 2.2 from PyPI stand in for the image's
+conda-forge ones) and GPU serving.
 
 Exit status: 0 every check passed; 1 a check failed (each failure printed); 3 not verified —
 the side virtualenv could not be built (no package index, say): ``not verified: <reason>``.
 
-    .venv/bin/python scripts/verify_serving_toolkit.py [--rebuild-venv] [--keep DIR]
+    .venv-training/bin/python scripts/verify_serving_toolkit.py [--rebuild-venv] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ PINS = (
     "torchserve==0.12.0",
     # TorchServe's worker needs it; the DLC installs TorchServe's requirements/common.txt.
     "PyYAML==6.0.2",
+    # The DLC's sagemaker stage installs pandas from conda-forge (2.2 when 2.5.1 was built);
+    # serving.py parses the batch-transform CSV body with it.
+    "pandas==2.2.3",
 )
 _PINS_FILE = "headrace-pins.txt"
 TOOLKIT_PACKAGES = ("sagemaker-inference", "sagemaker-pytorch-inference", "torchserve", "torch")
-TOOLKIT_PACKAGES += ("numpy",)
+TOOLKIT_PACKAGES += ("numpy", "pandas")
 # The handler TorchServe is configured with in the DLC (default_service_handler).
 HANDLER = "sagemaker_pytorch_serving_container.handler_service:handle"
 

@@ -209,7 +209,7 @@ def _numeric_csv_matrix(records: Records, model: ServedModel) -> np.ndarray | No
 
     Only bodies both readers read alike come here: no quote (the csv module's quoting rules), no
     space, tab or CR (blank lines are then empty lines, which both skip). Whatever the C reader
-    refuses, reads as NaN (an empty or "NA" field, a short line) or reads to another width goes
+    refuses (an empty field, a word), reads as NaN (a short line) or reads to another width goes
     the csv module's way, which reports the first bad cell by record, line and column.
     """
     text = records.text
@@ -223,7 +223,10 @@ def _numeric_csv_matrix(records: Records, model: ServedModel) -> np.ndarray | No
         if set(model.features) <= set(first.split(",")):
             return None  # a header line
     try:
-        frame = pd.read_csv(io.StringIO(text), header=None, dtype=np.float64, engine="c")
+        # Bytes, and no NA markers: both a few percent faster; an empty or "NA" field then fails.
+        frame = pd.read_csv(
+            io.BytesIO(text.encode()), header=None, dtype=np.float64, engine="c", na_filter=False
+        )
     except ValueError:  # pandas' ParserError and EmptyDataError are ValueErrors
         return None
     if frame.shape[1] != len(model.features):
@@ -314,7 +317,7 @@ def output_fn(prediction, accept):
         lines = list(map(repr, prediction.scores.tolist()))
         if params.get("header") == "present":
             lines.insert(0, SCORE_COLUMN)
-        return "".join(line + "\n" for line in lines), accept
+        return "\n".join(lines) + "\n" if lines else "", accept
     names = [*prediction.ids, SCORE_COLUMN]
     columns = [[_plain(v) for v in values] for values in prediction.ids.values()]
     columns.append([float(score) for score in prediction.scores])

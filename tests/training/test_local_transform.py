@@ -303,13 +303,24 @@ def test_the_csv_fast_path_splits_quoted_ids_and_declines_what_needs_the_csv_mod
     fast = _CsvFastPath.plan(
         {"InputFilter": "$[2:]", "JoinSource": "Input", "OutputFilter": "$[0,1,-1]"}, join=True
     )
-    leading, rests = fast.split(['"C1","2026-01-07",1.5,2', 'C2,"",3', '"é",d,-4e-3'])
+    leading, rests, payload = fast.split(['"C1","2026-01-07",1.5,2', 'C2,"",3', '"é",d,-4e-3'])
     assert (leading, rests) == (["C1,2026-01-07,", "C2,,", "é,d,"], ["1.5,2", "3", "-4e-3"])
+    assert payload == "1.5,2\n3\n-4e-3\n"
     assert fast.output_lines(leading, rests, ["0.25", "0.5", "x,0.75"]) == [
         "C1,2026-01-07,0.25", "C2,,0.5", "é,d,0.75"
     ]  # fmt: skip
     # Each of these lines needs the csv module: the whole mini-batch takes its way.
-    for odd in ['"C,1",d,1', '"C""1",d,1', 'C"1,d,1', '"C1"x,d,1', "C1,d,1\r2", "C1,d", 'C1,d,"1"']:
+    for odd in [
+        '"C,1",d,1',
+        '"C""1",d,1',
+        'C"1,d,1',
+        '"C1"x,d,1',
+        "C1,d,1\r2",
+        "C1,d",
+        'C1,d,"1"',
+        "C1,d,",
+        "C1,d,1\x002",
+    ]:
         assert fast.split(["C0,d,0", odd]) is None, odd
     assert fast.outputs('0.5\n"0,5"\n') is None
     assert fast.outputs("0.5\n\n0.25\n") == ["0.5", "0.25"]
@@ -318,7 +329,7 @@ def test_the_csv_fast_path_splits_quoted_ids_and_declines_what_needs_the_csv_mod
     assert _CsvFastPath.plan({"InputFilter": "$[2:]", "OutputFilter": "$[-1]"}, join=False) is None
     assert _CsvFastPath.plan({"InputFilter": "$[1:]", "OutputFilter": "$[1,-1]"}, join=True) is None
     whole = _CsvFastPath.plan({"InputFilter": "$[1:]", "JoinSource": "Input"}, join=True)
-    assert whole.output_lines(*whole.split(['"a",1,2']), ["0.5"]) == ["a,1,2,0.5"]
+    assert whole.output_lines(*whole.split(['"a",1,2'])[:2], ["0.5"]) == ["a,1,2,0.5"]
 
 
 def test_mini_batches_cut_by_payload_size_and_count_across_read_blocks(tmp_path, monkeypatch):
