@@ -152,8 +152,8 @@ class Settings:
     target: str
     lake_root: str
     aws: AwsSettings | None = field(default=None)
-    # Where local job runners keep run state (pid, status, log); one folder per Airflow
-    # deployment, because run ids are unique only within one metadata database.
+    # Where local jobs keep their state (pid, status, log); one folder per Airflow deployment,
+    # because run ids are unique only within one metadata database. Empty: see local_runs_root.
     local_runs_dir: str = ""
     training: TrainingSettings = field(default_factory=TrainingSettings)
     # Local target: where people and producers drop landing files (``<inbox>/<dataset>/…``);
@@ -169,6 +169,17 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.target == "local"
+
+    @property
+    def local_runs_root(self) -> Path:
+        """The folder of every local job (``<root>/<kind>-jobs/<name>``, :mod:`include.local_jobs`):
+        ``local_runs_dir`` (the local stack sets one in its Airflow home), else the repository's
+        ``.local/local_runs``."""
+        return (
+            Path(self.local_runs_dir)
+            if self.local_runs_dir
+            else REPO_ROOT / ".local" / "local_runs"
+        )
 
     def zone_uri(self, zone: str) -> str:
         """URI of one lake zone, e.g. ``file:///…/lake/curated`` or ``s3://bucket/prefix/curated``."""

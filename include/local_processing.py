@@ -27,7 +27,6 @@ from include.local_state import read_json
 from include.sagemaker_requests import PROCESSING_ROOT
 
 KIND = "processing"
-DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
 
 
 def _root(folder: Path) -> Path:
@@ -41,7 +40,7 @@ def _localized(value: str, folder: Path) -> str:
 def start_processing_job(
     request: Mapping[str, Any],
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     stop_grace_s: float = local_jobs.DEFAULT_STOP_GRACE_S,
 ) -> tuple[dict, bool]:
     """The local job the body names: the one in progress or completed, else a new one.
@@ -77,7 +76,7 @@ def start_processing_job(
     return _as_processing(description), started
 
 
-def describe_processing_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict:
+def describe_processing_job(name: str, *, work_root: Path | str) -> dict:
     """Like DescribeProcessingJob; raises ``LookupError`` for a job never started here."""
     description = local_jobs.describe(local_jobs.job_dir(work_root, KIND, name))
     if description is None:
@@ -88,7 +87,7 @@ def describe_processing_job(name: str, *, work_root: Path | str = DEFAULT_WORK_R
 def wait_for_processing_job(
     name: str,
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     timeout: float | None = None,
     poll_interval: float = 0.5,
 ) -> dict:
@@ -102,7 +101,7 @@ def wait_for_processing_job(
 def stop_processing_job(
     name: str,
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     grace_period: float = local_jobs.DEFAULT_STOP_GRACE_S,
 ) -> bool:
     """Like StopProcessingJob; returns whether a running job was signalled."""

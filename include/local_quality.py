@@ -22,17 +22,14 @@ from include import local_jobs
 from include.config import REPO_ROOT, get_settings
 
 KIND = "quality"
-# Where local runs live when the settings name no folder (the local stack names one in its home).
-DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "local_runs"
 POLL_INTERVAL_S = 0.5
 # What the job's result.json (local_jobs.write_result) holds the gate's result document under.
 RESULT_KEY = "gate_result"
 
 
 def job_folder(run_key: str) -> Path:
-    """The job's folder: ``<local runs dir>/quality-jobs/<run key>``."""
-    root = get_settings().local_runs_dir or DEFAULT_WORK_ROOT
-    return local_jobs.job_dir(root, KIND, run_key)
+    """The job's folder: ``<local runs root>/quality-jobs/<run key>``."""
+    return local_jobs.job_dir(get_settings().local_runs_root, KIND, run_key)
 
 
 def start_or_attach(

@@ -57,9 +57,6 @@ from include.local_state import (
     write_json,
 )
 
-# Apart from .local/sagemaker/, which training/train.py uses when run by hand.
-DEFAULT_WORK_ROOT = REPO_ROOT / ".local" / "sagemaker_jobs"
-
 # SageMaker's TrainingJobStatus values: the local supervisor's.
 IN_PROGRESS = local_jobs.IN_PROGRESS
 COMPLETED = local_jobs.COMPLETED
@@ -367,7 +364,7 @@ def _command(request: Mapping[str, Any], python: str, entry_point: str) -> list[
 def start_training_job(
     request: Mapping[str, Any],
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     entry_point_dir: Path | str = REPO_ROOT / "training",
     python: str | None = None,
     stop_grace_s: float = DEFAULT_STOP_GRACE_S,
@@ -426,7 +423,7 @@ def start_training_job(
     return describe_training_job(name, work_root=work_root), started
 
 
-def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict | None:
+def find_training_job(name: str, *, work_root: Path | str) -> dict | None:
     """Like DescribeTrainingJob, or ``None`` if no job of that name was ever started here."""
     description = local_jobs.describe(training_job_dir(work_root, name))
     if description is None:
@@ -467,7 +464,7 @@ def find_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -
     return out
 
 
-def describe_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT) -> dict:
+def describe_training_job(name: str, *, work_root: Path | str) -> dict:
     """Like DescribeTrainingJob; raises ``LookupError`` for a job never started here."""
     description = find_training_job(name, work_root=work_root)
     if description is None:
@@ -478,7 +475,7 @@ def describe_training_job(name: str, *, work_root: Path | str = DEFAULT_WORK_ROO
 def wait_for_training_job(
     name: str,
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     timeout: float | None = None,
     poll_interval: float = 1.0,
     raise_on_failure: bool = True,
@@ -507,7 +504,7 @@ def wait_for_training_job(
 def run_training_job(
     request: Mapping[str, Any],
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     entry_point_dir: Path | str = REPO_ROOT / "training",
     python: str | None = None,
     stop_grace_s: float = DEFAULT_STOP_GRACE_S,
@@ -532,7 +529,7 @@ def run_training_job(
 def stop_training_job(
     name: str,
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     grace_period: float = DEFAULT_STOP_GRACE_S,
 ) -> bool:
     """Stop a running job, like StopTrainingJob: SIGTERM to the trainer, SIGKILL after the grace
@@ -693,9 +690,7 @@ def _objective_regex(tuning_request: Mapping[str, Any]) -> str:
     raise ValueError(f"objective metric {metric!r} has no MetricDefinition in the request")
 
 
-def describe_tuning_job(
-    tuning_job_name: str, *, work_root: Path | str = DEFAULT_WORK_ROOT
-) -> dict | None:
+def describe_tuning_job(tuning_job_name: str, *, work_root: Path | str) -> dict | None:
     """The recorded result of a finished local tuning job, or ``None``."""
     return read_json(tuning_job_dir(work_root, tuning_job_name) / _STATUS_FILE)
 
@@ -703,7 +698,7 @@ def describe_tuning_job(
 def stop_tuning_job(
     tuning_job_name: str,
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     grace_period: float = DEFAULT_STOP_GRACE_S,
 ) -> list[str]:
     """Stop a tuning job: no new trials, and every running trial stopped. Returns those stopped."""
@@ -722,7 +717,7 @@ def stop_tuning_job(
 def run_tuning_job(
     request: Mapping[str, Any],
     *,
-    work_root: Path | str = DEFAULT_WORK_ROOT,
+    work_root: Path | str,
     entry_point_dir: Path | str = REPO_ROOT / "training",
     python: str | None = None,
     poll_interval: float = 1.0,

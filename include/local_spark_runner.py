@@ -3,7 +3,7 @@
 The local counterpart of Glue/EMR runs. ``python -m spark_jobs.<job> <argv>`` runs under the one
 local supervisor (:mod:`include.local_jobs`), in a process group of its own (Spark's JVM
 included), so a job outlives the Airflow worker that started it. Its folder is named by its run
-key (``<repo>/.local/spark_runs/<run_key>/``). A retried task asking for the same run key
+key (``<local runs root>/spark-jobs/<run_key>/``). A retried task asking for the same run key
 therefore re-attaches to a job that is still running, or gets the finished result, instead of
 starting a second one; a run that failed, was killed or was lost (its machine rebooted) is
 started afresh, the old files kept under ``history/``.
@@ -25,7 +25,7 @@ from include import local_jobs
 from include.config import REPO_ROOT, get_settings
 from include.local_envs import spark_python
 
-DEFAULT_STATE_ROOT = REPO_ROOT / ".local" / "spark_runs"
+KIND = "spark"
 # Glue's default job timeout (48 hours), for runs started without one.
 DEFAULT_MAX_RUNTIME_S = 48 * 3600.0
 
@@ -79,21 +79,19 @@ def _glue_state(description: Mapping) -> str:
 class LocalSparkRunner:
     """Starts, finds, waits on and stops local Spark job runs, one folder per run key.
 
-    :param state_root: where run folders live (default: ``HEADRACE_LOCAL_RUNS_DIR``, which the
-        local stack sets under its Airflow home, else ``<repo>/.local/spark_runs``).
+    :param work_root: the folder of local jobs; runs live in its ``spark-jobs/`` (default: the
+        settings' :attr:`~include.config.Settings.local_runs_root`).
     :param repo_root: the working directory and ``PYTHONPATH`` of every job.
     """
 
-    def __init__(self, state_root: Path | str | None = None, repo_root: Path | str = REPO_ROOT):
-        if state_root is None:
-            state_root = get_settings().local_runs_dir or DEFAULT_STATE_ROOT
-        self.state_root = Path(state_root)
+    def __init__(self, work_root: Path | str | None = None, repo_root: Path | str = REPO_ROOT):
+        self.work_root = Path(work_root) if work_root else get_settings().local_runs_root
         self.repo_root = Path(repo_root)
 
     def state_dir(self, run_key: str) -> Path:
         if not run_key or "/" in run_key or run_key.startswith("."):
             raise ValueError(f"run key {run_key!r} cannot name a state folder")
-        return self.state_root / run_key
+        return local_jobs.job_dir(self.work_root, KIND, run_key)
 
     def status(self, run_key: str) -> LocalRunStatus | None:
         """The run's state, or ``None`` if it was never started."""

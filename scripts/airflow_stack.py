@@ -182,7 +182,7 @@ def airflow_env() -> dict[str, str]:
             ),
             "NO_PROXY": "127.0.0.1,localhost",
             # Local job run state belongs to this deployment: its run ids are unique only here.
-            "HEADRACE_LOCAL_RUNS_DIR": str(home / "spark_runs"),
+            "HEADRACE_LOCAL_RUNS_DIR": str(home / "local_runs"),
             # Local Spark binds loopback only (DESIGN.md).
             "SPARK_LOCAL_IP": "127.0.0.1",
         }

@@ -263,35 +263,34 @@ class DataQualityGateOperator(BaseOperator):
         """The rules in Great Expectations, in a local job named by this task's run key
         (:mod:`include.local_quality`): a retry re-attaches to the check its earlier try started,
         and the check stops itself at the gate's runtime, as a Glue Data Quality run does."""
+        from headrace_operators.local_job_loop import run_local_job
         from include import local_quality
         from include.dq.results import GateResult
         from include.local_jobs import LocalJobError
 
         run_key = TaskRunIdentity.from_context(context).run_key
         self._local_run_key = run_key
-        timeout_s = self.run_timeout.total_seconds()
-        description, started = local_quality.start_or_attach(
-            run_key,
-            dataset=rule_set.dataset,
-            ds=ds,
-            rules_dir=Path(self.rules_dir).resolve(),
-            lake_root=get_settings().lake_root,
-            max_runtime_s=timeout_s,
+
+        def start() -> tuple[str, bool, str]:
+            description, started = local_quality.start_or_attach(
+                run_key,
+                dataset=rule_set.dataset,
+                ds=ds,
+                rules_dir=Path(self.rules_dir).resolve(),
+                lake_root=get_settings().lake_root,
+                max_runtime_s=self.run_timeout.total_seconds(),
+            )
+            return description["Status"], started, description["LogPath"]
+
+        document = run_local_job(
+            self.log,
+            f"the local Great Expectations check {run_key}",
+            start=start,
+            wait=lambda timeout: local_quality.wait_for_result(run_key, timeout=timeout),
+            stop=lambda: local_quality.stop(run_key),
+            timeout=self.run_timeout,
+            job_error=LocalJobError,
         )
-        self.log.info(
-            "%s the local Great Expectations check %s (%s); its log: %s",
-            "Started" if started else "Re-attached to",
-            run_key,
-            description["Status"],
-            description["LogPath"],
-        )
-        try:
-            document = local_quality.wait_for_result(run_key, timeout=timeout_s)
-        except TimeoutError as error:
-            local_quality.stop(run_key)
-            raise AirflowException(f"{error} (timeout {self.run_timeout}); stopped it") from None
-        except LocalJobError as error:
-            raise AirflowException(str(error)) from None
         return GateResult.from_dict(document)
 
     # --- AWS Glue Data Quality -------------------------------------------------------------

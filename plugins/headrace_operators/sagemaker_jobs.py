@@ -214,14 +214,6 @@ class _SageMakerJobOperator(BaseOperator):
             **self.cost_bounds(settings),
         )
 
-    @staticmethod
-    def local_work_root(settings: Settings) -> Path:
-        from include.local_sagemaker import DEFAULT_WORK_ROOT
-
-        if settings.local_runs_dir:
-            return Path(settings.local_runs_dir) / "sagemaker"
-        return DEFAULT_WORK_ROOT
-
     def _check_ds(self) -> str:
         from datetime import date
 
@@ -248,7 +240,7 @@ class _SageMakerJobOperator(BaseOperator):
             request = self.build_request(settings, name, None)
             self.log.info("Running local %s job %s", self.job_type, name)
             try:
-                description = self.run_local(request, self.local_work_root(settings))
+                description = self.run_local(request, settings.local_runs_root)
             except Exception as error:  # the runtime's message carries the job's log tail
                 raise AirflowException(
                     f"local {self.job_type} job {name} failed: {error}"
@@ -385,7 +377,7 @@ class _SageMakerJobOperator(BaseOperator):
         settings = get_settings()
         self.log.info("Stopping %s job %s", self.job_type, self._job_name)
         if settings.is_local:
-            self.stop_local(self._job_name, self.local_work_root(settings))
+            self.stop_local(self._job_name, settings.local_runs_root)
         else:
             self.stop(self._job_name)
 

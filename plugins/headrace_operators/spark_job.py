@@ -760,34 +760,30 @@ class SparkJobOperator(BaseOperator):
     # --- local ---------------------------------------------------------------------------
 
     def _execute_local(self, identity: TaskRunIdentity, job_args: list[str]) -> dict[str, str]:
+        from headrace_operators.local_job_loop import run_local_job
+
         run_key = identity.run_key
         self._local_run_key = run_key
         runner = self.local_runner
         module = f"{self.jobs_package}.{self.job}"
-        # The job stops itself at the task's timeout, as Glue and EMR Serverless stop theirs,
-        # even when no task waits on it any more.
-        status, started = runner.start_or_attach(
-            module, job_args, run_key, max_runtime_s=self.run_timeout.total_seconds()
+
+        def start() -> tuple[str, bool, str]:
+            status, started = runner.start_or_attach(
+                module, job_args, run_key, max_runtime_s=self.run_timeout.total_seconds()
+            )
+            return status.state, started, status.log_path
+
+        final = run_local_job(
+            self.log,
+            f"local Spark job {module} (run key {run_key})",
+            start=start,
+            wait=lambda timeout: runner.wait(
+                run_key, timeout=timeout, poll_interval=LOCAL_POLL_INTERVAL
+            ),
+            stop=lambda: runner.kill(run_key),
+            timeout=self.run_timeout,
+            job_error=LocalSparkJobError,
         )
-        if started:
-            self.log.info("Started local Spark job %s (run key %s)", module, run_key)
-        else:
-            self.log.info(
-                "Re-attaching to local Spark job %s (run key %s, %s), started by an earlier try",
-                module,
-                run_key,
-                status.state,
-            )
-        self.log.info("Log of the job: %s", status.log_path)
-        try:
-            final = runner.wait(
-                run_key, timeout=self.run_timeout.total_seconds(), poll_interval=LOCAL_POLL_INTERVAL
-            )
-        except TimeoutError as error:
-            runner.kill(run_key)
-            raise AirflowException(f"{error} (timeout {self.run_timeout}); stopped it") from None
-        except LocalSparkJobError as error:
-            raise AirflowException(str(error)) from None
         return {
             "engine": "local",
             "job": self.job,

@@ -173,7 +173,7 @@ def run_processing_job(settings, plan: dict, command: str, job_name: str) -> dic
         inputs=plan["inputs"], manifest_inputs=plan["manifest_inputs"], outputs=plan["outputs"],
         arguments=[command],
     )  # fmt: skip
-    work_root = Path(settings.local_runs_dir) / "sagemaker_jobs"
+    work_root = settings.local_runs_root
     start_processing_job(request, work_root=work_root)
     return wait_for_processing_job(job_name, work_root=work_root, timeout=300)
 

@@ -25,7 +25,7 @@ MODULE = "tests.plugins.fixtures.sleepy_job"
 
 @pytest.fixture
 def runner(tmp_path, repo_root) -> LocalSparkRunner:
-    return LocalSparkRunner(state_root=tmp_path / "runs", repo_root=repo_root)
+    return LocalSparkRunner(work_root=tmp_path / "runs", repo_root=repo_root)
 
 
 def test_a_run_records_its_process_environment_and_result(runner, tmp_path):
@@ -37,7 +37,7 @@ def test_a_run_records_its_process_environment_and_result(runner, tmp_path):
     assert final.state == SUCCEEDED
     assert final.exit_code == 0
 
-    state_dir = tmp_path / "runs" / "run-a"
+    state_dir = tmp_path / "runs" / "spark-jobs" / "run-a"
     run = json.loads((state_dir / "request.json").read_text())
     assert run["module"] == MODULE
     assert run["argv"] == ["--marker", str(marker)]
@@ -80,7 +80,7 @@ def test_a_finished_run_is_returned_not_repeated(runner, tmp_path):
 
 def test_a_lost_run_is_started_again(runner, tmp_path):
     # A supervisor that vanished without a result (a reboot): a pid that no longer exists.
-    state_dir = tmp_path / "runs" / "run-c"
+    state_dir = tmp_path / "runs" / "spark-jobs" / "run-c"
     state_dir.mkdir(parents=True)
     (state_dir / "request.json").write_text(json.dumps({"module": MODULE, "argv": []}))
     (state_dir / "process.json").write_text(json.dumps({"pid": 2**22 + 7, "create_time": 1.0}))
@@ -129,7 +129,7 @@ def test_a_run_past_its_maximum_runtime_is_stopped_and_reported_with_no_one_wait
     status = runner.status("run-t")
     assert status.state == TIMEOUT
     assert status.exit_code == -15  # SIGTERM reached the job
-    result = json.loads((tmp_path / "runs" / "run-t" / "status.json").read_text())
+    result = json.loads((tmp_path / "runs" / "spark-jobs" / "run-t" / "status.json").read_text())
     assert result["FailureReason"].startswith("MaxRuntimeExceeded")
     with pytest.raises(LocalSparkJobError, match="ran past its maximum runtime and was stopped"):
         runner.wait("run-t", timeout=5, poll_interval=0.05)
@@ -159,6 +159,8 @@ def test_run_state_lives_where_the_settings_say(tmp_path, monkeypatch, fresh_set
     from include.config import get_settings
     from include.local_spark_runner import LocalSparkRunner
 
-    monkeypatch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(tmp_path / "home-a" / "spark_runs"))
+    monkeypatch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(tmp_path / "home-a" / "local_runs"))
     get_settings.cache_clear()
-    assert LocalSparkRunner().state_dir("k") == tmp_path / "home-a" / "spark_runs" / "k"
+    assert (
+        LocalSparkRunner().state_dir("k") == tmp_path / "home-a" / "local_runs" / "spark-jobs" / "k"
+    )

@@ -112,7 +112,7 @@ def score_day(settings, ds: str, job_name: str) -> dict:
     run_transform_job(
         request,
         model_request,
-        work_root=Path(settings.local_runs_dir),
+        work_root=settings.local_runs_root,
         max_records=DEFAULT_MAX_RECORDS,
     )
     committed = helpers.commit_transform_output(

@@ -383,9 +383,7 @@ def test_local_training_runs_the_real_trainer_and_a_retry_returns_the_same_job(
 ):
     context = task_context(dag_id="churn_training", task_id="train")
     first = training_operator(hyperparameters={"epochs": 3, "batch-size": 256}).execute(context)
-    log = Path(
-        local_features.local_runs_dir, "sagemaker", "training-jobs", first["job_name"], "output.log"
-    )
+    log = Path(local_features.local_runs_dir, "training-jobs", first["job_name"], "output.log")
     runs_before = log.read_text().count("final validation:auc=")
     second = training_operator(hyperparameters={"epochs": 3, "batch-size": 256}).execute(context)
 

@@ -152,7 +152,7 @@ def test_local_job_runs_the_entry_point_and_a_retry_returns_the_same_job(local_l
     lake = local_lake.lake_root
     context = task_context(dag_id="churn_monitoring", task_id="profile")
     first = processing_operator(lake).execute(context)
-    job_dir = Path(local_lake.local_runs_dir, "sagemaker", "processing-jobs", first["job_name"])
+    job_dir = Path(local_lake.local_runs_dir, "processing-jobs", first["job_name"])
     pid = json.loads((job_dir / "process.json").read_text())["pid"]
     retry = processing_operator(lake)
     second = retry.execute(context)

@@ -218,7 +218,7 @@ def test_local_transform_scores_every_row_and_a_retry_returns_the_same_job(
     context = task_context(dag_id="churn_scoring", task_id="transform")
     operator = transform_operator(local_model["model"], local_model["input_uri"])
     first = operator.execute(context)
-    job_dir = Path(local_model["settings"].local_runs_dir, "sagemaker", "transform-jobs",
+    job_dir = Path(local_model["settings"].local_runs_dir, "transform-jobs",
                    first["job_name"])  # fmt: skip
     pid = json.loads((job_dir / "process.json").read_text())["pid"]
     second = transform_operator(local_model["model"], local_model["input_uri"]).execute(context)

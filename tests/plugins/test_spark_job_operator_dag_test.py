@@ -38,7 +38,7 @@ def test_local_target_in_the_task_runner(migrated_airflow_home, tmp_path, repo_r
     xcom = outcome["xcom"]
     assert (xcom["engine"], xcom["job"], xcom["state"]) == ("local", "sleepy_job", "SUCCEEDED")
     assert xcom["run_key"].startswith("spark-job-check-ingest-")
-    log = (tmp_path / "spark_runs" / xcom["run_key"] / "output.log").read_text()
+    log = (tmp_path / "local_runs" / "spark-jobs" / xcom["run_key"] / "output.log").read_text()
     # {{ ds }} was rendered by Airflow before the job saw its argv.
     assert "'--ds', '20" in log
     assert "{{" not in log

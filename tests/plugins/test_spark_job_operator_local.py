@@ -16,7 +16,6 @@ import pytest
 from airflow.exceptions import AirflowException
 
 from headrace_operators import SparkJobOperator
-from include import local_spark_runner
 from include.job_names import TaskRunIdentity
 
 
@@ -32,7 +31,7 @@ def local_target(tmp_path, monkeypatch, fresh_settings):
     from include.config import get_settings
 
     monkeypatch.setenv("PIPELINE_TARGET", "local")
-    monkeypatch.setattr(local_spark_runner, "DEFAULT_STATE_ROOT", tmp_path / "spark_runs")
+    monkeypatch.setenv("HEADRACE_LOCAL_RUNS_DIR", str(tmp_path / "local_runs"))
     get_settings.cache_clear()
     return tmp_path
 
@@ -88,7 +87,7 @@ def test_retry_reattaches_to_the_running_job(local_target, task_context):
     first_try.join(timeout=60)
 
     run_key = TaskRunIdentity.from_context(context).run_key
-    log_path = local_target / "spark_runs" / run_key / "output.log"
+    log_path = local_target / "local_runs" / "spark-jobs" / run_key / "output.log"
     assert result == {
         "engine": "local",
         "job": "sleepy_job",
@@ -130,7 +129,7 @@ def test_failed_job_raises_with_the_tail_of_its_log(local_target, task_context):
         make_operator(marker, "--exit-code", "3").execute(task_context())
     assert len((marker / "starts.txt").read_text().split()) == 2
     run_key = TaskRunIdentity.from_context(task_context()).run_key
-    history = local_target / "spark_runs" / run_key / "history" / "1"
+    history = local_target / "local_runs" / "spark-jobs" / run_key / "history" / "1"
     assert "boom: bad row 7" in (history / "output.log").read_text()
 
 
