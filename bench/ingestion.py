@@ -168,16 +168,21 @@ def rules_only(frame, spec):
 
 def cold_local_job(work: Path) -> float:
     """Seconds of one ingest as a local job: a fresh process of this interpreter running
-    ``python -m spark_jobs.ingest`` as the local Spark runner does, start to exit."""
-    env = {**os.environ, "HEADRACE_BENCH_SALT": BENCH_SALT, "SPARK_LOCAL_IP": "127.0.0.1"}
+    ``python -m spark_jobs.ingest`` with the argv the ingestion DAG gives it, start to exit."""
+    from include.config import load_settings
+    from include.ingestion import LOCAL_PII_SALT_ENV, ingest_job_args
+
+    settings = load_settings(
+        {"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": (work / "lake-cold").as_uri()}
+    )
+    argv = ingest_job_args(settings, "churn", DS, landing_uri=str(work / "landing"))
+    env = {**os.environ, LOCAL_PII_SALT_ENV: BENCH_SALT, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.setdefault("HEADRACE_SPARK_LOG_LEVEL", "ERROR")
-    command = [
-        sys.executable, "-m", "spark_jobs.ingest", "--spec", str(SPEC_PATH),
-        "--landing-uri", str(work / "landing"), "--ds", DS,
-        "--lake-root", str(work / "lake-cold"), "--pii-salt-env", "HEADRACE_BENCH_SALT",
-    ]  # fmt: skip
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "spark_jobs.ingest", *argv],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"the cold ingest exited {done.returncode}:\n{done.stderr[-3000:]}")

@@ -419,7 +419,7 @@ def transform_file(
                 split = fast.split(lines) if fast is not None else None
                 records = None
                 if split is not None:
-                    payload = split[2]
+                    leading, rests, payload = split
                 else:
                     # Fields split from quote-free CSV lines hold no quote, comma or newline.
                     plain = input_format.kind == "csv" and not any('"' in line for line in lines)
@@ -438,7 +438,7 @@ def transform_file(
                 output_lines = _CsvFastPath.outputs(body) if split is not None else None
                 if output_lines is not None:
                     _check_one_per_record(join, len(output_lines), len(lines), where)
-                    output_lines = fast.output_lines(*split[:2], output_lines)
+                    output_lines = fast.output_lines(leading, rests, output_lines)
                 if output_lines is not None:
                     text = "\n".join(output_lines) + "\n" if output_lines else ""
                     written += len(output_lines)
