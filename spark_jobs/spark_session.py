@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 # SQL options that make output portable and byte-stable, set on every session (they are runtime
 # options, so setting them on a platform session is allowed and scoped to this application).
@@ -37,6 +38,27 @@ JOB_SQL_CONF: dict[str, str] = {
 LOOPBACK = "127.0.0.1"
 # Lets the JIT compile generated methods over 8000 bytes of bytecode (see local_conf).
 COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
+# A class-data-sharing archive of the classes a local driver loads, built into the Spark
+# environment by `make envs` (scripts/spark_class_archive.py): the JVM maps them instead of
+# loading and verifying each one. Measured on 2 cores, a local ingest job from start to exit: 17.9 s
+# to 13.4 s at 2,000 rows, 28.4 s to 24.9 s at 250,000. A missing archive, or one a different JDK
+# build wrote, is ignored by the JVM (-Xshare:auto), which then loads classes as before.
+CLASS_ARCHIVE_NAME = "headrace-spark-driver.jsa"
+
+
+def class_archive_path() -> Path:
+    """Where the Spark environment running this interpreter keeps the driver's class archive."""
+    return Path(sys.prefix) / CLASS_ARCHIVE_NAME
+
+
+def driver_java_options(*, class_archive: bool = True) -> str:
+    """The local driver JVM's options: IPv4 sockets, the JIT flag, and the class archive if built."""
+    options = ["-Djava.net.preferIPv4Stack=true", COMPILE_HUGE_METHODS]
+    archive = class_archive_path()
+    if class_archive and archive.is_file():
+        # Quoted: Spark splits these options like a shell, and the path may hold a space.
+        options.append(f'"-XX:SharedArchiveFile={archive}"')
+    return " ".join(options)
 
 
 def is_platform_managed() -> bool:
@@ -66,7 +88,7 @@ def local_conf(cores: int | None = None) -> dict[str, str]:
         "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "headrace-spark-warehouse"),
         # Compile generated methods over 8000 bytes too: validation's fused stage is one (see
         # spark_jobs/ingest.py, HUGE_METHOD_LIMIT); without the JIT it would run interpreted.
-        "spark.driver.extraJavaOptions": f"-Djava.net.preferIPv4Stack=true {COMPILE_HUGE_METHODS}",
+        "spark.driver.extraJavaOptions": driver_java_options(),
         **JOB_SQL_CONF,
     }
 

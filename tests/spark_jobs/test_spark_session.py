@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psutil
 import pytest
@@ -70,3 +71,31 @@ def test_local_jvm_compiles_huge_methods_so_ingest_keeps_stages_fused(spark):
     conf = ingest.ingest_sql_conf(ClusterSession())
     assert conf["spark.sql.codegen.hugeMethodLimit"] == "8000"
     assert conf.items() >= ingest.INGEST_SQL_CONF.items()
+
+
+@pytest.mark.e2e
+def test_a_fresh_local_driver_loads_spark_from_the_class_archive(tmp_path):
+    """The archive `make envs` built is one this JDK maps: a new driver's SparkSession class comes
+    from it (the JVM ignores an archive it cannot use, so only its class log tells)."""
+    import subprocess
+    import sys
+
+    from spark_jobs.spark_session import class_archive_path, driver_java_options
+
+    assert class_archive_path().is_file(), f"no {class_archive_path()}: run make envs"
+    classes = tmp_path / "classes.log"
+    options = f"{driver_java_options()} -Xlog:class+load=info:file={classes}"
+    start = (
+        "from spark_jobs.spark_session import get_spark; "
+        f"get_spark('archive-check', {{'spark.driver.extraJavaOptions': {options!r}}}).stop()"
+    )
+    repo_root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", start], cwd=repo_root, check=True, timeout=300)
+    sources = {
+        line.split()[1]: line.split("source: ", 1)[1]
+        for line in classes.read_text().splitlines()
+        if "source: " in line
+    }
+    assert sources["org.apache.spark.sql.SparkSession"] == "shared objects file (top)"
+    shared = sum(source.startswith("shared objects file") for source in sources.values())
+    assert shared > 0.8 * len(sources), f"{shared} of {len(sources)} classes from the archives"
