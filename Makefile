@@ -123,6 +123,7 @@ status: envs
 # bench/data_quality.py also needs duckdb, which no lock has: docs/benchmarks.md says how to run it.
 bench: envs
 	$(VPY) bench/dag_parse_times.py
+	$(VPY) bench/job_startup.py
 	$(VPY) bench/drift.py
 	$(VPY) bench/monitoring_memory.py
 	$(SPARK_VENV)/bin/python bench/ingestion.py

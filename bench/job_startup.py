@@ -1,0 +1,100 @@
+"""Benchmark: what a fresh job process pays before its first row, with and without the start-up
+caches that ``make envs`` builds.
+
+Every local job, Airflow task and quality check is a fresh interpreter, so its imports are paid
+each time; every local Spark job also starts a JVM. ``make envs`` builds two caches for that:
+
+- each environment's bytecode (``uv pip sync --compile-bytecode``). Baseline, in the same run:
+  the same import with ``-X pycache_prefix`` set to an empty folder, which makes Python compile
+  every module from source, as it did when nothing wrote bytecode (PYTHONDONTWRITEBYTECODE).
+- the local Spark driver's class archive (scripts/spark_class_archive.py). Baseline: the same
+  driver started without it.
+
+Goals: the imports at most 0.5x their from-source time; the driver at most 0.85x.
+Run with `make bench` or `.venv/bin/python bench/job_startup.py [--repeat 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from include.local_envs import spark_python, training_python  # noqa: E402
+
+IMPORT_GOAL = 0.5
+DRIVER_GOAL = 0.85
+# What each kind of process imports first: a quality check, an Airflow task, a Spark job, a
+# training, tuning, transform or processing job.
+IMPORTS = [
+    ("worker", "import great_expectations"),
+    ("worker", "import airflow.sdk, airflow.models"),
+    ("spark", "import pyspark.sql, pandas, pyarrow"),
+    ("training", "import torch"),
+]
+DRIVER = (
+    "from spark_jobs.spark_session import driver_java_options, get_spark\n"
+    "import sys\n"
+    "conf = {'spark.driver.extraJavaOptions': driver_java_options(class_archive=sys.argv[1] == 'on')}\n"
+    "spark = get_spark('headrace-startup-bench', conf)\n"
+    "spark.range(1000).selectExpr('sum(id)').collect()\n"
+    "spark.stop()\n"
+)
+
+
+def seconds(command: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def median_of(repeat: int, command: list[str], env: dict | None = None) -> float:
+    seconds(command, env)  # untimed: the page cache, as every later run finds it
+    return statistics.median(seconds(command, env) for _ in range(repeat))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    pythons = {"worker": sys.executable, "spark": spark_python(), "training": training_python()}
+    missed = []
+    print(f"{'environment':<10} {'import':<42} {'cached':>8} {'source':>8} {'ratio':>6}")
+    for environment, statement in IMPORTS:
+        python = pythons[environment]
+        with tempfile.TemporaryDirectory(prefix="headrace-no-bytecode-") as empty:
+            cached = median_of(args.repeat, [python, "-c", statement])
+            source = median_of(
+                args.repeat, [python, "-X", f"pycache_prefix={empty}", "-c", statement]
+            )
+        ratio = cached / source
+        if ratio > IMPORT_GOAL:
+            missed.append(statement)
+        print(f"{environment:<10} {statement:<42} {cached:>7.2f}s {source:>7.2f}s {ratio:>6.2f}")
+    env = {**os.environ, "HEADRACE_SPARK_LOG_LEVEL": "ERROR"}
+    with_archive = median_of(args.repeat, [pythons["spark"], "-c", DRIVER, "on"], env)
+    without = median_of(args.repeat, [pythons["spark"], "-c", DRIVER, "off"], env)
+    ratio = with_archive / without
+    print(
+        f"local Spark driver, start to first result and stop: {with_archive:.2f}s with the class "
+        f"archive, {without:.2f}s without, ratio {ratio:.2f}"
+    )
+    if ratio > DRIVER_GOAL:
+        missed.append("the Spark driver")
+    print(
+        f"goals (imports <= {IMPORT_GOAL}x from source, driver <= {DRIVER_GOAL}x without the "
+        f"archive): {'met' if not missed else 'missed for ' + ', '.join(missed)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
