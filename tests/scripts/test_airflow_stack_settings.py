@@ -1,6 +1,6 @@
 """The local stack's settings come from the environment, then ``.env``; a taken API port is
 refused before anything starts (the api-server would die on it while another process answered
-the health checks)."""
+the health checks); ``down`` stops the API server last."""
 
 from __future__ import annotations
 
@@ -73,3 +73,57 @@ def test_up_refuses_a_taken_port_before_starting_anything(stack, tmp_path, monke
     # Nothing was started: no pid file, no migration log.
     assert not list((tmp_path / "home").glob("pids/*.pid"))
     assert not (tmp_path / "home" / "logs" / "db-migrate.out").exists()
+
+
+def test_down_stops_the_api_server_after_the_components_whose_tasks_report_to_it(
+    stack, tmp_path, monkeypatch
+):
+    """Real process groups in the components' pid files. The api-server's, on SIGTERM, leaves a
+    mark and exits; each other one, on SIGTERM, takes half a second (a stopping task reporting
+    its end state through the API server), then records whether that mark was there."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    home = tmp_path / "home"
+    (home / "pids").mkdir(parents=True)
+    monkeypatch.setenv("HEADRACE_AIRFLOW_HOME", str(home))
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    component = (
+        "import os, signal, sys, time\n"
+        "name, out = sys.argv[1], sys.argv[2]\n"
+        "def stop(*_):\n"
+        "    if name != 'api-server':\n"
+        "        time.sleep(0.5)\n"
+        "        stopped = os.path.exists(os.path.join(out, 'api-server'))\n"
+        "    open(os.path.join(out, name), 'w').write('gone' if name == 'api-server' or stopped\n"
+        "                                             else 'alive')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "open(os.path.join(out, name + '.ready'), 'w').close()\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", component, name, str(seen)], start_new_session=True
+        )
+        for name in stack.COMPONENTS
+    }
+    try:
+        for name, process in processes.items():
+            (home / "pids" / f"{name}.pid").write_text(str(process.pid))
+        deadline = time.monotonic() + 30
+        while len(list(seen.glob("*.ready"))) < len(processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stack.down(timeout=10)
+        assert {name: (seen / name).read_text() for name in processes} == {
+            "scheduler": "alive", "triggerer": "alive", "dag-processor": "alive",
+            "api-server": "gone",
+        }  # fmt: skip
+        assert list((home / "pids").glob("*.pid")) == []
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
