@@ -200,7 +200,8 @@ class RequestCapture:
     ``stubs`` maps ``(service, operation)`` to ``(http_status, parsed_response)`` or to a function
     of the request's parameters returning one: the call is answered on botocore's ``before-call``
     event and never reaches moto. ``after`` maps one to a function of ``(params, parsed)`` run on
-    ``after-call``, whose own requests are recorded as ``simulated``.
+    ``after-call``. The requests a stub or an after-call function sends are recorded as
+    ``simulated``.
     """
 
     def __init__(self, actor: str = "setup") -> None:
@@ -229,10 +230,11 @@ class RequestCapture:
 
         class _Scope:
             def __enter__(self):
+                self.outer = getattr(capture._local, "actor", None)  # scopes nest
                 capture._local.actor = "simulated"
 
             def __exit__(self, *exc):
-                capture._local.actor = None
+                capture._local.actor = self.outer
 
         return _Scope()
 
@@ -256,7 +258,10 @@ class RequestCapture:
 
         request = self._last_of(model)
         request["stubbed"] = True
-        status, parsed = stub(request["params"]) if callable(stub) else stub
+        # A stub stands in for AWS, as an after-call handler does: its own requests (a stubbed
+        # Glue Data Quality run reading the lake) are the simulator's, not the caller's.
+        with self.simulating():
+            status, parsed = stub(request["params"]) if callable(stub) else stub
         return AWSResponse("http://stubbed.invalid", status, {}, None), parsed
 
     def on_after_call(self, http_response, parsed, model, **kwargs) -> None:

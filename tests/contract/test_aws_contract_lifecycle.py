@@ -6,8 +6,9 @@ request. On Glue: lake setup, ingestion of two days, validation (Glue Data Quali
 of each, a training run over the account's Service Quotas (refused before any job), training
 with tuning twice (the second version waits for a person), its approval, batch scoring of the
 second day and the drift check that finds the drift planted in it and publishes the SNS alert.
-On EMR Serverless and EMR on EC2: lake setup and ingestion. The request log stays as a test
-artifact: ``.local/test-artifacts/aws_requests-<engine>.jsonl``.
+On EMR Serverless and EMR on EC2: lake setup and ingestion. On every engine, what the DAGs'
+tasks read of the lake are documents, never a data file: the jobs read the rows. The request log
+stays as a test artifact: ``.local/test-artifacts/aws_requests-<engine>.jsonl``.
 
 What moto lacks, and what stands in for it (the driver's docstring has the mechanism):
 
@@ -189,6 +190,30 @@ def test_every_s3_uri_lies_in_the_lake_bucket(lifecycle):
     uris = [m.group(0) for r in dag_requests(lifecycle) for t in strings_in(r["params"])
             for m in S3_URI.finditer(t)]  # fmt: skip
     assert len(uris) >= 5  # the walk saw the URIs it should (code, spec, lake, logs)
+
+
+# The lake's zones of partition data: in them a DAG task may read documents (a manifest, a
+# job's facts), never a data file, whose size grows with the day's rows.
+DATA_ZONES = ("landing", "curated", "quarantine", "features", "predictions")
+DATA_SUFFIXES = (".parquet", ".csv", ".csv.gz", ".out", ".jsonl")
+
+
+def test_no_dag_task_reads_a_data_file(lifecycle):
+    """The worker orchestrates, jobs compute: every object the DAGs' tasks read is a document
+    (a manifest, a verdict, a job's facts, statistics, a model) — the jobs read the rows."""
+    reads = [
+        r["params"]["Key"]
+        for r in dag_requests(lifecycle, "s3")
+        if r["operation"] in ("GetObject", "SelectObjectContent")
+    ]
+    assert reads  # the DAGs' own reads were recorded as theirs (the lake's descriptor at least)
+    assert [key for key in reads if _is_data_file(key)] == []
+
+
+def _is_data_file(key: str) -> bool:
+    parts = key.split("/")  # lake/<zone>/…
+    in_data_zone = len(parts) > 2 and parts[0] == "lake" and parts[1] in DATA_ZONES
+    return key.endswith(DATA_SUFFIXES) or (in_data_zone and not key.endswith(".json"))
 
 
 def test_the_spark_job_request_of_each_engine(lifecycle):
