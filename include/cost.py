@@ -798,7 +798,7 @@ def run_estimate_line(
     jobs = ", ".join(f"{e.kind} {format_usd(e.usd)}" for e in estimates)
     return (
         f"{format_usd(sum(e.usd for e in estimates))} of the {format_usd(budget.per_run_usd)} "
-        f"run budget for {len(estimates)} jobs: {jobs}"
+        f"run budget for {len(estimates)} job{'' if len(estimates) == 1 else 's'}: {jobs}"
     )
 
 

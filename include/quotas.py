@@ -252,20 +252,3 @@ def check_stage_quotas(
         for line in lines:
             log.info("Service quota: %s", line)
     return lines
-
-
-def refuse_stage_run_over_quota(
-    settings: Settings, dataset: str, stage: str, *, client: Any = None
-) -> None:
-    """On aws, fail the running task (not retried: a retry would be refused the same way),
-    starting no job, when one run of ``<dataset>_<stage>`` needs more than the account's Service
-    Quotas allow (:func:`check_stage_quotas`). Nothing to check on the local target."""
-    if settings.is_local:
-        return
-    from airflow.sdk.exceptions import AirflowFailException
-
-    log = logging.getLogger(f"headrace.{stage}")
-    try:
-        check_stage_quotas(settings, dataset, stage, log=log, client=client)
-    except QuotaError as error:
-        raise AirflowFailException(str(error)) from None

@@ -77,15 +77,15 @@ def monitoring_dag(dataset: str) -> DAG:
         @task(multiple_outputs=True)
         def drift_plan() -> dict:
             """The day, the scoring model's version, and the drift job's plan and inputs; on aws
-            it first fails, starting no job, when the run's instances are over the account's
-            Service Quotas."""
+            it first fails, starting no job, when the run's worst-case cost is over the dataset's
+            budgets or its instances over the account's Service Quotas."""
             from include.config import get_settings
             from include.partitions import run_partition
-            from include.quotas import refuse_stage_run_over_quota
+            from include.run_limits import refuse_stage_run_over_limits
             from include.scoring_pipeline import drift_job_plan
 
             settings = get_settings()
-            refuse_stage_run_over_quota(settings, dataset, STAGE)
+            refuse_stage_run_over_limits(settings, dataset, STAGE)
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
             return drift_job_plan(settings, dataset, ds)

@@ -92,14 +92,15 @@ def scoring_dag(dataset: str) -> DAG:
         @task(multiple_outputs=True)
         def scoring_plan(model: dict) -> dict:
             """The day and the plan of the transform's input lines; on aws it first fails,
-            starting no job, when the run's instances are over the account's Service Quotas."""
+            starting no job, when the run's worst-case cost is over the dataset's budgets or its
+            instances over the account's Service Quotas."""
             from include.config import get_settings
             from include.partitions import run_partition
-            from include.quotas import refuse_stage_run_over_quota
+            from include.run_limits import refuse_stage_run_over_limits
             from include.scoring_pipeline import scoring_input_plan
 
             settings = get_settings()
-            refuse_stage_run_over_quota(settings, dataset, STAGE)
+            refuse_stage_run_over_limits(settings, dataset, STAGE)
             context = get_current_context()
             ds = run_partition(context["params"]["ds"], context["dag_run"])
             return {"ds": ds, "model": model, **scoring_input_plan(settings, dataset, ds, model)}

@@ -142,32 +142,21 @@ def training_dag(dataset: str) -> DAG:
             (skipped, with the earlier run named) when a run already trained them, and fails,
             starting no job, when on aws its worst-case cost is over the dataset's budget or its
             instances over the account's Service Quotas."""
-            import logging
-
-            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             from include.config import get_settings
+            from include.run_limits import refuse_stage_run_over_limits
             from include.training_pipeline import previous_training, training_cause
 
             settings = get_settings()
             params = get_current_context()["params"]
-            if not settings.is_local:
-                from include.cost import CostError, check_stage_run, run_estimate_line
-                from include.quotas import QuotaError, check_stage_quotas
-                from include.run_note import note_this_run
-
-                run = {
-                    "tuning_max_jobs": params["max_trials"],
-                    "tuning_max_parallel_jobs": params["parallel_trials"],
-                }
-                log = logging.getLogger(__name__)
-                try:
-                    estimates = check_stage_run(settings, dataset, STAGE, log=log, **run)
-                    note_this_run("run", run_estimate_line(dataset, estimates), log)
-                    check_stage_quotas(settings, dataset, STAGE, log=log, **run)
-                except (CostError, QuotaError) as error:  # a retry would be refused the same way
-                    note_this_run("refused", str(error), log)
-                    raise AirflowFailException(str(error)) from None
+            refuse_stage_run_over_limits(
+                settings,
+                dataset,
+                STAGE,
+                tuning_max_jobs=params["max_trials"],
+                tuning_max_parallel_jobs=params["parallel_trials"],
+            )
             cause = training_cause(settings, dataset, partition, params)
             earlier = previous_training(settings, cause)
             if earlier is not None and not params["retrain"]:

@@ -458,8 +458,9 @@ def test_scoring_transforms_with_the_approved_version_and_drift_alerts_on_sns(gl
 
 def test_every_run_shows_its_worst_case_cost_on_its_note(glue_lifecycle):
     """Each job operator puts its estimate on its run's note before it starts the job, and the
-    training run its whole estimate (or the refusal) before its first job, through MWAA's
-    InvokeRestApi; the tuning line is the estimate of the very request the run sent."""
+    training, scoring and monitoring runs their whole estimate (or the refusal) before their
+    first job, through MWAA's InvokeRestApi; the tuning line is the estimate of the very request
+    the run sent."""
     from include.cost import estimate_request, format_usd, load_prices
     from include.run_note import COST_HEADING
 
@@ -471,6 +472,10 @@ def test_every_run_shows_its_worst_case_cost_on_its_note(glue_lifecycle):
         assert heading == COST_HEADING, note
         assert lines and all(line.startswith("- ") for line in lines), note
         assert all("$" in line for line in lines if not line.startswith("- refused")), note
+    # The training, scoring and monitoring runs price their whole run before their first job.
+    for dag_id in ("churn_training", "churn_scoring", "churn_monitoring"):
+        for run in (r for r in runs if r["dag_id"] == dag_id):
+            assert notes[(dag_id, run["run_id"])].splitlines()[1].startswith("- run: $"), run
     refused = next(r for r in runs if r["state"] == "failed")
     refusal = notes[("churn_training", refused["run_id"])]
     assert "- run: $" in refusal and "run budget" in refusal

@@ -28,3 +28,23 @@ def moto_s3(monkeypatch):
     )
     yield bucket
     server.stop()
+
+
+@pytest.fixture
+def service_quotas():
+    """A ``service-quotas`` client whose answers the test queues; every queued answer must be
+    asked for."""
+    import botocore.session
+    from aws_test_env import AWS_ENV
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.stub import Stubber
+
+    client = botocore.session.get_session().create_client(
+        "service-quotas",
+        region_name=AWS_ENV["AWS_REGION"],
+        config=Config(signature_version=UNSIGNED),
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import logging
 
-import botocore.session
 import pytest
 from aws_test_env import AWS_ENV
-from botocore import UNSIGNED
-from botocore.config import Config
-from botocore.stub import Stubber
 
 from include import quotas
 from include.config import load_settings
@@ -42,18 +38,6 @@ def quota(name: str, value: float, code: str, service_code: str = "sagemaker") -
         "Adjustable": True,
         "GlobalQuota": False,
     }
-
-
-@pytest.fixture
-def service_quotas():
-    """A ``service-quotas`` client whose answers the test queues; every queued answer must be
-    asked for."""
-    client = botocore.session.get_session().create_client(
-        "service-quotas", region_name=REGION, config=Config(signature_version=UNSIGNED)
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def test_a_training_run_needs_its_parallel_trials_and_the_baselines_instances():
@@ -245,24 +229,3 @@ def test_a_run_of_glue_jobs_only_reads_no_quota(service_quotas):
     client, _ = service_quotas  # nothing queued: any request would fail the test
     assert SETTINGS.aws.spark_engine == "glue"
     assert quotas.check_stage_quotas(SETTINGS, "churn", "validation", client=client) == []
-
-
-def test_a_stage_run_over_a_quota_fails_its_task_and_the_local_target_checks_nothing(
-    service_quotas,
-):
-    """What the scoring and monitoring DAGs call before their first job."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    client, stubber = service_quotas
-    # Local: no request at all (an unqueued call would fail the Stubber).
-    local = load_settings({"PIPELINE_TARGET": "local"})
-    quotas.refuse_stage_run_over_quota(local, "churn", "monitoring", client=client)
-    stubber.add_response(
-        "list_service_quotas", {"Quotas": [quota(PROCESSING_M5, 0, "L-PROCM5X")]}, FIRST_PAGE
-    )
-    with pytest.raises(AirflowFailException) as refused:
-        quotas.refuse_stage_run_over_quota(SETTINGS, "churn", "monitoring", client=client)
-    assert str(refused.value).startswith(
-        "refused before starting, over the account's Service Quotas: sagemaker quota "
-        f"'{PROCESSING_M5}' (L-PROCM5X) in {REGION}: applied value 0, the run needs 1 instance"
-    ), refused.value
