@@ -13,6 +13,10 @@ from typing import Any
 
 from include.config import DATASETS_DIR, Settings
 
+# The stages that run Spark jobs: on EMR Serverless, the application's maximum capacity bounds
+# what each job may cost and the vCPUs it may take, so it is read from EMR (GetApplication).
+SPARK_STAGES = ("ingestion", "validation")
+
 
 def refuse_stage_run_over_limits(
     settings: Settings,
@@ -30,7 +34,7 @@ def refuse_stage_run_over_limits(
 
     :param client: a ``service-quotas`` client (default: one of the run's region).
     :param run: the run's configuration, :func:`include.cost.stage_run_jobs`' keywords (the
-        training DAG's trials).
+        training DAG's trials, the days an ingestion run ingests).
     """
     if settings.is_local:
         return
@@ -41,6 +45,8 @@ def refuse_stage_run_over_limits(
     from include.run_note import note_this_run
 
     log = logging.getLogger(f"headrace.{stage}")
+    if stage in SPARK_STAGES and settings.aws.spark_engine == "emr_serverless":
+        run.setdefault("emr_serverless_maximum_capacity", application_maximum_capacity(settings))
     try:
         estimates = check_stage_run(
             settings, dataset, stage, datasets_dir=datasets_dir, log=log, **run
@@ -52,3 +58,13 @@ def refuse_stage_run_over_limits(
     except (CostError, QuotaError) as error:
         note_this_run("refused", str(error), log)
         raise AirflowFailException(str(error)) from None
+
+
+def application_maximum_capacity(settings: Settings) -> dict | None:
+    """The EMR Serverless application's ``maximumCapacity`` (None when it sets none, which
+    :mod:`include.cost` refuses: an unbounded job has no worst case)."""
+    import boto3
+
+    client = boto3.client("emr-serverless", region_name=settings.aws.region)
+    application = client.get_application(applicationId=settings.aws.emr_serverless_application_id)
+    return application["application"].get("maximumCapacity")

@@ -20,6 +20,11 @@ ACCOUNT = "123456789012"  # moto's default account: roles must belong to it
 # The EMR Serverless application's maximum capacity in the aws target (include/cost.py prices a
 # run at it).
 EMR_SERVERLESS_MAXIMUM = {"cpu": "16 vCPU", "memory": "64 GB"}
+# The account's applied Service Quotas: two instances of every SageMaker instance type and job
+# kind (the lifecycle's runs fit; a training run with three trials at once does not), and EMR
+# Serverless vCPUs for four times the application's maximum capacity.
+QUOTA_INSTANCES = 2
+EMR_SERVERLESS_VCPUS = 64
 # The salt secret's ARN where no test reads the salt (no Spark job runs): valid in form only.
 UNREAD_SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:headrace/pii-salt-AbCdEf"
 # Variables that would send boto3 to a real profile or session.
@@ -193,6 +198,40 @@ def jsonable(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
+def service_quotas(params: dict) -> tuple[int, dict]:
+    """ListServiceQuotas of the fake account, one page (moto implements no ListServiceQuotas):
+    SageMaker's quota of each instance type of the price table and each job kind it is priced
+    for, named as Service Quotas names them, and EMR Serverless's vCPUs."""
+    from include.cost import load_prices
+    from include.quotas import (
+        EMR_SERVERLESS,
+        EMR_SERVERLESS_VCPU_QUOTA,
+        SAGEMAKER,
+        sagemaker_quota_name,
+    )
+
+    def entry(service: str, name: str, value: float) -> dict:
+        code = "L-" + hashlib.sha256(name.encode()).hexdigest()[:8].upper()
+        arn = f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:{service}/{code}"
+        return {"ServiceCode": service, "QuotaCode": code, "QuotaName": name, "QuotaArn": arn,
+                "Value": float(value)}  # fmt: skip
+
+    if params["ServiceCode"] == EMR_SERVERLESS:
+        vcpus = entry(EMR_SERVERLESS, EMR_SERVERLESS_VCPU_QUOTA, EMR_SERVERLESS_VCPUS)
+        return 200, {"Quotas": [vcpus]}
+    if params["ServiceCode"] != SAGEMAKER:
+        return 400, {"Error": {"Code": "NoSuchResourceException", "Message": "no quotas"}}
+    kinds = {"training": ("training", "spot training")}
+    return 200, {
+        "Quotas": [
+            entry(SAGEMAKER, sagemaker_quota_name(instance_type, kind), QUOTA_INSTANCES)
+            for use, prices in load_prices().sagemaker_instance_hour.items()
+            for instance_type in prices
+            for kind in kinds.get(use, (use,))
+        ]
+    }
+
+
 class RequestCapture:
     """Every request, who sent it (``actor``: ``dag:<dag_id>``, ``simulated``, ``setup`` …), and
     the stubs and after-call behaviours that stand in for what moto lacks.
@@ -211,7 +250,10 @@ class RequestCapture:
         self.clients_created = 0
         self.actor = actor
         self._local = threading.local()
-        self.stubs: dict[tuple[str, str], Any] = {}
+        # What moto lacks that every test of the aws target needs.
+        self.stubs: dict[tuple[str, str], Any] = {
+            ("service-quotas", "ListServiceQuotas"): service_quotas
+        }
         self.after: dict[tuple[str, str], Any] = {}
 
     # While an after-call handler simulates AWS, its own requests are the simulator's.

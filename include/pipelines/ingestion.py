@@ -163,12 +163,17 @@ def ingestion_dag(dataset: str) -> DAG:
     def ingestion():
         @task
         def landing_days() -> list[dict]:
-            """The days this run ingests, each as the ``ingest`` task's arguments."""
+            """The days this run ingests, each as the ``ingest`` task's arguments; on aws it
+            first fails, starting no job, when the run's worst-case cost (one job a day) is over
+            the dataset's budgets or its vCPUs over the account's Service Quotas."""
             from include.ingestion import ingest_runs, landing_path_uri, plan_run
+            from include.run_limits import refuse_stage_run_over_limits
 
             context = get_current_context()
             run_settings = get_settings()
             plan = plan_run(run_settings, dataset, context)
+            if plan.days:
+                refuse_stage_run_over_limits(run_settings, dataset, STAGE, days=len(plan.days))
             path = context["params"].get("path")
             landing_uri = landing_path_uri(run_settings, path) if path else None
             return ingest_runs(run_settings, dataset, plan.days, landing_uri=landing_uri)

@@ -37,7 +37,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
 
 from tests.aws_fakes import (  # noqa: E402 (the repository root is on sys.path from here on)
-    ACCOUNT,
     REGION,
     RequestCapture,
     aws_client,
@@ -50,9 +49,6 @@ BUCKET = "headrace-contract-lake"
 DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
 ROWS_PER_DAY = 300
 PII_SALT = "contract-test-salt"  # pragma: allowlist secret (a test value, stored in moto)
-# The account's applied SageMaker quota of every instance type and job kind: the lifecycle's runs
-# fit; a training run with three trials at once does not.
-QUOTA_INSTANCES = 2
 # MWAA names its environment to the workers in AIRFLOW_ENV_NAME (include/run_note.py).
 MWAA_ENVIRONMENT = "headrace-contract"
 
@@ -181,8 +177,6 @@ class SimulatedAws:
                     self.dq_runs[p["RunId"]],
                 ),
                 ("glue", "GetDataQualityResult"): lambda p: (200, self.dq_results[p["ResultId"]]),
-                # moto lists no SageMaker quota (nor ListServiceQuotas at all).
-                ("service-quotas", "ListServiceQuotas"): self.service_quotas,
                 # moto has no MWAA API: the run notes' REST calls are answered here.
                 ("mwaa", "InvokeRestApi"): self.airflow_rest_api,
             }
@@ -325,32 +319,6 @@ class SimulatedAws:
             self.mirror.push(under, self.kms_key_arn)
 
     # Glue Data Quality --------------------------------------------------------------------
-
-    def service_quotas(self, params: dict):
-        """The account's SageMaker quotas, named as Service Quotas names them, for each instance
-        type of the price table and each job kind it is priced for; one page."""
-        from include.cost import load_prices
-        from include.quotas import sagemaker_quota_name
-
-        if params["ServiceCode"] != "sagemaker":
-            return 400, {"Error": {"Code": "NoSuchResourceException", "Message": "no quotas"}}
-        kinds = {"training": ("training", "spot training")}
-        quotas = []
-        for use, prices in load_prices().sagemaker_instance_hour.items():
-            for instance_type in prices:
-                for kind in kinds.get(use, (use,)):
-                    name = sagemaker_quota_name(instance_type, kind)
-                    code = "L-" + hashlib.sha256(name.encode()).hexdigest()[:8].upper()
-                    quotas.append(
-                        {
-                            "ServiceCode": "sagemaker",
-                            "QuotaCode": code,
-                            "QuotaName": name,
-                            "QuotaArn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:sagemaker/{code}",
-                            "Value": float(QUOTA_INSTANCES),
-                        }
-                    )
-        return 200, {"Quotas": quotas}
 
     # MWAA's Airflow REST API: the run notes ----------------------------------------------------
 

@@ -22,8 +22,9 @@ What moto lacks, and what stands in for it (the driver's docstring has the mecha
 - Its EMR steps stay RUNNING for ever: DescribeStep of a step that ran reports COMPLETED.
 - It implements no Glue Data Quality API and no CreateSecurityConfiguration: answered on
   ``before-call`` (the rule outcomes are Great Expectations' on the same partition).
-- It implements no ListServiceQuotas: answered on ``before-call`` with a quota of two instances
-  for every SageMaker instance type and job kind of the price table.
+- It implements no ListServiceQuotas: answered on ``before-call`` (tests/aws_fakes.py, for every
+  test of the aws target) with a quota of two instances for every SageMaker instance type and job
+  kind of the price table, and of 64 EMR Serverless vCPUs.
 
 Which security members apply where (from botocore's SageMaker model, asserted below):
 CreateTrainingJob and a tuning job's TrainingJobDefinition carry all of VpcConfig,
@@ -214,6 +215,24 @@ def _is_data_file(key: str) -> bool:
     parts = key.split("/")  # lake/<zone>/…
     in_data_zone = len(parts) > 2 and parts[0] == "lake" and parts[1] in DATA_ZONES
     return key.endswith(DATA_SUFFIXES) or (in_data_zone and not key.endswith(".json"))
+
+
+def test_an_ingestion_run_checks_its_limits_before_its_first_job(lifecycle):
+    """On EMR Serverless the run reads the application's maximum capacity and checks its vCPUs
+    against the account's quota before the first StartJobRun; Glue and EMR on EC2 jobs need no
+    quota here."""
+    sent = [
+        (r["service"], r["operation"])
+        for r in dag_requests(lifecycle)
+        if r["actor"] == "dag:churn_ingestion"
+    ]
+    quota_reads = [at for at, call in enumerate(sent) if call[0] == "service-quotas"]
+    if lifecycle["engine"] != "emr_serverless":
+        assert quota_reads == []
+        return
+    first_job = sent.index(("emr-serverless", "StartJobRun"))
+    assert len(quota_reads) == 1 and quota_reads[0] < first_job
+    assert ("emr-serverless", "GetApplication") in sent[: quota_reads[0]]
 
 
 def test_the_spark_job_request_of_each_engine(lifecycle):
@@ -418,7 +437,7 @@ def test_training_registers_versions_and_a_person_approves_the_second(glue_lifec
 
 def test_a_training_run_over_the_service_quotas_is_refused_before_any_job(glue_lifecycle):
     """Three trials at once need three ml.g5.xlarge spot instances; the account's quota (the
-    driver's ListServiceQuotas answer) is two: training_cause fails and no job is created."""
+    fake account's ListServiceQuotas answer) is two: training_cause fails and no job is created."""
     (refused,) = [r for r in glue_lifecycle["runs"] if r["state"] == "failed"]
     assert refused["dag_id"] == "churn_training" and refused["conf"]["parallel_trials"] == 3
     assert refused["tasks"]["training_cause"] == "failed"

@@ -76,3 +76,20 @@ def test_a_scoring_run_over_its_run_budget_fails_before_any_quota_is_read(servic
     assert message.startswith(f"refused before starting: the run's worst case {format_usd(total)}")
     assert f"exceeds the per-run budget {format_usd(per_run)}" in message, message
     assert "per-job budget" not in message, message
+
+
+def test_an_ingestion_run_of_a_month_is_over_the_default_run_budget(service_quotas):
+    """One Glue job a day: 30 days are over the default $50 per run, though each job fits."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.cost import estimate_stage_run, format_usd
+
+    client, _ = service_quotas  # Glue jobs need no quota: nothing is read
+    refuse_stage_run_over_limits(SETTINGS, "churn", "ingestion", client=client, days=1)
+    month = estimate_stage_run(SETTINGS, "churn", "ingestion", days=30)
+    assert len(month) == 30 and sum(e.usd for e in month) > 50
+    with pytest.raises(AirflowFailException) as refused:
+        refuse_stage_run_over_limits(SETTINGS, "churn", "ingestion", client=client, days=30)
+    total = format_usd(sum(e.usd for e in month))
+    assert str(refused.value).startswith(f"refused before starting: the run's worst case {total}")
+    assert "exceeds the per-run budget $50.00" in str(refused.value)
