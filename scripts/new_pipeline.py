@@ -125,9 +125,10 @@ training:
 # error naming this file and the field.
 # What the defaults are sized for, and the basis; nothing here was measured on AWS:
 #   spark    2 x G.1X = the driver plus one executor of 4 vCPU / 16 GB (AWS's worker sizes).
-#            Sized for ~1M rows a day, the scale measured here: the ingest job takes 15.5 s per
-#            1M rows (191 MiB of CSV) on 2 local cores (bench/ingestion.py, docs/benchmarks.md
-#            "Ingestion speed"), i.e. ~31 core-seconds per 1M rows. More rows: add workers in proportion to
+#            Sized for ~1M rows a day, the scale measured here: the ingest job takes 15.5-19.8 s
+#            per 1M rows (191 MiB of CSV) on 2 local cores in a warm JVM (bench/ingestion.py,
+#            docs/benchmarks.md "Ingestion speed"), i.e. ~31-40 core-seconds per 1M rows; a local
+#            job with its JVM start, 41.6 s. More rows: add workers in proportion to
 #            rows (an estimate from that local rate: deduplication's shuffle grows faster than
 #            linear, so leave headroom), or a bigger type (G.2X: 8 vCPU / 32 GB per worker).
 #   quality  Glue Data Quality on 2 G.1X workers (AWS's own default is 5): the smallest Spark
