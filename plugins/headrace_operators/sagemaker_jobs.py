@@ -143,11 +143,48 @@ class _SageMakerJobOperator(BaseOperator):
         ``HEADRACE_TRAINING_*`` where the spec sets it."""
         return with_training_capacity(settings, self.capacity.training)
 
-    def run_local(self, request: dict, work_root: Path) -> dict:
+    # The local runtime's verbs; local_job_loop.run_local_job runs them, as it does the Spark
+    # operator's and the quality gate's local jobs.
+    @property
+    def local_job_error(self) -> type[Exception]:
+        """What :meth:`wait_local` raises for a job that failed or was stopped."""
+        raise NotImplementedError
+
+    def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
+        """Start the local job ``request`` names, or find the one an earlier try started: its
+        description and whether this call started it."""
+        raise NotImplementedError
+
+    def wait_local(self, name: str, work_root: Path, timeout: float) -> dict:
+        """The finished job's description; ``TimeoutError`` while it still runs after
+        ``timeout`` seconds, ``local_job_error`` when it failed or was stopped."""
         raise NotImplementedError
 
     def stop_local(self, name: str, work_root: Path) -> None:
         raise NotImplementedError
+
+    def run_local(self, settings: Settings, name: str, request: dict) -> dict:
+        """Run the local job to its end: started or re-attached to, waited on as long as the job
+        may take on aws, stopped when that passes; the task fails with the job's own message."""
+        from datetime import timedelta
+
+        from headrace_operators.local_job_loop import run_local_job
+
+        work_root = settings.local_runs_root
+
+        def start() -> tuple[str, bool, str]:
+            description, started = self.start_local(request, work_root)
+            return description[self.status_key], started, description["LogPath"]
+
+        return run_local_job(
+            self.log,
+            f"local {self.job_type} job {name}",
+            start=start,
+            wait=lambda timeout: self.wait_local(name, work_root, timeout),
+            stop=lambda: self.stop_local(name, work_root),
+            timeout=timedelta(seconds=self.max_wait_s(settings) * (1 + WAIT_ALLOWANCE)),
+            job_error=self.local_job_error,
+        )
 
     def describe(self, name: str) -> dict | None:
         raise NotImplementedError
@@ -238,14 +275,7 @@ class _SageMakerJobOperator(BaseOperator):
             name = self._name(identity, 1)
             self._job_name = name
             request = self.build_request(settings, name, None)
-            self.log.info("Running local %s job %s", self.job_type, name)
-            try:
-                description = self.run_local(request, settings.local_runs_root)
-            except Exception as error:  # the runtime's message carries the job's log tail
-                raise AirflowException(
-                    f"local {self.job_type} job {name} failed: {error}"
-                ) from None
-            return self._finished(description)
+            return self._finished(self.run_local(settings, name, request))
 
         name, description = self._find_or_start(settings, identity)
         self._job_name = name
@@ -403,10 +433,23 @@ class SageMakerTrainingJobOperator(_SageMakerJobOperator):
             tags=self.job_tags(),
         )
 
-    def run_local(self, request: dict, work_root: Path) -> dict:
-        from include.local_sagemaker import run_training_job
+    @property
+    def local_job_error(self) -> type[Exception]:
+        from include.local_sagemaker import LocalTrainingJobError
 
-        return run_training_job(request, work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL)
+        return LocalTrainingJobError
+
+    def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
+        from include.local_sagemaker import start_training_job
+
+        return start_training_job(request, work_root=work_root)
+
+    def wait_local(self, name: str, work_root: Path, timeout: float) -> dict:
+        from include.local_sagemaker import wait_for_training_job
+
+        return wait_for_training_job(
+            name, work_root=work_root, timeout=timeout, poll_interval=LOCAL_POLL_INTERVAL
+        )
 
     def stop_local(self, name: str, work_root: Path) -> None:
         from include.local_sagemaker import stop_training_job
@@ -485,9 +528,14 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
             tags=self.job_tags(),
         )
 
-    def run_local(self, request: dict, work_root: Path) -> dict:
+    def run_local(self, settings: Settings, name: str, request: dict) -> dict:
+        # Not the local job loop: the local tuner (the search that starts each trial as a local
+        # training job, resumable from its study) runs in this task, where SageMaker's runs
+        # beside the trials. Each trial is bounded by its own MaxRuntimeInSeconds.
         from include.local_sagemaker import describe_training_job, run_tuning_job
 
+        work_root = settings.local_runs_root
+        self.log.info("Running local tuning job %s", name)
         result = run_tuning_job(request, work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL)
         if result.get("HyperParameterTuningJobStatus") == "Completed":
             best = result["BestTrainingJob"]["TrainingJobName"]
@@ -645,12 +693,22 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
 
         return training_source_artifact(settings, self.source_package)
 
-    def run_local(self, request: dict, work_root: Path) -> dict:
-        from include.local_processing import start_processing_job, wait_for_processing_job
+    @property
+    def local_job_error(self) -> type[Exception]:
+        from include.local_jobs import LocalJobError
 
-        start_processing_job(request, work_root=work_root)
+        return LocalJobError
+
+    def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
+        from include.local_processing import start_processing_job
+
+        return start_processing_job(request, work_root=work_root)
+
+    def wait_local(self, name: str, work_root: Path, timeout: float) -> dict:
+        from include.local_processing import wait_for_processing_job
+
         return wait_for_processing_job(
-            request["ProcessingJobName"], work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL
+            name, work_root=work_root, timeout=timeout, poll_interval=LOCAL_POLL_INTERVAL
         )
 
     def stop_local(self, name: str, work_root: Path) -> None:

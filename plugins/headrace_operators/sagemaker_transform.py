@@ -145,16 +145,27 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
 
     # --- local -----------------------------------------------------------------------------
 
-    def run_local(self, request: dict, work_root: Path) -> dict:
-        from include.config import get_settings
-        from include.local_transform import run_transform_job
+    @property
+    def local_job_error(self) -> type[Exception]:
+        from include.local_jobs import LocalJobError
 
-        return run_transform_job(
+        return LocalJobError
+
+    def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
+        from include.config import get_settings
+        from include.local_transform import start_transform_job
+
+        return start_transform_job(
             request,
             self.model_request(get_settings()),
             work_root=work_root,
             max_records=self.local_max_records,
         )
+
+    def wait_local(self, name: str, work_root: Path, timeout: float) -> dict:
+        from include.local_transform import wait_for_transform_job
+
+        return wait_for_transform_job(name, work_root=work_root, timeout=timeout)
 
     def stop_local(self, name: str, work_root: Path) -> None:
         from include.local_transform import stop_transform_job

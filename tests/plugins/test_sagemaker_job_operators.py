@@ -373,7 +373,8 @@ def local_features(fresh_settings, tmp_path, monkeypatch):
     get_settings.cache_clear()
     settings = get_settings()
     features_root = Path(settings.zone_uri("features").removeprefix("file://")) / "churn"
-    write_feature_channels(features_root, rows=1500, seed=3)
+    if not list(features_root.glob("ds=*/_manifest.json")):  # the session's lake: written once
+        write_feature_channels(features_root, rows=1500, seed=3)
     return settings
 
 
@@ -406,3 +407,22 @@ def test_local_training_runs_the_real_trainer_and_a_retry_returns_the_same_job(
         held = sorted(p.name for p in (job_dir / "input" / "data" / split).iterdir())
         assert held == ["part-00000.parquet", "part-00001.parquet"], split
     assert first["hyperparameters"]["epochs"] == "3"
+
+
+def test_a_failed_local_training_fails_the_task_with_the_jobs_own_reason(
+    local_features, task_context, capsys
+):
+    """Through the local job loop every job operator shares: the task's log names the job's own
+    log, and the task's error is the job's."""
+    import re
+
+    context = task_context(dag_id="churn_training", task_id="train_rejected")
+    with pytest.raises(AirflowException) as failed:
+        training_operator(hyperparameters={"epochs": 0}).execute(context)
+    started = re.findall(
+        r"Started local training job (\S+); its log: (\S+)", capsys.readouterr().out
+    )
+    assert len(started) == 1 and started[0][1].endswith(f"/{started[0][0]}/output.log"), started
+    message = str(failed.value)
+    assert message.startswith("local training job headrace-churn-"), message
+    assert "is Failed (Failed): AlgorithmError: train.py exited with code 2" in message, message
