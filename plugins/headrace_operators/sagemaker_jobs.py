@@ -148,7 +148,9 @@ class _SageMakerJobOperator(BaseOperator):
     @property
     def local_job_error(self) -> type[Exception]:
         """What :meth:`wait_local` raises for a job that failed or was stopped."""
-        raise NotImplementedError
+        from include.local_jobs import LocalJobError
+
+        return LocalJobError
 
     def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
         """Start the local job ``request`` names, or find the one an earlier try started: its
@@ -692,12 +694,6 @@ class SageMakerProcessingJobOperator(_SageMakerJobOperator):
         from include.sagemaker_requests import training_source_artifact
 
         return training_source_artifact(settings, self.source_package)
-
-    @property
-    def local_job_error(self) -> type[Exception]:
-        from include.local_jobs import LocalJobError
-
-        return LocalJobError
 
     def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
         from include.local_processing import start_processing_job

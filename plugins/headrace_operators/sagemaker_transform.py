@@ -145,12 +145,6 @@ class SageMakerTransformOperator(_SageMakerJobOperator):
 
     # --- local -----------------------------------------------------------------------------
 
-    @property
-    def local_job_error(self) -> type[Exception]:
-        from include.local_jobs import LocalJobError
-
-        return LocalJobError
-
     def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
         from include.config import get_settings
         from include.local_transform import start_transform_job
