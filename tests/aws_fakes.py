@@ -8,6 +8,7 @@ which put the repository root on ``sys.path`` to import it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -267,18 +268,14 @@ class RequestCapture:
             if (r["service"], r["operation"]) == (service, operation)
         ]
 
+    @contextlib.contextmanager
     def simulating(self):
-        capture = self
-
-        class _Scope:
-            def __enter__(self):
-                self.outer = getattr(capture._local, "actor", None)  # scopes nest
-                capture._local.actor = "simulated"
-
-            def __exit__(self, *exc):
-                capture._local.actor = self.outer
-
-        return _Scope()
+        outer = getattr(self._local, "actor", None)  # scopes nest
+        self._local.actor = "simulated"
+        try:
+            yield
+        finally:
+            self._local.actor = outer
 
     def on_parameters(self, params, model, **kwargs) -> None:
         self.requests.append(
