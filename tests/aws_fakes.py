@@ -11,7 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,14 +41,54 @@ AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN")
 # --- the account ----------------------------------------------------------------------------
 
 
+class MotoServer:
+    """A moto server in a process of its own on 127.0.0.1. Its own process, not a thread of the
+    test's: what it stores (a lake's objects) is never in the memory of the process under test,
+    which the aws lifecycle driver measures task by task."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        # Its request log goes to a file: read back only to say why it did not start.
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                self._output.seek(0)
+                tail = self._output.read()[-2000:].decode(errors="replace")
+                raise RuntimeError(f"the moto server on port {port} did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (by its own PID); safe to call more than once."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._output.close()
+
+
 def start_moto():
     """A moto server on loopback, started: ``(server, endpoint URL)``; the caller stops it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
+    server = MotoServer()
+    return server, server.endpoint
 
 
 def moto_environment(endpoint: str) -> dict[str, str]:

@@ -20,21 +20,31 @@ runs it here on the request's own arguments (the "simulated" actor in the log): 
 on local Spark, the tuning job with the local SageMaker runtime, the transform with the local
 transform runtime, over a local mirror of the bucket; what the job writes is uploaded where AWS
 would have put it. What moto does not implement is answered on ``before-call`` (``stubbed``).
+
+Each task's memory: ``TaskMemory`` measures what each task adds to this process's resident
+memory (the outcome's ``task_rss_added_mb`` per run), the figure bench/worker_memory.py compares
+between day sizes (``HEADRACE_CONTRACT_ROWS_PER_DAY``). So that it is the task's own, nothing
+else holds rows here: moto runs in a process of its own, the landing files are generated in
+another, the simulated jobs (Glue Data Quality's Great Expectations run included) are processes,
+and the bucket's mirror streams files to and from disk.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import os
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
+
+from airflow.listeners import hookimpl  # noqa: E402 (AIRFLOW_HOME comes from the caller)
 
 from tests.aws_fakes import (  # noqa: E402 (the repository root is on sys.path from here on)
     REGION,
@@ -47,7 +57,9 @@ from tests.aws_fakes import (  # noqa: E402 (the repository root is on sys.path 
 
 BUCKET = "headrace-contract-lake"
 DAY_1, DAY_2 = "2026-01-05", "2026-01-06"
-ROWS_PER_DAY = 300
+# Rows per landed day: a few hundred for the contract; bench/worker_memory.py runs the same
+# lifecycle at 10k and 500k (HEADRACE_CONTRACT_ROWS_PER_DAY) to see whether a task's memory grows.
+ROWS_PER_DAY = int(os.environ.get("HEADRACE_CONTRACT_ROWS_PER_DAY", "300"))
 PII_SALT = "contract-test-salt"  # pragma: allowlist secret (a test value, stored in moto)
 # MWAA names its environment to the workers in AIRFLOW_ENV_NAME (include/run_note.py).
 MWAA_ENVIRONMENT = "headrace-contract"
@@ -94,40 +106,65 @@ class BucketMirror:
         return boto3.client("s3", region_name=REGION)
 
     def pull(self) -> None:
-        """Bring the bucket's objects here (unchanged ones are skipped)."""
+        """Bring the bucket's objects here (unchanged ones are skipped). Files are streamed, not
+        read into memory: this runs inside a task's boto call, whose memory is measured."""
         s3 = self._client()
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
             for item in page.get("Contents", []):
                 path = self.root / item["Key"]
-                data = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
                 if path.suffix == ".json":
+                    data = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
                     data = data.replace(self.s3_prefix.encode(), self.file_prefix.encode())
-                if not path.exists() or path.read_bytes() != data:
+                    if not path.exists() or path.read_bytes() != data:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(data)
+                elif not path.exists() or _etag(path) != item["ETag"]:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
+                    s3.download_file(BUCKET, item["Key"], str(path), Config=_streamed())
 
     def push(self, under: str, kms_key_arn: str) -> list[str]:
         """Upload what a job wrote under ``under`` (new or changed files); their keys."""
         s3 = self._client()
+        encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_arn}
         pushed = []
         for path in sorted((self.root / under).rglob("*")):
             if not path.is_file() or path.name.startswith("."):
                 continue
             key = path.relative_to(self.root).as_posix()
-            data = path.read_bytes()
-            if path.suffix == ".json":
-                data = data.replace(self.file_prefix.encode(), self.s3_prefix.encode())
             try:
-                if s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data:
+                etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"]
+            except s3.exceptions.ClientError:
+                etag = None
+            if path.suffix == ".json":
+                data = path.read_bytes().replace(self.file_prefix.encode(), self.s3_prefix.encode())
+                if etag == f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"':
                     continue
-            except s3.exceptions.NoSuchKey:
-                pass
-            s3.put_object(
-                Bucket=BUCKET, Key=key, Body=data, ServerSideEncryption="aws:kms",
-                SSEKMSKeyId=kms_key_arn,
-            )  # fmt: skip
+                s3.put_object(Bucket=BUCKET, Key=key, Body=data, **encryption)
+            else:
+                if etag == _etag(path):
+                    continue
+                s3.upload_file(str(path), BUCKET, key, ExtraArgs=encryption, Config=_streamed())
             pushed.append(key)
         return pushed
+
+
+def _streamed():
+    """Transfers in one request each, in the calling thread: the capture's actor is per thread
+    (the simulator's requests are recorded as ``simulated``), and a multipart upload's ETag is not
+    the bytes' MD5."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=2**40, use_threads=False)
+
+
+def _md5():
+    return hashlib.md5(usedforsecurity=False)  # S3's ETag, not a security use
+
+
+def _etag(path: Path) -> str:
+    """The ETag moto gives an object of ``path``'s bytes put in one part: their MD5, quoted."""
+    with path.open("rb") as handle:
+        return f'"{hashlib.file_digest(handle, _md5).hexdigest()}"'
 
 
 # --- what AWS would do with the requests moto only stores ---------------------------------------
@@ -357,8 +394,10 @@ class SimulatedAws:
     def start_dq_run(self, params: dict):
         """Evaluate the rulesets as Glue would: each DQDL rule's outcome is the local engine's
         (Great Expectations) outcome of the same rule on the same partition."""
+        from include import local_quality
         from include.dq.dqdl import compile_rulesets
-        from include.dq.gate import load_dataset_rules, resolved_rules_for, run_local_gate
+        from include.dq.gate import DATASETS_DIR, load_dataset_rules, resolved_rules_for
+        from include.dq.results import GateResult
 
         run_id = "dqrun-" + hashlib.sha256(params["ClientToken"].encode()).hexdigest()[:12]
         if run_id in self.dq_runs:  # the same ClientToken: Glue returns the first run
@@ -370,7 +409,14 @@ class SimulatedAws:
         self.mirror.pull()
         rule_set = load_dataset_rules(dataset)
         local_lake = f"{self.mirror.file_prefix}lake"
-        outcomes = {o.rule: o for o in run_local_gate(rule_set, local_lake, ds).outcomes}
+        # Great Expectations in a job process of its own (the local quality job), as Glue runs
+        # the rules off the worker: this runs inside the task's call, whose memory is measured.
+        local_quality.start_or_attach(
+            run_id, dataset=dataset, ds=ds, rules_dir=DATASETS_DIR, lake_root=local_lake,
+            max_runtime_s=600,
+        )  # fmt: skip
+        result = GateResult.from_dict(local_quality.wait_for_result(run_id, timeout=600))
+        outcomes = {o.rule: o for o in result.outcomes}
         compiled = compile_rulesets(resolved_rules_for(rule_set, local_lake, ds))
         result_ids = []
         for name in params["RulesetNames"]:
@@ -399,16 +445,15 @@ class SimulatedAws:
 # --- the environment -------------------------------------------------------------------------
 
 
-def start_moto_and_configure(engine: str, recording: Path):
+def start_moto_and_configure(engine: str, recording: Path, local_runs: Path):
     """A moto server recording what it receives, the aws settings, and what a deployment has
     made before the DAGs run: the fake account (tests/aws_fakes.py) with the salt secret, alerts
-    topic and ``engine``'s resources, and the dataset spec."""
-    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
-    from moto.moto_api import recorder
-
+    topic and ``engine``'s resources, and the dataset spec. ``local_runs`` is where the simulated
+    Glue Data Quality runs' jobs keep their folders."""
+    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)  # read by the server's process
     server = start_moto_for_this_process()
-    recorder.reset_recording()
-    recorder.start_recording()
+    moto_control(server.endpoint, "recorder/reset-recording")
+    moto_control(server.endpoint, "recorder/start-recording")
     account = build_fake_account(BUCKET, engine=engine, pii_salt=PII_SALT, alerts_topic=True)
     # The dataset spec ships beside the job code (make deploy); the jobs read it from S3.
     aws_client("s3").put_object(
@@ -422,29 +467,103 @@ def start_moto_and_configure(engine: str, recording: Path):
         # Tiny jobs on a small machine; the request bodies keep their production shape.
         "HEADRACE_SPARK_DRIVER_MEMORY": "1g",
         "HEADRACE_SPARK_LOG_LEVEL": "ERROR",
+        "HEADRACE_LOCAL_RUNS_DIR": str(local_runs),
     }
     os.environ.update(settings)
     env = {"kms_key_arn": account.kms_key_arn, "topic_arn": account.topic_arn, **settings}
-    return server, recorder, env
+    return server, env
+
+
+def moto_control(endpoint: str, path: str) -> None:
+    """A call to the moto server's control API (``/moto-api/<path>``)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def land_churn_days(mirror: BucketMirror, kms_key_arn: str) -> None:
     """Two days of churn landing files, put in the landing zone as the producer does. The second
     day's ``minutes_used`` drifts: a ``warn`` rule of the gate, so it passes the gate and is left
-    for the drift check to find."""
-    from include.datagen.churn import DriftPlan, GeneratorConfig, generate
+    for the drift check to find. Generated in a process of its own: the rows never pass through
+    this one's memory."""
+    import subprocess
 
     landing = mirror.root / "lake" / "landing"
-    generate(
-        GeneratorConfig(
-            out=landing, start=date.fromisoformat(DAY_1), days=2, seed=11,
-            rows_per_day=ROWS_PER_DAY, rows_per_file=ROWS_PER_DAY, chunk_rows=ROWS_PER_DAY,
-            drift=DriftPlan(
-                days=(date.fromisoformat(DAY_2),), features=("minutes_used",), strength=2.0
-            ),
-        )
+    subprocess.run(
+        [sys.executable, "-m", "include.datagen.churn", "--out", str(landing), "--start", DAY_1,
+         "--days", "2", "--seed", "11", "--rows-per-day", str(ROWS_PER_DAY),
+         "--drift-day", DAY_2, "--drift-features", "minutes_used", "--drift-strength", "2.0"],
+        cwd=REPO_ROOT, check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     mirror.push("lake/landing", kms_key_arn)
+
+
+# --- each task's memory ----------------------------------------------------------------------
+
+
+class TaskMemory:
+    """How much each task adds to the resident memory of the process that runs it (the worker's,
+    for ``dag.test()``), in MB: an Airflow listener, when a task starts or resumes from a
+    deferral, returns the process's free heap to the system (``gc.collect``, ``malloc_trim``),
+    notes its resident size and resets the kernel's high-water mark (``VmHWM``, by writing 5 to
+    ``/proc/self/clear_refs``); when the task ends or defers again, the task's figure is the
+    high-water mark less that start. The moto server, the jobs and the Great Expectations run are
+    processes of their own, and what the simulator does in this process streams: a task's figure
+    grows with the rows only if the task itself holds rows.
+
+    Not the process's peak itself: tasks run here one after another in one process, whose size
+    at a task's start depends on every task before it (imports, caches) by tens of MB from run to
+    run; on MWAA each task has a process of its own."""
+
+    def __init__(self) -> None:
+        self.added: dict[str, float] = {}
+        self._open: tuple[str, int] | None = None
+        self._libc = ctypes.CDLL("libc.so.6")
+
+    @staticmethod
+    def _status_kb(field: str) -> int:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith(f"{field}:"))
+        return int(line.split()[1])
+
+    def _close(self) -> None:
+        if self._open is not None:
+            task_id, start_kb = self._open
+            added = (self._status_kb("VmHWM") - start_kb) / 1024
+            self.added[task_id] = round(max(added, self.added.get(task_id, 0.0)), 1)
+            self._open = None
+
+    @hookimpl
+    def on_task_instance_running(self, previous_state, task_instance) -> None:
+        self._close()  # a deferral ends the running part without a hook
+        gc.collect()
+        self._libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        self._open = (task_instance.task_id, self._status_kb("VmRSS"))
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state, task_instance) -> None:
+        self._close()
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state, task_instance, error) -> None:
+        self._close()
+
+    @hookimpl
+    def on_task_instance_skipped(self, previous_state, task_instance) -> None:
+        self._close()
+
+    def take(self) -> dict[str, float]:
+        """The figures measured since the last call (one DAG run's)."""
+        self._close()
+        added, self.added = self.added, {}
+        return added
+
+
+TASK_MEMORY = TaskMemory()
 
 
 # --- the lifecycle ---------------------------------------------------------------------------
@@ -456,6 +575,7 @@ def run_dag(bag, dag_id: str, conf: dict, outcome: dict, expect: str = "success"
         raise RuntimeError(f"no DAG {dag_id} in dags/; import errors: {list(bag.import_errors)}")
     CAPTURE.actor = f"dag:{dag_id}"
     first_request = len(CAPTURE.requests)
+    TASK_MEMORY.take()  # nothing of an earlier run
     try:
         dag_run = dag.test(run_conf=conf)
     finally:
@@ -468,6 +588,8 @@ def run_dag(bag, dag_id: str, conf: dict, outcome: dict, expect: str = "success"
         "state": str(dag_run.state),
         "tasks": {task_id: str(ti.state) for task_id, ti in tis.items()},
         "xcom": {task_id: jsonable(ti.xcom_pull(task_ids=task_id)) for task_id, ti in tis.items()},
+        # What each task added to its process's resident memory at its peak, MB (TaskMemory).
+        "task_rss_added_mb": TASK_MEMORY.take(),
         # The run's requests: outcome["requests"][start:end] (the log's order).
         "requests": [first_request, len(CAPTURE.requests)],
     }
@@ -480,7 +602,9 @@ def run_dag(bag, dag_id: str, conf: dict, outcome: dict, expect: str = "success"
 def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") -> dict:
     CAPTURE.install()
     work = Path(tempfile.mkdtemp(prefix="headrace-contract-"))
-    server, recorder, env = start_moto_and_configure(engine, work / "moto-recording.jsonl")
+    server, env = start_moto_and_configure(
+        engine, work / "moto-recording.jsonl", work / "local_runs"
+    )
     mirror = BucketMirror(work / "bucket")
     simulated = SimulatedAws(mirror, work, env["kms_key_arn"])
     simulated.register(CAPTURE)
@@ -493,6 +617,9 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
 
         from airflow.dag_processing.bundles.manager import DagBundlesManager
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+        from airflow.sdk.listener import get_listener_manager
+
+        get_listener_manager().add_listener(TASK_MEMORY)
 
         # The whole dags/ folder, as the dag-processor parses it; DAGs are found by id.
         bag = DagBag(dag_folder=str(dags_folder))
@@ -544,7 +671,7 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
 
         outcome["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()[-6000:]}"
     finally:
-        recorder.stop_recording()
+        moto_control(server.endpoint, "recorder/stop-recording")
         server.stop()
 
     with open(log_path, "w") as log:

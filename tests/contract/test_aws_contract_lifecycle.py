@@ -211,6 +211,16 @@ def test_no_dag_task_reads_a_data_file(lifecycle):
     assert [key for key in reads if _is_data_file(key)] == []
 
 
+def test_every_task_that_ran_has_its_memory_measured(lifecycle):
+    """What bench/worker_memory.py compares between day sizes: every task that ran (succeeded or
+    failed) has the memory it added to its worker process measured, once per run."""
+    for run in lifecycle["runs"]:
+        ran = {task for task, state in run["tasks"].items() if state in ("success", "failed")}
+        assert ran, run["dag_id"]
+        assert set(run["task_rss_added_mb"]) == ran, (run["dag_id"], run["task_rss_added_mb"])
+        assert all(mb >= 0 for mb in run["task_rss_added_mb"].values()), run["task_rss_added_mb"]
+
+
 def _is_data_file(key: str) -> bool:
     parts = key.split("/")  # lake/<zone>/…
     in_data_zone = len(parts) > 2 and parts[0] == "lake" and parts[1] in DATA_ZONES

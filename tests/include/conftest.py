@@ -9,11 +9,7 @@ import pytest
 
 @pytest.fixture
 def moto_s3(monkeypatch):
-    """A real moto server on loopback, and an empty bucket of this test's own in it.
-
-    moto keeps its state per process, not per server: a fixed bucket name would already exist
-    (with the objects of an earlier test) when a second test of the session creates it.
-    """
+    """A real moto server on loopback, and an empty bucket of this test's own in it."""
     import boto3
 
     from tests.aws_fakes import start_moto
