@@ -51,6 +51,7 @@ from include.dq.gate import (
 from include.dq.rules import engine_rules
 from include.job_names import TaskRunIdentity
 from include.job_tags import job_tags
+from include.run_limits import refuse_stage_run_over_limits
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.glue import GlueDataQualityHook
@@ -165,6 +166,11 @@ class DataQualityGateOperator(BaseOperator):
                 ds,
                 len(rule_set.rules),
                 self.engine_name,
+            )
+            # The gate starts its run's first job: the whole run (this check and the features
+            # job) is priced and its instances checked against the account's quotas first.
+            refuse_stage_run_over_limits(
+                get_settings(), self.dataset, "validation", datasets_dir=Path(self.rules_dir)
             )
             if self.engine_name == "great_expectations":
                 result = self._run_great_expectations(context, rule_set, ds)

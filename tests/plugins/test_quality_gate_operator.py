@@ -408,7 +408,9 @@ def _glue_results(passing: bool) -> list[tuple[int, dict]]:
 
 def _stub_glue_data_quality(aws_calls, passing: bool) -> None:
     not_found = (400, {"Error": {"Code": "EntityNotFoundException", "Message": "no such ruleset"}})
-    aws_calls.stubs = _Queue({("glue", "GetDataQualityResult"): _glue_results(passing)})
+    stubs = _Queue({("glue", "GetDataQualityResult"): _glue_results(passing)})
+    stubs.update(aws_calls.stubs)  # the account's (its Service Quotas)
+    aws_calls.stubs = stubs
     aws_calls.stubs.update(
         {
             ("glue", "CreateSecurityConfiguration"): (200, {"Name": "stubbed"}),
@@ -438,6 +440,36 @@ def run_gate(gate, context):
         assert trigger.evaluation_run_id == "dqrun-0123"
         event = {"status": "success", "evaluation_run_id": trigger.evaluation_run_id}
         return getattr(gate, deferred.method_name)(context, event=event, **deferred.kwargs)
+
+
+def test_a_validation_run_over_its_run_budget_is_refused_before_any_glue_call(
+    aws_target, aws_calls, task_context, tmp_path
+):
+    """The gate starts its run's first job, so it prices the whole run first: the quality run and
+    the features job, each within the per-job budget, are over the per-run one together."""
+    from include.config import DATASETS_DIR, get_settings
+    from include.cost import estimate_stage_run, format_usd
+
+    estimates = estimate_stage_run(get_settings(), "churn", "validation")
+    total = sum(estimate.usd for estimate in estimates)
+    assert [e.kind for e in estimates] == ["glue_data_quality", "glue"], estimates
+    spec = yaml.safe_load((DATASETS_DIR / "churn.yaml").read_text())
+    spec["cost"] = {
+        "budget_per_job_usd": round(max(e.usd for e in estimates) + 0.01, 2),
+        "budget_per_run_usd": round(total - 0.01, 2),
+    }
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(spec))
+    shutil.copy(DATASETS_DIR / "churn.quality.yaml", tmp_path)
+    _put_s3_partition(aws_target)
+    _stub_glue_data_quality(aws_calls, passing=True)
+
+    with pytest.raises(AirflowFailException) as refused:
+        run_gate(make_gate(rules_dir=tmp_path), gate_context(task_context))
+
+    assert str(refused.value).startswith(
+        f"refused before starting: the run's worst case {format_usd(total)}"
+    ), refused.value
+    assert not [r for r in aws_calls.requests if r["service"] == "glue"], "a Glue call was made"
 
 
 def test_glue_data_quality_run_passes_and_writes_the_result_to_s3(
