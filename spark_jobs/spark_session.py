@@ -44,6 +44,14 @@ COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 # to 13.4 s at 2,000 rows, 28.4 s to 24.9 s at 250,000. A missing archive, or one a different JDK
 # build wrote, is ignored by the JVM (-Xshare:auto), which then loads classes as before.
 CLASS_ARCHIVE_NAME = "headrace-spark-driver.jsa"
+# A local job's JVM lives for one job: with HEADRACE_SPARK_QUICK_JIT=1 (what the local Spark
+# runner sets, include/local_spark_runner.py) it compiles with the quick compiler only (C1), not
+# spending two cores on optimizing code it will not run long. Measured on 2 cores, a local
+# ingest job from start to exit (bench/job_startup.py): 13.67 s to 10.58 s at 2,000 rows, 20.88 s
+# to 18.07 s at 250,000; at 1,000,000 rows the full JIT was faster (38.7 s against 42.6 s). A
+# session that runs many jobs (the tests' own) gains nothing from it.
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
+QUICK_JIT_ENV = "HEADRACE_SPARK_QUICK_JIT"
 
 
 def class_archive_path() -> Path:
@@ -52,8 +60,11 @@ def class_archive_path() -> Path:
 
 
 def driver_java_options(*, class_archive: bool = True) -> str:
-    """The local driver JVM's options: IPv4 sockets, the JIT flag, and the class archive if built."""
+    """The local driver JVM's options: IPv4 sockets, the JIT flags (the quick JIT when
+    ``HEADRACE_SPARK_QUICK_JIT`` is 1), and the class archive if built."""
     options = ["-Djava.net.preferIPv4Stack=true", COMPILE_HUGE_METHODS]
+    if os.environ.get(QUICK_JIT_ENV) == "1":
+        options.append(QUICK_JIT)
     archive = class_archive_path()
     if class_archive and archive.is_file():
         # Quoted: Spark splits these options like a shell, and the path may hold a space.

@@ -232,7 +232,12 @@ class SimulatedAws:
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
-        env = {**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "PYSPARK_PYTHON": spark_python(),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "HEADRACE_SPARK_QUICK_JIT": "1",
+        }  # fmt: skip (a JVM for one job, as locally)
         if "--pii-salt-secret-id" in local_argv:
             # The job's read of its salt secret goes through this process's recorded clients
             # (the capture counts every request moto receives); the job gets the value in its

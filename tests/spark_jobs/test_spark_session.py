@@ -73,6 +73,39 @@ def test_local_jvm_compiles_huge_methods_so_ingest_keeps_stages_fused(spark):
     assert conf.items() >= ingest.INGEST_SQL_CONF.items()
 
 
+def test_the_quick_jit_is_asked_for_by_the_environment(monkeypatch):
+    from spark_jobs.spark_session import QUICK_JIT, QUICK_JIT_ENV, driver_java_options
+
+    monkeypatch.delenv(QUICK_JIT_ENV, raising=False)
+    assert QUICK_JIT not in driver_java_options()
+    monkeypatch.setenv(QUICK_JIT_ENV, "0")
+    assert QUICK_JIT not in driver_java_options()
+    monkeypatch.setenv(QUICK_JIT_ENV, "1")
+    assert QUICK_JIT in driver_java_options().split()
+
+
+@pytest.mark.e2e
+def test_a_local_job_driver_runs_with_the_quick_jit(tmp_path):
+    """What the local Spark runner starts a job with reaches the driver JVM's own arguments."""
+    from include.local_spark_runner import LocalSparkRunner
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "jvm_arguments.py").write_text(
+        "from spark_jobs.spark_session import get_spark\n"
+        "spark = get_spark('quick-jit-probe')\n"
+        "bean = spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()\n"
+        "print('JVM ARGUMENTS', list(bean.getInputArguments()))\n"
+        "spark.stop()\n"
+    )
+    runner = LocalSparkRunner(tmp_path / "runs")
+    runner.start_or_attach("jvm_arguments", [], "quick-jit-probe", env={"PYTHONPATH": str(probe)})
+    finished = runner.wait("quick-jit-probe", timeout=180)
+    log = Path(finished.log_path).read_text()
+    (arguments,) = [line for line in log.splitlines() if line.startswith("JVM ARGUMENTS")]
+    assert "'-XX:TieredStopAtLevel=1'" in arguments, arguments
+
+
 @pytest.mark.e2e
 def test_a_fresh_local_driver_loads_spark_from_the_class_archive(tmp_path):
     """The archive `make envs` built is one this JDK maps: a new driver's SparkSession class comes
