@@ -89,17 +89,21 @@ test: envs lint browser
 # Each lane ends with its slowest tests, where to look when the suite gets slower.
 DURATIONS := --durations=15
 
+# The tests' days are a few thousand rows: the local Spark jobs they start take the quick JIT
+# (spark_jobs/spark_session.py). Not the Spark lane: its one session runs many jobs.
+QUICK_JIT := HEADRACE_SPARK_QUICK_JIT=1
+
 # The tests that start an Airflow stack (tests/e2e).
 # No browser prerequisite here: a phony one's recipe would take one of test's two job slots and
 # make would start test-jobs before this lane (seen); test installs the browser first.
 test-e2e: envs
-	$(VPY) -m pytest $(DURATIONS) tests/e2e
+	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) tests/e2e
 
 # The worker environment's other tests, the AWS contract suite (DAGs on moto) included: it ran in
 # the end-to-end lane until that lane was the critical path by 430 s (1,549 s against 1,121 s for
 # this lane and the jobs' tests together); the contract suite takes 172 s alone.
 test-worker: envs
-	$(VPY) -m pytest $(DURATIONS) --ignore=tests/spark_jobs --ignore=tests/training --ignore=tests/e2e
+	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) --ignore=tests/spark_jobs --ignore=tests/training --ignore=tests/e2e
 
 # The inner loop: the worker environment's tests that start no stack, job, server or fresh
 # interpreter (markers e2e and slow, pyproject.toml; the contract suite runs DAGs on moto).

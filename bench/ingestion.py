@@ -178,7 +178,6 @@ def cold_local_job(work: Path) -> float:
     argv = ingest_job_args(settings, "churn", DS, landing_uri=str(work / "landing"))
     env = {**os.environ, LOCAL_PII_SALT_ENV: BENCH_SALT, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.setdefault("HEADRACE_SPARK_LOG_LEVEL", "ERROR")
-    env.setdefault("HEADRACE_SPARK_QUICK_JIT", "1")  # as the local Spark runner starts a job
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "spark_jobs.ingest", *argv],

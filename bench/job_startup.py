@@ -10,13 +10,14 @@ each time; every local Spark job also starts a JVM. ``make envs`` builds two cac
 - the local Spark driver's class archive (scripts/spark_class_archive.py). Baseline: the same
   driver started without it.
 
-And one setting of the local Spark runner (include/local_spark_runner.py): a local job's JVM
-compiles with the quick JIT only (``HEADRACE_SPARK_QUICK_JIT=1``). Measured: a local ingest job
-(``python -m spark_jobs.ingest``, start to exit) at 2,000 and 250,000 rows, against the same job
-with the full JIT, interleaved in the same run.
+And one setting the end-to-end tests give local Spark jobs: the quick JIT only
+(``HEADRACE_SPARK_QUICK_JIT=1``). Measured: a local ingest job (``python -m spark_jobs.ingest``,
+start to exit) over a day of 2,000 rows with 1% defects, as the tests' days, against the same job
+with the full JIT, interleaved in the same run; and, with no goal, the same at 250,000 rows, the
+demo's day, where the full JIT is the faster.
 
 Goals: the imports at most 0.5x their from-source time; the driver at most 0.85x; the job with
-the quick JIT at most 0.9x the full JIT's time at each size.
+the quick JIT at most 0.9x the full JIT's time at 2,000 rows.
 Run with `make bench` or `.venv/bin/python bench/job_startup.py [--repeat 3]`.
 """
 
@@ -79,7 +80,7 @@ def ingest_job(work: Path, rows: int) -> tuple[list[str], dict, Path]:
     landing, lake = work / f"landing-{rows}", work / f"lake-{rows}"
     subprocess.run(
         [sys.executable, "-m", "include.datagen.churn", "--out", str(landing), "--start", JOB_DS,
-         "--days", "1", "--rows-per-day", str(rows), "--seed", "7"],
+         "--days", "1", "--rows-per-day", str(rows), "--seed", "7", "--corrupt-rate", "0.01"],
         cwd=REPO_ROOT, check=True, capture_output=True,
     )  # fmt: skip
     settings = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": lake.as_uri()})
@@ -140,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             f"local ingest job of {rows:,} rows, start to exit: {quick:.2f}s with the quick JIT, "
             f"{full:.2f}s with the full JIT, ratio {quick / full:.2f}"
         )
-        if quick / full > QUICK_JIT_GOAL:
+        if rows == JOB_ROWS[0] and quick / full > QUICK_JIT_GOAL:
             missed.append(f"the quick JIT at {rows:,} rows")
     print(
         f"goals (imports <= {IMPORT_GOAL}x from source, driver <= {DRIVER_GOAL}x without the "
-        f"archive, job <= {QUICK_JIT_GOAL}x with the full JIT): "
+        f"archive, job <= {QUICK_JIT_GOAL}x with the full JIT at {JOB_ROWS[0]:,} rows): "
         f"{'met' if not missed else 'missed for ' + ', '.join(missed)}"
     )
     return 0

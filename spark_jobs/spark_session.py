@@ -44,12 +44,13 @@ COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 # to 13.4 s at 2,000 rows, 28.4 s to 24.9 s at 250,000. A missing archive, or one a different JDK
 # build wrote, is ignored by the JVM (-Xshare:auto), which then loads classes as before.
 CLASS_ARCHIVE_NAME = "headrace-spark-driver.jsa"
-# A local job's JVM lives for one job: with HEADRACE_SPARK_QUICK_JIT=1 (what the local Spark
-# runner sets, include/local_spark_runner.py) it compiles with the quick compiler only (C1), not
-# spending two cores on optimizing code it will not run long. Measured on 2 cores, a local
-# ingest job from start to exit (bench/job_startup.py): 13.67 s to 10.58 s at 2,000 rows, 20.88 s
-# to 18.07 s at 250,000; at 1,000,000 rows the full JIT was faster (38.7 s against 42.6 s). A
-# session that runs many jobs (the tests' own) gains nothing from it.
+# A local job's JVM lives for one job: with HEADRACE_SPARK_QUICK_JIT=1 it compiles with the quick
+# compiler only (C1), not spending two cores on optimizing code it will not run long. That pays
+# for small days only. Measured on 2 cores, a local ingest job from start to exit: 13.67 s to
+# 10.58 s at 2,000 rows (bench/job_startup.py), but 21.8 s to 25.3 s on a 250,000-row demo day
+# with 1% defects (the validate phase 10.2 s to 14.3 s). So the local Spark runner passes it on
+# only when set (the end-to-end tests set it, Makefile), and a session that runs many jobs (the
+# Spark tests' own) gains nothing from it.
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 QUICK_JIT_ENV = "HEADRACE_SPARK_QUICK_JIT"
 

@@ -85,9 +85,11 @@ def test_the_quick_jit_is_asked_for_by_the_environment(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_a_local_job_driver_runs_with_the_quick_jit(tmp_path):
-    """What the local Spark runner starts a job with reaches the driver JVM's own arguments."""
+def test_a_local_job_driver_runs_with_the_quick_jit_when_asked(tmp_path, monkeypatch):
+    """The setting reaches, through the local Spark runner, the driver JVM's own arguments."""
     from include.local_spark_runner import LocalSparkRunner
+
+    monkeypatch.setenv("HEADRACE_SPARK_QUICK_JIT", "1")
 
     probe = tmp_path / "probe"
     probe.mkdir()
