@@ -60,9 +60,9 @@ class MotoServer:
         deadline = time.monotonic() + 30
         while not self._answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
                 self._output.seek(0)
                 tail = self._output.read()[-2000:].decode(errors="replace")
+                self.stop()
                 raise RuntimeError(f"the moto server on port {port} did not start:\n{tail}")
             time.sleep(0.05)
 
