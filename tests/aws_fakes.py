@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -89,6 +90,16 @@ def start_moto():
     """A moto server on loopback, started: ``(server, endpoint URL)``; the caller stops it."""
     server = MotoServer()
     return server, server.endpoint
+
+
+def call_moto_api(endpoint: str, path: str, payload: dict | None = None) -> None:
+    """A call to a moto server's control API, ``/moto-api/<path>`` (``reset``,
+    ``state-manager/set-transition``, ``recorder/start-recording`` …)."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{path}", data=json.dumps(payload or {}).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
 
 
 def moto_environment(endpoint: str) -> dict[str, str]:

@@ -51,17 +51,9 @@ def start_moto_server():
 def moto_api():
     """``moto_api(endpoint, path, payload)``: a call to a moto server's control API (``reset``,
     ``state-manager/set-transition`` …), for tests that steer moto's job states."""
-    import json
-    import urllib.request
+    from tests.aws_fakes import call_moto_api
 
-    def call(endpoint: str, path: str, payload: dict | None = None) -> None:
-        request = urllib.request.Request(
-            f"{endpoint}/moto-api/{path}", data=json.dumps(payload or {}).encode(), method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=10):
-            pass
-
-    return call
+    return call_moto_api
 
 
 @pytest.fixture

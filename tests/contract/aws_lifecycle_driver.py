@@ -51,6 +51,7 @@ from tests.aws_fakes import (  # noqa: E402 (the repository root is on sys.path 
     RequestCapture,
     aws_client,
     build_fake_account,
+    call_moto_api,
     jsonable,
     start_moto_for_this_process,
 )
@@ -232,12 +233,8 @@ class SimulatedAws:
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
-        env = {
-            **os.environ,
-            "PYSPARK_PYTHON": spark_python(),
-            "SPARK_LOCAL_IP": "127.0.0.1",
-            "HEADRACE_SPARK_QUICK_JIT": "1",
-        }  # fmt: skip (a JVM for one job, as locally)
+        # HEADRACE_SPARK_QUICK_JIT comes from the environment, as the local runner takes it.
+        env = {**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"}
         if "--pii-salt-secret-id" in local_argv:
             # The job's read of its salt secret goes through this process's recorded clients
             # (the capture counts every request moto receives); the job gets the value in its
@@ -457,8 +454,8 @@ def start_moto_and_configure(engine: str, recording: Path, local_runs: Path):
     Glue Data Quality runs' jobs keep their folders."""
     os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)  # read by the server's process
     server = start_moto_for_this_process()
-    moto_control(server.endpoint, "recorder/reset-recording")
-    moto_control(server.endpoint, "recorder/start-recording")
+    call_moto_api(server.endpoint, "recorder/reset-recording")
+    call_moto_api(server.endpoint, "recorder/start-recording")
     account = build_fake_account(BUCKET, engine=engine, pii_salt=PII_SALT, alerts_topic=True)
     # The dataset spec ships beside the job code (make deploy); the jobs read it from S3.
     aws_client("s3").put_object(
@@ -477,15 +474,6 @@ def start_moto_and_configure(engine: str, recording: Path, local_runs: Path):
     os.environ.update(settings)
     env = {"kms_key_arn": account.kms_key_arn, "topic_arn": account.topic_arn, **settings}
     return server, env
-
-
-def moto_control(endpoint: str, path: str) -> None:
-    """A call to the moto server's control API (``/moto-api/<path>``)."""
-    import urllib.request
-
-    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
 
 
 def land_churn_days(mirror: BucketMirror, kms_key_arn: str) -> None:
@@ -676,7 +664,7 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
 
         outcome["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()[-6000:]}"
     finally:
-        moto_control(server.endpoint, "recorder/stop-recording")
+        call_moto_api(server.endpoint, "recorder/stop-recording")
         server.stop()
 
     with open(log_path, "w") as log:
