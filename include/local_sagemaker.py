@@ -19,16 +19,20 @@ to a job that is still running or returns the finished one instead of starting a
 that failed, was stopped or was lost (its machine rebooted) starts afresh, the old files kept
 under ``history/``.
 
-:func:`run_tuning_job` honours a CreateHyperParameterTuningJob body with Optuna: TPE (Bayesian)
-or random sampling over the request's parameter ranges with its seed, at most
-``MaxParallelTrainingJobs`` (and no more than this machine's cores) training jobs at once, each
-one a local training job as above, the objective read with the objective metric's regex and a
-median rule for ``TrainingJobEarlyStoppingType=Auto``. The study lives in a SQLite file in the
-tuning job's folder, so a retried task resumes the search and re-attaches to its running trials.
+:func:`start_tuning_job` honours a CreateHyperParameterTuningJob body with Optuna, as a local job
+of its own on the same supervisor (``<work_root>/tuning-jobs/<name>/``): the worker starts it,
+waits on it, stops it; the search runs in the job. TPE (Bayesian) or random sampling over the
+request's parameter ranges with its seed, at most ``MaxParallelTrainingJobs`` (and no more than
+this machine's cores) training jobs at once, each one a local training job as above, the
+objective read with the objective metric's regex and a median rule for
+``TrainingJobEarlyStoppingType=Auto``. The study lives in a SQLite file in the tuning job's
+folder, so a tuning job started again after it failed or was lost resumes the search and
+re-attaches to its running trials; stopping it stops its trials.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gzip
 import io
@@ -37,12 +41,14 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,11 +57,7 @@ from urllib.parse import unquote, urlparse
 from include import local_jobs
 from include.config import REPO_ROOT
 from include.local_envs import training_python
-from include.local_state import (
-    locked,
-    read_json,
-    write_json,
-)
+from include.local_state import read_json, write_json
 
 # SageMaker's TrainingJobStatus values: the local supervisor's.
 IN_PROGRESS = local_jobs.IN_PROGRESS
@@ -83,12 +85,8 @@ CURRENT_HOST = "algo-1"
 DEFAULT_ENTRY_POINT = "train.py"
 # SageMaker allows an algorithm 120 s after SIGTERM; a local trainer gets less by default.
 DEFAULT_STOP_GRACE_S = 30.0
-# SageMaker caps FailureReason at 1024 characters; the log tail has to fit.
-_FAILURE_REASON_MAX = 1024
 
 _REQUEST_FILE = "request.json"
-_STATUS_FILE = "status.json"
-_STOP_FILE = "stop.json"
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -607,6 +605,11 @@ _DEFINITION_ONLY_MEMBERS = frozenset(
         "HyperParameterTuningResourceConfig",
     }
 )
+# SageMaker's ceiling on ResourceLimits.MaxRuntimeInSeconds: a tuning job's bound if it sets none.
+_TUNING_MAX_RUNTIME_S = 15_768_000
+# What a stopped search needs beyond a trial's grace to stop its trials: local_jobs.stop waits 15 s
+# past the grace, and a stopped trial's finalize still packages its model.
+_TUNER_STOP_ALLOWANCE_S = 60.0
 
 
 def tuning_job_dir(work_root: Path | str, tuning_job_name: str) -> Path:
@@ -690,28 +693,111 @@ def _objective_regex(tuning_request: Mapping[str, Any]) -> str:
     raise ValueError(f"objective metric {metric!r} has no MetricDefinition in the request")
 
 
-def describe_tuning_job(tuning_job_name: str, *, work_root: Path | str) -> dict | None:
-    """The recorded result of a finished local tuning job, or ``None``."""
-    return read_json(tuning_job_dir(work_root, tuning_job_name) / _STATUS_FILE)
-
-
-def stop_tuning_job(
-    tuning_job_name: str,
+def start_tuning_job(
+    request: Mapping[str, Any],
     *,
     work_root: Path | str,
-    grace_period: float = DEFAULT_STOP_GRACE_S,
-) -> list[str]:
-    """Stop a tuning job: no new trials, and every running trial stopped. Returns those stopped."""
-    job_dir = tuning_job_dir(work_root, tuning_job_name)
-    if not job_dir.exists():
-        return []
-    write_json(job_dir / _STOP_FILE, {"requested_at": _now()})
-    trials_root = Path(work_root) / "training-jobs"
-    stopped = []
-    for trial_dir in sorted(trials_root.glob(f"{tuning_job_name}-[0-9][0-9][0-9]")):
-        if stop_training_job(trial_dir.name, work_root=work_root, grace_period=grace_period):
-            stopped.append(trial_dir.name)
-    return stopped
+    entry_point_dir: Path | str = REPO_ROOT / "training",
+    python: str | None = None,
+    poll_interval: float = 1.0,
+    stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+) -> tuple[dict, bool]:
+    """The local tuning job ``request`` names: the running or finished one, else a new one.
+
+    Returns its description (:func:`describe_tuning_job`) and whether this call started it. The
+    search (:func:`_tune`) is the job's command on the local supervisor, run by this interpreter
+    (Optuna is a worker package); its trials are local training jobs. A tuning job started again
+    after it failed or was stopped resumes its study: ``study.db`` is not archived.
+
+    :param python: the trials' interpreter (default: the training environment's).
+    :param stop_grace_s: how long a stopped trial may take to exit after SIGTERM.
+    """
+    name = request["HyperParameterTuningJobName"]
+    job_dir = tuning_job_dir(work_root, name)
+    limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    command = [
+        sys.executable,
+        "-m",
+        "include.local_sagemaker",
+        "tune",
+        str(job_dir.resolve()),
+        f"--work-root={Path(work_root).resolve()}",
+        f"--entry-point-dir={Path(entry_point_dir).resolve()}",
+        f"--poll-interval={poll_interval}",
+        f"--stop-grace-s={stop_grace_s}",
+    ]
+    if python:
+        command.append(f"--python={python}")
+    steps = local_jobs.JobSteps(
+        command=command,
+        max_runtime_s=float(limits.get("MaxRuntimeInSeconds", _TUNING_MAX_RUNTIME_S)),
+        stop_grace_s=stop_grace_s + _TUNER_STOP_ALLOWANCE_S,
+        failure_reason="the tuning search exited with code {exit_code}",
+    )
+    _, started = local_jobs.start(job_dir, request, steps)
+    return describe_tuning_job(name, work_root=work_root), started
+
+
+def find_tuning_job(name: str, *, work_root: Path | str) -> dict | None:
+    """Like DescribeHyperParameterTuningJob, or ``None`` if no tuning job of that name was
+    started here. The trials' summaries and the best one are there once the search ended."""
+    description = local_jobs.describe(tuning_job_dir(work_root, name))
+    if description is None:
+        return None
+    out: dict[str, Any] = {
+        **description["Result"],
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobStatus": description["Status"],
+        "HyperParameterTuningJobConfig": description["Request"]["HyperParameterTuningJobConfig"],
+        "CreationTime": description.get("StartTime"),
+        "LocalJobDir": description["JobDir"],
+        "LogPath": description["LogPath"],
+        "Pid": description.get("Pid"),
+    }
+    for key, renamed in (
+        ("FailureReason", "FailureReason"),
+        ("EndTime", "HyperParameterTuningEndTime"),
+    ):
+        if key in description:
+            out[renamed] = description[key]
+    return out
+
+
+def describe_tuning_job(name: str, *, work_root: Path | str) -> dict:
+    """Like DescribeHyperParameterTuningJob; raises ``LookupError`` for a job never started here."""
+    description = find_tuning_job(name, work_root=work_root)
+    if description is None:
+        raise LookupError(f"no local tuning job named {name!r} under {work_root}")
+    return description
+
+
+def wait_for_tuning_job(
+    name: str,
+    *,
+    work_root: Path | str,
+    timeout: float | None = None,
+    poll_interval: float = 1.0,
+    raise_on_failure: bool = True,
+) -> dict:
+    """Block until the tuning job ends; return its description.
+
+    :raises local_jobs.LocalJobError: it failed or was stopped (with ``raise_on_failure``).
+    :raises TimeoutError: still running after ``timeout`` seconds (it is left running).
+    """
+    local_jobs.wait(
+        tuning_job_dir(work_root, name),
+        timeout=timeout,
+        poll_interval=poll_interval,
+        raise_on_failure=False,
+    )
+    description = describe_tuning_job(name, work_root=work_root)
+    state = description["HyperParameterTuningJobStatus"]
+    if state != COMPLETED and raise_on_failure:
+        raise local_jobs.LocalJobError(
+            f"local tuning job {name} is {state}: {description.get('FailureReason', '')}",
+            description,
+        )
+    return description
 
 
 def run_tuning_job(
@@ -723,16 +809,110 @@ def run_tuning_job(
     poll_interval: float = 1.0,
     stop_grace_s: float = DEFAULT_STOP_GRACE_S,
 ) -> dict:
-    """Run a CreateHyperParameterTuningJob body locally; return a DescribeHyperParameterTuningJob-
-    like result (``BestTrainingJob``, ``TrainingJobStatusCounters``, ``TrainingJobSummaries``).
+    """Start (or re-attach to) the tuning job and wait for it; return its Completed description
+    (``BestTrainingJob``, ``TrainingJobStatusCounters``, ``TrainingJobSummaries``).
 
-    Resumable: the Optuna study is stored in ``<tuning job>/study.db``; a second call with the same
-    name continues the search, re-attaches to running trials, and returns a finished result as is.
+    :raises local_jobs.LocalJobError: it failed or was stopped, with its FailureReason.
     """
+    start_tuning_job(
+        request,
+        work_root=work_root,
+        entry_point_dir=entry_point_dir,
+        python=python,
+        poll_interval=poll_interval,
+        stop_grace_s=stop_grace_s,
+    )
+    return wait_for_tuning_job(
+        request["HyperParameterTuningJobName"], work_root=work_root, poll_interval=poll_interval
+    )
+
+
+def stop_tuning_job(
+    name: str,
+    *,
+    work_root: Path | str,
+    grace_period: float = DEFAULT_STOP_GRACE_S,
+) -> bool:
+    """Stop a tuning job, like StopHyperParameterTuningJob: the search starts no more trials and
+    stops its running ones, and the job ends Stopped. ``grace_period`` is a trial's. Returns
+    whether a running tuning job was signalled."""
+    signalled = local_jobs.stop(
+        tuning_job_dir(work_root, name), grace_period=grace_period + _TUNER_STOP_ALLOWANCE_S
+    )
+    # A search that could not stop its trials (killed when its grace ran out, or failed before
+    # the stop) leaves them running: they are stopped here.
+    trials = sorted(Path(work_root).glob(f"training-jobs/{name}-[0-9][0-9][0-9]"))
+    _stop_trials([trial.name for trial in trials], work_root=work_root, grace_period=grace_period)
+    return signalled
+
+
+def _stop_trials(names: Sequence[str], *, work_root: Path | str, grace_period: float) -> None:
+    """Stop trials at once, not one after another: one trial's grace bounds them all."""
+    if not names:
+        return
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        list(
+            pool.map(
+                lambda name: stop_training_job(
+                    name, work_root=work_root, grace_period=grace_period
+                ),
+                names,
+            )
+        )
+
+
+def _start_disowned(start: Callable[[], object]) -> None:
+    """Call ``start`` in a child that exits at once, so what it starts is not this process's
+    descendant. The supervisor ends the search's whole process tree when the tuning job is
+    stopped; a trial in it would be signalled beside its own stop, its trainer ending ``Failed``
+    instead of ``Stopped``. The search stops its trials itself."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # The child: nothing of this process's state is cleaned up (os._exit), only reported.
+        os.close(read_end)
+        try:
+            start()
+            os._exit(0)
+        except BaseException as error:
+            os.write(write_end, f"{type(error).__name__}: {error}".encode()[:4096])
+            os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        error = pipe.read().decode(errors="replace")
+    _, wait_status = os.waitpid(pid, 0)
+    if wait_status != 0:
+        raise RuntimeError(error or f"starting a trial failed (wait status {wait_status})")
+
+
+# --- the tuning job's command ------------------------------------------------------------------
+
+
+def _tune(
+    job_dir: Path,
+    *,
+    work_root: Path,
+    entry_point_dir: Path,
+    python: str | None,
+    poll_interval: float,
+    stop_grace_s: float,
+) -> int:
+    """The search: Optuna's study in ``study.db`` (resumed if there is one), each trial a local
+    training job (re-attached to if it runs), the result in ``result.json``. SIGTERM (a stop, or
+    MaxRuntimeInSeconds) ends it: no new trials, the running ones stopped and recorded."""
+    stop_requested = False
+
+    def on_sigterm(signum, frame):
+        nonlocal stop_requested
+        stop_requested = True
+
+    # Before anything else: the default action would end the search with its trials running.
+    signal.signal(signal.SIGTERM, on_sigterm)
+
     import optuna
 
+    request = read_json(job_dir / _REQUEST_FILE)
     name = request["HyperParameterTuningJobName"]
-    job_dir = tuning_job_dir(work_root, name)
     config = request["HyperParameterTuningJobConfig"]
     objective = config["HyperParameterTuningJobObjective"]
     limits = config["ResourceLimits"]
@@ -764,24 +944,20 @@ def run_tuning_job(
     threads = str(max(1, (os.cpu_count() or 1) // parallel))
     trial_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
-    job_dir.mkdir(parents=True, exist_ok=True)
-    with locked(job_dir):
-        finished = read_json(job_dir / _STATUS_FILE)
-        if finished is not None:
-            return finished
-        write_json(job_dir / _REQUEST_FILE, dict(request))
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            study_name=name,
-            storage=f"sqlite:///{job_dir / 'study.db'}",
-            sampler=sampler,
-            pruner=pruner,
-            direction="maximize" if objective["Type"] == "Maximize" else "minimize",
-            load_if_exists=True,
-        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name,
+        storage=f"sqlite:///{job_dir / 'study.db'}",
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize" if objective["Type"] == "Maximize" else "minimize",
+        load_if_exists=True,
+    )
 
-        def start(job_name: str, params: Mapping[str, Any]) -> None:
-            start_training_job(
+    def start(job_name: str, params: Mapping[str, Any]) -> None:
+        print(f"[local-tuning] starting trial {job_name}: {dict(params)}", flush=True)
+        _start_disowned(
+            lambda: start_training_job(
                 trial_training_request(request, job_name, params),
                 work_root=work_root,
                 entry_point_dir=entry_point_dir,
@@ -789,56 +965,75 @@ def run_tuning_job(
                 stop_grace_s=stop_grace_s,
                 extra_env=trial_env,
             )
+        )
 
-        # trial number → (job name, the live Trial when this call asked for it, steps reported)
-        running: dict[int, tuple[str, Any, int]] = {}
-        for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            job_name = frozen.user_attrs.get("training_job_name") or trial_job_name(
-                name, frozen.number
+    # trial number → (job name, the live Trial when this search asked for it, steps reported)
+    running: dict[int, tuple[str, Any, int]] = {}
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        job_name = frozen.user_attrs.get("training_job_name") or trial_job_name(name, frozen.number)
+        if find_training_job(job_name, work_root=work_root) is None:
+            start(job_name, frozen.params)
+        else:
+            print(f"[local-tuning] re-attached to trial {job_name}", flush=True)
+        running[frozen.number] = (job_name, None, 0)
+
+    while True:
+        # Read once a round: a stop arriving mid-round is acted on in the next.
+        stopping = stop_requested
+        if stopping:
+            _stop_trials(
+                [job_name for job_name, _, _ in running.values()],
+                work_root=work_root,
+                grace_period=stop_grace_s,
             )
-            if find_training_job(job_name, work_root=work_root) is None:
-                start(job_name, frozen.params)
-            running[frozen.number] = (job_name, None, 0)
+        for number, (job_name, trial, reported) in list(running.items()):
+            description = describe_training_job(job_name, work_root=work_root)
+            state = description["TrainingJobStatus"]
+            if trial is not None and state == IN_PROGRESS and early_stopping:
+                series = metric_series(
+                    Path(description["LogPath"]).read_text(errors="replace"), objective_regex
+                )
+                for step in range(reported, len(series)):
+                    trial.report(series[step], step)
+                running[number] = (job_name, trial, len(series))
+                if len(series) > reported and trial.should_prune():
+                    stop_training_job(job_name, work_root=work_root, grace_period=stop_grace_s)
+                    state = describe_training_job(job_name, work_root=work_root)[
+                        "TrainingJobStatus"
+                    ]
+                    # It may have finished on its own meanwhile; then it counts in full.
+                    if state == STOPPED:
+                        trial.set_user_attr("early_stopped", True)
+            if state not in TERMINAL_STATES:
+                continue
+            final = describe_training_job(job_name, work_root=work_root)
+            _tell(study, number, final, objective["MetricName"])
+            del running[number]
+        if not stopping:
+            while len(running) < parallel and len(study.trials) < max_jobs:
+                trial = study.ask(distributions)
+                job_name = trial_job_name(name, trial.number)
+                trial.set_user_attr("training_job_name", job_name)
+                start(job_name, trial.params)
+                running[trial.number] = (job_name, trial, 0)
+        if not running:
+            break
+        time.sleep(poll_interval)
 
-        while True:
-            stop_requested = (job_dir / _STOP_FILE).exists()
-            for number, (job_name, trial, reported) in list(running.items()):
-                description = describe_training_job(job_name, work_root=work_root)
-                state = description["TrainingJobStatus"]
-                if trial is not None and state == IN_PROGRESS and early_stopping:
-                    series = metric_series(
-                        Path(description["LogPath"]).read_text(errors="replace"), objective_regex
-                    )
-                    for step in range(reported, len(series)):
-                        trial.report(series[step], step)
-                    running[number] = (job_name, trial, len(series))
-                    if len(series) > reported and trial.should_prune():
-                        stop_training_job(job_name, work_root=work_root, grace_period=stop_grace_s)
-                        state = describe_training_job(job_name, work_root=work_root)[
-                            "TrainingJobStatus"
-                        ]
-                        # It may have finished on its own meanwhile; then it counts in full.
-                        if state == STOPPED:
-                            trial.set_user_attr("early_stopped", True)
-                if state not in TERMINAL_STATES:
-                    continue
-                final = describe_training_job(job_name, work_root=work_root)
-                _tell(study, number, final, objective["MetricName"])
-                del running[number]
-            if not stop_requested:
-                while len(running) < parallel and len(study.trials) < max_jobs:
-                    trial = study.ask(distributions)
-                    job_name = trial_job_name(name, trial.number)
-                    trial.set_user_attr("training_job_name", job_name)
-                    start(job_name, trial.params)
-                    running[trial.number] = (job_name, trial, 0)
-            if not running:
-                break
-            time.sleep(poll_interval)
-
-        result = _tuning_result(study, request, work_root, stopped=stop_requested)
-        write_json(job_dir / _STATUS_FILE, result)
-        return result
+    result = _tuning_result(study, request, work_root)
+    local_jobs.write_result(job_dir, **result)
+    if stopping or result["ObjectiveStatusCounters"]["Succeeded"]:
+        return 0
+    summaries = result["TrainingJobSummaries"]
+    local_jobs.write_failure(
+        job_dir,
+        f"no training job reported the objective metric {objective['MetricName']!r}; "
+        + "; ".join(
+            f"{s['TrainingJobName']}: {s.get('FailureReason', s['TrainingJobStatus'])}"
+            for s in summaries[:3]
+        ),
+    )
+    return 1
 
 
 def _tell(study, number: int, description: Mapping[str, Any], metric_name: str) -> None:
@@ -858,7 +1053,8 @@ def _tell(study, number: int, description: Mapping[str, Any], metric_name: str) 
         study.tell(number, state=optuna.trial.TrialState.FAIL)
 
 
-def _tuning_result(study, request: Mapping[str, Any], work_root, *, stopped: bool) -> dict:
+def _tuning_result(study, request: Mapping[str, Any], work_root) -> dict:
+    """What a finished search records: its trials' summaries and counters, and the best trial."""
     import optuna
 
     config = request["HyperParameterTuningJobConfig"]
@@ -908,34 +1104,40 @@ def _tuning_result(study, request: Mapping[str, Any], work_root, *, stopped: boo
         summaries.append(summary)
 
     result: dict[str, Any] = {
-        "HyperParameterTuningJobName": request["HyperParameterTuningJobName"],
-        "HyperParameterTuningJobStatus": STOPPED if stopped else COMPLETED,
         "TrainingJobStatusCounters": status_counts,
         "ObjectiveStatusCounters": objective_counts,
         "TrainingJobSummaries": summaries,
-        "HyperParameterTuningEndTime": _now(),
     }
     if objective_counts["Succeeded"]:
         # get_trials lists trials by number, so a trial's number is its summary's index.
         result["BestTrainingJob"] = summaries[study.best_trial.number]
-    elif not stopped:
-        result["HyperParameterTuningJobStatus"] = FAILED
-        result["FailureReason"] = (
-            f"no training job reported the objective metric {metric_name!r}; "
-            + "; ".join(
-                f"{s['TrainingJobName']}: {s.get('FailureReason', s['TrainingJobStatus'])}"
-                for s in summaries[:3]
-            )
-        )[:_FAILURE_REASON_MAX]
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] != "finalize":
-        print("usage: python -m include.local_sagemaker finalize JOB_DIR", file=sys.stderr)
-        return 2
-    return _finalize(Path(args[1]), os.environ.get(local_jobs.OUTCOME_VARIABLE, ""))
+    """The steps the local supervisor runs: a training job's ``finalize``, a tuning job's
+    ``tune``."""
+    parser = argparse.ArgumentParser(prog="python -m include.local_sagemaker")
+    steps = parser.add_subparsers(dest="step", required=True)
+    steps.add_parser("finalize").add_argument("job_dir", type=Path)
+    tune = steps.add_parser("tune")
+    tune.add_argument("job_dir", type=Path)
+    tune.add_argument("--work-root", type=Path, required=True)
+    tune.add_argument("--entry-point-dir", type=Path, required=True)
+    tune.add_argument("--python")
+    tune.add_argument("--poll-interval", type=float, required=True)
+    tune.add_argument("--stop-grace-s", type=float, required=True)
+    args = parser.parse_args(argv)
+    if args.step == "finalize":
+        return _finalize(args.job_dir, os.environ.get(local_jobs.OUTCOME_VARIABLE, ""))
+    return _tune(
+        args.job_dir,
+        work_root=args.work_root,
+        entry_point_dir=args.entry_point_dir,
+        python=args.python,
+        poll_interval=args.poll_interval,
+        stop_grace_s=args.stop_grace_s,
+    )
 
 
 if __name__ == "__main__":

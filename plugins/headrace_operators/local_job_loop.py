@@ -3,8 +3,8 @@
 Start the job named by the task's run key, or re-attach to the one an earlier try started; wait
 for it up to the task's timeout; stop it when that passes (the job also stops itself then, as
 Glue and Glue Data Quality runs do, even when no task waits on it any more). The Spark operator,
-the quality gate and the SageMaker training and processing operators share it, so their local
-jobs behave alike on retry, timeout and failure.
+the quality gate and the SageMaker training, tuning and processing operators share it, so their
+local jobs behave alike on retry, timeout and failure.
 """
 
 from __future__ import annotations

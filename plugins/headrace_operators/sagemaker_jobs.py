@@ -20,6 +20,7 @@ data.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -513,6 +514,9 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
         # The training jobs run in waves of max_parallel_jobs.
         jobs = int(self.max_jobs or settings.training.tuning_max_jobs)
         parallel = int(self.max_parallel_jobs or settings.training.tuning_max_parallel_jobs)
+        if settings.is_local:
+            # The local search runs no more trials at once than the machine has cores.
+            parallel = min(parallel, os.cpu_count() or 1)
         return settings.training.max_wait_s * math.ceil(jobs / max(1, parallel))
 
     def build_request(self, settings: Settings, name: str, source_uri: str | None) -> dict:
@@ -530,19 +534,23 @@ class SageMakerTuningJobOperator(_SageMakerJobOperator):
             tags=self.job_tags(),
         )
 
-    def run_local(self, settings: Settings, name: str, request: dict) -> dict:
-        # Not the local job loop: the local tuner (the search that starts each trial as a local
-        # training job, resumable from its study) runs in this task, where SageMaker's runs
-        # beside the trials. Each trial is bounded by its own MaxRuntimeInSeconds.
-        from include.local_sagemaker import describe_training_job, run_tuning_job
+    def start_local(self, request: dict, work_root: Path) -> tuple[dict, bool]:
+        from include.local_sagemaker import start_tuning_job
 
-        work_root = settings.local_runs_root
-        self.log.info("Running local tuning job %s", name)
-        result = run_tuning_job(request, work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL)
-        if result.get("HyperParameterTuningJobStatus") == "Completed":
-            best = result["BestTrainingJob"]["TrainingJobName"]
-            result["_best_description"] = describe_training_job(best, work_root=work_root)
-        return result
+        return start_tuning_job(request, work_root=work_root, poll_interval=LOCAL_POLL_INTERVAL)
+
+    def wait_local(self, name: str, work_root: Path, timeout: float) -> dict:
+        from include.local_sagemaker import describe_training_job, wait_for_tuning_job
+
+        description = wait_for_tuning_job(
+            name, work_root=work_root, timeout=timeout, poll_interval=LOCAL_POLL_INTERVAL
+        )
+        best = description.get("BestTrainingJob")
+        if best:
+            description["_best_description"] = describe_training_job(
+                best["TrainingJobName"], work_root=work_root
+            )
+        return description
 
     def stop_local(self, name: str, work_root: Path) -> None:
         from include.local_sagemaker import stop_tuning_job

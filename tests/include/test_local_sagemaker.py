@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import signal
 import tarfile
 import time
 from pathlib import Path
@@ -536,6 +537,118 @@ def test_early_stopping_stops_trials_below_the_median(local):
     best = result["BestTrainingJob"]
     assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(completed)
     assert not best.get("EarlyStopped")
+
+
+def start_tuning(local, request, **kwargs):
+    return runtime.start_tuning_job(
+        request,
+        work_root=local["work_root"],
+        entry_point_dir=local["code"],
+        poll_interval=POLL,
+        **kwargs,
+    )
+
+
+def slow_tuning_request(local, *, max_jobs, parallel, epochs):
+    """Trials of ``epochs`` half-second epochs each: still running when the test acts."""
+    request = tuning_request(local, max_jobs=max_jobs, parallel=parallel)
+    del request["HyperParameterTuningJobConfig"]["ParameterRanges"]["IntegerParameterRanges"]
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    static.update({"epochs": str(epochs), "epoch-seconds": "0.5"})
+    return request
+
+
+def trials_started(local) -> list[str]:
+    return [line[0] for line in invocations(local) if line[2] == "start"]
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(POLL)
+
+
+def test_the_search_runs_in_a_job_of_its_own_and_a_second_start_reattaches(local):
+    request = tuning_request(local, max_jobs=2, parallel=1)
+    name = request["HyperParameterTuningJobName"]
+    first, started = start_tuning(local, request)
+    second, started_again = start_tuning(local, request)
+
+    # The caller is back while the search runs, under the job's supervisor, not in the caller.
+    assert (started, started_again) == (True, False)
+    assert first["HyperParameterTuningJobStatus"] == "InProgress"
+    assert second["HyperParameterTuningJobStatus"] == "InProgress"
+    assert second["Pid"] == first["Pid"] != os.getpid()
+    job_dir = local["work_root"] / "tuning-jobs" / name
+    assert json.loads((job_dir / "process.json").read_text())["pid"] == first["Pid"]
+    supervisor = psutil.Process(first["Pid"])
+    wait_until(lambda: supervisor.children())
+    (search,) = supervisor.children()
+    assert search.cmdline()[1:5] == ["-m", "include.local_sagemaker", "tune", str(job_dir)]
+
+    done = runtime.wait_for_tuning_job(
+        name, work_root=local["work_root"], poll_interval=POLL, timeout=120
+    )
+    assert done["HyperParameterTuningJobStatus"] == "Completed"
+    assert done["TrainingJobStatusCounters"]["Completed"] == 2
+    # One search: each trial was started once.
+    assert trials_started(local) == [f"{name}-001", f"{name}-002"]
+    # A finished tuning job is returned as it is.
+    again, started_after = start_tuning(local, request)
+    assert started_after is False
+    assert again["BestTrainingJob"] == done["BestTrainingJob"]
+
+
+def test_stopping_a_tuning_job_stops_its_running_trials(local):
+    request = slow_tuning_request(local, max_jobs=4, parallel=2, epochs=600)
+    name = request["HyperParameterTuningJobName"]
+    start_tuning(local, request, stop_grace_s=5)
+    wait_until(lambda: len(trials_started(local)) == 2)
+    trainer_pids = [int(line[1]) for line in invocations(local)]
+
+    assert runtime.stop_tuning_job(name, work_root=local["work_root"], grace_period=5) is True
+    stopped = runtime.describe_tuning_job(name, work_root=local["work_root"])
+    assert stopped["HyperParameterTuningJobStatus"] == "Stopped"
+    trials = [f"{name}-001", f"{name}-002"]
+    # Its trials were stopped (not failed, not left running), and the search recorded them so
+    # before it ended; it started no other.
+    for trial in trials:
+        described = runtime.describe_training_job(trial, work_root=local["work_root"])
+        assert described["TrainingJobStatus"] == "Stopped", described.get("FailureReason")
+    assert [s["TrainingJobName"] for s in stopped["TrainingJobSummaries"]] == trials
+    assert stopped["TrainingJobStatusCounters"]["Stopped"] == 2
+    assert trials_started(local) == trials
+    for pid in trainer_pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    # Stopping it again is a no-op.
+    assert runtime.stop_tuning_job(name, work_root=local["work_root"]) is False
+
+
+def test_a_lost_search_restarts_and_reattaches_to_its_running_trial(local):
+    request = slow_tuning_request(local, max_jobs=2, parallel=1, epochs=10)
+    name = request["HyperParameterTuningJobName"]
+    first, _ = start_tuning(local, request)
+    wait_until(lambda: len(trials_started(local)) == 1)
+    # The search is lost (its supervisor's process group killed); its trial has a group of its own.
+    os.killpg(first["Pid"], signal.SIGKILL)
+
+    def tuning_status() -> str:
+        described = runtime.describe_tuning_job(name, work_root=local["work_root"])
+        return described["HyperParameterTuningJobStatus"]
+
+    wait_until(lambda: tuning_status() == "Failed")
+    trial = runtime.describe_training_job(f"{name}-001", work_root=local["work_root"])
+    assert trial["TrainingJobStatus"] == "InProgress"
+
+    restarted, started = start_tuning(local, request)
+    assert started is True and restarted["Pid"] != first["Pid"]
+    done = runtime.wait_for_tuning_job(
+        name, work_root=local["work_root"], poll_interval=POLL, timeout=120
+    )
+    assert done["TrainingJobStatusCounters"]["Completed"] == 2
+    # The running trial was waited on, not started again.
+    assert trials_started(local) == [f"{name}-001", f"{name}-002"]
 
 
 def test_a_tiny_real_tuning_job_through_training_train_py(local, repo_root):

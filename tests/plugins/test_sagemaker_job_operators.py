@@ -426,3 +426,41 @@ def test_a_failed_local_training_fails_the_task_with_the_jobs_own_reason(
     message = str(failed.value)
     assert message.startswith("local training job headrace-churn-"), message
     assert "is Failed (Failed): AlgorithmError: train.py exited with code 2" in message, message
+
+
+@pytest.mark.e2e
+def test_local_tuning_is_a_local_job_and_a_retry_returns_the_same_result(
+    local_features, task_context, capsys
+):
+    """Through the local job loop: the search runs as a local job the task starts and waits on;
+    a retried task re-attaches to it instead of searching again."""
+    import re
+
+    context = task_context(dag_id="churn_training", task_id="tune")
+
+    def tune() -> dict:
+        return SageMakerTuningJobOperator(
+            task_id="tune",
+            dataset="churn",
+            ds=DS,
+            hyperparameters={"epochs": 2},
+            max_jobs=2,
+            max_parallel_jobs=1,
+            aws_conn_id=None,
+            poll_interval=1,
+        ).execute(context)
+
+    first = tune()
+    started = re.findall(r"Started local tuning job (\S+); its log: (\S+)", capsys.readouterr().out)
+    assert len(started) == 1, started
+    name, log = started[0]
+    assert log == str(Path(local_features.local_runs_dir, "tuning-jobs", name, "output.log"))
+    second = tune()
+
+    assert f"Re-attached to local tuning job {name} (Completed)" in capsys.readouterr().out
+    assert second == first
+    assert first["tuning_job_name"] == name
+    assert first["trials"]["Completed"] == 2
+    assert first["job_name"].startswith(f"{name}-00")
+    assert Path(first["model_uri"].removeprefix("file://")).stat().st_size > 0
+    assert first["objective"]["MetricName"] == "validation:auc"
