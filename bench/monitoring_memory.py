@@ -2,14 +2,16 @@
 
 Generates a reference partition and a batch of ``--rows`` rows each (bench/drift.py's columns:
 ``--features`` of them, three in ten categorical, numeric ones continuous, heavy-tailed, tied
-and with missing values), writes each as Parquet files of several row groups, and runs four jobs,
-each in a fresh subprocess so its peak RSS is its own:
+and with missing values, plus a model's ``score``), writes each as Parquet files of several row
+groups, and runs four jobs, each in a fresh subprocess so its peak RSS is its own:
 
-- ``baseline in memory``: the files read into one pandas frame (as the worker does today) and
+- ``baseline in memory``: the files read into one pandas frame (as the worker once did) and
   ``build_baseline``;
 - ``baseline streamed``: ``build_baseline_from_parquet`` over the same files;
-- ``drift in memory``: the batch's files into one frame and ``check_drift``;
-- ``drift streamed``: ``check_drift_from_parquet``.
+- ``drift in memory``: the batch's files and its predictions (``id``, ``score``; in another
+  order, as the transform writes them) into frames, left-joined on ``id``, and ``check_drift``;
+- ``drift streamed``: what the drift job does: the predictions held by key hash
+  (``read_keyed_scores``) and ``check_drift_from_parquet`` joining them to each record batch.
 
 Printed per job, the median of ``--repeat`` interleaved runs: wall and CPU seconds (CPU is the
 steadier on a shared machine), seconds per million rows and peak RSS; then the streamed job's
@@ -48,16 +50,27 @@ FILES = 4
 
 
 def write_inputs(rows: int, features: int, seed: int, folder: Path) -> dict:
-    """The reference and batch as Parquet files, the monitored columns as JSON."""
+    """The reference, the batch (its rows keyed by ``id``) and the batch's predictions as Parquet
+    files, the monitored columns as JSON."""
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from bench.drift import make_frames
+    from include.monitoring.columns import FRACTIONAL, NUMERIC, MonitoredColumn
 
     reference, current, columns, drifted = make_frames(rows, features, seed)
+    rng = np.random.default_rng(seed + 1)
+    reference["score"] = rng.beta(2, 5, rows)
+    columns.append(MonitoredColumn("score", NUMERIC, FRACTIONAL))
+    current.insert(0, "id", [f"c{i:010d}" for i in range(rows)])
+    order = rng.permutation(rows)
+    predictions = pd.DataFrame(
+        {"id": current["id"].to_numpy()[order], "score": rng.beta(2, 5, rows)}
+    )
     paths = {}
-    for name, frame in (("reference", reference), ("batch", current)):
+    for name, frame in (("reference", reference), ("batch", current), ("predictions", predictions)):
         bounds = np.linspace(0, rows, FILES + 1).astype(int)
         paths[name] = []
         for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
@@ -84,6 +97,7 @@ def run_job(job: str, spec: dict, batch_rows: int, keep_values: int) -> dict:
     )
     from include.monitoring.columns import MonitoredColumn
     from include.monitoring.drift import check_drift, check_drift_from_parquet
+    from include.monitoring.job import read_keyed_scores
     from include.monitoring.thresholds import MonitoringConfig
 
     columns = [MonitoredColumn(**c) for c in spec["columns"]]
@@ -105,13 +119,20 @@ def run_job(job: str, spec: dict, batch_rows: int, keep_values: int) -> dict:
     else:
         baseline = load_baseline(spec["baseline_uri"])
         start, start_cpu = time.perf_counter(), time.process_time()
-        paths = spec["paths"]["batch"]
+        paths, predictions = spec["paths"]["batch"], spec["paths"]["predictions"]
         if job == "drift-memory":
-            report = check_drift(baseline, read_partition_frame(paths, {}), config)
-        else:
-            report = check_drift_from_parquet(
-                baseline, paths, config, batch_rows=batch_rows, keep_values=keep_values
+            batch = read_partition_frame(paths, {}).merge(
+                read_partition_frame(predictions, {}), on="id", how="left", validate="one_to_one"
             )
+            report = check_drift(baseline, batch, config)
+        else:
+            scores = read_keyed_scores(
+                [Path(p.removeprefix("file://")) for p in predictions], "id", "score", what="bench"
+            )
+            report = check_drift_from_parquet(
+                baseline, paths, config, scores=scores, score_column="score",
+                batch_rows=batch_rows, keep_values=keep_values,
+            )  # fmt: skip
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         digest = [
             {f.name: [f.metrics.get("psi"), f.metrics.get("ks"), f.metrics.get("js")]}
@@ -162,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="headrace-bench-monitoring-") as tmp:
         folder = Path(tmp)
         print(
-            f"writing {args.rows} rows x {args.features} columns, twice, as Parquet …", flush=True
+            f"writing {args.rows} rows x {args.features} columns (reference, batch, predictions) as Parquet …",
+            flush=True,
         )
         spec = write_inputs(args.rows, args.features, args.seed, folder)
         spec_path = folder / "spec.json"

@@ -95,8 +95,8 @@ SHARED_MODULES = (
     "include/storage.py",
     *(
         f"include/monitoring/{name}.py"
-        for name in ("__init__", "baseline", "columns", "drift", "job", "statistics",
-                     "streaming", "thresholds")
+        for name in ("__init__", "baseline", "columns", "drift", "job", "score_join",
+                     "statistics", "streaming", "thresholds")
     ),
 )  # fmt: skip
 # Script mode's own hyperparameters (sagemaker-training-toolkit's params.py): read by the

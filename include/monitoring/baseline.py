@@ -35,6 +35,7 @@ from include.monitoring.columns import (
     NumericValues,
     numeric_values,
 )
+from include.monitoring.score_join import KeyedScores, ScoreJoin
 from include.monitoring.statistics import (
     ask_numeric_statistics,
     constraints_document,
@@ -169,18 +170,17 @@ def build_baseline_from_parquet(
     config: MonitoringConfig | None = None,
     *,
     metadata: Mapping | None = None,
-    scores: pd.DataFrame | None = None,
-    key: str | None = None,
+    scores: KeyedScores | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     keep_values: int = KEEP_VALUES,
 ) -> tuple[Baseline, pd.DataFrame]:
     """The baseline of the curated files ``paths`` streamed a record batch at a time: the same
     baseline as :func:`build_baseline` of their rows, in memory bounded by the batch.
 
-    :param scores: the model's scores of those rows, indexed by the ``key`` column's value as
-        text, with columns ``config.score_column`` and :data:`SCORE_ROWS_COLUMN` (the held-out
-        mask); joined to each batch on ``key`` (a row without a score has a missing score and is
-        not a score-reference row). None: the score, if monitored, is a column of the files.
+    :param scores: the model's scores of those rows by their key, with columns
+        ``config.score_column`` and :data:`SCORE_ROWS_COLUMN` (the held-out mask); joined to each
+        batch on the key (a row without a score has a missing score and is not a score-reference
+        row). None: the score, if monitored, is a column of the files.
     :param keep_values: a numeric column with at most this many present values is kept whole
         (one pass); a larger one takes the passes of exact order statistics.
     """
@@ -189,13 +189,13 @@ def build_baseline_from_parquet(
         source = parquet_source(paths, [c.name for c in columns], batch_rows=batch_rows)
     else:
         score = config.score_column
-        join = ScoreJoin(scores, key, [score, SCORE_ROWS_COLUMN], fill={SCORE_ROWS_COLUMN: False})
+        join = ScoreJoin(scores, [score, SCORE_ROWS_COLUMN], fill={SCORE_ROWS_COLUMN: False})
         source = parquet_source(
             paths,
             [c.name for c in columns if c.name != score],
             batch_rows=batch_rows,
             transform=join,
-            transform_reads=[key],
+            transform_reads=[scores.key],
             transform_makes=[score, SCORE_ROWS_COLUMN],
         )
     return build_baseline_from_source(
@@ -543,42 +543,6 @@ class ReferenceSample:
             },
             index=range(len(self.rows)),
         )
-
-
-class ScoreJoin:
-    """The left join of a batch with the day's scores on the key (as text): a batch row's score
-    columns are its key's, or ``fill`` (NaN by default) when the key has none. A key of the
-    batch seen twice among scored rows is an error, as the whole-day join's one-to-one check."""
-
-    def __init__(self, scores: pd.DataFrame, key: str, columns: Sequence[str], fill=None):
-        if not scores.index.is_unique:
-            raise ValueError(f"the scores hold {key} values more than once")
-        self.scores, self.key, self.columns = scores, key, list(columns)
-        self.fill = dict(fill or {})
-        self.seen = np.zeros(len(scores), dtype=bool)
-
-    def __call__(self, offset: int, chunk: pd.DataFrame) -> pd.DataFrame:
-        if offset == 0:  # a new pass over the rows
-            self.seen[:] = False
-        keys = chunk[self.key].astype(str)
-        position = self.scores.index.get_indexer(keys)
-        matched = position[position >= 0]
-        if self.seen[matched].any() or np.unique(matched).size != matched.size:
-            raise ValueError(f"the batch holds {self.key} values more than once")
-        self.seen[matched] = True
-        out = chunk.copy()
-        for name in self.columns:
-            column = self.scores[name].to_numpy()
-            if not len(column):  # no scores at all: every row takes the fill
-                position = np.full(len(chunk), -1)
-                column = np.zeros(1, dtype=column.dtype)
-            values = column[np.maximum(position, 0)]
-            if name in self.fill:
-                values = np.where(position >= 0, values, self.fill[name])
-            else:
-                values = np.where(position >= 0, values.astype(np.float64), np.nan)
-            out[name] = values
-        return out
 
 
 def _as_float64(series: pd.Series) -> np.ndarray:

@@ -12,8 +12,8 @@ The worker writes a small plan (the columns, the join key, the monitoring config
 of each input, in order; :func:`include.sagemaker_requests.write_processing_inputs`) and starts
 the job; its inputs are the plan
 and exactly the files the plan names, its output one lake folder. The worker then reads only the
-job's small outputs. The curated rows are streamed a record batch at a time; the day's keys and
-scores are held for the join.
+job's small outputs. The curated rows are streamed a record batch at a time; the day's scores are
+held for the join by a hash of their key (:mod:`include.monitoring.score_join`).
 
 It imports nothing beyond what the training image has (numpy, pandas, pyarrow) and the modules
 of ``include/monitoring/`` that ship in the source tarball beside ``training/``.
@@ -21,17 +21,20 @@ of ``include/monitoring/`` that ship in the source tarball beside ``training/``.
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
 import tarfile
+import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from include.monitoring.baseline import (
     MIN_REFERENCE_ROWS_PER_PSI_BIN,
     SCORE_ROWS_COLUMN,
-    ScoreJoin,
     build_baseline_from_parquet,
     build_baseline_from_source,
     json_bytes,
@@ -41,7 +44,14 @@ from include.monitoring.baseline import (
 )
 from include.monitoring.columns import MonitoredColumn
 from include.monitoring.drift import DriftReport, check_drift_from_parquet
-from include.monitoring.streaming import ChunkSource, parquet_columns, parquet_source, run_pass
+from include.monitoring.score_join import KeyedScores, ScoreJoin
+from include.monitoring.streaming import (
+    DEFAULT_BATCH_ROWS,
+    ChunkSource,
+    parquet_columns,
+    parquet_source,
+    run_pass,
+)
 from include.monitoring.thresholds import MonitoringConfig
 from include.scoring_job import PLAN_FILE, PLAN_INPUT
 
@@ -59,6 +69,8 @@ BASELINE_SCORES_FILE = "baseline_scores.parquet"
 # alone (a model scores its own training rows more confidently than new data).
 TRAINING_SPLIT = "train"
 HELD_OUT_SPLITS = ("validation", "test")
+SPLITS = (TRAINING_SPLIT, *HELD_OUT_SPLITS)
+_HELD_OUT_CODES = [SPLITS.index(name) for name in HELD_OUT_SPLITS]
 # What the job leaves in the batch's monitoring folder; drift_report.json is written last.
 VIOLATIONS_FILE = "constraint_violations.json"
 BATCH_STATISTICS_FILE = "statistics.json"
@@ -130,36 +142,17 @@ def drift_plan(
 
 def run_drift_job(root: Path) -> DriftReport:
     """Check the day the plan under ``root/input`` names; write the report under ``root/output``."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     inputs = root / "input"
     plan = json.loads((inputs / PLAN_INPUT / PLAN_FILE).read_text())
     key, score_column = plan["key"], plan["score_column"]
     config = MonitoringConfig(**plan["config"])
     baseline = load_baseline(f"file://{inputs / BASELINE_INPUT}")
 
-    # The day's keys and scores are held (8 bytes a score plus the key's text); the curated rows
-    # are streamed a record batch at a time and joined to them.
-    tables = []
-    for name in plan["predictions_files"]:
-        path = inputs / PREDICTIONS_INPUT / name
-        schema = pq.read_schema(path)
-        missing = [column for column in (key, score_column) if column not in schema.names]
-        if missing:
-            raise MonitoringJobError(f"predictions file {name} lacks the column(s) {missing}")
-        tables.append(pq.read_table(path, columns=[key, score_column]))
-    predictions = pa.concat_tables(tables).to_pandas()
-    keys = predictions[key].astype(str)
-    duplicated = keys[keys.duplicated()]
-    if len(duplicated):
-        raise MonitoringJobError(
-            f"the predictions of {plan['ds']} hold {key} values more than once, "
-            f"e.g. {duplicated.iloc[0]!r} ({len(duplicated)} repeats)"
-        )
-    scores = pd.DataFrame(
-        {score_column: predictions[score_column].to_numpy()}, index=pd.Index(keys, name=key)
+    scores = read_keyed_scores(
+        [inputs / PREDICTIONS_INPUT / name for name in plan["predictions_files"]],
+        key,
+        score_column,
+        what=f"the predictions of {plan['ds']}",
     )
     report = check_drift_from_parquet(
         baseline,
@@ -167,11 +160,38 @@ def run_drift_job(root: Path) -> DriftReport:
         config,
         metadata=plan["metadata"],
         scores=scores,
-        key=key,
         score_column=score_column,
     )
     write_drift_files(report, root / "output" / MONITORING_OUTPUT)
     return report
+
+
+def read_keyed_scores(
+    paths: Sequence[Path], key: str, score_column: str, *, what: str
+) -> KeyedScores:
+    """The scores in the Parquet files ``paths`` (columns ``key`` and ``score_column``) by key,
+    read a record batch at a time; ``what`` names them in the error of a key scored twice."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        missing = [c for c in (key, score_column) if c not in pq.read_schema(path).names]
+        if missing:
+            raise MonitoringJobError(f"predictions file {path.name} lacks the column(s) {missing}")
+
+    def chunks():
+        for path in paths:
+            for batch in pq.ParquetFile(path).iter_batches(
+                batch_size=DEFAULT_BATCH_ROWS, columns=[key, score_column]
+            ):
+                yield batch.to_pandas()
+
+    scores = KeyedScores.from_chunks(key, chunks(), [score_column])
+    if scores.repeats:
+        raise MonitoringJobError(
+            f"{what} hold {key} values more than once, "
+            f"e.g. {scores.repeated_key(chunks())!r} ({scores.repeats} repeats)"
+        )
+    return scores
 
 
 def run_baseline_job(root: Path) -> dict[str, str]:
@@ -213,10 +233,10 @@ def run_baseline_job(root: Path) -> dict[str, str]:
         inputs / SCORES_INPUT / "output.tar.gz", scores_uri, key, score,
         days=list(days), day_column=metadata.get("partition_column"),
     )  # fmt: skip
-    rows = dict.fromkeys((TRAINING_SPLIT, *HELD_OUT_SPLITS), 0)
+    rows = dict.fromkeys(SPLITS, 0)
     unscored = total = 0
     for day, day_paths in days.items():
-        counter = _SplitCounter(scores[day], key)
+        counter = _SplitCounter(scores[day])
         run_pass(parquet_source(day_paths, [key]), [counter])
         rows = {name: rows[name] + counter.rows[name] for name in rows}
         unscored, total = unscored + counter.unscored, total + counter.total
@@ -241,7 +261,7 @@ def run_baseline_job(root: Path) -> dict[str, str]:
         "unscored_rows": unscored,
     }
     read = [c.name for c in columns if c.name != score]
-    source = _scored_days_source(days, scores, key, score, read)
+    source = _scored_days_source(days, scores, score, read)
     baseline, sample = build_baseline_from_source(
         source, columns, config, metadata=metadata, score_rows=True
     )
@@ -249,20 +269,17 @@ def run_baseline_job(root: Path) -> dict[str, str]:
 
 
 def _scored_days_source(
-    days: dict[str, list[str]], scores: dict, key: str, score: str, columns: list[str]
+    days: dict[str, list[str]], scores: dict[str, KeyedScores], score: str, columns: list[str]
 ) -> ChunkSource:
     """The curated files of every day, a record batch at a time, each batch left-joined on the
     key with its own day's scores (the score and the held-out mask)."""
     made = [score, SCORE_ROWS_COLUMN]
     sources = []
     for day, paths in days.items():
-        day_scores = scores[day].assign(
-            **{SCORE_ROWS_COLUMN: scores[day]["split"].isin(HELD_OUT_SPLITS)}
-        )
-        join = ScoreJoin(day_scores, key, made, fill={SCORE_ROWS_COLUMN: False})
+        join = ScoreJoin(scores[day], made, fill={SCORE_ROWS_COLUMN: False})
         sources.append(
             parquet_source(
-                paths, columns, transform=join, transform_reads=[key], transform_makes=made
+                paths, columns, transform=join, transform_reads=[join.key], transform_makes=made
             )
         )
 
@@ -292,79 +309,111 @@ def _day_text(values):
 
 def _baseline_scores(
     tarball: Path, scores_uri: str, key: str, score: str, *, days: list[str], day_column
-) -> dict:
-    """Day → the training job's baseline scores of that day indexed by key (as text): columns
-    ``score`` (named ``score``) and ``split``, checked; errors name the job's ``output.tar.gz``
-    by its lake URI. One day: every score is that day's (as a one-partition job wrote them)."""
+) -> dict[str, KeyedScores]:
+    """Day → the training job's baseline scores of that day by key: columns ``score``,
+    ``split`` (its index in :data:`SPLITS`) and :data:`SCORE_ROWS_COLUMN` (held out), checked;
+    errors name the job's ``output.tar.gz`` by its lake URI. One day: every score is that
+    day's (as a one-partition job wrote them). Read a record batch at a time."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    with tarfile.open(tarball, mode="r:gz") as archive:
-        member = next(
-            (m for m in archive.getmembers()
-             if m.name.lstrip("./") == BASELINE_SCORES_FILE and m.isfile()),
-            None,
-        )  # fmt: skip
-        if member is None:
+    with tempfile.TemporaryDirectory(prefix="baseline-scores-") as scratch:
+        path = Path(scratch) / BASELINE_SCORES_FILE
+        with tarfile.open(tarball, mode="r:gz") as archive:
+            member = next(
+                (m for m in archive.getmembers()
+                 if m.name.lstrip("./") == BASELINE_SCORES_FILE and m.isfile()),
+                None,
+            )  # fmt: skip
+            if member is None:
+                raise MonitoringJobError(
+                    f"{scores_uri} has no {BASELINE_SCORES_FILE}: the training job did not write it"
+                )
+            with archive.extractfile(member) as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target)
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        expected = [key, "split", "score"]
+        if any(name not in names for name in expected):
             raise MonitoringJobError(
-                f"{scores_uri} has no {BASELINE_SCORES_FILE}: the training job did not write it"
+                f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {names}, "
+                f"not the split key {key!r}, 'split' and 'score'"
             )
-        scores = pd.read_parquet(io.BytesIO(archive.extractfile(member).read()))
-    expected = [key, "split", "score"]
-    if any(name not in scores.columns for name in expected):
-        raise MonitoringJobError(
-            f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {list(scores.columns)}, "
-            f"not the split key {key!r}, 'split' and 'score'"
-        )
-    unknown = sorted(set(scores["split"].dropna().astype(str)) - {TRAINING_SPLIT, *HELD_OUT_SPLITS})
-    if unknown or scores["split"].isna().any():
-        raise MonitoringJobError(
-            f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds {unknown or ['null']}, "
-            f"expected only {', '.join((TRAINING_SPLIT, *HELD_OUT_SPLITS))}"
-        )
-    if len(days) == 1:
-        day_of = pd.Series(days[0], index=scores.index)
-    elif day_column not in scores.columns:
-        raise MonitoringJobError(
-            f"{scores_uri}: {BASELINE_SCORES_FILE} has no column {day_column!r} (the partition "
-            f"column), so its scores cannot be joined to the rows of {len(days)} days"
-        )
-    else:
-        day_of = _day_text(scores[day_column])
-        if others := sorted(set(day_of) - set(days)):
+        if len(days) > 1 and day_column not in names:
             raise MonitoringJobError(
-                f"{scores_uri}: {BASELINE_SCORES_FILE} scores rows of {others}, days outside the "
-                f"training window {days[0]}..{days[-1]} of the plan"
+                f"{scores_uri}: {BASELINE_SCORES_FILE} has no column {day_column!r} (the partition "
+                f"column), so its scores cannot be joined to the rows of {len(days)} days"
             )
+        read = expected + ([day_column] if len(days) > 1 else [])
+
+        def chunks():
+            for batch in parquet.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=read):
+                frame = batch.to_pandas()
+                split = pd.Categorical(frame["split"].astype("string"), categories=SPLITS)
+                if (split.codes < 0).any():
+                    unknown = sorted(set(frame["split"].dropna().astype(str)) - set(SPLITS))
+                    raise MonitoringJobError(
+                        f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds "
+                        f"{unknown or ['null']}, expected only {', '.join(SPLITS)}"
+                    )
+                if len(days) == 1:
+                    day = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), days)
+                else:
+                    day = pd.Categorical(_day_text(frame[day_column]), categories=days)
+                    if (day.codes < 0).any():
+                        others = sorted(set(_day_text(frame[day_column])) - set(days))
+                        raise MonitoringJobError(
+                            f"{scores_uri}: {BASELINE_SCORES_FILE} scores rows of {others}, days "
+                            f"outside the training window {days[0]}..{days[-1]} of the plan"
+                        )
+                yield pd.DataFrame(
+                    {
+                        key: frame[key],
+                        score: frame["score"].to_numpy(),
+                        "split": split.codes,
+                        "day": day.codes,
+                    }
+                )
+
+        every_day = KeyedScores.from_chunks(key, chunks(), [score, "split", "day"])
     by_day = {}
-    for day in days:
-        rows = scores[(day_of == day).to_numpy()]
-        if rows[key].duplicated().any():
+    for number, day in enumerate(days):
+        rows = np.flatnonzero(every_day.columns["day"] == number)
+        # Left join by key as text: a curated row the features job left out shows up as a
+        # missing score, as in the scored batches (the drift job joins the same way).
+        split = every_day.columns["split"][rows]
+        by_day[day] = KeyedScores(
+            key,
+            every_day.high[rows],
+            every_day.low[rows],
+            {
+                score: every_day.columns[score][rows],
+                "split": split,
+                SCORE_ROWS_COLUMN: np.isin(split, _HELD_OUT_CODES),
+            },
+        )
+        if by_day[day].repeats:
             raise MonitoringJobError(
                 f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once"
                 + (f" on {day}" if len(days) > 1 else "")
             )
-        # Left join by key as text: a curated row the features job left out shows up as a
-        # missing score, as in the scored batches (the drift job joins the same way).
-        by_day[day] = pd.DataFrame(
-            {score: rows["score"].to_numpy(), "split": rows["split"].astype(str).to_numpy()},
-            index=pd.Index(rows[key].astype(str), name=key),
-        )
     return by_day
 
 
 class _SplitCounter:
     """Curated rows per split of their score (a pass over the key column only)."""
 
-    def __init__(self, scores, key: str):
-        self.splits = scores["split"].to_numpy()
-        self.index, self.key = scores.index, key
-        self.rows = dict.fromkeys((TRAINING_SPLIT, *HELD_OUT_SPLITS), 0)
+    def __init__(self, scores: KeyedScores):
+        self.scores = scores
+        self.rows = dict.fromkeys(SPLITS, 0)
         self.unscored = self.total = 0
 
     def __call__(self, offset: int, chunk) -> None:
-        position = self.index.get_indexer(chunk[self.key].astype(str))
-        for name in self.rows:
-            self.rows[name] += int((self.splits[position[position >= 0]] == name).sum())
+        position = self.scores.positions(chunk[self.scores.key])
+        codes = self.scores.columns["split"][position[position >= 0]]
+        counts = np.bincount(codes, minlength=len(SPLITS))
+        for number, name in enumerate(SPLITS):
+            self.rows[name] += int(counts[number])
         self.unscored += int((position < 0).sum())
         self.total += len(chunk)
 

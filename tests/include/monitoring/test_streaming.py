@@ -32,6 +32,7 @@ from include.monitoring.baseline import (
 )
 from include.monitoring.columns import NUMERIC, NumericValues
 from include.monitoring.drift import check_drift, check_drift_from_parquet
+from include.monitoring.score_join import KeyedScores
 from include.monitoring.streaming import NumericStream, parquet_source, quantiles
 
 # Merged sums differ from one sum by rounding only.
@@ -199,9 +200,8 @@ def test_the_score_is_joined_to_each_batch_by_key(
     stranger = pd.DataFrame({"customer_id": ["nobody-1", "nobody-2"], "score": [0.9, 0.1]})
     scores = pd.concat([scored, stranger], ignore_index=True)
     held_out = np.asarray(pd.util.hash_array(scores["customer_id"].to_numpy()) % 10 < 3)
-    by_key = pd.DataFrame(
-        {"score": scores["score"].to_numpy(), SCORE_ROWS_COLUMN: held_out},
-        index=pd.Index(scores["customer_id"].astype(str), name="customer_id"),
+    by_key = KeyedScores.from_frame(
+        scores.assign(**{SCORE_ROWS_COLUMN: held_out}), "customer_id", ["score", SCORE_ROWS_COLUMN]
     )
     joined = frame.merge(
         scores.assign(held=held_out), on="customer_id", how="left", validate="one_to_one"
@@ -214,25 +214,19 @@ def test_the_score_is_joined_to_each_batch_by_key(
     )
     paths = write_parquet(frame, tmp_path / "train")
     actual, _ = build_baseline_from_parquet(
-        paths, churn_columns, monitoring_config, scores=by_key, key="customer_id", batch_rows=3_001
+        paths, churn_columns, monitoring_config, scores=by_key, batch_rows=3_001
     )
     assert json.dumps(actual.profile) == json.dumps(expected.profile)
     assert actual.references["score"].missing_rate == 300 / len(frame)
 
     batch = churn_frames["drifted"]
-    batch_scores = pd.DataFrame(
-        {"score": batch["score"].to_numpy()[:-50]},
-        index=pd.Index(batch["customer_id"].astype(str).to_numpy()[:-50], name="customer_id"),
-    )
-    batch_joined = batch.drop(columns="score").merge(
-        batch_scores.reset_index(), on="customer_id", how="left"
-    )
+    batch_scores = batch[["customer_id", "score"]].iloc[:-50]
+    batch_joined = batch.drop(columns="score").merge(batch_scores, on="customer_id", how="left")
     report = check_drift_from_parquet(
         expected,
         write_parquet(batch.drop(columns="score"), tmp_path / "batch"),
         monitoring_config,
-        scores=batch_scores,
-        key="customer_id",
+        scores=KeyedScores.from_frame(batch_scores, "customer_id", ["score"]),
         score_column="score",
         batch_rows=4_000,
     )
@@ -244,16 +238,18 @@ def test_the_score_is_joined_to_each_batch_by_key(
 def test_a_key_twice_in_the_batch_is_refused(tmp_path, churn_frames, churn_baseline):
     batch = churn_frames["drifted"].iloc[:1_000].drop(columns="score")
     batch.loc[999, "customer_id"] = batch.loc[3, "customer_id"]
-    scores = pd.DataFrame(
-        {"score": np.full(1_000, 0.2)},
-        index=pd.Index(churn_frames["drifted"]["customer_id"].iloc[:1_000], name="customer_id"),
+    scores = KeyedScores.from_frame(
+        pd.DataFrame(
+            {"customer_id": churn_frames["drifted"]["customer_id"].iloc[:1_000], "score": 0.2}
+        ),
+        "customer_id",
+        ["score"],
     )
     with pytest.raises(ValueError, match="the batch holds customer_id values more than once"):
         check_drift_from_parquet(
             churn_baseline,
             write_parquet(batch, tmp_path / "batch", row_group=300),
             scores=scores,
-            key="customer_id",
             score_column="score",
             batch_rows=256,
         )
