@@ -10,8 +10,9 @@ groups, and runs four jobs, each in a fresh subprocess so its peak RSS is its ow
 - ``baseline streamed``: ``build_baseline_from_parquet`` over the same files;
 - ``drift in memory``: the batch's files and its predictions (``id``, ``score``; in another
   order, as the transform writes them) into frames, left-joined on ``id``, and ``check_drift``;
-- ``drift streamed``: what the drift job does: the predictions held by key hash
-  (``read_keyed_scores``) and ``check_drift_from_parquet`` joining them to each record batch.
+- ``drift streamed``: what the drift job does: the predictions lined up with the batch's rows on
+  disk (``align_predictions``) and ``check_drift_from_parquet`` reading them with each record
+  batch.
 
 Printed per job, the median of ``--repeat`` interleaved runs: wall and CPU seconds (CPU is the
 steadier on a shared machine), seconds per million rows and peak RSS; then the streamed job's
@@ -97,7 +98,8 @@ def run_job(job: str, spec: dict, batch_rows: int, keep_values: int) -> dict:
     )
     from include.monitoring.columns import MonitoredColumn
     from include.monitoring.drift import check_drift, check_drift_from_parquet
-    from include.monitoring.job import read_keyed_scores
+    from include.monitoring.job import align_predictions
+    from include.monitoring.streaming import parquet_source
     from include.monitoring.thresholds import MonitoringConfig
 
     columns = [MonitoredColumn(**c) for c in spec["columns"]]
@@ -126,13 +128,19 @@ def run_job(job: str, spec: dict, batch_rows: int, keep_values: int) -> dict:
             )
             report = check_drift(baseline, batch, config)
         else:
-            scores = read_keyed_scores(
-                [Path(p.removeprefix("file://")) for p in predictions], "id", "score", what="bench"
-            )
-            report = check_drift_from_parquet(
-                baseline, paths, config, scores=scores, score_column="score",
-                batch_rows=batch_rows, keep_values=keep_values,
-            )  # fmt: skip
+            with tempfile.TemporaryDirectory(prefix="headrace-bench-join-") as scratch:
+                scores = align_predictions(
+                    [Path(p.removeprefix("file://")) for p in predictions],
+                    parquet_source(paths, ["id"]),
+                    "id",
+                    "score",
+                    Path(scratch),
+                    what="bench",
+                )
+                report = check_drift_from_parquet(
+                    baseline, paths, config, scores=scores, score_column="score",
+                    batch_rows=batch_rows, keep_values=keep_values,
+                )  # fmt: skip
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         digest = [
             {f.name: [f.metrics.get("psi"), f.metrics.get("ks"), f.metrics.get("js")]}

@@ -10,8 +10,8 @@
   writes ``constraint_violations.json``, the batch's statistics and ``drift_report.json``;
 - ``report``: the HTML report with a plot per drifted feature, rendered on the worker from the
   job's ``drift_report.json``;
-- ``score_join``: the join of streamed curated rows with the day's scores by a hash of the key,
-  in 24 bytes a scored row;
+- ``score_join``: the day's scores lined up with the streamed curated rows on disk, by a hash
+  of the key, in memory that does not grow with the day;
 - ``streaming``: the statistics of both as merges of per-chunk statistics over Parquet record
   batches (exact order statistics by counting passes), so memory does not grow with rows; an
   in-memory frame is one chunk.

@@ -35,7 +35,7 @@ from include.monitoring.columns import (
     NumericValues,
     numeric_values,
 )
-from include.monitoring.score_join import KeyedScores, ScoreJoin
+from include.monitoring.score_join import AlignedScores, ScoreJoin
 from include.monitoring.statistics import (
     ask_numeric_statistics,
     constraints_document,
@@ -170,17 +170,18 @@ def build_baseline_from_parquet(
     config: MonitoringConfig | None = None,
     *,
     metadata: Mapping | None = None,
-    scores: KeyedScores | None = None,
+    scores: AlignedScores | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     keep_values: int = KEEP_VALUES,
 ) -> tuple[Baseline, pd.DataFrame]:
     """The baseline of the curated files ``paths`` streamed a record batch at a time: the same
     baseline as :func:`build_baseline` of their rows, in memory bounded by the batch.
 
-    :param scores: the model's scores of those rows by their key, with columns
-        ``config.score_column`` and :data:`SCORE_ROWS_COLUMN` (the held-out mask); joined to each
-        batch on the key (a row without a score has a missing score and is not a score-reference
-        row). None: the score, if monitored, is a column of the files.
+    :param scores: the model's scores of those rows, aligned with them
+        (:func:`~include.monitoring.score_join.align_scores`), with columns
+        ``config.score_column`` and :data:`SCORE_ROWS_COLUMN` (the held-out mask); a row without a
+        score has a missing score and is not a score-reference row. None: the score, if
+        monitored, is a column of the files.
     :param keep_values: a numeric column with at most this many present values is kept whole
         (one pass); a larger one takes the passes of exact order statistics.
     """
@@ -189,13 +190,11 @@ def build_baseline_from_parquet(
         source = parquet_source(paths, [c.name for c in columns], batch_rows=batch_rows)
     else:
         score = config.score_column
-        join = ScoreJoin(scores, [score, SCORE_ROWS_COLUMN], fill={SCORE_ROWS_COLUMN: False})
         source = parquet_source(
             paths,
             [c.name for c in columns if c.name != score],
             batch_rows=batch_rows,
-            transform=join,
-            transform_reads=[scores.key],
+            transform=ScoreJoin(scores, fill={SCORE_ROWS_COLUMN: False}),
             transform_makes=[score, SCORE_ROWS_COLUMN],
         )
     return build_baseline_from_source(

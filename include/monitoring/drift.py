@@ -38,7 +38,7 @@ from include.monitoring.baseline import (
     _shares,
 )
 from include.monitoring.columns import NUMERIC
-from include.monitoring.score_join import KeyedScores, ScoreJoin
+from include.monitoring.score_join import AlignedScores, ScoreJoin
 from include.monitoring.statistics import (
     ask_numeric_statistics,
     numeric_feature_statistics,
@@ -411,7 +411,7 @@ def check_drift_from_parquet(
     thresholds: MonitoringConfig | None = None,
     *,
     metadata: dict | None = None,
-    scores: KeyedScores | None = None,
+    scores: AlignedScores | None = None,
     score_column: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     keep_values: int = KEEP_VALUES,
@@ -419,9 +419,10 @@ def check_drift_from_parquet(
     """:func:`check_drift` of the batch in the Parquet files ``paths``, streamed a record batch
     at a time (the same report, in memory bounded by the batch).
 
-    :param scores: the batch's scores by their key, with the column ``score_column``;
-        left-joined to each record batch on the key (a row without a score has a missing score).
-        None: the score, if monitored, is a column of the files.
+    :param scores: the batch's scores aligned with its rows
+        (:func:`~include.monitoring.score_join.align_scores`), with the column ``score_column``
+        (a row without a score has a missing score). None: the score, if monitored, is a column
+        of the files.
     :param keep_values: a numeric column with at most this many present values is kept whole
         (one pass); a larger one takes the passes of exact order statistics.
     """
@@ -431,8 +432,7 @@ def check_drift_from_parquet(
     if scores is not None:
         available.add(score_column)
         transform = {
-            "transform": ScoreJoin(scores, [score_column]),
-            "transform_reads": [scores.key],
+            "transform": ScoreJoin(scores),
             "transform_makes": [score_column],
         }
     columns = [

@@ -12,8 +12,9 @@ The worker writes a small plan (the columns, the join key, the monitoring config
 of each input, in order; :func:`include.sagemaker_requests.write_processing_inputs`) and starts
 the job; its inputs are the plan
 and exactly the files the plan names, its output one lake folder. The worker then reads only the
-job's small outputs. The curated rows are streamed a record batch at a time; the day's scores are
-held for the join by a hash of their key (:mod:`include.monitoring.score_join`).
+job's small outputs. The curated rows are streamed a record batch at a time, and their scores
+lined up with them on the job's disk first (:mod:`include.monitoring.score_join`): memory does
+not grow with the day.
 
 It imports nothing beyond what the training image has (numpy, pandas, pyarrow) and the modules
 of ``include/monitoring/`` that ship in the source tarball beside ``training/``.
@@ -44,13 +45,12 @@ from include.monitoring.baseline import (
 )
 from include.monitoring.columns import MonitoredColumn
 from include.monitoring.drift import DriftReport, check_drift_from_parquet
-from include.monitoring.score_join import KeyedScores, ScoreJoin
+from include.monitoring.score_join import MATCHED, AlignedScores, ScoreJoin, align_scores
 from include.monitoring.streaming import (
     DEFAULT_BATCH_ROWS,
     ChunkSource,
     parquet_columns,
     parquet_source,
-    run_pass,
 )
 from include.monitoring.thresholds import MonitoringConfig
 from include.scoring_job import PLAN_FILE, PLAN_INPUT
@@ -148,35 +148,49 @@ def run_drift_job(root: Path) -> DriftReport:
     config = MonitoringConfig(**plan["config"])
     baseline = load_baseline(f"file://{inputs / BASELINE_INPUT}")
 
-    scores = read_keyed_scores(
-        [inputs / PREDICTIONS_INPUT / name for name in plan["predictions_files"]],
-        key,
-        score_column,
-        what=f"the predictions of {plan['ds']}",
-    )
-    report = check_drift_from_parquet(
-        baseline,
-        [f"file://{inputs / CURATED_INPUT / name}" for name in plan["curated_files"]],
-        config,
-        metadata=plan["metadata"],
-        scores=scores,
-        score_column=score_column,
-    )
+    curated = [f"file://{inputs / CURATED_INPUT / name}" for name in plan["curated_files"]]
+    with tempfile.TemporaryDirectory(prefix="score-join-", dir=root) as scratch:
+        scores = align_predictions(
+            [inputs / PREDICTIONS_INPUT / name for name in plan["predictions_files"]],
+            parquet_source(curated, [key]),
+            key,
+            score_column,
+            Path(scratch),
+            what=f"the predictions of {plan['ds']}",
+        )
+        report = check_drift_from_parquet(
+            baseline,
+            curated,
+            config,
+            metadata=plan["metadata"],
+            scores=scores,
+            score_column=score_column,
+        )
     write_drift_files(report, root / "output" / MONITORING_OUTPUT)
     return report
 
 
-def read_keyed_scores(
-    paths: Sequence[Path], key: str, score_column: str, *, what: str
-) -> KeyedScores:
-    """The scores in the Parquet files ``paths`` (columns ``key`` and ``score_column``) by key,
-    read a record batch at a time; ``what`` names them in the error of a key scored twice."""
+def align_predictions(
+    paths: Sequence[Path],
+    rows: ChunkSource,
+    key: str,
+    score_column: str,
+    folder: Path,
+    *,
+    what: str,
+) -> AlignedScores:
+    """The scores in the Parquet files ``paths`` (columns ``key`` and ``score_column``) lined up
+    with the curated ``rows`` under ``folder``; ``what`` names them in the error of a key scored
+    twice."""
     import pyarrow.parquet as pq
 
+    score_rows = 0
     for path in paths:
-        missing = [c for c in (key, score_column) if c not in pq.read_schema(path).names]
+        parquet = pq.ParquetFile(path)
+        missing = [c for c in (key, score_column) if c not in parquet.schema_arrow.names]
         if missing:
             raise MonitoringJobError(f"predictions file {path.name} lacks the column(s) {missing}")
+        score_rows += parquet.metadata.num_rows
 
     def chunks():
         for path in paths:
@@ -185,13 +199,13 @@ def read_keyed_scores(
             ):
                 yield batch.to_pandas()
 
-    scores = KeyedScores.from_chunks(key, chunks(), [score_column])
-    if scores.repeats:
-        raise MonitoringJobError(
-            f"{what} hold {key} values more than once, "
-            f"e.g. {scores.repeated_key(chunks())!r} ({scores.repeats} repeats)"
-        )
-    return scores
+    try:
+        return align_scores(
+            chunks, rows, key, {score_column: np.float64}, folder,
+            score_rows=score_rows, what=what,
+        )  # fmt: skip
+    except ValueError as error:
+        raise MonitoringJobError(str(error)) from None
 
 
 def run_baseline_job(root: Path) -> dict[str, str]:
@@ -229,17 +243,37 @@ def run_baseline_job(root: Path) -> dict[str, str]:
         return store_baseline(baseline, sample, f"file://{root / 'output' / BASELINE_OUTPUT}")
 
     scores_uri = metadata["scores"]
-    scores = _baseline_scores(
-        inputs / SCORES_INPUT / "output.tar.gz", scores_uri, key, score,
-        days=list(days), day_column=metadata.get("partition_column"),
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="score-join-", dir=root) as scratch:
+        scores = _aligned_baseline_scores(
+            inputs / SCORES_INPUT / "output.tar.gz", scores_uri, key, score, days=days,
+            day_column=metadata.get("partition_column"), folder=Path(scratch),
+        )  # fmt: skip
+        return _score_reference_baseline(root, days, scores, columns, config, metadata)
+
+
+def _score_reference_baseline(
+    root: Path,
+    days: dict[str, list[str]],
+    scores: dict[str, AlignedScores],
+    columns: list[MonitoredColumn],
+    config: MonitoringConfig,
+    metadata: dict,
+) -> dict[str, str]:
+    """The baseline of the days' curated rows with their aligned scores: the score's reference
+    is the held-out rows; refused when they are too few for the PSI bins."""
+    score = config.score_column
     rows = dict.fromkeys(SPLITS, 0)
     unscored = total = 0
-    for day, day_paths in days.items():
-        counter = _SplitCounter(scores[day])
-        run_pass(parquet_source(day_paths, [key]), [counter])
-        rows = {name: rows[name] + counter.rows[name] for name in rows}
-        unscored, total = unscored + counter.unscored, total + counter.total
+    for day_scores in scores.values():
+        for start in range(0, day_scores.rows, DEFAULT_BATCH_ROWS):
+            length = min(DEFAULT_BATCH_ROWS, day_scores.rows - start)
+            matched = day_scores.read(MATCHED, start, length)
+            counts = np.bincount(
+                day_scores.read("split", start, length)[matched], minlength=len(SPLITS)
+            )
+            rows = {name: rows[name] + int(counts[i]) for i, name in enumerate(SPLITS)}
+            unscored += int((~matched).sum())
+        total += day_scores.rows
     held_out = sum(rows[name] for name in HELD_OUT_SPLITS)
     minimum = min_score_reference_rows(config)
     if held_out < minimum:
@@ -269,19 +303,15 @@ def run_baseline_job(root: Path) -> dict[str, str]:
 
 
 def _scored_days_source(
-    days: dict[str, list[str]], scores: dict[str, KeyedScores], score: str, columns: list[str]
+    days: dict[str, list[str]], scores: dict[str, AlignedScores], score: str, columns: list[str]
 ) -> ChunkSource:
-    """The curated files of every day, a record batch at a time, each batch left-joined on the
-    key with its own day's scores (the score and the held-out mask)."""
+    """The curated files of every day, a record batch at a time, each batch joined with its own
+    day's aligned scores (the score and the held-out mask)."""
     made = [score, SCORE_ROWS_COLUMN]
     sources = []
     for day, paths in days.items():
         join = ScoreJoin(scores[day], made, fill={SCORE_ROWS_COLUMN: False})
-        sources.append(
-            parquet_source(
-                paths, columns, transform=join, transform_reads=[join.key], transform_makes=made
-            )
-        )
+        sources.append(parquet_source(paths, columns, transform=join, transform_makes=made))
 
     def chunks(names=None):
         offset = 0
@@ -307,115 +337,101 @@ def _day_text(values):
     return values.astype(str).str[:10]
 
 
-def _baseline_scores(
-    tarball: Path, scores_uri: str, key: str, score: str, *, days: list[str], day_column
-) -> dict[str, KeyedScores]:
-    """Day → the training job's baseline scores of that day by key: columns ``score``,
-    ``split`` (its index in :data:`SPLITS`) and :data:`SCORE_ROWS_COLUMN` (held out), checked;
-    errors name the job's ``output.tar.gz`` by its lake URI. One day: every score is that
-    day's (as a one-partition job wrote them). Read a record batch at a time."""
+def _aligned_baseline_scores(
+    tarball: Path,
+    scores_uri: str,
+    key: str,
+    score: str,
+    *,
+    days: dict[str, list[str]],
+    day_column: str | None,
+    folder: Path,
+) -> dict[str, AlignedScores]:
+    """Day → the training job's baseline scores of that day lined up with the day's curated rows
+    (:func:`include.monitoring.score_join.align_scores`): columns ``score``, ``split`` (its
+    index in :data:`SPLITS`) and :data:`SCORE_ROWS_COLUMN` (held out), checked; errors name the
+    job's ``output.tar.gz`` by its lake URI. One day: every score is that day's (as a
+    one-partition job wrote them). A score joins a day's rows on the key (as text): a curated
+    row the features job left out has no score, as in the scored batches."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    with tempfile.TemporaryDirectory(prefix="baseline-scores-") as scratch:
-        path = Path(scratch) / BASELINE_SCORES_FILE
-        with tarfile.open(tarball, mode="r:gz") as archive:
-            member = next(
-                (m for m in archive.getmembers()
-                 if m.name.lstrip("./") == BASELINE_SCORES_FILE and m.isfile()),
-                None,
-            )  # fmt: skip
-            if member is None:
-                raise MonitoringJobError(
-                    f"{scores_uri} has no {BASELINE_SCORES_FILE}: the training job did not write it"
-                )
-            with archive.extractfile(member) as source, path.open("wb") as target:
-                shutil.copyfileobj(source, target)
-        parquet = pq.ParquetFile(path)
-        names = parquet.schema_arrow.names
-        expected = [key, "split", "score"]
-        if any(name not in names for name in expected):
+    path = folder / BASELINE_SCORES_FILE
+    with tarfile.open(tarball, mode="r:gz") as archive:
+        member = next(
+            (m for m in archive.getmembers()
+             if m.name.lstrip("./") == BASELINE_SCORES_FILE and m.isfile()),
+            None,
+        )  # fmt: skip
+        if member is None:
             raise MonitoringJobError(
-                f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {names}, "
-                f"not the split key {key!r}, 'split' and 'score'"
+                f"{scores_uri} has no {BASELINE_SCORES_FILE}: the training job did not write it"
             )
-        if len(days) > 1 and day_column not in names:
-            raise MonitoringJobError(
-                f"{scores_uri}: {BASELINE_SCORES_FILE} has no column {day_column!r} (the partition "
-                f"column), so its scores cannot be joined to the rows of {len(days)} days"
-            )
-        read = expected + ([day_column] if len(days) > 1 else [])
-
-        def chunks():
-            for batch in parquet.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=read):
-                frame = batch.to_pandas()
-                split = pd.Categorical(frame["split"].astype("string"), categories=SPLITS)
-                if (split.codes < 0).any():
-                    unknown = sorted(set(frame["split"].dropna().astype(str)) - set(SPLITS))
-                    raise MonitoringJobError(
-                        f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds "
-                        f"{unknown or ['null']}, expected only {', '.join(SPLITS)}"
-                    )
-                if len(days) == 1:
-                    day = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), days)
-                else:
-                    day = pd.Categorical(_day_text(frame[day_column]), categories=days)
-                    if (day.codes < 0).any():
-                        others = sorted(set(_day_text(frame[day_column])) - set(days))
-                        raise MonitoringJobError(
-                            f"{scores_uri}: {BASELINE_SCORES_FILE} scores rows of {others}, days "
-                            f"outside the training window {days[0]}..{days[-1]} of the plan"
-                        )
-                yield pd.DataFrame(
-                    {
-                        key: frame[key],
-                        score: frame["score"].to_numpy(),
-                        "split": split.codes,
-                        "day": day.codes,
-                    }
-                )
-
-        every_day = KeyedScores.from_chunks(key, chunks(), [score, "split", "day"])
-    by_day = {}
-    for number, day in enumerate(days):
-        rows = np.flatnonzero(every_day.columns["day"] == number)
-        # Left join by key as text: a curated row the features job left out shows up as a
-        # missing score, as in the scored batches (the drift job joins the same way).
-        split = every_day.columns["split"][rows]
-        by_day[day] = KeyedScores(
-            key,
-            every_day.high[rows],
-            every_day.low[rows],
-            {
-                score: every_day.columns[score][rows],
-                "split": split,
-                SCORE_ROWS_COLUMN: np.isin(split, _HELD_OUT_CODES),
-            },
+        with archive.extractfile(member) as source, path.open("wb") as target:
+            shutil.copyfileobj(source, target)
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    expected = [key, "split", "score"]
+    if any(name not in names for name in expected):
+        raise MonitoringJobError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} has columns {names}, "
+            f"not the split key {key!r}, 'split' and 'score'"
         )
-        if by_day[day].repeats:
-            raise MonitoringJobError(
-                f"{scores_uri}: {BASELINE_SCORES_FILE} scores a {key} more than once"
-                + (f" on {day}" if len(days) > 1 else "")
+    window = list(days)
+    if len(window) > 1 and day_column not in names:
+        raise MonitoringJobError(
+            f"{scores_uri}: {BASELINE_SCORES_FILE} has no column {day_column!r} (the partition "
+            f"column), so its scores cannot be joined to the rows of {len(window)} days"
+        )
+    read = expected + ([day_column] if len(window) > 1 else [])
+
+    def day_chunks(day: str):
+        for batch in parquet.iter_batches(batch_size=DEFAULT_BATCH_ROWS, columns=read):
+            frame = batch.to_pandas()
+            split = pd.Categorical(frame["split"].astype("string"), categories=SPLITS)
+            if (split.codes < 0).any():
+                unknown = sorted(set(frame["split"].dropna().astype(str)) - set(SPLITS))
+                raise MonitoringJobError(
+                    f"{scores_uri}: {BASELINE_SCORES_FILE} column 'split' holds "
+                    f"{unknown or ['null']}, expected only {', '.join(SPLITS)}"
+                )
+            if len(window) == 1:
+                of_day = np.ones(len(frame), dtype=bool)
+            else:
+                day_of = _day_text(frame[day_column])
+                if others := sorted(set(day_of) - set(window)):
+                    raise MonitoringJobError(
+                        f"{scores_uri}: {BASELINE_SCORES_FILE} scores rows of {others}, days "
+                        f"outside the training window {window[0]}..{window[-1]} of the plan"
+                    )
+                of_day = (day_of == day).to_numpy()
+            yield pd.DataFrame(
+                {
+                    key: frame[key][of_day],
+                    score: frame["score"].to_numpy()[of_day],
+                    "split": split.codes[of_day],
+                    SCORE_ROWS_COLUMN: np.isin(split.codes[of_day], _HELD_OUT_CODES),
+                }
             )
-    return by_day
 
-
-class _SplitCounter:
-    """Curated rows per split of their score (a pass over the key column only)."""
-
-    def __init__(self, scores: KeyedScores):
-        self.scores = scores
-        self.rows = dict.fromkeys(SPLITS, 0)
-        self.unscored = self.total = 0
-
-    def __call__(self, offset: int, chunk) -> None:
-        position = self.scores.positions(chunk[self.scores.key])
-        codes = self.scores.columns["split"][position[position >= 0]]
-        counts = np.bincount(codes, minlength=len(SPLITS))
-        for number, name in enumerate(SPLITS):
-            self.rows[name] += int(counts[number])
-        self.unscored += int((position < 0).sum())
-        self.total += len(chunk)
+    aligned = {}
+    for day, day_paths in days.items():
+        where = f" on {day}" if len(window) > 1 else ""
+        try:
+            aligned[day] = align_scores(
+                lambda day=day: day_chunks(day),
+                parquet_source(day_paths, [key]),
+                key,
+                {score: np.float64, "split": np.int8, SCORE_ROWS_COLUMN: bool},
+                folder / f"ds={day}",
+                score_rows=parquet.metadata.num_rows,
+                what=f"{scores_uri}: {BASELINE_SCORES_FILE}{where}",
+            )
+        except MonitoringJobError:
+            raise
+        except ValueError as error:
+            raise MonitoringJobError(str(error)) from None
+    return aligned
 
 
 def write_drift_files(report: DriftReport, folder: Path) -> dict[str, Path]:

@@ -82,19 +82,18 @@ def parquet_source(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     transform: Callable[[int, pd.DataFrame], pd.DataFrame] | None = None,
-    transform_reads: Sequence[str] = (),
     transform_makes: Sequence[str] = (),
 ) -> ChunkSource:
     """Parquet files (local paths or ``file://`` / ``s3://`` URIs), read a record batch at a time
     and only the columns a pass asks for (of ``columns``); ``transform`` (e.g. the join of the
-    scores) is applied to each batch, reading ``transform_reads`` and adding ``transform_makes``.
+    scores) is applied to each batch with its offset, adding ``transform_makes``.
 
     The row count comes from the files' footers. A file without one of ``columns`` is an error
     naming the file and the column.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    wanted = list(dict.fromkeys([*columns, *transform_reads]))
+    wanted = list(columns)
     rows = 0
     for path in paths:
         with open_parquet(path) as parquet:
@@ -107,8 +106,6 @@ def parquet_source(
     def chunks(names: Sequence[str] | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
         asked = wanted if names is None else [n for n in wanted if n in set(names)]
         makes = transform is not None and (names is None or set(names) & set(transform_makes))
-        if makes:
-            asked = list(dict.fromkeys([*asked, *transform_reads]))
         offset = 0
         for path in paths:
             with open_parquet(path) as parquet:

@@ -32,7 +32,7 @@ from include.monitoring.baseline import (
 )
 from include.monitoring.columns import NUMERIC, NumericValues
 from include.monitoring.drift import check_drift, check_drift_from_parquet
-from include.monitoring.score_join import KeyedScores
+from include.monitoring.score_join import align_scores
 from include.monitoring.streaming import NumericStream, parquet_source, quantiles
 
 # Merged sums differ from one sum by rounding only.
@@ -190,6 +190,14 @@ def test_streamed_ks_equals_scipy_on_the_stored_reference_sample(
     assert checked >= 5
 
 
+def aligned(folder, scores: pd.DataFrame, paths, columns: dict):
+    """``scores`` (with a customer_id column) lined up with the rows of the Parquet ``paths``."""
+    return align_scores(
+        lambda: [scores], parquet_source(paths, ["customer_id"]), "customer_id", columns,
+        folder, score_rows=len(scores), what="the scores", bucket_rows=5_000,
+    )  # fmt: skip
+
+
 def test_the_score_is_joined_to_each_batch_by_key(
     tmp_path, churn_frames, churn_columns, monitoring_config
 ):
@@ -200,9 +208,7 @@ def test_the_score_is_joined_to_each_batch_by_key(
     stranger = pd.DataFrame({"customer_id": ["nobody-1", "nobody-2"], "score": [0.9, 0.1]})
     scores = pd.concat([scored, stranger], ignore_index=True)
     held_out = np.asarray(pd.util.hash_array(scores["customer_id"].to_numpy()) % 10 < 3)
-    by_key = KeyedScores.from_frame(
-        scores.assign(**{SCORE_ROWS_COLUMN: held_out}), "customer_id", ["score", SCORE_ROWS_COLUMN]
-    )
+    with_mask = scores.assign(**{SCORE_ROWS_COLUMN: held_out})
     joined = frame.merge(
         scores.assign(held=held_out), on="customer_id", how="left", validate="one_to_one"
     )
@@ -213,6 +219,9 @@ def test_the_score_is_joined_to_each_batch_by_key(
         score_rows=joined["held"].fillna(False).astype(bool).to_numpy(),
     )
     paths = write_parquet(frame, tmp_path / "train")
+    by_key = aligned(
+        tmp_path / "train-scores", with_mask, paths, {"score": float, SCORE_ROWS_COLUMN: bool}
+    )
     actual, _ = build_baseline_from_parquet(
         paths, churn_columns, monitoring_config, scores=by_key, batch_rows=3_001
     )
@@ -222,11 +231,12 @@ def test_the_score_is_joined_to_each_batch_by_key(
     batch = churn_frames["drifted"]
     batch_scores = batch[["customer_id", "score"]].iloc[:-50]
     batch_joined = batch.drop(columns="score").merge(batch_scores, on="customer_id", how="left")
+    batch_paths = write_parquet(batch.drop(columns="score"), tmp_path / "batch")
     report = check_drift_from_parquet(
         expected,
-        write_parquet(batch.drop(columns="score"), tmp_path / "batch"),
+        batch_paths,
         monitoring_config,
-        scores=KeyedScores.from_frame(batch_scores, "customer_id", ["score"]),
+        scores=aligned(tmp_path / "batch-scores", batch_scores, batch_paths, {"score": float}),
         score_column="score",
         batch_rows=4_000,
     )
@@ -238,18 +248,15 @@ def test_the_score_is_joined_to_each_batch_by_key(
 def test_a_key_twice_in_the_batch_is_refused(tmp_path, churn_frames, churn_baseline):
     batch = churn_frames["drifted"].iloc[:1_000].drop(columns="score")
     batch.loc[999, "customer_id"] = batch.loc[3, "customer_id"]
-    scores = KeyedScores.from_frame(
-        pd.DataFrame(
-            {"customer_id": churn_frames["drifted"]["customer_id"].iloc[:1_000], "score": 0.2}
-        ),
-        "customer_id",
-        ["score"],
+    scores = pd.DataFrame(
+        {"customer_id": churn_frames["drifted"]["customer_id"].iloc[:1_000], "score": 0.2}
     )
+    paths = write_parquet(batch, tmp_path / "batch", row_group=300)
     with pytest.raises(ValueError, match="the batch holds customer_id values more than once"):
         check_drift_from_parquet(
             churn_baseline,
-            write_parquet(batch, tmp_path / "batch", row_group=300),
-            scores=scores,
+            paths,
+            scores=aligned(tmp_path / "scores", scores, paths, {"score": float}),
             score_column="score",
             batch_rows=256,
         )
