@@ -57,6 +57,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.local_ingest import BENCH_SALT, local_ingest_command  # noqa: E402
 from include.datagen.churn import GeneratorConfig, generate  # noqa: E402
 from spark_jobs.dataset_spec import load_spec  # noqa: E402
 from spark_jobs.ingest import ingest_sql_conf, run_ingest  # noqa: E402
@@ -64,8 +65,6 @@ from spark_jobs.spark_session import get_spark  # noqa: E402
 
 SPEC_PATH = REPO_ROOT / "include" / "datasets" / "churn.yaml"
 DS = "2026-01-01"
-# A throwaway salt for throwaway synthetic data; real runs read theirs from env or Secrets Manager.
-BENCH_SALT = "bench-only-salt-not-a-secret"
 
 
 class PeakRss:
@@ -169,20 +168,9 @@ def rules_only(frame, spec):
 def cold_local_job(work: Path) -> float:
     """Seconds of one ingest as a local job: a fresh process of this interpreter running
     ``python -m spark_jobs.ingest`` with the argv the ingestion DAG gives it, start to exit."""
-    from include.config import load_settings
-    from include.ingestion import LOCAL_PII_SALT_ENV, ingest_job_args
-
-    settings = load_settings(
-        {"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": (work / "lake-cold").as_uri()}
-    )
-    argv = ingest_job_args(settings, "churn", DS, landing_uri=str(work / "landing"))
-    env = {**os.environ, LOCAL_PII_SALT_ENV: BENCH_SALT, "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.setdefault("HEADRACE_SPARK_LOG_LEVEL", "ERROR")
+    command, env = local_ingest_command(sys.executable, work / "landing", work / "lake-cold", DS)
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "spark_jobs.ingest", *argv],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"the cold ingest exited {done.returncode}:\n{done.stderr[-3000:]}")

@@ -36,6 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.local_ingest import local_ingest_command  # noqa: E402
 from include.local_envs import spark_python, training_python  # noqa: E402
 
 IMPORT_GOAL = 0.5
@@ -74,21 +75,14 @@ def median_of(repeat: int, command: list[str], env: dict | None = None) -> float
 
 def ingest_job(work: Path, rows: int) -> tuple[list[str], dict, Path]:
     """The command, environment and lake of one local ingest job over ``rows`` generated rows."""
-    from include.config import load_settings
-    from include.ingestion import LOCAL_PII_SALT_ENV, ingest_job_args
-
     landing, lake = work / f"landing-{rows}", work / f"lake-{rows}"
     subprocess.run(
         [sys.executable, "-m", "include.datagen.churn", "--out", str(landing), "--start", JOB_DS,
          "--days", "1", "--rows-per-day", str(rows), "--seed", "7", "--corrupt-rate", "0.01"],
         cwd=REPO_ROOT, check=True, capture_output=True,
     )  # fmt: skip
-    settings = load_settings({"PIPELINE_TARGET": "local", "HEADRACE_LAKE_ROOT": lake.as_uri()})
-    argv = ingest_job_args(settings, "churn", JOB_DS, landing_uri=str(landing))
-    env = {**os.environ, LOCAL_PII_SALT_ENV: "bench-only-salt-not-a-secret",
-           "SPARK_LOCAL_IP": "127.0.0.1", "HEADRACE_SPARK_LOG_LEVEL": "ERROR",
-           "PYTHONPATH": str(REPO_ROOT)}  # fmt: skip
-    return [spark_python(), "-m", "spark_jobs.ingest", *argv], env, lake
+    command, env = local_ingest_command(spark_python(), landing, lake, JOB_DS)
+    return command, {**env, "PYTHONPATH": str(REPO_ROOT)}, lake
 
 
 def quick_jit_ratios(repeat: int) -> dict[int, tuple[float, float]]:

@@ -777,27 +777,14 @@ def wait_for_tuning_job(
     work_root: Path | str,
     timeout: float | None = None,
     poll_interval: float = 1.0,
-    raise_on_failure: bool = True,
 ) -> dict:
-    """Block until the tuning job ends; return its description.
+    """Block until the tuning job ends; its Completed description.
 
-    :raises local_jobs.LocalJobError: it failed or was stopped (with ``raise_on_failure``).
+    :raises local_jobs.LocalJobError: it failed or was stopped, with its FailureReason.
     :raises TimeoutError: still running after ``timeout`` seconds (it is left running).
     """
-    local_jobs.wait(
-        tuning_job_dir(work_root, name),
-        timeout=timeout,
-        poll_interval=poll_interval,
-        raise_on_failure=False,
-    )
-    description = describe_tuning_job(name, work_root=work_root)
-    state = description["HyperParameterTuningJobStatus"]
-    if state != COMPLETED and raise_on_failure:
-        raise local_jobs.LocalJobError(
-            f"local tuning job {name} is {state}: {description.get('FailureReason', '')}",
-            description,
-        )
-    return description
+    local_jobs.wait(tuning_job_dir(work_root, name), timeout=timeout, poll_interval=poll_interval)
+    return describe_tuning_job(name, work_root=work_root)
 
 
 def run_tuning_job(

@@ -140,9 +140,6 @@ class LocalSparkRunner:
             # Driver and executors run the Spark environment's Python (like Glue 5.1's).
             "PYSPARK_PYTHON": python,
             "PYTHONUNBUFFERED": "1",
-            # The quick JIT only where the environment asks for it: the end-to-end tests' days
-            # of a few thousand rows (spark_jobs/spark_session.py has the figures).
-            "HEADRACE_SPARK_QUICK_JIT": os.environ.get("HEADRACE_SPARK_QUICK_JIT", "0"),
         }
         steps = local_jobs.JobSteps(
             command=[python, "-m", module, *argv],

@@ -48,9 +48,9 @@ CLASS_ARCHIVE_NAME = "headrace-spark-driver.jsa"
 # compiler only (C1), not spending two cores on optimizing code it will not run long. That pays
 # for small days only. Measured on 2 cores, a local ingest job from start to exit: 13.67 s to
 # 10.58 s at 2,000 rows (bench/job_startup.py), but 21.8 s to 25.3 s on a 250,000-row demo day
-# with 1% defects (the validate phase 10.2 s to 14.3 s). So the local Spark runner passes it on
-# only when set (the end-to-end tests set it, Makefile), and a session that runs many jobs (the
-# Spark tests' own) gains nothing from it.
+# with 1% defects (the validate phase 10.2 s to 14.3 s). So a local job takes it only from an
+# environment that sets it (a job inherits its starter's; the end-to-end tests set it, Makefile),
+# and a session that runs many jobs (the Spark tests' own) gains nothing from it.
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 QUICK_JIT_ENV = "HEADRACE_SPARK_QUICK_JIT"
 

@@ -427,9 +427,7 @@ def _aligned_baseline_scores(
                 score_rows=parquet.metadata.num_rows,
                 what=f"{scores_uri}: {BASELINE_SCORES_FILE}{where}",
             )
-        except MonitoringJobError:
-            raise
-        except ValueError as error:
+        except ValueError as error:  # its own errors among them, rewrapped as they were
             raise MonitoringJobError(str(error)) from None
     return aligned
 
