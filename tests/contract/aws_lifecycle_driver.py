@@ -504,7 +504,10 @@ class TaskMemory:
     ``/proc/self/clear_refs``); when the task ends or defers again, the task's figure is the
     high-water mark less that start. The moto server, the jobs and the Great Expectations run are
     processes of their own, and what the simulator does in this process streams: a task's figure
-    grows with the rows only if the task itself holds rows.
+    grows with the rows only if the task itself holds rows. After each collection the surviving
+    objects are frozen (``gc.freeze``), so the next one looks only at what the tasks since made:
+    a full collection of this process's heap took about 0.5 s, 24.7 s over the 47 task starts of
+    the Glue lifecycle. Frozen garbage is never freed, so it cannot lower a later task's figure.
 
     Not the process's peak itself: tasks run here one after another in one process, whose size
     at a task's start depends on every task before it (imports, caches) by tens of MB from run to
@@ -532,6 +535,7 @@ class TaskMemory:
     def on_task_instance_running(self, previous_state, task_instance) -> None:
         self._close()  # a deferral ends the running part without a hook
         gc.collect()
+        gc.freeze()
         self._libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
