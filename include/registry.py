@@ -30,7 +30,7 @@ import math
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -803,22 +803,29 @@ def registry_for(settings=None) -> ModelRegistry:
 # lineage: code and data versions
 
 
-def code_version(repo_root: str | Path) -> str:
+def code_version(repo_root: str | Path, shared_modules: Sequence[str] = ()) -> str:
     """The version of the training code that produced a model.
 
-    The git SHA of ``HEAD`` when ``training/`` has no uncommitted or untracked changes; otherwise
-    ``tree:<sha256>`` over the sorted paths and bytes of the files under ``training/``. A dirty
+    The code is what the job's source tarball carries: ``training/`` and the repository modules
+    it ships beside it (``shared_modules``, paths from the root: the processing jobs' monitoring
+    code, :data:`include.sagemaker_requests.SHARED_MODULES`), as on aws, where the version is the
+    tarball's digest. The git SHA of ``HEAD`` when none of it has uncommitted or untracked
+    changes; otherwise ``tree:<sha256>`` over the sorted paths and bytes of its files. A dirty
     tree's SHA would lie — it names a commit whose code did not train this model — while the
-    tree hash names exactly the code that shipped (the source directory SageMaker receives).
-    Outside a git checkout (MWAA's dags folder) the tree hash is the only honest answer too.
+    tree hash names exactly the code that shipped. Outside a git checkout (MWAA's dags folder)
+    the tree hash is the only honest answer too.
     """
     root = Path(repo_root)
     training = root / "training"
     if not training.is_dir():
         raise RegistryError(f"no training/ directory under {root}: cannot version the code")
+    missing = [module for module in shared_modules if not (root / module).is_file()]
+    if missing:
+        raise RegistryError(f"shared modules missing under {root}: {missing}")
     try:
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all", "--", "training"],
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", "training",
+             *shared_modules],
             cwd=root, capture_output=True, text=True, check=True, timeout=30,
         )  # fmt: skip
         if not status.stdout.strip():
@@ -829,21 +836,22 @@ def code_version(repo_root: str | Path) -> str:
             return head.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         log.info("no usable git checkout at %s; versioning training/ by its content", root)
-    return "tree:" + _tree_hash(training)
+    return "tree:" + _tree_hash(root, shared_modules)
 
 
-def _tree_hash(directory: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(
+def _tree_hash(root: Path, shared_modules: Sequence[str]) -> str:
+    training = root / "training"
+    files = [
         path
-        for path in directory.rglob("*")
+        for path in training.rglob("*")
         if path.is_file()
         and "__pycache__" not in path.parts
         and path.suffix != ".pyc"
-        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
-    )
-    for path in files:
-        relative = path.relative_to(directory).as_posix()
+        and not any(part.startswith(".") for part in path.relative_to(training).parts)
+    ]
+    digest = hashlib.sha256()
+    for path in sorted({*files, *(root / module for module in shared_modules)}):
+        relative = path.relative_to(root).as_posix()
         # Length-prefixed, so moving bytes between a name and a body changes the hash.
         for part in (relative.encode(), path.read_bytes()):
             digest.update(len(part).to_bytes(8, "big"))

@@ -177,9 +177,10 @@ def code_version_of(settings: Settings, job: Mapping[str, Any]) -> str:
     """The training code a job ran: the repository's version locally; on aws the
     content-addressed source tarball the job was given (MWAA has no git checkout)."""
     from include.registry import code_version
+    from include.sagemaker_requests import SHARED_MODULES
 
     if settings.is_local:
-        return code_version(REPO_ROOT)
+        return code_version(REPO_ROOT, SHARED_MODULES)
     return f"sourcedir:{job['code_uri']}" if job.get("code_uri") else "unknown"
 
 
@@ -191,10 +192,10 @@ def planned_code_version(settings: Settings) -> str:
     """The code version a training started now would register (:func:`code_version_of`):
     the repository's locally; on aws the content-addressed source tarball the job will get."""
     from include.registry import code_version
-    from include.sagemaker_requests import training_source_artifact
+    from include.sagemaker_requests import SHARED_MODULES, training_source_artifact
 
     if settings.is_local:
-        return code_version(REPO_ROOT)
+        return code_version(REPO_ROOT, SHARED_MODULES)
     return f"sourcedir:{training_source_artifact(settings)[0]}"
 
 

@@ -414,6 +414,31 @@ def test_code_version_is_the_commit_only_while_training_is_clean(tmp_path):
     assert code_version(tmp_path).startswith("tree:")
 
 
+def test_code_version_covers_the_modules_the_source_tarball_ships(tmp_path):
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "train.py").write_text("print('v1')\n")
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "baseline.py").write_text("BINS = 10\n")
+    (tmp_path / "include" / "other.py").write_text("X = 1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    shared = ["include/baseline.py"]
+
+    assert code_version(tmp_path, shared) == head
+    (tmp_path / "include" / "other.py").write_text("X = 2\n")  # not shipped
+    assert code_version(tmp_path, shared) == head
+    (tmp_path / "include" / "baseline.py").write_text("BINS = 20\n")
+    assert code_version(tmp_path) == head  # training/ alone is clean
+    dirty = code_version(tmp_path, shared)
+    assert dirty.startswith("tree:")
+    (tmp_path / "include" / "baseline.py").write_text("BINS = 30\n")
+    assert code_version(tmp_path, shared) not in (dirty, head)
+    with pytest.raises(RegistryError, match=r"include/gone\.py"):
+        code_version(tmp_path, ["include/gone.py"])
+
+
 def test_code_version_outside_git_hashes_the_tree(tmp_path):
     (tmp_path / "training").mkdir()
     (tmp_path / "training" / "train.py").write_text("a\n")
