@@ -101,21 +101,7 @@ class NumericValues:
 
 def numeric_values(series: pd.Series) -> NumericValues:
     """``series`` as sorted float64 values (numpy's SIMD sort: the drift check's main cost)."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        values = np.full(len(series), np.nan)
-        raw_invalid = series.notna().to_numpy()
-    elif isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
-        # A plain numpy column: NaN already marks missing floats, and asking for na_value would
-        # copy the column for nothing (the caller's frame is never modified either way).
-        values = series.to_numpy(dtype=np.float64)
-        raw_invalid = None
-    elif pd.api.types.is_numeric_dtype(series.dtype):  # nullable Int64 / Float64
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        raw_invalid = None
-    else:
-        coerced = pd.to_numeric(series, errors="coerce")
-        values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
-        raw_invalid = (series.notna() & coerced.isna()).to_numpy()
+    values, raw_invalid = _float_values(series)
     finite = np.isfinite(values)
     if raw_invalid is None and np.count_nonzero(finite) == values.size:
         # The common case, one pass: np.sort copies, so the caller's frame is never reordered.
@@ -135,6 +121,30 @@ def numeric_values(series: pd.Series) -> NumericValues:
         invalid=n_invalid,
         first_invalid=first_invalid,
     )
+
+
+def finite_values(series: pd.Series) -> np.ndarray:
+    """The values :func:`numeric_values` sorts, in the series' order (not to be modified: it can
+    be the frame's own array), for a pass that needs no order."""
+    values, _ = _float_values(series)
+    finite = np.isfinite(values)
+    return values if np.count_nonzero(finite) == values.size else values[finite]
+
+
+def _float_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(float64 values with NaN for missing, present values that are not numbers)``; the
+    second is None for a numeric column (it has none)."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return np.full(len(series), np.nan), series.notna().to_numpy()
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        # A plain numpy column: NaN already marks missing floats, and asking for na_value would
+        # copy the column for nothing (the caller's frame is never modified either way).
+        return series.to_numpy(dtype=np.float64), None
+    if pd.api.types.is_numeric_dtype(series.dtype):  # nullable Int64 / Float64
+        return series.to_numpy(dtype=np.float64, na_value=np.nan), None
+    coerced = pd.to_numeric(series, errors="coerce")
+    values = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, (series.notna() & coerced.isna()).to_numpy()
 
 
 def category_counts(series: pd.Series) -> tuple[dict[str, int], int]:

@@ -9,7 +9,8 @@ pairwise update; with one chunk they are today's floats).
 What needs the whole sorted column (order statistics, quantile bin edges, counts below a value
 known only at the end) is exact too: :class:`NumericStream` counts the values at and below a set
 of points in every pass, and a later pass keeps only the values of the gaps between points that
-hold a rank it still needs. A column of at most ``keep_values`` present values is simply kept
+hold a rank it still needs (without sorting the chunk, unless it counts at many new points:
+:class:`GapFilter`). A column of at most ``keep_values`` present values is simply kept
 (one pass; an in-memory frame keeps everything). Otherwise the points of the first pass are
 given (the drift check: the reference sample's values) or taken from the first chunk; when the
 gaps to keep hold more than ``collect_values`` values, one more counting pass uses evenly spaced
@@ -30,7 +31,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from include.monitoring.columns import NumericValues, category_counts, numeric_values
+from include.monitoring.columns import (
+    NumericValues,
+    category_counts,
+    finite_values,
+    numeric_values,
+)
 
 # Record batch rows read from Parquet: a few MB a column, large enough that per-batch work
 # (searches of the points into the batch) is small beside the batch's sort.
@@ -44,6 +50,17 @@ FIRST_CHUNK_POINTS = 65_536
 SAMPLE_POINTS = 65_536
 # Passes a column may take before the loop gives up (it never should: see resolve()).
 MAX_PASSES = 6
+# A later pass counts at up to this many new points by two comparisons over the chunk each
+# (0.04 ms a comparison on a 262,144-value chunk) rather than by sorting it (12 ms, then 4 ms of
+# binary searches); more points (the finer pass's tens of thousands) take the sort.
+COMPARE_POINTS = 64
+# Equal-width bins of the coarse test of the values of the kept gaps (:class:`GapFilter`): its
+# byte table stays in cache (64 KB), and 1 value in 10 passes it where 3 in 100 lie in a gap
+# (4x the bins: 1 in 16 passes, but no faster).
+FILTER_BINS = 1 << 16
+# The filter's bins span the values between these shares of the column (the first pass's
+# points there); the tails share the end bins, so an outlier does not widen every bin.
+FILTER_SPAN = (0.01, 0.99)
 
 
 # --- the chunks ---------------------------------------------------------------------------------
@@ -547,20 +564,26 @@ class NumericStream:
         le = np.zeros(new_points.size, np.int64)
         lt = np.zeros(new_points.size, np.int64)
         kept: list[np.ndarray] = []
+        # Neither the counts at a few points nor the gaps' values need the chunk sorted. On a
+        # 262,144-value chunk the sort took 11.7 ms and the gaps' binary searches 3.6 ms; the
+        # comparisons at a baseline's 9 new points take 0.7 ms and GapFilter 1.8 ms (a 10M-row
+        # streamed baseline: 20.5 s CPU before, 14.3 s after).
+        many_points = new_points.size > COMPARE_POINTS
+        keep = GapFilter(gaps, *self._filter_span()) if len(gaps) else None
 
         def visit(offset: int, chunk: pd.DataFrame) -> None:
-            # Sorted even to count at a few points: binary searches of unordered values
-            # mispredict so often that they cost more than the sort.
-            data = numeric_values(self.select(chunk)).sorted_values
-            at_or_below, below = counts_at(data, new_points)
-            le[:] += at_or_below
-            lt[:] += below
-            if len(gaps):
-                # The gap each value could be in (the first with hi > value), then inside it?
-                k = np.searchsorted(gaps[:, 1], data, side="right")
-                inside = k < len(gaps)
-                inside[inside] &= gaps[k[inside], 0] < data[inside]
-                kept.append(data[inside])
+            if many_points:
+                data = numeric_values(self.select(chunk)).sorted_values
+                at_or_below, below = counts_at(data, new_points)
+                le[:] += at_or_below
+                lt[:] += below
+            else:
+                data = finite_values(self.select(chunk))
+                for i, point in enumerate(new_points):
+                    le[i] += np.count_nonzero(data <= point)
+                    lt[i] += np.count_nonzero(data < point)
+            if keep is not None:
+                kept.append(keep(data))
 
         def finish() -> None:
             order = np.argsort(np.concatenate((self._points, new_points)), kind="stable")
@@ -579,6 +602,74 @@ class NumericStream:
         visit.finish = finish  # type: ignore[attr-defined]
         visit.columns = self.columns  # type: ignore[attr-defined]
         return visit
+
+    def _filter_span(self) -> tuple[float, float]:
+        """The points at about the :data:`FILTER_SPAN` shares of the column (its ends when
+        there are no such points)."""
+        if not self._points.size:
+            return self.low, self.high
+        share = np.searchsorted(self._le, np.multiply(FILTER_SPAN, self.n))
+        low, high = self._points[np.minimum(share, self._points.size - 1)]
+        return (float(low), float(high)) if low < high else (self.low, self.high)
+
+
+class GapFilter:
+    """The values of a chunk, in any order, inside open gaps ``(lo, hi)`` (sorted, disjoint).
+
+    A coarse test first: the values between ``low`` and ``high`` fall in equal-width bins (those
+    beyond share the end bins); a value in a bin no gap meets is dropped, one in a bin some gaps
+    meet is tested against the lowest ``lo`` and highest ``hi`` of those gaps (so values tied at
+    a gap's end, a point, are dropped here too), and only the rest are compared with the gaps
+    one by one. A value's bin never decreases as the value grows, so a value inside a gap is in
+    a bin that gap meets: none is lost.
+    """
+
+    def __init__(self, gaps: np.ndarray, low: float, high: float, bins: int | None = None):
+        # Read at construction, not definition, so that a test can change the module's bins.
+        self.bins = FILTER_BINS if bins is None else bins
+        self.lo = gaps[:, 0]
+        self.hi = gaps[:, 1]
+        self.low = float(low)
+        # Python floats: a span or a scale too large for a float is an infinity (no filter).
+        self.scale = self.bins / (float(high) - self.low) if high > low else 0.0
+        self.met = None
+        if math.isfinite(self.scale) and self.scale > 0:
+            # The bins' ends never decrease along the gaps: the gaps meeting bin b run from the
+            # first whose last bin is b or more to the last whose first bin is b or less.
+            every = np.arange(self.bins)
+            first = np.searchsorted(self._bin(self.hi), every, side="left")
+            last = np.searchsorted(self._bin(self.lo), every, side="right") - 1
+            self.met = first <= last
+            self.lower = np.full(self.bins, np.inf)
+            self.upper = np.full(self.bins, -np.inf)
+            self.lower[self.met] = self.lo[first[self.met]]
+            self.upper[self.met] = self.hi[last[self.met]]
+
+    def _bin(self, values: np.ndarray) -> np.ndarray:
+        # low is finite and scale finite and positive: an infinite gap end (or a value so far
+        # out that it overflows) scales to an infinity, which the clip puts in an end bin.
+        with np.errstate(over="ignore"):
+            scaled = (values - self.low) * self.scale
+        np.clip(scaled, 0, self.bins - 1, out=scaled)
+        return scaled.astype(np.intp)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """The values inside a gap, sorted."""
+        if self.met is None:
+            candidates = np.sort(values)
+        else:
+            # The byte table first (64 KB, in cache): most values leave here. One flatnonzero
+            # and two takes: two boolean selections took twice as long (0.9 ms vs 0.4 ms).
+            b = self._bin(values)
+            met = np.flatnonzero(self.met[b])
+            candidates, b = values[met], b[met]
+            candidates = candidates[(self.lower[b] < candidates) & (candidates < self.upper[b])]
+            candidates.sort()
+        # The gap each value could be in (the first with hi > value), then inside it?
+        k = np.searchsorted(self.hi, candidates, side="right")
+        inside = k < self.hi.size
+        inside[inside] &= self.lo[k[inside]] < candidates[inside]
+        return candidates[inside]
 
 
 def counts_at(sorted_values: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -347,11 +347,19 @@ def test_quantiles_from_order_statistics_are_numpys_floats():
         np.testing.assert_array_equal(quantiles(stream, q), np.quantile(values, q))
 
 
-def test_order_statistics_over_chunks_with_a_small_budget(monkeypatch):
+# (points counted by comparisons at most, bins of the gaps' filter): the defaults; every later
+# pass sorting its chunks, with a filter of a few bins (most of them met by several gaps).
+LATER_PASSES = [(streaming.COMPARE_POINTS, streaming.FILTER_BINS), (0, 4)]
+
+
+@pytest.mark.parametrize(("compare_points", "filter_bins"), LATER_PASSES)
+def test_order_statistics_over_chunks_with_a_small_budget(monkeypatch, compare_points, filter_bins):
     """A column streamed in chunks with almost nothing kept, its first chunk its largest values
     (so the first chunk's points leave one huge gap): every order statistic and every count
     below a value is the whole sorted column's."""
     monkeypatch.setattr(streaming, "SAMPLE_POINTS", 400)
+    monkeypatch.setattr(streaming, "COMPARE_POINTS", compare_points)
+    monkeypatch.setattr(streaming, "FILTER_BINS", filter_bins)
     rng = np.random.default_rng(3)
     data = np.concatenate([rng.normal(0, 1, 6_000), np.full(2_000, 0.25), rng.poisson(3, 2_000)])
     ordered = np.sort(data)
@@ -370,6 +378,35 @@ def test_order_statistics_over_chunks_with_a_small_budget(monkeypatch):
         assert stream.count_at_or_below(value) == np.searchsorted(ordered, value, side="right")
     assert stream.passes >= 3  # counted finer points, then kept gaps
     assert stream._kept_all.size < data.size / 4
+
+
+@pytest.mark.parametrize("bins", [1, 4, 64, 1 << 16])
+def test_the_gap_filter_keeps_exactly_the_values_inside_the_gaps(bins):
+    """Values tied at the gaps' ends (points), beyond the filter's span, at the floats' limits
+    and around infinite outer gaps: the filter keeps exactly the values strictly inside a gap,
+    sorted, however many gaps share a bin."""
+    rng = np.random.default_rng(8)
+    body = np.round(rng.lognormal(2, 1.5, 20_000), 1)
+    points = np.unique(rng.choice(body, 500))
+    extremes = [-np.finfo(float).max, -1e300, -1e-300, 0.0, 5e-324, 1e300, np.finfo(float).max]
+    values = rng.permutation(np.concatenate([body, points.repeat(3), extremes]))
+    j = np.unique(rng.integers(0, points.size + 1, 120))
+    lo = np.where(j > 0, points[np.maximum(j - 1, 0)], -np.inf)
+    hi = np.where(j < points.size, points[np.minimum(j, points.size - 1)], np.inf)
+    gaps = np.stack((lo, hi), axis=1)
+    k = np.searchsorted(hi, values, side="right")
+    inside = np.zeros(values.size, bool)
+    inside[k < hi.size] = lo[k[k < hi.size]] < values[k < hi.size]
+    expected = np.sort(values[inside])
+    spans = [
+        (float(points[5]), float(points[-5])),  # the usual: outliers share the end bins
+        (-np.finfo(float).max, np.finfo(float).max),  # too wide for a float: no filter
+        (1.0, 1.0),  # empty: no filter
+        (1.0, float(np.nextafter(1.0, 2.0))),  # too narrow for a finite scale: no filter
+    ]
+    for low, high in spans:
+        kept = streaming.GapFilter(gaps, low, high, bins)(values)
+        np.testing.assert_array_equal(kept, expected)
 
 
 def test_streamed_drift_check_reads_parquet_on_s3(
