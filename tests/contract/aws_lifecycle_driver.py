@@ -134,7 +134,10 @@ class BucketMirror:
             key = path.relative_to(self.root).as_posix()
             try:
                 etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"]
-            except s3.exceptions.ClientError:
+            except s3.exceptions.ClientError as error:
+                # Only a missing object is new; any other error (denied, throttled) must fail.
+                if error.response["Error"]["Code"] not in ("404", "NoSuchKey"):
+                    raise
                 etag = None
             if path.suffix == ".json":
                 data = path.read_bytes().replace(self.file_prefix.encode(), self.s3_prefix.encode())
