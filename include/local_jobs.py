@@ -161,6 +161,12 @@ def describe(folder: Path) -> dict | None:
         "Result": read_json(folder / _RESULT_FILE) or {},
     }
     status = read_json(folder / _STATUS_FILE)
+    if status is not None and "Status" not in status:
+        # The local tuning job kept a status of its own here before it ran on this supervisor.
+        raise RuntimeError(
+            f"{folder / _STATUS_FILE} is not a local job's status (an older version of headrace "
+            f"wrote it): delete {folder} and start the job again"
+        )
     if status is not None:
         description.update(status)
     elif process and process_matches(process["pid"], process.get("create_time")):

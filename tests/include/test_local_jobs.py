@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -195,3 +196,15 @@ def test_a_step_names_its_own_failure_reason(tmp_path):
     assert ended["Status"] == local_jobs.FAILED
     assert ended["FailureReason"] == "ValueError: part-00000.csv line 38: score is NaN"
     assert "Lost" not in ended
+
+
+def test_a_status_an_older_version_wrote_is_refused_naming_the_folder(tmp_path):
+    # What the local tuning job wrote before it ran on the supervisor: its request, and a
+    # status of its own without the supervisor's "Status".
+    folder = tmp_path / "tuning-jobs" / "churn-tune-1"
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_text(json.dumps({"HyperParameterTuningJobName": "t"}))
+    (folder / "status.json").write_text(json.dumps({"HyperParameterTuningJobStatus": "Completed"}))
+
+    with pytest.raises(RuntimeError, match=re.escape(f"delete {folder}")):
+        local_jobs.describe(folder)
