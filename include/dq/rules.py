@@ -39,6 +39,7 @@ from spark_jobs.dataset_spec import (
     REASON_CODES,
     DatasetSpec,
     load_spec,
+    safe_load_yaml,
 )
 
 # What each kind checks; the compilers handle exactly these.
@@ -210,7 +211,7 @@ def load_rules(path: str | Path, spec: DatasetSpec | None = None) -> RuleSet:
     path = Path(path)
     source = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise QualityRulesError(
             source, [f"cannot read the file: {error.strerror or error}"]
