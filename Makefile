@@ -72,7 +72,7 @@ envs: $(STAMPS) $(SPARK_CLASS_ARCHIVE)
 # The repository's own modules as bytecode, for the worker's Python and the jobs' (3.12 and 3.11
 # keep separate files). With PYTHONDONTWRITEBYTECODE set (as on the project's machines) nothing
 # else writes it, and every task, job and dag-processor parse compiled include/ and plugins/ from
-# source: half of a DAG file's parse time (bench/dag_parse_times.py: 140 ms -> 60 ms a file).
+# source: half of a DAG file's parse time (bench/dag_parse_times.py: 118-150 ms -> 37-73 ms a file).
 # Cheap to run again (up-to-date files are skipped); a file edited since is compiled in memory on
 # import, as before, until the next run.
 CODE_DIRS := bench dags include plugins scripts spark_jobs tests training

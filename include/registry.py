@@ -810,7 +810,7 @@ def code_version(repo_root: str | Path, shared_modules: Sequence[str] = ()) -> s
     it ships beside it (``shared_modules``, paths from the root: the processing jobs' monitoring
     code, :data:`include.sagemaker_requests.SHARED_MODULES`), as on aws, where the version is the
     tarball's digest. The git SHA of ``HEAD`` when none of it has uncommitted or untracked
-    changes; otherwise ``tree:<sha256>`` over the sorted paths and bytes of its files. A dirty
+    changes; otherwise ``tree:<sha256>`` of the source tarball those files make. A dirty
     tree's SHA would lie — it names a commit whose code did not train this model — while the
     tree hash names exactly the code that shipped. Outside a git checkout (MWAA's dags folder)
     the tree hash is the only honest answer too.
@@ -840,23 +840,11 @@ def code_version(repo_root: str | Path, shared_modules: Sequence[str] = ()) -> s
 
 
 def _tree_hash(root: Path, shared_modules: Sequence[str]) -> str:
-    training = root / "training"
-    files = [
-        path
-        for path in training.rglob("*")
-        if path.is_file()
-        and "__pycache__" not in path.parts
-        and path.suffix != ".pyc"
-        and not any(part.startswith(".") for part in path.relative_to(training).parts)
-    ]
-    digest = hashlib.sha256()
-    for path in sorted({*files, *(root / module for module in shared_modules)}):
-        relative = path.relative_to(root).as_posix()
-        # Length-prefixed, so moving bytes between a name and a body changes the hash.
-        for part in (relative.encode(), path.read_bytes()):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
-    return digest.hexdigest()
+    """The SHA-256 of the source tarball these files make (the files the job ships, chosen as the
+    tarball chooses them; on aws the tarball's key is named by the same digest)."""
+    from include.sagemaker_requests import TRAINING_PACKAGE, build_source_tarball
+
+    return hashlib.sha256(build_source_tarball(TRAINING_PACKAGE, root, shared_modules)).hexdigest()
 
 
 def reproduced_version(
