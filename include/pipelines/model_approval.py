@@ -14,7 +14,7 @@ from airflow.sdk import DAG, Param, dag, get_current_context, task
 
 from headrace_operators.model_approval import TIMEOUT_PARAM, ModelApprovalOperator, reason_param
 from include.assets import model_asset, model_pending_asset, per_partition
-from include.dag_defaults import DEFAULT_ARGS, START_DATE, integer_param
+from include.dag_defaults import DEFAULT_ARGS, START_DATE, number_param
 from include.pipelines.datasets import PipelineDataset, pipeline_dataset
 from include.registry import REASON_FIELD
 
@@ -23,6 +23,9 @@ DECIDE_TASK = "decide"
 REQUEST_TASK = "approval_request"
 # A week to answer by default; the request then fails and the version stays pending.
 DEFAULT_TIMEOUT_MINUTES = 7 * 24 * 60
+# Fifteen seconds at least: the triggerer checks the request every 5 s (HITLTrigger's poke
+# interval), so a shorter deadline would not be kept to.
+MIN_TIMEOUT_MINUTES = 0.25
 
 
 class ApprovalRequestError(ValueError):
@@ -102,12 +105,13 @@ def model_approval_dag(dataset: str) -> DAG:
                 description="The pending version to decide (a registry version number); "
                 "empty: the run's partition key (the version the pending event names).",
             ),
-            TIMEOUT_PARAM: integer_param(
+            TIMEOUT_PARAM: number_param(
                 DEFAULT_TIMEOUT_MINUTES,
                 title="Decision deadline (minutes)",
-                description="How long the request waits for a person. Then the run fails and "
-                "the version stays pending: it is never approved by default.",
-                minimum=1,
+                description="How long the request waits for a person (fractions allowed: 0.5 is "
+                "thirty seconds). Then the run fails and the version stays pending: it is never "
+                "approved by default.",
+                minimum=MIN_TIMEOUT_MINUTES,
                 maximum=30 * 24 * 60,
             ),
         },

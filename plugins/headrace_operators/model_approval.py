@@ -54,7 +54,7 @@ class ModelApprovalOperator(HITLOperator):
         )
 
     def execute(self, context):
-        self.response_timeout = timedelta(minutes=int(context["params"][TIMEOUT_PARAM]))
+        self.response_timeout = timedelta(minutes=float(context["params"][TIMEOUT_PARAM]))
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:

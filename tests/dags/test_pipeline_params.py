@@ -76,13 +76,18 @@ def test_training_accepts_good_values_and_defaults(bag, dataset):
 APPROVAL_BAD = [
     ({"version": 0}, "version", "less than the minimum of 1"),
     ({"version": "3"}, "version", "'3' is not of type 'null', 'integer'"),
-    ({"response_timeout_minutes": 0}, "response_timeout_minutes", "less than the minimum of 1"),
+    (
+        {"response_timeout_minutes": 0.2},
+        "response_timeout_minutes",
+        "less than the minimum of 0.25",
+    ),
     (
         {"response_timeout_minutes": 43201},
         "response_timeout_minutes",
         "greater than the maximum of 43200",
     ),
-    ({"response_timeout_minutes": None}, "response_timeout_minutes", "is not of type 'integer'"),
+    ({"response_timeout_minutes": None}, "response_timeout_minutes", "is not of type 'number'"),
+    ({"response_timeout_minutes": "a week"}, "response_timeout_minutes", "is not of type 'number'"),
 ]
 
 
@@ -100,6 +105,7 @@ def test_model_approval_asks_about_the_event_version_unless_one_is_given(bag, da
     dag = bag.dags[f"{dataset}_model_approval"]
     assert validated(dag, {}) == {"version": None, "response_timeout_minutes": 10080}
     assert validated(dag, {"version": 3})["version"] == 3
+    assert validated(dag, {"response_timeout_minutes": 0.5})["response_timeout_minutes"] == 0.5
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

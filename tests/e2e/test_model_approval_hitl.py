@@ -213,7 +213,7 @@ def test_without_an_answer_the_deadline_leaves_the_version_pending(
     airflow_api, approval_dag, registry, register_pending
 ):
     version = register_pending("timeout")
-    run_id = airflow_api.trigger(DAG_ID, {"version": int(version), "response_timeout_minutes": 1})
+    run_id = airflow_api.trigger(DAG_ID, {"version": int(version), "response_timeout_minutes": 0.5})
     request = _wait_for_request(airflow_api, run_id)
     assert request["response_received"] is False
 
