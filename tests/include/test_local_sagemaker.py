@@ -26,6 +26,7 @@ import pytest
 from include import local_sagemaker as runtime
 from include import sagemaker_requests as requests
 from include.config import load_settings
+from include.local_state import process_matches
 
 # Slow (runs real local training and tuning jobs): left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -489,8 +490,15 @@ def test_a_retried_tuning_job_resumes_its_study_instead_of_starting_over(local):
     first = runtime.run_tuning_job(
         request, work_root=local["work_root"], entry_point_dir=local["code"], poll_interval=POLL
     )
-    # As if the task died after its trials finished but before it recorded the result.
+    # As if the task died after its trials finished but before it recorded the result. Once
+    # the supervisor has exited: it writes status.json just before it does, and one still alive
+    # would make the retry wait on it instead of resuming (seen on a loaded machine).
     job_dir = local["work_root"] / "tuning-jobs" / request["HyperParameterTuningJobName"]
+    supervisor = json.loads((job_dir / "process.json").read_text())
+    deadline = time.monotonic() + 60
+    while process_matches(supervisor["pid"], supervisor["create_time"]):
+        assert time.monotonic() < deadline, "the tuning job's supervisor did not exit"
+        time.sleep(0.1)
     (job_dir / "status.json").unlink()
     started_before = len([line for line in invocations(local) if line[2] == "start"])
 
