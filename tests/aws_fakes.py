@@ -294,6 +294,10 @@ def service_quotas(params: dict) -> tuple[int, dict]:
     }
 
 
+# botocore's data loaders by data path, shared by every session RequestCapture hooks.
+_SHARED_LOADERS: dict = {}
+
+
 class RequestCapture:
     """Every request, who sent it (``actor``: ``dag:<dag_id>``, ``simulated``, ``setup`` …), and
     the stubs and after-call behaviours that stand in for what moto lacks.
@@ -391,6 +395,13 @@ class RequestCapture:
 
         def hooked_init(session, *args, **kwargs):
             session_init(session, *args, **kwargs)
+            # Each session's own loader parses the service models' JSON again (a task's hooks
+            # make several sessions): a loader per data path, shared, parses each file once.
+            # Only the parsing is shared: the models, and the clients built on them, are the
+            # sessions' own.
+            data_path = session.get_config_variable("data_path")
+            loader = _SHARED_LOADERS.setdefault(data_path, session.get_component("data_loader"))
+            session.register_component("data_loader", loader)
             session.register("before-parameter-build", capture.on_parameters)
             session.register("before-call", capture.on_before_call)
             session.register("after-call", capture.on_after_call)
