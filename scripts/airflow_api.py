@@ -42,6 +42,11 @@ class AirflowApiError(RuntimeError):
         super().__init__(f"{method} {url} -> HTTP {status}: {self.detail}")
 
 
+# Seconds between two looks at a run that is being waited for: each wait ends up to this much
+# after the run did, and a local run's stages are seconds long (a look is one small GET).
+POLL_S = 0.5
+
+
 class AirflowApi:
     """The API as one user: ``username`` and ``password`` get a token from ``POST /auth/token``
     (the simple auth manager's), or ``token`` is a token issued beforehand and used as is."""
@@ -216,11 +221,11 @@ class AirflowApi:
             new = [run for run in self.dag_runs(dag_id) if run["dag_run_id"] not in known_run_ids]
             if new:
                 return new[0]["dag_run_id"]
-            time.sleep(2)
+            time.sleep(POLL_S)
         return None
 
     def wait_for_run(
-        self, dag_id: str, run_id: str, timeout: float = 600.0, poll_interval: float = 2.0
+        self, dag_id: str, run_id: str, timeout: float = 600.0, poll_interval: float = POLL_S
     ) -> dict:
         deadline = time.monotonic() + timeout
         while True:

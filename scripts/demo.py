@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import airflow_stack
-from airflow_api import AirflowApi
+from airflow_api import POLL_S, AirflowApi
 
 sys.path.insert(0, str(airflow_stack.REPO_ROOT))
 from include.config import Settings, load_settings
@@ -204,7 +204,7 @@ class Follower:
                 run_id = new[0]["dag_run_id"]
                 self.seen[dag_id].add(run_id)
                 return {"dag_id": dag_id, **self.api.wait_for_run(dag_id, run_id, RUN_TIMEOUT_S)}
-            time.sleep(1)
+            time.sleep(POLL_S)
         return None
 
 
