@@ -626,7 +626,8 @@ def test_stopping_a_tuning_job_stops_its_running_trials(local):
         assert described["TrainingJobStatus"] == "Stopped", described.get("FailureReason")
     assert [s["TrainingJobName"] for s in stopped["TrainingJobSummaries"]] == trials
     assert stopped["TrainingJobStatusCounters"]["Stopped"] == 2
-    assert trials_started(local) == trials
+    # Each once; the two start together, so either may log its start first (seen in CI).
+    assert sorted(trials_started(local)) == trials
     for pid in trainer_pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     # Stopping it again is a no-op.
