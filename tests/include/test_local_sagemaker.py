@@ -495,10 +495,7 @@ def test_a_retried_tuning_job_resumes_its_study_instead_of_starting_over(local):
     # would make the retry wait on it instead of resuming (seen on a loaded machine).
     job_dir = local["work_root"] / "tuning-jobs" / request["HyperParameterTuningJobName"]
     supervisor = json.loads((job_dir / "process.json").read_text())
-    deadline = time.monotonic() + 60
-    while process_matches(supervisor["pid"], supervisor["create_time"]):
-        assert time.monotonic() < deadline, "the tuning job's supervisor did not exit"
-        time.sleep(0.1)
+    wait_until(lambda: not process_matches(supervisor["pid"], supervisor["create_time"]))
     (job_dir / "status.json").unlink()
     started_before = len([line for line in invocations(local) if line[2] == "start"])
 
