@@ -26,8 +26,7 @@ STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installe
 # pyspark with pandas and pyarrow 1.8 s -> 0.4 s; about 50 s more at install.
 SYNC := $(UV) pip sync --compile-bytecode
 
-.PHONY: help prereqs venv envs bytecode test test-fast test-jobs test-spark-jobs test-training test-worker
-.PHONY: test-worker-runtime test-worker-dags test-e2e test-e2e-days lint browser demo up down status lock bench clean package deploy audit new-pipeline
+.PHONY: help prereqs venv envs bytecode test test-fast test-jobs test-worker test-e2e test-e2e-days lint browser demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
@@ -89,17 +88,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 # The suite runs in the environment of the code under test: spark_jobs/ in Spark's, training/ in
-# training's, everything else (DAGs, operators, the stack) in the worker's. Six lanes, four at a
-# time (-O prints each lane's output whole when it ends): make starts them in the order listed
-# and the jobs' two lanes take the first slots freed. The end-to-end tests spend much of their
-# time waiting on a scheduler loop or a job: with two lanes, vmstat over a fresh-clone run showed
-# the 2 cores 25 % idle while the tests ran, with three 19 % (2026-12-05). Not five: five lanes
-# at once made the longest end-to-end test 2.4x slower and the demo test ran past its 15-minute
-# limit. Every test runs in exactly one lane: the --ignore lists and the paths named below are
-# the only things that divide them.
+# training's, everything else (DAGs, operators, the stack) in the worker's. Three lanes at a time
+# (-O prints each lane's output whole when it ends): the end-to-end tests in two lanes (the
+# every-day-once test alone: it is the longest), the worker's other tests, and the jobs' tests
+# when the first lane ends. The end-to-end tests spend much of their time waiting on a scheduler
+# loop or a job: with two lanes, vmstat over a run showed the 2 cores 25 % idle while the tests
+# ran (2026-12-05). Not more: five lanes at once made the longest end-to-end test 2.4x slower and
+# the demo test ran past its 15-minute limit. Every test runs in exactly one lane: the --ignore
+# lists and the one file named below are the only things that divide them.
 test: envs lint browser bytecode
-	@$(MAKE) --no-print-directory -O -j4 test-e2e-days test-e2e test-worker-runtime \
-		test-worker-dags test-spark-jobs test-training
+	@$(MAKE) --no-print-directory -O -j3 test-e2e-days test-worker test-e2e test-jobs
 
 # Each lane ends with its slowest tests, where to look when the suite gets slower.
 DURATIONS := --durations=15
@@ -113,25 +111,18 @@ EVERY_DAY_ONCE := tests/e2e/test_every_day_once.py
 
 # The other tests that start an Airflow stack (tests/e2e).
 # No browser prerequisite here: a phony one's recipe would take one of test's job slots and
-# make would start a later lane before this one (seen); test installs the browser first.
+# make would start test-jobs before this lane (seen); test installs the browser first.
 test-e2e: envs
 	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) tests/e2e --ignore=$(EVERY_DAY_ONCE)
 
 test-e2e-days: envs
 	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) $(EVERY_DAY_ONCE)
 
-# The worker environment's other tests, in two lanes: the local runtimes and the AWS contract
-# suite (DAGs on moto), 344 s alone; and the DAGs, operators, deployment and the rest, 285 s alone
-# (2026-12-05). As one lane they were the suite's longest (1,012 s beside two others).
-WORKER_RUNTIME := tests/include tests/contract
-test-worker: test-worker-runtime test-worker-dags
-
-test-worker-runtime: envs
-	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) $(WORKER_RUNTIME)
-
-test-worker-dags: envs
-	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) --ignore=tests/spark_jobs --ignore=tests/training \
-		--ignore=tests/e2e $(addprefix --ignore=,$(WORKER_RUNTIME))
+# The worker environment's other tests, the AWS contract suite (DAGs on moto) included: it ran in
+# the end-to-end lane until that lane was the critical path by 430 s (1,549 s against 1,121 s for
+# this lane and the jobs' tests together); the contract suite takes 172 s alone.
+test-worker: envs
+	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) --ignore=tests/spark_jobs --ignore=tests/training --ignore=tests/e2e
 
 # The inner loop: the worker environment's tests that start no stack, job, server or fresh
 # interpreter (markers e2e and slow, pyproject.toml; the contract suite runs DAGs on moto).
@@ -139,12 +130,8 @@ test-fast: $(VENV)/.installed
 	$(VPY) -m pytest -q -m "not e2e and not slow" --ignore=tests/spark_jobs --ignore=tests/training \
 		--ignore=tests/contract
 
-test-jobs: test-spark-jobs test-training
-
-test-spark-jobs: envs
+test-jobs: envs
 	$(SPARK_VENV)/bin/python -m pytest $(DURATIONS) tests/spark_jobs
-
-test-training: envs
 	$(TRAINING_VENV)/bin/python -m pytest $(DURATIONS) tests/training
 
 demo: envs bytecode
