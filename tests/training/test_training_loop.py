@@ -190,7 +190,7 @@ def test_the_trainer_follows_the_cpu_share_the_tuning_job_publishes(tmp_path, mo
         assert torch.get_num_threads() == 2
         share_file.write_text("1\n")
         assert follow_cpu_share() == 1
-        share_file.write_text("")  # not a number: the threads stay as they are
+        share_file.write_text("")  # never seen (written aside, then renamed), and harmless
         assert follow_cpu_share() == 1
     finally:
         torch.set_num_threads(before)
