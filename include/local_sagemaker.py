@@ -87,8 +87,6 @@ DEFAULT_ENTRY_POINT = "train.py"
 DEFAULT_STOP_GRACE_S = 30.0
 
 _REQUEST_FILE = "request.json"
-# A tuning job's file of the CPU threads each of its running trials may use now (a JSON number).
-CPU_SHARE_FILE = "cpu_share.json"
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -929,19 +927,9 @@ def _tune(
         if early_stopping
         else optuna.pruners.NopPruner()
     )
-    # Each trainer gets its share of the cores instead of one thread pool per core each: it starts
-    # with the share of `parallel` trials, and follows the share of the trials running now, which
-    # is kept in CPU_SHARE_FILE (training/loop.py, follow_cpu_share, reads it each epoch). Without
-    # it, the last trial of a search ran its remaining epochs on half the machine (seen: 209 s).
-    cpus = os.cpu_count() or 1
-    threads = str(max(1, cpus // parallel))
-    cpu_share_file = job_dir / CPU_SHARE_FILE
-    trial_env = {
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "HEADRACE_CPU_SHARE_FILE": str(cpu_share_file),
-    }
-    shared = 0  # the share last written
+    # Each trainer gets its share of the cores instead of one thread pool per core each.
+    threads = str(max(1, (os.cpu_count() or 1) // parallel))
+    trial_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -1017,9 +1005,6 @@ def _tune(
                 running[trial.number] = (job_name, trial, 0)
         if not running:
             break
-        if (share := max(1, cpus // len(running))) != shared:
-            write_json(cpu_share_file, share)
-            shared = share
         time.sleep(poll_interval)
 
     result = _tuning_result(study, request, work_root)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,6 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 # Share of free GPU memory the resident dataset may take; the rest is the model's and the
 # optimizer's working memory.
 GPU_RESIDENT_FRACTION = 0.5
-# Local tuning runs its trials side by side on one machine and keeps in this file the number of
-# CPU threads each may use now (include/local_sagemaker.py, CPU_SHARE_FILE): a trial that outlives
-# the others takes the cores they freed. On SageMaker each trial has an instance of its own and
-# the variable is not set.
-CPU_SHARE_ENV = "HEADRACE_CPU_SHARE_FILE"
 
 
 @dataclass(frozen=True)
@@ -53,25 +47,6 @@ class AmpPlan:
 
 def choose_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def follow_cpu_share() -> int:
-    """Set torch's CPU threads to the share the local tuning supervisor publishes, when it does;
-    the number of threads now."""
-    path = os.environ.get(CPU_SHARE_ENV)
-    if path:
-        try:
-            share = int(Path(path).read_text())  # a JSON number
-        except (OSError, ValueError):
-            share = 0  # not written: keep the threads the job started with
-        if share >= 1 and share != torch.get_num_threads():
-            log.info(
-                "CPU threads %d -> %d (the local tuning job's share)",
-                torch.get_num_threads(),
-                share,
-            )
-            torch.set_num_threads(share)
-    return torch.get_num_threads()
 
 
 def cpu_has_native_bf16() -> bool:

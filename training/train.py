@@ -76,7 +76,6 @@ from .loop import (
     EpochProgress,
     choose_device,
     cpu_has_native_bf16,
-    follow_cpu_share,
     place_training_tensors,
     resolve_amp,
     train_epoch,
@@ -518,7 +517,6 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
                 loss_total=state.loss_sum,
             )
             if not stop.requested:
-                follow_cpu_share()
                 train_epoch(
                     model,
                     optimizer,
@@ -571,7 +569,6 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
             checkpoint(None)
 
     model.load_state_dict(best_weights)
-    follow_cpu_share()
     evaluation = evaluate_model(model, standardizer, test, args, device, validation=validation)
     test_metrics = evaluation["metrics"]
     evaluation["validation"] = {"roc_auc": state.best_auc, "best_epoch": state.best_epoch}

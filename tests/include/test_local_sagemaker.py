@@ -42,7 +42,6 @@ parser.add_argument("--learning-rate", type=float, default=0.01)
 parser.add_argument("--epoch-seconds", type=float, default=0.0)
 parser.add_argument("--fail", default="false")
 parser.add_argument("--marker", required=True)
-parser.add_argument("--wait-alone-s", type=float, default=0.0)
 args = parser.parse_args()
 
 marker = Path(args.marker)
@@ -82,21 +81,6 @@ for epoch in range(1, args.epochs + 1):
           f"validation:auc={auc:.6f} validation:logloss={1.1 - auc:.6f}", flush=True)
     (checkpoints / "last_epoch.txt").write_text(str(epoch))
     time.sleep(args.epoch_seconds)
-
-if args.wait_alone_s:
-    # The first trial to start ends at once; another waits (at most --wait-alone-s) until the
-    # tuning job's CPU share gives it every core, and records each share it read.
-    try:
-        os.close(os.open(marker / "first-trial", os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        share_file = Path(os.environ["HEADRACE_CPU_SHARE_FILE"])
-        shares, deadline = [None], time.time() + args.wait_alone_s
-        while shares[-1] != os.cpu_count() and time.time() < deadline:
-            share = json.loads(share_file.read_text()) if share_file.exists() else None
-            if share != shares[-1]:
-                shares.append(share)
-            time.sleep(0.02)
-        (marker / "cpu_shares.json").write_text(json.dumps(shares))
 
 (model_dir / "model.pt").write_bytes(b"weights")
 (model_dir / "model_config.json").write_text(json.dumps({"learning_rate": args.learning_rate}))
@@ -424,11 +408,11 @@ def test_stop_training_job_ends_the_trainer_by_its_recorded_pid(local):
     assert runtime.stop_training_job(name, work_root=local["work_root"]) is False
 
 
-def tuning_request(local, *, max_jobs=4, parallel=2, early_stopping=False, **hps):
+def tuning_request(local, *, max_jobs=4, parallel=2, early_stopping=False):
     settings = with_training(
         local["settings"], tuning_max_jobs=max_jobs, tuning_max_parallel_jobs=parallel
     )
-    training = build_request(local, settings=settings, epochs=2, **{"epoch-seconds": 0.3, **hps})
+    training = build_request(local, settings=settings, epochs=2, **{"epoch-seconds": 0.3})
     return requests.build_tuning_job_request(
         settings,
         tuning_job_name="headrace-tune-0123456789abcdef",
@@ -499,22 +483,6 @@ def test_a_tuning_job_runs_its_trials_two_at_a_time_and_picks_the_best(local):
     assert "--_tuning_objective_metric" not in seen["argv"]
     # Two trainers share the two cores instead of each taking both.
     assert seen["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
-
-
-def test_a_trial_left_running_alone_is_given_every_core(local):
-    cpus = os.cpu_count() or 1
-    request = tuning_request(local, max_jobs=2, parallel=2, **{"wait-alone-s": 30})
-    result = runtime.run_tuning_job(
-        request, work_root=local["work_root"], entry_point_dir=local["code"], poll_interval=POLL
-    )
-
-    assert result["TrainingJobStatusCounters"]["Completed"] == 2
-    job_dir = runtime.tuning_job_dir(local["work_root"], "headrace-tune-0123456789abcdef")
-    # While both trials ran each had half the cores; once the first ended, the other had all.
-    shares = json.loads((local["marker"] / "cpu_shares.json").read_text())
-    assert shares[-1] == cpus
-    assert set(shares) <= {None, max(1, cpus // 2), cpus}
-    assert json.loads((job_dir / runtime.CPU_SHARE_FILE).read_text()) == cpus
 
 
 def test_a_retried_tuning_job_resumes_its_study_instead_of_starting_over(local):

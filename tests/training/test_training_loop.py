@@ -22,11 +22,9 @@ from training.checkpointing import (
     save_checkpoint,
 )
 from training.loop import (
-    CPU_SHARE_ENV,
     EpochProgress,
     cpu_has_native_bf16,
     epoch_permutation,
-    follow_cpu_share,
     place_training_tensors,
     resolve_amp,
     train_epoch,
@@ -174,23 +172,3 @@ def test_sigterm_only_sets_a_flag_while_installed():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.received == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is previous
-
-
-def test_the_trainer_follows_the_cpu_share_the_tuning_job_publishes(tmp_path, monkeypatch):
-    before = torch.get_num_threads()
-    share_file = tmp_path / "cpu_share.json"
-    try:
-        torch.set_num_threads(1)
-        # No share published (a SageMaker instance, or a plain training job): nothing changes.
-        assert follow_cpu_share() == 1
-        monkeypatch.setenv(CPU_SHARE_ENV, str(share_file))
-        assert follow_cpu_share() == 1  # the file is not written yet
-        share_file.write_text("2\n")
-        assert follow_cpu_share() == 2
-        assert torch.get_num_threads() == 2
-        share_file.write_text("1\n")
-        assert follow_cpu_share() == 1
-        share_file.write_text("")  # never seen (written aside, then renamed), and harmless
-        assert follow_cpu_share() == 1
-    finally:
-        torch.set_num_threads(before)
