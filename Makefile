@@ -96,8 +96,8 @@ lint: $(VENV)/.installed
 # ran (2026-12-05). Not more: four at a time (the worker's tests and the jobs' each in two lanes)
 # left the cores under 1 % idle but took 1,158 s from a fresh clone against 1,073-1,106 s for
 # three, every lane slower (the demo test 450 s against 373 s); five made the longest end-to-end
-# test 2.4x slower and the demo test ran past its 15-minute limit. Every test runs in exactly one lane: the --ignore
-# lists and the one file named below are the only things that divide them.
+# test 2.4x slower and the demo test ran past its 15-minute limit. Every test runs in exactly one
+# lane: the --ignore lists and the one file named below are the only things that divide them.
 test: envs lint browser bytecode
 	@$(MAKE) --no-print-directory -O -j3 test-e2e-days test-worker test-e2e test-jobs
 
