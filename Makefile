@@ -16,7 +16,8 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.12.3
 MWAA_DIR := infra/mwaa/3.3.1
 # torch==2.13.0+cpu comes from a wheel directory when PIP_FIND_LINKS names one (as on the
-# project's machines), otherwise from PyTorch's CPU index.
+# project's machines), otherwise from PyTorch's CPU index. scripts/verify_serving_toolkit.py
+# (torch_source) installs its side virtualenv by the same rule: change both together.
 TORCH_SOURCE := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installed
 # Every package's bytecode is compiled at install, as pip does and uv does not by default: with

@@ -123,10 +123,10 @@ def ensure_venv(venv: Path = SERVING_VENV, *, rebuild: bool = False) -> Path:
     pins cannot be installed (no package index, or no uv: `make envs` installs it)."""
     if venv_is_ready(venv) and not rebuild:
         return venv_python(venv)
-    if venv.exists():
-        shutil.rmtree(venv)
     if not UV.exists():
         raise NotVerified(f"no {UV.relative_to(REPO_ROOT)}: run `make envs` first")
+    if venv.exists():
+        shutil.rmtree(venv)
     # No --system-site-packages: only the pins (and what they pull in) are importable there.
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     print(f"installing {' '.join(PINS)} into {venv} ...", flush=True)
