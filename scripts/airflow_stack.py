@@ -39,6 +39,11 @@ STACK_SETTINGS = REPO_ROOT / "scripts" / "stack_settings"
 DOTENV = REPO_ROOT / ".env"
 
 
+def local_runs_dir() -> Path:
+    """Where the stack's local jobs live (and their warm Spark drivers, ``spark-drivers/``)."""
+    return airflow_home() / "local_runs"
+
+
 def stack_setting(name: str, default: str) -> str:
     """A setting of the stack: the environment's, else ``.env``'s, else ``default`` (the same
     order every component's environment gets, :func:`airflow_env`)."""
@@ -187,7 +192,7 @@ def airflow_env() -> dict[str, str]:
             ),
             "NO_PROXY": "127.0.0.1,localhost",
             # Local job run state belongs to this deployment: its run ids are unique only here.
-            "HEADRACE_LOCAL_RUNS_DIR": str(home / "local_runs"),
+            "HEADRACE_LOCAL_RUNS_DIR": str(local_runs_dir()),
             # Local Spark binds loopback only (DESIGN.md).
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
@@ -423,6 +428,13 @@ def down(timeout: float = 30.0) -> None:
         stopped_any = stopped_any or bool(stopped)
     if not stopped_any:
         print("headrace: no Airflow stack process was running")
+    # The warm Spark drivers the stack's jobs ran in would otherwise wait out their idle time.
+    sys.path.insert(0, str(REPO_ROOT))
+    from include.local_spark_drivers import pool_of, stop_drivers
+
+    drivers = stop_drivers(pool_of(local_runs_dir()))
+    if drivers:
+        print(f"headrace: stopped {drivers} warm Spark driver(s)")
 
 
 def status() -> int:

@@ -30,6 +30,18 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_warm_spark_driver_left(tmp_path_factory):
+    """Local Spark jobs leave warm drivers (include/local_spark_drivers.py) that wait out an idle
+    time for the next job; the session's end stops those of its own folders."""
+    yield
+    from include.local_spark_drivers import stop_drivers
+
+    for root in (tmp_path_factory.getbasetemp(), _SESSION_DIR):
+        for pool in root.rglob("spark-drivers"):
+            stop_drivers(pool)
+
+
 @pytest.fixture(scope="session")
 def start_moto_server():
     """Starts a moto server on loopback and returns its endpoint URL; all are stopped at the end

@@ -233,6 +233,7 @@ class SimulatedAws:
         import subprocess
 
         from include.local_envs import spark_python
+        from include.local_spark_drivers import job_command, pool_of
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
@@ -251,9 +252,10 @@ class SimulatedAws:
                 "SecretString"
             ]
             local_argv[at : at + 2] = ["--pii-salt-env", "HEADRACE_CONTRACT_PII_SALT"]
-        # In the Spark environment (like Glue's), as the service would run it: not this process.
+        # In the Spark environment (like Glue's), as the service would run it: not this process;
+        # in a warm driver, as the local runner starts jobs (include/local_spark_drivers.py).
         result = subprocess.run(
-            [spark_python(), "-m", f"spark_jobs.{job}", *local_argv],
+            job_command(spark_python(), pool_of(self.work), f"spark_jobs.{job}", local_argv),
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
@@ -673,6 +675,9 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
     finally:
         call_moto_api(server.endpoint, "recorder/stop-recording")
         server.stop()
+        from include.local_spark_drivers import pool_of, stop_drivers
+
+        stop_drivers(pool_of(work))
 
     with open(log_path, "w") as log:
         for request in CAPTURE.requests:
