@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from include import local_jobs
+from include import local_jobs, warm_drivers
 from include.config import REPO_ROOT, get_settings
 
 KIND = "quality"
@@ -46,8 +46,14 @@ def start_or_attach(
     folder = job_folder(run_key)
     arguments = [str(folder), dataset, ds, str(rules_dir), lake_root]
     steps = local_jobs.JobSteps(
-        # The worker's own interpreter: Great Expectations is in the worker environment.
-        command=[sys.executable, "-m", "include.local_quality", *arguments],
+        # The worker's own interpreter (Great Expectations is in the worker environment), in a
+        # warm driver: its imports are paid once per driver, not per check.
+        command=warm_drivers.job_command(
+            sys.executable,
+            warm_drivers.pool_of(get_settings().local_runs_root),
+            "include.local_quality",
+            arguments,
+        ),
         env={
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])

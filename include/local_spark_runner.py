@@ -1,7 +1,7 @@
 """Run a Spark job entry point on this machine, durably: one process per run key, however often asked.
 
 The local counterpart of Glue/EMR runs. ``spark_jobs.<job> <argv>`` runs under the one local
-supervisor (:mod:`include.local_jobs`), in a warm driver (:mod:`include.local_spark_drivers`:
+supervisor (:mod:`include.local_jobs`), in a warm driver (:mod:`include.warm_drivers`:
 a stop or kill ends the driver with it, Spark's JVM included), so a job outlives the Airflow
 worker that started it. Its folder is named by its run
 key (``<local runs root>/spark-jobs/<run_key>/``). A retried task asking for the same run key
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from include import local_jobs, local_spark_drivers
+from include import local_jobs, warm_drivers
 from include.config import REPO_ROOT, get_settings
 from include.local_envs import spark_python
 
@@ -91,8 +91,8 @@ class LocalSparkRunner:
 
     @property
     def drivers_dir(self) -> Path:
-        """The pool of warm drivers the runs start in (:mod:`include.local_spark_drivers`)."""
-        return local_spark_drivers.pool_of(self.work_root)
+        """The pool of warm drivers the runs start in (:mod:`include.warm_drivers`)."""
+        return warm_drivers.pool_of(self.work_root)
 
     def state_dir(self, run_key: str) -> Path:
         if not run_key or "/" in run_key or run_key.startswith("."):
@@ -149,7 +149,7 @@ class LocalSparkRunner:
         }
         steps = local_jobs.JobSteps(
             # Run in a warm driver: the JVM's start-up is paid once per driver, not per job.
-            command=local_spark_drivers.job_command(python, self.drivers_dir, module, argv),
+            command=warm_drivers.job_command(python, self.drivers_dir, module, argv),
             env=job_env,
             cwd=self.repo_root,
             max_runtime_s=max_runtime_s,

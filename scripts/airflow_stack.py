@@ -40,7 +40,7 @@ DOTENV = REPO_ROOT / ".env"
 
 
 def local_runs_dir() -> Path:
-    """Where the stack's local jobs live (and their warm Spark drivers, ``spark-drivers/``)."""
+    """Where the stack's local jobs live (and the warm drivers they run in, ``warm-drivers/``)."""
     return airflow_home() / "local_runs"
 
 
@@ -428,13 +428,13 @@ def down(timeout: float = 30.0) -> None:
         stopped_any = stopped_any or bool(stopped)
     if not stopped_any:
         print("headrace: no Airflow stack process was running")
-    # The warm Spark drivers the stack's jobs ran in would otherwise wait out their idle time.
+    # The warm drivers the stack's local jobs ran in would otherwise wait out their idle time.
     sys.path.insert(0, str(REPO_ROOT))
-    from include.local_spark_drivers import pool_of, stop_drivers
+    from include.warm_drivers import pool_of, stop_drivers
 
     drivers = stop_drivers(pool_of(local_runs_dir()))
     if drivers:
-        print(f"headrace: stopped {drivers} warm Spark driver(s)")
+        print(f"headrace: stopped {drivers} warm job driver(s)")
 
 
 def status() -> int:

@@ -44,13 +44,16 @@ COMPILE_HUGE_METHODS = "-XX:-DontCompileHugeMethods"
 # to 13.4 s at 2,000 rows, 28.4 s to 24.9 s at 250,000. A missing archive, or one a different JDK
 # build wrote, is ignored by the JVM (-Xshare:auto), which then loads classes as before.
 CLASS_ARCHIVE_NAME = "headrace-spark-driver.jsa"
-# A local job's JVM lives for one job: with HEADRACE_SPARK_QUICK_JIT=1 it compiles with the quick
-# compiler only (C1), not spending two cores on optimizing code it will not run long. That pays
-# for small days only. Measured on 2 cores, a local ingest job from start to exit: 13.67 s to
-# 10.58 s at 2,000 rows (bench/job_startup.py), but 21.8 s to 25.3 s on a 250,000-row demo day
-# with 1% defects (the validate phase 10.2 s to 14.3 s). So a local job takes it only from an
-# environment that sets it (a job inherits its starter's; the end-to-end tests set it, Makefile),
-# and a session that runs many jobs (the Spark tests' own) gains nothing from it.
+# A local job's JVM lives for a few jobs (a warm driver's, include/warm_drivers.py): with
+# HEADRACE_SPARK_QUICK_JIT=1 it compiles with the quick compiler only (C1), not spending two cores
+# on optimizing code it will not run long. That pays for small days only. Measured on 2 cores, a
+# local ingest job from start to exit: 13.67 s to 10.58 s at 2,000 rows in a fresh process
+# (bench/job_startup.py), but 21.8 s to 25.3 s on a 250,000-row demo day with 1% defects (the
+# validate phase 10.2 s to 14.3 s). Six 2,000-row jobs in one warm driver: 33.3-34.4 s and
+# 39.8-41.0 CPU-s with it, 30.8-32.4 s and 54.8-58.0 CPU-s without: fewer cores' time, which the
+# suite's lanes share. So a local job takes it only from an environment that sets it (a job
+# inherits its starter's; the end-to-end tests set it, Makefile), and a session that runs many
+# jobs (the Spark tests' own) gains nothing from it.
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 QUICK_JIT_ENV = "HEADRACE_SPARK_QUICK_JIT"
 

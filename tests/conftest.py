@@ -31,14 +31,14 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_warm_spark_driver_left(tmp_path_factory):
-    """Local Spark jobs leave warm drivers (include/local_spark_drivers.py) that wait out an idle
-    time for the next job; the session's end stops those of its own folders."""
+def _no_warm_driver_left(tmp_path_factory):
+    """Local jobs leave warm drivers (include/warm_drivers.py) that wait out an idle time for
+    the next job; the session's end stops those of its own folders."""
     yield
-    from include.local_spark_drivers import stop_drivers
+    from include.warm_drivers import stop_drivers
 
     for root in (tmp_path_factory.getbasetemp(), _SESSION_DIR):
-        for pool in root.rglob("spark-drivers"):
+        for pool in root.rglob("warm-drivers"):
             stop_drivers(pool)
 
 

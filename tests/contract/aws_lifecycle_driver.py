@@ -233,7 +233,7 @@ class SimulatedAws:
         import subprocess
 
         from include.local_envs import spark_python
-        from include.local_spark_drivers import job_command, pool_of
+        from include.warm_drivers import job_command, pool_of
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
@@ -253,7 +253,7 @@ class SimulatedAws:
             ]
             local_argv[at : at + 2] = ["--pii-salt-env", "HEADRACE_CONTRACT_PII_SALT"]
         # In the Spark environment (like Glue's), as the service would run it: not this process;
-        # in a warm driver, as the local runner starts jobs (include/local_spark_drivers.py).
+        # in a warm driver, as the local runner starts jobs (include/warm_drivers.py).
         result = subprocess.run(
             job_command(spark_python(), pool_of(self.work), f"spark_jobs.{job}", local_argv),
             cwd=REPO_ROOT,
@@ -675,7 +675,7 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
     finally:
         call_moto_api(server.endpoint, "recorder/stop-recording")
         server.stop()
-        from include.local_spark_drivers import pool_of, stop_drivers
+        from include.warm_drivers import pool_of, stop_drivers
 
         stop_drivers(pool_of(work))
 

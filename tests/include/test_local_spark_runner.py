@@ -118,7 +118,7 @@ def test_wait_timeout_leaves_the_run_going_and_kill_stops_it(runner, tmp_path):
     status = runner.status("run-d")
     assert status.state == "KILLED"
     assert status.exit_code == -15  # SIGTERM reached the job itself
-    # The job ran in a warm driver (include/local_spark_drivers.py): it ended with the job.
+    # The job ran in a warm driver (include/warm_drivers.py): it ended with the job.
     assert not process_matches(int((marker / "job.pid").read_text()), None)
     assert runner.kill("run-d") is False  # nothing left to stop
 

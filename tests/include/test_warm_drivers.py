@@ -1,4 +1,4 @@
-"""Warm local Spark drivers: a second job reuses the JVM and sees nothing else of the first; a
+"""Warm job drivers: a second Spark job reuses the JVM and sees nothing else of the first; a
 stopped or killed job ends its driver with it; an idle driver goes away."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from include.local_spark_drivers import pool_of, stop_drivers
 from include.local_spark_runner import FAILED, SUCCEEDED, LocalSparkRunner
 from include.local_state import process_matches
+from include.warm_drivers import pool_of, stop_drivers
 
 SLEEPY = "tests.plugins.fixtures.sleepy_job"
 PROBE = "tests.plugins.fixtures.spark_probe_job"
@@ -115,7 +115,7 @@ def test_a_killed_job_process_ends_its_driver_and_the_next_job_gets_a_new_one(ru
 
 def test_an_idle_driver_exits_and_make_down_stops_a_waiting_one(runner, tmp_path):
     marker = tmp_path / "idle"
-    env = {"HEADRACE_SPARK_DRIVER_IDLE_S": "1"}
+    env = {"HEADRACE_WARM_DRIVER_IDLE_S": "1"}
     runner.start_or_attach(SLEEPY, ["--marker", str(marker)], "idle", env=env)
     runner.wait("idle", timeout=60, poll_interval=0.05)
     assert _gone(int((marker / "job.pid").read_text())), "the idle driver did not exit"

@@ -1,32 +1,32 @@
-"""Warm local Spark drivers: a local Spark job runs in a driver process that outlives it, so the next
-job of the same environment skips the JVM's start-up and runs on code the JIT already compiled.
+"""Warm drivers for local jobs: a local Spark job or quality check runs in a driver process that
+outlives it, so the next job of the same environment skips the start-up: the interpreter and its
+libraries' imports, and for Spark the JVM, whose JIT has already compiled the hot code.
 
 The local counterpart of EMR Serverless's pre-initialized capacity: the cold start is paid once
 per driver, not once per job. Measured on 2 cores (a local ingest job of one day, five in a row):
 2,000 rows 14.5-15.4 s and 25.8-26.8 CPU-s cold, 3.8-3.9 s and 6.8-7.0 CPU-s warm; 250,000 rows
 25-26 s cold, 8.4-10.6 s warm.
 
-How a job runs. The job's process (the command step of :mod:`include.local_jobs`, started by
-:mod:`include.local_spark_runner`) is a thin client: ``python -m include.local_spark_drivers run
-<pool> <module> <argv…>``. It claims a free slot of the pool (a lock held for the whole job),
-connects to the slot's driver over a Unix socket (starting one if there is none) and hands it the
-module, argv, working folder, environment and its own stdout and stderr; the driver runs the
-module as ``__main__`` with that environment and output (its JVM's log included), and the client
-exits with the job's exit code.
+How a job runs. The job's process (the command step of :mod:`include.local_jobs`) is a thin
+client: ``python -m include.warm_drivers run <pool> <module> <argv…>``. It claims a free slot of
+the pool (a lock held for the whole job), connects to the slot's driver over a Unix socket
+(starting one if there is none) and hands it the module, argv, working folder, environment and
+its own stdout and stderr; the driver runs the module as ``__main__`` with that environment and
+output (its JVM's log included), and the client exits with the job's exit code.
 
 What a job can tell from a fresh process: nothing but speed.
 
 - A driver serves only jobs of one launch environment: the interpreter, the working folder and
   every environment variable except Airflow's per-task ``AIRFLOW_CTX_*`` name the pool. The
   job's own environment is set exactly for its run.
-- Each job gets a new Spark session (its own SQL options and temporary views; the cache cleared)
-  and imports its own code afresh: only the libraries (pyspark, pandas, pyarrow) and the JVM stay.
+- Each job imports its own code afresh (only the interpreter's libraries stay) and, where Spark
+  runs, gets a new Spark session (its own SQL options and temporary views; the cache cleared).
 - One job at a time per driver; jobs at the same time get drivers of their own.
 - Stopping: when the client gets SIGTERM (a stop, a maximum runtime) it ends the driver's whole
   process group, JVM included, before it exits; when the client dies otherwise (SIGKILL) the
   driver sees its connection close and ends its group itself. A stopped job never keeps running,
   and the next job of that slot starts a fresh driver.
-- A driver with no job for ``HEADRACE_SPARK_DRIVER_IDLE_S`` seconds (default 60) exits;
+- A driver with no job for ``HEADRACE_WARM_DRIVER_IDLE_S`` seconds (default 60) exits;
   ``make down`` stops the stack's drivers at once (:func:`stop_drivers`).
 
 Files, per slot (``<pool>/<key>/slot-<n>/``, readable by the user only): ``lock``, ``driver.json``
@@ -52,7 +52,7 @@ from pathlib import Path
 
 from include.local_state import process_matches, read_json, start_detached, write_json
 
-IDLE_ENV = "HEADRACE_SPARK_DRIVER_IDLE_S"
+IDLE_ENV = "HEADRACE_WARM_DRIVER_IDLE_S"
 DEFAULT_IDLE_S = 60.0
 # Variables Airflow sets per task (dag, task, run, try): they differ between jobs that may share
 # a driver, and no JVM or library reads them.
@@ -75,12 +75,12 @@ class DriverGone(RuntimeError):
 
 def pool_of(work_root: Path | str) -> Path:
     """The pool of drivers of the local jobs under ``work_root`` (a local runs root)."""
-    return Path(work_root) / "spark-drivers"
+    return Path(work_root) / "warm-drivers"
 
 
 def job_command(python: str, pool: Path | str, module: str, argv: Sequence[str]) -> list[str]:
     """The command that runs ``module`` with ``argv`` in a warm driver of ``pool``."""
-    return [python, "-m", "include.local_spark_drivers", "run", str(pool), module, *argv]
+    return [python, "-m", "include.warm_drivers", "run", str(pool), module, *argv]
 
 
 def pool_key(python: str, cwd: str, env: Mapping[str, str]) -> str:
@@ -139,7 +139,7 @@ def _driver_of(slot: Path, env: Mapping[str, str], cwd: str) -> dict:
     with contextlib.suppress(FileNotFoundError):
         (slot / _SOCKET).unlink()
     child, create_time = start_detached(
-        [sys.executable, "-m", "include.local_spark_drivers", "serve", str(slot)],
+        [sys.executable, "-m", "include.warm_drivers", "serve", str(slot)],
         log_path=slot / _LOG,
         cwd=Path(cwd),
         env=env,
@@ -430,8 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(argv) == 2 and argv[0] == "serve":
         return serve(Path(argv[1]))
     print(
-        "usage: python -m include.local_spark_drivers run <pool> <module> [args…]\n"
-        "       python -m include.local_spark_drivers serve <slot>",
+        "usage: python -m include.warm_drivers run <pool> <module> [args…]\n"
+        "       python -m include.warm_drivers serve <slot>",
         file=sys.stderr,
     )
     return 2
