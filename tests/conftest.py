@@ -23,6 +23,9 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")
 os.environ["HEADRACE_LAKE_ROOT"] = (_SESSION_DIR / "lake").as_uri()
 os.environ["PIPELINE_TARGET"] = "local"
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# A test's warm drivers (include/warm_drivers.py) serve only its own jobs: after 30 s idle they go,
+# not after five minutes, so a lane's finished tests do not keep a JVM each.
+os.environ.setdefault("HEADRACE_WARM_DRIVER_IDLE_S", "30")
 
 
 @pytest.fixture(scope="session")
