@@ -152,7 +152,7 @@ def _driver_of(slot: Path, env: Mapping[str, str], cwd: str) -> dict:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not (slot / _SOCKET).exists():
         if child.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the local Spark driver did not start; see {slot / _LOG}")
+            raise RuntimeError(f"the warm driver did not start; see {slot / _LOG}")
         time.sleep(0.02)
     return process
 
@@ -193,7 +193,7 @@ def _run_in(driver: dict, slot: Path, request: bytes) -> int:
         reply += chunk
     if not reply:
         print(
-            f"[local-spark-driver] the driver (pid {driver['pid']}) ended during the job; "
+            f"[warm-driver] the driver (pid {driver['pid']}) ended during the job; "
             f"see {slot / _LOG}",
             file=sys.stderr,
         )
@@ -261,6 +261,8 @@ def serve(slot: Path) -> int:
             if name not in libraries_only and not _is_library(module):
                 del sys.modules[name]
         sys.path[:] = base_path
+        # A handler the job installed would outlive it; a stop must end the driver.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(base_env)
         os.chdir(slot)
