@@ -1,13 +1,12 @@
 """Run a Spark job entry point on this machine, durably: one process per run key, however often asked.
 
 The local counterpart of Glue/EMR runs. ``spark_jobs.<job> <argv>`` runs under the one local
-supervisor (:mod:`include.local_jobs`), in a warm driver (:mod:`include.warm_drivers`:
-a stop or kill ends the driver with it, Spark's JVM included), so a job outlives the Airflow
-worker that started it. Its folder is named by its run
-key (``<local runs root>/spark-jobs/<run_key>/``). A retried task asking for the same run key
-therefore re-attaches to a job that is still running, or gets the finished result, instead of
-starting a second one; a run that failed, was killed or was lost (its machine rebooted) is
-started afresh, the old files kept under ``history/``.
+supervisor (:mod:`include.local_jobs`), in a warm driver (:mod:`include.warm_drivers`: a stop or
+kill ends the driver with it, Spark's JVM included), so a job outlives the Airflow worker that
+started it. Its folder is named by its run key (``<local runs root>/spark-jobs/<run_key>/``). A
+retried task asking for the same run key therefore re-attaches to a job that is still running, or
+gets the finished result, instead of starting a second one; a run that failed, was killed or was
+lost (its machine rebooted) is started afresh, the old files kept under ``history/``.
 
 A run's state is told in Glue's words (``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``STOPPED`` as
 ``KILLED``, ``TIMEOUT``; ``LOST`` for a run nothing recorded the end of), read from the
