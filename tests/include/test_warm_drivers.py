@@ -15,6 +15,7 @@ import pytest
 from include.local_spark_runner import FAILED, SUCCEEDED, LocalSparkRunner
 from include.local_state import process_matches
 from include.warm_drivers import pool_of, stop_drivers
+from tests.process_waits import ended, wait_for_file
 
 SLEEPY = "tests.plugins.fixtures.sleepy_job"
 PROBE = "tests.plugins.fixtures.spark_probe_job"
@@ -25,23 +26,6 @@ def runner(tmp_path, repo_root):
     runner = LocalSparkRunner(work_root=tmp_path / "runs", repo_root=repo_root)
     yield runner
     stop_drivers(runner.drivers_dir)
-
-
-def _wait_for(path: Path, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-    return path.read_text()
-
-
-def _gone(pid: int, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_matches(pid, None):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(runner, tmp_path):
@@ -74,7 +58,7 @@ def test_jobs_at_once_or_of_another_environment_get_drivers_of_their_own(runner,
     def run(key: str, sleep: str, env: dict | None = None) -> int:
         marker = tmp_path / key
         runner.start_or_attach(SLEEPY, ["--marker", str(marker), "--sleep", sleep], key, env=env)
-        return int(_wait_for(marker / "job.pid"))
+        return int(wait_for_file(marker / "job.pid"))
 
     long_pid = run("long", "3")
     short_pid = run("short", "0")
@@ -94,14 +78,14 @@ def test_a_killed_job_process_ends_its_driver_and_the_next_job_gets_a_new_one(ru
     marker = tmp_path / "killed"
     args = ["--marker", str(marker), "--sleep", "60", "--grandchild"]
     runner.start_or_attach(SLEEPY, args, "killed")
-    driver_pid = int(_wait_for(marker / "job.pid"))
-    grandchild_pid = int(_wait_for(marker / "grandchild.pid"))
+    driver_pid = int(wait_for_file(marker / "job.pid"))
+    grandchild_pid = int(wait_for_file(marker / "grandchild.pid"))
     # The job's process is the supervisor's child; SIGKILL leaves it no time to stop the driver.
     (client,) = psutil.Process(runner.status("killed").pid).children()
     os.kill(client.pid, signal.SIGKILL)
 
-    assert _gone(driver_pid), "the driver outlived its job's process"
-    assert _gone(grandchild_pid), "what the job started outlived it"
+    assert ended(driver_pid, timeout=15), "the driver outlived its job's process"
+    assert ended(grandchild_pid, timeout=15), "what the job started outlived it"
     deadline = time.monotonic() + 30
     while runner.status("killed").state != FAILED and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -118,7 +102,7 @@ def test_an_idle_driver_exits_and_make_down_stops_a_waiting_one(runner, tmp_path
     env = {"HEADRACE_WARM_DRIVER_IDLE_S": "1"}
     runner.start_or_attach(SLEEPY, ["--marker", str(marker)], "idle", env=env)
     runner.wait("idle", timeout=60, poll_interval=0.05)
-    assert _gone(int((marker / "job.pid").read_text())), "the idle driver did not exit"
+    assert ended(int((marker / "job.pid").read_text()), timeout=15), "the idle driver did not exit"
     (slot,) = pool_of(runner.work_root).glob("*/slot-0")
     assert not (slot / "driver.json").exists() and not (slot / "driver.sock").exists()
 
@@ -128,4 +112,4 @@ def test_an_idle_driver_exits_and_make_down_stops_a_waiting_one(runner, tmp_path
     driver_pid = int((marker / "job.pid").read_text())
     assert process_matches(driver_pid, None)
     assert stop_drivers(runner.drivers_dir) == 1
-    assert _gone(driver_pid, timeout=1)
+    assert ended(driver_pid, timeout=1)

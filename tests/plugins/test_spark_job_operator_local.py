@@ -7,16 +7,15 @@ process, and Spark's own tests live with ``spark_jobs/``).
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
-import psutil
 import pytest
 from airflow.exceptions import AirflowException
 
 from headrace_operators import SparkJobOperator
 from include.job_names import TaskRunIdentity
+from tests.process_waits import ended, wait_for_file
 
 
 class FixtureSparkJobOperator(SparkJobOperator):
@@ -47,21 +46,6 @@ def make_operator(marker: Path, *extra_args: str, **overrides) -> FixtureSparkJo
     return FixtureSparkJobOperator(**arguments)
 
 
-def wait_for(path: Path, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-    return path.read_text()
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def run_in_thread(operator, context) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
@@ -80,7 +64,7 @@ def test_retry_reattaches_to_the_running_job(local_target, task_context):
     marker = local_target / "marker"
     context = task_context()
     first_try, first = run_in_thread(make_operator(marker, "--sleep", "2"), context)
-    job_pid = int(wait_for(marker / "job.pid"))
+    job_pid = int(wait_for_file(marker / "job.pid"))
 
     # The retry: a new operator instance for the same task instance, while the job still runs.
     result = make_operator(marker, "--sleep", "2").execute(context)
@@ -137,8 +121,8 @@ def test_on_kill_stops_the_whole_process_group(local_target, task_context):
     marker = local_target / "marker"
     operator = make_operator(marker, "--sleep", "120", "--grandchild")
     thread, outcome = run_in_thread(operator, task_context())
-    job_pid = int(wait_for(marker / "job.pid"))
-    grandchild_pid = int(wait_for(marker / "grandchild.pid"))
+    job_pid = int(wait_for_file(marker / "job.pid"))
+    grandchild_pid = int(wait_for_file(marker / "grandchild.pid"))
 
     operator.on_kill()
     thread.join(timeout=30)
@@ -146,8 +130,8 @@ def test_on_kill_stops_the_whole_process_group(local_target, task_context):
     assert not thread.is_alive()
     assert isinstance(outcome.get("error"), AirflowException)
     assert "was killed" in str(outcome["error"])
-    assert is_gone(job_pid)
-    assert is_gone(grandchild_pid)
+    assert ended(job_pid)
+    assert ended(grandchild_pid)
 
 
 def test_timeout_stops_the_job(local_target, task_context):
@@ -157,7 +141,7 @@ def test_timeout_stops_the_job(local_target, task_context):
     with pytest.raises(AirflowException, match=r"still running after 1s .*stopped it"):
         operator.execute(task_context())
 
-    assert is_gone(int((marker / "job.pid").read_text()))
+    assert ended(int((marker / "job.pid").read_text()))
 
 
 def test_job_args_must_be_a_list(local_target, task_context):
