@@ -17,8 +17,9 @@ output (its JVM's log included), and the client exits with the job's exit code.
 What a job can tell from a fresh process: nothing but speed.
 
 - A driver serves only jobs of one launch environment: the interpreter, the working folder and
-  every environment variable except Airflow's per-task ``AIRFLOW_CTX_*`` name the pool. The
-  job's own environment is set exactly for its run.
+  every environment variable except those Airflow sets per task process (``AIRFLOW_CTX_*``,
+  ``_AIRFLOW_*``, ``__AIRFLOW_*``) name the pool. The job's own environment is set exactly for
+  its run.
 - Each job imports its own code afresh (only the interpreter's libraries stay) and, where Spark
   runs, gets a new Spark session (its own SQL options and temporary views; the cache cleared).
 - One job at a time per driver; jobs at the same time get drivers of their own.
@@ -57,9 +58,11 @@ IDLE_ENV = "HEADRACE_WARM_DRIVER_IDLE_S"
 # Five minutes: a day's Spark jobs are seconds apart, but a training run between two days takes
 # minutes (`make demo`: with a minute, every day after a training started a cold driver).
 DEFAULT_IDLE_S = 300.0
-# Variables Airflow sets per task (dag, task, run, try): they differ between jobs that may share
-# a driver, and no JVM or library reads them.
-PER_TASK_PREFIXES = ("AIRFLOW_CTX_",)
+# Variables Airflow sets per task process: the context (dag, task, run, try) and its supervisor's
+# private ones (e.g. __AIRFLOW_SUPERVISOR_FD, whose number varies). They differ between jobs that
+# may share a driver, and no JVM or library reads them. Seen in `make demo`: with only
+# AIRFLOW_CTX_ left out, a day's ingest and features jobs started drivers of their own.
+PER_TASK_PREFIXES = ("AIRFLOW_CTX_", "_AIRFLOW_", "__AIRFLOW_")
 # How long a new driver may take to listen (it imports nothing heavy before it does).
 START_TIMEOUT_S = 60.0
 # After SIGTERM, how long a stopping client waits for the driver's group before SIGKILL.

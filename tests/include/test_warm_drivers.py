@@ -32,7 +32,12 @@ def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(ru
     found = []
     for tag in ("one", "two"):
         out = tmp_path / f"{tag}.json"
-        env = {"AIRFLOW_CTX_TASK_ID": f"task-{tag}", "HEADRACE_SPARK_QUICK_JIT": "1"}
+        env = {
+            # What Airflow sets per task process: it differs between the two jobs.
+            "AIRFLOW_CTX_TASK_ID": f"task-{tag}",
+            "__AIRFLOW_SUPERVISOR_FD": str(len(found) + 7),
+            "HEADRACE_SPARK_QUICK_JIT": "1",
+        }
         runner.start_or_attach(PROBE, ["--out", str(out), "--tag", tag], tag, env=env)
         assert runner.wait(tag, timeout=180, poll_interval=0.1).state == SUCCEEDED
         found.append(json.loads(out.read_text()))
