@@ -142,8 +142,7 @@ def _driver_of(slot: Path, env: Mapping[str, str], cwd: str) -> dict:
         return process
     if process:
         _end_driver(process)
-    with contextlib.suppress(FileNotFoundError):
-        (slot / _SOCKET).unlink()
+    (slot / _SOCKET).unlink(missing_ok=True)
     child, create_time = start_detached(
         [sys.executable, "-m", "include.warm_drivers", "serve", str(slot)],
         log_path=slot / _LOG,
@@ -281,8 +280,7 @@ def _retire(slot: Path) -> bool:
         lock.close()
         return False
     for name in (_SOCKET, _PROCESS):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+        Path(name).unlink(missing_ok=True)
     return True
 
 
