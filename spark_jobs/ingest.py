@@ -1744,10 +1744,16 @@ def run_ingest(
     curated_stage = staging_uri(curated_zone, spec.dataset, partition, token)
     quarantine_stage = staging_uri(quarantine_zone, spec.dataset, partition, token)
 
-    # The salt reaches Spark as a one-row temp view read by a scalar subquery: it is never a
-    # literal in a query plan, so plans printed in logs and errors cannot leak it.
+    # The salt reaches Spark as a one-row temp view read by a scalar subquery: the queries that
+    # read it see a LocalRelation, whose rows no plan prints, never a literal, so plans printed in
+    # logs and errors cannot leak it. The view is a parameterized VALUES query (bound in the JVM;
+    # only its own parse plan, never printed, holds the value), not createDataFrame of a list: that
+    # is a Python RDD, and reading it started a Python worker daemon (3 processes, about 1.3 CPU-s)
+    # in every Spark driver that ran an ingest.
     salt_view = f"headrace_pii_salt_{token}"
-    spark.createDataFrame([(pii_salt,)], "salt string").createOrReplaceTempView(salt_view)
+    spark.sql(
+        "SELECT * FROM VALUES (:salt) AS salt_row(salt)", args={"salt": pii_salt}
+    ).createOrReplaceTempView(salt_view)
     salt_sql = f"(SELECT salt FROM {salt_view})"  # noqa: S608 - a view name generated here
     cached: list = []
     final = None
