@@ -27,7 +27,7 @@ STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installe
 # pyspark with pandas and pyarrow 1.8 s -> 0.4 s; about 50 s more at install.
 SYNC := $(UV) pip sync --compile-bytecode
 
-.PHONY: help prereqs venv envs bytecode test test-fast test-jobs test-worker test-contract test-e2e test-e2e-days lint browser demo up down status lock bench clean package deploy audit new-pipeline
+.PHONY: help prereqs venv envs bytecode test test-fast test-jobs test-worker test-e2e test-e2e-days lint browser demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
@@ -91,17 +91,16 @@ lint: $(VENV)/.installed
 # The suite runs in the environment of the code under test: spark_jobs/ in Spark's, training/ in
 # training's, everything else (DAGs, operators, the stack) in the worker's. Three lanes at a time
 # (-O prints each lane's output whole when it ends): the end-to-end tests in two lanes (the
-# every-day-once test alone: it is the longest) and the worker's other tests; then the jobs' tests
-# when the first lane ends, and the contract suite when the next does. The end-to-end tests spend much of their time waiting on a scheduler
+# every-day-once test alone: it is the longest), the worker's other tests, and the jobs' tests
+# when the first lane ends. The end-to-end tests spend much of their time waiting on a scheduler
 # loop or a job: with two lanes, vmstat over a run showed the 2 cores 25 % idle while the tests
 # ran (2026-12-05). Not more: four at a time (the worker's tests and the jobs' each in two lanes)
 # left the cores under 1 % idle but took 1,158 s from a fresh clone against 1,073-1,106 s for
 # three, every lane slower (the demo test 450 s against 373 s); five made the longest end-to-end
 # test 2.4x slower and the demo test ran past its 15-minute limit. Every test runs in exactly one
-# lane: the --ignore lists and the folders and the one file named below are the only things that
-# divide them.
+# lane: the --ignore lists and the one file named below are the only things that divide them.
 test: envs lint browser bytecode
-	@$(MAKE) --no-print-directory -O -j3 test-e2e-days test-worker test-e2e test-jobs test-contract
+	@$(MAKE) --no-print-directory -O -j3 test-e2e-days test-worker test-e2e test-jobs
 
 # Each lane ends with its slowest tests, where to look when the suite gets slower.
 DURATIONS := --durations=15
@@ -122,16 +121,11 @@ test-e2e: envs
 test-e2e-days: envs
 	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) $(EVERY_DAY_ONCE)
 
-# The worker environment's other tests.
+# The worker environment's other tests, the AWS contract suite (DAGs on moto) included: it ran in
+# the end-to-end lane until that lane was the critical path by 430 s (1,549 s against 1,121 s for
+# this lane and the jobs' tests together); the contract suite takes 172 s alone.
 test-worker: envs
-	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) --ignore=tests/spark_jobs --ignore=tests/training \
-		--ignore=tests/e2e --ignore=tests/contract
-
-# The AWS contract suite (DAGs on moto), a lane of its own started last: test's third slot frees
-# when the end-to-end lane ends, about 160 s before the others. In the worker's lane it made that
-# lane the longest by about 170 s (1,036-1,102 s, with the others done by 854-1,021 s; CI27, CI28).
-test-contract: envs
-	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) tests/contract
+	$(QUICK_JIT) $(VPY) -m pytest $(DURATIONS) --ignore=tests/spark_jobs --ignore=tests/training --ignore=tests/e2e
 
 # The inner loop: the worker environment's tests that start no stack, job, server or fresh
 # interpreter (markers e2e and slow, pyproject.toml; the contract suite runs DAGs on moto).
