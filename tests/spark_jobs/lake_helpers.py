@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from include.datagen.churn import JSON_BARE_COLUMNS, LANDING_COLUMNS
+from spark_jobs.spark_session import QUICK_JIT_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO_ROOT / "include" / "datasets" / "churn.yaml"
@@ -69,6 +71,19 @@ def ingest_command(landing: str, ds: str, lake_root: str, *extra: str) -> list[s
         "--landing-uri", landing, "--ds", ds, "--lake-root", lake_root,
         "--pii-salt-env", "HEADRACE_PII_SALT", *extra,
     ]  # fmt: skip
+
+
+def ingest_env(**extra: str) -> dict[str, str]:
+    """The environment of an ``ingest_command`` process: the salt, the repository on the path,
+    and the quick JIT, as the end-to-end tests' jobs take it (spark_jobs/spark_session.py): a
+    fresh process runs one small job, and the lane's cores are shared."""
+    return {
+        **os.environ,
+        "HEADRACE_PII_SALT": TEST_SALT,
+        "PYTHONPATH": str(REPO_ROOT),
+        QUICK_JIT_ENV: "1",
+        **extra,
+    }
 
 
 def csv_field(value: str | None) -> str:

@@ -8,7 +8,6 @@ order happens to repeat, so only a run in a second process shows the difference.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lake_helpers import (
     TEST_SALT,
     csv_text,
     ingest_command,
+    ingest_env,
     lake_paths,
     record,
     tree_digest,
@@ -130,7 +130,7 @@ def test_a_run_in_another_process_writes_the_same_bytes(spark, spec, tmp_path):
     run_ingest(spark, spec, landing_uri=str(day), ds=DS, lake_root=str(lake), pii_salt=TEST_SALT)
     paths = lake_paths(lake, DS)
     before = {zone: tree_digest(paths[zone]) for zone in paths}
-    env = {**os.environ, "HEADRACE_PII_SALT": TEST_SALT, "PYTHONPATH": str(REPO_ROOT)}
+    env = ingest_env()
     process = subprocess.run(
         ingest_command(str(day), DS, str(lake)),
         cwd=REPO_ROOT,

@@ -16,6 +16,7 @@ from lake_helpers import (
     REPO_ROOT,
     TEST_SALT,
     ingest_command,
+    ingest_env,
     lake_paths,
     read_rows,
     sorted_rows_hash,
@@ -186,7 +187,7 @@ def test_killing_the_job_process_mid_write_keeps_the_previous_partition(
     before = snapshot(lake)
     big = make_landing(tmp_path / "big", 120_000, seed=5)
 
-    env = {**os.environ, "HEADRACE_PII_SALT": TEST_SALT, "PYTHONPATH": str(REPO_ROOT)}
+    env = ingest_env()
     command = ingest_command(str(big), DS, lake.as_uri())
     # Its own process group: the kill reaches the Python driver and its JVM together.
     job = subprocess.Popen(

@@ -7,7 +7,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import subprocess
 from datetime import date
 
@@ -17,6 +16,7 @@ from lake_helpers import (
     TEST_SALT,
     all_text,
     ingest_command,
+    ingest_env,
     lake_paths,
     planted_pii,
     read_rows,
@@ -46,13 +46,8 @@ def job_run(tmp_path_factory):
         )
     )
     lake = root / "lake"
-    env = {
-        **os.environ,
-        "HEADRACE_PII_SALT": TEST_SALT,
-        "PYTHONPATH": str(REPO_ROOT),
-        # Verbose on purpose: every plan, task and file Spark logs is searched for leaks.
-        "HEADRACE_SPARK_LOG_LEVEL": "INFO",
-    }
+    # Verbose on purpose: every plan, task and file Spark logs is searched for leaks.
+    env = ingest_env(HEADRACE_SPARK_LOG_LEVEL="INFO")
     process = subprocess.run(
         # --JOB_RUN_ID is what Glue adds to every run: ignored, not refused.
         ingest_command(str(landing), DS, lake.as_uri(), "--JOB_RUN_ID", "jr_0123"),
