@@ -185,7 +185,10 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__API__SECRET_KEY": stack_secrets["secret_key"],
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # A writer waits up to 30 s for SQLite's lock, not Python's default 5 s: on busy cores
+            # the scheduler's transactions can hold it longer, and a POST of a DAG run then
+            # failed with HTTP 500, "database is locked" (seen in CI30, the demo test's lake setup).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(
                 home / "logs" / "dag_processor"
