@@ -1744,12 +1744,11 @@ def run_ingest(
     curated_stage = staging_uri(curated_zone, spec.dataset, partition, token)
     quarantine_stage = staging_uri(quarantine_zone, spec.dataset, partition, token)
 
-    # The salt reaches Spark as a one-row temp view read by a scalar subquery: the queries that
-    # read it see a LocalRelation, whose rows no plan prints, never a literal, so plans printed in
-    # logs and errors cannot leak it. The view is a parameterized VALUES query (bound in the JVM;
-    # only its own parse plan, never printed, holds the value), not createDataFrame of a list: that
-    # is a Python RDD, and reading it started a Python worker daemon (3 processes, about 1.3 CPU-s)
-    # in every Spark driver that ran an ingest.
+    # The salt reaches Spark as a one-row temp view read by a scalar subquery, never as a literal
+    # in the plans of the queries that read it (they show a LocalRelation, whose rows no plan
+    # prints), so plans printed in logs and errors cannot leak it. A parameterized VALUES query
+    # builds the view in the JVM; createDataFrame of a Python list is a Python RDD, and reading it
+    # started Spark's Python worker daemon (3 processes, about 1.3 CPU-s) in every driver.
     salt_view = f"headrace_pii_salt_{token}"
     spark.sql(
         "SELECT * FROM VALUES (:salt) AS salt_row(salt)", args={"salt": pii_salt}
