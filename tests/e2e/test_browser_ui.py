@@ -75,10 +75,20 @@ class DevToolsPage:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def _evaluate_unless_navigating(self, expression: str):
+        """``evaluate``, or None when the page navigated away while it ran (as a login's redirect
+        does; seen in CI33): a poll then simply asks again."""
+        try:
+            return self.evaluate(expression)
+        except RuntimeError as error:
+            if "Inspected target navigated or closed" not in str(error):
+                raise
+            return None
+
     def wait_for(self, expression: str, what: str, timeout: float = 60.0):
         """Poll ``expression`` until it is truthy; its value."""
         deadline = time.monotonic() + timeout
-        while not (value := self.evaluate(expression)):
+        while not (value := self._evaluate_unless_navigating(expression)):
             if time.monotonic() > deadline:
                 text = self.evaluate("document.body ? document.body.innerText.slice(0, 2000) : ''")
                 raise TimeoutError(f"{what} after {timeout:.0f}s; the page shows:\n{text}")
