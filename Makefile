@@ -27,7 +27,7 @@ STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installe
 # pyspark with pandas and pyarrow 1.8 s -> 0.4 s; about 50 s more at install.
 SYNC := $(UV) pip sync --compile-bytecode
 
-.PHONY: help prereqs venv envs bytecode test test-fast test-jobs test-worker test-e2e test-e2e-days lint browser demo up down status lock bench clean package deploy audit new-pipeline
+.PHONY: help prereqs venv envs envs-parallel bytecode test test-fast test-jobs test-worker test-e2e test-e2e-days lint browser demo up down status lock bench clean package deploy audit new-pipeline
 
 help:
 	@echo "make demo    run the pipeline through the local Airflow stack and print a summary"
@@ -52,13 +52,15 @@ $(VENV)/.installed: envs/worker.txt
 	$(SYNC) --python $(VPY) envs/worker.txt
 	@touch $@
 
+# The jobs' environments get no pip of their own (uv installs into them, and its sync would only
+# remove pip again): ensurepip took 3.7 s of each one's creation.
 $(SPARK_VENV)/.installed: envs/spark.txt $(VENV)/.installed
-	@if [ ! -x $(SPARK_VENV)/bin/python ]; then $(JOB_PYTHON) -m venv $(SPARK_VENV); fi
+	@if [ ! -x $(SPARK_VENV)/bin/python ]; then $(JOB_PYTHON) -m venv --without-pip $(SPARK_VENV); fi
 	$(SYNC) --python $(SPARK_VENV)/bin/python envs/spark.txt
 	@touch $@
 
 $(TRAINING_VENV)/.installed: envs/training.txt $(VENV)/.installed
-	@if [ ! -x $(TRAINING_VENV)/bin/python ]; then $(JOB_PYTHON) -m venv $(TRAINING_VENV); fi
+	@if [ ! -x $(TRAINING_VENV)/bin/python ]; then $(JOB_PYTHON) -m venv --without-pip $(TRAINING_VENV); fi
 	$(SYNC) --python $(TRAINING_VENV)/bin/python $(TORCH_SOURCE) envs/training.txt
 	@touch $@
 
@@ -68,7 +70,13 @@ $(SPARK_CLASS_ARCHIVE): $(SPARK_VENV)/.installed scripts/spark_class_archive.py
 	$(SPARK_VENV)/bin/python scripts/spark_class_archive.py
 
 venv: $(VENV)/.installed
-envs: $(STAMPS) $(SPARK_CLASS_ARCHIVE)
+# Two at a time: once the worker's environment (which holds uv) is there, the Spark and training
+# environments install side by side, and the class archive is built while the training one still
+# compiles (the archive's JVM keeps about 1.4 cores busy, a venv's creation and resolution one).
+envs:
+	@$(MAKE) --no-print-directory -O -j2 envs-parallel
+envs-parallel: $(STAMPS) $(SPARK_CLASS_ARCHIVE)
+	@:
 
 # The repository's own modules as bytecode, for the worker's Python and the jobs' (3.12 and 3.11
 # keep separate files). With PYTHONDONTWRITEBYTECODE set (as on the project's machines) nothing
