@@ -191,6 +191,11 @@ class SimulatedAws:
         self.processing_jobs: list[str] = []
         self.run_notes: dict[tuple[str, str], str] = {}
         self.run_spark = True
+        # The environment of every Spark job after the first that read the PII salt: it keeps
+        # the salt, so the features jobs share the ingest jobs' warm driver (a driver serves one
+        # environment) as in the local stack, where every job has HEADRACE_PII_SALT. Without it
+        # the features jobs started a second JVM.
+        self.spark_env: dict[str, str] = {}
 
     def register(self, capture: RequestCapture) -> None:
         capture.after.update(
@@ -239,6 +244,7 @@ class SimulatedAws:
         local_argv = self.mirror.to_local(argv)
         # HEADRACE_SPARK_QUICK_JIT comes from the environment, as the local runner takes it.
         env = {**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"}
+        env.update(self.spark_env)
         if "--pii-salt-secret-id" in local_argv:
             # The job's read of its salt secret goes through this process's recorded clients
             # (the capture counts every request moto receives); the job gets the value in its
@@ -248,9 +254,10 @@ class SimulatedAws:
             at = local_argv.index("--pii-salt-secret-id")
             secret_id = local_argv[at + 1]
             client = boto3.client("secretsmanager", region_name=REGION)
-            env["HEADRACE_CONTRACT_PII_SALT"] = client.get_secret_value(SecretId=secret_id)[
-                "SecretString"
-            ]
+            self.spark_env["HEADRACE_CONTRACT_PII_SALT"] = client.get_secret_value(
+                SecretId=secret_id
+            )["SecretString"]
+            env.update(self.spark_env)
             local_argv[at : at + 2] = ["--pii-salt-env", "HEADRACE_CONTRACT_PII_SALT"]
         # In the Spark environment (like Glue's), as the service would run it: not this process;
         # in a warm driver, as the local runner starts jobs (include/warm_drivers.py).
