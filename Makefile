@@ -107,7 +107,10 @@ lint: $(VENV)/.installed
 # three, every lane slower (the demo test 450 s against 373 s); five made the longest end-to-end
 # test 2.4x slower and the demo test ran past its 15-minute limit. Every test runs in exactly one
 # lane: the --ignore lists and the one file named below are the only things that divide them.
-test: envs lint browser bytecode
+# The environments first, on their own: `envs` builds them in a make of its own, so with `make -j`
+# lint must not start on the worker's environment beside it.
+test: envs
+	@$(MAKE) --no-print-directory lint browser bytecode
 	@$(MAKE) --no-print-directory -O -j3 test-e2e-days test-worker test-e2e test-jobs
 
 # Each lane ends with its slowest tests, where to look when the suite gets slower.

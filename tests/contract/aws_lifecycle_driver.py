@@ -242,9 +242,6 @@ class SimulatedAws:
 
         self.mirror.pull()
         local_argv = self.mirror.to_local(argv)
-        # HEADRACE_SPARK_QUICK_JIT comes from the environment, as the local runner takes it.
-        env = {**os.environ, "PYSPARK_PYTHON": spark_python(), "SPARK_LOCAL_IP": "127.0.0.1"}
-        env.update(self.spark_env)
         if "--pii-salt-secret-id" in local_argv:
             # The job's read of its salt secret goes through this process's recorded clients
             # (the capture counts every request moto receives); the job gets the value in its
@@ -257,8 +254,14 @@ class SimulatedAws:
             self.spark_env["HEADRACE_CONTRACT_PII_SALT"] = client.get_secret_value(
                 SecretId=secret_id
             )["SecretString"]
-            env.update(self.spark_env)
             local_argv[at : at + 2] = ["--pii-salt-env", "HEADRACE_CONTRACT_PII_SALT"]
+        # HEADRACE_SPARK_QUICK_JIT comes from the environment, as the local runner takes it.
+        env = {
+            **os.environ,
+            "PYSPARK_PYTHON": spark_python(),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            **self.spark_env,
+        }
         # In the Spark environment (like Glue's), as the service would run it: not this process;
         # in a warm driver, as the local runner starts jobs (include/warm_drivers.py).
         result = subprocess.run(
