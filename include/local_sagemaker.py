@@ -24,10 +24,10 @@ of its own on the same supervisor (``<work_root>/tuning-jobs/<name>/``): the wor
 waits on it, stops it; the search runs in the job. TPE (Bayesian) or random sampling over the
 request's parameter ranges with its seed, at most ``MaxParallelTrainingJobs`` (and no more than
 this machine's cores) training jobs at once, each one a local training job as above, the
-objective read with the objective metric's regex and a median rule for
-``TrainingJobEarlyStoppingType=Auto``. The study lives in a SQLite file in the tuning job's
-folder, so a tuning job started again after it failed or was lost resumes the search and
-re-attaches to its running trials; stopping it stops its trials.
+objective read with the objective metric's regex and SageMaker's median rule for
+``TrainingJobEarlyStoppingType=Auto`` (:mod:`include.tuning_early_stopping`). The study lives
+in a SQLite file in the tuning job's folder, so a tuning job started again after it failed or
+was lost resumes the search and re-attaches to its running trials; stopping it stops its trials.
 """
 
 from __future__ import annotations
@@ -898,6 +898,8 @@ def _tune(
 
     import optuna
 
+    from include.tuning_early_stopping import SageMakerEarlyStopping
+
     request = read_json(job_dir / _REQUEST_FILE)
     name = request["HyperParameterTuningJobName"]
     config = request["HyperParameterTuningJobConfig"]
@@ -922,10 +924,10 @@ def _tune(
             f"tuning strategy {strategy!r} is not supported locally (Bayesian, Random)"
         )
     early_stopping = config.get("TrainingJobEarlyStoppingType", "Off") == "Auto"
+    # A trial's first epoch is not judged: it says more about how a learning rate starts than
+    # where it goes (SageMaker documents no such grace; the rule is otherwise its own).
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=max(2, parallel), n_warmup_steps=1)
-        if early_stopping
-        else optuna.pruners.NopPruner()
+        SageMakerEarlyStopping(warmup_steps=1) if early_stopping else optuna.pruners.NopPruner()
     )
     # Each trainer gets its share of the cores instead of one thread pool per core each.
     threads = str(max(1, (os.cpu_count() or 1) // parallel))

@@ -585,7 +585,7 @@ def build_tuning_job_request(
     :param max_parallel_jobs: at once (default ``HEADRACE_TUNING_MAX_PARALLEL_JOBS``).
     :param strategy: ``Bayesian`` or ``Random`` (what the local runtime can honour too).
     :param early_stopping: stop training jobs unlikely to beat the best so far
-        (``TrainingJobEarlyStoppingType=Auto``; a median rule locally).
+        (``TrainingJobEarlyStoppingType=Auto``; the same median rule locally).
     :param random_seed: makes the search reproducible on both targets.
     """
     training = settings.training
