@@ -283,26 +283,34 @@ def test_local_alert_is_a_log_line_and_a_file(lake, scored, caplog):
     )
 
 
-def run_dag(lake, airflow_home, repo_root, dag_id: str, *days: str) -> dict:
-    """``dag.test()`` of a real DAG for each day, in a subprocess; the outcome per day."""
-    env = {**os.environ, **lake["env"], "AIRFLOW_HOME": str(airflow_home)}
+@pytest.fixture(scope="module")
+def dag_runs(lake, scored, migrated_airflow_home, repo_root) -> dict:
+    """``dag.test()`` of the real scoring DAG for the calm day, then of the monitoring DAG for
+    both days, in one subprocess (Airflow's start-up paid once); the outcome per DAG and day, and
+    the calm day's predictions manifest as it was before."""
+    manifest_path = Path(scored[CALM_DS]["committed"]["manifest_uri"].removeprefix("file://"))
+    before = manifest_path.read_bytes()
+    env = {**os.environ, **lake["env"], "AIRFLOW_HOME": str(migrated_airflow_home)}
+    runs = [
+        f"churn_scoring:{CALM_DS}",
+        f"churn_monitoring:{DRIFT_DS}",
+        f"churn_monitoring:{CALM_DS}",
+    ]
     completed = subprocess.run(
-        [sys.executable, "tests/include/scoring_dag_run.py", dag_id, *days],
-        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600,
+        [sys.executable, "tests/include/scoring_dag_run.py", *runs],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     lines = [line for line in completed.stdout.splitlines() if line.startswith("OUTCOME ")]
     assert lines, f"no outcome (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
-    return json.loads(lines[-1].removeprefix("OUTCOME "))
+    outcome = json.loads(lines[-1].removeprefix("OUTCOME "))
+    return {**outcome, "manifest_path": manifest_path, "manifest_before": before}
 
 
 @pytest.mark.e2e
 def test_the_scoring_dag_rescores_a_day_to_the_same_bytes_and_emits_the_predictions_event(
-    lake, scored, migrated_airflow_home, repo_root
+    lake, dag_runs
 ):
-    manifest_path = Path(scored[CALM_DS]["committed"]["manifest_uri"].removeprefix("file://"))
-    before = manifest_path.read_bytes()
-
-    outcome = run_dag(lake, migrated_airflow_home, repo_root, "churn_scoring", CALM_DS)[CALM_DS]
+    outcome = dag_runs["churn_scoring"][CALM_DS]
 
     assert outcome["dag_run_state"] == "success", outcome["tasks"]
     assert outcome["events"] == [
@@ -315,16 +323,13 @@ def test_the_scoring_dag_rescores_a_day_to_the_same_bytes_and_emits_the_predicti
          "commit_predictions"], "success",
     )  # fmt: skip
     # A new transform job, the same model and data: the committed partition is byte-identical.
-    assert manifest_path.read_bytes() == before
+    assert dag_runs["manifest_path"].read_bytes() == dag_runs["manifest_before"]
 
 
 @pytest.mark.e2e
-def test_the_monitoring_dag_emits_the_drift_event_only_for_the_drifted_day(
-    lake, scored, migrated_airflow_home, repo_root
-):
-    outcome = run_dag(lake, migrated_airflow_home, repo_root, "churn_monitoring", DRIFT_DS, CALM_DS)
+def test_the_monitoring_dag_emits_the_drift_event_only_for_the_drifted_day(lake, dag_runs):
+    drifted, calm = dag_runs["churn_monitoring"][DRIFT_DS], dag_runs["churn_monitoring"][CALM_DS]
 
-    drifted, calm = outcome[DRIFT_DS], outcome[CALM_DS]
     assert drifted["dag_run_state"] == calm["dag_run_state"] == "success"
     assert drifted["tasks"] == {"drift_plan": "success", "drift_job": "success",
                                 "drift_check": "success", "drift_found": "success",
