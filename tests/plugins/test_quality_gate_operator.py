@@ -730,45 +730,44 @@ def test_deequ_job_without_a_result_fails_the_gate(aws_target, aws_calls, task_c
 
 _DAG_TEST = r"""
 import json, sys
+from pathlib import Path
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/plugins", sys.argv[1] + "/tests/include/dq"]
 from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from dq_partitions import DS, clean_frame, write_partition
 from include.dq.gate import load_dataset_rules
+lake = Path(sys.argv[2].removeprefix("file://"))
+result_path = lake / "reports" / "churn" / "quality" / f"ds={DS}" / "result.json"
+features_manifest = lake / "features" / "churn" / f"ds={DS}" / "_manifest.json"
 types = load_dataset_rules("churn").curated_types()
-frame = clean_frame(types)
-if sys.argv[3] == "bad":
-    frame.loc[8, "region"] = "mars"
-write_partition(sys.argv[2], frame, types)
 from airflow.dag_processing.bundles.manager import DagBundlesManager
 bag = DagBag(dag_folder=sys.argv[1] + "/dags")
 # What the dag-processor does: store the DAG and activate its Assets (outlets must be active).
 DagBundlesManager().sync_bundles_to_db()
 sync_bag_to_db(bag, "dags-folder", None)
-run = bag.dags["churn_validation"].test(run_conf={"ds": DS})
-tis = {t.task_id: t for t in run.get_task_instances()}
-ti = tis["quality_gate"]
-print("OUTCOME " + json.dumps({"dag_run_state": str(run.state), "ti_state": str(ti.state), "features_state": str(tis["features"].state), "xcom": ti.xcom_pull(task_ids="quality_gate")}))
+for partition in sys.argv[3:]:
+    frame = clean_frame(types)
+    if partition == "bad":
+        frame.loc[8, "region"] = "mars"
+    write_partition(sys.argv[2], frame, types)
+    result_path.unlink(missing_ok=True)
+    features_manifest.unlink(missing_ok=True)
+    print(f"PARTITION {partition}", flush=True)
+    run = bag.dags["churn_validation"].test(run_conf={"ds": DS})
+    tis = {t.task_id: t for t in run.get_task_instances()}
+    ti = tis["quality_gate"]
+    print("OUTCOME " + json.dumps({"partition": partition, "dag_run_state": str(run.state), "ti_state": str(ti.state), "features_state": str(tis["features"].state), "xcom": ti.xcom_pull(task_ids="quality_gate"), "result": json.loads(result_path.read_text()) if result_path.exists() else None, "features_manifest": json.loads(features_manifest.read_text()) if features_manifest.exists() else None}), flush=True)
 """
 
 
 @pytest.fixture(scope="module")
-def dag_test_lake(tmp_path_factory) -> Path:
-    """One lake for the module's DAG runs: the validated Asset's URI is under it, and an Asset's
-    name may map to one URI only in the shared Airflow database."""
-    return tmp_path_factory.mktemp("dag_test") / "lake"
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("partition", ["good", "bad"])
-def test_churn_validation_dag_in_the_task_runner(
-    partition, migrated_airflow_home, dag_test_lake, repo_root
-):
-    """The real DAG file through ``dag.test()``: the ds param is rendered into the gate, XCom holds
-    the summary, and a failed error rule fails the task (no retry: the data would not change)."""
+def validation_dag_runs(tmp_path_factory, migrated_airflow_home, repo_root) -> dict:
+    """The churn validation DAG through ``dag.test()`` on a good, then a bad partition of one
+    day, in one subprocess (Airflow's start-up paid once): per partition the outcome, the gate's
+    result and the features manifest as that run left them, and the run's log lines."""
     import os
     import subprocess
 
-    lake = dag_test_lake.as_uri()
+    lake = (tmp_path_factory.mktemp("dag_test") / "lake").as_uri()
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(migrated_airflow_home),
@@ -776,29 +775,44 @@ def test_churn_validation_dag_in_the_task_runner(
         "HEADRACE_LAKE_ROOT": lake,
     }
     completed = subprocess.run(
-        [sys.executable, "-c", _DAG_TEST, str(repo_root), lake, partition],
-        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", _DAG_TEST, str(repo_root), lake, "good", "bad"],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=600,
     )  # fmt: skip
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("OUTCOME ")]
-    assert lines, f"no outcome (exit {completed.returncode}):\n{completed.stderr[-4000:]}"
-    outcome = json.loads(lines[-1].removeprefix("OUTCOME "))
-    result_path = dag_test_lake / "reports" / "churn" / "quality" / f"ds={DS}" / "result.json"
-    assert result_path.exists(), f"{outcome}\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}"
-    result = json.loads(result_path.read_text())
+    runs, partition = {}, None
+    for line in completed.stdout.splitlines():
+        if line.startswith("PARTITION "):
+            partition = line.removeprefix("PARTITION ")
+            runs[partition] = {"log": []}
+        elif line.startswith("OUTCOME "):
+            runs[partition].update(json.loads(line.removeprefix("OUTCOME ")))
+        elif partition is not None:
+            runs[partition]["log"].append(line)
+    assert all("dag_run_state" in run for run in runs.values()) and len(runs) == 2, (
+        f"no outcome (exit {completed.returncode}):\n{completed.stdout[-4000:]}"
+    )
+    return runs
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("partition", ["good", "bad"])
+def test_churn_validation_dag_in_the_task_runner(partition, validation_dag_runs):
+    """The real DAG file through ``dag.test()``: the ds param is rendered into the gate, XCom holds
+    the summary, and a failed error rule fails the task (no retry: the data would not change)."""
+    outcome = validation_dag_runs[partition]
+    result = outcome["result"]
+    assert result is not None, "\n".join(outcome["log"][-60:])
     if partition == "good":
         assert (outcome["dag_run_state"], outcome["ti_state"]) == ("success", "success")
         # Features are built from the validated day only.
         assert outcome["features_state"] == "success"
-        features_manifest = dag_test_lake / "features" / "churn" / f"ds={DS}" / "_manifest.json"
-        assert json.loads(features_manifest.read_text())["ds"] == DS
+        assert outcome["features_manifest"]["ds"] == DS
         assert outcome["xcom"]["ds"] == DS and outcome["xcom"]["passed"] is True
         assert result["passed"] is True
     else:
         assert (outcome["dag_run_state"], outcome["ti_state"]) == ("failed", "failed")
         assert outcome["features_state"] == "upstream_failed"
+        assert outcome["features_manifest"] is None
         assert outcome["xcom"] is None
         assert result["counts"]["failed_error"] == 1
-        assert (
-            "allowed_values_region (allowed_values) on region"
-            in completed.stdout + completed.stderr
-        )
+        assert "allowed_values_region (allowed_values) on region" in "\n".join(outcome["log"])
