@@ -7,7 +7,7 @@ compares with the values of *completed* trials only, at the same step. With para
 slow trial started beside the first ones then has nothing to compare with until others finish,
 and nothing at all past the steps they reached, so whether it was stopped depended on which
 trial finished first (a 106 s or a 340 s retraining in ``make demo``). This rule counts every
-earlier trial, running or ended, and is the one jobs on AWS get.
+earlier trial, running or ended, as SageMaker's documentation describes it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def worse_than_median_of_running_averages(
 
 class SageMakerEarlyStopping(optuna.pruners.BasePruner):
     """Stops a trial whose latest objective is worse than the median of the running averages of
-    the trials asked before it (any state), from its ``warmup_steps``-th report on."""
+    the trials asked before it (any state), from step ``warmup_steps`` on (the first is 0)."""
 
     def __init__(self, warmup_steps: int = 1):
         self.warmup_steps = warmup_steps
