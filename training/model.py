@@ -17,7 +17,11 @@ MODEL_FILE = "model.pt"
 MODEL_CONFIG_FILE = "model_config.json"
 MODEL_CONFIG_VERSION = 1
 ARCHITECTURE = "mlp"
-SCORING_BATCH_ROWS = 65_536
+# Rows per forward pass when scoring. A batch's activations should stay in the CPU's cache: on
+# this project's 2-core machine, one thread, 40,000 rows took 0.44 s in batches of 4,096 and
+# 0.65 s in batches of 65,536 (a 454-wide, 4-layer network), 0.020 s and 0.038 s (128 x 2).
+# The scores came out the same bit for bit. A GPU pays a few more small kernel launches.
+SCORING_BATCH_ROWS = 4_096
 
 
 class ModelConfigError(ValueError):

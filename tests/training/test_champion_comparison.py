@@ -164,3 +164,27 @@ def test_a_champion_on_other_features_is_reported_as_not_paired(
     assert comparison["paired"] is False
     assert "trained on other features" in comparison["reason"]
     assert "a_retired_feature" in comparison["reason"] and renamed in comparison["reason"]
+
+
+def test_the_interval_is_the_percentile_of_roc_auc_score_over_the_same_resamples():
+    rng = np.random.default_rng(11)
+    y = np.zeros(30, dtype=int)
+    y[[4, 17]] = 1  # two positives in 30 rows: about one resample in eight holds none
+    challenger = np.round(rng.uniform(size=30), 1)  # ten distinct scores: many ties
+    champion = np.round(0.3 * y + 0.7 * rng.uniform(size=30), 2)
+
+    result = paired_auc_comparison(y, challenger, champion, seed=2)
+
+    # The same draws as the bootstrap makes, each resample scored by scikit-learn.
+    draws = np.random.default_rng(2)
+    differences = []
+    for _ in range(1000):
+        rows = draws.integers(0, y.size, y.size)
+        if y[rows].min() == y[rows].max():
+            continue
+        differences.append(
+            roc_auc_score(y[rows], challenger[rows]) - roc_auc_score(y[rows], champion[rows])
+        )
+    assert 0 < 1000 - len(differences) == 1000 - result["resamples_used"]
+    assert result["interval"] == pytest.approx(np.percentile(differences, [2.5, 97.5]), abs=1e-12)
+    assert result["challenger_auc"] == pytest.approx(roc_auc_score(y, challenger), abs=1e-15)
