@@ -28,6 +28,32 @@ class ModelConfigError(ValueError):
     """A saved model configuration is unusable; the message names the file and the field."""
 
 
+class MaskDropout(nn.Module):
+    """Dropout as ``nn.Dropout`` computes it: in training, each value is zeroed with probability
+    ``p`` and the others are scaled by ``1 / (1 - p)``; in eval mode, the identity.
+
+    Ours because torch's CPU dropout draws its mask with ``bernoulli_``, which is slow: on this
+    project's 2-core machine, one thread, forward and backward through a 1,024 x 454 bf16
+    activation took 6.2 ms with ``nn.Dropout`` and 2.9 ms with a uniform draw compared with
+    ``p``, and ``nn.Dropout`` was half of a training step of the 454-wide, 4-layer network (the
+    step 44 ms). The draw comes from the same torch generator, so a seed and a checkpointed
+    generator state still replay the same masks.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return values
+        keep = torch.rand(values.shape, device=values.device) >= self.p  # P(keep) = 1 - p
+        return values * (keep.to(values.dtype) * (1.0 / (1.0 - self.p)))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class TabularMLP(nn.Module):
     """``num_layers`` x (Linear, ReLU, Dropout) of ``hidden_width`` units, then one logit."""
 
@@ -38,7 +64,7 @@ class TabularMLP(nn.Module):
         for _ in range(num_layers):
             layers += [nn.Linear(width_in, hidden_width), nn.ReLU()]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(MaskDropout(dropout))
             width_in = hidden_width
         layers.append(nn.Linear(width_in, 1))
         self.net = nn.Sequential(*layers)

@@ -441,8 +441,11 @@ def train(args: argparse.Namespace, paths: JobPaths) -> int:
     validation_features = standardizer.transform(validation.features)
     config = architecture_config(len(features), args.hidden_width, args.num_layers, args.dropout)
     model = build_model(config).to(device)
+    # Fused: one kernel for every parameter's update, on CPU and CUDA (torch >= 2.4; the image
+    # has 2.5.1). On this project's 2-core machine, one thread, a step of the 454-wide, 4-layer
+    # network spent 3.5 ms in the for-each AdamW's update and 1.4 ms in the fused one.
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
+        model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True
     )
     scaler = torch.amp.GradScaler(device.type) if amp.grad_scaler else None
 
