@@ -77,6 +77,10 @@ def refuse_taken_port(port: int) -> None:
     """Fail before starting anything when another process holds the API port: the api-server
     would die on ``address already in use`` while that process answered the health checks."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the api-server's uvicorn binds: with SO_REUSEADDR, a listener still refuses the
+        # bind but the TIME_WAIT connections a stack leaves for a minute after it stopped do
+        # not (without it, `make demo` right after another was refused a port nobody held).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:

@@ -272,7 +272,9 @@ def check_story(rows: list[StageRow], days: list[str]) -> list[str]:
     return problems
 
 
-def print_summary(rows: list[StageRow], problems: list[str], wall_s: float, total_rows: int):
+def print_summary(
+    rows: list[StageRow], problems: list[str], wall_s: float, total_rows: int, stack_up: bool
+):
     headers = ("stage", "ds", "state", "duration", "rows", "key metric", "artifact")
     table = [
         (r.stage, r.ds, r.state, "-" if r.duration_s is None else f"{r.duration_s:.1f}s",
@@ -299,10 +301,14 @@ def print_summary(rows: list[StageRow], problems: list[str], wall_s: float, tota
     print(
         f"{len(rows)} runs, {failed} failed, {total_rows:,} rows generated, wall time {wall_s:.1f}s"
     )
-    print(
-        f"Airflow UI: {airflow_stack.api_url()} (user '{airflow_stack.ADMIN_USER}', password in "
+    ui = (
+        f"{airflow_stack.api_url()} (user '{airflow_stack.ADMIN_USER}', password in "
         f"{airflow_stack.airflow_home() / 'passwords.json'})"
     )
+    if stack_up:
+        print(f"Airflow UI: {ui}")
+    else:
+        print(f"The stack is stopped: `make up` serves these runs in the Airflow UI at {ui}")
 
 
 def reset_dataset(settings: Settings) -> None:
@@ -348,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     staging = airflow_stack.airflow_home() / "demo-staging"
     days = [(DEMO_START + timedelta(days=i)).isoformat() for i in range(args.days)]
     generator = start_generating(settings, staging, args.days, args.rows)
-    was_running = bool(airflow_stack.running_components())
+    keep_up = args.keep_up or bool(airflow_stack.running_components())
     rows: list[StageRow] = []
     problems: list[str] = []
     try:
@@ -377,9 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if generator.poll() is None:
             generator.kill()
-        if not (was_running or args.keep_up):
+        if not keep_up:
             airflow_stack.down()
-    print_summary(rows, problems, time.monotonic() - started, args.rows)
+    print_summary(rows, problems, time.monotonic() - started, args.rows, stack_up=keep_up)
     ok = rows and all(r.state in OK_STATES for r in rows) and not problems
     return 0 if ok else 1
 

@@ -103,7 +103,8 @@ def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     assert_lineage_command(lake, env)
 
     assert re.search(r"\d+ runs, 0 failed, 6,000 rows generated, wall time [\d.]+s", summary)
-    assert f"Airflow UI: http://127.0.0.1:{port}" in summary
+    stopped = "The stack is stopped: `make up` serves these runs in the Airflow UI at "
+    assert f"{stopped}http://127.0.0.1:{port}" in summary
     # The demo started the stack, so it stopped it: no pid file and nothing on the port.
     assert list((tmp_path / "airflow" / "pids").glob("*.pid")) == []
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):

@@ -62,6 +62,20 @@ def test_a_taken_port_is_refused_and_a_free_one_accepted(stack):
     stack.refuse_taken_port(port)  # released: accepted
 
 
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_accepted(stack):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            connection, _ = server.accept()
+            connection.close()  # the server closes first: its end waits in TIME_WAIT
+    # Nothing listens on the port, but a connection of the stopped server still names it.
+    assert f":{port:04X} " in Path("/proc/net/tcp").read_text()
+    stack.refuse_taken_port(port)  # accepted, as the api-server's own bind would be
+
+
 def test_up_refuses_a_taken_port_before_starting_anything(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("HEADRACE_AIRFLOW_HOME", str(tmp_path / "home"))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
