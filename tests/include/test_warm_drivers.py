@@ -1,5 +1,6 @@
 """Warm job drivers: a second Spark job reuses the JVM and sees nothing else of the first; a
-stopped or killed job ends its driver with it; an idle driver goes away."""
+stopped or killed job ends its driver with it; an idle driver goes away; a stopped driver's JVM
+removes its directories."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def runner(tmp_path, repo_root):
 
 
 def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(runner, tmp_path):
+    spark_local = tmp_path / "spark-local"  # where the JVM keeps its blockmgr-* directory
+    spark_local.mkdir()
     found = []
     for tag in ("one", "two"):
         out = tmp_path / f"{tag}.json"
@@ -37,6 +40,7 @@ def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(ru
             "AIRFLOW_CTX_TASK_ID": f"task-{tag}",
             "__AIRFLOW_SUPERVISOR_FD": str(len(found) + 7),
             "HEADRACE_SPARK_QUICK_JIT": "1",
+            "SPARK_LOCAL_DIRS": str(spark_local),
         }
         runner.start_or_attach(PROBE, ["--out", str(out), "--tag", tag], tag, env=env)
         assert runner.wait(tag, timeout=180, poll_interval=0.1).state == SUCCEEDED
@@ -57,6 +61,12 @@ def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(ru
     assert "the JVM says one" in logs["one"] and "probe one done" in logs["one"]
     assert "the JVM says two" in logs["two"] and "probe two done" in logs["two"]
     assert "says one" not in logs["two"] and "probe one" not in logs["two"]
+
+    # `make down` gives the JVM the time its shutdown hook takes to delete Spark's directories.
+    assert len(list(spark_local.glob("blockmgr-*"))) == 1
+    assert stop_drivers(runner.drivers_dir) == 1
+    assert not process_matches(first["pid"], None)
+    assert list(spark_local.iterdir()) == []
 
 
 def test_jobs_at_once_or_of_another_environment_get_drivers_of_their_own(runner, tmp_path):
