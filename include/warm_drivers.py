@@ -217,22 +217,15 @@ def _end_driver(driver: dict) -> None:
     pid = driver["pid"]
     if not process_matches(pid, driver.get("create_time")):
         return
-    members = []
+    members = []  # (pid, create time) of each process in the group
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
             if os.getpgid(process.pid) == pid:
-                members.append(process)
-
-    def running(process) -> bool:
-        try:  # a zombie has ended: only its parent's wait is left
-            return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
+                members.append((process.pid, process.create_time()))
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
-    while any(map(running, members)) and time.monotonic() < deadline:
+    while any(process_matches(*member) for member in members) and time.monotonic() < deadline:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)

@@ -495,10 +495,8 @@ def paired_auc_comparison(
         raise ValueError(f"resamples must be at least 1, got {resamples}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    challenger_auc_of, champion_auc_of = (
-        _BootstrapAuc(labels, challenger),
-        _BootstrapAuc(labels, champion),
-    )
+    challenger_auc_of = _BootstrapAuc(labels, challenger)
+    champion_auc_of = _BootstrapAuc(labels, champion)
     every_row_once = np.ones(labels.size, dtype=np.int64)
     challenger_auc = challenger_auc_of(every_row_once)
     champion_auc = champion_auc_of(every_row_once)
