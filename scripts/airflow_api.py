@@ -41,10 +41,36 @@ class AirflowApiError(RuntimeError):
         self.detail = error_detail(body)
         super().__init__(f"{method} {url} -> HTTP {status}: {self.detail}")
 
+    @property
+    def is_database_error(self) -> bool:
+        """HTTP 500 for a SQLAlchemy error (the detail's reason "Database error"): the request's
+        transaction was rolled back."""
+        try:
+            detail = json.loads(self.body).get("detail")
+        except (ValueError, AttributeError):
+            return False
+        return (
+            self.status == 500
+            and isinstance(detail, dict)
+            and detail.get("reason") == "Database error"
+        )
+
 
 # Seconds between two looks at a run that is being waited for: each wait ends up to this much
 # after the run did, and a local run's stages are seconds long (a look is one small GET).
 POLL_S = 0.5
+# Seconds a request may take: above the local stack's 30 s SQLite lock wait
+# (scripts/airflow_stack.py), so that a request held by it gets the server's answer, not a timeout.
+REQUEST_TIMEOUT_S = 60.0
+# How many times a request is sent in all while it is answered HTTP 500 "Database error"
+# (AirflowApiError.is_database_error: its transaction was rolled back). On the local stack it is
+# SQLite's "database is locked" after its lock wait, which Airflow 3.3.1 can cause itself: its
+# audit-log dependency of every write commits on the API server's event loop, so a write that
+# arrives while a task's state update in the same worker holds SQLite's write lock waits out the
+# lock wait, and the update, which needs the loop to commit, waits with it. Seen in CI at a stack's
+# start: the lake setup's trigger and a task's start both ended after 30 s, the trigger with this
+# 500.
+DATABASE_ERROR_ATTEMPTS = 3
 
 
 class AirflowApi:
@@ -56,7 +82,7 @@ class AirflowApi:
         base_url: str,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 30.0,
+        timeout: float = REQUEST_TIMEOUT_S,
         *,
         token: str | None = None,
     ):
@@ -82,14 +108,17 @@ class AirflowApi:
             headers["Authorization"] = f"Bearer {self._token_value()}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                payload = response.read()
-        except urllib.error.HTTPError as error:
-            raise AirflowApiError(
-                method, url, error.code, error.read().decode(errors="replace")
-            ) from None
-        return json.loads(payload) if payload else None
+        for attempt in range(1, DATABASE_ERROR_ATTEMPTS + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                    payload = response.read()
+                return json.loads(payload) if payload else None
+            except urllib.error.HTTPError as http_error:
+                body = http_error.read().decode(errors="replace")
+                error = AirflowApiError(method, url, http_error.code, body)
+            if attempt == DATABASE_ERROR_ATTEMPTS or not error.is_database_error:
+                raise error from None
+            time.sleep(0.5 * attempt)
 
     def get(self, path: str, **query):
         suffix = f"?{urllib.parse.urlencode(query, doseq=True)}" if query else ""

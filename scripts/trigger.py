@@ -24,7 +24,7 @@ import sys
 import urllib.error
 from pathlib import Path
 
-from airflow_api import AirflowApi, AirflowApiError
+from airflow_api import REQUEST_TIMEOUT_S, AirflowApi, AirflowApiError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_USERNAME = "admin"
@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--password-file", help="file with the user's password (or a simple auth manager JSON)"
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request")
+    parser.add_argument(
+        "--timeout", type=float, default=REQUEST_TIMEOUT_S, help="seconds per HTTP request"
+    )
     parser.add_argument("--json", action="store_true", help="print the whole API response")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -1,5 +1,6 @@
-"""The API client's read of asset events through Airflow 3.3.1's HTTP 500 on queued runs
-(apache/airflow#71360), against a local HTTP server that answers like the API does."""
+"""The API client through Airflow 3.3.1's HTTP 500s, against a local HTTP server that answers like
+the API does: the read of asset events while a run is queued (apache/airflow#71360), and a write
+answered "Database error" (a local stack's SQLite lock wait)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ from scripts.airflow_api import AirflowApi, AirflowApiError
 
 @pytest.fixture
 def server():
-    """A server on 127.0.0.1 answering each GET with the next (status, body) of ``answers``."""
+    """A server on 127.0.0.1 answering each request with the next (status, body) of ``answers``;
+    ``paths`` records each request's path, and a POST's or PATCH's body after it."""
     answers: list[tuple[int, dict]] = []
     paths: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.do_GET()
+            paths.append(json.loads(body))
+
+        do_PATCH = do_POST
+
         def do_GET(self):
             paths.append(self.path)
             status, body = answers.pop(0) if answers else (500, {"detail": "Internal"})
@@ -73,3 +82,43 @@ def test_a_500_that_outlasts_the_settle_time_is_raised(server):
     with pytest.raises(AirflowApiError, match="HTTP 500"):
         api.asset_events(settle_timeout=1.5, asset_id=3)
     assert 2 <= len(paths) <= 4
+
+
+# What the API answers for a SQLAlchemy error (airflow.api_fastapi.common.exceptions), here the
+# audit log's INSERT that waited out the local stack's SQLite lock wait.
+DATABASE_ERROR = {
+    "detail": {
+        "reason": "Database error",
+        "statement": "hidden",
+        "orig_error": "hidden",
+        "message": "Serious error when handling your request. Check logs for more details - you "
+        "will find it in api server when you look for ID 1iNs4bxy",
+    }
+}
+
+
+def test_a_write_answered_database_error_is_sent_again_and_taken(server):
+    api, answers, paths = server
+    answers += [(500, DATABASE_ERROR), (200, {"dag_run_id": "manual__1", "state": "queued"})]
+    assert api.trigger("lake_setup", {"ds": "2026-01-05"}) == "manual__1"
+    sent = {"logical_date": None, "conf": {"ds": "2026-01-05"}}
+    assert paths == ["/api/v2/dags/lake_setup/dagRuns", sent] * 2
+
+
+def test_a_database_error_that_lasts_is_raised_after_three_attempts(server):
+    api, answers, paths = server
+    answers += [(500, DATABASE_ERROR)] * 4
+    with pytest.raises(AirflowApiError, match="HTTP 500") as raised:
+        api.unpause("churn_ingestion")
+    assert raised.value.is_database_error
+    assert paths == ["/api/v2/dags/churn_ingestion", {"is_paused": False}] * 3
+    assert len(answers) == 1
+
+
+def test_other_500s_of_a_write_are_raised_at_once(server):
+    api, answers, _paths = server
+    answers += [(500, {"detail": "Internal Server Error"}), (200, {"dag_run_id": "manual__1"})]
+    with pytest.raises(AirflowApiError, match="HTTP 500: Internal Server Error") as raised:
+        api.trigger("lake_setup")
+    assert not raised.value.is_database_error
+    assert len(answers) == 1
