@@ -23,13 +23,19 @@ def server():
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            self.do_GET()
-            paths.append(json.loads(body))
+            self.answer(json.loads(body))
 
         do_PATCH = do_POST
 
         def do_GET(self):
+            self.answer(None)
+
+        def answer(self, sent):
+            # Recorded before the answer goes out: once it has, the client may send again (or
+            # the test assert) before this thread would append.
             paths.append(self.path)
+            if sent is not None:
+                paths.append(sent)
             status, body = answers.pop(0) if answers else (500, {"detail": "Internal"})
             payload = json.dumps(body).encode()
             self.send_response(status)
