@@ -402,7 +402,7 @@ def _print_login() -> None:
 # gives up (28 s seen), and the task is left to be retried on the next start. The triggerer and
 # the dag-processor reach the database without it, so it does not wait for them: the triggerer
 # takes 2-13 s to stop (Airflow's supervisor sleeps out its 10 s escalation delay when it misses
-# that its trigger runner has exited), and `down` took that plus the API server's 3-4 s.
+# that its trigger runner has exited), and `down` took that plus the API server's stop.
 STOP_FIRST = ("scheduler", "triggerer", "dag-processor")
 API_SERVER_OUTLIVES = ("scheduler",)
 
