@@ -1,12 +1,13 @@
 """The API client through Airflow 3.3.1's HTTP 500s, against a local HTTP server that answers like
-the API does: the read of asset events while a run is queued (apache/airflow#71360), and a write
-answered "Database error" (a local stack's SQLite lock wait)."""
+the API does: the read of asset events while a run is queued (apache/airflow#71360), a write
+answered "Database error" (a local stack's SQLite lock wait), and a look at a run answered late."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import threading
+import time
 
 import pytest
 
@@ -36,7 +37,9 @@ def server():
             paths.append(self.path)
             if sent is not None:
                 paths.append(sent)
-            status, body = answers.pop(0) if answers else (500, {"detail": "Internal"})
+            status, body, *delay = answers.pop(0) if answers else (500, {"detail": "Internal"})
+            # An answer may come late: (status, body, seconds).
+            time.sleep(delay[0] if delay else 0)
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -128,3 +131,23 @@ def test_other_500s_of_a_write_are_raised_at_once(server):
         api.trigger("lake_setup")
     assert not raised.value.is_database_error
     assert len(answers) == 1
+
+
+def test_a_look_at_a_run_answered_too_late_is_taken_again(server):
+    api, answers, paths = server
+    impatient = AirflowApi(api.base_url, token="test-token", timeout=0.5)
+    answers += [(200, {"state": "running"}, 2.0), (200, {"state": "success"})]
+    run = impatient.wait_for_run("lake_setup", "manual__1", timeout=30, poll_interval=0.05)
+    assert run == {"state": "success"}
+    assert paths == ["/api/v2/dags/lake_setup/dagRuns/manual__1"] * 2
+
+
+def test_a_run_never_answered_in_time_still_ends_the_wait_at_its_deadline(server):
+    api, answers, paths = server
+    impatient = AirflowApi(api.base_url, token="test-token", timeout=0.3)
+    answers += [(200, {"state": "running"}, 1.0)] * 20
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        impatient.wait_for_run("lake_setup", "manual__1", timeout=1.0, poll_interval=0.05)
+    assert 1.0 <= time.monotonic() - started < 5
+    assert 3 <= len(paths) <= 6
