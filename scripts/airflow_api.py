@@ -262,9 +262,9 @@ class AirflowApi:
                 run = self.dag_run(dag_id, run_id)
             except TimeoutError:
                 # A look is a read, so one the server did not answer in time is only a missed
-                # look: the wait looks again until its own deadline. Seen in CI on a machine
-                # loaded three times over: the local API server answered nothing for 60 s while
-                # two tasks started, and the lake setup's wait ended on that one look, not the run.
+                # look: the wait looks again until its own deadline. Seen in CI when the machine ran
+                # the suite three times slower than usual: the local API server answered nothing
+                # for 60 s while two tasks started, and the lake setup's wait ended on that look.
                 if time.monotonic() > deadline:
                     raise
                 continue
