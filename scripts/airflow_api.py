@@ -266,7 +266,10 @@ class AirflowApi:
                 # the suite three times slower than usual: the local API server answered nothing
                 # for 60 s while two tasks started, and the lake setup's wait ended on that look.
                 if time.monotonic() > deadline:
-                    raise
+                    raise TimeoutError(
+                        f"{dag_id} run {run_id}: the API server did not answer a look in "
+                        f"{self._timeout:g}s at the end of the {timeout:g}s wait"
+                    ) from None
                 continue
             if run["state"] in TERMINAL_RUN_STATES:
                 return run

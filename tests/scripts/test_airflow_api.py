@@ -147,7 +147,7 @@ def test_a_run_never_answered_in_time_still_ends_the_wait_at_its_deadline(server
     impatient = AirflowApi(api.base_url, token="test-token", timeout=0.3)
     answers += [(200, {"state": "running"}, 1.0)] * 20
     started = time.monotonic()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match="lake_setup run manual__1: the API server did not"):
         impatient.wait_for_run("lake_setup", "manual__1", timeout=1.0, poll_interval=0.05)
     assert 1.0 <= time.monotonic() - started < 5
     assert 3 <= len(paths) <= 6
