@@ -38,8 +38,8 @@ def server():
             if sent is not None:
                 paths.append(sent)
             status, body, *delay = answers.pop(0) if answers else (500, {"detail": "Internal"})
-            # An answer may come late: (status, body, seconds).
-            time.sleep(delay[0] if delay else 0)
+            if delay:  # an answer may come late: (status, body, seconds)
+                time.sleep(delay[0])
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
