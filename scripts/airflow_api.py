@@ -59,17 +59,18 @@ class AirflowApiError(RuntimeError):
 # Seconds between two looks at a run that is being waited for: each wait ends up to this much
 # after the run did, and a local run's stages are seconds long (a look is one small GET).
 POLL_S = 0.5
-# Seconds a request may take: above the local stack's 30 s SQLite lock wait
-# (scripts/airflow_stack.py), so that a request held by it gets the server's answer, not a timeout.
+# Seconds a request may take: above the local stack's SQLite lock waits (30 s, the API server's
+# 5 s: scripts/airflow_stack.py), so that a request held by one gets the server's answer, not a
+# timeout.
 REQUEST_TIMEOUT_S = 60.0
 # How many times a request is sent in all while it is answered HTTP 500 "Database error"
 # (AirflowApiError.is_database_error: its transaction was rolled back). On the local stack it is
 # SQLite's "database is locked" after its lock wait, which Airflow 3.3.1 can cause itself: its
 # audit-log dependency of every write commits on the API server's event loop, so a write that
 # arrives while a task's state update in the same worker holds SQLite's write lock waits out the
-# lock wait, and the update, which needs the loop to commit, waits with it. Seen in CI at a stack's
-# start: the lake setup's trigger and a task's start both ended after 30 s, the trigger with this
-# 500.
+# lock wait, and the update, which needs the loop to commit, waits with it
+# (API_SERVER_LOCK_WAIT_S in scripts/airflow_stack.py). Seen in CI at a stack's start: the lake
+# setup's trigger and a task's start both ended after 30 s, the trigger with this 500.
 DATABASE_ERROR_ATTEMPTS = 3
 
 

@@ -136,6 +136,33 @@ def admin_password(home: Path | None = None) -> str:
     return json.loads(path.read_text())[ADMIN_USER]
 
 
+def _sqlite_url(home: Path, lock_wait_s: int) -> str:
+    """The metadata database's URL; ``lock_wait_s``: how long a connection waits for SQLite's
+    write lock before its statement fails with "database is locked"."""
+    return f"sqlite:///{home / 'airflow.db'}?timeout={lock_wait_s}"
+
+
+# How long the API server's connections wait for SQLite's write lock: the others wait 30 s.
+# Airflow 3.3.1 commits the audit log of every API write on the API server's event loop, with a
+# blocking call (log_action in airflow/api_fastapi/logging/decorators.py). When a task's state
+# update in the same server holds the write lock, its own commit comes after its endpoint, from
+# that loop too: the loop waits out its whole lock wait for a lock only it can release, and the
+# server answers nothing meanwhile. At 30 s this cost 60 s without an answer in CI (two waits in
+# a row) and failed a stack's start. The write that waited is answered HTTP 500 "Database error"
+# with nothing written; AirflowApi sends it again (DATABASE_ERROR_ATTEMPTS), and the task SDK
+# retries its own calls on a 500 (execution_api_retries).
+API_SERVER_LOCK_WAIT_S = 5
+
+
+def component_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """The environment the component ``name`` starts with: ``env``, but for the API server's
+    shorter lock wait."""
+    if name != "api-server":
+        return env
+    url = _sqlite_url(airflow_home(), lock_wait_s=API_SERVER_LOCK_WAIT_S)
+    return {**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
+
+
 def airflow_env() -> dict[str, str]:
     """The environment every component (and every task it runs) gets."""
     home = airflow_home()
@@ -190,9 +217,9 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             # A writer waits up to 30 s for SQLite's lock, not Python's default 5 s: on busy cores
-            # the scheduler's transactions can hold it longer, and a POST of a DAG run then
-            # failed with HTTP 500, "database is locked" (seen in CI30, the demo test's lake setup).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=30",
+            # the scheduler's transactions can hold it longer. The API server waits less
+            # (API_SERVER_LOCK_WAIT_S, component_env).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlite_url(home, lock_wait_s=30),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(
                 home / "logs" / "dag_processor"
@@ -326,7 +353,7 @@ def up(timeout: float = 240.0) -> None:
         log = open(home / "logs" / f"{name}.out", "ab")  # noqa: SIM115 - the child keeps it open
         process = subprocess.Popen(
             [airflow, *args],
-            env=env,
+            env=component_env(name, env),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +124,45 @@ def test_lake_setup_runs_through_the_scheduler(api, stack):
         "target": "local",
         "lake_root": stack["lake"].as_uri(),
     }
+
+
+def test_a_write_that_meets_the_database_lock_fails_fast_and_reads_go_on(api, stack, monkeypatch):
+    """While another process holds SQLite's write lock, an API write is refused with HTTP 500
+    "Database error" after the API server's own short lock wait (API_SERVER_LOCK_WAIT_S), having
+    written nothing, and the server answers a read meanwhile. With the other components' 30 s
+    wait, Airflow's audit log held the server's event loop for all of it (scripts/airflow_stack.py).
+    """
+    from scripts import airflow_api, airflow_stack
+
+    api.wait_for_dags({"lake_setup"}, timeout=180)
+    api.unpause("lake_setup")
+    monkeypatch.setattr(airflow_api, "DATABASE_ERROR_ATTEMPTS", 1)  # one send: its own answer
+    refused = {}
+
+    def pause():
+        started = time.monotonic()
+        try:
+            api.pause("lake_setup")
+        except airflow_api.AirflowApiError as error:
+            refused["error"] = error
+        refused["seconds"] = time.monotonic() - started
+
+    lock = sqlite3.connect(stack["home"] / "airflow.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # SQLite's write lock, as a task's state update holds it
+        writer = threading.Thread(target=pause)
+        writer.start()
+        time.sleep(1)  # the write is waiting for the lock
+        health = api.get("/api/v2/monitor/health")
+        writer.join(timeout=60)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert health["metadatabase"]["status"] == "healthy"
+    assert refused["error"].is_database_error, refused["error"]
+    # Answered after the API server's lock wait, well before the others' 30 s.
+    assert airflow_stack.API_SERVER_LOCK_WAIT_S <= refused["seconds"] < 20, refused
+    assert api.get("/api/v2/dags/lake_setup")["is_paused"] is False
 
 
 def test_the_run_note_requests_are_what_airflows_api_takes(api):
