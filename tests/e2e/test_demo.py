@@ -22,6 +22,9 @@ DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 ROWS_PER_DAY = 2000
 
 
+# The demo takes 370-450 s on 2 cores beside the suite's other lanes; CI has run the suite three
+# times slower than that, when the suite's 900 s limit stopped it (and its 1,500 s had no effect).
+@pytest.mark.timeout(2400)
 def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -37,7 +40,7 @@ def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--days", str(len(DAYS)),
          "--rows", str(ROWS_PER_DAY * len(DAYS))],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500,
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=2100,
     )  # fmt: skip
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]

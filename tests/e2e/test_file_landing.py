@@ -94,7 +94,7 @@ def stack(tmp_path_factory):
     env.pop("HEADRACE_LANDING_INBOX", None)
     stack_script = [sys.executable, "scripts/airflow_stack.py"]
     started = subprocess.run(
-        [*stack_script, "up"], cwd=repo, env=env, capture_output=True, text=True, timeout=400
+        [*stack_script, "up"], cwd=repo, env=env, capture_output=True, text=True, timeout=800
     )
     try:
         assert started.returncode == 0, started.stdout + started.stderr
