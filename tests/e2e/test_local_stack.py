@@ -147,7 +147,8 @@ def test_a_write_that_meets_the_database_lock_fails_fast_and_reads_go_on(api, st
             refused["error"] = error
         refused["seconds"] = time.monotonic() - started
 
-    lock = sqlite3.connect(stack["home"] / "airflow.db", isolation_level=None)
+    # Waits as long as the stack's components for a lock the scheduler may hold.
+    lock = sqlite3.connect(stack["home"] / "airflow.db", timeout=30, isolation_level=None)
     try:
         lock.execute("BEGIN IMMEDIATE")  # SQLite's write lock, as a task's state update holds it
         writer = threading.Thread(target=pause)
