@@ -147,8 +147,8 @@ def _sqlite_url(home: Path, lock_wait_s: int) -> str:
 # blocking call (log_action in airflow/api_fastapi/logging/decorators.py). When a task's state
 # update in the same server holds the write lock, its own commit comes after its endpoint, from
 # that loop too: the loop waits out its whole lock wait for a lock only it can release, and the
-# server answers nothing meanwhile. At 30 s this cost 60 s without an answer in CI (two waits in
-# a row) and failed a stack's start. The write that waited is answered HTTP 500 "Database error"
+# server answers nothing meanwhile. At 30 s, CI runs saw the server answer nothing for 30 s and
+# for 60 s, and stacks fail to start. The write that waited is answered HTTP 500 "Database error"
 # with nothing written; AirflowApi sends it again (DATABASE_ERROR_ATTEMPTS), and the task SDK
 # retries its own calls on a 500 (execution_api_retries).
 API_SERVER_LOCK_WAIT_S = 5

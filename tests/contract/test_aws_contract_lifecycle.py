@@ -50,8 +50,8 @@ import pytest
 
 from include.aws_validation import RequestValidationError, validate_request
 
-# A driver run takes 170 s for Glue on 2 cores beside the suite's other lanes; in CI it once ran
-# past 600 s, when the machine ran the suite three times slower.
+# The Glue driver took 142-196 s in the suite's runs on 2 cores; in CI it once ran past 600 s,
+# when the machine ran the suite three times slower.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 ENGINES = ("glue", "emr_serverless", "emr_ec2")

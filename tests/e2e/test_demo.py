@@ -22,8 +22,8 @@ DAYS = ["2026-01-05", "2026-01-06", "2026-01-07"]
 ROWS_PER_DAY = 2000
 
 
-# The demo takes 370-450 s on 2 cores beside the suite's other lanes; CI has run the suite three
-# times slower than that, when the suite's 900 s limit stopped it (and its 1,500 s had no effect).
+# This test took 284-691 s in the suite's runs on 2 cores; CI has run the suite three times slower,
+# and the suite's 900 s limit then stopped it before its own 1,500 s.
 @pytest.mark.timeout(2400)
 def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     with socket.socket() as sock:
