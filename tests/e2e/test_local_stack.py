@@ -131,7 +131,7 @@ def test_a_write_that_meets_the_database_lock_fails_fast_and_reads_go_on(api, st
     "Database error" after the API server's own short lock wait (API_SERVER_LOCK_WAIT_S), having
     written nothing, and the server answers a read while the lock is still held. With the other
     components' 30 s wait, Airflow's audit log held the server's event loop for all of it
-    (scripts/airflow_stack.py): the write took 30.4 s, and the read waited with it.
+    (scripts/airflow_stack.py): the write took 30.4 s, and this test failed.
     """
     from scripts import airflow_api, airflow_stack
 
