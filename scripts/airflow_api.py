@@ -70,8 +70,11 @@ REQUEST_TIMEOUT_S = 60.0
 # arrives while a task's state update in the same worker holds SQLite's write lock waits out the
 # lock wait, and the update, which needs the loop to commit, waits with it
 # (API_SERVER_LOCK_WAIT_S in scripts/airflow_stack.py). Seen in CI at a stack's start: the lake
-# setup's trigger and a task's start both ended after 30 s, the trigger with this 500.
-DATABASE_ERROR_ATTEMPTS = 3
+# setup's trigger and a task's start both ended after 30 s, the trigger with this 500. Six sends,
+# each waiting up to the API server's 5 s for the lock, 0.5 s apart: a lock held by another
+# component for up to 32.5 s is waited out, as the server's single 30 s wait did before it was
+# shortened.
+DATABASE_ERROR_ATTEMPTS = 6
 
 
 class AirflowApi:
@@ -119,7 +122,7 @@ class AirflowApi:
                 error = AirflowApiError(method, url, http_error.code, body)
             if attempt == DATABASE_ERROR_ATTEMPTS or not error.is_database_error:
                 raise error from None
-            time.sleep(0.5 * attempt)
+            time.sleep(0.5)
 
     def get(self, path: str, **query):
         suffix = f"?{urllib.parse.urlencode(query, doseq=True)}" if query else ""

@@ -114,13 +114,13 @@ def test_a_write_answered_database_error_is_sent_again_and_taken(server):
     assert paths == ["/api/v2/dags/lake_setup/dagRuns", sent] * 2
 
 
-def test_a_database_error_that_lasts_is_raised_after_three_attempts(server):
+def test_a_database_error_that_lasts_is_raised_after_six_attempts(server):
     api, answers, paths = server
-    answers += [(500, DATABASE_ERROR)] * 4
+    answers += [(500, DATABASE_ERROR)] * 7
     with pytest.raises(AirflowApiError, match="HTTP 500") as raised:
         api.unpause("churn_ingestion")
     assert raised.value.is_database_error
-    assert paths == ["/api/v2/dags/churn_ingestion", {"is_paused": False}] * 3
+    assert paths == ["/api/v2/dags/churn_ingestion", {"is_paused": False}] * 6
     assert len(answers) == 1
 
 
