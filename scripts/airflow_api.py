@@ -65,15 +65,10 @@ POLL_S = 0.5
 REQUEST_TIMEOUT_S = 60.0
 # How many times a request is sent in all while it is answered HTTP 500 "Database error"
 # (AirflowApiError.is_database_error: its transaction was rolled back). On the local stack it is
-# SQLite's "database is locked" after its lock wait, which Airflow 3.3.1 can cause itself: its
-# audit-log dependency of every write commits on the API server's event loop, so a write that
-# arrives while a task's state update in the same worker holds SQLite's write lock waits out the
-# lock wait, and the update, which needs the loop to commit, waits with it
-# (API_SERVER_LOCK_WAIT_S in scripts/airflow_stack.py). Seen in CI at a stack's start: the lake
-# setup's trigger and a task's start both ended after 30 s, the trigger with this 500. Six sends,
-# each waiting up to the API server's 5 s for the lock, 0.5 s apart: a lock held by another
-# component for up to 32.5 s is waited out, as the server's single 30 s wait did before it was
-# shortened.
+# SQLite's "database is locked" after the API server's 5 s lock wait, which Airflow 3.3.1 can
+# cause itself (API_SERVER_LOCK_WAIT_S in scripts/airflow_stack.py says how). Six sends 0.5 s
+# apart wait out a lock held by another component for up to 32.5 s, as the server's single 30 s
+# wait did before it was shortened.
 DATABASE_ERROR_ATTEMPTS = 6
 
 

@@ -142,7 +142,10 @@ def _sqlite_url(home: Path, lock_wait_s: int) -> str:
     return f"sqlite:///{home / 'airflow.db'}?timeout={lock_wait_s}"
 
 
-# How long the API server's connections wait for SQLite's write lock: the others wait 30 s.
+# How long a component's connections wait for SQLite's write lock, in seconds, not Python's
+# default 5 s: on busy cores the scheduler's transactions can hold it longer.
+COMPONENT_LOCK_WAIT_S = 30
+# How long the API server's connections wait for it: less than the others.
 # Airflow 3.3.1 commits the audit log of every API write on the API server's event loop, with a
 # blocking call (log_action in airflow/api_fastapi/logging/decorators.py). When a task's state
 # update in the same server holds the write lock, its own commit comes after its endpoint, from
@@ -159,7 +162,7 @@ def component_env(name: str, env: dict[str, str]) -> dict[str, str]:
     shorter lock wait."""
     if name != "api-server":
         return env
-    url = _sqlite_url(airflow_home(), lock_wait_s=API_SERVER_LOCK_WAIT_S)
+    url = _sqlite_url(airflow_home(), API_SERVER_LOCK_WAIT_S)
     return {**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
 
 
@@ -216,10 +219,8 @@ def airflow_env() -> dict[str, str]:
             "AIRFLOW__API__SECRET_KEY": stack_secrets["secret_key"],
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            # A writer waits up to 30 s for SQLite's lock, not Python's default 5 s: on busy cores
-            # the scheduler's transactions can hold it longer. The API server waits less
-            # (API_SERVER_LOCK_WAIT_S, component_env).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlite_url(home, lock_wait_s=30),
+            # The API server waits less for SQLite's lock (API_SERVER_LOCK_WAIT_S, component_env).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlite_url(home, COMPONENT_LOCK_WAIT_S),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(
                 home / "logs" / "dag_processor"
