@@ -5,6 +5,7 @@ the health checks); ``down`` stops the API server after the scheduler."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import sys
 from pathlib import Path
@@ -74,6 +75,36 @@ def test_a_port_left_in_time_wait_by_a_stopped_server_is_accepted(stack):
     # Nothing listens on the port, but a connection of the stopped server still names it.
     assert f":{port:04X} " in Path("/proc/net/tcp").read_text()
     stack.refuse_taken_port(port)  # accepted, as the api-server's own bind would be
+
+
+def test_every_airflow_option_the_stack_sets_is_one_airflow_reads(stack, tmp_path, monkeypatch):
+    """Airflow ignores an ``AIRFLOW__SECTION__OPTION`` it does not know, without a word. The stack
+    set ``AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL``, which Airflow 3 reads from
+    ``[dag_processor]`` only, so it did nothing. Every option set here must be one of Airflow's
+    own configuration or of an installed provider's."""
+    from airflow.configuration import conf
+    from airflow.providers_manager import ProvidersManager
+
+    ProvidersManager().initialize_providers_configuration()
+    monkeypatch.setenv("HEADRACE_AIRFLOW_HOME", str(tmp_path / "home"))
+    # Only what the stack sets: none of this process's own Airflow settings.
+    for name in [name for name in os.environ if name.startswith("AIRFLOW__")]:
+        monkeypatch.delenv(name)
+    env = stack.airflow_env()
+    names = {name for name in env if name.startswith("AIRFLOW__")}
+    names |= {
+        name for name in stack.component_env("api-server", env) if name.startswith("AIRFLOW__")
+    }
+    assert "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL" in names and len(names) > 20
+
+    def known(name: str) -> bool:
+        section, option = name.removeprefix("AIRFLOW__").lower().split("__", 1)
+        return option in conf.configuration_description.get(section, {}).get("options", {})
+
+    assert sorted(name for name in names if not known(name)) == []
+    # The check itself knows a moved option from its new place.
+    assert not known("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL")
+    assert known("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL")
 
 
 def test_up_refuses_a_taken_port_before_starting_anything(stack, tmp_path, monkeypatch):
