@@ -1,6 +1,7 @@
-"""The local stack's settings come from the environment, then ``.env``; a taken API port is
-refused before anything starts (the api-server would die on it while another process answered
-the health checks); ``down`` stops the API server after the scheduler."""
+"""The local stack's settings come from the environment, then ``.env``, and every Airflow option
+it sets is one Airflow reads; a taken API port is refused before anything starts (the api-server
+would die on it while another process answered the health checks); ``down`` stops the API server
+after the scheduler."""
 
 from __future__ import annotations
 
