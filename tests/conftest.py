@@ -24,7 +24,8 @@ os.environ["HEADRACE_LAKE_ROOT"] = (_SESSION_DIR / "lake").as_uri()
 os.environ["PIPELINE_TARGET"] = "local"
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # A test's warm drivers (include/warm_drivers.py) serve only its own jobs: after 30 s idle they go,
-# not after five minutes, so a lane's finished tests do not keep a JVM each.
+# not after five minutes, so a lane's finished tests do not keep a JVM each. A test's own Airflow
+# stack keeps the five minutes (tests/e2e/conftest.py, stack_environment): its `down` stops them.
 os.environ.setdefault("HEADRACE_WARM_DRIVER_IDLE_S", "30")
 
 

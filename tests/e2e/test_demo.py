@@ -5,7 +5,6 @@ last day's drift is detected (and only that day's), and the retraining it starts
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -14,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +30,7 @@ def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
+    env = stack_environment(
         HEADRACE_AIRFLOW_HOME=str(tmp_path / "airflow"),
         HEADRACE_API_PORT=str(port),
         HEADRACE_LAKE_ROOT=(tmp_path / "lake").as_uri(),

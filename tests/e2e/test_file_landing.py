@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from scripts.airflow_api import AirflowApi
+from tests.e2e.conftest import stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +85,7 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     lake = tmp_path_factory.mktemp("lake")
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
+    env = stack_environment(
         HEADRACE_AIRFLOW_HOME=str(home),
         HEADRACE_API_PORT=str(port),
         HEADRACE_LAKE_ROOT=lake.as_uri(),

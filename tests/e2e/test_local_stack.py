@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from scripts.airflow_api import AirflowApi
+from tests.e2e.conftest import stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,17 +48,13 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     lake = tmp_path_factory.mktemp("lake")
     port = _free_port()
-    env = {
-        **os.environ,
-        "HEADRACE_AIRFLOW_HOME": str(home),
-        "HEADRACE_API_PORT": str(port),
-        "HEADRACE_LAKE_ROOT": lake.as_uri(),
-        "PIPELINE_TARGET": "local",
-        "HEADRACE_DAGS_PAUSED_AT_CREATION": "true",
-    }
-    # The test session's own Airflow settings must not leak into the stack's components.
-    for name in [k for k in env if k.startswith("AIRFLOW")]:
-        del env[name]
+    env = stack_environment(
+        HEADRACE_AIRFLOW_HOME=str(home),
+        HEADRACE_API_PORT=str(port),
+        HEADRACE_LAKE_ROOT=lake.as_uri(),
+        PIPELINE_TARGET="local",
+        HEADRACE_DAGS_PAUSED_AT_CREATION="true",
+    )
     started = _make("up", env)
     info = {"home": home, "lake": lake, "port": port, "env": env, "up": started}
     try:
