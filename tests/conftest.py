@@ -22,6 +22,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")
 os.environ["HEADRACE_LAKE_ROOT"] = (_SESSION_DIR / "lake").as_uri()
 os.environ["PIPELINE_TARGET"] = "local"
+# Local jobs' run state and warm drivers (without it: the repository's .local/local_runs).
+os.environ["HEADRACE_LOCAL_RUNS_DIR"] = str(_SESSION_DIR / "local_runs")
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # A test's warm drivers (include/warm_drivers.py) serve only its own jobs: after 30 s idle they go,
 # not after five minutes, so a lane's finished tests do not keep a JVM each. A test's own Airflow

@@ -385,6 +385,8 @@ def aws_lake(aws_settings, headrace_env, monkeypatch):
     settings, resolver, documents = aws_settings
     for variable, value in headrace_env.items():
         monkeypatch.setenv(variable, value)
+    # The suite's local-only run-state folder (tests/conftest.py): MWAA never exports it.
+    monkeypatch.delenv("HEADRACE_LOCAL_RUNS_DIR", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", cfn.REGION)
     get_settings.cache_clear()
     assert get_settings() == settings
