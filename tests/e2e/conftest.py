@@ -65,9 +65,9 @@ def stack_environment(**settings: str) -> dict[str, str]:
     """The environment a test's own local stack starts with: the session's plus ``settings``, less
     the session's Airflow settings (they must not leak into the stack's components) and less the
     suite's 30 s warm-driver idle time (tests/conftest.py). A stack's drivers serve its jobs until
-    ``down`` stops them, as under ``make up``: with 30 s, every day after a training or a drift
-    check started cold JVMs (the demo test, alone: 245.7 s, 207.1 s without; a day's ingestion
-    13.5-14.1 s, 6.3-6.4 s)."""
+    ``down`` stops them, as under ``make up``: with 30 s, a day after a training or a drift check
+    started cold drivers (the demo test alone, runs alternated: 245.7, 230.8 and 200.6 s before,
+    207.1, 187.3 and 185.6 s after; a day's ingestion 11.0-14.1 s cold, 5.2-6.4 s warm)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != IDLE_ENV}
     env.update(settings)
     return env
