@@ -61,15 +61,24 @@ class LocalStack:
         return AirflowApi(self.url, "admin", self.password)
 
 
-def stack_environment(**settings: str) -> dict[str, str]:
-    """The environment a test's own local stack starts with: the session's plus ``settings``, less
-    the session's Airflow settings (they must not leak into the stack's components) and less the
-    suite's 30 s warm-driver idle time (tests/conftest.py). A stack's drivers serve its jobs until
-    ``down`` stops them, as under ``make up``: with 30 s, a day after a training or a drift check
-    started cold drivers (the demo test alone, runs alternated: 245.7, 230.8 and 200.6 s before,
-    207.1, 187.3 and 185.6 s after; a day's ingestion 11.0-14.1 s cold, 5.2-6.4 s warm)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != IDLE_ENV}
-    env.update(settings)
+def stack_environment(home: Path, lake: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment a test's own local stack starts with: its Airflow home, lake and port on the
+    local target, plus ``settings``, over the session's environment less the session's Airflow
+    settings (they must not leak into the stack's components), less any landing inbox (the
+    stack's own is in its lake) and less the suite's 30 s warm-driver idle time
+    (tests/conftest.py). A stack's drivers serve its jobs until ``down`` stops them, as under
+    ``make up``: with 30 s, a day after a training or a drift check started cold drivers (the demo
+    test alone, runs alternated: 245.7, 230.8 and 200.6 s before, 207.1, 187.3 and 185.6 s after;
+    a day's ingestion 11.0-14.1 s cold, 5.2-6.4 s warm)."""
+    dropped = {IDLE_ENV, "HEADRACE_LANDING_INBOX"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in dropped}
+    env.update(
+        HEADRACE_AIRFLOW_HOME=str(home),
+        HEADRACE_API_PORT=str(port),
+        HEADRACE_LAKE_ROOT=lake.as_uri(),
+        PIPELINE_TARGET="local",
+        **settings,
+    )
     return env
 
 
@@ -99,14 +108,8 @@ class _SharedStack:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         home, lake = self._base / "airflow", self._base / "lake"
-        env = stack_environment(
-            HEADRACE_AIRFLOW_HOME=str(home),
-            HEADRACE_API_PORT=str(port),
-            HEADRACE_LAKE_ROOT=lake.as_uri(),
-            PIPELINE_TARGET="local",
-            # Shared by many tests: each unpauses what it needs (MWAA's default).
-            HEADRACE_DAGS_PAUSED_AT_CREATION="true",
-        )
+        # Shared by many tests: each unpauses what it needs (MWAA's default).
+        env = stack_environment(home, lake, port, HEADRACE_DAGS_PAUSED_AT_CREATION="true")
         started = self._script("up", env)
         stack = LocalStack(home=home, lake=lake, port=port, env=env)
         if started.returncode != 0:

@@ -30,13 +30,7 @@ def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = stack_environment(
-        HEADRACE_AIRFLOW_HOME=str(tmp_path / "airflow"),
-        HEADRACE_API_PORT=str(port),
-        HEADRACE_LAKE_ROOT=(tmp_path / "lake").as_uri(),
-        PIPELINE_TARGET="local",
-    )
-    env.pop("HEADRACE_LANDING_INBOX", None)
+    env = stack_environment(tmp_path / "airflow", tmp_path / "lake", port)
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--days", str(len(DAYS)),
          "--rows", str(ROWS_PER_DAY * len(DAYS))],

@@ -85,13 +85,7 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     lake = tmp_path_factory.mktemp("lake")
     port = _free_port()
-    env = stack_environment(
-        HEADRACE_AIRFLOW_HOME=str(home),
-        HEADRACE_API_PORT=str(port),
-        HEADRACE_LAKE_ROOT=lake.as_uri(),
-        PIPELINE_TARGET="local",
-    )
-    env.pop("HEADRACE_LANDING_INBOX", None)
+    env = stack_environment(home, lake, port)
     stack_script = [sys.executable, "scripts/airflow_stack.py"]
     started = subprocess.run(
         [*stack_script, "up"], cwd=repo, env=env, capture_output=True, text=True, timeout=800

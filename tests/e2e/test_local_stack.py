@@ -48,13 +48,7 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     lake = tmp_path_factory.mktemp("lake")
     port = _free_port()
-    env = stack_environment(
-        HEADRACE_AIRFLOW_HOME=str(home),
-        HEADRACE_API_PORT=str(port),
-        HEADRACE_LAKE_ROOT=lake.as_uri(),
-        PIPELINE_TARGET="local",
-        HEADRACE_DAGS_PAUSED_AT_CREATION="true",
-    )
+    env = stack_environment(home, lake, port, HEADRACE_DAGS_PAUSED_AT_CREATION="true")
     started = _make("up", env)
     info = {"home": home, "lake": lake, "port": port, "env": env, "up": started}
     try:
