@@ -67,9 +67,8 @@ def stack_environment(home: Path, lake: Path, port: int, **settings: str) -> dic
     settings (they must not leak into the stack's components), less any landing inbox (the
     stack's own is in its lake) and less the suite's 30 s warm-driver idle time
     (tests/conftest.py). A stack's drivers serve its jobs until ``down`` stops them, as under
-    ``make up``: with 30 s, a day after a training or a drift check started cold drivers (the demo
-    test alone, runs alternated: 245.7, 230.8 and 200.6 s before, 207.1, 187.3 and 185.6 s after;
-    a day's ingestion 11.0-14.1 s cold, 5.2-6.4 s warm)."""
+    ``make up``: with 30 s, a day after a training or a drift check started cold drivers
+    (docs/benchmarks.md, "Warm drivers in the tests' own stacks", has the measurements)."""
     dropped = {IDLE_ENV, "HEADRACE_LANDING_INBOX"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in dropped}
     env.update(
