@@ -4,9 +4,10 @@ caches that ``make envs`` builds.
 Every local job, Airflow task and quality check is a fresh interpreter, so its imports are paid
 each time; every local Spark job also starts a JVM. ``make envs`` builds two caches for that:
 
-- each environment's bytecode (``uv pip sync --compile-bytecode``). Baseline, in the same run:
-  the same import with ``-X pycache_prefix`` set to an empty folder, which makes Python compile
-  every module from source, as it did when nothing wrote bytecode (PYTHONDONTWRITEBYTECODE).
+- each environment's bytecode (compiled after ``uv pip sync``: the Makefile's
+  ``COMPILE_PACKAGES``). Baseline, in the same run: the same import with ``-X pycache_prefix``
+  set to an empty folder, which makes Python compile every module from source, as it did when
+  nothing wrote bytecode (PYTHONDONTWRITEBYTECODE).
 - the local Spark driver's class archive (scripts/spark_class_archive.py). Baseline: the same
   driver started without it.
 
