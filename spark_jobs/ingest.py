@@ -1761,6 +1761,12 @@ def run_ingest(
     ).createOrReplaceTempView(salt_view)
     salt_sql = f"(SELECT salt FROM {salt_view})"  # noqa: S608 - a view name generated here
     cached: list = []
+    # Cached as the JVM's objects (what DataFrame.persist() picks by default), not serialized:
+    # PySpark's MEMORY_AND_DISK keeps the cached column batches Java-serialized, so each of the
+    # four passes over them deserialized all of them again. Measured at 1M rows (2 cores, runs
+    # alternated in one session): 15.55-17.67 s serialized against 14.26-16.49 s. Both spill to
+    # disk when memory is short.
+    cache_level = StorageLevel.MEMORY_AND_DISK_DESER
     final = None
     sql_conf = ingest_sql_conf(spark)
     previous_conf = {key: spark.conf.get(key, None) for key in sql_conf}
@@ -1772,9 +1778,7 @@ def run_ingest(
         part_rows: Counter = Counter()
         if raw_df is not None:
             with timer("validate"):
-                validated = validate(raw_df, spec, logical_date, salt_sql).persist(
-                    StorageLevel.MEMORY_AND_DISK
-                )
+                validated = validate(raw_df, spec, logical_date, salt_sql).persist(cache_level)
                 cached.append(validated)
                 # The action that fills the cache also counts what the reader produced (one row
                 # per record, row-local so far). Not an Observation: with adaptive execution on
@@ -1783,7 +1787,7 @@ def run_ingest(
                 # or blank file hung the job).
                 observed_rows = validated.select(F.count(F.lit(1))).collect()[0][0]
             with timer("deduplicate"):
-                losers = deduplication_losers(validated, spec).persist(StorageLevel.MEMORY_AND_DISK)
+                losers = deduplication_losers(validated, spec).persist(cache_level)
                 cached.append(losers)
                 losers.count()
             with timer("count"):
