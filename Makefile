@@ -27,7 +27,8 @@ STAMPS := $(VENV)/.installed $(SPARK_VENV)/.installed $(TRAINING_VENV)/.installe
 # pyspark with pandas and pyarrow 1.8 s -> 0.4 s; about 50 s more at install.
 # Not the packages' own test suites (pandas/tests, scipy's, sympy's, ...): nothing imports them,
 # and a whole fresh-clone run of `make test` read none of their files (2026-12-07: 230 of the
-# three environments' 701 MiB of bytecode). Files that do not compile on the environment's Python
+# three environments' 701 MiB of bytecode; `make envs bytecode` from a fresh clone 84.6-90.8 s ->
+# 76.4-78.1 s, docs/benchmarks.md). Files that do not compile on the environment's Python
 # (torch's helpers written for 3.12) stay uncompiled, as uv's --compile-bytecode leaves them, so
 # compileall's status is ignored.
 SYNC := $(UV) pip sync
