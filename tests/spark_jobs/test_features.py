@@ -1,6 +1,7 @@
 """The features job: values match a hand computation from curated data, the split is stable per
 customer and proportional, re-runs are identical, only days that passed the quality gate are
-read (the others are named in the manifest), and a missing or unvalidated day itself fails."""
+read (the others are named in the manifest), and a missing or unvalidated day itself fails. And
+a day's ingest and features jobs, run again in the same session, compile no generated class again."""
 
 from __future__ import annotations
 
@@ -143,6 +144,29 @@ def test_rerun_is_identical_and_inputs_are_traced(spark, spec, lake, last_day):
     assert again.manifest == first.manifest
     assert again.manifest["features"] == feature_columns(spec, 3)
     assert not (lake / "features" / "churn" / "_staging" / f"ds={DAYS[-1]}").exists()
+
+
+def test_a_days_second_ingest_and_features_compile_no_generated_class_again(spark, spec, tmp_path):
+    """As in a warm driver, a day's ingest then features jobs, twice in the session: the
+    second time every generated class comes from the session's cache. With Spark's default of
+    100 entries the two jobs' 97 classes evicted each other, and 43 were compiled again."""
+    config = GeneratorConfig(
+        out=tmp_path / "landing", start=START, days=1, rows_per_day=300, seed=9, corrupt_rate=0.05
+    )
+    generate(config)
+    lake = tmp_path / "lake"
+    compilations = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics
+    compiled = []
+    for _ in range(2):
+        before = compilations.METRIC_COMPILATION_TIME().getCount()
+        run_ingest(
+            spark, spec, landing_uri=str(config.out), ds=DAYS[0], lake_root=str(lake),
+            pii_salt=TEST_SALT,
+        )  # fmt: skip
+        write_quality_result(lake, DAYS[0])
+        run_features(spark, spec, lake_root=str(lake), ds=DAYS[0])
+        compiled.append(compilations.METRIC_COMPILATION_TIME().getCount() - before)
+    assert compiled[1] == 0, compiled
 
 
 def test_missing_past_days_are_left_out_and_reported_but_the_day_itself_is_required(
