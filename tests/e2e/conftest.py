@@ -61,6 +61,13 @@ class LocalStack:
         return AirflowApi(self.url, "admin", self.password)
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a test's own stack."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def stack_environment(home: Path, lake: Path, port: int, **settings: str) -> dict[str, str]:
     """The environment a test's own local stack starts with: its Airflow home, lake and port on the
     local target, plus ``settings``, over the session's environment less the session's Airflow
@@ -103,9 +110,7 @@ class _SharedStack:
         return self._stack
 
     def _start(self) -> LocalStack:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         home, lake = self._base / "airflow", self._base / "lake"
         # Shared by many tests: each unpauses what it needs (MWAA's default).
         env = stack_environment(home, lake, port, HEADRACE_DAGS_PAUSED_AT_CREATION="true")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import stack_environment
+from tests.e2e.conftest import free_port, stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +27,7 @@ ROWS_PER_DAY = 2000
 # and the suite's 900 s limit then stopped it before its own 1,500 s.
 @pytest.mark.timeout(2400)
 def test_demo_runs_the_lifecycle_from_landing_files_to_retraining(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = stack_environment(tmp_path / "airflow", tmp_path / "lake", port)
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--days", str(len(DAYS)),

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from scripts.airflow_api import AirflowApi
-from tests.e2e.conftest import stack_environment
+from tests.e2e.conftest import free_port, stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +43,6 @@ ROWS = 300
 # triggerer picks up a new watcher within seconds, the scheduler loops every second or so.
 TRIGGER_BOUND_S = 60
 ENVIRONMENTS = (".venv", ".venv-spark", ".venv-training")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _copy_of_the_working_tree(to: Path) -> Path:
@@ -84,7 +77,7 @@ def stack(tmp_path_factory):
     scaffolded = _in_copy(repo, "scripts/new_pipeline.py", DATASET)
     home = tmp_path_factory.mktemp("airflow-home")
     lake = tmp_path_factory.mktemp("lake")
-    port = _free_port()
+    port = free_port()
     env = stack_environment(home, lake, port)
     stack_script = [sys.executable, "scripts/airflow_stack.py"]
     started = subprocess.run(

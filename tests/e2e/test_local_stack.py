@@ -17,16 +17,10 @@ from pathlib import Path
 import pytest
 
 from scripts.airflow_api import AirflowApi
-from tests.e2e.conftest import stack_environment
+from tests.e2e.conftest import free_port, stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _make(target: str, env: dict) -> subprocess.CompletedProcess:
@@ -47,7 +41,7 @@ def _group_alive(pgid: int) -> bool:
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     lake = tmp_path_factory.mktemp("lake")
-    port = _free_port()
+    port = free_port()
     env = stack_environment(home, lake, port, HEADRACE_DAGS_PAUSED_AT_CREATION="true")
     started = _make("up", env)
     info = {"home": home, "lake": lake, "port": port, "env": env, "up": started}

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,9 +118,7 @@ def test_wrong_or_missing_credentials_exit_3(local_stack):
 
 
 def test_an_unreachable_api_exits_5_so_the_caller_retries(local_stack):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()
     result = _cli(
         local_stack, "--url", f"http://127.0.0.1:{closed_port}", "dag", "lake_setup",
         AIRFLOW_API_PASSWORD="unused",  # pragma: allowlist secret
