@@ -31,6 +31,13 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("HEADRACE_WARM_DRIVER_IDLE_S", "30")
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """A passing session removes its folder (the lake, Airflow's home, local runs: up to 9 MB);
+    a failing one keeps it to look into."""
+    if exitstatus == 0:
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -36,6 +36,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -718,6 +719,8 @@ def main(engine: str, log_path: Path, dags_folder: Path = REPO_ROOT / "dags") ->
             k: v["best"]["TrainingJobName"] for k, v in simulated.best_training_jobs.items()
         },
     }
+    if "error" not in outcome:  # a failed lifecycle keeps its folder to look into
+        shutil.rmtree(work, ignore_errors=True)
     return outcome
 
 
