@@ -2,7 +2,7 @@
 deployment has made in it), and the recorder of every request the test's botocore clients send.
 
 Used by the pytest fixtures of tests/conftest.py and by the scripts that run DAGs in a process of
-their own (tests/contract/aws_lifecycle_driver.py, tests/dags/fixtures/run_dag_on_moto.py …),
+their own (tests/contract/aws_lifecycle_driver.py, tests/plugins/fixtures/spark_job_dag.py),
 which put the repository root on ``sys.path`` to import it.
 """
 

@@ -156,10 +156,17 @@ def test_lifecycle_completes_on_the_aws_target(lifecycle):
     for run in lifecycle["runs"]:
         if run["state"] == "success":
             assert set(run["tasks"].values()) <= {"success", "skipped"}, run
-    ingest = lifecycle["runs"][1]["xcom"]["ingest"]
+    ingestion = lifecycle["runs"][1]["xcom"]
+    # landing_days picked the run's day (its `ds` param) and ingest ran once, for that day.
+    assert [day["asset_extra"] for day in ingestion["landing_days"]] == [{"ds": DAY_1}]
+    ingest = ingestion["ingest"]
     # One run per landing day (the ingest task may be mapped over the days).
     runs_of_day = ingest if isinstance(ingest, list) else [ingest]
-    assert [run["engine"] for run in runs_of_day] == [lifecycle["engine"]]
+    # Each engine's own word for a job run that succeeded.
+    succeeded = {"glue": "SUCCEEDED", "emr_serverless": "SUCCESS", "emr_ec2": "COMPLETED"}
+    assert [(run["engine"], run["state"]) for run in runs_of_day] == [
+        (lifecycle["engine"], succeeded[lifecycle["engine"]])
+    ]
 
 
 def test_every_request_is_valid_for_botocores_service_model(lifecycle):
@@ -272,6 +279,7 @@ def test_the_spark_job_request_of_each_engine(lifecycle):
     assert options["--lake-root"] == f"s3://{BUCKET}/lake"
     assert options["--spec"] == f"s3://{BUCKET}/artifacts/datasets/churn.yaml"
     assert options["--pii-salt-secret-id"] == lifecycle["settings"]["HEADRACE_PII_SALT_SECRET_ARN"]
+    assert "--pii-salt-env" not in options  # on AWS the salt comes from Secrets Manager only
     kms = lifecycle["settings"]["kms_key_arn"]
     if engine == "glue":
         (job,) = dag_requests(lifecycle, "glue", "CreateJob")[:1]
