@@ -118,7 +118,8 @@ lint: $(VENV)/.installed
 # left the cores under 1 % idle but took 1,158 s from a fresh clone against 1,073-1,106 s for
 # three, every lane slower (the demo test 450 s against 373 s); five made the longest end-to-end
 # test 2.4x slower and the demo test ran past its 15-minute limit. Every test runs in exactly one
-# lane: the --ignore lists and the files named below are the only things that divide them.
+# lane: the --ignore lists and the files named below are the only things that divide them
+# (tests/test_make_test_lanes.py checks it).
 # The environments first, on their own: `envs` builds them in a make of its own, so with `make -j`
 # lint must not start on the worker's environment beside it.
 test: envs
