@@ -161,6 +161,15 @@ def describe(folder: Path) -> dict | None:
         "Result": read_json(folder / _RESULT_FILE) or {},
     }
     status = read_json(folder / _STATUS_FILE)
+    running = (
+        status is None
+        and bool(process)
+        and process_matches(process["pid"], process.get("create_time"))
+    )
+    if status is None and not running:
+        # The supervisor writes its status, then exits: one that ended between the two looks
+        # above has written it by now (read once, the job would pass for lost; seen in CI).
+        status = read_json(folder / _STATUS_FILE)
     if status is not None and "Status" not in status:
         # The local tuning job kept a status of its own here before it ran on this supervisor.
         raise RuntimeError(
@@ -169,7 +178,7 @@ def describe(folder: Path) -> dict | None:
         )
     if status is not None:
         description.update(status)
-    elif process and process_matches(process["pid"], process.get("create_time")):
+    elif running:
         description["Status"] = STOPPING if stop_requested else IN_PROGRESS
     elif not process and not stop_requested:
         # Between request.json and process.json: a start is under way under the start lock (or

@@ -208,3 +208,26 @@ def test_a_status_an_older_version_wrote_is_refused_naming_the_folder(tmp_path):
 
     with pytest.raises(RuntimeError, match=re.escape(f"delete {folder}")):
         local_jobs.describe(folder)
+
+
+def test_a_job_that_ends_between_describes_two_looks_is_not_lost(tmp_path, monkeypatch):
+    """The supervisor writes its status, then exits. ``describe`` reads the status, then checks
+    the supervisor; a job that ended in between (seen in CI) is completed, not lost."""
+    steps = local_jobs.JobSteps(command=python("pass"))
+    description, _ = local_jobs.start(tmp_path / "job-9", {}, steps)
+    assert local_jobs.wait(tmp_path / "job-9", timeout=60)["Status"] == local_jobs.COMPLETED
+    status = tmp_path / "job-9" / "status.json"
+    recorded = status.read_text()
+    status.unlink()
+    looks = []
+
+    def supervisor_ends_now(pid, create_time):
+        # Called between the two looks: the supervisor records its result and is gone.
+        looks.append(pid)
+        status.write_text(recorded)
+        return False
+
+    monkeypatch.setattr(local_jobs, "process_matches", supervisor_ends_now)
+    ended = local_jobs.describe(tmp_path / "job-9")
+    assert looks == [description["Pid"]]
+    assert (ended["Status"], ended.get("Lost")) == (local_jobs.COMPLETED, None)
