@@ -192,6 +192,7 @@ bench: envs
 	$(VPY) bench/drift.py
 	$(VPY) bench/monitoring_memory.py
 	$(VPY) bench/worker_memory.py
+	$(VPY) bench/task_handoff.py
 	$(SPARK_VENV)/bin/python bench/ingestion.py
 	$(TRAINING_VENV)/bin/python bench/scoring.py
 	$(TRAINING_VENV)/bin/python bench/training.py

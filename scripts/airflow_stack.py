@@ -210,6 +210,15 @@ def airflow_env() -> dict[str, str]:
             # 0.25 s; a 2-task DAG run took 2.1 s, 0.6-0.7 s. The price: an idle stack's
             # scheduler took 1.1 CPU-s a minute, 3.5 at 0.25 s (the whole stack 3.8, 6.0).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+            # A task's supervisor waits on its process's sockets at most this long at a time
+            # (and heartbeats this often). On a busy machine the sockets often close before
+            # the exited process can be reaped; Airflow 3.3.1's supervisor then sleeps out the
+            # whole wait, holding one of the two executor slots, so the next task waits in the
+            # queue. Two demo runs: the tasks queued 15.8 s in all with Airflow's 5 s, 2.1 s
+            # with 1 s (docs/benchmarks.md, "Supervisors that outlive their task").
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": stack_setting(
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "1"
+            ),
             "AIRFLOW__API__WORKERS": "1",
             # What the MWAA 3.3.1 image forces; docs/operating-on-mwaa.md lists what still differs, and why.
             "AIRFLOW__API__SERVER_TYPE": "gunicorn",

@@ -105,6 +105,19 @@ def test_every_airflow_option_the_stack_sets_is_one_airflow_reads(stack, tmp_pat
     assert known("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL")
 
 
+def test_the_supervisors_wait_is_one_second_unless_set(stack, tmp_path, monkeypatch):
+    """``[workers] min_heartbeat_interval`` bounds how long a task's supervisor outlives its task
+    (bench/task_handoff.py): 1 s on the stack, Airflow's 5 s when a bench's baseline sets it."""
+    name = "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"
+    monkeypatch.setenv("HEADRACE_AIRFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(name, raising=False)
+    assert stack.airflow_env()[name] == "1"
+    stack.DOTENV.write_text(f"{name}=3\n")
+    assert stack.airflow_env()[name] == "3"
+    monkeypatch.setenv(name, "5")
+    assert stack.airflow_env()[name] == "5"
+
+
 def test_up_refuses_a_taken_port_before_starting_anything(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("HEADRACE_AIRFLOW_HOME", str(tmp_path / "home"))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
