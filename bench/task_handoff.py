@@ -19,9 +19,7 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,30 +31,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.airflow_api import AirflowApi  # noqa: E402
+from scripts.airflow_stack import free_port, own_stack_env  # noqa: E402
 
 SETTING = "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"
 GOAL = 0.8
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stack_env(base: Path, port: int, interval: str) -> dict[str, str]:
-    """A stack of its own home, lake and port, less any Airflow setting of this shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.pop("HEADRACE_LANDING_INBOX", None)
-    env.update(
-        HEADRACE_AIRFLOW_HOME=str(base / "airflow"),
-        HEADRACE_API_PORT=str(port),
-        HEADRACE_LAKE_ROOT=(base / "lake").as_uri(),
-        HEADRACE_DAGS_PAUSED_AT_CREATION="true",
-        PIPELINE_TARGET="local",
-        **{SETTING: interval},
-    )
-    return env
 
 
 @contextlib.contextmanager
@@ -81,9 +59,15 @@ def measure(interval: str, runs: int, busy: int) -> dict:
     """Run ``lake_setup`` ``runs`` times on a fresh stack; the walls and the supervisors' lingers."""
     stack = [sys.executable, str(REPO_ROOT / "scripts" / "airflow_stack.py")]
     with tempfile.TemporaryDirectory(prefix="headrace-bench-handoff-") as tmp:
-        base, port = Path(tmp), _free_port()
-        env = _stack_env(base, port, interval)
+        base, port = Path(tmp), free_port()
         home = base / "airflow"
+        env = own_stack_env(
+            home,
+            base / "lake",
+            port,
+            HEADRACE_DAGS_PAUSED_AT_CREATION="true",
+            **{SETTING: interval},
+        )
         started = subprocess.run([*stack, "up"], env=env, capture_output=True, text=True)
         try:
             if started.returncode != 0:

@@ -90,6 +90,33 @@ def refuse_taken_port(port: int) -> None:
             ) from None
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a stack of its own (tests, benches)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def own_stack_env(home: Path, lake: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment a stack of its own Airflow home, lake and port starts with (the tests'
+    and the benches' stacks, beside a developer's own), on the local target, plus ``settings``:
+    this process's environment less its Airflow settings (they must not leak into the stack's
+    components) and less any landing inbox (the stack's own is in its lake)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AIRFLOW") and k != "HEADRACE_LANDING_INBOX"
+    }
+    env.update(
+        HEADRACE_AIRFLOW_HOME=str(home),
+        HEADRACE_API_PORT=str(port),
+        HEADRACE_LAKE_ROOT=lake.as_uri(),
+        PIPELINE_TARGET="local",
+        **settings,
+    )
+    return env
+
+
 def api_url() -> str:
     return f"http://127.0.0.1:{api_port()}"
 

@@ -12,8 +12,6 @@ left as they are.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import pytest
 
 from include.warm_drivers import IDLE_ENV
 from scripts.airflow_api import AirflowApi
+from scripts.airflow_stack import free_port, own_stack_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FIXTURE = "local_stack"
@@ -61,30 +60,14 @@ class LocalStack:
         return AirflowApi(self.url, "admin", self.password)
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now, for a test's own stack."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def stack_environment(home: Path, lake: Path, port: int, **settings: str) -> dict[str, str]:
-    """The environment a test's own local stack starts with: its Airflow home, lake and port on the
-    local target, plus ``settings``, over the session's environment less the session's Airflow
-    settings (they must not leak into the stack's components), less any landing inbox (the
-    stack's own is in its lake) and less the suite's 30 s warm-driver idle time
-    (tests/conftest.py). A stack's drivers serve its jobs until ``down`` stops them, as under
-    ``make up``: with 30 s, a day after a training or a drift check started cold drivers
-    (docs/benchmarks.md, "Warm drivers in the tests' own stacks", has the measurements)."""
-    dropped = {IDLE_ENV, "HEADRACE_LANDING_INBOX"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in dropped}
-    env.update(
-        HEADRACE_AIRFLOW_HOME=str(home),
-        HEADRACE_API_PORT=str(port),
-        HEADRACE_LAKE_ROOT=lake.as_uri(),
-        PIPELINE_TARGET="local",
-        **settings,
-    )
+    """The environment a test's own local stack starts with (``own_stack_env``), less the suite's
+    30 s warm-driver idle time (tests/conftest.py). A stack's drivers serve its jobs until
+    ``down`` stops them, as under ``make up``: with 30 s, a day after a training or a drift check
+    started cold drivers (docs/benchmarks.md, "Warm drivers in the tests' own stacks", has the
+    measurements)."""
+    env = own_stack_env(home, lake, port, **settings)
+    env.pop(IDLE_ENV, None)
     return env
 
 

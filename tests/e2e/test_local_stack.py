@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from scripts.airflow_api import AirflowApi
-from tests.e2e.conftest import free_port, stack_environment
+from scripts.airflow_stack import free_port
+from tests.e2e.conftest import stack_environment
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
