@@ -91,7 +91,8 @@ def refuse_taken_port(port: int) -> None:
 
 
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now, for a stack of its own (tests, benches)."""
+    """A port on 127.0.0.1 that nothing listens on now, for a server of a test or bench of its own
+    (an Airflow stack, a moto server)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

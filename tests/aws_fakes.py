@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from scripts.airflow_stack import free_port
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account: roles must belong to it
@@ -48,9 +49,7 @@ class MotoServer:
     which the aws lifecycle driver measures task by task."""
 
     def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         # Its request log goes to a file: read back only to say why it did not start.
         self._output = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
