@@ -187,7 +187,13 @@ def test_killing_the_job_process_mid_write_keeps_the_previous_partition(
     before = snapshot(lake)
     big = make_landing(tmp_path / "big", 120_000, seed=5)
 
-    env = ingest_env()
+    # A SIGKILLed JVM cannot delete its blockmgr-* and spark-* directories: keep them here, not
+    # in /tmp, where this test left three per run (Spark's local dirs and the JVM's temp dir).
+    spark_local = tmp_path / "spark-local"
+    spark_local.mkdir()
+    env = ingest_env(
+        SPARK_LOCAL_DIRS=str(spark_local), JDK_JAVA_OPTIONS=f"-Djava.io.tmpdir={spark_local}"
+    )
     command = ingest_command(str(big), DS, lake.as_uri())
     # Its own process group: the kill reaches the Python driver and its JVM together.
     job = subprocess.Popen(
@@ -212,6 +218,7 @@ def test_killing_the_job_process_mid_write_keeps_the_previous_partition(
             os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=60)
     assert job.returncode == -signal.SIGKILL
+    assert any(spark_local.glob("blockmgr-*"))  # the killed JVM's, where it was put
     assert any(p.exists() for p in staging)  # killed mid-write, not before it
     assert snapshot(lake) == before
     # The next run clears the dead run's staging and commits its own partition.
