@@ -89,6 +89,14 @@ class LocalSparkRunner:
         self.repo_root = Path(repo_root)
 
     @property
+    def spark_local_dir(self) -> Path:
+        """Where the jobs' JVMs keep Spark's scratch folders (``blockmgr-*``: shuffle and cached
+        blocks, the day's raw rows among them), instead of the shared ``/tmp``: readable by this
+        user only, and inside the local runs' folder when a JVM killed outright cannot remove its
+        own (Spark deletes them at a normal stop)."""
+        return self.work_root / "spark-local"
+
+    @property
     def drivers_dir(self) -> Path:
         """The pool of warm drivers the runs start in (:mod:`include.warm_drivers`)."""
         return warm_drivers.pool_of(self.work_root)
@@ -134,7 +142,9 @@ class LocalSparkRunner:
         """
         python = spark_python()
         extra = dict(env or {})
+        self.spark_local_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         job_env = {
+            "SPARK_LOCAL_DIRS": str(self.spark_local_dir),
             **extra,
             # The repository first, then what the caller adds.
             "PYTHONPATH": os.pathsep.join(

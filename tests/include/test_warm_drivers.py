@@ -30,8 +30,8 @@ def runner(tmp_path, repo_root):
 
 
 def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(runner, tmp_path):
-    spark_local = tmp_path / "spark-local"  # where the JVM keeps its blockmgr-* directory
-    spark_local.mkdir()
+    # Where the JVM keeps its blockmgr-* directory: the runner's own folder, not /tmp.
+    spark_local = runner.spark_local_dir
     found = []
     for tag in ("one", "two"):
         out = tmp_path / f"{tag}.json"
@@ -40,7 +40,6 @@ def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(ru
             "AIRFLOW_CTX_TASK_ID": f"task-{tag}",
             "__AIRFLOW_SUPERVISOR_FD": str(len(found) + 7),
             "HEADRACE_SPARK_QUICK_JIT": "1",
-            "SPARK_LOCAL_DIRS": str(spark_local),
         }
         runner.start_or_attach(PROBE, ["--out", str(out), "--tag", tag], tag, env=env)
         assert runner.wait(tag, timeout=180, poll_interval=0.1).state == SUCCEEDED
@@ -63,6 +62,7 @@ def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(ru
     assert "says one" not in logs["two"] and "probe one" not in logs["two"]
 
     # `make down` gives the JVM the time its shutdown hook takes to delete Spark's directories.
+    assert spark_local.stat().st_mode & 0o077 == 0  # no other user reads the jobs' rows
     assert len(list(spark_local.glob("blockmgr-*"))) == 1
     assert stop_drivers(runner.drivers_dir) == 1
     assert not process_matches(first["pid"], None)
