@@ -91,9 +91,9 @@ class LocalSparkRunner:
     @property
     def spark_local_dir(self) -> Path:
         """Where the jobs' JVMs keep Spark's scratch folders (``blockmgr-*``: shuffle and cached
-        blocks, the day's raw rows among them), instead of the shared ``/tmp``: readable by this
-        user only, and inside the local runs' folder when a JVM killed outright cannot remove its
-        own (Spark deletes them at a normal stop)."""
+        blocks, raw values of the day's rows among them), instead of the shared ``/tmp``:
+        readable by this user only, and inside the local runs' folder when a JVM killed outright
+        cannot remove its own (Spark deletes them at a normal stop)."""
         return self.work_root / "spark-local"
 
     @property
