@@ -62,7 +62,7 @@ def test_a_second_job_runs_in_the_same_jvm_and_sees_nothing_else_of_the_first(ru
     assert "says one" not in logs["two"] and "probe one" not in logs["two"]
 
     # `make down` gives the JVM the time its shutdown hook takes to delete Spark's directories.
-    assert spark_local.stat().st_mode & 0o077 == 0  # no other user reads the jobs' rows
+    assert spark_local.stat().st_mode & 0o077 == 0  # no other user reads the jobs' scratch files
     assert len(list(spark_local.glob("blockmgr-*"))) == 1
     assert stop_drivers(runner.drivers_dir) == 1
     assert not process_matches(first["pid"], None)
